@@ -1,0 +1,71 @@
+"""The HTTP layer: flask-smorest blueprints, one per resource, and the one error handler."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Api
+from pymongo.errors import ConnectionFailure
+from werkzeug.exceptions import HTTPException
+
+from ..domain.errors import DomainError
+from . import concepts, mappings, orgs, sources, users, versions
+from .common import error_response
+
+logger = logging.getLogger(__name__)
+
+BLUEPRINTS = [orgs.blp, users.blp, sources.blp, versions.blp, concepts.blp, mappings.blp]
+
+
+def init_api(app: Flask) -> Api:
+    """Register the API, its blueprints and error handlers on the app."""
+    app.config.setdefault("API_TITLE", "termsync")
+    app.config.setdefault("API_VERSION", "1.0")
+    app.config.setdefault("OPENAPI_VERSION", "3.0.3")
+    app.config.setdefault("OPENAPI_URL_PREFIX", "/api")
+    app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    app.config.setdefault("OPENAPI_SWAGGER_UI_PATH", "/docs")
+    app.config.setdefault("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/")
+    api = Api(app, spec_kwargs={"info": {"description": (
+        "Terminology distribution server with the Open Concept Lab URL scheme. "
+        "Authenticate with `Authorization: Token <key>`.")}})
+    api.spec.components.security_scheme(
+        "Token", {"type": "apiKey", "in": "header", "name": "Authorization",
+                  "description": "`Token <key>`"})
+    api.spec.options["security"] = [{"Token": []}, {}]
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    register_error_handlers(app)
+    return api
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Every error leaves as {code, status, message, errors?} JSON; never HTML, never a trace."""
+
+    @app.errorhandler(DomainError)
+    def domain_error(error: DomainError) -> Any:
+        return error_response(error.status, error.message, error.errors, error.headers)
+
+    @app.errorhandler(ConnectionFailure)  # includes AutoReconnect, ServerSelectionTimeoutError
+    def database_down(error: Exception) -> Any:
+        logger.error("database unavailable: %s", error.__class__.__name__)
+        return error_response(503, "The database is unavailable; try again shortly.",
+                              headers={"Retry-After": "5"})
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        data = getattr(error, "data", None) or {}
+        messages = data.get("messages")
+        code = error.code or 500
+        if code >= 500:
+            original = getattr(error, "original_exception", None)
+            if original is not None:
+                logger.error("unhandled error", exc_info=original)
+            return error_response(code, "Internal server error.")
+        response = error_response(code, error.description or "", messages)
+        for key, value in (error.get_headers() if hasattr(error, "get_headers") else []):
+            if key.lower() not in ("content-type", "content-length"):
+                response.headers[key] = value
+        return response

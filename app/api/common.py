@@ -1,0 +1,122 @@
+"""Shared pieces of the HTTP layer: the caller, owner routes, JSON and paging responses."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+from http import HTTPStatus
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+import orjson
+from flask import Response, current_app, g, request
+
+from ..domain import Domain
+from ..domain.accounts import Caller, Owner
+from ..domain.errors import Invalid, Unauthorized
+
+MAX_LIMIT = 500
+
+
+def domain() -> Domain:
+    """The domain services of the running app."""
+    return current_app.extensions["termsync"]
+
+
+def current_caller() -> Caller:
+    """The caller of this request, from `Authorization: Token <key>` (401 for a bad token)."""
+    if "caller" not in g:
+        header = request.headers.get("Authorization", "")
+        token = None
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() not in ("token", "bearer") or not value.strip():
+                raise Unauthorized("Malformed Authorization header: expected 'Token <key>'.")
+            token = value.strip()
+        g.caller = domain().accounts.caller_for_token(token)
+    return g.caller
+
+
+def owner_routes(blp: Any, suffix: str, name: str) -> Callable[[Any], Any]:
+    """Register a view under /orgs/{owner}/, /users/{owner}/ and /user/ (the caller)."""
+    def decorator(view: Any) -> Any:
+        blp.route(f"/<any(orgs,users):owner_kind>/<owner_id>/{suffix}", endpoint=name)(view)
+        blp.route(f"/user/{suffix}", endpoint=f"{name}_caller")(view)
+        return view
+    return decorator
+
+
+def resolve_owner(owner_kind: str | None, owner_id: str | None) -> Owner:
+    """The owner named by the URL (404 if unknown or hidden)."""
+    return domain().accounts.resolve_owner(current_caller(), owner_kind, owner_id)
+
+
+def resolve_source(owner_kind: str | None, owner_id: str | None,
+                   source_id: str) -> tuple[Owner, dict[str, Any]]:
+    """The owner and source named by the URL (404 if unknown or hidden)."""
+    owner = resolve_owner(owner_kind, owner_id)
+    return owner, domain().content.get_source(current_caller(), owner, source_id)
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response encoded with orjson."""
+    return Response(orjson.dumps(payload), status=status, headers=headers,
+                    mimetype="application/json")
+
+
+def error_response(status: int, message: str, errors: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    """The one error shape: {code, status, message, errors?}, as flask-smorest answers."""
+    body: dict[str, Any] = {"code": status, "status": HTTPStatus(status).phrase, "message": message}
+    if errors:
+        body["errors"] = errors
+    return json_response(body, status, headers)
+
+
+def page_url(**changes: Any) -> str:
+    """The absolute URL of this request with some query parameters changed."""
+    params = request.args.to_dict()
+    params.update({key: str(value) for key, value in changes.items()})
+    return f"{request.base_url}?{urlencode(params)}"
+
+
+def paging_headers(num_found: int, num_returned: int, next_url: str | None) -> dict[str, str]:
+    """num_found / num_returned / next / Link headers, the same on every list and diff."""
+    headers = {"num_found": str(num_found), "num_returned": str(num_returned)}
+    if next_url:
+        headers["next"] = next_url
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return headers
+
+
+def list_response(items: list[dict[str, Any]], num_found: int, page: int, limit: int) -> Response:
+    """A page of a list, with paging headers; `next` points at the following page."""
+    has_next = page * limit < num_found
+    next_url = page_url(page=page + 1, limit=limit) if has_next else None
+    return json_response(items, headers=paging_headers(num_found, len(items), next_url))
+
+
+def encode_cursor(after: tuple[str, str, str]) -> str:
+    """An opaque keyset cursor for the `next` link."""
+    return base64.urlsafe_b64encode(orjson.dumps(list(after))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str, str]:
+    """Read a cursor back; a mangled one is a 400."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        if isinstance(values, list) and len(values) == 3 and all(isinstance(v, str) for v in values):
+            return values[0], values[1], values[2]
+    except (ValueError, TypeError):
+        pass
+    raise Invalid("Invalid cursor: follow the `next` link as given.", errors={"cursor": ["Invalid."]})
+
+
+def zip_json(payload: Any, name: str = "export.json") -> bytes:
+    """A zip holding one JSON file (the `Compress: true` answer)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, orjson.dumps(payload))
+    return buffer.getvalue()

@@ -1,0 +1,129 @@
+"""Concepts and mappings share one set of routes; this builds the blueprint for either."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ..domain import ocl
+from ..domain.content import CONCEPT
+from .common import current_caller, domain, json_response, list_response, owner_routes, resolve_source
+from .docs import errors
+from .schemas import HardDeleteArgsSchema, ItemListArgsSchema
+
+
+def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
+                   out_schema: Any) -> Blueprint:
+    """Routes for concepts or mappings: list and create on HEAD, read at any version, write HEAD."""
+    path = ocl.ITEM_PATHS[item_type]
+    noun = item_type.lower()
+    blp = Blueprint(path, __name__, description=f"{item_type}s of a source (writes go to HEAD).")
+
+    def save(source: dict[str, Any], payload: dict[str, Any], expect: str) -> tuple[str, dict[str, Any]]:
+        content = domain().content
+        save_item = content.save_concept if item_type == CONCEPT else content.save_mapping
+        return save_item(current_caller(), source, payload, expect=expect)
+
+    def update(source: dict[str, Any], item_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        content = domain().content
+        update_item = content.update_concept if item_type == CONCEPT else content.update_mapping
+        return update_item(current_caller(), source, item_id, changes)[1]
+
+    def list_items(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any]) -> Response:
+        items, total = domain().content.list_items(
+            source, version, item_type, args["includeRetired"],
+            (args["page"] - 1) * args["limit"], args["limit"])
+        return list_response([ocl.render_item(item, source) for item in items], total,
+                             args["page"], args["limit"])
+
+    @owner_routes(blp, f"sources/<source_id>/{path}/", f"{path}")
+    class Collection(MethodView):
+        @blp.arguments(ItemListArgsSchema, location="query", error_status_code=400)
+        @blp.response(200, out_schema(many=True))
+        @errors(blp, 400, 401, 404)
+        def get(self, args: dict[str, Any], source_id: str, owner_kind: str | None = None,
+                owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            return list_items(args, source, domain().content.head_version(source))
+
+        @blp.arguments(create_schema)
+        @blp.response(201, out_schema)
+        @errors(blp, 401, 403, 404, 409, 422)
+        def post(self, payload: dict[str, Any], source_id: str, owner_kind: str | None = None,
+                 owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            _, item = save(source, payload, "new")
+            return json_response(ocl.render_item(item, source), 201, {"Location": item["url"]})
+
+    Collection.get.__doc__ = f"List the {noun}s of HEAD, by id."
+    Collection.post.__doc__ = f"Create a {noun} in HEAD."
+
+    @owner_routes(blp, f"sources/<source_id>/<version_id>/{path}/", f"version_{path}")
+    class VersionCollection(MethodView):
+        @blp.arguments(ItemListArgsSchema, location="query", error_status_code=400)
+        @blp.response(200, out_schema(many=True))
+        @errors(blp, 400, 401, 404)
+        def get(self, args: dict[str, Any], source_id: str, version_id: str,
+                owner_kind: str | None = None, owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            return list_items(args, source, domain().content.get_version(source, version_id))
+
+    VersionCollection.get.__doc__ = f"List the {noun}s of a version, by id."
+
+    @owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/", f"{noun}")
+    class Item(MethodView):
+        @blp.response(200, out_schema)
+        @errors(blp, 401, 404)
+        def get(self, source_id: str, item_id: str, owner_kind: str | None = None,
+                owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            content = domain().content
+            item = content.get_item(source, content.head_version(source), item_type, item_id)
+            return json_response(ocl.render_item(item, source))
+
+        @blp.arguments(update_schema)
+        @blp.response(200, out_schema)
+        @errors(blp, 401, 403, 404, 409, 422)
+        def put(self, changes: dict[str, Any], source_id: str, item_id: str,
+                owner_kind: str | None = None, owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            return json_response(ocl.render_item(update(source, item_id, changes), source))
+
+        @blp.arguments(update_schema)
+        @blp.response(200, out_schema)
+        @errors(blp, 401, 403, 404, 409, 422)
+        def patch(self, changes: dict[str, Any], source_id: str, item_id: str,
+                  owner_kind: str | None = None, owner_id: str | None = None) -> Response:
+            return self.put(changes, source_id, item_id, owner_kind, owner_id)
+
+        @blp.arguments(HardDeleteArgsSchema, location="query", error_status_code=400)
+        @blp.response(204)
+        @errors(blp, 400, 401, 403, 404)
+        def delete(self, args: dict[str, Any], source_id: str, item_id: str,
+                   owner_kind: str | None = None, owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            domain().content.delete_item(current_caller(), source, item_type, item_id, args["hard"])
+            return Response(status=204)
+
+    Item.get.__doc__ = f"A {noun} as it is in HEAD."
+    Item.put.__doc__ = f"Change a {noun} in HEAD (given fields replace stored ones)."
+    Item.patch.__doc__ = f"Change some fields of a {noun} in HEAD."
+    Item.delete.__doc__ = f"Retire a {noun}, or delete it with hard=true (leaves a tombstone)."
+
+    @owner_routes(blp, f"sources/<source_id>/<version_id>/{path}/<item_id>/", f"version_{noun}")
+    class VersionItem(MethodView):
+        @blp.response(200, out_schema)
+        @errors(blp, 401, 404)
+        def get(self, source_id: str, version_id: str, item_id: str,
+                owner_kind: str | None = None, owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            content = domain().content
+            version = content.get_version(source, version_id)
+            item = content.get_item(source, version, item_type, item_id)
+            return json_response(ocl.render_item(item, source))
+
+    VersionItem.get.__doc__ = f"A {noun} as it is in a version."
+    return blp

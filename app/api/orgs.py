@@ -1,0 +1,62 @@
+"""Organizations: list, create, read, and membership."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ..domain import ocl
+from ..domain.accounts import Owner
+from ..domain.payloads import OrganizationSchema
+from .common import current_caller, domain, json_response, list_response
+from .docs import errors
+from .schemas import ListArgsSchema, OrgOut
+
+blp = Blueprint("orgs", __name__, description="Organizations that own sources.")
+
+
+@blp.route("/orgs/")
+class Orgs(MethodView):
+    @blp.arguments(ListArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, OrgOut(many=True))
+    @errors(blp, 400, 401)
+    def get(self, args: dict[str, Any]) -> Response:
+        """List the organizations the caller may see."""
+        orgs, total = domain().accounts.list_orgs(
+            current_caller(), (args["page"] - 1) * args["limit"], args["limit"])
+        return list_response([ocl.render_org(org) for org in orgs], total, args["page"],
+                             args["limit"])
+
+    @blp.arguments(OrganizationSchema)
+    @blp.response(201, OrgOut)
+    @errors(blp, 401, 409, 422)
+    def post(self, payload: dict[str, Any]) -> Response:
+        """Create an organization; the caller becomes its first member."""
+        org = domain().accounts.create_org(current_caller(), payload)
+        return json_response(ocl.render_org(org), 201, {"Location": f"/orgs/{org['_id']}/"})
+
+
+@blp.route("/orgs/<org_id>/")
+class Org(MethodView):
+    @blp.response(200, OrgOut)
+    @errors(blp, 401, 404)
+    def get(self, org_id: str) -> Response:
+        """One organization."""
+        return json_response(ocl.render_org(domain().accounts.get_org(current_caller(), org_id)))
+
+
+@blp.route("/orgs/<org_id>/members/<username>/")
+class Member(MethodView):
+    @blp.response(204)
+    @errors(blp, 401, 403, 404)
+    def put(self, org_id: str, username: str) -> Response:
+        """Add a user to an organization (members and admins only)."""
+        accounts = domain().accounts
+        caller = current_caller()
+        accounts.get_org(caller, org_id)
+        accounts.require_owner(caller, Owner("Organization", org_id))
+        accounts.add_member(org_id, username)
+        return Response(status=204)

@@ -1,0 +1,135 @@
+"""Sources: list, create, read (with content and diffs), update, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ..domain import ocl
+from ..domain.content import CONCEPT, MAPPING
+from ..domain.errors import Invalid
+from ..domain.payloads import SourceSchema, SourceUpdateSchema
+from ..domain.timeutil import parse_time
+from .common import (current_caller, decode_cursor, domain, encode_cursor, json_response,
+                     list_response, owner_routes, page_url, paging_headers, resolve_owner,
+                     resolve_source, zip_json)
+from .docs import errors
+from .schemas import DiffArgsSchema, ListArgsSchema, SourceContentOut, SourceOut
+
+blp = Blueprint("sources", __name__, description="Sources and their content (HEAD).")
+
+
+def content_response(source: dict[str, Any], version: dict[str, Any], args: dict[str, Any],
+                     body: dict[str, Any]) -> Response:
+    """`body` plus a keyset page of concepts/mappings when asked (the diff protocol)."""
+    types = [kind for flag, kind in (("includeConcepts", CONCEPT), ("includeMappings", MAPPING))
+             if args[flag]]
+    if not types:
+        return json_response(body)
+    since = None
+    if args.get("updatedSince"):
+        try:
+            since = parse_time(args["updatedSince"])
+        except ValueError:
+            raise Invalid(f"updatedSince {args['updatedSince']!r} is not an ISO 8601 time "
+                          "(e.g. 2026-01-01T00:00:00Z).",
+                          errors={"updatedSince": ["Not an ISO 8601 time."]}) from None
+    after = decode_cursor(args["cursor"]) if args.get("cursor") else None
+    limit = args["limit"] or 500
+    page = domain().content.diff_page(source, version, types, args["includeRetired"], since,
+                                      after, limit)
+    rendered = [ocl.render_item(item, source) for item in page.items]
+    body = dict(body, concepts=[item for item in rendered if item["type"] == CONCEPT],
+                mappings=[item for item in rendered if item["type"] == MAPPING])
+    next_url = page_url(cursor=encode_cursor(page.next_after)) if page.next_after else None
+    headers = paging_headers(page.num_found, len(rendered), next_url)
+    if request.headers.get("Compress", "").lower() == "true":
+        return Response(zip_json(body), headers=dict(headers, **{
+            "Content-Disposition": f'attachment; filename="{source["id"]}_{version["id"]}.zip"'}),
+            mimetype="application/zip")
+    return json_response(body, headers=headers)
+
+
+@blp.route("/sources/")
+class AllSources(MethodView):
+    @blp.arguments(ListArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, SourceOut(many=True))
+    @errors(blp, 400, 401)
+    def get(self, args: dict[str, Any]) -> Response:
+        """List every source the caller may see."""
+        sources, total = domain().content.list_sources(
+            current_caller(), None, (args["page"] - 1) * args["limit"], args["limit"])
+        return list_response([ocl.render_source(s) for s in sources], total, args["page"],
+                             args["limit"])
+
+
+@owner_routes(blp, "sources/", "owner_sources")
+class OwnerSources(MethodView):
+    @blp.arguments(ListArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, SourceOut(many=True))
+    @errors(blp, 400, 401, 404)
+    def get(self, args: dict[str, Any], owner_kind: str | None = None,
+            owner_id: str | None = None) -> Response:
+        """List an owner's sources."""
+        owner = resolve_owner(owner_kind, owner_id)
+        sources, total = domain().content.list_sources(
+            current_caller(), owner, (args["page"] - 1) * args["limit"], args["limit"])
+        return list_response([ocl.render_source(s) for s in sources], total, args["page"],
+                             args["limit"])
+
+    @blp.arguments(SourceSchema)
+    @blp.response(201, SourceOut)
+    @errors(blp, 401, 403, 404, 409, 422)
+    def post(self, payload: dict[str, Any], owner_kind: str | None = None,
+             owner_id: str | None = None) -> Response:
+        """Create a source (members of the owner only)."""
+        owner = resolve_owner(owner_kind, owner_id)
+        source = domain().content.create_source(current_caller(), owner, payload)
+        return json_response(ocl.render_source(source), 201,
+                             {"Location": source["url"]})
+
+
+@owner_routes(blp, "sources/<source_id>/", "source")
+class Source(MethodView):
+    @blp.arguments(DiffArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, SourceContentOut)
+    @errors(blp, 400, 401, 404)
+    def get(self, args: dict[str, Any], source_id: str, owner_kind: str | None = None,
+            owner_id: str | None = None) -> Response:
+        """A source (HEAD); with includeConcepts/includeMappings, a page of its content or diff."""
+        _, source = resolve_source(owner_kind, owner_id, source_id)
+        content = domain().content
+        head = content.head_version(source)
+        checksum = None if args["includeConcepts"] or args["includeMappings"] \
+            else content.checksum(source, head)
+        return content_response(source, head, args, ocl.render_source(source, checksum))
+
+    @blp.arguments(SourceUpdateSchema)
+    @blp.response(200, SourceOut)
+    @errors(blp, 401, 403, 404, 422)
+    def put(self, changes: dict[str, Any], source_id: str, owner_kind: str | None = None,
+            owner_id: str | None = None) -> Response:
+        """Change a source's metadata."""
+        _, source = resolve_source(owner_kind, owner_id, source_id)
+        updated = domain().content.update_source(current_caller(), source, changes)
+        return json_response(ocl.render_source(updated))
+
+    @blp.arguments(SourceUpdateSchema)
+    @blp.response(200, SourceOut)
+    @errors(blp, 401, 403, 404, 422)
+    def patch(self, changes: dict[str, Any], source_id: str, owner_kind: str | None = None,
+              owner_id: str | None = None) -> Response:
+        """Change some of a source's metadata."""
+        return self.put(changes, source_id, owner_kind, owner_id)
+
+    @blp.response(204)
+    @errors(blp, 401, 403, 404)
+    def delete(self, source_id: str, owner_kind: str | None = None,
+               owner_id: str | None = None) -> Response:
+        """Delete a source with all its versions, items and exports."""
+        _, source = resolve_source(owner_kind, owner_id, source_id)
+        domain().content.delete_source(current_caller(), source)
+        return Response(status=204)

@@ -1,0 +1,104 @@
+"""Server configuration: code defaults, then a TOML file, then TERMSYNC_* environment, then overrides."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from typing import Any, Mapping
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; startup stops with this message."""
+
+
+# Every key, its default and its type. config.example.toml documents each one.
+DEFAULTS: dict[str, Any] = {
+    "MONGO_URI": "mongomock://",
+    "MONGO_DB": "termsync",
+    "PERSIST_INTERVAL": 5.0,
+    "ADMIN_USER": "admin",
+    "ADMIN_TOKEN": "",
+    "LOAD_DEMO": False,
+    "SECRET_KEY": "dev",
+    "HOST": "127.0.0.1",
+    "PORT": 8000,
+    "PAGE_SIZE_MAX": 500,
+    "EXPORT_DIR": "var/exports",
+    "EXPORT_STORAGE": "local",
+    "BACKGROUND_WORKERS": 1,
+    "LOG_LEVEL": "INFO",
+}
+
+TYPES: dict[str, type] = {key: type(value) for key, value in DEFAULTS.items()}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Turn a TOML or environment value into the type the default has."""
+    wanted = TYPES.get(key)
+    if wanted is None or isinstance(value, wanted) and not (wanted is int and isinstance(value, bool)):
+        return value
+    text = str(value).strip()
+    try:
+        if wanted is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
+        if wanted is int:
+            return int(text)
+        if wanted is float:
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"config {key}: expected {wanted.__name__}, got {value!r}") from None
+    return text
+
+
+def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the configuration from all layers; raise ConfigError on a bad file or value."""
+    config = dict(DEFAULTS)
+    path = os.environ.get("TERMSYNC_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                document = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError(f"TERMSYNC_CONFIG={path}: cannot read ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"TERMSYNC_CONFIG={path}: invalid TOML ({exc})") from None
+        server = document.get("server", {})
+        if not isinstance(server, dict):
+            raise ConfigError(f"TERMSYNC_CONFIG={path}: [server] must be a table")
+        for key, value in server.items():
+            name = key.upper()
+            if name not in DEFAULTS:
+                raise ConfigError(f"TERMSYNC_CONFIG={path}: unknown key [server] {key}")
+            config[name] = _coerce(name, value)
+    for name in DEFAULTS:
+        env_value = os.environ.get(f"TERMSYNC_{name}")
+        if env_value is not None:
+            config[name] = _coerce(name, env_value)
+    for key, value in (overrides or {}).items():
+        config[key] = _coerce(key, value)
+    _validate(config)
+    return config
+
+
+def _validate(config: dict[str, Any]) -> None:
+    """Reject values that cannot work, with a message that says which key."""
+    uri = config["MONGO_URI"]
+    if not (uri.startswith("mongomock://") or uri.startswith("mongodb://")
+            or uri.startswith("mongodb+srv://")):
+        raise ConfigError(
+            f"MONGO_URI={uri!r}: expected mongomock://, mongomock:///path/file.db or mongodb://..."
+        )
+    if config["EXPORT_STORAGE"] not in ("local", "gridfs"):
+        raise ConfigError("EXPORT_STORAGE must be 'local' or 'gridfs'")
+    if config["PERSIST_INTERVAL"] <= 0:
+        raise ConfigError("PERSIST_INTERVAL must be positive (seconds)")
+    if config["BACKGROUND_WORKERS"] < 0:
+        raise ConfigError("BACKGROUND_WORKERS must be 0 or more")

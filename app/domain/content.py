@@ -1,0 +1,477 @@
+"""Sources, versions, concepts and mappings: the content domain, over the repositories."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from pymongo import ASCENDING
+
+from . import ocl
+from .accounts import Accounts, Caller, Owner, owner_of
+from .errors import Conflict, Forbidden, Invalid, NotAllowed, NotFound
+from .repositories import HEAD_SEQ, LIVE, Repositories
+from .timeutil import now_iso
+
+logger = logging.getLogger(__name__)
+
+CONCEPT = "Concept"
+MAPPING = "Mapping"
+CONCEPT_FIELDS = ("concept_class", "datatype", "names", "descriptions", "external_id", "extras",
+                  "parent_concept_urls", "update_comment")
+MAPPING_FIELDS = ("map_type", "from_concept_url", "to_concept_url", "to_source_url",
+                  "to_concept_code", "to_concept_name", "external_id", "extras", "sort_weight",
+                  "update_comment")
+DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("id", ASCENDING)]
+
+# Writes to one source are serialised within a process, so a version cut never sees a write that
+# took its seq but is not inserted yet. Across processes the heads' compare-and-swap guards items.
+_SOURCE_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
+_SOURCE_LOCKS_GUARD = threading.Lock()
+
+
+def source_lock(url: str) -> threading.RLock:
+    """The process-wide lock for writes to one source."""
+    with _SOURCE_LOCKS_GUARD:
+        return _SOURCE_LOCKS[url]
+
+
+@dataclass
+class Staging:
+    """What a dry run would have written, so later lines see it as a real run would."""
+
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    orgs: set[str] = field(default_factory=set)
+    versions: set[str] = field(default_factory=set)
+    mapping_keys: dict[str, str | None] = field(default_factory=dict)
+    mapping_numbers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DiffPage:
+    """One page of a diff (or of a version's content) in keyset order."""
+
+    items: list[dict[str, Any]]
+    num_found: int
+    next_after: tuple[str, str, str] | None
+
+
+class Content:
+    """The content domain: every rule about sources, versions and items lives here."""
+
+    def __init__(self, repos: Repositories, accounts: Accounts) -> None:
+        self.repos = repos
+        self.accounts = accounts
+        self.listeners: list[Any] = []  # callables(event, source, version) for exports etc.
+
+    def _notify(self, event: str, source: dict[str, Any], version: dict[str, Any] | None = None) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event, source, version)
+            except Exception:  # a listener never breaks a write
+                logger.exception("content listener failed on %s", event)
+
+    # --- sources --------------------------------------------------------------------------
+    def get_source(self, caller: Caller, owner: Owner, source_id: str) -> dict[str, Any]:
+        """A source the caller may see; a private one is 404 to outsiders."""
+        source = self.repos.sources.get(ocl.source_url(owner.url, source_id))
+        if source is None or not self.accounts.can_view(caller, source):
+            raise NotFound(f"Source '{source_id}' of '{owner.id}' not found.")
+        return source
+
+    def create_source(self, caller: Caller, owner: Owner, payload: dict[str, Any],
+                      staging: Staging | None = None) -> dict[str, Any]:
+        """Create a source under an owner the caller belongs to."""
+        self.accounts.require_owner(caller, owner)
+        url = ocl.source_url(owner.url, payload["id"])
+        now = now_iso()
+        source = {"_id": url, "url": url, "id": payload["id"],
+                  "short_code": payload.get("short_code") or payload["id"],
+                  "name": payload.get("name") or payload["id"],
+                  "full_name": payload.get("full_name") or payload.get("name") or payload["id"],
+                  "owner": owner.id, "owner_type": owner.kind, "owner_url": owner.url,
+                  "created_on": now, "updated_on": now, "created_by": caller.username,
+                  "updated_by": caller.username, "seq": 0, "mapping_counter": 0,
+                  "last_updated": ""}  # "" sorts before any time, so $max works everywhere
+        for key in ("description", "source_type", "default_locale", "supported_locales",
+                    "public_access", "website", "custom_validation_schema", "external_id",
+                    "extras"):
+            source[key] = payload.get(key)
+        source["public_access"] = source["public_access"] or "View"
+        source["extras"] = source["extras"] or {}
+        source["supported_locales"] = source["supported_locales"] or []
+        if staging is not None:
+            if url in staging.sources or self.repos.sources.get(url) is not None:
+                raise Conflict(f"Source '{payload['id']}' already exists.")
+            staging.sources[url] = source
+            return source
+        self.repos.sources.insert(source)
+        return source
+
+    def update_source(self, caller: Caller, source: dict[str, Any],
+                      changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a source's metadata (HEAD); exports of HEAD become stale."""
+        self.accounts.require_edit(caller, source)
+        if "public_access" in changes and not self.accounts.owns(caller, owner_of(source)):
+            raise Forbidden("Only the owner may change who can see a source (public_access).")
+        changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)
+        updated = self.repos.sources.update(source["_id"], changes)
+        assert updated is not None
+        self._notify("source_changed", updated)
+        return updated
+
+    def delete_source(self, caller: Caller, source: dict[str, Any]) -> None:
+        """Delete a source with its versions and items (owners only)."""
+        self.accounts.require_owner(caller, owner_of(source))
+        self._notify("source_deleted", source)
+        self.repos.items.delete_for_source(source["_id"])
+        self.repos.versions.delete_for_source(source["_id"])
+        self.repos.sources.delete(source["_id"])
+
+    def list_sources(self, caller: Caller, owner: Owner | None, skip: int,
+                     limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Sources the caller may see, under one owner or everywhere."""
+        query: dict[str, Any] = {}
+        if owner is not None:
+            query["owner_url"] = owner.url
+        if not caller.is_admin:
+            visible: list[dict[str, Any]] = [{"public_access": {"$in": ["View", "Edit"]}}]
+            if caller.username:
+                visible.append({"owner_type": "User", "owner": caller.username})
+            if caller.orgs:
+                visible.append({"owner_type": "Organization", "owner": {"$in": sorted(caller.orgs)}})
+            query["$or"] = visible
+        return self.repos.sources.list(query, skip, limit)
+
+    # --- versions -------------------------------------------------------------------------
+    @staticmethod
+    def head_version(source: dict[str, Any]) -> dict[str, Any]:
+        """HEAD as a version-like document: the live content of the source."""
+        return {"_id": source["url"], "id": "HEAD", "source": source["url"], "seq": HEAD_SEQ,
+                "is_head": True, "released": False, "last_updated": source.get("last_updated") or None,
+                "created_on": source["created_on"], "updated_on": source["updated_on"]}
+
+    def get_version(self, source: dict[str, Any], version_id: str) -> dict[str, Any]:
+        """A version by id; 'HEAD' is the live source, 'latest' the newest released version."""
+        if version_id == "HEAD":
+            return self.head_version(source)
+        if version_id == "latest":
+            version = self.repos.versions.latest_released(source["url"])
+            if version is None:
+                raise NotFound(f"Source '{source['id']}' has no released version.")
+            return version
+        version = self.repos.versions.get(f"{source['url']}{version_id}/")
+        if version is None:
+            raise NotFound(f"Version '{version_id}' of source '{source['id']}' not found.")
+        return version
+
+    def create_version(self, caller: Caller, source: dict[str, Any], payload: dict[str, Any],
+                       staging: Staging | None = None) -> dict[str, Any]:
+        """Cut a version from HEAD: records the seq, copies nothing (constant time)."""
+        self.accounts.require_edit(caller, source)
+        url = f"{source['url']}{payload['id']}/"
+        if staging is not None:
+            if url in staging.versions or self.repos.versions.get(url) is not None:
+                raise Conflict(f"Version '{payload['id']}' already exists.")
+            staging.versions.add(url)
+            return {"_id": url, "id": payload["id"], **payload}
+        with source_lock(source["url"]):
+            fresh = self.repos.sources.get(source["url"]) or source
+            previous = self.repos.versions.list(source["url"], None, 0, 1)[0]
+            now = now_iso()
+            version = {"_id": url, "id": payload["id"], "source": source["url"],
+                       "seq": int(fresh.get("seq", 0)),
+                       "last_updated": fresh.get("last_updated") or None,
+                       "description": payload.get("description"),
+                       "released": bool(payload.get("released")),
+                       "retired": bool(payload.get("retired")),
+                       "external_id": payload.get("external_id"),
+                       "extras": payload.get("extras") or {},
+                       "previous_version_url": previous[0]["_id"] if previous else None,
+                       "created_on": now, "updated_on": now,
+                       "created_by": caller.username, "updated_by": caller.username}
+            self.repos.versions.insert(version)
+        self._notify("version_created", source, version)
+        return version
+
+    def update_version(self, caller: Caller, source: dict[str, Any], version: dict[str, Any],
+                       changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a version's metadata (description, released, retired); never its content."""
+        self.accounts.require_edit(caller, source)
+        if version.get("is_head"):
+            raise NotAllowed("HEAD is not a version; change the source instead.")
+        changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)
+        updated = self.repos.versions.update(version["_id"], changes)
+        if updated is None:
+            raise NotFound(f"Version '{version['id']}' not found.")
+        self._notify("version_changed", source, updated)
+        return updated
+
+    def delete_version(self, caller: Caller, source: dict[str, Any], version: dict[str, Any]) -> None:
+        """Delete a version (its exports go with it)."""
+        self.accounts.require_edit(caller, source)
+        if version.get("is_head"):
+            raise NotAllowed("HEAD cannot be deleted.")
+        self.repos.versions.delete(version["_id"])
+        self._notify("version_deleted", source, version)
+
+    def list_versions(self, source: dict[str, Any], released: bool | None, skip: int,
+                      limit: int) -> tuple[list[dict[str, Any]], int]:
+        return self.repos.versions.list(source["url"], released, skip, limit)
+
+    # --- checksums ------------------------------------------------------------------------
+    def checksum(self, source: dict[str, Any], version: dict[str, Any]) -> str:
+        """checksums.content of a version (cached: a version's content never changes)."""
+        if version.get("is_head"):
+            fresh = self.repos.sources.get(source["url"]) or source
+            cached = fresh.get("checksum")
+            if cached and cached.get("seq") == fresh.get("seq"):
+                return str(cached["content"])
+            value = self.repos.items.content_checksum(source["url"], HEAD_SEQ)
+            self.repos.sources.update(source["url"], {"checksum": {"seq": fresh.get("seq"),
+                                                                   "content": value}})
+            return value
+        if version.get("checksum"):
+            return str(version["checksum"])
+        value = self.repos.items.content_checksum(source["url"], version["seq"])
+        self.repos.versions.update(version["_id"], {"checksum": value})
+        return value
+
+    # --- reading items --------------------------------------------------------------------
+    def get_item(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
+                 item_id: str) -> dict[str, Any]:
+        """One concept or mapping as it is in a version."""
+        item = self.repos.items.current(ocl.item_url(source["url"], item_type, item_id),
+                                        version["seq"])
+        if item is None or item["deleted"]:
+            raise NotFound(f"{item_type} '{item_id}' not found in {version['id']} of "
+                           f"'{source['id']}'.")
+        return item
+
+    def list_items(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
+                   include_retired: bool, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Concepts or mappings of a version, by id."""
+        query = self.repos.items.content_query(source["url"], version["seq"], [item_type],
+                                               include_retired=include_retired)
+        items = list(self.repos.items.find(query, [("id", ASCENDING)], skip, limit))
+        return items, self.repos.items.count(query)
+
+    def diff_page(self, source: dict[str, Any], version: dict[str, Any], types: list[str],
+                  include_retired: bool, updated_since: str | None,
+                  after: tuple[str, str, str] | None, limit: int) -> DiffPage:
+        """A page of items changed since a time, in (updated_on, type, id) keyset order.
+
+        Keyset, not offset: an item updated while a client pages moves to the end (its
+        updated_on is now), so nothing present at the start is skipped.
+        """
+        query = self.repos.items.content_query(
+            source["url"], version["seq"], types, include_retired=include_retired,
+            include_deleted=include_retired, updated_since=updated_since)
+        num_found = self.repos.items.count(query)
+        if after is not None:
+            updated_on, item_type, item_id = after
+            query = {"$and": [query, {"$or": [
+                {"updated_on": {"$gt": updated_on}},
+                {"updated_on": updated_on, "type": {"$gt": item_type}},
+                {"updated_on": updated_on, "type": item_type, "id": {"$gt": item_id}}]}]}
+        items = list(self.repos.items.find(query, DIFF_SORT, limit=limit + 1))
+        next_after = None
+        if len(items) > limit:
+            items = items[:limit]
+            last = items[-1]
+            next_after = (last["updated_on"], last["type"], last["id"])
+        return DiffPage(items, num_found, next_after)
+
+    def iter_content(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
+                     batch_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every live item of one type in a version, streamed by id (for exports)."""
+        query = self.repos.items.content_query(source["url"], version["seq"], [item_type])
+        yield from self.repos.items.items.find(query).sort("id", ASCENDING).batch_size(batch_size)
+
+    # --- writing items --------------------------------------------------------------------
+    def _head(self, url: str, staging: Staging | None) -> dict[str, Any] | None:
+        if staging is not None and url in staging.heads:
+            return staging.heads[url]
+        return self.repos.items.head(url)
+
+    def _live(self, url: str, staging: Staging | None) -> dict[str, Any] | None:
+        """The live item version of an item url (None if absent or deleted)."""
+        if staging is not None and url in staging.heads:
+            staged = staging.heads[url]
+            return None if staged["deleted"] else staged
+        item = self.repos.items.current(url)
+        return None if item is None or item["deleted"] else item
+
+    def _put(self, caller: Caller, source: dict[str, Any], item_type: str, item_id: str,
+             data: dict[str, Any], retired: bool, *, expect: str, deleted: bool = False,
+             staging: Staging | None = None, update_if_exists: bool = True) -> tuple[str, dict[str, Any]]:
+        """Write one item version; return (action, item).
+
+        expect: 'new' (409 if it exists), 'existing' (404 if it does not) or 'any'. Writing the
+        same content as HEAD is 'unchanged' and writes nothing, so subscribers see no noise.
+        """
+        url = ocl.item_url(source["url"], item_type, item_id)
+        with source_lock(source["url"]):
+            head = self._head(url, staging)
+            live = self._live(url, staging) if head is not None and not head["deleted"] else None
+            if expect == "new" and live is not None:
+                raise Conflict(f"{item_type} '{item_id}' already exists in '{source['id']}'.")
+            if expect == "existing" and live is None:
+                raise NotFound(f"{item_type} '{item_id}' not found in '{source['id']}'.")
+            if live is not None and not deleted:
+                if live["data"] == data and bool(live["retired"]) == retired:
+                    return "unchanged", live
+                if not update_if_exists:
+                    return "skipped", live
+            now = now_iso()
+            item = {"source": source["url"], "type": item_type, "id": item_id, "url": url,
+                    "deleted": deleted, "retired": retired if not deleted else False,
+                    "updated_on": now,
+                    "created_on": live["created_on"] if live is not None else now,
+                    "created_by": live["created_by"] if live is not None else caller.username,
+                    "updated_by": caller.username, "data": data if not deleted else {}}
+            if staging is not None:
+                item["seq"] = 0
+                item["sup"] = LIVE
+                staging.heads[url] = item
+            else:
+                item["seq"] = self.repos.sources.next_seq(source["url"], now)
+                self.repos.items.write(item, head["seq"] if head is not None else None)
+        action = "deleted" if deleted else ("updated" if live is not None else "created")
+        if staging is None:
+            self._notify("content_changed", source)
+        return action, item
+
+    def save_concept(self, caller: Caller, source: dict[str, Any], payload: dict[str, Any], *,
+                     expect: str = "any", update_if_exists: bool = True,
+                     staging: Staging | None = None) -> tuple[str, dict[str, Any]]:
+        """Create or replace a concept from a validated ConceptSchema payload."""
+        self.accounts.require_edit(caller, source)
+        data = {key: payload.get(key) for key in CONCEPT_FIELDS}
+        return self._put(caller, source, CONCEPT, payload["id"], data, bool(payload.get("retired")),
+                         expect=expect, staging=staging, update_if_exists=update_if_exists)
+
+    def update_concept(self, caller: Caller, source: dict[str, Any], concept_id: str,
+                       changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Change some fields of a concept (PATCH/PUT); un-retire with retired=false."""
+        self.accounts.require_edit(caller, source)
+        current = self.get_item(source, self.head_version(source), CONCEPT, concept_id)
+        data = dict(current["data"])
+        data.update({key: value for key, value in changes.items() if key in CONCEPT_FIELDS})
+        retired = bool(changes.get("retired", current["retired"]))
+        return self._put(caller, source, CONCEPT, concept_id, data, retired, expect="existing")
+
+    def _check_concept_ref(self, url: str | None, field_name: str, staging: Staging | None) -> None:
+        """A concept url in a source on this server must name a concept that exists."""
+        if not url:
+            return
+        parsed = ocl.parse_concept_url(url)
+        if parsed is None:
+            raise Invalid(f"{field_name} '{url}' is not a concept URL "
+                          "(/orgs/ORG/sources/SOURCE/concepts/ID/).",
+                          errors={field_name: ["Not a concept URL."]})
+        known_source = (staging is not None and parsed["source_url"] in staging.sources) or \
+            self.repos.sources.get(parsed["source_url"]) is not None
+        if known_source and self._live(url, staging) is None:
+            raise Invalid(f"{field_name}: concept '{parsed['code']}' does not exist in "
+                          f"{parsed['source_url']}.",
+                          errors={field_name: [f"Concept {url} does not exist."]})
+
+    @staticmethod
+    def _mapping_key(source_url: str, data: dict[str, Any]) -> str:
+        target = data.get("to_concept_url") or f"{data.get('to_source_url')}#{data.get('to_concept_code')}"
+        return "|".join((source_url, data["from_concept_url"], data["map_type"], target))
+
+    def save_mapping(self, caller: Caller, source: dict[str, Any], payload: dict[str, Any], *,
+                     expect: str = "any", update_if_exists: bool = True,
+                     staging: Staging | None = None) -> tuple[str, dict[str, Any]]:
+        """Create or replace a mapping from a validated MappingSchema payload.
+
+        A mapping without an id that matches a live mapping (same from, type and target) is that
+        mapping; otherwise it gets the source's next free number, as OCL does.
+        """
+        self.accounts.require_edit(caller, source)
+        data = {key: payload.get(key) for key in MAPPING_FIELDS}
+        self._check_concept_ref(data["from_concept_url"], "from_concept_url", staging)
+        self._check_concept_ref(data.get("to_concept_url"), "to_concept_url", staging)
+        key = self._mapping_key(source["url"], data)
+        mapping_id = payload.get("id")
+        with source_lock(source["url"]):
+            if mapping_id is None:
+                if staging is not None and key in staging.mapping_keys:
+                    mapping_id = staging.mapping_keys[key]
+                else:
+                    mapping_id = self.repos.items.mapping_for_key(key)
+                if mapping_id is None:
+                    mapping_id = self._next_mapping_id(source, staging)
+                    expect = "new"
+            previous = self._live(ocl.item_url(source["url"], MAPPING, mapping_id), staging)
+            action, item = self._put(caller, source, MAPPING, mapping_id, data,
+                                     bool(payload.get("retired")), expect=expect, staging=staging,
+                                     update_if_exists=update_if_exists)
+            if action in ("created", "updated"):
+                self._set_mapping_key(source, previous, None, staging)
+                self._set_mapping_key(source, item, mapping_id, staging)
+        return action, item
+
+    def _set_mapping_key(self, source: dict[str, Any], item: dict[str, Any] | None,
+                         mapping_id: str | None, staging: Staging | None) -> None:
+        if item is None or item.get("deleted") or not item.get("data"):
+            return
+        key = self._mapping_key(source["url"], item["data"])
+        if staging is not None:
+            staging.mapping_keys[key] = mapping_id
+        else:
+            self.repos.items.set_mapping_key(key, source["url"], mapping_id)
+
+    def _next_mapping_id(self, source: dict[str, Any], staging: Staging | None) -> str:
+        while True:
+            if staging is not None:
+                number = staging.mapping_numbers.get(source["url"])
+                if number is None:
+                    fresh = self.repos.sources.get(source["url"]) or source
+                    number = int(fresh.get("mapping_counter", 0))
+                number += 1
+                staging.mapping_numbers[source["url"]] = number
+            else:
+                number = self.repos.sources.next_mapping_number(source["url"])
+            candidate = str(number)
+            if self._head(ocl.item_url(source["url"], MAPPING, candidate), staging) is None:
+                return candidate
+
+    def update_mapping(self, caller: Caller, source: dict[str, Any], mapping_id: str,
+                       changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Change some fields of a mapping; un-retire with retired=false."""
+        self.accounts.require_edit(caller, source)
+        current = self.get_item(source, self.head_version(source), MAPPING, mapping_id)
+        payload = dict(current["data"], id=mapping_id, retired=current["retired"])
+        payload.update({key: value for key, value in changes.items()
+                        if key in MAPPING_FIELDS or key == "retired"})
+        if changes.get("to_concept_url"):
+            payload["to_source_url"] = None
+            payload["to_concept_code"] = None
+        return self.save_mapping(caller, source, payload, expect="existing")
+
+    def delete_item(self, caller: Caller, source: dict[str, Any], item_type: str, item_id: str,
+                    hard: bool) -> tuple[str, dict[str, Any]]:
+        """Retire an item, or with hard=True delete it (a tombstone version stays for diffs)."""
+        self.accounts.require_edit(caller, source)
+        current = self.get_item(source, self.head_version(source), item_type, item_id)
+        if not hard:
+            return self._put(caller, source, item_type, item_id, current["data"], True,
+                             expect="existing")
+        action, item = self._put(caller, source, item_type, item_id, {}, False,
+                                 expect="existing", deleted=True)
+        if item_type == MAPPING:
+            self._set_mapping_key(source, current, None, None)
+        return action, item
+
+    def last_item(self, source: dict[str, Any], version: dict[str, Any]) -> dict[str, Any] | None:
+        """The newest item version in a version (its updated_on is the version's lastUpdated)."""
+        query = self.repos.items.content_query(source["url"], version["seq"], include_deleted=True)
+        return self.repos.items.newest(query)
+

@@ -1,0 +1,249 @@
+"""The line-level OCL loader: one JSON object per line, applied in order, a result per line.
+
+A bad line never stops the load: it gets a result with status 'failed' and a message a curator
+understands. The bulk-import job wraps this function; the demo and the CLI call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator
+
+from marshmallow import ValidationError
+
+from . import ocl
+from .accounts import OWNER_KINDS, Caller, Owner, require_login
+from .content import CONCEPT, MAPPING, Content, Staging
+from .errors import DomainError, Forbidden, NotFound, Unauthorized
+from .payloads import (ConceptSchema, MappingSchema, OrganizationSchema, SourceSchema,
+                       VersionSchema)
+
+logger = logging.getLogger(__name__)
+
+LINE_TYPES = ("Organization", "Source", "Source Version", "Concept", "Mapping")
+ACTIONS = ("created", "updated", "unchanged", "skipped", "failed")
+_SCHEMAS = {"Organization": OrganizationSchema(), "Source": SourceSchema(),
+            "Source Version": VersionSchema(), "Concept": ConceptSchema(),
+            "Mapping": MappingSchema()}
+
+
+@dataclass
+class LineResult:
+    """What happened to one input line."""
+
+    line: int
+    type: str | None
+    url: str | None
+    action: str
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "type": self.type, "url": self.url, "action": self.action,
+                "errors": self.errors}
+
+
+@dataclass
+class Target:
+    """The source that lines without owner/source (the older CIEL line format) go into."""
+
+    owner_kind: str  # 'orgs' or 'users'
+    owner_id: str
+    source_id: str
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> list[str]:
+    """marshmallow's nested error dict as 'field: message' lines."""
+    if isinstance(messages, dict):
+        lines: list[str] = []
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            lines.extend(flatten_errors(value, "" if key == "_schema" else name))
+        return lines
+    if isinstance(messages, list):
+        out: list[str] = []
+        for message in messages:
+            out.extend(flatten_errors(message, prefix))
+        return out
+    return [f"{prefix}: {messages}" if prefix else str(messages)]
+
+
+class Loader:
+    """Applies OCL lines through the content domain, as one caller."""
+
+    def __init__(self, content: Content, caller: Caller, *, update_if_exists: bool = False,
+                 dry_run: bool = False, target: Target | None = None) -> None:
+        self.content = content
+        self.accounts = content.accounts
+        self.caller = caller
+        self.update_if_exists = update_if_exists
+        self.staging = Staging() if dry_run else None
+        self.target = target
+
+    def load(self, lines: Iterable[tuple[int, str]]) -> Iterator[LineResult]:
+        """Apply numbered lines in order; yield one result per non-blank line."""
+        for number, text in lines:
+            if not text.strip():
+                continue
+            yield self.load_line(number, text)
+
+    def load_line(self, number: int, text: str) -> LineResult:
+        """Apply one line; never raises for bad input."""
+        try:
+            record = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            return LineResult(number, None, None, "failed", [f"Line is not valid JSON: {exc}"])
+        if not isinstance(record, dict):
+            return LineResult(number, None, None, "failed",
+                              ["Line must be a JSON object (one resource per line)."])
+        line_type = record.get("type") or self._infer_type(record)
+        if line_type not in LINE_TYPES:
+            message = (f"Unknown type {record['type']!r}" if record.get("type") else "Missing 'type'")
+            return LineResult(number, None, None, "failed",
+                              [f"{message}: expected one of {', '.join(LINE_TYPES)}."])
+        try:
+            payload = _SCHEMAS[line_type].load(record)
+        except ValidationError as exc:
+            return LineResult(number, line_type, None, "failed", flatten_errors(exc.messages))
+        try:
+            action, url = self._apply(line_type, record, payload)
+        except Unauthorized as exc:
+            return LineResult(number, line_type, None, "failed", [f"Not authorized: {exc.message}"])
+        except Forbidden as exc:
+            return LineResult(number, line_type, None, "failed", [f"Forbidden: {exc.message}"])
+        except DomainError as exc:
+            return LineResult(number, line_type, None, "failed", [exc.message])
+        return LineResult(number, line_type, url, action)
+
+    def _infer_type(self, record: dict[str, Any]) -> str | None:
+        """Older line formats have no 'type': inferable only when the job names the source."""
+        if self.target is None:
+            return None
+        if "map_type" in record:
+            return MAPPING
+        if "concept_class" in record or "names" in record:
+            return CONCEPT
+        return None
+
+    # --- per type -------------------------------------------------------------------------
+    def _apply(self, line_type: str, record: dict[str, Any],
+               payload: dict[str, Any]) -> tuple[str, str | None]:
+        if line_type == "Organization":
+            return self._organization(payload)
+        source = self._source_for(record, create_payload=payload if line_type == "Source" else None)
+        if line_type == "Source":
+            return source
+        assert isinstance(source, dict)
+        if line_type == "Source Version":
+            return self._version(source, payload)
+        save = self.content.save_concept if line_type == CONCEPT else self.content.save_mapping
+        action, item = save(self.caller, source, payload, update_if_exists=self.update_if_exists,
+                            staging=self.staging)
+        return action, item["url"]
+
+    def _organization(self, payload: dict[str, Any]) -> tuple[str, str]:
+        url = f"/orgs/{payload['id']}/"
+        if self.staging is not None and payload["id"] in self.staging.orgs:
+            return "unchanged", url
+        existing = self.accounts.repos.orgs.get(payload["id"])
+        if existing is None:
+            if self.staging is not None:
+                require_login(self.caller)
+                self.staging.orgs.add(payload["id"])
+            else:
+                self.accounts.create_org(self.caller, payload)
+            # The creator is the org's first member: the lines that follow may write into it.
+            self.caller = replace(self.caller, orgs=self.caller.orgs | {payload["id"]})
+            return "created", url
+        changes = {key: payload.get(key) for key in ("name", "company", "website", "public_access")
+                   if payload.get(key) != existing.get(key)}
+        if not changes:
+            return "unchanged", url
+        if not self.update_if_exists:
+            return "skipped", url
+        self.accounts.require_owner(self.caller, Owner("Organization", payload["id"]))
+        if self.staging is None:
+            self.accounts.repos.orgs.update(payload["id"], changes)
+        return "updated", url
+
+    def _owner(self, record: dict[str, Any]) -> Owner:
+        if self.target is not None and not record.get("owner"):
+            kind, owner_id = self.target.owner_kind, self.target.owner_id
+        else:
+            owner_id = record.get("owner")
+            if not owner_id:
+                raise NotFound("Missing 'owner': which organization or user owns this?")
+            kind = "users" if record.get("owner_type") == "User" else "orgs"
+        if self.staging is not None and kind == "orgs" and owner_id in self.staging.orgs:
+            return Owner("Organization", owner_id)
+        owner_doc = (self.accounts.repos.orgs.get(owner_id) if kind == "orgs"
+                     else self.accounts.repos.users.get(owner_id))
+        if owner_doc is None:
+            raise NotFound(f"{OWNER_KINDS[kind]} '{owner_id}' does not exist.")
+        return Owner(OWNER_KINDS[kind], owner_id, owner_doc.get("public_access", "View"))
+
+    def _source_for(self, record: dict[str, Any],
+                    create_payload: dict[str, Any] | None) -> Any:
+        owner = self._owner(record)
+        if create_payload is not None:
+            return self._source(owner, create_payload)
+        source_id = record.get("source") if record.get("owner") or self.target is None \
+            else self.target.source_id
+        if not source_id:
+            raise NotFound("Missing 'source': which source does this belong to?")
+        url = ocl.source_url(owner.url, source_id)
+        source = (self.staging.sources.get(url) if self.staging is not None else None) \
+            or self.accounts.repos.sources.get(url)
+        if source is None or not self.accounts.can_view(self.caller, source):
+            raise NotFound(f"Source '{source_id}' of '{owner.id}' does not exist.")
+        return source
+
+    def _source(self, owner: Owner, payload: dict[str, Any]) -> tuple[str, str]:
+        url = ocl.source_url(owner.url, payload["id"])
+        existing = (self.staging.sources.get(url) if self.staging is not None else None) \
+            or self.accounts.repos.sources.get(url)
+        if existing is None:
+            self.content.create_source(self.caller, owner, payload, staging=self.staging)
+            return "created", url
+        keys = ("name", "full_name", "description", "source_type", "default_locale",
+                "supported_locales", "public_access", "website", "custom_validation_schema")
+        changes = {key: payload.get(key) for key in keys
+                   if payload.get(key) is not None and payload.get(key) != existing.get(key)}
+        if not changes:
+            return "unchanged", url
+        if not self.update_if_exists:
+            return "skipped", url
+        if self.staging is None:
+            self.content.update_source(self.caller, existing, changes)
+        else:
+            self.accounts.require_edit(self.caller, existing)
+        return "updated", url
+
+    def _version(self, source: dict[str, Any], payload: dict[str, Any]) -> tuple[str, str]:
+        url = f"{source['url']}{payload['id']}/"
+        if self.staging is not None and url in self.staging.versions:
+            return "unchanged", url
+        existing = self.accounts.repos.versions.get(url)
+        if existing is None:
+            self.content.create_version(self.caller, source, payload, staging=self.staging)
+            return "created", url
+        changes = {key: payload[key] for key in ("description", "released")
+                   if payload.get(key) != existing.get(key)}
+        if not changes:
+            return "unchanged", url
+        if not self.update_if_exists:
+            return "skipped", url
+        if self.staging is None:
+            self.content.update_version(self.caller, source, existing, changes)
+        return "updated", url
+
+
+def numbered_lines(stream: Iterable[str | bytes]) -> Iterator[tuple[int, str]]:
+    """Number the lines of a text or binary stream from 1, decoding UTF-8 (BOM tolerated)."""
+    for number, raw in enumerate(stream, start=1):
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace")
+        elif number == 1:
+            raw = raw.lstrip("\ufeff")
+        yield number, raw

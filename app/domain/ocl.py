@@ -1,0 +1,208 @@
+"""Rendering stored documents in OCL's JSON shapes (as in OCL's own export files)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, unquote
+
+from .repositories import LIVE, version_url
+
+KIND_PATHS = {"Organization": "orgs", "User": "users"}
+ITEM_PATHS = {"Concept": "concepts", "Mapping": "mappings"}
+
+
+def source_url(owner_url: str, source_id: str) -> str:
+    """The url of a source under its owner's url."""
+    return f"{owner_url}sources/{source_id}/"
+
+
+def item_url(source_url_: str, item_type: str, item_id: str) -> str:
+    """The url of a concept or mapping in a source."""
+    return f"{source_url_}{ITEM_PATHS[item_type]}/{quote(item_id, safe='')}/"
+
+
+def parse_concept_url(url: str) -> dict[str, str] | None:
+    """Split '/orgs/O/sources/S/concepts/C/' into its parts; None if it is not one."""
+    parts = url.strip("/").split("/")
+    if len(parts) != 6 or parts[0] not in ("orgs", "users") or parts[2] != "sources" \
+            or parts[4] != "concepts" or not all(parts):
+        return None
+    return {"owner_type": "Organization" if parts[0] == "orgs" else "User", "owner": parts[1],
+            "owner_url": f"/{parts[0]}/{parts[1]}/", "source": parts[3],
+            "source_url": f"/{parts[0]}/{parts[1]}/sources/{parts[3]}/",
+            "code": unquote(parts[5])}
+
+
+def parse_source_url(url: str) -> dict[str, str] | None:
+    """Split '/orgs/O/sources/S/' into its parts; None if it is not one."""
+    parts = url.strip("/").split("/")
+    if len(parts) != 4 or parts[0] not in ("orgs", "users") or parts[2] != "sources" \
+            or not all(parts):
+        return None
+    return {"owner_type": "Organization" if parts[0] == "orgs" else "User", "owner": parts[1],
+            "source": parts[3]}
+
+
+def _names(names: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"external_id": name.get("external_id"), "type": "ConceptName",
+             "locale": name.get("locale"), "locale_preferred": bool(name.get("locale_preferred")),
+             "name": name.get("name"), "name_type": name.get("name_type")} for name in names]
+
+
+def _descriptions(descriptions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"external_id": entry.get("external_id"), "type": "ConceptDescription",
+             "locale": entry.get("locale"), "locale_preferred": bool(entry.get("locale_preferred")),
+             "description": entry.get("description"),
+             "description_type": entry.get("description_type")} for entry in descriptions]
+
+
+def _display(names: list[dict[str, Any]], default_locale: str | None) -> tuple[str | None, str | None]:
+    """The name OCL shows: preferred in the source's locale, else preferred, else the first."""
+    if not names:
+        return None, None
+    ranked = sorted(names, key=lambda name: (name.get("locale") != default_locale,
+                                             not name.get("locale_preferred")))
+    return ranked[0].get("name"), ranked[0].get("locale")
+
+
+def tombstone(item: dict[str, Any]) -> dict[str, Any]:
+    """What a diff says of a hard-deleted item."""
+    return {"type": item["type"], "id": item["id"], "url": item["url"], "deleted": True,
+            "version": str(item["seq"]), "updated_on": item["updated_on"]}
+
+
+def render_item(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """A concept, a mapping, or a tombstone, in OCL's shape."""
+    if item.get("deleted"):
+        return tombstone(item)
+    if item["type"] == "Concept":
+        return render_concept(item, source)
+    return render_mapping(item, source)
+
+
+def _common(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    data = item["data"]
+    version = str(item["seq"])
+    return {
+        "external_id": data.get("external_id"), "extras": data.get("extras") or {},
+        "retired": bool(item.get("retired")), "source": source["id"],
+        "owner": source["owner"], "owner_type": source["owner_type"],
+        "url": item["url"], "version": version, "uuid": version,
+        "version_url": version_url(item["url"], item["seq"]),
+        "is_latest_version": item.get("sup", LIVE) == LIVE,
+        "update_comment": data.get("update_comment"),
+        "created_on": item["created_on"], "updated_on": item["updated_on"],
+        "version_created_on": item["updated_on"], "version_created_by": item.get("updated_by"),
+        "created_by": item.get("created_by"), "updated_by": item.get("updated_by"),
+    }
+
+
+def render_concept(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """A concept in OCL's shape."""
+    data = item["data"]
+    names = _names(data.get("names") or [])
+    display_name, display_locale = _display(names, source.get("default_locale"))
+    rendered = {"type": "Concept", "id": item["id"], "concept_class": data.get("concept_class"),
+                "datatype": data.get("datatype"), "names": names,
+                "descriptions": _descriptions(data.get("descriptions") or []),
+                "display_name": display_name, "display_locale": display_locale,
+                "source_url": source["url"], "owner_name": source["owner"],
+                "owner_url": source["owner_url"], "locale": None,
+                "parent_concept_urls": data.get("parent_concept_urls") or [],
+                "child_concept_urls": [], "previous_version_url": None}
+    rendered.update(_common(item, source))
+    return rendered
+
+
+def _endpoint(prefix: str, concept_url: str | None, source_url_: str | None,
+              code: str | None) -> dict[str, Any]:
+    parsed = parse_concept_url(concept_url) if concept_url else None
+    if parsed is None and source_url_:
+        parsed_source = parse_source_url(source_url_)
+        parsed = {"source_url": source_url_, "code": code or "",
+                  "owner": parsed_source["owner"] if parsed_source else None,
+                  "owner_type": parsed_source["owner_type"] if parsed_source else None,
+                  "source": parsed_source["source"] if parsed_source else None}
+    parsed = parsed or {}
+    return {f"{prefix}_concept_url": concept_url, f"{prefix}_concept_code": parsed.get("code", code),
+            f"{prefix}_source_url": parsed.get("source_url", source_url_),
+            f"{prefix}_source_owner": parsed.get("owner"),
+            f"{prefix}_source_owner_type": parsed.get("owner_type"),
+            f"{prefix}_source_name": parsed.get("source"), f"{prefix}_source_version": None}
+
+
+def render_mapping(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """A mapping in OCL's shape."""
+    data = item["data"]
+    rendered: dict[str, Any] = {"type": "Mapping", "id": item["id"], "map_type": data.get("map_type"),
+                                "from_concept_name": None, "to_concept_name": data.get("to_concept_name"),
+                                "sort_weight": data.get("sort_weight"),
+                                "versioned_object_url": item["url"]}
+    rendered.update(_endpoint("from", data.get("from_concept_url"), None, None))
+    rendered.update(_endpoint("to", data.get("to_concept_url"), data.get("to_source_url"),
+                              data.get("to_concept_code")))
+    rendered.update(_common(item, source))
+    return rendered
+
+
+SOURCE_FIELDS = ("short_code", "name", "full_name", "description", "source_type",
+                 "custom_validation_schema", "public_access", "default_locale", "supported_locales",
+                 "website", "external_id", "extras", "owner", "owner_type", "owner_url",
+                 "created_on", "updated_on", "created_by", "updated_by")
+
+
+def render_source(source: dict[str, Any], checksum: str | None = None) -> dict[str, Any]:
+    """A source (its HEAD) in OCL's shape."""
+    rendered = {"type": "Source", "id": source["id"], "uuid": source["id"]}
+    rendered.update({key: source.get(key) for key in SOURCE_FIELDS})
+    rendered.update({
+        "url": source["url"], "version": "HEAD", "retired": False,
+        "concepts_url": f"{source['url']}concepts/", "mappings_url": f"{source['url']}mappings/",
+        "versions_url": f"{source['url']}versions/", "lastUpdated": source.get("last_updated") or None,
+    })
+    if checksum is not None:
+        rendered["checksums"] = {"content": checksum}
+    return rendered
+
+
+def render_version(version: dict[str, Any], source: dict[str, Any],
+                   checksum: str | None = None) -> dict[str, Any]:
+    """A source version in OCL's shape (source fields, then the version's own)."""
+    rendered = {"type": "Source Version", "id": version["id"], "uuid": version["_id"]}
+    rendered.update({key: source.get(key) for key in SOURCE_FIELDS})
+    rendered.update({
+        "url": version["_id"], "version_url": version["_id"], "version": version["id"],
+        "description": version.get("description"), "released": bool(version.get("released")),
+        "retired": bool(version.get("retired")), "external_id": version.get("external_id"),
+        "extras": version.get("extras") or {},
+        "previous_version_url": version.get("previous_version_url"),
+        "created_on": version["created_on"], "updated_on": version["updated_on"],
+        "created_by": version.get("created_by"), "updated_by": version.get("updated_by"),
+        "concepts_url": f"{version['_id']}concepts/", "mappings_url": f"{version['_id']}mappings/",
+        "lastUpdated": version.get("last_updated"),
+        "source": render_source(source),
+    })
+    if checksum is not None:
+        rendered["checksums"] = {"content": checksum}
+    return rendered
+
+
+def render_org(org: dict[str, Any]) -> dict[str, Any]:
+    """An organization in OCL's shape."""
+    return {"type": "Organization", "id": org["_id"], "uuid": org["_id"], "name": org.get("name"),
+            "company": org.get("company"), "website": org.get("website"),
+            "location": org.get("location"), "public_access": org.get("public_access", "View"),
+            "extras": org.get("extras") or {}, "url": f"/orgs/{org['_id']}/",
+            "members_url": f"/orgs/{org['_id']}/members/",
+            "sources_url": f"/orgs/{org['_id']}/sources/",
+            "created_on": org.get("created_on"), "updated_on": org.get("updated_on"),
+            "created_by": org.get("created_by"), "updated_by": org.get("updated_by")}
+
+
+def render_user(user: dict[str, Any]) -> dict[str, Any]:
+    """A user in OCL's shape (never with token material)."""
+    return {"type": "User", "id": user["_id"], "username": user["_id"], "name": user.get("name"),
+            "email": user.get("email"), "company": user.get("company"),
+            "is_admin": bool(user.get("is_admin")), "url": f"/users/{user['_id']}/",
+            "sources_url": f"/users/{user['_id']}/sources/",
+            "created_on": user.get("created_on"), "updated_on": user.get("updated_on")}

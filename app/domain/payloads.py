@@ -1,0 +1,302 @@
+"""Marshmallow schemas for OCL payloads: the one place that validates what curators send.
+
+Both the HTTP layer (request bodies) and the line loader (import files) load through these, so a
+bad concept gets the same message whichever way it arrives. Unknown fields are ignored and
+booleans may come as strings ("True"), as OCL accepts them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, unquote
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
+
+ACCESS_CHOICES = ("View", "Edit", "None")
+
+
+def _describe(text: str) -> dict[str, str]:
+    return {"description": text}
+
+
+class LocaleList(fields.Field):
+    """A list of locales; OCL files also send one comma-separated string."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(part, str) for part in value):
+            return value
+        raise ValidationError("Expected a list of locales or a comma-separated string.")
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+
+class OclSchema(Schema):
+    """Base: ignore unknown fields, as OCL does."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+def concept_id_from(value: str) -> str:
+    """OCL keeps the last path segment of a concept id containing '/' (see DemoSource's Papaya)."""
+    return value.rstrip("/").rsplit("/", 1)[-1] if "/" in value.rstrip("/") else value
+
+
+def normalize_concept_url(url: str | None) -> str | None:
+    """Canonical form of a concept URL: decoded id, last segment only, trailing slash."""
+    if not url:
+        return url
+    marker = "/concepts/"
+    if marker not in url:
+        return url if url.endswith("/") else url + "/"
+    head, _, tail = url.partition(marker)
+    concept_id = concept_id_from(unquote(tail.rstrip("/")))
+    return f"{head}{marker}{quote(concept_id, safe='')}/"
+
+
+class NameSchema(OclSchema):
+    """A concept name."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1),
+                         metadata=_describe("The name text."))
+    locale = fields.String(required=True, validate=validate.Length(min=1),
+                           metadata=_describe("Locale code, e.g. 'en'."))
+    locale_preferred = fields.Boolean(load_default=False, allow_none=True)
+    name_type = fields.String(load_default=None, allow_none=True,
+                              metadata=_describe("e.g. 'Fully Specified', 'Short'."))
+    external_id = fields.String(load_default=None, allow_none=True)
+
+    @post_load
+    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        data["locale_preferred"] = bool(data.get("locale_preferred"))
+        return data
+
+
+class DescriptionSchema(OclSchema):
+    """A concept description."""
+
+    description = fields.String(required=True, metadata=_describe("The description text."))
+    locale = fields.String(required=True, validate=validate.Length(min=1))
+    locale_preferred = fields.Boolean(load_default=False, allow_none=True)
+    description_type = fields.String(load_default=None, allow_none=True)
+    external_id = fields.String(load_default=None, allow_none=True)
+
+    @post_load
+    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        data["locale_preferred"] = bool(data.get("locale_preferred"))
+        return data
+
+
+class ConceptSchema(OclSchema):
+    """A concept as OCL sends it (create or full replace)."""
+
+    id = fields.String(required=True, validate=validate.Length(min=1, max=255),
+                       metadata=_describe("Concept id, unique in its source."))
+    concept_class = fields.String(required=True, validate=validate.Length(min=1),
+                                  metadata=_describe("e.g. 'Diagnosis'."))
+    datatype = fields.String(load_default="None", allow_none=True,
+                             metadata=_describe("e.g. 'Coded', 'N/A', 'None'."))
+    names = fields.List(fields.Nested(NameSchema), required=True,
+                        validate=validate.Length(min=1, error="A concept needs at least one name."))
+    descriptions = fields.List(fields.Nested(DescriptionSchema), load_default=list, allow_none=True)
+    retired = fields.Boolean(load_default=False, allow_none=True)
+    external_id = fields.String(load_default=None, allow_none=True)
+    extras = fields.Dict(load_default=dict, allow_none=True)
+    parent_concept_urls = fields.List(fields.String(), load_default=list, allow_none=True)
+    update_comment = fields.String(load_default=None, allow_none=True)
+
+    @pre_load
+    def _coerce_id(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("id"), int):
+            data = dict(data, id=str(data["id"]))
+        if isinstance(data, dict) and isinstance(data.get("id"), str):
+            data = dict(data, id=concept_id_from(data["id"]))
+        return data
+
+    @post_load
+    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        data["retired"] = bool(data.get("retired"))
+        data["datatype"] = data.get("datatype") or "None"
+        data["descriptions"] = data.get("descriptions") or []
+        data["extras"] = data.get("extras") or {}
+        data["parent_concept_urls"] = data.get("parent_concept_urls") or []
+        return data
+
+
+class ConceptUpdateSchema(ConceptSchema):
+    """A concept update: every field optional; given fields replace the stored ones."""
+
+    class Meta:
+        unknown = EXCLUDE
+        partial = True
+
+    @post_load
+    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if "retired" in data:
+            data["retired"] = bool(data["retired"])
+        return data
+
+
+class MappingSchema(OclSchema):
+    """A mapping as OCL sends it."""
+
+    id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=255),
+                       metadata=_describe("Mapping id; the next free number when absent."))
+    map_type = fields.String(required=True, validate=validate.Length(min=1),
+                             metadata=_describe("e.g. 'SAME-AS', 'Has Child'."))
+    from_concept_url = fields.String(required=True, validate=validate.Length(min=1))
+    to_concept_url = fields.String(load_default=None, allow_none=True)
+    to_source_url = fields.String(load_default=None, allow_none=True)
+    to_concept_code = fields.String(load_default=None, allow_none=True)
+    to_concept_name = fields.String(load_default=None, allow_none=True)
+    retired = fields.Boolean(load_default=False, allow_none=True)
+    external_id = fields.String(load_default=None, allow_none=True)
+    extras = fields.Dict(load_default=dict, allow_none=True)
+    sort_weight = fields.Float(load_default=None, allow_none=True)
+    update_comment = fields.String(load_default=None, allow_none=True)
+
+    @pre_load
+    def _coerce_id(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("id", "to_concept_code"):
+                if isinstance(data.get(key), int):
+                    data[key] = str(data[key])
+        return data
+
+    @post_load
+    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        data["retired"] = bool(data.get("retired"))
+        data["extras"] = data.get("extras") or {}
+        data["from_concept_url"] = normalize_concept_url(data["from_concept_url"])
+        if data.get("to_concept_url"):
+            data["to_concept_url"] = normalize_concept_url(data["to_concept_url"])
+        elif data.get("to_source_url") and data.get("to_concept_code"):
+            source_url = data["to_source_url"]
+            data["to_source_url"] = source_url if source_url.endswith("/") else source_url + "/"
+        else:
+            raise ValidationError(
+                "A mapping needs to_concept_url, or to_source_url with to_concept_code.",
+                field_name="to_concept_url")
+        return data
+
+
+class MappingUpdateSchema(OclSchema):
+    """A mapping update: map_type, target, retired, extras and ids may change."""
+
+    map_type = fields.String(validate=validate.Length(min=1))
+    to_concept_url = fields.String(allow_none=True)
+    to_source_url = fields.String(allow_none=True)
+    to_concept_code = fields.String(allow_none=True)
+    to_concept_name = fields.String(allow_none=True)
+    retired = fields.Boolean(allow_none=True)
+    external_id = fields.String(allow_none=True)
+    extras = fields.Dict(allow_none=True)
+    sort_weight = fields.Float(allow_none=True)
+    update_comment = fields.String(allow_none=True)
+
+    @post_load
+    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if "retired" in data:
+            data["retired"] = bool(data["retired"])
+        if data.get("to_concept_url"):
+            data["to_concept_url"] = normalize_concept_url(data["to_concept_url"])
+        return data
+
+
+class SourceSchema(OclSchema):
+    """A source as OCL sends it."""
+
+    id = fields.String(required=True, validate=[validate.Length(min=1, max=128),
+                                                validate.Regexp(r"^[A-Za-z0-9_.@-]+$",
+                                                                error="Use letters, digits, '_', '-', '.', '@'.")])
+    short_code = fields.String(load_default=None, allow_none=True)
+    name = fields.String(load_default=None, allow_none=True)
+    full_name = fields.String(load_default=None, allow_none=True)
+    description = fields.String(load_default=None, allow_none=True)
+    source_type = fields.String(load_default=None, allow_none=True)
+    default_locale = fields.String(load_default="en", allow_none=True)
+    supported_locales = LocaleList(load_default=list, allow_none=True)
+    public_access = fields.String(load_default="View", validate=validate.OneOf(ACCESS_CHOICES))
+    website = fields.String(load_default=None, allow_none=True)
+    custom_validation_schema = fields.String(load_default=None, allow_none=True)
+    external_id = fields.String(load_default=None, allow_none=True)
+    extras = fields.Dict(load_default=dict, allow_none=True)
+
+
+class SourceUpdateSchema(OclSchema):
+    """Fields of a source that may change."""
+
+    name = fields.String(allow_none=True)
+    full_name = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    source_type = fields.String(allow_none=True)
+    default_locale = fields.String(allow_none=True)
+    supported_locales = LocaleList(allow_none=True)
+    public_access = fields.String(validate=validate.OneOf(ACCESS_CHOICES))
+    website = fields.String(allow_none=True)
+    custom_validation_schema = fields.String(allow_none=True)
+    external_id = fields.String(allow_none=True)
+    extras = fields.Dict(allow_none=True)
+
+
+class VersionSchema(OclSchema):
+    """A source version to cut from HEAD."""
+
+    id = fields.String(required=True, validate=[
+        validate.Length(min=1, max=128),
+        validate.Regexp(r"^[A-Za-z0-9_.@-]+$", error="Use letters, digits, '_', '-', '.', '@'."),
+        validate.NoneOf(("HEAD", "latest", "versions", "concepts", "mappings", "export"),
+                        error="This id is reserved.")])
+    description = fields.String(load_default=None, allow_none=True)
+    released = fields.Boolean(load_default=False, allow_none=True)
+    retired = fields.Boolean(load_default=False, allow_none=True)
+    external_id = fields.String(load_default=None, allow_none=True)
+    extras = fields.Dict(load_default=dict, allow_none=True)
+
+    @post_load
+    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        data["released"] = bool(data.get("released"))
+        data["retired"] = bool(data.get("retired"))
+        return data
+
+
+class VersionUpdateSchema(OclSchema):
+    """Fields of a version that may change (its content never does)."""
+
+    description = fields.String(allow_none=True)
+    released = fields.Boolean()
+    retired = fields.Boolean()
+    external_id = fields.String(allow_none=True)
+    extras = fields.Dict(allow_none=True)
+
+
+class OrganizationSchema(OclSchema):
+    """An organization as OCL sends it."""
+
+    id = fields.String(required=True, validate=[
+        validate.Length(min=1, max=128),
+        validate.Regexp(r"^[A-Za-z0-9_.@-]+$", error="Use letters, digits, '_', '-', '.', '@'.")])
+    name = fields.String(load_default=None, allow_none=True)
+    company = fields.String(load_default=None, allow_none=True)
+    website = fields.String(load_default=None, allow_none=True)
+    location = fields.String(load_default=None, allow_none=True)
+    public_access = fields.String(load_default="View", validate=validate.OneOf(ACCESS_CHOICES))
+    extras = fields.Dict(load_default=dict, allow_none=True)
+
+
+class UserSchema(OclSchema):
+    """A user account (admins create them)."""
+
+    username = fields.String(required=True, validate=[
+        validate.Length(min=1, max=128),
+        validate.Regexp(r"^[A-Za-z0-9_.@-]+$", error="Use letters, digits, '_', '-', '.', '@'.")])
+    name = fields.String(load_default=None, allow_none=True)
+    email = fields.String(load_default=None, allow_none=True)
+    company = fields.String(load_default=None, allow_none=True)
+    is_admin = fields.Boolean(load_default=False)

@@ -1,0 +1,318 @@
+"""Repositories: one per MongoDB collection; they own the queries and the indexes.
+
+Item versions model (DESIGN, Storage): every write to a concept or mapping inserts a new item
+version stamped with the source's next `seq`. `sup` is the seq that superseded it (LIVE while it is
+the newest). The content of a version cut at seq V is the item versions with seq <= V < sup: one
+range query, no copy of the source when a version is cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterator
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from .errors import Conflict
+
+LIVE = 2**62  # `sup` of an item version that nothing superseded yet
+HEAD_SEQ = LIVE - 1  # reading HEAD is reading "a version cut at the end of time"
+
+
+class Users:
+    """User accounts and their hashed API tokens."""
+
+    def __init__(self, db: Any) -> None:
+        self.users = db["users"]
+        self.tokens = db["tokens"]
+
+    def ensure_indexes(self) -> None:
+        self.tokens.create_index([("username", ASCENDING)])
+
+    def get(self, username: str) -> dict[str, Any] | None:
+        return self.users.find_one({"_id": username})
+
+    def insert(self, user: dict[str, Any]) -> None:
+        try:
+            self.users.insert_one(user)
+        except DuplicateKeyError:
+            raise Conflict(f"User '{user['_id']}' already exists.") from None
+
+    def update(self, username: str, changes: dict[str, Any]) -> None:
+        self.users.update_one({"_id": username}, {"$set": changes})
+
+    def list(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        cursor = self.users.find({}).sort("_id", ASCENDING).skip(skip).limit(limit)
+        return list(cursor), self.users.count_documents({})
+
+    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
+        self.tokens.replace_one({"_id": token_hash},
+                                {"_id": token_hash, "username": username, "created_on": created_on},
+                                upsert=True)
+
+    def user_for_token(self, token_hash: str) -> dict[str, Any] | None:
+        token = self.tokens.find_one({"_id": token_hash})
+        return self.get(token["username"]) if token else None
+
+
+class Orgs:
+    """Organizations and their members."""
+
+    def __init__(self, db: Any) -> None:
+        self.orgs = db["orgs"]
+
+    def ensure_indexes(self) -> None:
+        self.orgs.create_index([("members", ASCENDING)])
+
+    def get(self, org_id: str) -> dict[str, Any] | None:
+        return self.orgs.find_one({"_id": org_id})
+
+    def insert(self, org: dict[str, Any]) -> None:
+        try:
+            self.orgs.insert_one(org)
+        except DuplicateKeyError:
+            raise Conflict(f"Organization '{org['_id']}' already exists.") from None
+
+    def update(self, org_id: str, changes: dict[str, Any]) -> None:
+        self.orgs.update_one({"_id": org_id}, {"$set": changes})
+
+    def add_member(self, org_id: str, username: str) -> None:
+        self.orgs.update_one({"_id": org_id}, {"$addToSet": {"members": username}})
+
+    def for_member(self, username: str) -> list[str]:
+        return [org["_id"] for org in self.orgs.find({"members": username}, {"_id": 1})]
+
+    def list(self, query: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        cursor = self.orgs.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
+        return list(cursor), self.orgs.count_documents(query)
+
+    def delete(self, org_id: str) -> None:
+        self.orgs.delete_one({"_id": org_id})
+
+
+class Sources:
+    """Sources (HEAD metadata plus the seq counter of their item versions)."""
+
+    def __init__(self, db: Any) -> None:
+        self.sources = db["sources"]
+
+    def ensure_indexes(self) -> None:
+        self.sources.create_index([("owner_url", ASCENDING), ("id", ASCENDING)])
+
+    def get(self, url: str) -> dict[str, Any] | None:
+        return self.sources.find_one({"_id": url})
+
+    def insert(self, source: dict[str, Any]) -> None:
+        try:
+            self.sources.insert_one(source)
+        except DuplicateKeyError:
+            raise Conflict(f"Source '{source['id']}' already exists.") from None
+
+    def update(self, url: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        return self.sources.find_one_and_update({"_id": url}, {"$set": changes},
+                                                return_document=ReturnDocument.AFTER)
+
+    def next_seq(self, url: str, updated_on: str) -> int:
+        """Allocate the next item-version seq atomically, and stamp the source's lastUpdated."""
+        source = self.sources.find_one_and_update(
+            {"_id": url}, {"$inc": {"seq": 1}, "$max": {"last_updated": updated_on}},
+            return_document=ReturnDocument.AFTER)
+        return int(source["seq"])
+
+    def next_mapping_number(self, url: str) -> int:
+        source = self.sources.find_one_and_update(
+            {"_id": url}, {"$inc": {"mapping_counter": 1}}, return_document=ReturnDocument.AFTER)
+        return int(source["mapping_counter"])
+
+    def list(self, query: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        cursor = self.sources.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
+        return list(cursor), self.sources.count_documents(query)
+
+    def delete(self, url: str) -> None:
+        self.sources.delete_one({"_id": url})
+
+
+class Versions:
+    """Source versions: metadata and the seq they were cut at."""
+
+    def __init__(self, db: Any) -> None:
+        self.versions = db["versions"]
+
+    def ensure_indexes(self) -> None:
+        self.versions.create_index([("source", ASCENDING), ("created_on", DESCENDING)])
+
+    def get(self, url: str) -> dict[str, Any] | None:
+        return self.versions.find_one({"_id": url})
+
+    def insert(self, version: dict[str, Any]) -> None:
+        try:
+            self.versions.insert_one(version)
+        except DuplicateKeyError:
+            raise Conflict(f"Version '{version['id']}' already exists.") from None
+
+    def update(self, url: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        return self.versions.find_one_and_update({"_id": url}, {"$set": changes},
+                                                 return_document=ReturnDocument.AFTER)
+
+    def delete(self, url: str) -> None:
+        self.versions.delete_one({"_id": url})
+
+    def delete_for_source(self, source_url: str) -> None:
+        self.versions.delete_many({"source": source_url})
+
+    def list(self, source_url: str, released: bool | None, skip: int,
+             limit: int) -> tuple[list[dict[str, Any]], int]:
+        query: dict[str, Any] = {"source": source_url}
+        if released is not None:
+            query["released"] = released
+        cursor = (self.versions.find(query)
+                  .sort([("created_on", DESCENDING), ("_id", DESCENDING)]).skip(skip).limit(limit))
+        return list(cursor), self.versions.count_documents(query)
+
+    def latest_released(self, source_url: str) -> dict[str, Any] | None:
+        found = self.list(source_url, True, 0, 1)[0]
+        return found[0] if found else None
+
+
+class Items:
+    """Concept and mapping item versions, plus `heads`: each item's live seq, addressed by url.
+
+    Item versions are keyed by their `version_url` and heads by the item `url`, so the hot path of
+    a write (read the head, supersede it, insert the next version) is three primary-key operations.
+    A head is claimed with compare-and-swap on its seq, so two concurrent writers of one item
+    cannot both win.
+    """
+
+    def __init__(self, db: Any) -> None:
+        self.items = db["items"]
+        self.heads = db["heads"]
+        self.mapping_keys = db["mapping_keys"]
+
+    def ensure_indexes(self) -> None:
+        self.items.create_index([("source", ASCENDING), ("type", ASCENDING), ("id", ASCENDING),
+                                 ("sup", ASCENDING)], name="item_at_seq")
+        self.items.create_index([("source", ASCENDING), ("type", ASCENDING), ("sup", ASCENDING),
+                                 ("id", ASCENDING)], name="head_list")
+        self.items.create_index([("source", ASCENDING), ("updated_on", ASCENDING),
+                                 ("type", ASCENDING), ("id", ASCENDING)], name="diffs")
+        self.items.create_index([("source", ASCENDING), ("url", ASCENDING), ("sup", ASCENDING)],
+                                name="by_url")
+        self.heads.create_index([("source", ASCENDING)])
+        self.mapping_keys.create_index([("source", ASCENDING)])
+
+    @staticmethod
+    def at(seq: int) -> dict[str, Any]:
+        """The filter selecting item versions that are the content at `seq`."""
+        if seq >= HEAD_SEQ:
+            return {"sup": LIVE}
+        return {"seq": {"$lte": seq}, "sup": {"$gt": seq}}
+
+    def head(self, url: str) -> dict[str, Any] | None:
+        """The head record of an item url: its live seq, deleted and retired flags."""
+        return self.heads.find_one({"_id": url})
+
+    def current(self, url: str, seq: int = HEAD_SEQ) -> dict[str, Any] | None:
+        """The item version of one item at `seq` (tombstones included), or None."""
+        head = self.head(url)
+        if head is None:
+            return None
+        if head["seq"] <= seq:
+            return self.items.find_one({"_id": version_url(url, head["seq"])})
+        return self.items.find_one({"source": head["source"], "type": head["type"],
+                                    "id": head["id"], **self.at(seq)})
+
+    def write(self, item: dict[str, Any], previous_seq: int | None) -> None:
+        """Make `item` the live version; `previous_seq` is the live seq the writer read."""
+        head = {"_id": item["url"], "source": item["source"], "type": item["type"],
+                "id": item["id"], "seq": item["seq"], "deleted": item["deleted"],
+                "retired": item["retired"]}
+        if previous_seq is None:
+            try:
+                self.heads.insert_one(head)
+            except DuplicateKeyError:
+                raise Conflict(f"{item['type']} '{item['id']}' was created concurrently; retry.") from None
+        else:
+            claimed = self.heads.update_one({"_id": item["url"], "seq": previous_seq},
+                                            {"$set": head})
+            if claimed.matched_count != 1:
+                raise Conflict(f"{item['type']} '{item['id']}' was changed concurrently; retry.")
+            self.items.update_one({"_id": version_url(item["url"], previous_seq)},
+                                  {"$set": {"sup": item["seq"]}})
+        self.items.insert_one(dict(item, _id=version_url(item["url"], item["seq"]), sup=LIVE))
+
+    def content_query(self, source_url: str, seq: int, types: list[str] | None = None,
+                      include_retired: bool = True, include_deleted: bool = False,
+                      updated_since: str | None = None) -> dict[str, Any]:
+        """The filter for the content of a version, narrowed as the diff flags say."""
+        query: dict[str, Any] = {"source": source_url, **self.at(seq)}
+        if types is not None:
+            query["type"] = types[0] if len(types) == 1 else {"$in": types}
+        if not include_deleted:
+            query["deleted"] = False
+        if not include_retired:
+            query["retired"] = False
+        if updated_since is not None:
+            query["updated_on"] = {"$gte": updated_since}
+        return query
+
+    def find(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int = 0,
+             limit: int = 0, projection: dict[str, int] | None = None) -> Iterator[dict[str, Any]]:
+        cursor = self.items.find(query, projection).sort(sort)
+        if skip:
+            cursor = cursor.skip(skip)
+        if limit:
+            cursor = cursor.limit(limit)
+        return iter(cursor)
+
+    def count(self, query: dict[str, Any]) -> int:
+        return self.items.count_documents(query)
+
+    def newest(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        """The most recently updated item version matching `query`."""
+        return self.items.find_one(query, sort=[("updated_on", DESCENDING)])
+
+    def content_checksum(self, source_url: str, seq: int) -> str:
+        """sha256 over f"{url}\\t{version}\\n" of every (non-deleted) item, in url order."""
+        digest = hashlib.sha256()
+        query = self.content_query(source_url, seq)
+        for item in self.items.find(query, {"url": 1, "seq": 1, "_id": 0}).sort("url", ASCENDING):
+            digest.update(f"{item['url']}\t{item['seq']}\n".encode())
+        return digest.hexdigest()
+
+    def mapping_for_key(self, key: str) -> str | None:
+        """The id of the live mapping with this (source, from, type, to) key, if any."""
+        found = self.mapping_keys.find_one({"_id": key})
+        return found["mapping_id"] if found else None
+
+    def set_mapping_key(self, key: str, source_url: str, mapping_id: str | None) -> None:
+        if mapping_id is None:
+            self.mapping_keys.delete_one({"_id": key})
+        else:
+            self.mapping_keys.replace_one({"_id": key}, {"_id": key, "source": source_url,
+                                                         "mapping_id": mapping_id}, upsert=True)
+
+    def delete_for_source(self, source_url: str) -> None:
+        for collection in (self.items, self.heads, self.mapping_keys):
+            collection.delete_many({"source": source_url})
+
+
+def version_url(url: str, seq: int) -> str:
+    """The url of one item version: the item url plus its version."""
+    return f"{url}{seq}/"
+
+
+class Repositories:
+    """Every repository over one database, with index creation in one place."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.users = Users(db)
+        self.orgs = Orgs(db)
+        self.sources = Sources(db)
+        self.versions = Versions(db)
+        self.items = Items(db)
+
+    def ensure_indexes(self) -> None:
+        for repository in (self.users, self.orgs, self.sources, self.versions, self.items):
+            repository.ensure_indexes()

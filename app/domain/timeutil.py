@@ -1,0 +1,32 @@
+"""Timestamps as fixed-width ISO 8601 UTC strings, so that string order is time order."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_time(moment: datetime) -> str:
+    """Render a datetime as 'YYYY-MM-DDTHH:MM:SS.ffffffZ' in UTC (zone-less means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime(FORMAT)
+
+
+def now_iso() -> str:
+    """The current time in the stored format."""
+    return format_time(datetime.now(timezone.utc))
+
+
+def parse_time(text: str) -> str:
+    """Parse any ISO 8601 time (zone-less = UTC) into the stored format; ValueError if it is not one."""
+    value = text.strip()
+    if not value:
+        raise ValueError("empty time")
+    if value.endswith(("z", "Z")):
+        value = value[:-1] + "+00:00"
+    if " " in value and "T" not in value:
+        value = value.replace(" ", "T", 1)
+    moment = datetime.fromisoformat(value)
+    return format_time(moment)
