@@ -11,6 +11,7 @@ from flask import Flask
 from .config import load_config
 from .db import close_embedded, connect
 from .domain import Domain
+from .jobs import JobQueue, Workers
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,28 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         domain.accounts.ensure_admin(settings["ADMIN_USER"], settings["ADMIN_TOKEN"])
         logger.info("admin user %r has the token from TERMSYNC_ADMIN_TOKEN", settings["ADMIN_USER"])
 
+    queue = JobQueue(db)
+    queue.ensure_indexes()
+    workers = Workers(app, queue, settings["JOB_LEASE_SECONDS"], settings["JOB_POLL_SECONDS"])
+    app.extensions["termsync.jobs"] = workers
+
     from .api import init_api
-    init_api(app)
+    api = init_api(app)
+    # Feature modules register their blueprints on `api` and their job handlers on `workers`.
+    for init_feature in _features():
+        init_feature(app, api, domain, workers)
 
     if settings["LOAD_DEMO"]:
         from .demo import load_demo
         load_demo(domain)
+    # Tests run jobs by hand (workers.run_until_idle()) so that they stay deterministic.
+    if settings["BACKGROUND_WORKERS"] and not app.config.get("TESTING"):
+        workers.start(settings["BACKGROUND_WORKERS"])
+        atexit.register(workers.stop)
     return app
+
+
+def _features() -> list[Any]:
+    """init(app, api, domain, workers) of each feature module (exports, bulk imports)."""
+    features: list[Any] = []
+    return features

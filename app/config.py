@@ -28,7 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_SIZE_MAX": 500,
     "EXPORT_DIR": "var/exports",
     "EXPORT_STORAGE": "local",
-    "BACKGROUND_WORKERS": 1,
+    "BACKGROUND_WORKERS": 2,
+    "JOB_LEASE_SECONDS": 60.0,
+    "JOB_POLL_SECONDS": 1.0,
     "LOG_LEVEL": "INFO",
 }
 

@@ -1,0 +1,239 @@
+"""Background jobs queued in MongoDB, claimed atomically with a lease, run by worker threads.
+
+Export builds and bulk imports both run here. A worker claims a PENDING job (or a RUNNING one
+whose lease expired: its worker died) with one find_one_and_update, so any number of threads or
+processes can share the queue. While it works it heartbeats; a heartbeat that finds the job
+cancelled or taken over raises JobLost and the worker stops without writing a result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+
+from .domain.timeutil import format_time
+
+logger = logging.getLogger(__name__)
+
+PENDING, RUNNING, FINISHED, FAILED, CANCELLED = "PENDING", "RUNNING", "FINISHED", "FAILED", "CANCELLED"
+ACTIVE = (PENDING, RUNNING)
+
+
+class JobLost(Exception):
+    """The job was cancelled or another worker took it over: stop, write nothing more."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class JobQueue:
+    """The `jobs` collection: submit, claim with a lease, heartbeat, finish, fail, cancel."""
+
+    def __init__(self, db: Any, clock: Callable[[], datetime] = utcnow) -> None:
+        self.jobs = db["jobs"]
+        self.clock = clock
+
+    def ensure_indexes(self) -> None:
+        self.jobs.create_index([("state", ASCENDING), ("kind", ASCENDING),
+                                ("created_on", ASCENDING)])
+        self.jobs.create_index([("kind", ASCENDING), ("key", ASCENDING), ("state", ASCENDING)])
+        self.jobs.create_index([("owner", ASCENDING), ("created_on", DESCENDING)])
+
+    def _now(self) -> str:
+        return format_time(self.clock())
+
+    def submit(self, kind: str, payload: dict[str, Any], *, key: str | None = None,
+               owner: str | None = None, dedupe: bool = True) -> dict[str, Any]:
+        """Queue a job; with dedupe, an active job of the same kind and key is returned instead."""
+        if dedupe and key is not None:
+            active = self.find_active(kind, key)
+            if active is not None:
+                return active
+        now = self._now()
+        job = {"_id": uuid.uuid4().hex, "kind": kind, "key": key, "state": PENDING,
+               "payload": payload, "owner": owner, "progress": {}, "result": None,
+               "error": None, "attempts": 0, "worker": None, "lease_until": None,
+               "created_on": now, "updated_on": now, "started_on": None, "finished_on": None}
+        self.jobs.insert_one(job)
+        return job
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        return self.jobs.find_one({"_id": job_id})
+
+    def find_active(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The PENDING or RUNNING job of this kind and key, if any."""
+        return self.jobs.find_one({"kind": kind, "key": key, "state": {"$in": list(ACTIVE)}})
+
+    def latest(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The most recently created job of this kind and key, whatever its state."""
+        return self.jobs.find_one({"kind": kind, "key": key}, sort=[("created_on", DESCENDING)])
+
+    def claim(self, kinds: list[str], worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
+        """Atomically take the oldest PENDING job, or a RUNNING one whose lease has expired."""
+        now = self.clock()
+        now_text = format_time(now)
+        return self.jobs.find_one_and_update(
+            {"kind": {"$in": kinds}, "$or": [
+                {"state": PENDING},
+                {"state": RUNNING, "lease_until": {"$lt": now_text}}]},
+            {"$set": {"state": RUNNING, "worker": worker_id, "updated_on": now_text,
+                      "lease_until": format_time(now + timedelta(seconds=lease_seconds))},
+             "$inc": {"attempts": 1}},
+            sort=[("created_on", ASCENDING)], return_document=ReturnDocument.AFTER)
+
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
+                  progress: dict[str, Any] | None = None) -> None:
+        """Extend the lease (and record progress); JobLost if the job is no longer ours."""
+        now = self.clock()
+        changes: dict[str, Any] = {"lease_until": format_time(now + timedelta(seconds=lease_seconds)),
+                                   "updated_on": format_time(now)}
+        if progress is not None:
+            changes["progress"] = progress
+        done = self.jobs.update_one({"_id": job_id, "worker": worker_id, "state": RUNNING},
+                                    {"$set": changes})
+        if done.matched_count != 1:
+            raise JobLost(job_id)
+
+    def mark_started(self, job_id: str, worker_id: str) -> None:
+        self.jobs.update_one({"_id": job_id, "worker": worker_id, "started_on": None},
+                             {"$set": {"started_on": self._now()}})
+
+    def _end(self, job_id: str, worker_id: str, state: str, changes: dict[str, Any]) -> bool:
+        now = self._now()
+        done = self.jobs.update_one(
+            {"_id": job_id, "worker": worker_id, "state": RUNNING},
+            {"$set": dict(changes, state=state, finished_on=now, updated_on=now, lease_until=None)})
+        return done.matched_count == 1
+
+    def finish(self, job_id: str, worker_id: str, result: dict[str, Any] | None = None) -> bool:
+        """Mark our job FINISHED; False if it was cancelled or taken over meanwhile."""
+        return self._end(job_id, worker_id, FINISHED, {"result": result})
+
+    def fail(self, job_id: str, worker_id: str, error: str) -> bool:
+        """Mark our job FAILED with a message."""
+        return self._end(job_id, worker_id, FAILED, {"error": error})
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a PENDING or RUNNING job (its worker stops at its next heartbeat)."""
+        now = self._now()
+        done = self.jobs.update_one({"_id": job_id, "state": {"$in": list(ACTIVE)}},
+                                    {"$set": {"state": CANCELLED, "finished_on": now,
+                                              "updated_on": now, "lease_until": None}})
+        return done.matched_count == 1
+
+    def update(self, job_id: str, changes: dict[str, Any]) -> None:
+        self.jobs.update_one({"_id": job_id}, {"$set": changes})
+
+    def list(self, query: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        cursor = self.jobs.find(query).sort("created_on", DESCENDING).skip(skip).limit(limit)
+        return list(cursor), self.jobs.count_documents(query)
+
+    def depth(self) -> int:
+        """How many jobs wait or run."""
+        return self.jobs.count_documents({"state": {"$in": list(ACTIVE)}})
+
+
+@dataclass
+class JobContext:
+    """What a job handler gets: its job, and a heartbeat that keeps the lease (or stops it)."""
+
+    queue: JobQueue
+    job: dict[str, Any]
+    worker_id: str
+    lease_seconds: float
+
+    def heartbeat(self, progress: dict[str, Any] | None = None) -> None:
+        """Call often (e.g. every batch); raises JobLost when the job must stop."""
+        self.queue.heartbeat(self.job["_id"], self.worker_id, self.lease_seconds, progress)
+
+
+Handler = Callable[[JobContext], "dict[str, Any] | None"]
+
+
+class Workers:
+    """Runs queued jobs with registered handlers, in threads of this process or by hand."""
+
+    def __init__(self, app: Any, queue: JobQueue, lease_seconds: float = 60.0,
+                 poll_seconds: float = 1.0) -> None:
+        self.app = app
+        self.queue = queue
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.handlers: dict[str, Handler] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def register(self, kind: str, handler: Handler) -> None:
+        """Run jobs of `kind` with `handler(context) -> result dict`."""
+        self.handlers[kind] = handler
+
+    def wake(self) -> None:
+        """Tell idle worker threads that a job was queued."""
+        self._wake.set()
+
+    def run_once(self, worker_id: str | None = None) -> dict[str, Any] | None:
+        """Claim one job and run it to its end in this thread; return the job or None."""
+        worker_id = worker_id or f"{self.name}:{threading.get_ident()}"
+        job = self.queue.claim(sorted(self.handlers), worker_id, self.lease_seconds)
+        if job is None:
+            return None
+        context = JobContext(self.queue, job, worker_id, self.lease_seconds)
+        self.queue.mark_started(job["_id"], worker_id)
+        with self.app.app_context():
+            try:
+                result = self.handlers[job["kind"]](context)
+            except JobLost:
+                logger.info("job %s (%s) stopped: cancelled or taken over", job["_id"], job["kind"])
+                return self.queue.get(job["_id"])
+            except Exception as exc:  # the job fails; the worker goes on
+                logger.exception("job %s (%s) failed", job["_id"], job["kind"])
+                self.queue.fail(job["_id"], worker_id, f"{exc.__class__.__name__}: {exc}")
+                return self.queue.get(job["_id"])
+        self.queue.finish(job["_id"], worker_id, result)
+        return self.queue.get(job["_id"])
+
+    def run_until_idle(self, limit: int = 1000) -> int:
+        """Run jobs until none is left (tests and the CLI use this); return how many ran."""
+        count = 0
+        while count < limit and self.run_once() is not None:
+            count += 1
+        return count
+
+    def start(self, threads: int) -> None:
+        """Start worker threads that poll the queue until stop()."""
+        for number in range(threads):
+            worker_id = f"{self.name}:{number}:{uuid.uuid4().hex[:6]}"
+            thread = threading.Thread(target=self._loop, args=(worker_id,), daemon=True,
+                                      name=f"termsync-worker-{number}")
+            thread.start()
+            self._threads.append(thread)
+
+    def _loop(self, worker_id: str) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.run_once(worker_id)
+            except Exception:  # the database hiccupped: wait and poll again
+                logger.exception("worker %s could not poll the queue", worker_id)
+                ran = None
+            if ran is None:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask worker threads to stop after their current job, and wait for them."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()

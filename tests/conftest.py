@@ -1,0 +1,99 @@
+"""Fixtures: an app on a fresh database (mongomock, or TEST_MONGO_URI), clients and factories."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from app import create_app
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocl"
+ADMIN_TOKEN = "admin-token-for-tests"
+ADMIN = {"Authorization": f"Token {ADMIN_TOKEN}"}
+
+
+def app_config(**extra: Any) -> dict[str, Any]:
+    """Config for a test app: its own database, an admin token, no background threads."""
+    config = {"MONGO_URI": os.environ.get("TEST_MONGO_URI") or "mongomock://",
+              "MONGO_DB": f"termsync_test_{uuid.uuid4().hex[:12]}",
+              "ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True, "LOAD_DEMO": False}
+    config.update(extra)
+    return config
+
+
+@pytest.fixture
+def app() -> Iterator[Any]:
+    application = create_app(app_config())
+    yield application
+    if os.environ.get("TEST_MONGO_URI"):
+        application.extensions["termsync.mongo_client"].drop_database(application.config["MONGO_DB"])
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Any) -> Any:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def demo_app() -> Iterator[Any]:
+    application = create_app(app_config(LOAD_DEMO=True))
+    yield application
+    if os.environ.get("TEST_MONGO_URI"):
+        application.extensions["termsync.mongo_client"].drop_database(application.config["MONGO_DB"])
+
+
+@pytest.fixture
+def demo_client(demo_app: Any) -> Any:
+    return demo_app.test_client()
+
+
+@pytest.fixture
+def make_user(client: Any) -> Callable[..., dict[str, str]]:
+    """Create a user through the API; return the Authorization headers of a new token."""
+    def make(username: str, *, orgs: tuple[str, ...] = ()) -> dict[str, str]:
+        assert client.post("/users/", json={"username": username}, headers=ADMIN).status_code == 201
+        answer = client.post(f"/users/{username}/tokens/", json={}, headers=ADMIN)
+        assert answer.status_code == 201, answer.get_json()
+        for org in orgs:
+            assert client.put(f"/orgs/{org}/members/{username}/", headers=ADMIN).status_code == 204
+        return {"Authorization": f"Token {answer.get_json()['token']}"}
+    return make
+
+
+def concept(concept_id: str, name: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A concept payload as OCL clients send it."""
+    payload = {"id": concept_id, "concept_class": "Diagnosis", "datatype": "N/A",
+               "names": [{"name": name or f"Concept {concept_id}", "locale": "en",
+                          "locale_preferred": True, "name_type": "FULLY_SPECIFIED"}]}
+    payload.update(fields)
+    return payload
+
+
+def mapping(from_url: str, to_url: str, map_type: str = "SAME-AS", **fields: Any) -> dict[str, Any]:
+    """A mapping payload between two concept urls."""
+    payload = {"map_type": map_type, "from_concept_url": from_url, "to_concept_url": to_url}
+    payload.update(fields)
+    return payload
+
+
+@pytest.fixture
+def source(client: Any) -> Callable[..., str]:
+    """Create an org and a source as admin; return the source url."""
+    def make(org: str = "TestOrg", source_id: str = "TestSource",
+             public_access: str = "View") -> str:
+        if client.get(f"/orgs/{org}/", headers=ADMIN).status_code == 404:
+            assert client.post("/orgs/", json={"id": org}, headers=ADMIN).status_code == 201
+        answer = client.post(f"/orgs/{org}/sources/", headers=ADMIN,
+                             json={"id": source_id, "public_access": public_access})
+        assert answer.status_code == 201, answer.get_json()
+        return f"/orgs/{org}/sources/{source_id}/"
+    return make
