@@ -27,10 +27,13 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
         save_item = content.save_concept if item_type == CONCEPT else content.save_mapping
         return save_item(current_caller(), source, payload, expect=expect)
 
-    def update(source: dict[str, Any], item_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def update(changes: dict[str, Any], source_id: str, item_id: str, owner_kind: str | None,
+               owner_id: str | None) -> Response:
+        _, source = resolve_source(owner_kind, owner_id, source_id)
         content = domain().content
         update_item = content.update_concept if item_type == CONCEPT else content.update_mapping
-        return update_item(current_caller(), source, item_id, changes)[1]
+        item = update_item(current_caller(), source, item_id, changes)[1]
+        return json_response(ocl.render_item(item, source))
 
     def list_items(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any]) -> Response:
         items, total = domain().content.list_items(
@@ -89,15 +92,14 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
         @errors(blp, 401, 403, 404, 409, 422)
         def put(self, changes: dict[str, Any], source_id: str, item_id: str,
                 owner_kind: str | None = None, owner_id: str | None = None) -> Response:
-            _, source = resolve_source(owner_kind, owner_id, source_id)
-            return json_response(ocl.render_item(update(source, item_id, changes), source))
+            return update(changes, source_id, item_id, owner_kind, owner_id)
 
         @blp.arguments(update_schema)
         @blp.response(200, out_schema)
         @errors(blp, 401, 403, 404, 409, 422)
         def patch(self, changes: dict[str, Any], source_id: str, item_id: str,
                   owner_kind: str | None = None, owner_id: str | None = None) -> Response:
-            return self.put(changes, source_id, item_id, owner_kind, owner_id)
+            return update(changes, source_id, item_id, owner_kind, owner_id)
 
         @blp.arguments(HardDeleteArgsSchema, location="query", error_status_code=400)
         @blp.response(204)

@@ -95,7 +95,6 @@ class ItemOut(Schema):
     source = fields.String()
     owner = fields.String()
     owner_type = fields.String()
-    is_latest_version = fields.Boolean()
     created_on = fields.String()
     updated_on = fields.String()
     created_by = fields.String(allow_none=True)

@@ -53,6 +53,13 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
     return json_response(body, headers=headers)
 
 
+def _update_source(changes: dict[str, Any], source_id: str, owner_kind: str | None,
+                   owner_id: str | None) -> Response:
+    _, source = resolve_source(owner_kind, owner_id, source_id)
+    updated = domain().content.update_source(current_caller(), source, changes)
+    return json_response(ocl.render_source(updated))
+
+
 @blp.route("/sources/")
 class AllSources(MethodView):
     @blp.arguments(ListArgsSchema, location="query", error_status_code=400)
@@ -113,9 +120,7 @@ class Source(MethodView):
     def put(self, changes: dict[str, Any], source_id: str, owner_kind: str | None = None,
             owner_id: str | None = None) -> Response:
         """Change a source's metadata."""
-        _, source = resolve_source(owner_kind, owner_id, source_id)
-        updated = domain().content.update_source(current_caller(), source, changes)
-        return json_response(ocl.render_source(updated))
+        return _update_source(changes, source_id, owner_kind, owner_id)
 
     @blp.arguments(SourceUpdateSchema)
     @blp.response(200, SourceOut)
@@ -123,7 +128,7 @@ class Source(MethodView):
     def patch(self, changes: dict[str, Any], source_id: str, owner_kind: str | None = None,
               owner_id: str | None = None) -> Response:
         """Change some of a source's metadata."""
-        return self.put(changes, source_id, owner_kind, owner_id)
+        return _update_source(changes, source_id, owner_kind, owner_id)
 
     @blp.response(204)
     @errors(blp, 401, 403, 404)

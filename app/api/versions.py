@@ -26,6 +26,15 @@ def _render(source: dict[str, Any], version: dict[str, Any], with_checksum: bool
                               content.checksum(source, version) if with_checksum else None)
 
 
+def _update_version(changes: dict[str, Any], source_id: str, version_id: str,
+                    owner_kind: str | None, owner_id: str | None) -> Response:
+    _, source = resolve_source(owner_kind, owner_id, source_id)
+    content = domain().content
+    version = content.get_version(source, version_id)
+    return json_response(_render(source, content.update_version(current_caller(), source,
+                                                                version, changes)))
+
+
 @owner_routes(blp, "sources/<source_id>/versions/", "versions")
 class Versions(MethodView):
     @blp.arguments(VersionListArgsSchema, location="query", error_status_code=400)
@@ -71,11 +80,7 @@ class Version(MethodView):
     def put(self, changes: dict[str, Any], source_id: str, version_id: str,
             owner_kind: str | None = None, owner_id: str | None = None) -> Response:
         """Change a version's description, released or retired flag."""
-        _, source = resolve_source(owner_kind, owner_id, source_id)
-        content = domain().content
-        version = content.get_version(source, version_id)
-        updated = content.update_version(current_caller(), source, version, changes)
-        return json_response(_render(source, updated))
+        return _update_version(changes, source_id, version_id, owner_kind, owner_id)
 
     @blp.arguments(VersionUpdateSchema)
     @blp.response(200, VersionOut)
@@ -83,7 +88,7 @@ class Version(MethodView):
     def patch(self, changes: dict[str, Any], source_id: str, version_id: str,
               owner_kind: str | None = None, owner_id: str | None = None) -> Response:
         """Change some of a version's metadata."""
-        return self.put(changes, source_id, version_id, owner_kind, owner_id)
+        return _update_version(changes, source_id, version_id, owner_kind, owner_id)
 
     @blp.response(204)
     @errors(blp, 401, 403, 404, 405)

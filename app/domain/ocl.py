@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .repositories import LIVE, version_url
+from .repositories import version_url
 
 KIND_PATHS = {"Organization": "orgs", "User": "users"}
 ITEM_PATHS = {"Concept": "concepts", "Mapping": "mappings"}
@@ -89,7 +89,6 @@ def _common(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
         "owner": source["owner"], "owner_type": source["owner_type"],
         "url": item["url"], "version": version, "uuid": version,
         "version_url": version_url(item["url"], item["seq"]),
-        "is_latest_version": item.get("sup", LIVE) == LIVE,
         "update_comment": data.get("update_comment"),
         "created_on": item["created_on"], "updated_on": item["updated_on"],
         "version_created_on": item["updated_on"], "version_created_by": item.get("updated_by"),

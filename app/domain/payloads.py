@@ -128,12 +128,19 @@ class ConceptSchema(OclSchema):
         return data
 
 
-class ConceptUpdateSchema(ConceptSchema):
+class ConceptUpdateSchema(OclSchema):
     """A concept update: every field optional; given fields replace the stored ones."""
 
-    class Meta:
-        unknown = EXCLUDE
-        partial = True
+    concept_class = fields.String(validate=validate.Length(min=1))
+    datatype = fields.String(allow_none=True)
+    names = fields.List(fields.Nested(NameSchema),
+                        validate=validate.Length(min=1, error="A concept needs at least one name."))
+    descriptions = fields.List(fields.Nested(DescriptionSchema), allow_none=True)
+    retired = fields.Boolean(allow_none=True)
+    external_id = fields.String(allow_none=True)
+    extras = fields.Dict(allow_none=True)
+    parent_concept_urls = fields.List(fields.String(), allow_none=True)
+    update_comment = fields.String(allow_none=True)
 
     @post_load
     def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
