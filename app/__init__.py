@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import atexit
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -62,4 +63,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 def _features() -> list[Any]:
     """init(app, api, domain, workers) of each feature module (exports, bulk imports)."""
     features: list[Any] = []
+    from .exports import init as init_exports
+    features.append(init_exports)
     return features

@@ -8,7 +8,8 @@ import logging
 import signal
 import sys
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .config import ConfigError
 

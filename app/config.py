@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,14 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_SIZE_MAX": 500,
     "EXPORT_DIR": "var/exports",
     "EXPORT_STORAGE": "local",
+    "EXPORT_GRIDFS_BUCKET": "exports_fs",
+    "EXPORT_COMPRESSLEVEL": 6,
+    "EXPORT_HEARTBEAT_ITEMS": 1000,
+    "EXPORT_RETRY_AFTER": 5,
+    "EXPORT_FAILED_RETRY_SECONDS": 300.0,
+    "EXPORT_ON_RELEASE": True,
+    "EXPORT_GC_INTERVAL": 3600.0,
+    "EXPORT_GC_GRACE_SECONDS": 3600.0,
     "BACKGROUND_WORKERS": 2,
     "JOB_LEASE_SECONDS": 60.0,
     "JOB_POLL_SECONDS": 1.0,
@@ -40,7 +49,7 @@ TYPES: dict[str, type] = {key: type(value) for key, value in DEFAULTS.items()}
 def _coerce(key: str, value: Any) -> Any:
     """Turn a TOML or environment value into the type the default has."""
     wanted = TYPES.get(key)
-    if wanted is None or isinstance(value, wanted) and not (wanted is int and isinstance(value, bool)):
+    if wanted is None or (isinstance(value, wanted) and not (wanted is int and isinstance(value, bool))):
         return value
     text = str(value).strip()
     try:

@@ -25,7 +25,7 @@ _WRITES = frozenset({
 class _DirtyCollection:
     """A collection proxy that marks the embedded database changed on every write."""
 
-    def __init__(self, collection: Any, store: "EmbeddedStore") -> None:
+    def __init__(self, collection: Any, store: EmbeddedStore) -> None:
         self._collection = collection
         self._store = store
 
@@ -44,7 +44,7 @@ class _DirtyCollection:
 class _DirtyDatabase:
     """A database proxy whose collections mark the embedded store dirty on write."""
 
-    def __init__(self, database: Any, store: "EmbeddedStore") -> None:
+    def __init__(self, database: Any, store: EmbeddedStore) -> None:
         self._database = database
         self._store = store
 
@@ -141,7 +141,7 @@ def connect(uri: str, db_name: str, persist_interval: float = 5.0) -> tuple[Any,
         path = uri[len("mongomock://"):]
         with _EMBEDDED_LOCK:
             if uri not in _EMBEDDED or not path:
-                client = mongomock.MongoClient(tz_aware=True)
+                client: Any = mongomock.MongoClient(tz_aware=True)
                 store = None
                 if path:
                     store = EmbeddedStore(client, db_name, path, persist_interval)
@@ -200,8 +200,8 @@ def _install_id_fast_path() -> None:
                 return iter([])
         return original(self, filter)
 
-    Collection._iter_documents = _iter_documents
-    Collection._termsync_fast_path = True
+    setattr(Collection, "_iter_documents", _iter_documents)  # noqa: B010
+    setattr(Collection, "_termsync_fast_path", True)  # noqa: B010
 
 
 _install_id_fast_path()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import zipfile
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson

@@ -10,7 +10,14 @@ from flask_smorest import Blueprint
 
 from ..domain import ocl
 from ..domain.content import CONCEPT
-from .common import current_caller, domain, json_response, list_response, owner_routes, resolve_source
+from .common import (
+    current_caller,
+    domain,
+    json_response,
+    list_response,
+    owner_routes,
+    resolve_source,
+)
 from .docs import errors
 from .schemas import HardDeleteArgsSchema, ItemListArgsSchema
 

@@ -13,9 +13,20 @@ from ..domain.content import CONCEPT, MAPPING
 from ..domain.errors import Invalid
 from ..domain.payloads import SourceSchema, SourceUpdateSchema
 from ..domain.timeutil import parse_time
-from .common import (current_caller, decode_cursor, domain, encode_cursor, json_response,
-                     list_response, owner_routes, page_url, paging_headers, resolve_owner,
-                     resolve_source, zip_json)
+from .common import (
+    current_caller,
+    decode_cursor,
+    domain,
+    encode_cursor,
+    json_response,
+    list_response,
+    owner_routes,
+    page_url,
+    paging_headers,
+    resolve_owner,
+    resolve_source,
+    zip_json,
+)
 from .docs import errors
 from .schemas import DiffArgsSchema, ListArgsSchema, SourceContentOut, SourceOut
 

@@ -10,7 +10,14 @@ from flask_smorest import Blueprint
 
 from ..domain import ocl
 from ..domain.payloads import VersionSchema, VersionUpdateSchema
-from .common import current_caller, domain, json_response, list_response, owner_routes, resolve_source
+from .common import (
+    current_caller,
+    domain,
+    json_response,
+    list_response,
+    owner_routes,
+    resolve_source,
+)
 from .docs import errors
 from .schemas import DiffArgsSchema, SourceContentOut, VersionListArgsSchema, VersionOut
 from .sources import content_response

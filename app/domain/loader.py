@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from marshmallow import ValidationError
 
@@ -17,8 +18,7 @@ from . import ocl
 from .accounts import OWNER_KINDS, Caller, Owner, require_login
 from .content import CONCEPT, MAPPING, Content, Staging
 from .errors import DomainError, Forbidden, NotFound, Unauthorized
-from .payloads import (ConceptSchema, MappingSchema, OrganizationSchema, SourceSchema,
-                       VersionSchema)
+from .payloads import ConceptSchema, MappingSchema, OrganizationSchema, SourceSchema, VersionSchema
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +171,9 @@ class Loader:
         if self.target is not None and not record.get("owner"):
             kind, owner_id = self.target.owner_kind, self.target.owner_id
         else:
-            owner_id = record.get("owner")
-            if not owner_id:
+            if not record.get("owner"):
                 raise NotFound("Missing 'owner': which organization or user owns this?")
+            owner_id = str(record["owner"])
             kind = "users" if record.get("owner_type") == "User" else "orgs"
         if self.staging is not None and kind == "orgs" and owner_id in self.staging.orgs:
             return Owner("Organization", owner_id)

@@ -115,7 +115,7 @@ def render_concept(item: dict[str, Any], source: dict[str, Any]) -> dict[str, An
 
 def _endpoint(prefix: str, concept_url: str | None, source_url_: str | None,
               code: str | None) -> dict[str, Any]:
-    parsed = parse_concept_url(concept_url) if concept_url else None
+    parsed: dict[str, Any] | None = parse_concept_url(concept_url) if concept_url else None
     if parsed is None and source_url_:
         parsed_source = parse_source_url(source_url_)
         parsed = {"source_url": source_url_, "code": code or "",

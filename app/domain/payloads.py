@@ -19,6 +19,13 @@ def _describe(text: str) -> dict[str, str]:
     return {"description": text}
 
 
+def mnemonic(*extra: Any) -> list[Any]:
+    """Validators of an id that appears in URLs (orgs, users, sources, versions)."""
+    return [validate.Length(min=1, max=128),
+            validate.Regexp(r"^[A-Za-z0-9_.@-]+$", error="Use letters, digits, '_', '-', '.', '@'."),
+            *extra]
+
+
 class LocaleList(fields.Field):
     """A list of locales; OCL files also send one comma-separated string."""
 
@@ -219,9 +226,7 @@ class MappingUpdateSchema(OclSchema):
 class SourceSchema(OclSchema):
     """A source as OCL sends it."""
 
-    id = fields.String(required=True, validate=[validate.Length(min=1, max=128),
-                                                validate.Regexp(r"^[A-Za-z0-9_.@-]+$",
-                                                                error="Use letters, digits, '_', '-', '.', '@'.")])
+    id = fields.String(required=True, validate=mnemonic())
     short_code = fields.String(load_default=None, allow_none=True)
     name = fields.String(load_default=None, allow_none=True)
     full_name = fields.String(load_default=None, allow_none=True)
@@ -255,11 +260,9 @@ class SourceUpdateSchema(OclSchema):
 class VersionSchema(OclSchema):
     """A source version to cut from HEAD."""
 
-    id = fields.String(required=True, validate=[
-        validate.Length(min=1, max=128),
-        validate.Regexp(r"^[A-Za-z0-9_.@-]+$", error="Use letters, digits, '_', '-', '.', '@'."),
+    id = fields.String(required=True, validate=mnemonic(
         validate.NoneOf(("HEAD", "latest", "versions", "concepts", "mappings", "export"),
-                        error="This id is reserved.")])
+                        error="This id is reserved.")))
     description = fields.String(load_default=None, allow_none=True)
     released = fields.Boolean(load_default=False, allow_none=True)
     retired = fields.Boolean(load_default=False, allow_none=True)
@@ -286,9 +289,7 @@ class VersionUpdateSchema(OclSchema):
 class OrganizationSchema(OclSchema):
     """An organization as OCL sends it."""
 
-    id = fields.String(required=True, validate=[
-        validate.Length(min=1, max=128),
-        validate.Regexp(r"^[A-Za-z0-9_.@-]+$", error="Use letters, digits, '_', '-', '.', '@'.")])
+    id = fields.String(required=True, validate=mnemonic())
     name = fields.String(load_default=None, allow_none=True)
     company = fields.String(load_default=None, allow_none=True)
     website = fields.String(load_default=None, allow_none=True)
@@ -300,9 +301,7 @@ class OrganizationSchema(OclSchema):
 class UserSchema(OclSchema):
     """A user account (admins create them)."""
 
-    username = fields.String(required=True, validate=[
-        validate.Length(min=1, max=128),
-        validate.Regexp(r"^[A-Za-z0-9_.@-]+$", error="Use letters, digits, '_', '-', '.', '@'.")])
+    username = fields.String(required=True, validate=mnemonic())
     name = fields.String(load_default=None, allow_none=True)
     email = fields.String(load_default=None, allow_none=True)
     company = fields.String(load_default=None, allow_none=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -10,13 +10,13 @@ FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 def format_time(moment: datetime) -> str:
     """Render a datetime as 'YYYY-MM-DDTHH:MM:SS.ffffffZ' in UTC (zone-less means UTC)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime(FORMAT)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(FORMAT)
 
 
 def now_iso() -> str:
     """The current time in the stored format."""
-    return format_time(datetime.now(timezone.utc))
+    return format_time(datetime.now(UTC))
 
 
 def parse_time(text: str) -> str:
