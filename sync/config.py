@@ -1,0 +1,222 @@
+"""Subscriber configuration: TOML `[[subscriptions]]` plus `TERMSYNC_SYNC_*` environment overrides."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "TERMSYNC_SYNC_"
+MODES = ("release", "snapshot")
+_INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_INTERVAL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One followed source: where it lives, how to follow it, where to keep it."""
+
+    name: str
+    server: str
+    url: str
+    token: str | None = None
+    mode: str = "release"
+    interval: float | None = 3600.0
+    cron: str | None = None
+    mongo_uri: str = "mongomock://"
+    page_size: int = 500
+    overlap_seconds: float = 60.0
+    timeout: float = 60.0
+    connect_timeout: float = 10.0
+    max_retries: int = 6
+    backoff_max: float = 300.0
+    export_wait: float = 3600.0
+    misfire_grace_time: int = 3600
+    batch_size: int = 1000
+    work_dir: str | None = None
+
+    @property
+    def source_url(self) -> str:
+        """Absolute URL of the followed source (its HEAD)."""
+        return self.server.rstrip("/") + self.url
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """All subscriptions of one subscriber instance."""
+
+    subscriptions: list[Subscription] = field(default_factory=list)
+
+    def select(self, names: list[str] | None) -> list[Subscription]:
+        """The subscriptions named (all when `names` is empty); unknown names are an error."""
+        if not names:
+            return list(self.subscriptions)
+        known = {s.name: s for s in self.subscriptions}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise ConfigError(f"unknown subscription(s): {', '.join(missing)}; "
+                              f"configured: {', '.join(known) or 'none'}")
+        return [known[n] for n in names]
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Subscription)}
+
+
+def parse_interval(value: Any) -> float:
+    """Seconds from `3600`, `"90s"`, `"30m"`, `"1h"` or `"1d"`."""
+    if isinstance(value, bool):
+        raise ConfigError(f"interval {value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _INTERVAL_RE.match(str(value))
+        if not match:
+            raise ConfigError(f"interval {value!r} is not a duration like '90s', '30m', '1h', '1d'")
+        seconds = float(match.group(1)) * _INTERVAL_UNITS[match.group(2).lower()]
+    if seconds <= 0:
+        raise ConfigError(f"interval {value!r} must be positive")
+    return seconds
+
+
+def _coerce(name: str, key: str, value: Any) -> Any:
+    """Convert one raw TOML/env value to the field's type, or raise ConfigError."""
+    kind = _FIELD_TYPES[key]
+    where = f"subscription {name!r}: {key}"
+    try:
+        if key == "interval":
+            return None if value in (None, "") else parse_interval(value)
+        if "int" in kind:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if "float" in kind:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} = {value!r} is not a number") from None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} = {value!r} must be a string")
+    return value
+
+
+def _env_key(name: str) -> str:
+    """The environment-variable infix of a subscription name (`ciel-mirror` -> `CIEL_MIRROR`)."""
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def _env_overrides(name: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """`TERMSYNC_SYNC_<KEY>` (every subscription) then `TERMSYNC_SYNC_<NAME>_<KEY>` (one)."""
+    found: dict[str, str] = {}
+    for prefix in (ENV_PREFIX, f"{ENV_PREFIX}{_env_key(name)}_"):
+        for key in _FIELD_TYPES:
+            if key == "name":
+                continue
+            value = environ.get(prefix + key.upper())
+            if value is not None:
+                found[key] = value
+    return found
+
+
+def _validate(sub: Subscription) -> Subscription:
+    """Check one subscription; normalise URLs; raise ConfigError with a clear message."""
+    where = f"subscription {sub.name!r}"
+    if not _NAME_RE.match(sub.name):
+        raise ConfigError(f"{where}: name may hold only letters, digits, '.', '_' and '-'")
+    parts = urlsplit(sub.server or "")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{where}: server = {sub.server!r} must be an http(s) URL like "
+                          "'https://terms.example.org'")
+    url = sub.url or ""
+    if not url.startswith("/") or "/sources/" not in url:
+        raise ConfigError(f"{where}: url = {url!r} must be a source path like "
+                          "'/orgs/CIEL/sources/CIEL/'")
+    if not url.endswith("/"):
+        url += "/"
+    if sub.mode not in MODES:
+        raise ConfigError(f"{where}: mode = {sub.mode!r} must be one of {', '.join(MODES)}")
+    interval, cron = sub.interval, sub.cron
+    if cron:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(cron)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: cron = {cron!r} is not a crontab expression: {exc}") from None
+        interval = None
+    elif interval is None:
+        interval = 3600.0
+    if not 1 <= sub.page_size <= 500:
+        raise ConfigError(f"{where}: page_size = {sub.page_size} must be between 1 and 500")
+    for key in ("overlap_seconds", "timeout", "connect_timeout", "backoff_max", "export_wait"):
+        if getattr(sub, key) < 0 or (key.endswith("timeout") and getattr(sub, key) == 0):
+            raise ConfigError(f"{where}: {key} = {getattr(sub, key)} must be positive")
+    if sub.max_retries < 0 or sub.batch_size < 1 or sub.misfire_grace_time < 1:
+        raise ConfigError(f"{where}: max_retries must be >= 0, batch_size and "
+                          "misfire_grace_time >= 1")
+    if not sub.mongo_uri.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+        raise ConfigError(f"{where}: mongo_uri = {sub.mongo_uri!r} must start with mongodb://, "
+                          "mongodb+srv:// or mongomock://")
+    return replace(sub, server=sub.server.rstrip("/"), url=url, interval=interval, cron=cron or None)
+
+
+def build_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> SyncConfig:
+    """Build and validate a SyncConfig from parsed TOML data and environment overrides."""
+    environ = os.environ if environ is None else environ
+    raw_subs = data.get("subscriptions", [])
+    if not isinstance(raw_subs, list):
+        raise ConfigError("'subscriptions' must be an array of tables: [[subscriptions]]")
+    subs: list[Subscription] = []
+    for index, raw in enumerate(raw_subs):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"subscriptions[{index}] must be a table")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"subscriptions[{index}] needs a name")
+        unknown = sorted(set(raw) - set(_FIELD_TYPES))
+        if unknown:
+            raise ConfigError(f"subscription {name!r}: unknown key(s) {', '.join(unknown)}")
+        merged: dict[str, Any] = {**raw, **_env_overrides(name, environ)}
+        if "cron" in merged and merged["cron"] and "interval" not in raw:
+            merged["interval"] = None
+        for key in ("server", "url"):
+            if not merged.get(key):
+                raise ConfigError(f"subscription {name!r} needs '{key}'")
+        values = {key: _coerce(name, key, value) for key, value in merged.items() if key != "name"}
+        subs.append(_validate(Subscription(name=name, **values)))
+    names = [s.name for s in subs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"subscription names must be unique; repeated: {', '.join(duplicates)}")
+    return SyncConfig(subscriptions=subs)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> SyncConfig:
+    """Read a TOML config file, apply environment overrides and validate it."""
+    file = Path(path)
+    try:
+        with file.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    config = build_config(data, environ)
+    if not config.subscriptions:
+        raise ConfigError(f"config file {file} has no [[subscriptions]]")
+    return config

@@ -1,0 +1,317 @@
+"""A small in-memory OCL/termsync server for subscriber tests and benches, with fault injection."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import io
+import json
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlencode
+
+from flask import Flask, Response, request
+from werkzeug.serving import make_server
+
+TS = "%Y-%m-%dT%H:%M:%S.%fZ"
+BASE_TIME = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def content_checksum(items: dict[str, dict[str, Any]]) -> str:
+    """checksums.content as the contract defines it."""
+    digest = hashlib.sha256()
+    for url in sorted(items):
+        item = items[url]
+        if not item.get("deleted"):
+            digest.update(f"{url}\t{item['version']}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class Fault:
+    """Answer `status` (with Retry-After) to requests whose path contains `path`, `times` times."""
+
+    path: str
+    status: int
+    times: int = 1
+    retry_after: str | None = None
+    body: dict[str, Any] | None = None
+    skip: int = 0  # let this many matching requests through first
+
+
+@dataclass
+class StubVersion:
+    """A released (or not) snapshot of the source."""
+
+    id: str
+    items: dict[str, dict[str, Any]]
+    created_on: str
+    released: bool = True
+    export_bytes: bytes | None = None
+    export_path: Path | None = None
+    pending: int = 0  # answer 202 this many times before the export is ready
+    failed: bool = False
+
+
+@dataclass
+class StubSource:
+    """One source: HEAD items (tombstones included), versions, faults."""
+
+    owner: str = "DemoOrg"
+    source: str = "DemoSource"
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versions: list[StubVersion] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    cut_downloads: list[int] = field(default_factory=list)  # serve only N bytes, then close
+    corrupt_downloads: int = 0  # flip a byte in this many full downloads
+    ignore_range: bool = False
+    requests_seen: list[str] = field(default_factory=list)
+    auth_seen: list[str | None] = field(default_factory=list)
+    tick: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def path(self) -> str:
+        return f"/orgs/{self.owner}/sources/{self.source}/"
+
+    # --- curator operations ----------------------------------------------------------------
+    def now(self) -> str:
+        self.tick += 1
+        return (BASE_TIME + timedelta(milliseconds=self.tick)).strftime(TS)
+
+    def _write(self, url: str, payload: dict[str, Any], updated_on: str | None = None) -> dict[str, Any]:
+        payload["updated_on"] = updated_on or self.now()
+        payload["version"] = str(int(self.items.get(url, {}).get("version", "0") or 0) + 1000 + self.tick)
+        payload["version_url"] = f"{url}{payload['version']}/"
+        self.items[url] = payload
+        return payload
+
+    def put_concept(self, concept_id: str, name: str | None = None, updated_on: str | None = None,
+                    **fields: Any) -> dict[str, Any]:
+        url = f"{self.path}concepts/{concept_id}/"
+        payload = {"type": "Concept", "id": concept_id, "url": url, "concept_class": "Misc",
+                   "datatype": "None", "retired": False, "source": self.source,
+                   "owner": self.owner, "names": [{"name": name or concept_id, "locale": "en",
+                                                   "name_type": "Fully Specified",
+                                                   "locale_preferred": True}],
+                   "descriptions": [], "extras": {}, **fields}
+        return self._write(url, payload, updated_on)
+
+    def put_mapping(self, mapping_id: str, from_id: str, to_id: str, map_type: str = "Same As",
+                    **fields: Any) -> dict[str, Any]:
+        url = f"{self.path}mappings/{mapping_id}/"
+        payload = {"type": "Mapping", "id": mapping_id, "url": url, "map_type": map_type,
+                   "retired": False, "from_concept_url": f"{self.path}concepts/{from_id}/",
+                   "to_concept_url": f"{self.path}concepts/{to_id}/", **fields}
+        return self._write(url, payload)
+
+    def set_retired(self, url: str, retired: bool) -> None:
+        payload = copy.deepcopy(self.items[url])
+        payload["retired"] = retired
+        self._write(url, payload)
+
+    def hard_delete(self, url: str) -> None:
+        item = self.items[url]
+        self.items[url] = {"type": item["type"], "id": item["id"], "url": url, "deleted": True,
+                           "updated_on": self.now(), "version": ""}
+
+    def release(self, version_id: str, released: bool = True, pending: int = 0) -> StubVersion:
+        version = StubVersion(id=version_id, items=copy.deepcopy(self.items),
+                              created_on=self.now(), released=released, pending=pending)
+        self.versions.append(version)
+        return version
+
+    def live(self, items: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        return {u: i for u, i in (self.items if items is None else items).items()
+                if not i.get("deleted")}
+
+    def checksum(self, version_id: str | None = None) -> str:
+        return content_checksum(self.items if version_id is None else self.version(version_id).items)
+
+    def version(self, version_id: str) -> StubVersion:
+        return next(v for v in self.versions if v.id == version_id)
+
+    # --- payloads --------------------------------------------------------------------------
+    def version_payload(self, version: StubVersion | None) -> dict[str, Any]:
+        items = self.items if version is None else version.items
+        stamps = [i["updated_on"] for i in items.values()]
+        vid = "HEAD" if version is None else version.id
+        url = self.path if version is None else f"{self.path}{version.id}/"
+        return {"type": "Source" if version is None else "Source Version", "id": vid,
+                "short_code": self.source, "owner": self.owner, "url": url, "version_url": url,
+                "released": bool(version and version.released),
+                "created_on": version.created_on if version else BASE_TIME.strftime(TS),
+                "updated_on": version.created_on if version else BASE_TIME.strftime(TS),
+                "lastUpdated": max(stamps) if stamps else None,
+                "checksums": {"content": content_checksum(items)}}
+
+    def export_bytes(self, version: StubVersion) -> bytes:
+        if version.export_path is not None:
+            return version.export_path.read_bytes()
+        if version.export_bytes is None:
+            body = self.version_payload(version)
+            body.pop("checksums")
+            live = [i for i in version.items.values() if not i.get("deleted")]
+            body["concepts"] = [i for i in live if i["type"] == "Concept"]
+            body["mappings"] = [i for i in live if i["type"] == "Mapping"]
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr("export.json", json.dumps(body))
+            version.export_bytes = buffer.getvalue()
+        return version.export_bytes
+
+
+def load_export_items(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(header, items by url) of a real OCL export zip."""
+    with zipfile.ZipFile(path) as archive:
+        data = json.loads(archive.read("export.json"))
+    items = {i["url"]: i for kind in ("concepts", "mappings") for i in data.pop(kind)}
+    return data, items
+
+
+def create_stub_app(stub: StubSource) -> Flask:
+    """The stub's Flask app."""
+    app = Flask("ocl_stub")
+
+    @app.before_request
+    def record_and_inject() -> Response | None:
+        with stub.lock:
+            stub.requests_seen.append(request.full_path)
+            stub.auth_seen.append(request.headers.get("Authorization"))
+            for fault in stub.faults:
+                if fault.times > 0 and fault.path in request.full_path:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
+                    fault.times -= 1
+                    headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                    body = fault.body or {"code": fault.status, "status": "Unavailable",
+                                          "message": f"stub fault {fault.status}"}
+                    return Response(json.dumps(body), fault.status, headers,
+                                    mimetype="application/json")
+        return None
+
+    def page(payload: dict[str, Any], items: dict[str, dict[str, Any]]) -> Response:
+        args = request.args
+        kinds = [k for flag, k in (("includeConcepts", "Concept"), ("includeMappings", "Mapping"))
+                 if args.get(flag, "").lower() == "true"]
+        if not kinds:
+            return Response(json.dumps(payload), mimetype="application/json")
+        since = args.get("updatedSince")
+        include_retired = args.get("includeRetired", "").lower() == "true"
+        limit = int(args.get("limit") or 500)
+        selected = sorted(
+            (i for i in items.values()
+             if i["type"] in kinds and (since is None or i["updated_on"] >= since)
+             and (include_retired or not (i.get("retired") or i.get("deleted")))),
+            key=lambda i: (i["updated_on"], i["type"], i["id"]))
+        after = args.get("after")
+        found = len(selected)
+        if after:
+            key = tuple(after.split("|"))
+            selected = [i for i in selected if (i["updated_on"], i["type"], i["id"]) > key]
+        chunk = selected[:limit]
+        body = dict(payload, concepts=[i for i in chunk if i["type"] == "Concept"],
+                    mappings=[i for i in chunk if i["type"] == "Mapping"])
+        headers = {"num_found": str(found), "num_returned": str(len(chunk))}
+        if len(selected) > limit:
+            last = chunk[-1]
+            query = dict(args.items(), after=f"{last['updated_on']}|{last['type']}|{last['id']}")
+            nxt = f"{request.base_url}?{urlencode(query)}"
+            headers.update({"next": nxt, "Link": f'<{nxt}>; rel="next"'})
+        return Response(json.dumps(body), headers=headers, mimetype="application/json")
+
+    base = stub.path
+
+    @app.get(f"{base}versions/")
+    def versions() -> Response:
+        released = request.args.get("released")
+        chosen = [v for v in reversed(stub.versions)
+                  if released is None or v.released == (released.lower() == "true")]
+        limit = int(request.args.get("limit") or 500)
+        return Response(json.dumps([stub.version_payload(v) for v in chosen[:limit]]),
+                        mimetype="application/json")
+
+    @app.get(base)
+    def head() -> Response:
+        return page(stub.version_payload(None), stub.items)
+
+    @app.get(f"{base}<version_id>/")
+    def version(version_id: str) -> Response:
+        found = [v for v in stub.versions if v.id == version_id]
+        if not found:
+            return Response(json.dumps({"code": 404, "status": "Not Found",
+                                        "message": f"Version '{version_id}' not found."}), 404,
+                            mimetype="application/json")
+        return page(stub.version_payload(found[0]), found[0].items)
+
+    @app.get(f"{base}<version_id>/export/")
+    def export(version_id: str) -> Response:
+        found = [v for v in stub.versions if v.id == version_id]
+        if not found:
+            return Response(json.dumps({"code": 404, "status": "Not Found", "message": "nope"}),
+                            404, mimetype="application/json")
+        version = found[0]
+        if version.failed:
+            return Response(json.dumps({"state": "FAILED", "error": "disk full"}), 500,
+                            mimetype="application/json")
+        if version.pending > 0:
+            version.pending -= 1
+            return Response(json.dumps({"state": "BUILDING", "progress": "41%"}), 202,
+                            {"Retry-After": "7", "X-Export-Progress": "41%"},
+                            mimetype="application/json")
+        data = stub.export_bytes(version)
+        sha = hashlib.sha256(data).digest()
+        headers = {"ETag": f'"{sha.hex()}"',
+                   "Repr-Digest": f"sha-256=:{base64.b64encode(sha).decode()}:",
+                   "Accept-Ranges": "bytes", "exportURL": request.base_url,
+                   "lastUpdated": stub.version_payload(version)["lastUpdated"] or "",
+                   "Connection": "close"}
+        start = 0
+        status = 200
+        range_header = request.headers.get("Range")
+        if range_header and not stub.ignore_range and range_header.startswith("bytes="):
+            start = int(range_header[6:].split("-")[0])
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        body = data[start:]
+        if status == 200 and stub.corrupt_downloads > 0:
+            stub.corrupt_downloads -= 1
+            middle = len(body) // 2
+            body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
+        headers["Content-Length"] = str(len(body))
+        cut = stub.cut_downloads.pop(0) if stub.cut_downloads else None
+
+        def stream() -> Iterator[bytes]:
+            if cut is None:
+                yield body
+            else:
+                yield body[:cut]
+
+        return Response(stream(), status, headers, mimetype="application/zip",
+                        direct_passthrough=True)
+
+    return app
+
+
+class LiveServer:
+    """A WSGI app served on 127.0.0.1:<free port> from a daemon thread."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+        self.server = make_server(host, 0, app, threaded=True)
+        self.url = f"http://{host}:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
