@@ -1,0 +1,273 @@
+"""Exports of source versions: probe (HEAD), download (GET), rebuild (POST), delete (DELETE).
+
+The status table in DESIGN.md (section Exports) is exact. A ready export is served with a strong
+ETag (its sha256), conditional requests and single byte ranges; its `exportURL` names the
+immutable, content-addressed file, cacheable for a year.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+from flask import Response, current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+from werkzeug.http import http_date, parse_etags
+from werkzeug.wsgi import wrap_file
+
+from ..domain.errors import NotAllowed, NotFound
+from ..domain.timeutil import FORMAT
+from ..exports import export_service
+from ..exports.service import FAILED, READY, ExportStatus
+from .common import current_caller, domain, json_response, owner_routes, resolve_source
+from .docs import errors
+
+blp = Blueprint("exports", __name__, description=(
+    "Zipped OCL exports of source versions: built in the background, cached, served with "
+    "ETag, conditional requests and byte ranges."))
+
+READ_BLOCK = 1024 * 1024
+IMMUTABLE = "public, max-age=31536000, immutable"
+RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+class ExportStateOut(Schema):
+    """A build that is queued or running (202)."""
+
+    state = fields.String(metadata={"description": "PENDING or BUILDING."})
+    progress = fields.Integer(metadata={"description": "Percent of items written (0..99)."})
+
+
+class ExportFailedOut(Schema):
+    """A build that failed (500), until a POST or a later GET queues a new one."""
+
+    state = fields.String(metadata={"description": "FAILED."})
+    error = fields.String(metadata={"description": "Why the build failed."})
+    code = fields.Integer()
+    status = fields.String()
+    message = fields.String()
+
+
+def _export_target(owner_kind: str | None, owner_id: str | None, source_id: str,
+                   version_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The source and version named by the URL: 404 if unknown or hidden, 405 for HEAD."""
+    _, source = resolve_source(owner_kind, owner_id, source_id)
+    if version_id == "HEAD":
+        raise NotAllowed("HEAD has no export; cut a version and export that.")
+    version = domain().content.get_version(source, version_id)
+    if version.get("is_head"):
+        raise NotAllowed("HEAD has no export; cut a version and export that.")
+    return source, version
+
+
+def _file_url(source: dict[str, Any], sha256: str) -> str:
+    """The absolute, immutable URL of an export file (content-addressed by its sha256)."""
+    return f"{request.host_url.rstrip('/')}{source['url']}exports/{sha256}.zip"
+
+
+def _file_headers(source: dict[str, Any], version_id: str, file: dict[str, Any],
+                  cache_control: str) -> dict[str, str]:
+    """The headers of a ready export, for GET, HEAD, 206 and 304 alike."""
+    sha = file["sha256"]
+    created = datetime.strptime(file["created_on"], FORMAT)
+    stamp_time = file.get("last_updated") or file["created_on"]
+    stamp = datetime.strptime(stamp_time, FORMAT).strftime("%Y%m%d%H%M%S")
+    name = f"{source['owner']}_{source['id']}_{version_id}.{stamp}.zip"
+    headers = {
+        "ETag": f'"{sha}"',
+        "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(sha)).decode()}:",
+        "Last-Modified": http_date(created),
+        "Content-Type": "application/zip",
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "X-Export-Created": file["created_on"],
+        "exportURL": _file_url(source, sha),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": cache_control,
+    }
+    if file.get("last_updated"):
+        headers["lastUpdated"] = file["last_updated"]
+    return headers
+
+
+def _not_modified(sha256: str) -> bool:
+    """If-None-Match names this file (weak comparison, as RFC 9110 says for this header)."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    etags = parse_etags(header)
+    return etags.star_tag or etags.contains_weak(sha256)
+
+
+def _byte_range(size: int, headers: dict[str, str]) -> tuple[int, int] | None | str:
+    """The single range asked for, None for the whole file, or 'unsatisfiable'."""
+    header = request.headers.get("Range")
+    if not header:
+        return None
+    if_range = request.headers.get("If-Range")
+    if if_range and if_range.strip() != headers["ETag"]:
+        return None  # the client holds other bytes: send the whole file
+    match = RANGE.match(header)
+    if match is None:
+        return None  # several ranges or another unit: ignoring Range is allowed
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        count = int(last)
+        if count == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - count), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        return "unsatisfiable"
+    return start, end
+
+
+def _stream(handle: Any, remaining: int) -> Any:
+    """Yield `remaining` bytes from an open file, then close it."""
+    try:
+        while remaining > 0:
+            block = handle.read(min(READ_BLOCK, remaining))
+            if not block:
+                break
+            remaining -= len(block)
+            yield block
+    finally:
+        handle.close()
+
+
+def serve_file(source: dict[str, Any], version_id: str, file: dict[str, Any],
+               cache_control: str, head_only: bool) -> Response:
+    """200, 206, 304 or 416 for a ready export file; HEAD never opens the file."""
+    headers = _file_headers(source, version_id, file, cache_control)
+    size = int(file["size"])
+    if _not_modified(file["sha256"]):
+        for name in ("Content-Type", "Content-Disposition"):
+            headers.pop(name)
+        return Response(status=304, headers=headers)
+    if head_only:
+        response = Response(status=200, headers=headers)
+        response.headers["Content-Length"] = str(size)
+        return response
+    wanted = _byte_range(size, headers)
+    if wanted == "unsatisfiable":
+        return Response(status=416, headers={"Content-Range": f"bytes */{size}",
+                                             "Accept-Ranges": "bytes",
+                                             "ETag": headers["ETag"]})
+    storage = export_service().storage
+    try:
+        handle = storage.open(file["sha256"])
+    except FileNotFoundError:
+        raise NotFound("The export file is gone; request the export again.") from None
+    if isinstance(wanted, tuple):
+        start, end = wanted
+        handle.seek(start)
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response = Response(_stream(handle, end - start + 1), status=206, headers=headers,
+                            direct_passthrough=True)
+        response.headers["Content-Length"] = str(end - start + 1)
+        return response
+    body = wrap_file(request.environ, handle, READ_BLOCK)
+    response = Response(body, status=200, headers=headers, direct_passthrough=True)
+    response.headers["Content-Length"] = str(size)
+    return response
+
+
+def _pending(status: ExportStatus) -> Response:
+    """202: queued or building, with when to ask again and how far it got."""
+    retry_after = str(current_app.config.get("EXPORT_RETRY_AFTER", 5))
+    return json_response({"state": status.state, "progress": status.progress}, 202, {
+        "Retry-After": retry_after, "X-Export-Progress": f"{status.progress}%",
+        "Cache-Control": "no-cache"})
+
+
+def _failed(status: ExportStatus) -> Response:
+    """500: the latest build failed (POST, or a GET after a while, tries again)."""
+    error = status.error or "The export build failed."
+    return json_response({"state": FAILED, "error": error, "code": 500,
+                          "status": HTTPStatus(500).phrase,
+                          "message": f"The export build failed: {error}"}, 500,
+                         {"Cache-Control": "no-cache"})
+
+
+@owner_routes(blp, "sources/<source_id>/<version_id>/export/", "export")
+class Export(MethodView):
+    @blp.response(200, description="The export file (zip holding export.json).")
+    @blp.alt_response(202, schema=ExportStateOut, description="Queued or being built.")
+    @blp.alt_response(500, schema=ExportFailedOut, description="The build failed.")
+    @errors(blp, 401, 404, 405)
+    def get(self, source_id: str, version_id: str, owner_kind: str | None = None,
+            owner_id: str | None = None) -> Response:
+        """Download the export of a version; queues a build when there is none (202)."""
+        source, version = _export_target(owner_kind, owner_id, source_id, version_id)
+        status = export_service().request(source, version)
+        if status.state == READY:
+            assert status.file is not None
+            return serve_file(source, version["id"], status.file, "no-cache", head_only=False)
+        if status.state == FAILED:
+            return _failed(status)
+        return _pending(status)
+
+    def head(self, source_id: str, version_id: str, owner_kind: str | None = None,
+             owner_id: str | None = None) -> Response:
+        """Probe: 200 with the file's headers, 202 building, 204 none; never starts a build."""
+        source, version = _export_target(owner_kind, owner_id, source_id, version_id)
+        status = export_service().status(source, version)
+        if status.state == READY:
+            assert status.file is not None
+            return serve_file(source, version["id"], status.file, "no-cache", head_only=True)
+        if status.state == FAILED:
+            return _failed(status)
+        if status.state in ("PENDING", "BUILDING"):
+            return _pending(status)
+        return Response(status=204, headers={"Cache-Control": "no-cache"})
+
+    @blp.response(202, ExportStateOut)
+    @errors(blp, 401, 403, 404, 405)
+    def post(self, source_id: str, version_id: str, owner_kind: str | None = None,
+             owner_id: str | None = None) -> Response:
+        """Queue a (re)build; joins a build of the same content that is already running."""
+        source, version = _export_target(owner_kind, owner_id, source_id, version_id)
+        domain().accounts.require_edit(current_caller(), source)
+        return _pending(export_service().request(source, version, rebuild=True))
+
+    @blp.response(204)
+    @errors(blp, 401, 403, 404, 405)
+    def delete(self, source_id: str, version_id: str, owner_kind: str | None = None,
+               owner_id: str | None = None) -> Response:
+        """Delete the export's file and cancel its build; 404 if there is none."""
+        source, version = _export_target(owner_kind, owner_id, source_id, version_id)
+        domain().accounts.require_edit(current_caller(), source)
+        if not export_service().delete(source, version):
+            raise NotFound(f"Version '{version['id']}' of '{source['id']}' has no export.")
+        return Response(status=204)
+
+
+@owner_routes(blp, "sources/<source_id>/exports/<sha256>.zip", "export_file")
+class ExportFile(MethodView):
+    @blp.response(200, description="The immutable export file named by its sha256.")
+    @errors(blp, 401, 404)
+    def get(self, source_id: str, sha256: str, owner_kind: str | None = None,
+            owner_id: str | None = None) -> Response:
+        """Download an export file by its sha256 (ranges and If-None-Match work)."""
+        return self._serve(source_id, sha256, owner_kind, owner_id, head_only=False)
+
+    def head(self, source_id: str, sha256: str, owner_kind: str | None = None,
+             owner_id: str | None = None) -> Response:
+        """The file's headers."""
+        return self._serve(source_id, sha256, owner_kind, owner_id, head_only=True)
+
+    @staticmethod
+    def _serve(source_id: str, sha256: str, owner_kind: str | None, owner_id: str | None,
+               head_only: bool) -> Response:
+        _, source = resolve_source(owner_kind, owner_id, source_id)
+        record = export_service().file_record(source, sha256)
+        if record is None:
+            raise NotFound(f"No export file {sha256} in '{source['id']}'.")
+        return serve_file(source, record["version_id"], record["file"], IMMUTABLE, head_only)

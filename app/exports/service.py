@@ -1,0 +1,383 @@
+"""Export state machine: content stamps, queueing builds, the build job, deletion and GC.
+
+An export is identified by its version's url (HEAD: the source url + 'HEAD/'). Its record in the
+`exports` collection holds the committed file (sha256, size, lastUpdated, the content stamp it
+was built from) and the id of the latest build job. What a request sees is decided at serve time:
+
+- READY: the record's file was built from the current content stamp;
+- PENDING / BUILDING: the latest build job is active;
+- FAILED: the latest build job failed for the current stamp (a later GET retries after
+  EXPORT_FAILED_RETRY_SECONDS; a POST retries at once);
+- NONE: anything else. A stale file (its stamp differs) is treated as none and collected later.
+
+The stamp of a version is its seq (its content, immutable), its metadata's `updated_on` and its
+source's `updated_on` (the export repeats the source's fields); of HEAD, the source's live seq and
+`updated_on`. Listeners only speed things up; the stamp check alone makes serving correct.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+from pymongo import ASCENDING
+
+from ..domain import Domain, ocl
+from ..domain.content import CONCEPT, MAPPING
+from ..domain.errors import NotFound
+from ..domain.timeutil import format_time
+from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
+from .builder import build_export, export_header, temp_path
+from .storage import SHA256_HEX, ExportStorage
+
+logger = logging.getLogger(__name__)
+
+JOB_KIND = "export"
+READY, BUILDING, NONE = "READY", "BUILDING", "NONE"
+
+
+@dataclass
+class ExportStatus:
+    """What an export is right now, for one version at its current content stamp."""
+
+    state: str  # READY | PENDING | BUILDING | FAILED | NONE
+    key: str
+    stamp: str
+    file: dict[str, Any] | None = None
+    job: dict[str, Any] | None = None
+
+    @property
+    def progress(self) -> int:
+        """Percent of items written by the running build (0 while pending)."""
+        if self.job is None:
+            return 0
+        progress = self.job.get("progress") or {}
+        total = int(progress.get("total") or 0)
+        if total <= 0:
+            return 0
+        return max(0, min(99, int(100 * int(progress.get("done") or 0) / total)))
+
+    @property
+    def error(self) -> str | None:
+        return self.job.get("error") if self.job else None
+
+
+@dataclass
+class PurgeReport:
+    """What one garbage collection removed."""
+
+    records: int = 0
+    stale_files: int = 0
+    files: int = 0
+    temp_files: int = 0
+
+
+def export_key(source: dict[str, Any], version: dict[str, Any]) -> str:
+    """The identity of an export: its version url (HEAD: the source url + 'HEAD/')."""
+    if version.get("is_head"):
+        return f"{source['url']}HEAD/"
+    return str(version["_id"])
+
+
+def content_stamp(source: dict[str, Any], version: dict[str, Any]) -> str:
+    """What must not change for an export to stay valid (see the module docstring)."""
+    if version.get("is_head"):
+        return f"head:{int(source.get('seq', 0))}:{source['updated_on']}"
+    return f"version:{int(version['seq'])}:{version['updated_on']}:{source['updated_on']}"
+
+
+class ExportRecords:
+    """The `exports` collection: one document per export, `_id` = export key."""
+
+    def __init__(self, db: Any) -> None:
+        self.exports = db["exports"]
+
+    def ensure_indexes(self) -> None:
+        self.exports.create_index([("source", ASCENDING)])
+        self.exports.create_index([("file.sha256", ASCENDING)])
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.exports.find_one({"_id": key})
+
+    def set_job(self, key: str, fields: dict[str, Any], job_id: str) -> None:
+        self.exports.update_one({"_id": key}, {"$set": dict(fields, job_id=job_id)}, upsert=True)
+
+    def commit_file(self, key: str, job_id: str, file: dict[str, Any]) -> bool:
+        """Record a built file, only if this job is still the export's job (not cancelled)."""
+        done = self.exports.update_one({"_id": key, "job_id": job_id}, {"$set": {"file": file}})
+        return done.matched_count == 1
+
+    def clear(self, key: str, fields: list[str]) -> None:
+        self.exports.update_one({"_id": key}, {"$unset": {name: "" for name in fields}})
+
+    def drop_file_if(self, key: str, sha256: str) -> bool:
+        done = self.exports.update_one({"_id": key, "file.sha256": sha256},
+                                       {"$unset": {"file": ""}})
+        return done.matched_count == 1
+
+    def delete(self, key: str) -> None:
+        self.exports.delete_one({"_id": key})
+
+    def by_file(self, source_url: str, sha256: str) -> dict[str, Any] | None:
+        return self.exports.find_one({"file.sha256": sha256, "source": source_url})
+
+    def referenced(self, sha256: str) -> bool:
+        return self.exports.find_one({"file.sha256": sha256}, {"_id": 1}) is not None
+
+    def for_source(self, source_url: str) -> list[dict[str, Any]]:
+        return list(self.exports.find({"source": source_url}))
+
+    def all(self) -> Iterator[dict[str, Any]]:
+        return iter(self.exports.find({}).sort("_id", ASCENDING))
+
+    def shas(self) -> set[str]:
+        return {record["file"]["sha256"] for record in self.exports.find({"file": {"$ne": None}},
+                                                                         {"file.sha256": 1})
+                if record.get("file")}
+
+
+class ExportService:
+    """Everything about exports that is not HTTP: state, queueing, building, deleting, GC."""
+
+    def __init__(self, domain: Domain, queue: JobQueue, storage: ExportStorage,
+                 config: dict[str, Any], wake: Callable[[], None] | None = None) -> None:
+        self.domain = domain
+        self.queue = queue
+        self.storage = storage
+        self.records = ExportRecords(domain.db)
+        self.config = config
+        self.wake = wake or (lambda: None)
+
+    # --- state ----------------------------------------------------------------------------
+    def status(self, source: dict[str, Any], version: dict[str, Any]) -> ExportStatus:
+        """The export's state at the current content stamp; reads, never queues."""
+        key = export_key(source, version)
+        stamp = content_stamp(source, version)
+        record = self.records.get(key)
+        if record is None:
+            return ExportStatus(NONE, key, stamp)
+        file = record.get("file")
+        if file and file.get("stamp") == stamp:
+            return ExportStatus(READY, key, stamp, file=file)
+        job = self.queue.get(record["job_id"]) if record.get("job_id") else None
+        if job is not None and job["state"] in ACTIVE:
+            state = PENDING if job["state"] == PENDING else BUILDING
+            return ExportStatus(state, key, stamp, job=job)
+        if job is not None and job["state"] == FAILED and job["payload"].get("stamp") == stamp:
+            return ExportStatus(FAILED, key, stamp, job=job)
+        return ExportStatus(NONE, key, stamp)
+
+    def _failure_expired(self, job: dict[str, Any]) -> bool:
+        retry = float(self.config.get("EXPORT_FAILED_RETRY_SECONDS", 300.0))
+        finished = job.get("finished_on") or job.get("updated_on")
+        cutoff = format_time(self.queue.clock() - timedelta(seconds=retry))
+        return bool(finished) and finished <= cutoff
+
+    def request(self, source: dict[str, Any], version: dict[str, Any],
+                rebuild: bool = False) -> ExportStatus:
+        """GET (rebuild=False) or POST (rebuild=True): queue a build unless one is due already."""
+        status = self.status(source, version)
+        if status.state in (PENDING, BUILDING):
+            if status.job and status.job["payload"].get("stamp") == status.stamp:
+                return status  # a second request joins the running build
+            if status.job:
+                self.queue.cancel(status.job["_id"])  # building stale content: start afresh
+        elif not rebuild:
+            if status.state == READY:
+                return status
+            if status.state == FAILED and status.job and not self._failure_expired(status.job):
+                return status
+        return self.submit(source, version, status.stamp)
+
+    def submit(self, source: dict[str, Any], version: dict[str, Any], stamp: str) -> ExportStatus:
+        """Queue a build of this export (an active build of the same export is returned)."""
+        key = export_key(source, version)
+        payload = {"source_url": source["url"], "version_id": version["id"], "key": key,
+                   "stamp": stamp}
+        job = self.queue.submit(JOB_KIND, payload, key=key)
+        self.records.set_job(key, {"source": source["url"], "version_id": version["id"]},
+                             job["_id"])
+        self.wake()
+        state = PENDING if job["state"] == PENDING else BUILDING
+        return ExportStatus(state, key, stamp, job=job)
+
+    def delete(self, source: dict[str, Any], version: dict[str, Any]) -> bool:
+        """DELETE: remove the file and/or cancel the build; False if there was nothing."""
+        status = self.status(source, version)
+        record = self.records.get(status.key)
+        if record is None:
+            return False
+        found = status.state != NONE
+        job_id = record.get("job_id")
+        if job_id:
+            self.queue.cancel(job_id)
+        self.records.delete(status.key)
+        file = record.get("file")
+        if file:
+            self._delete_if_unreferenced(file["sha256"])
+        return found
+
+    def forget(self, key: str) -> None:
+        """Drop an export whose version or source is gone: cancel its build, delete its file."""
+        record = self.records.get(key)
+        if record is None:
+            return
+        if record.get("job_id"):
+            self.queue.cancel(record["job_id"])
+        self.records.delete(key)
+        if record.get("file"):
+            self._delete_if_unreferenced(record["file"]["sha256"])
+
+    def _delete_if_unreferenced(self, sha256: str) -> None:
+        if not self.records.referenced(sha256):
+            self.storage.delete(sha256)
+
+    def file_record(self, source: dict[str, Any], sha256: str) -> dict[str, Any] | None:
+        """The record of this source holding the file `sha256` (fresh or stale), if any."""
+        if not SHA256_HEX.match(sha256):
+            return None
+        return self.records.by_file(source["url"], sha256)
+
+    # --- building -------------------------------------------------------------------------
+    def build(self, context: JobContext) -> dict[str, Any] | None:
+        """The `export` job: stream the zip to a temp file, commit it, record it."""
+        payload = context.job["payload"]
+        content = self.domain.content
+        source = self.domain.repos.sources.get(payload["source_url"])
+        if source is None:
+            return {"skipped": "source deleted"}
+        try:
+            version = content.get_version(source, payload["version_id"])
+        except NotFound:
+            return {"skipped": "version deleted"}
+        key = export_key(source, version)
+        stamp = content_stamp(source, version)  # of the very documents the header renders
+        if version.get("is_head"):
+            fields = ocl.render_source(source, content.checksum(source, version))
+        else:
+            fields = ocl.render_version(version, source, content.checksum(source, version))
+        last_updated = version.get("last_updated")
+        if not last_updated:
+            newest = content.last_item(source, version)
+            last_updated = newest["updated_on"] if newest else None
+        created_on = format_time(datetime.now(timezone.utc))
+        header = export_header(fields, last_updated, created_on)
+        items = self.domain.repos.items
+        total = sum(items.count(items.content_query(source["url"], version["seq"], [kind]))
+                    for kind in (CONCEPT, MAPPING))
+        context.heartbeat({"done": 0, "total": total})
+        path = temp_path(self.storage.temp_dir())
+        try:
+            stats = build_export(
+                path, header, source,
+                [("concepts", content.iter_content(source, version, CONCEPT)),
+                 ("mappings", content.iter_content(source, version, MAPPING))],
+                progress=lambda done: context.heartbeat({"done": done, "total": total}),
+                progress_every=int(self.config.get("EXPORT_HEARTBEAT_ITEMS", 1000)),
+                compresslevel=int(self.config.get("EXPORT_COMPRESSLEVEL", 6)))
+            context.heartbeat({"done": total, "total": total})  # still ours? then commit
+            self.storage.put(path, stats.sha256)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+        file = {"sha256": stats.sha256, "size": stats.size, "created_on": created_on,
+                "last_updated": last_updated, "stamp": stamp, "storage": self.storage.name,
+                "concepts": stats.concepts, "mappings": stats.mappings}
+        if not self.records.commit_file(key, context.job["_id"], file):
+            # DELETE (or a newer request) replaced this build while it ran: discard the file
+            self._delete_if_unreferenced(stats.sha256)
+            raise JobLost(context.job["_id"])
+        logger.info("export %s built: %d concepts, %d mappings, %d bytes in %.1fs", key,
+                    stats.concepts, stats.mappings, stats.size, stats.seconds_total)
+        return {"sha256": stats.sha256, "size": stats.size, "concepts": stats.concepts,
+                "mappings": stats.mappings}
+
+    # --- events ---------------------------------------------------------------------------
+    def on_content_event(self, event: str, source: dict[str, Any],
+                         version: dict[str, Any] | None) -> None:
+        """Content listener: queue exports of released versions, drop those of deleted ones."""
+        if event in ("version_created", "version_changed") and version is not None:
+            if version.get("released") and self.config.get("EXPORT_ON_RELEASE", True):
+                fresh = self.domain.repos.sources.get(source["url"]) or source
+                self.request(fresh, version)
+        elif event == "version_deleted" and version is not None:
+            self.forget(export_key(source, version))
+        elif event == "source_deleted":
+            for record in self.records.for_source(source["url"]):
+                self.forget(record["_id"])
+
+    # --- garbage collection and listing ----------------------------------------------------
+    def _current(self, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The (source, version) a record belongs to, or None if either is gone."""
+        source = self.domain.repos.sources.get(record.get("source", ""))
+        if source is None:
+            return None
+        try:
+            return source, self.domain.content.get_version(source, record["version_id"])
+        except (NotFound, KeyError):
+            return None
+
+    def purge(self, grace_seconds: float | None = None) -> PurgeReport:
+        """Collect garbage: records of deleted versions, stale files, orphaned and temp files.
+
+        Files newer than the grace period are kept: a build commits its file a moment before
+        its record, and a client may still be downloading a file that was just replaced.
+        """
+        if grace_seconds is None:
+            grace_seconds = float(self.config.get("EXPORT_GC_GRACE_SECONDS", 3600.0))
+        report = PurgeReport()
+        for record in list(self.records.all()):
+            current = self._current(record)
+            if current is None:
+                self.forget(record["_id"])
+                report.records += 1
+                continue
+            file = record.get("file")
+            if file and file.get("stamp") != content_stamp(*current):
+                if self.records.drop_file_if(record["_id"], file["sha256"]):
+                    report.stale_files += 1
+        referenced = self.records.shas()
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=grace_seconds)
+        for stored in list(self.storage.list()):
+            if stored.sha256 not in referenced and stored.stored_on <= cutoff:
+                self.storage.delete(stored.sha256)
+                report.files += 1
+        for path in list(self.storage.stale_temp_files(cutoff)):
+            try:
+                os.unlink(path)
+                report.temp_files += 1
+            except FileNotFoundError:
+                pass
+        if report.records or report.files or report.stale_files or report.temp_files:
+            logger.info("export GC: %s", report)
+        return report
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every export with its state (the CLI's `exports list`)."""
+        rows = []
+        for record in self.records.all():
+            current = self._current(record)
+            if current is None:
+                rows.append({"export": record["_id"], "state": "ORPHANED"})
+                continue
+            status = self.status(*current)
+            file = record.get("file") or {}
+            rows.append({"export": record["_id"], "state": status.state,
+                         "stale_file": bool(file) and status.state != READY,
+                         "sha256": file.get("sha256"), "size": file.get("size"),
+                         "created_on": file.get("created_on"),
+                         "lastUpdated": file.get("last_updated"),
+                         "progress": status.progress, "error": status.error})
+        return rows
+
+    def rebuild(self, export: str) -> ExportStatus:
+        """Queue a rebuild of one export named by its version url (HEAD: source url + HEAD/)."""
+        source_url, version_id = export.rstrip("/").rsplit("/", 1)
+        source = self.domain.repos.sources.get(source_url + "/")
+        if source is None:
+            raise NotFound(f"Source {source_url}/ not found.")
+        version = self.domain.content.get_version(source, version_id)
+        return self.request(source, version, rebuild=True)
