@@ -49,7 +49,6 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
         return list_response([ocl.render_item(item, source) for item in items], total,
                              args["page"], args["limit"])
 
-    @owner_routes(blp, f"sources/<source_id>/{path}/", f"{path}")
     class Collection(MethodView):
         @blp.arguments(ItemListArgsSchema, location="query", error_status_code=400)
         @blp.response(200, out_schema(many=True))
@@ -70,8 +69,8 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
 
     Collection.get.__doc__ = f"List the {noun}s of HEAD, by id."
     Collection.post.__doc__ = f"Create a {noun} in HEAD."
+    owner_routes(blp, f"sources/<source_id>/{path}/", f"{path}")(Collection)
 
-    @owner_routes(blp, f"sources/<source_id>/<version_id>/{path}/", f"version_{path}")
     class VersionCollection(MethodView):
         @blp.arguments(ItemListArgsSchema, location="query", error_status_code=400)
         @blp.response(200, out_schema(many=True))
@@ -82,8 +81,8 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
             return list_items(args, source, domain().content.get_version(source, version_id))
 
     VersionCollection.get.__doc__ = f"List the {noun}s of a version, by id."
+    owner_routes(blp, f"sources/<source_id>/<version_id>/{path}/", f"version_{path}")(VersionCollection)
 
-    @owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/", f"{noun}")
     class Item(MethodView):
         @blp.response(200, out_schema)
         @errors(blp, 401, 404)
@@ -121,8 +120,8 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
     Item.put.__doc__ = f"Change a {noun} in HEAD (given fields replace stored ones)."
     Item.patch.__doc__ = f"Change some fields of a {noun} in HEAD."
     Item.delete.__doc__ = f"Retire a {noun}, or delete it with hard=true (leaves a tombstone)."
+    owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/", f"{noun}")(Item)
 
-    @owner_routes(blp, f"sources/<source_id>/<version_id>/{path}/<item_id>/", f"version_{noun}")
     class VersionItem(MethodView):
         @blp.response(200, out_schema)
         @errors(blp, 401, 404)
@@ -135,4 +134,5 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
             return json_response(ocl.render_item(item, source))
 
     VersionItem.get.__doc__ = f"A {noun} as it is in a version."
+    owner_routes(blp, f"sources/<source_id>/<version_id>/{path}/<item_id>/", f"version_{noun}")(VersionItem)
     return blp
