@@ -65,4 +65,6 @@ def _features() -> list[Any]:
     features: list[Any] = []
     from .exports import init as init_exports
     features.append(init_exports)
+    from .imports import init as init_imports
+    features.append(init_imports)
     return features

@@ -1,0 +1,37 @@
+"""Bulk import feature: OCL JSON lines and CSV loaded as asynchronous, resumable jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from ..config import ConfigError
+from ..domain import Domain
+from ..jobs import Workers
+from .service import KIND, ImportJobs, ImportLimits
+from .store import ImportResults, upload_store
+
+
+def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
+    """Register the bulk-import blueprint and its job handler."""
+    settings = app.config
+    if settings["IMPORT_STORAGE"] not in ("local", "mongo"):
+        raise ConfigError("IMPORT_STORAGE must be 'local' or 'mongo'")
+    for key in ("IMPORT_MAX_BYTES", "IMPORT_MAX_LINES", "IMPORT_MAX_ACTIVE_JOBS",
+                "IMPORT_BATCH_SIZE"):
+        if settings[key] < 1:
+            raise ConfigError(f"{key} must be 1 or more")
+    results = ImportResults(domain.db)
+    results.ensure_indexes()
+    limits = ImportLimits(max_bytes=settings["IMPORT_MAX_BYTES"],
+                          max_lines=settings["IMPORT_MAX_LINES"],
+                          max_active_jobs=settings["IMPORT_MAX_ACTIVE_JOBS"],
+                          batch_size=settings["IMPORT_BATCH_SIZE"])
+    service = ImportJobs(domain, workers.queue,
+                         upload_store(settings["IMPORT_STORAGE"], domain.db, settings["IMPORT_DIR"]),
+                         results, limits)
+    app.extensions["termsync.imports"] = service
+    workers.register(KIND, service.run)
+    from .routes import blp
+    api.register_blueprint(blp)

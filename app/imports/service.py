@@ -1,0 +1,402 @@
+"""Bulk import jobs: submission with limits, the batched and resumable run, results and reports.
+
+The run wraps the line loader (`app.domain.loader.Loader.load_line`): every line of every format
+goes through it. Lines are applied in batches; before a batch the job heartbeats (a cancelled job
+stops there), after it the byte offset, line number and summary are committed. Each line's result
+is stored (addressed by job and line) right after the line is applied, so a worker that dies
+mid-batch leaves at most one applied line without a result. The worker that takes the job over
+restarts at the committed offset, keeps the stored results instead of re-applying those lines, and
+re-applies the first line without a result; if that line's write had landed, re-applying it gives
+`unchanged`, and the time stamps of what it wrote (later than anything the job had accounted for)
+restore its original action. The final summary and results equal those of an uninterrupted run.
+A dry run keeps its staged writes in memory only, so a dry run taken over starts again from line 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from ..domain import Domain
+from ..domain.accounts import Caller
+from ..domain.errors import DomainError, Invalid, NotFound
+from ..domain.loader import ACTIONS, Loader, LineResult, Target
+from ..domain.timeutil import now_iso
+from ..jobs import ACTIVE, CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, JobQueue
+from .csvformat import row_records
+from .store import ImportResults, ResultExists, UploadStore
+
+logger = logging.getLogger(__name__)
+
+KIND = "bulk_import"
+STATES = {PENDING: "SUBMITTED", RUNNING: "RUNNING", FINISHED: "FINISHED", FAILED: "FAILED",
+          CANCELLED: "CANCELLED"}
+SUMMARY_KEYS = ("total", "processed") + ACTIONS
+FORMATS = ("jsonl", "csv")
+
+
+class PayloadTooLarge(DomainError):
+    """The upload is bigger (in bytes or lines) than this server accepts in one job."""
+
+    status = 413
+
+
+class TooManyJobs(DomainError):
+    """The caller has as many import jobs running as allowed; retry later."""
+
+    status = 429
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How a job applies its lines."""
+
+    format: str = "jsonl"
+    update_if_exists: bool = False
+    dry_run: bool = False
+    target: Target | None = None
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """Configured limits of one submission and of one caller."""
+
+    max_bytes: int
+    max_lines: int
+    max_active_jobs: int
+    batch_size: int
+
+
+@dataclass
+class Unit:
+    """One input record (a JSON line or a CSV row): its line, its OCL lines, where it ends."""
+
+    line: int
+    texts: list[str]
+    end_offset: int
+    end_line: int
+
+
+def empty_summary(total: int = 0) -> dict[str, int]:
+    return dict.fromkeys(SUMMARY_KEYS, 0) | {"total": total}
+
+
+class ImportJobs:
+    """Bulk import jobs of one app: submit, read, cancel, and the job handler `run`."""
+
+    def __init__(self, domain: Domain, queue: JobQueue, uploads: UploadStore,
+                 results: ImportResults, limits: ImportLimits) -> None:
+        self.domain = domain
+        self.queue = queue
+        self.uploads = uploads
+        self.results = results
+        self.limits = limits
+
+    # --- submission -----------------------------------------------------------------------
+    def resolve_target(self, caller: Caller, owner_kind: str, owner_id: str,
+                       source_id: str) -> Target:
+        """The source that type-less lines go into (404 if the caller cannot see it)."""
+        owner = self.domain.accounts.resolve_owner(caller, owner_kind, owner_id)
+        self.domain.content.get_source(caller, owner, source_id)
+        return Target(owner_kind, owner.id, source_id)
+
+    def earlier_job(self, caller: Caller, idempotency_key: str | None) -> dict[str, Any] | None:
+        """The job this caller submitted earlier with the same Idempotency-Key, if any."""
+        if not idempotency_key:
+            return None
+        return self.queue.latest(KIND, _job_key(caller, idempotency_key))
+
+    def check_capacity(self, caller: Caller) -> None:
+        """429 with Retry-After when the caller already runs as many jobs as allowed."""
+        _, active = self.queue.list({"kind": KIND, "owner": caller.username,
+                                     "state": {"$in": list(ACTIVE)}}, 0, 1)
+        if active >= self.limits.max_active_jobs:
+            raise TooManyJobs(
+                f"You have {active} import jobs waiting or running (the limit is "
+                f"{self.limits.max_active_jobs}); retry when one has finished.",
+                headers={"Retry-After": "30"})
+
+    def submit(self, caller: Caller, chunks: Iterable[bytes], options: ImportOptions,
+               idempotency_key: str | None = None) -> dict[str, Any]:
+        """Store the streamed upload and queue its job; a repeated Idempotency-Key returns the earlier job."""
+        earlier = self.earlier_job(caller, idempotency_key)
+        if earlier is not None:
+            return earlier
+        self.check_capacity(caller)
+        upload_id = uuid.uuid4().hex
+        counter = _LineCounter(self.limits)
+        size = self.uploads.save(upload_id, counter.count(chunks))
+        if size == 0:
+            self.uploads.delete(upload_id)
+            raise Invalid("The upload is empty: send OCL JSON lines or OCL CSV.",
+                          errors={"file": ["Empty."]})
+        lines = counter.lines - (1 if options.format == "csv" and counter.lines else 0)
+        target = options.target
+        payload = {"upload": upload_id, "size": size, "lines": lines, "format": options.format,
+                   "filename": options.filename, "update_if_exists": options.update_if_exists,
+                   "dry_run": options.dry_run, "username": caller.username,
+                   "target": None if target is None else
+                   {"owner_kind": target.owner_kind, "owner_id": target.owner_id,
+                    "source_id": target.source_id}}
+        key = _job_key(caller, idempotency_key) if idempotency_key else None
+        job = self.queue.submit(KIND, payload, key=key, owner=caller.username, dedupe=False)
+        self.queue.update(job["_id"], {"progress": {"summary": empty_summary(lines)}})
+        return self.queue.get(job["_id"]) or job
+
+    # --- reading --------------------------------------------------------------------------
+    def get(self, caller: Caller, job_id: str) -> dict[str, Any]:
+        """A job its submitter (or an admin) may see; anyone else gets 404."""
+        job = self.queue.get(job_id)
+        if job is None or job.get("kind") != KIND or not (
+                caller.is_admin or (caller.username and job.get("owner") == caller.username)):
+            raise NotFound(f"Import job '{job_id}' not found.")
+        return job
+
+    def list(self, caller: Caller, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The caller's jobs, newest first."""
+        return self.queue.list({"kind": KIND, "owner": caller.username}, skip, limit)
+
+    def cancel(self, caller: Caller, job_id: str) -> dict[str, Any]:
+        """Cancel a waiting or running job; it stops before its next batch."""
+        job = self.get(caller, job_id)
+        if self.queue.cancel(job_id) and job["state"] == PENDING:
+            self.uploads.delete(job["payload"]["upload"])
+        return self.get(caller, job_id)
+
+    def result_page(self, caller: Caller, job_id: str, actions: list[str] | None,
+                    after: tuple[int, int] | None, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of per-line results in line order, and how many match in all."""
+        job = self.get(caller, job_id)
+        summary = summary_of(job)
+        num_found = sum(summary[action] for action in actions) if actions else summary["processed"]
+        return self.results.page(job_id, after, actions, limit), num_found
+
+    def report_rows(self, job: dict[str, Any]) -> Iterator[list[Any]]:
+        """The rows of report.csv (header first): line, type, status, url, error."""
+        yield ["line", "type", "status", "url", "error"]
+        for result in self.results.iter_all(job["_id"]):
+            yield [result["line"], result.get("type") or "", result["action"],
+                   result.get("url") or "", "; ".join(result.get("errors") or [])]
+
+    # --- the job --------------------------------------------------------------------------
+    def run(self, context: JobContext) -> dict[str, Any]:
+        """Apply the job's lines in batches, resuming after its last committed batch."""
+        job = context.job
+        payload = job["payload"]
+        progress = dict(job.get("progress") or {})
+        resuming = job.get("attempts", 1) > 1 and bool(progress.get("clean_since"))
+        if payload["dry_run"] and resuming:
+            # Staged writes died with the worker: only a run from line 1 sees what it would.
+            self.results.delete_for_job(job["_id"])
+            progress, resuming = {}, False
+        summary = dict(empty_summary(payload["lines"]), **(progress.get("summary") or {}))
+        state = {"offset": progress.get("offset", 0), "line": progress.get("line", 0),
+                 "summary": summary, "clean_since": progress.get("clean_since") or now_iso()}
+        since = state["clean_since"]
+        target = Target(**payload["target"]) if payload.get("target") else None
+        loader = Loader(self.domain.content, self._caller(payload["username"]),
+                        update_if_exists=payload["update_if_exists"],
+                        dry_run=payload["dry_run"], target=target)
+        units = self._units(payload, state["offset"], state["line"])
+        try:
+            while True:
+                batch = list(islice(units, self.limits.batch_size))
+                if not batch:
+                    break
+                context.heartbeat(state)  # a cancelled job stops here, before the next batch
+                counts: Counter[str] = Counter()
+                for unit in batch:
+                    for part, text in enumerate(unit.texts):
+                        stored = self.results.get(job["_id"], unit.line, part) if resuming else None
+                        if stored is not None:
+                            since = max(since, stored["at"])
+                            counts[stored["action"]] += 1
+                            continue
+                        result = loader.load_line(unit.line, text)
+                        if resuming:
+                            result = self._original_action(result, since, payload["username"])
+                            resuming = False
+                        try:
+                            self.results.add(job["_id"], part, dict(result.as_dict(), at=now_iso()))
+                        except ResultExists:
+                            raise JobLost(job["_id"]) from None  # another worker has this job
+                        counts[result.action] += 1
+                for action, count in counts.items():
+                    summary[action] += count
+                    summary["processed"] += count
+                state = {"offset": batch[-1].end_offset, "line": batch[-1].end_line,
+                         "summary": summary, "clean_since": now_iso()}
+                context.heartbeat(state)
+        except JobLost:
+            self._stopped(context, state)
+            raise
+        except Exception:
+            self.uploads.delete(payload["upload"])
+            raise
+        summary["total"] = summary["processed"]
+        context.heartbeat(state)
+        self.uploads.delete(payload["upload"])
+        return {"summary": summary}
+
+    def _stopped(self, context: JobContext, state: dict[str, Any]) -> None:
+        """A cancelled job keeps the progress of the batch it finished; a lost one writes nothing."""
+        job = self.queue.get(context.job["_id"])
+        if job is not None and job["state"] == CANCELLED and job.get("worker") == context.worker_id:
+            self.queue.update(job["_id"], {"progress": state})
+            self.uploads.delete(job["payload"]["upload"])
+
+    def _caller(self, username: str) -> Caller:
+        """The submitter as they are now (orgs they joined since, or an admin flag lost)."""
+        user = self.domain.repos.users.get(username) or {}
+        return Caller(username=username, is_admin=bool(user.get("is_admin")),
+                      orgs=frozenset(self.domain.repos.orgs.for_member(username)))
+
+    def _original_action(self, result: LineResult, since: str, username: str) -> LineResult:
+        """Re-applying a line whose write landed before its worker died gives 'unchanged'.
+
+        If what the line names was written after everything the job had accounted for (`since`),
+        that write was this line's: it was created, or updated, by it.
+        """
+        if result.action != "unchanged" or not result.url:
+            return result
+        written = self._written(result.type, result.url)
+        if written is None or written.get("updated_by") not in (username, None):
+            return result
+        if (written.get("updated_on") or "") > since:
+            action = "created" if (written.get("created_on") or "") > since else "updated"
+            return LineResult(result.line, result.type, result.url, action, result.errors)
+        return result
+
+    def _written(self, line_type: str | None, url: str) -> dict[str, Any] | None:
+        repos = self.domain.repos
+        if line_type == "Organization":
+            return repos.orgs.get(url.strip("/").split("/")[-1])
+        if line_type == "Source":
+            return repos.sources.get(url)
+        if line_type == "Source Version":
+            return repos.versions.get(url)
+        return repos.items.current(url)
+
+    def _units(self, payload: dict[str, Any], offset: int, line: int) -> Iterator[Unit]:
+        lines = self.uploads.read_lines(payload["upload"], offset)
+        if payload["format"] == "csv":
+            return self._csv_units(payload["upload"], lines, offset, line)
+        return _json_units(lines, line)
+
+    def _csv_units(self, upload_id: str, lines: Iterator[tuple[bytes, int]], offset: int,
+                   line: int) -> Iterator[Unit]:
+        position = {"offset": offset, "line": line}
+
+        def decoded(source: Iterator[tuple[bytes, int]]) -> Iterator[str]:
+            for raw, end in source:
+                position["offset"] = end
+                position["line"] += 1
+                yield raw.decode("utf-8-sig" if position["line"] == 1 else "utf-8",
+                                 errors="replace")
+
+        if offset == 0:
+            reader = csv.reader(decoded(lines))
+            header = next(reader, None)
+        else:  # resuming: read the header again, then go on where the job stopped
+            header = next(csv.reader(_decode_first(self.uploads.read_lines(upload_id, 0))), None)
+            reader = csv.reader(decoded(lines))
+        if not header:
+            return
+        header = [column.strip() for column in header]
+        start = position["line"] + 1
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                records = row_records(dict(zip(header, row)))
+                texts = [orjson.dumps(record).decode() for record in records]
+                yield Unit(start, texts, position["offset"], position["line"])
+            start = position["line"] + 1
+
+
+def _decode_first(lines: Iterator[tuple[bytes, int]]) -> Iterator[str]:
+    for number, (raw, _) in enumerate(lines, start=1):
+        yield raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace")
+
+
+def _json_units(lines: Iterator[tuple[bytes, int]], line: int) -> Iterator[Unit]:
+    for raw, end in lines:
+        line += 1
+        if not raw.strip():
+            continue
+        text = raw.decode("utf-8-sig" if line == 1 else "utf-8", errors="replace")
+        yield Unit(line, [text], end, line)
+
+
+class _LineCounter:
+    """Counts bytes and lines of a streamed upload, stopping it as soon as a limit is passed."""
+
+    def __init__(self, limits: ImportLimits) -> None:
+        self.limits = limits
+        self.size = 0
+        self.lines = 0
+        self._open_line = False
+
+    def count(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if not chunk:
+                continue
+            self.size += len(chunk)
+            if self.size > self.limits.max_bytes:
+                raise PayloadTooLarge(
+                    f"The upload is larger than {self.limits.max_bytes} bytes, the most one "
+                    "import job accepts; split the file.")
+            self.lines += chunk.count(b"\n")
+            self._open_line = not chunk.endswith(b"\n")
+            if self.lines > self.limits.max_lines:
+                raise PayloadTooLarge(
+                    f"The upload has more than {self.limits.max_lines} lines, the most one import "
+                    "job accepts; split the file.")
+            yield chunk
+        if self._open_line:
+            self.lines += 1
+
+
+def _job_key(caller: Caller, idempotency_key: str) -> str:
+    return f"{caller.username}\n{idempotency_key}"
+
+
+def summary_of(job: dict[str, Any]) -> dict[str, int]:
+    """The job's summary counts as last committed."""
+    stored = (job.get("progress") or {}).get("summary") or {}
+    return dict(empty_summary(job["payload"].get("lines", 0)), **stored)
+
+
+def render_job(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as the API shows it."""
+    payload = job["payload"]
+    target = payload.get("target")
+    url = f"/importers/bulk-import/{job['_id']}/"
+    return {"id": job["_id"], "url": url, "state": STATES.get(job["state"], job["state"]),
+            "summary": summary_of(job), "format": payload["format"],
+            "filename": payload.get("filename"), "size": payload.get("size"),
+            "update_if_exists": payload["update_if_exists"], "dry_run": payload["dry_run"],
+            "target": (f"/{target['owner_kind']}/{target['owner_id']}/sources/"
+                       f"{target['source_id']}/") if target else None,
+            "username": job.get("owner"), "created_on": job.get("created_on"),
+            "started_on": job.get("started_on"), "finished_on": job.get("finished_on"),
+            "error": job.get("error"), "results_url": f"{url}results/",
+            "report_url": f"{url}report.csv"}
+
+
+def parse_actions(status: str | None) -> list[str] | None:
+    """`?status=failed,skipped` as a list of actions (400 for an unknown one)."""
+    if not status:
+        return None
+    actions = [part.strip() for part in status.split(",") if part.strip()]
+    unknown = [action for action in actions if action not in ACTIONS]
+    if unknown:
+        raise Invalid(f"Unknown status {', '.join(unknown)}: expected {', '.join(ACTIONS)}.",
+                      errors={"status": [f"One of {', '.join(ACTIONS)}."]})
+    return actions or None
