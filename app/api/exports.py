@@ -103,7 +103,7 @@ def _not_modified(sha256: str) -> bool:
     return etags.star_tag or etags.contains_weak(sha256)
 
 
-def _byte_range(size: int, headers: dict[str, str]) -> tuple[int, int] | None | str:
+def _byte_range(size: int, headers: dict[str, str]) -> tuple[int, int] | str | None:
     """The single range asked for, None for the whole file, or 'unsatisfiable'."""
     header = request.headers.get("Range")
     if not header:

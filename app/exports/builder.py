@@ -14,8 +14,9 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import orjson
 
@@ -109,7 +110,7 @@ def build_export(path: str, header: dict[str, Any], source: dict[str, Any],
     clock = time.perf_counter
     with open(path, "wb") as raw:
         writer = _HashingWriter(raw)
-        with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED,  # type: ignore[arg-type]
+        with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_DEFLATED,  # type: ignore[call-overload]
                              compresslevel=compresslevel) as archive:
             info = zipfile.ZipInfo(ENTRY_NAME, date_time=time.gmtime()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pymongo import ASCENDING
 
@@ -174,7 +175,7 @@ class ExportService:
         retry = float(self.config.get("EXPORT_FAILED_RETRY_SECONDS", 300.0))
         finished = job.get("finished_on") or job.get("updated_on")
         cutoff = format_time(self.queue.clock() - timedelta(seconds=retry))
-        return bool(finished) and finished <= cutoff
+        return finished is not None and str(finished) <= cutoff
 
     def request(self, source: dict[str, Any], version: dict[str, Any],
                 rebuild: bool = False) -> ExportStatus:
@@ -263,7 +264,7 @@ class ExportService:
         if not last_updated:
             newest = content.last_item(source, version)
             last_updated = newest["updated_on"] if newest else None
-        created_on = format_time(datetime.now(timezone.utc))
+        created_on = format_time(datetime.now(UTC))
         header = export_header(fields, last_updated, created_on)
         items = self.domain.repos.items
         total = sum(items.count(items.content_query(source["url"], version["seq"], [kind]))
@@ -340,7 +341,7 @@ class ExportService:
                 if self.records.drop_file_if(record["_id"], file["sha256"]):
                     report.stale_files += 1
         referenced = self.records.shas()
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=grace_seconds)
+        cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
         for stored in list(self.storage.list()):
             if stored.sha256 not in referenced and stored.stored_on <= cutoff:
                 self.storage.delete(stored.sha256)

@@ -12,9 +12,10 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, BinaryIO, Iterator
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
 from bson.binary import Binary
 from pymongo import ASCENDING
@@ -70,7 +71,7 @@ class ExportStorage:
             return
         for entry in os.scandir(directory):
             if entry.name.startswith(".export-") and entry.is_file():
-                modified = datetime.fromtimestamp(entry.stat().st_mtime, timezone.utc)
+                modified = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
                 if modified < older_than:
                     yield entry.path
 
@@ -130,7 +131,7 @@ class LocalStorage(ExportStorage):
                 if entry.name.endswith(".zip") and SHA256_HEX.match(sha):
                     stat = entry.stat()
                     yield StoredFile(sha, stat.st_size,
-                                     datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+                                     datetime.fromtimestamp(stat.st_mtime, UTC))
 
 
 class GridFSStorage(ExportStorage):
@@ -181,7 +182,7 @@ class GridFSStorage(ExportStorage):
             try:
                 self.files.insert_one({"_id": sha256, "length": length,
                                        "chunkSize": self.chunk_size,
-                                       "uploadDate": datetime.now(timezone.utc),
+                                       "uploadDate": datetime.now(UTC),
                                        "filename": f"{sha256}.zip",
                                        "metadata": {"contentType": "application/zip"}})
             except DuplicateKeyError:
@@ -208,7 +209,7 @@ class GridFSStorage(ExportStorage):
         for document in self.files.find({}, {"length": 1, "uploadDate": 1}):
             uploaded = document["uploadDate"]
             if uploaded.tzinfo is None:
-                uploaded = uploaded.replace(tzinfo=timezone.utc)
+                uploaded = uploaded.replace(tzinfo=UTC)
             yield StoredFile(document["_id"], int(document["length"]), uploaded)
 
 
