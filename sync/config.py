@@ -95,9 +95,12 @@ def _coerce(name: str, key: str, value: Any) -> Any:
     """Convert one raw TOML/env value to the field's type, or raise ConfigError."""
     kind = _FIELD_TYPES[key]
     where = f"subscription {name!r}: {key}"
-    try:
-        if key == "interval":
+    if key == "interval":
+        try:
             return None if value in (None, "") else parse_interval(value)
+        except ConfigError as exc:
+            raise ConfigError(f"subscription {name!r}: {exc}") from None
+    try:
         if "int" in kind:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError

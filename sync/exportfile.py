@@ -21,7 +21,7 @@ import orjson
 import requests
 from ijson.common import ObjectBuilder
 
-from .client import TermsyncClient, parse_retry_after
+from .client import ServerError, TermsyncClient, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ class ExportChecksumMismatch(ExportError):
 
 class InvalidExport(ExportError):
     """The file is not a readable OCL export (bad archive, unsafe member, bad JSON)."""
+
+
+class ExportBuildFailed(ExportError):
+    """The server reports that building the export failed."""
 
 
 class DownloadStopped(ExportError):
@@ -139,8 +143,14 @@ class ExportDownloader:
         """GET the export until it is 200, sleeping as Retry-After says on 202."""
         waited = 0.0
         while True:
-            response = self.client.request("GET", export_url, stream=True, ok=(200, 202),
-                                           headers={"Accept-Encoding": "identity"})
+            try:
+                response = self.client.request("GET", export_url, stream=True, ok=(200, 202),
+                                               headers={"Accept-Encoding": "identity"})
+            except ServerError as exc:
+                if isinstance(exc.body, dict) and exc.body.get("state") == "FAILED":
+                    raise ExportBuildFailed(f"the server failed to build {export_url}: "
+                                            f"{exc.body.get('error') or exc.message}") from exc
+                raise
             if response.status_code == 200:
                 return response
             delay = parse_retry_after(response.headers.get("Retry-After"))
@@ -271,10 +281,9 @@ class ExportReader:
                 return self._stack.enter_context(archive.open(member))
             if magic.startswith(b"\x1f\x8b"):
                 tar = self._stack.enter_context(tarfile.open(self.path, mode="r:gz"))
-                members = [m for m in tar.getmembers() if m.isfile()]
-                for member in tar.getmembers():
-                    _check_member_name(member.name)
-                chosen = _pick_member([m.name for m in members])
+                for entry in tar.getmembers():
+                    _check_member_name(entry.name)
+                chosen = _pick_member([m.name for m in tar.getmembers() if m.isfile()])
                 stream = tar.extractfile(chosen)
                 if stream is None:
                     raise InvalidExport(f"{self.path}: {chosen} is not a regular file")

@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -38,14 +38,14 @@ def normalize_timestamp(value: Any) -> str | None:
         except ValueError:
             raise InvalidItem(f"timestamp {value!r} is not ISO 8601") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
 
 def shift_timestamp(value: str, seconds: float) -> str:
     """A canonical timestamp moved by `seconds` (negative moves back)."""
-    moment = datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(moment.timestamp() + seconds, timezone.utc) \
+    moment = datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return datetime.fromtimestamp(moment.timestamp() + seconds, UTC) \
         .strftime(TIMESTAMP_FORMAT)
 
 

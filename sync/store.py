@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
@@ -22,19 +22,19 @@ _LIVE_INDEX = [("_sync.type", pymongo.ASCENDING), ("_sync.deleted", pymongo.ASCE
 
 def utcnow() -> str:
     """Now as a canonical timestamp."""
-    return datetime.now(timezone.utc).strftime(TIMESTAMP_FORMAT)
+    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
 
 
-def connect(mongo_uri: str) -> tuple[Any, str]:
-    """A (client, database name) for `mongodb://...`, or the embedded `mongomock://` database
-    (in memory, or persisted in a file with `mongomock:///path/mirror.db`) the server uses too."""
+def connect(mongo_uri: str) -> Any:
+    """The database at `mongodb://...`, or the embedded `mongomock://` one the server uses too
+    (in memory, or persisted in a file with `mongomock:///path/mirror.db`)."""
     if mongo_uri.startswith("mongomock://"):
         from app.db import connect as connect_embedded
 
-        client, _, _ = connect_embedded(mongo_uri, DEFAULT_DATABASE)
-        return client, DEFAULT_DATABASE
+        _, database, _ = connect_embedded(mongo_uri, DEFAULT_DATABASE)
+        return database
     client: Any = pymongo.MongoClient(mongo_uri, tz_aware=True, serverSelectionTimeoutMS=10000)
-    return client, client.get_default_database(DEFAULT_DATABASE).name
+    return client.get_default_database(DEFAULT_DATABASE)
 
 
 def _stored(record: ItemRecord) -> dict[str, Any]:
@@ -72,8 +72,7 @@ class LocalStore:
     @classmethod
     def open(cls, mongo_uri: str) -> LocalStore:
         """Open the store at `mongo_uri`."""
-        client, name = connect(mongo_uri)
-        return cls(client[name], embedded=mongo_uri.startswith("mongomock://"),
+        return cls(connect(mongo_uri), embedded=mongo_uri.startswith("mongomock://"),
                    mongo_uri=mongo_uri)
 
     def close(self) -> None:

@@ -348,3 +348,15 @@ class Subscriber:
         if matches is False:
             logger.warning("[%s] local checksum differs from HEAD's as of the last page "
                            "(HEAD may have changed since); the next pass catches up", self.name)
+
+
+def build_subscriber(subscription: Subscription, store: LocalStore, *,
+                     stop_event: threading.Event | None = None,
+                     progress: ProgressFn | None = None) -> Subscriber:
+    """A Subscriber with a client configured from the subscription."""
+    client = TermsyncClient(subscription.server, subscription.token,
+                            timeout=subscription.timeout,
+                            connect_timeout=subscription.connect_timeout,
+                            max_retries=subscription.max_retries,
+                            backoff_max=subscription.backoff_max)
+    return Subscriber(subscription, client, store, stop_event=stop_event, progress=progress)

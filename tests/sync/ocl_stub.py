@@ -9,17 +9,18 @@ import io
 import json
 import threading
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
 TS = "%Y-%m-%dT%H:%M:%S.%fZ"
-BASE_TIME = datetime(2026, 1, 1, tzinfo=timezone.utc)
+BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def content_checksum(items: dict[str, dict[str, Any]]) -> str:
@@ -227,6 +228,10 @@ def create_stub_app(stub: StubSource) -> Flask:
         return Response(json.dumps(body), headers=headers, mimetype="application/json")
 
     base = stub.path
+
+    @app.get("/redirect")
+    def redirect() -> Response:
+        return Response("", 302, {"Location": request.args["to"]})
 
     @app.get(f"{base}versions/")
     def versions() -> Response:

@@ -1,0 +1,151 @@
+"""Export download (202 wait, Range resume, sha256 check) and streaming parse of every format."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import zipfile
+
+import pytest
+
+from sync.client import TermsyncClient
+from sync.exportfile import (
+    ExportChecksumMismatch,
+    ExportDownloader,
+    ExportError,
+    ExportNotReady,
+    ExportReader,
+    InvalidExport,
+)
+
+from .conftest import DEMO_EXPORT, TOKEN
+
+
+@pytest.fixture
+def downloader(stub_server, sleeps, tmp_path):
+    client = TermsyncClient(stub_server.url, TOKEN, timeout=5, max_retries=3, sleep=sleeps,
+                            jitter=lambda: 0.5)
+    return ExportDownloader(client, tmp_path, max_wait=60)
+
+
+def read_all(path):
+    with ExportReader(path) as reader:
+        items = list(reader.items())
+    return reader.header, items
+
+
+def test_202_waits_as_retry_after_says(stub, downloader, sleeps):
+    stub.release("v1", pending=3)
+    export = downloader.fetch(f"{stub.path}v1/")
+    assert export.verified
+    assert sleeps.waits == [7.0, 7.0, 7.0]
+    header, items = read_all(export.path)
+    assert header["id"] == "v1" and len(items) == 50
+
+
+def test_build_that_never_finishes_gives_up_after_export_wait(stub, downloader):
+    stub.release("v1", pending=100)
+    with pytest.raises(ExportNotReady, match="still BUILDING"):
+        downloader.fetch(f"{stub.path}v1/")
+
+
+def test_failed_build_is_reported_not_retried(stub, downloader, sleeps):
+    stub.release("v1").failed = True
+    with pytest.raises(ExportError, match="disk full"):
+        downloader.fetch(f"{stub.path}v1/")
+    assert sleeps.waits == []
+
+
+def test_download_cut_mid_file_resumes_with_range(stub, downloader, tmp_path):
+    version = stub.release("v1")
+    size = len(stub.export_bytes(version))
+    stub.cut_downloads += [size // 3, size // 4]  # two breaks: at 1/3, then 1/4 further
+    export = downloader.fetch(f"{stub.path}v1/")
+    assert export.verified and export.size == size
+    ranges = [r for r in stub.requests_seen if "export" in r]
+    assert len(ranges) == 3
+    assert export.path.read_bytes() == stub.export_bytes(version)
+    assert list(tmp_path.iterdir()) == [export.path]
+
+
+def test_server_ignoring_range_restarts_the_download(stub, downloader):
+    version = stub.release("v1")
+    stub.ignore_range = True
+    stub.cut_downloads.append(100)
+    export = downloader.fetch(f"{stub.path}v1/")
+    assert export.verified and export.path.read_bytes() == stub.export_bytes(version)
+
+
+def test_corrupted_byte_is_detected_and_the_file_fetched_again(stub, downloader, tmp_path):
+    version = stub.release("v1")
+    stub.corrupt_downloads = 1
+    export = downloader.fetch(f"{stub.path}v1/")
+    assert export.verified
+    assert export.path.read_bytes() == stub.export_bytes(version)
+    assert list(tmp_path.iterdir()) == [export.path]  # the bad copy is gone
+
+
+def test_always_corrupt_fails_clearly(stub, downloader, tmp_path):
+    stub.release("v1")
+    stub.corrupt_downloads = 10
+    with pytest.raises(ExportChecksumMismatch, match="sha256"):
+        downloader.fetch(f"{stub.path}v1/")
+    assert list(tmp_path.iterdir()) == []
+
+
+def export_json(**extra):
+    return json.dumps({"type": "Source", "id": "HEAD", **extra,
+                       "concepts": [{"id": "A", "url": "/orgs/O/sources/S/concepts/A/",
+                                     "updated_at": "2019-05-01T10:00:00"}],
+                       "mappings": [{"id": "1", "url": "/orgs/O/sources/S/mappings/1/"}],
+                       "lastUpdated": "2019-05-01T10:00:00"}).encode()
+
+
+def test_legacy_tar_gz_export_with_top_level_fields_after_the_items(tmp_path):
+    path = tmp_path / "export.tgz"
+    data = export_json()
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo("export.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    header, items = read_all(path)
+    assert header == {"type": "Source", "id": "HEAD", "lastUpdated": "2019-05-01T10:00:00"}
+    assert [kind for kind, _ in items] == ["concepts", "mappings"]
+
+
+def test_tar_with_path_traversal_member_is_rejected(tmp_path):
+    path = tmp_path / "evil.tgz"
+    with tarfile.open(path, "w:gz") as archive:
+        for name in ("export.json", "../../etc/cron.d/evil"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            archive.addfile(info, io.BytesIO(b"{}"))
+    with pytest.raises(InvalidExport, match="unsafe path"):
+        read_all(path)
+
+
+def test_not_an_export(tmp_path):
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 this is no zip")
+    with pytest.raises(InvalidExport):
+        read_all(broken)
+    bad_json = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad_json, "w") as archive:
+        archive.writestr("export.json", b'{"id": "v1", "concepts": [{"id": ')
+    with pytest.raises(InvalidExport, match="not valid JSON"):
+        read_all(bad_json)
+    no_member = tmp_path / "other.zip"
+    with zipfile.ZipFile(no_member, "w") as archive:
+        archive.writestr("a.txt", b"x")
+        archive.writestr("b.txt", b"x")
+    with pytest.raises(InvalidExport, match=r"no export\.json"):
+        read_all(no_member)
+
+
+def test_real_ocl_export_parses_in_one_pass():
+    header, items = read_all(DEMO_EXPORT)
+    assert header["type"] == "Source Version" and header["id"] == "v1.0"
+    assert "concepts" not in header and header["concepts_url"].endswith("/concepts/")
+    assert sum(kind == "concepts" for kind, _ in items) == 23
+    assert sum(kind == "mappings" for kind, _ in items) == 22
