@@ -117,6 +117,33 @@ def cmd_add_member(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run queued jobs (export builds, bulk imports) in threads until SIGINT/SIGTERM."""
+    import threading
+
+    app = _app(args, BACKGROUND_WORKERS=0)  # no threads from create_app: we start our own
+    workers = app.extensions["termsync.jobs"]
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    from .exports import start_gc_scheduler
+    scheduler = start_gc_scheduler(app)
+    workers.start(args.threads)
+    print(f"termsync worker: {args.threads} threads for {', '.join(sorted(workers.handlers))}",
+          flush=True)
+    stopping.wait()
+    workers.stop()
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
+    from .db import close_embedded
+    close_embedded(app.config["MONGO_URI"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="termsync", description=__doc__)
     parser.add_argument("--mongo-uri", help="overrides MONGO_URI / TERMSYNC_MONGO_URI")
@@ -161,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     member.add_argument("org_id")
     member.add_argument("username")
     member.set_defaults(func=cmd_add_member)
+
+    worker = commands.add_parser("worker", help="run queued jobs (exports, imports) only")
+    worker.add_argument("--threads", type=int, default=2)
+    worker.set_defaults(func=cmd_worker)
+
+    from .exports.cli import add_commands as add_export_commands
+    add_export_commands(commands, _app)
     return parser
 
 
