@@ -200,3 +200,342 @@ def test_msfocp_csv_imports(app: Any, client: Any) -> None:
     assert concept_doc["concept_class"] == "Symptom/Finding" and concept_doc["datatype"] == "Text"
     assert concept_doc["external_id"] == "dd44dfe5-33dc-4f47-a3f4-b89fc4fca201"
     assert concept_doc["names"][0]["name"] == "Symptom/Finding concept class"
+
+
+# --- dry run, idempotency, rights, limits ---------------------------------------------------
+def test_dry_run_reports_the_real_summary_and_writes_nothing(app: Any, client: Any) -> None:
+    sample = (SHARED / "sample_ocldev.jsonl").read_bytes()
+    dry = submit(client, sample, query="?dryRun=true")["id"]
+    run_jobs(app)
+    assert client.get("/orgs/DemoOrg/", headers=ADMIN).status_code == 404  # nothing written
+    real = submit(client, sample)["id"]
+    run_jobs(app)
+    dry_job, real_job = job_of(client, dry), job_of(client, real)
+    assert dry_job["dry_run"] and dry_job["summary"] == real_job["summary"]
+    strip = [{key: r[key] for key in ("line", "type", "url", "action", "errors")}
+             for r in all_results(client, real)]
+    assert [{key: r[key] for key in ("line", "type", "url", "action", "errors")}
+            for r in all_results(client, dry)] == strip
+
+    source = "/orgs/DemoOrg/sources/DemoSource/"
+    head = client.get(source, headers=ADMIN).get_json()["checksums"]["content"]
+    changed = sample.replace(b'"datatype": "N/A"', b'"datatype": "Text"', 1)
+    again = submit(client, changed, query="?dryRun=true&update_if_exists=true")["id"]
+    run_jobs(app)
+    assert job_of(client, again)["summary"]["updated"] == 1
+    assert client.get(source, headers=ADMIN).get_json()["checksums"]["content"] == head
+
+
+def test_same_idempotency_key_gives_one_job(app: Any, client: Any, make_user: Any) -> None:
+    body = lines(*org_and_source())
+    first = submit(client, body, headers=dict(ADMIN, **{"Idempotency-Key": "k1"}))
+    second = submit(client, body, headers=dict(ADMIN, **{"Idempotency-Key": "k1"}))
+    assert first["id"] == second["id"]
+    run_jobs(app)
+    third = client.post(IMPORTS, data=body, content_type="application/x-ndjson",
+                        headers=dict(ADMIN, **{"Idempotency-Key": "k1"}))
+    assert third.status_code == 202 and third.get_json() == {"id": first["id"], "state": "FINISHED"}
+    other = make_user("other")  # the key is per caller
+    assert submit(client, body, headers=dict(other, **{"Idempotency-Key": "k1"}))["id"] != first["id"]
+    listed = client.get(IMPORTS, headers=ADMIN)
+    assert [job["id"] for job in listed.get_json()] == [first["id"]]
+    assert listed.headers["num_found"] == "1"
+
+
+def test_jobs_are_private_to_their_submitter(app: Any, client: Any, make_user: Any) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    job_id = submit(client, lines(*org_and_source()), headers=alice)["id"]
+    for path in ("", "results/", "report.csv"):
+        assert client.get(f"{IMPORTS}{job_id}/{path}", headers=bob).status_code == 404
+        assert client.get(f"{IMPORTS}{job_id}/{path}", headers=alice).status_code == 200
+        assert client.get(f"{IMPORTS}{job_id}/{path}", headers=ADMIN).status_code == 200
+    assert client.delete(f"{IMPORTS}{job_id}/", headers=bob).status_code == 404
+    assert client.get(IMPORTS, headers=bob).get_json() == []
+    assert client.post(IMPORTS, data="{}", content_type="application/x-ndjson").status_code == 401
+
+
+def test_lines_for_a_source_the_caller_may_not_edit_fail_as_forbidden(
+        app: Any, client: Any, source: Callable[..., str], make_user: Any) -> None:
+    source("O", "S")
+    outsider = make_user("outsider")
+    body = lines(concept_line("1"), concept_line("2"), {"type": "Source Version", "id": "v1",
+                                                        "owner": "O", "source": "S"})
+    job_id = submit(client, body, headers=outsider)["id"]
+    run_jobs(app)
+    job = job_of(client, job_id, outsider)
+    assert job["summary"]["failed"] == 3 and job["summary"]["created"] == 0
+    for result in all_results(client, job_id, "failed", outsider):
+        assert result["errors"][0].startswith("Forbidden:"), result
+    assert client.get("/orgs/O/sources/S/concepts/1/", headers=ADMIN).status_code == 404
+
+
+def test_type_less_lines_need_a_target_the_caller_can_see(app: Any, client: Any,
+                                                          source: Callable[..., str]) -> None:
+    answer = client.post(f"{IMPORTS}?owner=Nobody&source=S", data=lines(concept("1")),
+                         content_type="application/x-ndjson", headers=ADMIN)
+    assert answer.status_code == 404
+    source("O", "S")
+    job_id = submit(client, lines(concept("1"), {"from_concept_url": "/orgs/O/sources/S/concepts/1/",
+                                                 "to_concept_url": "/orgs/O/sources/S/concepts/9/",
+                                                 "map_type": "SAME-AS"}),
+                    query="?owner=O&source=S")["id"]
+    run_jobs(app)
+    results = all_results(client, job_id)
+    assert [r["action"] for r in results] == ["created", "failed"]
+    assert results[1]["errors"] == [
+        "to_concept_url: concept '9' does not exist in /orgs/O/sources/S/."]
+
+
+def test_upload_size_and_line_limits_answer_413(tmp_path: Path) -> None:
+    application = create_app(app_config(IMPORT_DIR=str(tmp_path), IMPORT_MAX_BYTES=1000,
+                                        IMPORT_MAX_LINES=5))
+    client = application.test_client()
+    big = lines(*[concept_line(str(n)) for n in range(20)])
+    answer = client.post(IMPORTS, data=big, content_type="application/x-ndjson", headers=ADMIN)
+    assert answer.status_code == 413 and answer.get_json()["code"] == 413
+    with io.BytesIO(big.encode()) as handle:  # multipart, checked while streaming
+        answer = client.post(IMPORTS, data={"file": (handle, "big.jsonl")},
+                             content_type="multipart/form-data", headers=ADMIN)
+    assert answer.status_code == 413
+    many = "{}\n" * 6
+    answer = client.post(IMPORTS, data=many, content_type="application/x-ndjson", headers=ADMIN)
+    assert answer.status_code == 413 and "lines" in answer.get_json()["message"]
+    assert client.get(IMPORTS, headers=ADMIN).get_json() == []
+    assert os.listdir(tmp_path) == []  # nothing of the refused uploads is kept
+
+
+def test_concurrent_jobs_per_caller_answer_429_with_retry_after(tmp_path: Path) -> None:
+    application = create_app(app_config(IMPORT_DIR=str(tmp_path), IMPORT_MAX_ACTIVE_JOBS=2))
+    client = application.test_client()
+    for _ in range(2):
+        submit(client, lines(*org_and_source()))
+    answer = client.post(IMPORTS, data=lines(*org_and_source()),
+                         content_type="application/x-ndjson", headers=ADMIN)
+    assert answer.status_code == 429 and int(answer.headers["Retry-After"]) > 0
+    application.extensions["termsync.jobs"].run_until_idle()
+    submit(client, lines(*org_and_source()))
+
+
+def test_bad_requests(app: Any, client: Any) -> None:
+    assert client.post(IMPORTS, data=b"", content_type="application/x-ndjson",
+                       headers=ADMIN).status_code == 400
+    assert client.post(IMPORTS, data={"other": (io.BytesIO(b"{}"), "x.jsonl")},
+                       content_type="multipart/form-data", headers=ADMIN).status_code == 400
+    assert client.post(f"{IMPORTS}?owner=O", data=b"{}\n", content_type="application/x-ndjson",
+                       headers=ADMIN).status_code == 400
+    job_id = submit(client, lines(*org_and_source()))["id"]
+    assert client.get(f"{IMPORTS}{job_id}/results/?status=exploded",
+                      headers=ADMIN).status_code == 400
+    assert client.get(f"{IMPORTS}nope/", headers=ADMIN).status_code == 404
+
+
+def test_results_page_with_next_links_and_filters(app: Any, client: Any) -> None:
+    body = lines(*org_and_source(), *[concept_line(str(n)) for n in range(7)], {"type": "Bogus"})
+    job_id = submit(client, body)["id"]
+    run_jobs(app)
+    first = client.get(f"{IMPORTS}{job_id}/results/?limit=4", headers=ADMIN)
+    assert first.headers["num_found"] == "10" and first.headers["num_returned"] == "4"
+    assert [r["line"] for r in first.get_json()] == [1, 2, 3, 4]
+    assert first.headers["Link"] == f'<{first.headers["next"]}>; rel="next"'
+    second = client.get(first.headers["next"], headers=ADMIN)
+    assert [r["line"] for r in second.get_json()] == [5, 6, 7, 8]
+    third = client.get(second.headers["next"], headers=ADMIN)
+    assert [r["line"] for r in third.get_json()] == [9, 10] and "next" not in third.headers
+    failed = client.get(f"{IMPORTS}{job_id}/results/?status=failed", headers=ADMIN)
+    assert failed.headers["num_found"] == "1"
+    assert failed.get_json()[0]["errors"][0].startswith("Unknown type 'Bogus'")
+
+
+def test_csv_templates(client: Any) -> None:
+    for kind in ("concept", "mapping"):
+        answer = client.get(f"{IMPORTS}template/?type={kind}")
+        assert answer.status_code == 200 and answer.mimetype == "text/csv"
+        rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True))))
+        assert len(rows) == 2 and rows[0][0] == "resource_type" and len(rows[0]) == len(rows[1])
+        assert rows[1][0] == kind.capitalize()
+    assert client.get(f"{IMPORTS}template/?type=source").status_code == 400
+
+
+def test_csv_template_rows_import(app: Any, client: Any, source: Callable[..., str]) -> None:
+    source("MyOrg", "MySource")
+    concept_csv = client.get(f"{IMPORTS}template/?type=concept").get_data(as_text=True)
+    # The template's inline mapping points at 5678: create it first, in the same file.
+    rows = list(csv.reader(io.StringIO(concept_csv)))
+    target = list(rows[1])
+    target[rows[0].index("id")] = "5678"
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([rows[0], target, rows[1]])
+    job_id = submit(client, buffer.getvalue(), content_type="text/csv")["id"]
+    mapping_csv = client.get(f"{IMPORTS}template/?type=mapping").get_data(as_text=True)
+    mapping_job = submit(client, mapping_csv, content_type="text/csv")["id"]
+    run_jobs(app)
+    results = all_results(client, job_id)
+    assert [(r["line"], r["part"], r["type"], r["action"]) for r in results] == [
+        (2, 0, "Concept", "created"), (2, 1, "Mapping", "created"),
+        (3, 0, "Concept", "created"), (3, 1, "Mapping", "created")], results
+    concept_doc = client.get("/orgs/MyOrg/sources/MySource/concepts/1234/", headers=ADMIN).get_json()
+    assert sorted(name["locale"] for name in concept_doc["names"]) == ["en", "fr"]
+    assert concept_doc["descriptions"][0]["description"] == "A mosquito-borne infectious disease"
+    mapping_results = all_results(client, mapping_job)
+    assert [r["action"] for r in mapping_results] == ["created"], mapping_results
+
+
+# --- cancel, worker death, restart --------------------------------------------------------
+class WorkerDied(BaseException):
+    """Stands for the process dying: nothing in the worker catches it."""
+
+
+def crash_after(app: Any, stored_results: int) -> None:
+    """Make the worker die right after applying a line, before its result is stored."""
+    results = app.extensions["termsync.imports"].results
+    original = results.add
+    calls = {"count": 0}
+
+    def add(job_id: str, part: int, result: dict[str, Any]) -> None:
+        calls["count"] += 1
+        if calls["count"] > stored_results:
+            results.add = original  # one death is enough
+            raise WorkerDied()
+        original(job_id, part, result)
+    results.add = add
+
+
+def take_over(app: Any) -> None:
+    """Let the dead worker's lease expire and run what is left."""
+    workers = app.extensions["termsync.jobs"]
+    workers.queue.clock = lambda: utcnow() + timedelta(minutes=10)
+    workers.run_until_idle()
+
+
+def outcome(client: Any, job_id: str) -> tuple[dict[str, Any], list[tuple[Any, ...]], Any]:
+    """What a job did: its summary, its results and the content it left."""
+    job = job_of(client, job_id)
+    results = [(r["line"], r["part"], r["type"], r["url"], r["action"], tuple(r["errors"]))
+               for r in all_results(client, job_id)]
+    content = []
+    for path in ("/orgs/DemoOrg/sources/DemoSource/concepts/?includeRetired=true&limit=500",
+                 "/orgs/DemoOrg/sources/DemoSource/mappings/?includeRetired=true&limit=500",
+                 "/orgs/DemoOrg/sources/DemoSource/versions/"):
+        answer = client.get(path, headers=ADMIN)
+        content.append(sorted((item["id"], item.get("names") and item["names"][0]["name"],
+                               item.get("map_type"), item.get("to_concept_url"),
+                               item.get("released"))
+                              for item in answer.get_json())
+                       if answer.status_code == 200 else answer.status_code)
+    return job["summary"], results, content
+
+
+@pytest.fixture
+def small_batches(tmp_path: Path) -> Callable[[], Any]:
+    def make() -> Any:
+        return create_app(app_config(IMPORT_DIR=str(tmp_path / "imports"), IMPORT_BATCH_SIZE=10))
+    return make
+
+
+def run_sample(client: Any, app: Any, query: str = "", crash: int | None = None) -> str:
+    job_id = submit(client, (SHARED / "sample_ocldev.jsonl").read_bytes(), query=query)["id"]
+    if crash is not None:
+        crash_after(app, crash)
+        with pytest.raises(WorkerDied):
+            app.extensions["termsync.jobs"].run_until_idle()
+        assert job_of(client, job_id)["state"] == "RUNNING"
+        take_over(app)
+    else:
+        run_jobs(app)
+    return str(job_id)
+
+
+@pytest.mark.parametrize("crash", [0, 1, 9, 10, 27, 47, 48, 63])
+def test_worker_death_resumes_with_the_uninterrupted_result(
+        small_batches: Callable[[], Any], crash: int) -> None:
+    reference_app = small_batches()
+    reference_client = reference_app.test_client()
+    expected = outcome(reference_client, run_sample(reference_client, reference_app))
+    assert expected[0]["failed"] == 0
+
+    app = small_batches()
+    client = app.test_client()
+    job_id = run_sample(client, app, crash=crash)
+    job = job_of(client, job_id)
+    assert job["state"] == "FINISHED"
+    assert outcome(client, job_id) == expected
+    # No item version was written twice: a re-import finds everything as it was.
+    again = run_sample(client, app)
+    assert job_of(client, again)["summary"]["created"] == 0
+    assert job_of(client, again)["summary"]["updated"] == 0
+
+
+@pytest.mark.parametrize("crash", [5, 30])
+def test_dry_run_taken_over_starts_again_with_the_same_result(
+        small_batches: Callable[[], Any], crash: int) -> None:
+    reference_app = small_batches()
+    reference_client = reference_app.test_client()
+    expected = outcome(reference_client, run_sample(reference_client, reference_app, "?dryRun=true"))
+    app = small_batches()
+    client = app.test_client()
+    job_id = run_sample(client, app, "?dryRun=true", crash=crash)
+    assert outcome(client, job_id) == expected
+    assert client.get("/orgs/DemoOrg/", headers=ADMIN).status_code == 404
+
+
+def test_cancel_mid_job_stops_at_the_next_batch(small_batches: Callable[[], Any]) -> None:
+    app = small_batches()
+    client = app.test_client()
+    job_id = submit(client, lines(*org_and_source(), *[concept_line(str(n)) for n in range(40)]))["id"]
+    results = app.extensions["termsync.imports"].results
+    original = results.add
+    calls = {"count": 0}
+
+    def add(job: str, part: int, result: dict[str, Any]) -> None:
+        original(job, part, result)
+        calls["count"] += 1
+        if calls["count"] == 15:  # in the middle of the second batch
+            answer = client.delete(f"{IMPORTS}{job_id}/", headers=ADMIN)
+            assert answer.status_code == 200 and answer.get_json()["state"] == "CANCELLED"
+    results.add = add
+    run_jobs(app)
+    job = job_of(client, job_id)
+    assert job["state"] == "CANCELLED" and job["finished_on"]
+    # The batch under way was finished and counted; nothing after it ran.
+    assert job["summary"]["processed"] == job["summary"]["created"] == 20
+    assert len(all_results(client, job_id)) == 20
+    listed = client.get("/orgs/O/sources/S/concepts/?limit=500", headers=ADMIN)
+    assert listed.headers["num_found"] == "18"
+    assert os.listdir(app.config["IMPORT_DIR"]) == []  # the upload is gone
+    # Cancelling again changes nothing; a waiting job cancels before it starts.
+    assert client.delete(f"{IMPORTS}{job_id}/", headers=ADMIN).get_json()["state"] == "CANCELLED"
+    waiting = submit(client, lines(concept_line("x")))["id"]
+    assert client.delete(f"{IMPORTS}{waiting}/", headers=ADMIN).get_json()["state"] == "CANCELLED"
+    run_jobs(app)
+    assert job_of(client, waiting)["summary"]["processed"] == 0
+
+
+@pytest.mark.parametrize("storage", ["local", "mongo"])
+def test_jobs_survive_a_restart_of_the_embedded_database(
+        tmp_path: Path, storage: str, small_batches: Callable[[], Any]) -> None:
+    reference_app = small_batches()
+    reference_client = reference_app.test_client()
+    expected = outcome(reference_client, run_sample(reference_client, reference_app))
+
+    uri = f"mongomock://{tmp_path / 'termsync.db'}"
+    config = app_config(MONGO_URI=uri, MONGO_DB="restart", IMPORT_STORAGE=storage,
+                        IMPORT_DIR=str(tmp_path / "uploads"), IMPORT_BATCH_SIZE=10)
+    from app.db import close_embedded
+
+    first = create_app(config)
+    client = first.test_client()
+    job_id = submit(client, (SHARED / "sample_ocldev.jsonl").read_bytes())["id"]
+    crash_after(first, 25)
+    with pytest.raises(WorkerDied):
+        first.extensions["termsync.jobs"].run_until_idle()
+    close_embedded(uri)  # the process goes away; its database file and the upload stay
+
+    second = create_app(config)
+    client = second.test_client()
+    assert job_of(client, job_id)["state"] == "RUNNING"
+    take_over(second)
+    assert job_of(client, job_id)["state"] == "FINISHED"
+    assert outcome(client, job_id) == expected
+    if storage == "local":
+        assert os.listdir(tmp_path / "uploads") == []
+    close_embedded(uri)
