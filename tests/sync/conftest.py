@@ -17,7 +17,7 @@ from sync.config import Subscription
 from sync.store import LocalStore
 from sync.subscriber import Subscriber
 
-from .ocl_stub import LiveServer, StubSource, create_stub_app
+from .ocl_stub import FaultInjector, LiveServer, StubSource, create_stub_app
 
 SHARED_OCL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ocl"
 DEMO_EXPORT = SHARED_OCL / "DemoSource_v1.0.zip"
@@ -45,8 +45,14 @@ def stub() -> StubSource:
 
 
 @pytest.fixture
-def stub_server(stub: StubSource) -> Iterator[LiveServer]:
-    with LiveServer(create_stub_app(stub)) as server:
+def faults(stub: StubSource) -> FaultInjector:
+    """Scripted failures in front of the stub server."""
+    return FaultInjector(create_stub_app(stub))
+
+
+@pytest.fixture
+def stub_server(faults: FaultInjector) -> Iterator[LiveServer]:
+    with LiveServer(faults) as server:
         yield server
 
 
@@ -77,14 +83,14 @@ def make_subscriber(mongo: Any, sleeps: SleepRecorder, tmp_path: Path
 
     def build(server_url: str, mode: str = "release", path: str = "/orgs/DemoOrg/sources/DemoSource/",
               stop_event: threading.Event | None = None, store: LocalStore | None = None,
-              **overrides: Any) -> Subscriber:
+              sleep: Callable[[float], None] | None = None, **overrides: Any) -> Subscriber:
         sub = Subscription(name=overrides.pop("name", "demo"), server=server_url, url=path,
                            token=overrides.pop("token", TOKEN), mode=mode, page_size=5,
                            max_retries=3, work_dir=str(tmp_path))
         sub = replace(sub, **overrides)
         client = TermsyncClient(sub.server, sub.token, timeout=10, connect_timeout=2,
                                 max_retries=sub.max_retries, backoff_max=sub.backoff_max,
-                                sleep=sleeps, jitter=lambda: 0.5)
+                                sleep=sleep or sleeps, jitter=lambda: 0.5)
         return Subscriber(sub, client, store or LocalStore(mongo["mirror"]),
                           stop_event=stop_event)
 

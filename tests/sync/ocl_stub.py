@@ -9,7 +9,6 @@ import io
 import json
 import threading
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,9 +66,6 @@ class StubSource:
     source: str = "DemoSource"
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: list[StubVersion] = field(default_factory=list)
-    faults: list[Fault] = field(default_factory=list)
-    cut_downloads: list[int] = field(default_factory=list)  # serve only N bytes, then close
-    corrupt_downloads: int = 0  # flip a byte in this many full downloads
     ignore_range: bool = False
     requests_seen: list[str] = field(default_factory=list)
     auth_seen: list[str | None] = field(default_factory=list)
@@ -180,22 +176,10 @@ def create_stub_app(stub: StubSource) -> Flask:
     app = Flask("ocl_stub")
 
     @app.before_request
-    def record_and_inject() -> Response | None:
+    def record() -> None:
         with stub.lock:
             stub.requests_seen.append(request.full_path)
             stub.auth_seen.append(request.headers.get("Authorization"))
-            for fault in stub.faults:
-                if fault.times > 0 and fault.path in request.full_path:
-                    if fault.skip > 0:
-                        fault.skip -= 1
-                        continue
-                    fault.times -= 1
-                    headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                    body = fault.body or {"code": fault.status, "status": "Unavailable",
-                                          "message": f"stub fault {fault.status}"}
-                    return Response(json.dumps(body), fault.status, headers,
-                                    mimetype="application/json")
-        return None
 
     def page(payload: dict[str, Any], items: dict[str, dict[str, Any]]) -> Response:
         args = request.args
@@ -285,23 +269,68 @@ def create_stub_app(stub: StubSource) -> Flask:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = data[start:]
-        if status == 200 and stub.corrupt_downloads > 0:
-            stub.corrupt_downloads -= 1
-            middle = len(body) // 2
-            body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
         headers["Content-Length"] = str(len(body))
-        cut = stub.cut_downloads.pop(0) if stub.cut_downloads else None
-
-        def stream() -> Iterator[bytes]:
-            if cut is None:
-                yield body
-            else:
-                yield body[:cut]
-
-        return Response(stream(), status, headers, mimetype="application/zip",
-                        direct_passthrough=True)
+        return Response(body, status, headers, mimetype="application/zip")
 
     return app
+
+
+class FaultInjector:
+    """WSGI middleware in front of any server (stub or real): scripted errors, cut or corrupted
+    export downloads."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.faults: list[Fault] = []
+        self.cut_downloads: list[int] = []  # serve only N bytes of the next downloads, then close
+        self.corrupt_downloads = 0  # flip one byte in this many full (200) downloads
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        target = environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
+        with self.lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.path in target:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
+                    fault.times -= 1
+                    body = json.dumps(fault.body or {"code": fault.status, "status": "Unavailable",
+                                                     "message": f"stub fault {fault.status}"})
+                    headers = [("Content-Type", "application/json"),
+                               ("Content-Length", str(len(body)))]
+                    if fault.retry_after:
+                        headers.append(("Retry-After", fault.retry_after))
+                    start_response(f"{fault.status} FAULT", headers)
+                    return [body.encode()]
+            tamper = "/export" in environ.get("PATH_INFO", "") and \
+                (self.cut_downloads or self.corrupt_downloads) and environ["REQUEST_METHOD"] == "GET"
+        if not tamper:
+            return self.app(environ, start_response)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured.update(status=status, headers=headers)
+            return lambda data: None
+
+        chunks = self.app(environ, capture)
+        try:
+            body = b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+        code = int(captured["status"].split()[0])
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "connection"]
+        headers.append(("Connection", "close"))
+        with self.lock:
+            if code == 200 and self.corrupt_downloads > 0:
+                self.corrupt_downloads -= 1
+                middle = len(body) // 2
+                body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
+            elif code in (200, 206) and self.cut_downloads:
+                body = body[:self.cut_downloads.pop(0)]  # Content-Length still promises it all
+        start_response(captured["status"], headers)
+        return [body]
 
 
 class LiveServer:
@@ -310,7 +339,8 @@ class LiveServer:
     def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
         self.server = make_server(host, 0, app, threaded=True)
         self.url = f"http://{host}:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
 
     def __enter__(self) -> LiveServer:
         self.thread.start()

@@ -63,17 +63,17 @@ def test_once_status_verify(stub, config_file, capsys):
     assert code == 0 and "in sync" in out
 
 
-def test_server_that_stays_down_fails_once_clearly_and_touches_nothing(stub, config_file,
+def test_server_that_stays_down_fails_once_clearly_and_touches_nothing(faults, stub, config_file,
                                                                       capsys):
     stub.release("v1")
     assert run_cli(capsys, "once", "--config", str(config_file))[0] == 0
     stub.put_concept("C0001", name="changed")
     stub.release("v2")
-    stub.faults.append(Fault(path="/", status=503, times=10_000, retry_after="0"))
+    faults.faults.append(Fault(path="/", status=503, times=10_000, retry_after="0"))
     code, out, _ = run_cli(capsys, "once", "--config", str(config_file))
     assert code == 1
     assert "FAILED" in out and "503" in out and "stub fault 503" in out
-    stub.faults.clear()
+    faults.faults.clear()
     code, out, _ = run_cli(capsys, "status", "--config", str(config_file), "--json")
     [status] = json.loads(out)
     assert code == 1  # the last pass failed

@@ -22,8 +22,8 @@ def client_for(url, sleeps, **kwargs):
                           jitter=lambda: 0.5, **kwargs)
 
 
-def test_429_and_503_retry_after_are_honoured(stub, stub_server, sleeps):
-    stub.faults += [Fault(path="versions", status=429, retry_after="3"),
+def test_429_and_503_retry_after_are_honoured(faults, stub, stub_server, sleeps):
+    faults.faults += [Fault(path="versions", status=429, retry_after="3"),
                     Fault(path="versions", status=503, retry_after="11")]
     stub.release("v1")
     latest = client_for(stub_server.url, sleeps).latest_released_version(stub.path)
@@ -31,8 +31,8 @@ def test_429_and_503_retry_after_are_honoured(stub, stub_server, sleeps):
     assert sleeps.waits == [3.0, 11.0]
 
 
-def test_5xx_without_retry_after_backs_off_exponentially(stub, stub_server, sleeps):
-    stub.faults.append(Fault(path="versions", status=502, times=4))
+def test_5xx_without_retry_after_backs_off_exponentially(faults, stub, stub_server, sleeps):
+    faults.faults.append(Fault(path="versions", status=502, times=4))
     client = client_for(stub_server.url, sleeps, max_retries=5, backoff_base=1.0)
     assert client.latest_released_version(stub.path) is None
     # ceiling 1, 2, 4, 8 s; with jitter 0.5 each wait is 3/4 of its ceiling
@@ -45,8 +45,8 @@ def test_backoff_is_capped_and_retry_after_too(sleeps):
     assert client.backoff(0, retry_after=3600) == 10
 
 
-def test_persistent_503_raises_a_typed_error_with_the_server_message(stub, stub_server, sleeps):
-    stub.faults.append(Fault(path="versions", status=503, times=100, retry_after="1"))
+def test_persistent_503_raises_a_typed_error_with_the_server_message(faults, stub, stub_server, sleeps):
+    faults.faults.append(Fault(path="versions", status=503, times=100, retry_after="1"))
     with pytest.raises(ServerError) as caught:
         client_for(stub_server.url, sleeps, max_retries=2).latest_released_version(stub.path)
     assert caught.value.status == 503
@@ -54,12 +54,12 @@ def test_persistent_503_raises_a_typed_error_with_the_server_message(stub, stub_
     assert sleeps.waits == [1.0, 1.0]
 
 
-def test_404_and_405_are_typed_and_not_retried(stub, stub_server, sleeps):
+def test_404_and_405_are_typed_and_not_retried(faults, stub, stub_server, sleeps):
     client = client_for(stub_server.url, sleeps)
     with pytest.raises(NotFound) as caught:
         client.get_json(f"{stub.path}nope/")
     assert "not found" in caught.value.message
-    stub.faults.append(Fault(path="HEAD/export", status=405, body={
+    faults.faults.append(Fault(path="HEAD/export", status=405, body={
         "code": 405, "status": "Method Not Allowed", "message": "HEAD has no export"}))
     with pytest.raises(MethodNotAllowed, match="HEAD has no export"):
         client.request("GET", f"{stub.path}HEAD/export/")

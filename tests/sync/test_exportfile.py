@@ -57,10 +57,10 @@ def test_failed_build_is_reported_not_retried(stub, downloader, sleeps):
     assert sleeps.waits == []
 
 
-def test_download_cut_mid_file_resumes_with_range(stub, downloader, tmp_path):
+def test_download_cut_mid_file_resumes_with_range(faults, stub, downloader, tmp_path):
     version = stub.release("v1")
     size = len(stub.export_bytes(version))
-    stub.cut_downloads += [size // 3, size // 4]  # two breaks: at 1/3, then 1/4 further
+    faults.cut_downloads += [size // 3, size // 4]  # two breaks: at 1/3, then 1/4 further
     export = downloader.fetch(f"{stub.path}v1/")
     assert export.verified and export.size == size
     ranges = [r for r in stub.requests_seen if "export" in r]
@@ -69,26 +69,26 @@ def test_download_cut_mid_file_resumes_with_range(stub, downloader, tmp_path):
     assert list(tmp_path.iterdir()) == [export.path]
 
 
-def test_server_ignoring_range_restarts_the_download(stub, downloader):
+def test_server_ignoring_range_restarts_the_download(faults, stub, downloader):
     version = stub.release("v1")
     stub.ignore_range = True
-    stub.cut_downloads.append(100)
+    faults.cut_downloads.append(100)
     export = downloader.fetch(f"{stub.path}v1/")
     assert export.verified and export.path.read_bytes() == stub.export_bytes(version)
 
 
-def test_corrupted_byte_is_detected_and_the_file_fetched_again(stub, downloader, tmp_path):
+def test_corrupted_byte_is_detected_and_the_file_fetched_again(faults, stub, downloader, tmp_path):
     version = stub.release("v1")
-    stub.corrupt_downloads = 1
+    faults.corrupt_downloads = 1
     export = downloader.fetch(f"{stub.path}v1/")
     assert export.verified
     assert export.path.read_bytes() == stub.export_bytes(version)
     assert list(tmp_path.iterdir()) == [export.path]  # the bad copy is gone
 
 
-def test_always_corrupt_fails_clearly(stub, downloader, tmp_path):
+def test_always_corrupt_fails_clearly(faults, stub, downloader, tmp_path):
     stub.release("v1")
-    stub.corrupt_downloads = 10
+    faults.corrupt_downloads = 10
     with pytest.raises(ExportChecksumMismatch, match="sha256"):
         downloader.fetch(f"{stub.path}v1/")
     assert list(tmp_path.iterdir()) == []

@@ -113,13 +113,13 @@ def test_late_commit_inside_the_overlap_is_not_missed(stub, stub_server, make_su
     assert result.ok and result.checksum == stub.checksum()
 
 
-def test_sync_killed_after_page_k_resumes_and_converges(stub, stub_server, make_subscriber):
+def test_sync_killed_after_page_k_resumes_and_converges(faults, stub, stub_server, make_subscriber):
     subscriber = make_subscriber(stub_server.url, mode="snapshot", max_retries=0)
     assert subscriber.sync().ok
     for n in range(23):  # 23 changes = 5 pages of 5
         stub.put_concept(f"C{n:04d}", name=f"second edition {n}")
     # the server dies while the subscriber asks for page 3 (pages 2+ carry `after=`)
-    stub.faults.append(Fault(path="after=", status=503, times=1, skip=1))
+    faults.faults.append(Fault(path="after=", status=503, times=1, skip=1))
     killed = subscriber.sync()
     assert not killed.ok and "503" in killed.error
     state = subscriber.store.state("demo")
