@@ -49,6 +49,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Feature modules register their blueprints on `api` and their job handlers on `workers`.
     for init_feature in _features():
         init_feature(app, api, domain, workers)
+    from .ops import init_ops  # after the features, so that their job handlers are timed too
+    init_ops(app, api, domain, workers)
 
     if settings["LOAD_DEMO"]:
         from .demo import load_demo

@@ -47,6 +47,18 @@ DEFAULTS: dict[str, Any] = {
     "JOB_LEASE_SECONDS": 60.0,
     "JOB_POLL_SECONDS": 1.0,
     "LOG_LEVEL": "INFO",
+    # Operations (app/ops; docs/deployment.md explains each).
+    "LOG_FORMAT": "text",
+    "ACCESS_LOG": True,
+    "TRUSTED_PROXIES": 0,
+    "RATE_LIMIT_WINDOW_SECONDS": 60,
+    "RATE_LIMIT_EXPORTS": 0,
+    "RATE_LIMIT_IMPORTS": 0,
+    "RATE_LIMIT_DIFFS": 0,
+    "READY_MIN_WORKERS": 0,
+    "WORKER_HEARTBEAT_SECONDS": 10.0,
+    "MAINTENANCE_INTERVAL": 300.0,
+    "JOB_MAX_ATTEMPTS": 5,
 }
 
 TYPES: dict[str, type] = {key: type(value) for key, value in DEFAULTS.items()}

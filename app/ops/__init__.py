@@ -1,0 +1,129 @@
+"""Operations: probes, Prometheus metrics, request ids and structured logs, rate limits, leases.
+
+`init_ops(app, api, domain, workers)` wires it all into an app; create_app calls it after the
+feature modules so that their job handlers get timed too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ..config import ConfigError
+from ..domain import Domain
+from ..jobs import Workers
+from .embedded import guard_single_process
+from .health import READINESS, Readiness, blp
+from .heartbeat import WorkerHeartbeats
+from .lease import MaintenanceLease, run_exclusively
+from .logs import REQUEST_ID_HEADER, install_logging, request_id_from
+from .maintenance import add_maintenance_task, recover_leases, start_worker_services
+from .metrics import EXTENSION, LiveCollector, Metrics
+from .ratelimit import BUCKET_CONFIG, DIFF_ENDPOINTS, RateLimiter, bucket_of, caller_key, \
+    is_content_request
+
+__all__ = ["MaintenanceLease", "add_maintenance_task", "init_ops", "run_exclusively",
+           "start_worker_services"]
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("termsync.access")
+
+RATE_LIMITER = "termsync.ratelimit"
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
+    """Probes, metrics, request ids, logs, rate limits and maintenance for one app."""
+    config = app.config
+    if config["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT must be 'text' or 'json'")
+    for key in (*BUCKET_CONFIG.values(), "TRUSTED_PROXIES", "READY_MIN_WORKERS"):
+        if config[key] < 0:
+            raise ConfigError(f"{key} must be 0 or more")
+    if config["RATE_LIMIT_WINDOW_SECONDS"] < 1 or config["WORKER_HEARTBEAT_SECONDS"] <= 0:
+        raise ConfigError("RATE_LIMIT_WINDOW_SECONDS must be >= 1, WORKER_HEARTBEAT_SECONDS > 0")
+    install_logging(config["LOG_FORMAT"], config["LOG_LEVEL"])
+    guard_single_process(config["MONGO_URI"])
+    if config["TRUSTED_PROXIES"]:
+        hops = config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,  # type: ignore[method-assign]
+                                x_port=hops)
+
+    db = domain.db
+    heartbeats = WorkerHeartbeats(db)
+    heartbeats.ensure_indexes()
+    heartbeat_timeout = float(config["WORKER_HEARTBEAT_SECONDS"]) * 3
+    metrics = Metrics()
+    metrics.add_live(LiveCollector(db["jobs"], heartbeats, heartbeat_timeout))
+    app.extensions[EXTENSION] = metrics
+    for kind, handler in list(workers.handlers.items()):
+        workers.handlers[kind] = metrics.instrument_job(kind, handler)
+    limiter = RateLimiter(db, config["RATE_LIMIT_WINDOW_SECONDS"])
+    limiter.ensure_indexes()
+    app.extensions[RATE_LIMITER] = limiter
+    app.extensions[READINESS] = Readiness(db, config["READY_MIN_WORKERS"], heartbeat_timeout)
+    api.register_blueprint(blp)
+    _register_hooks(app, metrics, limiter)
+
+    max_attempts = int(config["JOB_MAX_ATTEMPTS"])
+    add_maintenance_task(app, "jobs-recover-leases", config["MAINTENANCE_INTERVAL"],
+                         lambda: recover_leases(workers.queue, max_attempts))
+    if config["BACKGROUND_WORKERS"] and not config.get("TESTING"):
+        start_worker_services(app, config["BACKGROUND_WORKERS"])
+
+
+def _register_hooks(app: Flask, metrics: Metrics, limiter: RateLimiter) -> None:
+    from ..api.common import error_response
+
+    @app.before_request
+    def ops_before_request() -> Response | None:
+        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        g.ops_started = time.perf_counter()
+        endpoint = request.endpoint
+        if request.method == "GET" and endpoint in DIFF_ENDPOINTS and is_content_request(request.args):
+            target = "version" if endpoint.startswith("versions.") else "source"
+            incremental = "true" if request.args.get("updatedSince") else "false"
+            metrics.diff_requests.labels(target, incremental).inc()
+        bucket = bucket_of(request.method, request.path, endpoint, request.args)
+        if bucket is None:
+            return None
+        limit = int(app.config[BUCKET_CONFIG[bucket]])
+        if limit <= 0:
+            return None
+        who = caller_key(request.headers.get("Authorization", ""), request.remote_addr)
+        allowance = limiter.hit(bucket, who, limit)
+        g.rate_limit = allowance
+        if allowance.allowed:
+            return None
+        metrics.rate_limited.labels(bucket).inc()
+        logger.info("rate limited: %s for %s", bucket, who.split(":")[0])
+        return error_response(
+            429, f"Too many {bucket} requests: at most {limit} per "
+                 f"{limiter.window_seconds} seconds. Retry after {allowance.reset_seconds} seconds.",
+            headers={"Retry-After": str(allowance.reset_seconds), **allowance.headers()})
+
+    @app.after_request
+    def ops_after_request(response: Response) -> Response:
+        request_id = g.get("request_id") or request_id_from(None)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        allowance = g.get("rate_limit")
+        if allowance is not None:
+            response.headers.update(allowance.headers())
+        started = g.get("ops_started")
+        elapsed = time.perf_counter() - started if started is not None else 0.0
+        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.http_latency.labels(request.method, route).observe(elapsed)
+        if app.config["ACCESS_LOG"]:
+            level = logging.DEBUG if request.path in PROBES else logging.INFO
+            access_logger.log(
+                level, "%s %s %s %.1fms", request.method, request.full_path.rstrip("?"),
+                response.status_code, elapsed * 1000,
+                extra={"method": request.method, "path": request.path, "route": route,
+                       "status": response.status_code, "duration_ms": round(elapsed * 1000, 2),
+                       "remote_addr": request.remote_addr})
+        return response

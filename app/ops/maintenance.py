@@ -1,0 +1,145 @@
+"""Scheduled maintenance in job-running processes: heartbeats, and tasks run once across all.
+
+Every process that runs jobs (web processes with BACKGROUND_WORKERS > 0, `termsync worker`
+processes) starts a MaintenanceScheduler. It writes this process's heartbeat and, for each
+registered task, tries the task's lease every interval: whichever process wins runs it, the others
+skip that period. Feature modules register their periodic work with `add_maintenance_task`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from ..domain.timeutil import format_time
+from ..jobs import FAILED, RUNNING, JobQueue, utcnow
+from .heartbeat import WorkerHeartbeats
+from .lease import run_exclusively
+
+logger = logging.getLogger(__name__)
+
+TASKS = "termsync.maintenance.tasks"
+SCHEDULER = "termsync.maintenance.scheduler"
+HEARTBEAT_JOB_ID = "termsync-worker-heartbeat"
+
+
+@dataclass(frozen=True)
+class MaintenanceTask:
+    """Periodic work that must run once per interval across every worker process."""
+
+    name: str
+    interval: float
+    run: Callable[[], Any]
+
+
+def add_maintenance_task(app: Flask, name: str, interval: float, run: Callable[[], Any]) -> None:
+    """Register `run()` to be run every `interval` seconds by one worker process of all.
+
+    `run` is called inside an app context. Call this from a feature's init (before the scheduler
+    starts at the end of create_app, or before `start_worker_services` in `termsync worker`).
+    """
+    tasks: dict[str, MaintenanceTask] = app.extensions.setdefault(TASKS, {})
+    tasks[name] = MaintenanceTask(name, float(interval), run)
+
+
+def recover_leases(queue: JobQueue, max_attempts: int) -> dict[str, int]:
+    """Give up on jobs whose workers keep dying: expired leases after `max_attempts` runs fail.
+
+    Jobs with an expired lease and fewer attempts need nothing: the next `claim()` takes them
+    over. A job that kills its worker every time (out of memory on a huge source) would otherwise
+    be retried for ever, taking a worker down each time.
+    """
+    now = format_time(utcnow())
+    lost = {"state": RUNNING, "lease_until": {"$lt": now}}
+    abandoned = queue.jobs.update_many(
+        dict(lost, attempts={"$gte": max_attempts}),
+        {"$set": {"state": FAILED, "finished_on": now, "updated_on": now, "lease_until": None,
+                  "error": f"Its worker was lost {max_attempts} times (lease expired); "
+                           "giving up. Request it again to retry."}})
+    waiting = queue.jobs.count_documents(lost)
+    if abandoned.modified_count:
+        logger.warning("maintenance: %d job(s) failed after %d lost workers",
+                       abandoned.modified_count, max_attempts)
+    if waiting:
+        logger.info("maintenance: %d job(s) with an expired lease wait for takeover", waiting)
+    return {"failed": abandoned.modified_count, "expired": waiting}
+
+
+class MaintenanceScheduler:
+    """APScheduler jobs of one process: its heartbeat, and each task under its lease."""
+
+    def __init__(self, app: Flask, name: str, threads: int) -> None:
+        self.app = app
+        self.name = name
+        self.threads = threads
+        domain = app.extensions["termsync"]
+        self.db = domain.db
+        self.heartbeats = WorkerHeartbeats(self.db)
+        self.heartbeat_seconds = float(app.config["WORKER_HEARTBEAT_SECONDS"])
+        self.scheduler: Any = None
+
+    def beat(self) -> None:
+        try:
+            self.heartbeats.beat(self.name, self.threads, self.heartbeat_seconds * 3)
+        except Exception:  # the database hiccupped; the next beat tries again
+            logger.warning("worker heartbeat failed", exc_info=True)
+
+    def run_task(self, task: MaintenanceTask) -> None:
+        """One tick of a task: run it if this process wins its lease for this interval."""
+        with self.app.app_context():
+            try:
+                ran, result = run_exclusively(self.db, task.name, task.interval * 0.9, task.run)
+            except Exception:  # the scheduler keeps running; the next tick (anywhere) retries
+                logger.exception("maintenance task %s failed", task.name)
+                return
+        if ran:
+            logger.info("maintenance task %s ran: %s", task.name, result)
+
+    def start(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(timezone="UTC")
+        self.beat()
+        scheduler.add_job(self.beat, "interval", seconds=self.heartbeat_seconds,
+                          id=HEARTBEAT_JOB_ID, coalesce=True, max_instances=1)
+        for task in self.app.extensions.get(TASKS, {}).values():
+            if task.interval > 0:
+                scheduler.add_job(self.run_task, "interval", seconds=task.interval, args=[task],
+                                  id=f"termsync-maintenance-{task.name}", coalesce=True,
+                                  max_instances=1, next_run_time=utcnow())
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        try:
+            self.heartbeats.forget(self.name)
+        except Exception:
+            logger.warning("could not remove the worker heartbeat", exc_info=True)
+
+
+def start_worker_services(app: Flask, threads: int) -> MaintenanceScheduler:
+    """Heartbeat and scheduled maintenance for a process that runs `threads` job threads.
+
+    create_app calls this when it starts worker threads; `termsync worker` calls it once after
+    `workers.start(threads)`. Idempotent per app.
+    """
+    existing = app.extensions.get(SCHEDULER)
+    if existing is not None:
+        return existing
+    workers = app.extensions["termsync.jobs"]
+    scheduler = MaintenanceScheduler(app, workers.name, threads)
+    scheduler.start()
+    app.extensions[SCHEDULER] = scheduler
+    atexit.register(scheduler.stop)
+    logger.info("worker %s: %d job thread(s), heartbeat every %ss, maintenance: %s", workers.name,
+                threads, scheduler.heartbeat_seconds,
+                ", ".join(sorted(app.extensions.get(TASKS, {}))) or "none")
+    return scheduler

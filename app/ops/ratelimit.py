@@ -1,0 +1,101 @@
+"""Fixed-window rate limits kept in MongoDB, so that they hold across every web instance.
+
+A request is counted by one find_one_and_update upsert on the document
+`{bucket}:{who}:{window}` (`who` is a hash of the caller's token, or the client address when
+anonymous); the document carries `expires_at`, which a TTL index on a real MongoDB removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+COLLECTION = "rate_limits"
+EXPORTS, IMPORTS, DIFFS = "exports", "imports", "diffs"
+BUCKET_CONFIG = {EXPORTS: "RATE_LIMIT_EXPORTS", IMPORTS: "RATE_LIMIT_IMPORTS",
+                 DIFFS: "RATE_LIMIT_DIFFS"}
+DIFF_ENDPOINTS = frozenset({"sources.source", "sources.source_caller",
+                            "versions.version", "versions.version_caller"})
+EXPORT_PATH = re.compile(r"/export/?$")
+IMPORT_PATH = re.compile(r"^/importers/bulk-import/?$")
+TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """The outcome of counting one request: allowed or not, and the X-RateLimit-* values."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(self.limit),
+                "X-RateLimit-Remaining": str(self.remaining),
+                "X-RateLimit-Reset": str(self.reset_seconds)}
+
+
+class RateLimiter:
+    """Counts requests per (bucket, caller, window) in the `rate_limits` collection."""
+
+    def __init__(self, db: Any, window_seconds: int, clock: Callable[[], float] = time.time) -> None:
+        self.counters = db[COLLECTION]
+        self.window_seconds = max(1, int(window_seconds))
+        self.clock = clock
+
+    def ensure_indexes(self) -> None:
+        self.counters.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+
+    def hit(self, bucket: str, who: str, limit: int) -> Allowance:
+        """Count one request against `limit` per window; the 1st..limit-th are allowed."""
+        now = self.clock()
+        window = int(now // self.window_seconds)
+        ends = (window + 1) * self.window_seconds
+        key = f"{bucket}:{who}:{window}"
+        update = {"$inc": {"count": 1},
+                  "$setOnInsert": {"expires_at": datetime.fromtimestamp(ends, UTC)}}
+        try:
+            counter = self.counters.find_one_and_update(
+                {"_id": key}, update, upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:  # two first hits raced to insert; the second one now updates
+            counter = self.counters.find_one_and_update(
+                {"_id": key}, update, upsert=True, return_document=ReturnDocument.AFTER)
+        # None: a TTL monitor removed the counter in between; this hit starts a new count.
+        count = int(counter["count"]) if counter else 1
+        reset = max(1, math.ceil(ends - now))
+        return Allowance(count <= limit, limit, max(0, limit - count), reset)
+
+
+def bucket_of(method: str, path: str, endpoint: str | None, args: Any) -> str | None:
+    """Which limited bucket a request falls in, if any."""
+    if method == "POST" and EXPORT_PATH.search(path):
+        return EXPORTS
+    if method == "POST" and IMPORT_PATH.match(path):
+        return IMPORTS
+    if method == "GET" and endpoint in DIFF_ENDPOINTS and is_content_request(args):
+        return DIFFS
+    return None
+
+
+def is_content_request(args: Any) -> bool:
+    """GET source/version with includeConcepts or includeMappings (a content or diff page)."""
+    return any(str(args.get(flag, "")).strip().lower() in TRUE
+               for flag in ("includeConcepts", "includeMappings"))
+
+
+def caller_key(authorization: str, remote_addr: str | None) -> str:
+    """Who is counted: a hash of the presented token, or the client address when anonymous."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return "token:" + hashlib.sha256(value.strip().encode()).hexdigest()[:24]
+    return f"ip:{remote_addr or 'unknown'}"

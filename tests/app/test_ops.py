@@ -1,0 +1,378 @@
+"""Operations: probes, metrics, request ids and JSON logs, rate limits across instances, leases."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+
+from app import create_app
+from app.config import ConfigError
+from app.db import close_embedded
+from app.jobs import FAILED, PENDING, RUNNING
+from app.ops import MaintenanceLease, run_exclusively
+from app.ops.embedded import guard_single_process
+from app.ops.heartbeat import WorkerHeartbeats
+from app.ops.logs import JsonFormatter, RequestIdFilter
+from app.ops.maintenance import recover_leases
+from app.ops.metrics import IMPORT_LINES
+from tests.conftest import ADMIN, app_config
+
+ROOT = Path(__file__).resolve().parents[2]
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def shared_apps(tmp_path: Path, count: int = 2, **extra: Any) -> list[Any]:
+    """`count` app instances on one database: one shared mongomock client, or one real MongoDB
+    database reached through a client per instance (TEST_MONGO_URI)."""
+    config = app_config(**extra)
+    if not os.environ.get("TEST_MONGO_URI"):
+        config.update(MONGO_URI=f"mongomock://{tmp_path / 'shared.db'}", PERSIST_INTERVAL=3600.0)
+    return [create_app(dict(config)) for _ in range(count)]
+
+
+def dispose(apps: list[Any]) -> None:
+    first = apps[0]
+    if os.environ.get("TEST_MONGO_URI"):
+        first.extensions["termsync.mongo_client"].drop_database(first.config["MONGO_DB"])
+        for app in apps:
+            app.extensions["termsync.mongo_client"].close()
+    else:
+        close_embedded(first.config["MONGO_URI"])
+
+
+@pytest.fixture
+def twins(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    apps = shared_apps(tmp_path, RATE_LIMIT_DIFFS=3, RATE_LIMIT_IMPORTS=2, RATE_LIMIT_EXPORTS=1)
+    yield apps[0], apps[1]
+    dispose(apps)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus text exposition, or None."""
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        sample, _, value = line.rpartition(" ")
+        metric, _, label_text = sample.partition("{")
+        if metric != name:
+            continue
+        found = dict(LABEL.findall(label_text))
+        if all(found.get(key) == wanted for key, wanted in labels.items()):
+            return float(value)
+    return None
+
+
+# Probes -------------------------------------------------------------------------------------------
+
+def test_healthz_answers_without_the_database(client: Any) -> None:
+    answer = client.get("/healthz")
+    assert answer.status_code == 200 and answer.get_json() == {"status": "ok"}
+    assert len(answer.headers["X-Request-ID"]) == 32
+
+
+def test_readyz_reports_database_workers_and_queue(app: Any, client: Any) -> None:
+    app.extensions["termsync.jobs"].queue.submit("nothing-handles-this", {})
+    answer = client.get("/readyz")
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert body["status"] == "ok" and body["checks"]["database"]["ok"] is True
+    assert body["checks"]["queue"]["depth"] == 1
+    assert body["checks"]["queue"]["oldest_pending_seconds"] >= 0
+    assert body["checks"]["workers"] == {"ok": True, "alive": 0, "expected": 0}
+
+
+def test_readyz_is_503_when_the_database_does_not_answer(app: Any, client: Any) -> None:
+    # A real client to a port nothing listens on: every command fails server selection.
+    dead = pymongo.MongoClient("mongodb://127.0.0.1:9/", serverSelectionTimeoutMS=200,
+                               connectTimeoutMS=200)
+    try:
+        app.extensions["termsync.readiness"].db = dead["termsync"]
+        answer = client.get("/readyz")
+    finally:
+        dead.close()
+    assert answer.status_code == 503
+    body = answer.get_json()
+    assert body["code"] == 503 and "database" in body["message"]
+    assert body["checks"]["database"]["ok"] is False
+    assert answer.headers["Retry-After"] == "5"
+    assert client.get("/healthz").status_code == 200  # liveness does not depend on the database
+
+
+def test_readyz_degrades_without_the_expected_workers(tmp_path: Path) -> None:
+    (app,) = shared_apps(tmp_path, count=1, READY_MIN_WORKERS=1)
+    try:
+        client = app.test_client()
+        body = client.get("/readyz").get_json()
+        assert body["status"] == "degraded" and body["checks"]["workers"]["ok"] is False
+        WorkerHeartbeats(app.extensions["termsync"].db).beat("worker-1", 4, 30)
+        body = client.get("/readyz").get_json()
+        assert body["status"] == "ok" and body["checks"]["workers"]["alive"] == 1
+    finally:
+        dispose([app])
+
+
+def test_probes_are_in_the_openapi_document(client: Any) -> None:
+    paths = client.get("/api/openapi.json").get_json()["paths"]
+    assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
+    assert "503" in paths["/readyz"]["get"]["responses"]
+
+
+# Metrics ------------------------------------------------------------------------------------------
+
+def test_metrics_count_requests_by_route_not_path(app: Any, client: Any, source: Any) -> None:
+    url = source()
+    client.get(url)
+    client.get(f"{url}?includeConcepts=true")
+    client.get(f"{url}?includeConcepts=true&updatedSince=2020-01-01")
+    client.get("/no/such/thing/")
+    app.extensions["termsync.jobs"].queue.submit("nothing-handles-this", {})
+    answer = client.get("/metrics")
+    assert answer.status_code == 200 and answer.content_type.startswith("text/plain")
+    text = answer.get_data(as_text=True)
+    route = "/<any(orgs,users):owner_kind>/<owner_id>/sources/<source_id>/"
+    assert metric_value(text, "termsync_http_requests_total", method="GET", route=route,
+                        status="200") == 3
+    assert metric_value(text, "termsync_http_requests_total", route="<unmatched>",
+                        status="404") == 1
+    assert "TestSource" not in text  # raw paths never become labels
+    assert metric_value(text, "termsync_http_request_duration_seconds_count", method="GET",
+                        route=route) == 3
+    assert metric_value(text, "termsync_diff_requests_total", target="source",
+                        incremental="true") == 1
+    assert metric_value(text, "termsync_diff_requests_total", target="source",
+                        incremental="false") == 1
+    assert metric_value(text, "termsync_queue_depth", kind="nothing-handles-this",
+                        state=PENDING) == 1
+    assert metric_value(text, "termsync_database_up") == 1
+
+
+def test_metrics_are_per_app_and_handles_resolve_to_the_current_app(app: Any) -> None:
+    other = create_app(app_config())
+    with app.app_context():
+        IMPORT_LINES.labels(action="created").inc(5)
+    IMPORT_LINES.labels(action="created").inc(1)  # outside any app: ignored, no error
+    mine = app.test_client().get("/metrics").get_data(as_text=True)
+    theirs = other.test_client().get("/metrics").get_data(as_text=True)
+    assert metric_value(mine, "termsync_import_lines_total", action="created") == 5
+    assert metric_value(theirs, "termsync_import_lines_total", action="created") is None
+
+
+def test_job_runs_are_counted_and_timed_by_outcome(app: Any) -> None:
+    workers = app.extensions["termsync.jobs"]
+    metrics = app.extensions["termsync.metrics"]
+
+    def succeed(context: Any) -> dict[str, Any]:
+        return {"ok": True}
+
+    def explode(context: Any) -> None:
+        raise RuntimeError("boom")
+
+    workers.register("ops-ok", metrics.instrument_job("ops-ok", succeed))
+    workers.register("ops-bad", metrics.instrument_job("ops-bad", explode))
+    workers.queue.submit("ops-ok", {})
+    workers.queue.submit("ops-bad", {})
+    assert workers.run_until_idle() == 2
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert metric_value(text, "termsync_job_runs_total", kind="ops-ok", outcome="finished") == 1
+    assert metric_value(text, "termsync_job_runs_total", kind="ops-bad", outcome="failed") == 1
+    assert metric_value(text, "termsync_job_duration_seconds_count", kind="ops-ok",
+                        outcome="finished") == 1
+
+
+# Request ids and logs -----------------------------------------------------------------------------
+
+def test_request_id_is_echoed_when_sane_and_replaced_when_not(client: Any) -> None:
+    assert client.get("/healthz", headers={"X-Request-ID": "lb-1234.abc"}).headers[
+        "X-Request-ID"] == "lb-1234.abc"
+    for bad in ("has space", "x" * 200, "new\u00e9line"):
+        echoed = client.get("/healthz", headers={"X-Request-ID": bad}).headers["X-Request-ID"]
+        assert echoed != bad and len(echoed) == 32
+
+
+def test_json_log_lines_carry_the_request_id(app: Any, client: Any) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        answer = client.get("/orgs/Nope/", headers={"X-Request-ID": "trace-42"})
+        client.get("/healthz", headers={"X-Request-ID": "other"})
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert answer.status_code == 404 and answer.headers["X-Request-ID"] == "trace-42"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    mine = [line for line in lines if line["request_id"] == "trace-42"]
+    assert mine, lines
+    access = [line for line in mine if line["logger"] == "termsync.access"]
+    assert access and access[0]["status"] == 404 and access[0]["path"] == "/orgs/Nope/"
+    assert access[0]["route"] == "/orgs/<org_id>/" or access[0]["route"].startswith("/orgs/")
+    assert {"time", "level", "message", "duration_ms"} <= set(access[0])
+
+
+def test_bad_ops_config_stops_startup() -> None:
+    with pytest.raises(ConfigError, match="LOG_FORMAT"):
+        create_app(app_config(LOG_FORMAT="xml"))
+    with pytest.raises(ConfigError, match="RATE_LIMIT_DIFFS"):
+        create_app(app_config(RATE_LIMIT_DIFFS=-1))
+
+
+# Rate limits --------------------------------------------------------------------------------------
+
+def test_diff_rate_limit_holds_across_instances(twins: tuple[Any, Any]) -> None:
+    a, b = twins
+    if not os.environ.get("TEST_MONGO_URI"):
+        assert a.extensions["termsync.mongo_client"] is b.extensions["termsync.mongo_client"]
+    client_a, client_b = a.test_client(), b.test_client()
+    assert client_a.post("/orgs/", json={"id": "O"}, headers=ADMIN).status_code == 201
+    assert client_b.post("/orgs/O/sources/", json={"id": "S"}, headers=ADMIN).status_code == 201
+    diff = "/orgs/O/sources/S/?includeConcepts=true"
+    remaining = []
+    for client in (client_a, client_b, client_a):
+        answer = client.get(diff)
+        assert answer.status_code == 200
+        assert answer.headers["X-RateLimit-Limit"] == "3"
+        remaining.append(answer.headers["X-RateLimit-Remaining"])
+    assert remaining == ["2", "1", "0"]
+    limited = client_b.get(diff)
+    assert limited.status_code == 429
+    body = limited.get_json()
+    assert body["code"] == 429 and "diffs" in body["message"]
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+    assert int(limited.headers["X-RateLimit-Reset"]) == int(limited.headers["Retry-After"])
+    # Other callers and other requests are not affected: limits are per token and per bucket.
+    assert client_a.get(diff, headers=ADMIN).status_code == 200
+    assert client_a.get("/orgs/O/sources/S/").status_code == 200
+    assert "X-RateLimit-Limit" not in client_a.get("/orgs/O/sources/S/").headers
+
+
+def test_rate_limit_window_rolls_over(twins: tuple[Any, Any]) -> None:
+    a, b = twins
+    # 20 s into a window a little in the future (counters expire with their window).
+    now = [(int(time.time()) // 60 + 2) * 60 + 20.0]
+    for app in twins:
+        app.extensions["termsync.ratelimit"].clock = lambda: now[0]
+    token = {"Authorization": "Token someone"}
+    for client in (a.test_client(), b.test_client()):
+        assert client.post("/importers/bulk-import/", headers=token).status_code != 429
+    limited = a.test_client().post("/importers/bulk-import/", headers=token)
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "40"
+    assert b.test_client().post("/importers/bulk-import/", headers=ADMIN).status_code != 429
+    now[0] += 40
+    assert b.test_client().post("/importers/bulk-import/", headers=token).status_code != 429
+
+
+def test_export_posts_are_limited_and_counted(twins: tuple[Any, Any]) -> None:
+    a, b = twins
+    first = a.test_client().post("/orgs/O/sources/S/v1/export/", headers=ADMIN)
+    assert first.status_code != 429 and first.headers["X-RateLimit-Remaining"] == "0"
+    again = b.test_client().post("/orgs/O/sources/S/v1/export/", headers=ADMIN)
+    assert again.status_code == 429 and "exports" in again.get_json()["message"]
+    text = b.test_client().get("/metrics").get_data(as_text=True)
+    assert metric_value(text, "termsync_rate_limited_total", bucket="exports") == 1
+
+
+def test_rate_limit_counters_expire(app: Any) -> None:
+    limiter = app.extensions["termsync.ratelimit"]
+    limiter.hit("diffs", "ip:1.2.3.4", 10)
+    counter = limiter.counters.find_one({})
+    assert counter["_id"].startswith("diffs:ip:1.2.3.4:") and counter["count"] == 1
+    assert counter["expires_at"] > datetime.now(UTC)
+    ttl = [index for index in limiter.counters.index_information().values()
+           if index.get("expireAfterSeconds") == 0]
+    assert ttl and ttl[0]["key"] == [("expires_at", 1)]
+
+
+# Maintenance leases -------------------------------------------------------------------------------
+
+def test_run_exclusively_runs_once_per_period_across_holders(app: Any) -> None:
+    db = app.extensions["termsync"].db
+    runs: list[str] = []
+    assert run_exclusively(db, "gc", 60, lambda: runs.append("a") or "done",
+                           holder="a") == (True, "done")
+    assert run_exclusively(db, "gc", 60, lambda: runs.append("b"), holder="b") == (False, None)
+    assert run_exclusively(db, "other-task", 60, lambda: runs.append("c"), holder="b")[0]
+    assert runs == ["a", "c"]
+
+    later = [datetime.now(UTC) + timedelta(seconds=61)]
+    lease = MaintenanceLease(db, "gc", 60, holder="b", clock=lambda: later[0])
+    assert lease.acquire()  # the period is over: the next holder takes it
+
+
+def test_a_failed_task_releases_its_lease(app: Any) -> None:
+    db = app.extensions["termsync"].db
+
+    def broken() -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        run_exclusively(db, "gc", 3600, broken, holder="a")
+    assert run_exclusively(db, "gc", 3600, lambda: "retried", holder="b") == (True, "retried")
+    assert db["maintenance_leases"].find_one({"_id": "gc"})["error"] is None
+
+
+def test_lease_recovery_fails_jobs_whose_workers_keep_dying(app: Any) -> None:
+    queue = app.extensions["termsync.jobs"].queue
+    past = "2020-01-01T00:00:00.000000Z"
+    doomed = queue.submit("export", {}, key="k1")
+    retried = queue.submit("export", {}, key="k2")
+    queue.update(doomed["_id"], {"state": RUNNING, "attempts": 5, "lease_until": past})
+    queue.update(retried["_id"], {"state": RUNNING, "attempts": 1, "lease_until": past})
+    assert recover_leases(queue, 5) == {"failed": 1, "expired": 1}
+    assert queue.get(doomed["_id"])["state"] == FAILED
+    assert "lost 5 times" in queue.get(doomed["_id"])["error"]
+    assert queue.get(retried["_id"])["state"] == RUNNING  # the next claim takes it over
+    assert queue.claim(["export"], "w2", 60)["_id"] == retried["_id"]
+
+
+# Single process on the embedded database ----------------------------------------------------------
+
+def test_persisted_embedded_database_refuses_a_second_process(tmp_path: Path) -> None:
+    database = tmp_path / "termsync.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from app.ops.embedded import "
+         "guard_single_process as g; g(sys.argv[1]); print('locked', flush=True); time.sleep(30)",
+         f"mongomock://{database}"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match=f"in use by pid {holder.pid}.*ONE process"):
+            guard_single_process(f"mongomock://{database}")
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    guard_single_process(f"mongomock://{database}")  # free again
+    guard_single_process(f"mongomock://{database}")  # and re-entrant within a process
+
+
+def test_gunicorn_refuses_several_processes_on_the_embedded_database() -> None:
+    env = dict(os.environ, TERMSYNC_MONGO_URI="mongomock://", GUNICORN_WORKERS="3")
+    env.pop("TERMSYNC_CONFIG", None)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", "127.0.0.1:0",
+         "wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "refusing to start 3 gunicorn worker processes on the embedded database" in done.stderr
+    assert "one process's memory" in done.stderr
+    assert time.monotonic() - started < 30
