@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Response, current_app, request
 from flask.views import MethodView
@@ -15,8 +16,15 @@ from ..api.docs import errors
 from ..domain.accounts import require_login
 from ..domain.errors import Invalid
 from .csvformat import template
-from .schemas import (ImportArgsSchema, ImportJobOut, ImportListArgsSchema, LineResultOut,
-                      ResultArgsSchema, SubmittedOut, TemplateArgsSchema)
+from .schemas import (
+    ImportArgsSchema,
+    ImportJobOut,
+    ImportListArgsSchema,
+    LineResultOut,
+    ResultArgsSchema,
+    SubmittedOut,
+    TemplateArgsSchema,
+)
 from .service import ImportJobs, ImportOptions, parse_actions, render_job
 
 blp = Blueprint("imports", __name__, url_prefix="/importers/bulk-import",
@@ -86,7 +94,7 @@ class BulkImports(MethodView):
         """The caller's import jobs, newest first."""
         caller = current_caller()
         require_login(caller)
-        jobs, total = imports().list(caller, (args["page"] - 1) * args["limit"], args["limit"])
+        jobs, total = imports().list_jobs(caller, (args["page"] - 1) * args["limit"], args["limit"])
         return list_response([render_job(job) for job in jobs], total, args["page"], args["limit"])
 
     @blp.arguments(ImportArgsSchema, location="query", error_status_code=400)

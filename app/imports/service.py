@@ -18,16 +18,17 @@ import csv
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import orjson
 
 from ..domain import Domain
 from ..domain.accounts import Caller
 from ..domain.errors import DomainError, Invalid, NotFound
-from ..domain.loader import ACTIONS, Loader, LineResult, Target
+from ..domain.loader import ACTIONS, LineResult, Loader, Target
 from ..domain.timeutil import now_iso
 from ..jobs import ACTIVE, CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, JobQueue
 from .csvformat import row_records
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 KIND = "bulk_import"
 STATES = {PENDING: "SUBMITTED", RUNNING: "RUNNING", FINISHED: "FINISHED", FAILED: "FAILED",
           CANCELLED: "CANCELLED"}
-SUMMARY_KEYS = ("total", "processed") + ACTIONS
+SUMMARY_KEYS = ("total", "processed", *ACTIONS)
 FORMATS = ("jsonl", "csv")
 
 
@@ -160,7 +161,7 @@ class ImportJobs:
             raise NotFound(f"Import job '{job_id}' not found.")
         return job
 
-    def list(self, caller: Caller, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    def list_jobs(self, caller: Caller, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """The caller's jobs, newest first."""
         return self.queue.list({"kind": KIND, "owner": caller.username}, skip, limit)
 
@@ -314,7 +315,7 @@ class ImportJobs:
         start = position["line"] + 1
         for row in reader:
             if any(cell.strip() for cell in row):
-                records = row_records(dict(zip(header, row)))
+                records = row_records(dict(zip(header, row, strict=False)))
                 texts = [orjson.dumps(record).decode() for record in records]
                 yield Unit(start, texts, position["offset"], position["line"])
             start = position["line"] + 1

@@ -7,9 +7,10 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -171,7 +172,8 @@ def test_invalid_files_report_lines_and_import_the_rest(app: Any, client: Any, n
     failed = all_results(client, job_id, "failed")
     assert [result["line"] for result in failed] == [2]
     message = failed[0]["errors"][0]
-    assert ("not valid JSON" in message) if name.startswith("invalid_import_json") else ("Missing 'type'" in message)
+    expected = "not valid JSON" if name.startswith("invalid_import_json") else "Missing 'type'"
+    assert expected in message
     assert job["summary"]["created"] == 1
     assert client.get("/orgs/DemoOrg/", headers=ADMIN).status_code == 200
 

@@ -1,0 +1,159 @@
+"""Bulk-import benchmark: a synthetic OCL JSON-lines file through POST /importers/bulk-import/.
+
+Half concepts, half mappings (between those concepts) into one source, on the embedded default
+database (mongomock://) unless --mongo-uri says otherwise. Reports lines/s, wall time and RSS for
+a first import and for a re-import where every line is unchanged. Each size runs in its own
+process, so peak RSS figures do not mix. Examples:
+
+    .venv/bin/python bench/import.py --lines 20000
+    .venv/bin/python bench/import.py --lines 20000 --lines 200000   # RSS ratio between sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ADMIN_TOKEN = "bench-admin-token"
+HEADERS = {"Authorization": f"Token {ADMIN_TOKEN}"}
+SOURCE = "/orgs/Bench/sources/Synthetic/"
+
+
+def write_file(path: Path, lines: int) -> None:
+    """`lines` OCL lines: lines/2 concepts, then lines/2 mappings between them."""
+    concepts = lines // 2
+    mappings = lines - concepts
+    with open(path, "w", encoding="utf-8") as handle:
+        for number in range(concepts):
+            handle.write(json.dumps({
+                "type": "Concept", "owner": "Bench", "source": "Synthetic", "id": str(number),
+                "concept_class": "Diagnosis", "datatype": "N/A",
+                "names": [{"name": f"Synthetic concept {number}", "locale": "en",
+                           "locale_preferred": True, "name_type": "FULLY_SPECIFIED"}],
+                "descriptions": [{"description": f"Concept number {number} of the benchmark",
+                                  "locale": "en"}],
+                "extras": {"bench": True}}) + "\n")
+        for number in range(mappings):
+            handle.write(json.dumps({
+                "type": "Mapping", "owner": "Bench", "source": "Synthetic", "id": str(number),
+                "map_type": "NARROWER-THAN",
+                "from_concept_url": f"{SOURCE}concepts/{number % concepts}/",
+                "to_concept_url": f"{SOURCE}concepts/{(number * 7 + 1) % concepts}/"}) + "\n")
+
+
+class RssSampler:
+    """Samples this process's resident set size every 20 ms; `peak()` since the last reset."""
+
+    def __init__(self) -> None:
+        self._peak = 0
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def current(self) -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * self._page
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.02):
+            self._peak = max(self._peak, self.current())
+
+    def reset(self) -> int:
+        self._peak = self.current()
+        return self._peak
+
+    def peak(self) -> int:
+        return max(self._peak, self.current())
+
+
+def run_one(lines: int, mongo_uri: str, batch_size: int) -> dict[str, Any]:
+    """Import a fresh file twice in this process; return the figures."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    from app import create_app
+
+    sampler = RssSampler()
+    workdir = Path(tempfile.mkdtemp(prefix="termsync-bench-"))
+    data = workdir / "synthetic.jsonl"
+    write_file(data, lines)
+    app = create_app({"MONGO_URI": mongo_uri, "MONGO_DB": f"bench_{os.getpid()}",
+                      "ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True, "LOG_LEVEL": "ERROR",
+                      "IMPORT_DIR": str(workdir / "uploads"), "IMPORT_BATCH_SIZE": batch_size,
+                      "IMPORT_MAX_LINES": max(lines * 2, 10)})
+    client = app.test_client()
+    assert client.post("/orgs/", json={"id": "Bench"}, headers=HEADERS).status_code == 201
+    assert client.post("/orgs/Bench/sources/", json={"id": "Synthetic"},
+                       headers=HEADERS).status_code == 201
+    workers = app.extensions["termsync.jobs"]
+    figures: dict[str, Any] = {"lines": lines, "file_mb": round(data.stat().st_size / 2**20, 1)}
+    for phase in ("first", "reimport"):
+        baseline = sampler.reset()
+        started = time.perf_counter()
+        with open(data, "rb") as handle:  # input_stream: the test client must not read it whole
+            answer = client.post("/importers/bulk-import/", input_stream=handle,
+                                 content_type="application/x-ndjson", headers=HEADERS)
+        assert answer.status_code == 202, answer.get_json()
+        uploaded = time.perf_counter()
+        upload_peak = sampler.peak()
+        workers.run_until_idle()
+        finished = time.perf_counter()
+        job = client.get(f"/importers/bulk-import/{answer.get_json()['id']}/",
+                         headers=HEADERS).get_json()
+        assert job["state"] == "FINISHED", job
+        wall = finished - started
+        figures[phase] = {
+            "summary": {key: value for key, value in job["summary"].items() if value},
+            "wall_s": round(wall, 1), "upload_s": round(uploaded - started, 2),
+            "lines_per_s": round(lines / wall),
+            "rss_before_mb": round(baseline / 2**20),
+            "upload_rss_delta_mb": round((upload_peak - baseline) / 2**20, 1),
+            "peak_rss_mb": round(sampler.peak() / 2**20),
+            "job_rss_delta_mb": round((sampler.peak() - baseline) / 2**20)}
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, action="append",
+                        help="lines in the file (repeat to compare sizes); default 200000")
+    parser.add_argument("--mongo-uri", default="mongomock://")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = args.lines or [200_000]
+    if args.child:
+        print(json.dumps(run_one(sizes[0], args.mongo_uri, args.batch_size)))
+        return 0
+    results = []
+    for size in sizes:
+        output = subprocess.run(
+            [sys.executable, __file__, "--child", "--lines", str(size), "--mongo-uri",
+             args.mongo_uri, "--batch-size", str(args.batch_size)],
+            check=True, capture_output=True, text=True).stdout
+        figures = json.loads(output.strip().splitlines()[-1])
+        results.append(figures)
+        print(json.dumps(figures, indent=2), flush=True)
+    if len(results) > 1:
+        small, large = results[0], results[-1]
+        print(f"size ratio {large['lines'] / small['lines']:.0f}x: upload RSS delta "
+              f"{small['first']['upload_rss_delta_mb']} MB -> "
+              f"{large['first']['upload_rss_delta_mb']} MB; peak RSS "
+              f"{small['first']['peak_rss_mb']} MB -> {large['first']['peak_rss_mb']} MB "
+              f"(x{large['first']['peak_rss_mb'] / small['first']['peak_rss_mb']:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
