@@ -206,7 +206,9 @@ class ImportJobs:
         loader = Loader(self.domain.content, self._caller(payload["username"]),
                         update_if_exists=payload["update_if_exists"],
                         dry_run=payload["dry_run"], target=target)
-        units = self._units(payload, state["offset"], state["line"])
+        # A worker that died after the last batch may have deleted the upload already.
+        units = iter(()) if state["offset"] >= payload["size"] else \
+            self._units(payload, state["offset"], state["line"])
         try:
             while True:
                 batch = list(islice(units, self.limits.batch_size))

@@ -541,3 +541,22 @@ def test_jobs_survive_a_restart_of_the_embedded_database(
     if storage == "local":
         assert os.listdir(tmp_path / "uploads") == []
     close_embedded(uri)
+
+
+def test_death_after_the_last_batch_still_finishes(small_batches: Callable[[], Any]) -> None:
+    app = small_batches()
+    client = app.test_client()
+    job_id = submit(client, lines(*org_and_source(), concept_line("1")))["id"]
+    service = app.extensions["termsync.imports"]
+    original = service.uploads.delete
+
+    def delete_then_die(upload_id: str) -> None:
+        original(upload_id)
+        service.uploads.delete = original
+        raise WorkerDied()
+    service.uploads.delete = delete_then_die
+    with pytest.raises(WorkerDied):
+        app.extensions["termsync.jobs"].run_until_idle()
+    take_over(app)
+    job = job_of(client, job_id)
+    assert job["state"] == "FINISHED" and job["summary"]["created"] == 3
