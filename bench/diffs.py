@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from app import create_app
 from app.domain.accounts import Caller
-from app.domain.content import DIFF_SORT
+from app.domain.content import DIFF_SORT, DiffCursor
 
 ADMIN = {"Authorization": "Token bench-admin-token"}
 CALLER = Caller(username="admin", is_admin=True)
@@ -92,7 +92,7 @@ def main() -> None:
         {"source": source["url"], "deleted": False}, DIFF_SORT, projection={"updated_on": 1,
                                                                               "type": 1, "id": 1})]
     from app.api.common import encode_cursor
-    last_cursor = encode_cursor(keys[-501]) if len(keys) > 500 else None
+    last_cursor = encode_cursor(DiffCursor(*keys[-501], len(keys))) if len(keys) > 500 else None
 
     def first_page() -> None:
         assert client.get(base).status_code == 200

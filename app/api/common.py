@@ -15,6 +15,7 @@ from flask import Response, current_app, g, request
 
 from ..domain import Domain
 from ..domain.accounts import Caller, Owner
+from ..domain.content import DiffCursor
 from ..domain.errors import Invalid, Unauthorized
 
 MAX_LIMIT = 500
@@ -98,18 +99,19 @@ def list_response(items: list[dict[str, Any]], num_found: int, page: int, limit:
     return json_response(items, headers=paging_headers(num_found, len(items), next_url))
 
 
-def encode_cursor(after: tuple[str, str, str]) -> str:
+def encode_cursor(cursor: DiffCursor) -> str:
     """An opaque keyset cursor for the `next` link."""
-    return base64.urlsafe_b64encode(orjson.dumps(list(after))).decode().rstrip("=")
+    fields = [cursor.updated_on, cursor.type, cursor.id, cursor.num_found]
+    return base64.urlsafe_b64encode(orjson.dumps(fields)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[str, str, str]:
+def decode_cursor(text: str) -> DiffCursor:
     """Read a cursor back; a mangled one is a 400."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-        if isinstance(values, list) and len(values) == 3 and all(isinstance(v, str) for v in values):
-            return values[0], values[1], values[2]
+        values = orjson.loads(base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode()))
+        if isinstance(values, list) and len(values) == 4 and all(
+                isinstance(value, str) for value in values[:3]) and isinstance(values[3], int):
+            return DiffCursor(values[0], values[1], values[2], values[3])
     except (ValueError, TypeError):
         pass
     raise Invalid("Invalid cursor: follow the `next` link as given.", errors={"cursor": ["Invalid."]})

@@ -48,14 +48,14 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
             raise Invalid(f"updatedSince {args['updatedSince']!r} is not an ISO 8601 time "
                           "(e.g. 2026-01-01T00:00:00Z).",
                           errors={"updatedSince": ["Not an ISO 8601 time."]}) from None
-    after = decode_cursor(args["cursor"]) if args.get("cursor") else None
+    cursor = decode_cursor(args["cursor"]) if args.get("cursor") else None
     limit = args["limit"] or 500
     page = domain().content.diff_page(source, version, types, args["includeRetired"], since,
-                                      after, limit)
+                                      cursor, limit)
     rendered = [ocl.render_item(item, source) for item in page.items]
     body = dict(body, concepts=[item for item in rendered if item["type"] == CONCEPT],
                 mappings=[item for item in rendered if item["type"] == MAPPING])
-    next_url = page_url(cursor=encode_cursor(page.next_after)) if page.next_after else None
+    next_url = page_url(cursor=encode_cursor(page.next_cursor)) if page.next_cursor else None
     headers = paging_headers(page.num_found, len(rendered), next_url)
     if request.headers.get("Compress", "").lower() == "true":
         return Response(zip_json(body), headers=dict(headers, **{

@@ -52,13 +52,24 @@ class Staging:
     mapping_numbers: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DiffCursor:
+    """Where the next diff page starts: the last (updated_on, type, id) sent, and the count
+    of matching items found when paging began (counted once, not on every page)."""
+
+    updated_on: str
+    type: str
+    id: str
+    num_found: int
+
+
 @dataclass
 class DiffPage:
     """One page of a diff (or of a version's content) in keyset order."""
 
     items: list[dict[str, Any]]
     num_found: int
-    next_after: tuple[str, str, str] | None
+    next_cursor: DiffCursor | None
 
 
 class Content:
@@ -263,29 +274,31 @@ class Content:
 
     def diff_page(self, source: dict[str, Any], version: dict[str, Any], types: list[str],
                   include_retired: bool, updated_since: str | None,
-                  after: tuple[str, str, str] | None, limit: int) -> DiffPage:
+                  cursor: DiffCursor | None, limit: int) -> DiffPage:
         """A page of items changed since a time, in (updated_on, type, id) keyset order.
 
         Keyset, not offset: an item updated while a client pages moves to the end (its
-        updated_on is now), so nothing present at the start is skipped.
+        updated_on is now), so nothing present at the start is skipped, and every page costs
+        the same index scan wherever it starts.
         """
         query = self.repos.items.content_query(
             source["url"], version["seq"], types, include_retired=include_retired,
             include_deleted=include_retired, updated_since=updated_since)
-        num_found = self.repos.items.count(query)
-        if after is not None:
-            updated_on, item_type, item_id = after
+        if cursor is None:
+            num_found = self.repos.items.count(query)
+        else:
+            num_found = cursor.num_found
             query = {"$and": [query, {"$or": [
-                {"updated_on": {"$gt": updated_on}},
-                {"updated_on": updated_on, "type": {"$gt": item_type}},
-                {"updated_on": updated_on, "type": item_type, "id": {"$gt": item_id}}]}]}
+                {"updated_on": {"$gt": cursor.updated_on}},
+                {"updated_on": cursor.updated_on, "type": {"$gt": cursor.type}},
+                {"updated_on": cursor.updated_on, "type": cursor.type, "id": {"$gt": cursor.id}}]}]}
         items = list(self.repos.items.find(query, DIFF_SORT, limit=limit + 1))
-        next_after = None
+        next_cursor = None
         if len(items) > limit:
             items = items[:limit]
             last = items[-1]
-            next_after = (last["updated_on"], last["type"], last["id"])
-        return DiffPage(items, num_found, next_after)
+            next_cursor = DiffCursor(last["updated_on"], last["type"], last["id"], num_found)
+        return DiffPage(items, num_found, next_cursor)
 
     def iter_content(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
                      batch_size: int = 1000) -> Iterator[dict[str, Any]]:
