@@ -88,3 +88,17 @@ def test_intervals():
         [90.0, 90.0, 1800.0, 3600.0, 86400.0, 9000.0]
     with pytest.raises(ConfigError, match="positive"):
         parse_interval("0s")
+
+
+def test_config_example_documents_every_key():
+    from dataclasses import fields
+    from pathlib import Path
+
+    from sync.config import Subscription
+
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    config = load_config(example, {})
+    assert [s.name for s in config.subscriptions] == ["demo"]
+    section = example.read_text().split("# --- subscriber (termsync-sync) ---")[1]
+    for key in (f.name for f in fields(Subscription)):
+        assert f"{key} =" in section, f"config.example.toml does not document {key}"
