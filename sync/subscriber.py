@@ -141,30 +141,33 @@ class Subscriber:
     def _pass(self, result: SyncResult, full: bool) -> None:
         """Resume a saved cursor, then bring the local copy up to the mode's target."""
         state = self.store.state(self.name)
-        if full or state.get("source_url") != self.sub.source_url or state.get("mode") != self.sub.mode:
+        if state.get("source_url") != self.sub.source_url or state.get("mode") != self.sub.mode:
             if state.get("lastUpdated") or state.get("cursor"):
-                logger.info("[%s] starting over from an export (%s)", self.name,
-                            "requested" if full else "subscription changed")
+                logger.info("[%s] the subscription changed: starting over from an export",
+                            self.name)
             self.store.save_state(self.name, cursor=None, lastUpdated=None, version=None,
                                   version_url=None, source_url=self.sub.source_url,
                                   mode=self.sub.mode)
             state = self.store.state(self.name)
-        if state.get("cursor"):
+        if full:
+            # the current copy and its state stay until the export has replaced them
+            self.store.save_state(self.name, cursor=None)
+        elif state.get("cursor"):
             self._resume(result, state["cursor"])
-            state = self.store.state(self.name)
+        state = self.store.state(self.name)
         if self.sub.mode == "release":
-            self._release_pass(result, state)
+            self._release_pass(result, state, full)
         else:
-            self._snapshot_pass(result, state)
+            self._snapshot_pass(result, state, full)
 
-    def _release_pass(self, result: SyncResult, state: dict[str, Any]) -> None:
+    def _release_pass(self, result: SyncResult, state: dict[str, Any], full: bool) -> None:
         """Follow released versions: export first, then diffs of each newer release."""
         latest = self.client.latest_released_version(self.sub.source_url)
         if latest is None:
             result.action = result.action or "no released version"
             logger.info("[%s] %s has no released version yet", self.name, self.sub.source_url)
             return
-        if not state.get("lastUpdated"):
+        if full or not state.get("lastUpdated"):
             self._bootstrap(result, latest)
             return
         if latest.get("id") == state.get("version"):
@@ -179,9 +182,9 @@ class Subscriber:
         version_path = _version_path(latest, self.sub.url)
         self._start_diff(result, version_path, latest, since=state["lastUpdated"])
 
-    def _snapshot_pass(self, result: SyncResult, state: dict[str, Any]) -> None:
+    def _snapshot_pass(self, result: SyncResult, state: dict[str, Any], full: bool) -> None:
         """Follow HEAD: bootstrap from the latest release (if any), then HEAD diffs."""
-        since = state.get("lastUpdated")
+        since = None if full else state.get("lastUpdated")
         if not since:
             latest = self.client.latest_released_version(self.sub.source_url)
             if latest is not None:

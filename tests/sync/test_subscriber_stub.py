@@ -193,3 +193,49 @@ def test_full_resync_replaces_a_diverged_local_copy(stub, stub_server, make_subs
     assert result.ok, result.error
     assert result.action == "export"
     assert result.checksum == stub.checksum("v2")
+
+
+def test_stale_cursor_is_dropped_and_the_pass_restarted(stub, stub_server, make_subscriber):
+    subscriber = make_subscriber(stub_server.url, mode="snapshot")
+    assert subscriber.sync().ok
+    stub.put_concept("C0001", name="changed")
+    subscriber.store.save_state("demo", cursor={
+        "next": f"{stub_server.url}{stub.path}gone/?includeConcepts=true", "target": stub.path,
+        "version": None, "since": None, "max_seen": None, "pages": 3, "applied": 15})
+    result = subscriber.sync()
+    assert result.ok, result.error
+    assert result.checksum == stub.checksum()
+
+
+def test_newest_release_older_than_ours_is_loaded_from_its_export(stub, stub_server,
+                                                                 make_subscriber):
+    stub.release("v1")
+    stub.put_concept("C0001", name="only in v2")
+    stub.hard_delete(f"{stub.path}concepts/C0002/")
+    stub.release("v2")
+    subscriber = make_subscriber(stub_server.url)
+    assert subscriber.sync().version == "v2"
+    stub.version("v2").released = False  # the curator withdraws v2
+    result = subscriber.sync()
+    assert result.ok and result.action == "export" and result.version == "v1"
+    assert result.checksum == stub.checksum("v1")
+
+
+def test_stop_during_an_export_load_leaves_the_previous_copy(stub, stub_server, make_subscriber):
+    stub.release("v1")
+    stop = threading.Event()
+    subscriber = make_subscriber(stub_server.url, stop_event=stop, batch_size=10)
+    assert subscriber.sync().ok
+    before = local_content(subscriber)
+    stub.put_concept("C0001", name="v2")
+    stub.release("v2")
+    subscriber.progress = lambda phase, done, total: stop.set() if phase == "loading export" \
+        else None
+    stopped = subscriber.sync(full=True)
+    assert not stopped.ok and "stopped" in stopped.error
+    assert local_content(subscriber) == before
+    assert "items_demo__loading" not in subscriber.store.db.list_collection_names()
+    stop.clear()
+    subscriber.progress = None
+    result = subscriber.sync()
+    assert result.ok and result.version == "v2" and result.checksum == stub.checksum("v2")
