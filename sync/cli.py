@@ -15,6 +15,7 @@ import orjson
 
 from .client import ApiError, ServerUnreachable, TermsyncClient
 from .config import ConfigError, Subscription, SyncConfig, load_config
+from .items import content_checksum_of
 from .scheduler import build_scheduler, run_until_stopped
 from .store import LocalStore
 from .subscriber import build_subscriber
@@ -171,8 +172,7 @@ def _server_checksum(subscription: Subscription, state: dict[str, Any]) -> tuple
         return None, str(exc)
     finally:
         client.close()
-    checksums = body.get("checksums") if isinstance(body, dict) else None
-    value = checksums.get("content") if isinstance(checksums, dict) else None
+    value = content_checksum_of(body)
     return (value, None) if value else (None, "the server publishes no checksums.content")
 
 

@@ -20,6 +20,7 @@ import ijson
 import orjson
 import requests
 from ijson.common import ObjectBuilder
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .client import ServerError, TermsyncClient, parse_retry_after
 
@@ -30,9 +31,10 @@ DEFAULT_BUILD_WAIT = 5.0
 _HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _REPR_DIGEST = re.compile(r"sha-256=:([A-Za-z0-9+/=]+):")
 _ITEM_PREFIXES = {"concepts.item": "concepts", "mappings.item": "mappings"}
-_ITEM_ARRAYS = ("concepts", "mappings")
+ITEM_ARRAYS = ("concepts", "mappings")
+# a body that stops arriving: requests' wrappers, or urllib3's own from `raw.stream`
 _BROKEN = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
-           requests.exceptions.Timeout)
+           requests.exceptions.Timeout, Urllib3Error)
 
 ProgressFn = Callable[[str, int, int | None], None]
 
@@ -201,7 +203,7 @@ class ExportDownloader:
                             break
                         raise requests.exceptions.ChunkedEncodingError(
                             f"connection closed after {written} of {total} bytes")
-                    except _BROKEN + (_urllib3_errors()) as exc:
+                    except _BROKEN as exc:
                         response.close()
                         resumes += 1
                         if resumes > max(self.client.max_retries, 1):
@@ -246,13 +248,6 @@ def _int_or_none(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _urllib3_errors() -> tuple[type[BaseException], ...]:
-    """urllib3's low-level stream errors, raised by `raw.stream` without requests' wrapping."""
-    from urllib3.exceptions import HTTPError as Urllib3Error
-
-    return (Urllib3Error,)
 
 
 class ExportReader:
@@ -315,10 +310,10 @@ class ExportReader:
                             builder.event(event, value)
                         elif event != "null":
                             raise InvalidExport(f"{prefix} holds a {event}, not an object")
-                    elif prefix in _ITEM_ARRAYS and event != "start_array":
+                    elif prefix in ITEM_ARRAYS and event != "start_array":
                         in_items = False  # end of the array, or a null in its place
                     continue
-                if prefix == "" and event == "map_key" and value in _ITEM_ARRAYS:
+                if prefix == "" and event == "map_key" and value in ITEM_ARRAYS:
                     in_items = True
                     continue
                 header.event(event, value)

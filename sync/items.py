@@ -91,6 +91,13 @@ def item_record(payload: dict[str, Any], kind_hint: str | None = None,
                       payload=payload)
 
 
+def content_checksum_of(payload: Any) -> str | None:
+    """`checksums.content` of a version or source payload, if the server publishes one."""
+    checksums = payload.get("checksums") if isinstance(payload, dict) else None
+    value = checksums.get("content") if isinstance(checksums, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def content_checksum(pairs: Iterable[tuple[str, str]]) -> str:
     """`checksums.content`: sha256 over f"{url}\\t{version}\\n" of live items in url order."""
     digest = hashlib.sha256()

@@ -5,22 +5,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from pymongo.errors import PyMongoError
+
 from .client import ApiError, BadRequest, NotFound, ServerUnreachable, TermsyncClient
 from .config import Subscription
-from .exportfile import ExportDownloader, ExportError, ExportReader
-from .items import InvalidItem, ItemRecord, item_record, normalize_timestamp, shift_timestamp
+from .exportfile import ITEM_ARRAYS, ExportDownloader, ExportError, ExportReader, ProgressFn
+from .items import (
+    InvalidItem,
+    ItemRecord,
+    content_checksum_of,
+    item_record,
+    normalize_timestamp,
+    shift_timestamp,
+)
 from .store import LocalStore, utcnow
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[str, int, int | None], None]
-_ITEM_ARRAYS = ("concepts", "mappings")
 
 
 class SyncStopped(Exception):
@@ -69,13 +75,6 @@ def _version_path(version: dict[str, Any], source_path: str) -> str:
     return f"{source_path.rstrip('/')}/{version['id']}/"
 
 
-def _content_checksum_of(payload: Any) -> str | None:
-    """`checksums.content` of a version/source payload, if present."""
-    checksums = payload.get("checksums") if isinstance(payload, dict) else None
-    value = checksums.get("content") if isinstance(checksums, dict) else None
-    return value if isinstance(value, str) else None
-
-
 class Subscriber:
     """Runs passes of one subscription against a client and a local store."""
 
@@ -95,8 +94,8 @@ class Subscriber:
         """One pass: bootstrap if needed, then diffs until current; never raises for sync errors."""
         result = SyncResult(name=self.name)
         started = time.monotonic()
-        self.store.save_state(self.name, last_started=utcnow())
         try:
+            self.store.save_state(self.name, last_started=utcnow())
             self._pass(result, full)
             try:
                 self._verify(result)
@@ -114,10 +113,22 @@ class Subscriber:
         except (ApiError, ServerUnreachable, ExportError, InvalidItem, ContentMismatch) as exc:
             result.error = str(exc)
             logger.error("[%s] sync failed: %s", self.name, exc)
+        except PyMongoError as exc:
+            result.error = f"local database ({self.sub.mongo_uri}): {exc}"
+            logger.error("[%s] sync failed: %s", self.name, result.error)
         except Exception as exc:  # a scheduler job must survive anything; keep the traceback
             result.error = f"{type(exc).__name__}: {exc}"
             logger.exception("[%s] sync failed unexpectedly", self.name)
         result.seconds = round(time.monotonic() - started, 3)
+        try:
+            self._record(result)
+        except PyMongoError as exc:
+            logger.error("[%s] cannot record the outcome in the local database: %s", self.name,
+                         exc)
+        return result
+
+    def _record(self, result: SyncResult) -> None:
+        """Save the outcome of a pass in the sync state and log it."""
         state = self.store.state(self.name)
         result.version = state.get("version")
         result.last_updated = state.get("lastUpdated")
@@ -130,7 +141,6 @@ class Subscriber:
         else:
             self.store.save_state(self.name, last_error=result.error, last_error_at=utcnow(),
                                   last_result=result.as_dict())
-        return result
 
     def _check_stop(self) -> None:
         """Raise SyncStopped at a safe point when a shutdown was requested."""
@@ -242,7 +252,7 @@ class Subscriber:
         self.store.save_state(self.name, cursor=None, version=version.get("id"),
                               version_url=version_path, lastUpdated=last_updated,
                               version_created=normalize_timestamp(version.get("created_on")),
-                              server_checksum=_content_checksum_of(version),
+                              server_checksum=content_checksum_of(version),
                               export_sha256=export.sha256, export_verified=export.verified)
         result.action = "export"
         result.applied += loaded
@@ -265,7 +275,7 @@ class Subscriber:
             "version_created": normalize_timestamp(version.get("created_on")) if version else None,
             "version_last_updated": normalize_timestamp(version.get("lastUpdated"))
             if version else None,
-            "server_checksum": _content_checksum_of(version) if version else None,
+            "server_checksum": content_checksum_of(version) if version else None,
             "since": since, "max_seen": since, "pages": 0, "applied": 0,
         }
         self.store.save_state(self.name, cursor=cursor)
@@ -290,7 +300,7 @@ class Subscriber:
             page = self.client.get_json(url)
             body = page.body if isinstance(page.body, dict) else {}
             records: list[ItemRecord] = []
-            for kind in _ITEM_ARRAYS:
+            for kind in ITEM_ARRAYS:
                 for payload in body.get(kind) or []:
                     try:
                         records.append(item_record(payload, kind, self.sub.url))
@@ -300,7 +310,7 @@ class Subscriber:
             applied = self.store.apply_changes(self.name, records)
             cursor["max_seen"] = _max_ts(cursor.get("max_seen"),
                                          *(r.updated_on for r in records))
-            cursor["server_checksum"] = _content_checksum_of(body) or cursor.get("server_checksum")
+            cursor["server_checksum"] = content_checksum_of(body) or cursor.get("server_checksum")
             cursor["pages"] += 1
             cursor["applied"] += applied
             result.pages += 1
@@ -334,7 +344,7 @@ class Subscriber:
         if self.sub.mode == "snapshot":
             # HEAD's checksum is not in diff pages; HEAD itself (without content) carries it
             head = self.client.get_json(self.sub.source_url).body
-            self.store.save_state(self.name, server_checksum=_content_checksum_of(head))
+            self.store.save_state(self.name, server_checksum=content_checksum_of(head))
             state = self.store.state(self.name)
         result.counts = self.store.counts(self.name)
         result.checksum = self.store.checksum(self.name)

@@ -239,3 +239,17 @@ def test_stop_during_an_export_load_leaves_the_previous_copy(stub, stub_server, 
     subscriber.progress = None
     result = subscriber.sync()
     assert result.ok and result.version == "v2" and result.checksum == stub.checksum("v2")
+
+
+def test_local_database_down_fails_the_pass_with_a_clear_message(stub, stub_server, mongo,
+                                                                 make_subscriber):
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    class DownStore(LocalStore):
+        def save_state(self, name, **fields):
+            raise ServerSelectionTimeoutError("localhost:27017: connection refused")
+
+    subscriber = make_subscriber(stub_server.url, store=DownStore(mongo["mirror"]))
+    result = subscriber.sync()
+    assert not result.ok
+    assert result.error.startswith("local database (mongomock://): localhost:27017")
