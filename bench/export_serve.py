@@ -7,8 +7,9 @@ Setup (not timed): a persisted embedded database (`mongomock:///<tmp>/termsync.d
 source whose concepts carry random (incompressible) descriptions, so its zip is about --mb
 megabytes; the export is built by the real job and the database is saved. The item documents
 are then dropped from the saved database: serving reads only the source, version and export
-record, and every gunicorn worker process loads the file at start (the embedded database is
-per process; with a real MongoDB, set MONGO_URI and every worker shares it).
+record. gunicorn runs one worker process with threads: the embedded database lives in one
+process (the project's gunicorn.conf.py refuses several workers on it); with a real MongoDB
+(TERMSYNC_MONGO_URI=mongodb://...) any number of workers share it.
 
 Measured in the same run: reading the export file from disk (1 MiB blocks, page cache warm)
 against downloading it from gunicorn (GET of the export URL, streamed to nowhere), as a ratio;
@@ -63,11 +64,11 @@ def prepare(directory: str, megabytes: int) -> dict[str, str]:
     domain = app.extensions["termsync"]
     items = domain.repos.items.items
     now = now_iso()
-    count = megabytes * 1024 * 1024 // 1100  # ~1100 zipped bytes per concept
+    count = megabytes * 1024 * 1024 // 8400  # ~8.4 KB zipped per concept
     batch = []
     for number in range(count):
         url = ocl.item_url(SOURCE, "Concept", f"C{number:07d}")
-        text = base64.b64encode(os.urandom(1024)).decode()
+        text = base64.b64encode(os.urandom(8192)).decode()
         batch.append({"_id": version_url(url, number + 1), "source": SOURCE, "type": "Concept",
                       "id": f"C{number:07d}", "url": url, "deleted": False, "retired": False,
                       "updated_on": now, "created_on": now, "created_by": "bench",
@@ -160,14 +161,23 @@ def main() -> int:
     parser.add_argument("--mb", type=int, default=100, help="size of the export (default 100)")
     parser.add_argument("--probes", type=int, default=2000, help="HEAD requests in all")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gunicorn worker processes (1: the embedded database is per process)")
+    parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker")
+    parser.add_argument("--prepare", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.prepare:
+        print(json.dumps(prepare(args.prepare, args.mb)))
+        return 0
     directory = tempfile.mkdtemp(prefix="termsync-serve-")
     server = None
     try:
         started = time.perf_counter()
-        environment = prepare(directory, args.mb)
+        # in a process of its own: the embedded database file stays locked by its process
+        prepared = subprocess.run([sys.executable, __file__, "--prepare", directory,
+                                   "--mb", str(args.mb)], check=True, capture_output=True,
+                                  text=True)
+        environment = json.loads(prepared.stdout.strip().splitlines()[-1])
         setup_seconds = time.perf_counter() - started
         path = environment.pop("BENCH_FILE")
         port = free_port()
@@ -194,22 +204,37 @@ def main() -> int:
         disk = min(read_disk(path) for _ in range(3))
         head = requests.head(base + EXPORT, timeout=10)
         file_url = head.headers["exportURL"]
-        downloads = []
-        for url in (base + EXPORT, file_url, base + EXPORT):
-            seconds, got = download(url)
-            assert got == size, (got, size)
-            downloads.append(seconds)
-        best = min(downloads)
+        downloads: dict[str, list[float]] = {"export_url": [], "file_url": []}
+        for _ in range(3):
+            for name, url in (("export_url", base + EXPORT), ("file_url", file_url)):
+                seconds, got = download(url)
+                assert got == size, (got, size)
+                downloads[name].append(seconds)
+        best = min(downloads["export_url"])
+        curl_seconds = None
+        if shutil.which("curl"):  # a client in C: the Python client is often the bottleneck
+            timings = []
+            for _ in range(3):
+                answer = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w",
+                                         "%{time_total} %{size_download}", base + EXPORT],
+                                        check=True, capture_output=True, text=True)
+                seconds_text, got_text = answer.stdout.split()
+                assert int(got_text) == size
+                timings.append(float(seconds_text))
+            curl_seconds = min(timings)
         probe = probes(base + EXPORT, args.clients, args.probes)
         result = {"export_mb": round(size / 1e6, 1), "setup_seconds": round(setup_seconds, 1),
                   "disk_read_mb_s": round(size / 1e6 / disk),
-                  "download_mb_s": round(size / 1e6 / best),
+                  "download_export_url_mb_s": round(size / 1e6 / best),
                   "download_vs_disk": round(disk / best, 2),
+                  "download_file_url_mb_s": round(size / 1e6 / min(downloads["file_url"])),
+                  "curl_download_mb_s": round(size / 1e6 / curl_seconds) if curl_seconds else None,
+                  "curl_download_vs_disk": round(disk / curl_seconds, 2) if curl_seconds else None,
                   "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread)",
                   "head_clients": args.clients, **{f"head_{k}": v for k, v in probe.items()}}
         print(json.dumps(result))
     finally:
-        if server is not None:
+        if server is not None and server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         shutil.rmtree(directory, ignore_errors=True)
