@@ -63,7 +63,7 @@ def resolve_source(owner_kind: str | None, owner_id: str | None,
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response encoded with orjson."""
-    return Response(orjson.dumps(payload), status=status, headers=headers,
+    return Response(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS), status=status, headers=headers,
                     mimetype="application/json")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
 
 
 def _describe(text: str) -> dict[str, str]:
@@ -63,7 +63,14 @@ class HardDeleteArgsSchema(QuerySchema):
                           metadata=_describe("Delete (leaving a tombstone) instead of retiring."))
 
 
-class NameOut(Schema):
+class OutSchema(Schema):
+    """Base of response schemas: OCL payloads carry more fields than documented here."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class NameOut(OutSchema):
     type = fields.String()
     name = fields.String()
     locale = fields.String()
@@ -72,7 +79,7 @@ class NameOut(Schema):
     external_id = fields.String(allow_none=True)
 
 
-class DescriptionOut(Schema):
+class DescriptionOut(OutSchema):
     type = fields.String()
     description = fields.String()
     locale = fields.String()
@@ -81,7 +88,7 @@ class DescriptionOut(Schema):
     external_id = fields.String(allow_none=True)
 
 
-class ItemOut(Schema):
+class ItemOut(OutSchema):
     """Fields every concept and mapping has."""
 
     type = fields.String(metadata=_describe("'Concept' or 'Mapping'."))
@@ -126,12 +133,12 @@ class MappingOut(ItemOut):
     to_concept_name = fields.String(allow_none=True)
 
 
-class ChecksumsOut(Schema):
+class ChecksumsOut(OutSchema):
     content = fields.String(metadata=_describe(
         "sha256 over 'url<TAB>version<LF>' of every item in url order."))
 
 
-class SourceOut(Schema):
+class SourceOut(OutSchema):
     """A source (HEAD) in OCL's shape."""
 
     type = fields.String()
@@ -171,7 +178,7 @@ class SourceContentOut(SourceOut):
     mappings = fields.List(fields.Dict(), metadata=_describe("Mappings, or tombstones."))
 
 
-class OrgOut(Schema):
+class OrgOut(OutSchema):
     """An organization."""
 
     type = fields.String()
@@ -187,7 +194,7 @@ class OrgOut(Schema):
     updated_on = fields.String(allow_none=True)
 
 
-class UserOut(Schema):
+class UserOut(OutSchema):
     """A user account."""
 
     type = fields.String()
@@ -200,7 +207,7 @@ class UserOut(Schema):
     url = fields.String()
 
 
-class TokenOut(Schema):
+class TokenOut(OutSchema):
     """A newly issued API token (shown once)."""
 
     username = fields.String()

@@ -26,6 +26,27 @@ def mnemonic(*extra: Any) -> list[Any]:
             *extra]
 
 
+def _check_keys(value: Any, path: str = "extras") -> None:
+    """Keys a document database can store: no NUL character, no leading '$'."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or "\x00" in key or key.startswith("$"):
+                raise ValidationError(f"{path}: key {key!r} may not contain NUL or start with '$'.")
+            _check_keys(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_keys(item, path)
+
+
+class Extras(fields.Dict):
+    """OCL's free-form `extras` object, with keys MongoDB can store."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        _check_keys(result)
+        return result
+
+
 class LocaleList(fields.Field):
     """A list of locales; OCL files also send one comma-separated string."""
 
@@ -113,7 +134,7 @@ class ConceptSchema(OclSchema):
     descriptions = fields.List(fields.Nested(DescriptionSchema), load_default=list, allow_none=True)
     retired = fields.Boolean(load_default=False, allow_none=True)
     external_id = fields.String(load_default=None, allow_none=True)
-    extras = fields.Dict(load_default=dict, allow_none=True)
+    extras = Extras(load_default=dict, allow_none=True)
     parent_concept_urls = fields.List(fields.String(), load_default=list, allow_none=True)
     update_comment = fields.String(load_default=None, allow_none=True)
 
@@ -145,7 +166,7 @@ class ConceptUpdateSchema(OclSchema):
     descriptions = fields.List(fields.Nested(DescriptionSchema), allow_none=True)
     retired = fields.Boolean(allow_none=True)
     external_id = fields.String(allow_none=True)
-    extras = fields.Dict(allow_none=True)
+    extras = Extras(allow_none=True)
     parent_concept_urls = fields.List(fields.String(), allow_none=True)
     update_comment = fields.String(allow_none=True)
 
@@ -170,7 +191,7 @@ class MappingSchema(OclSchema):
     to_concept_name = fields.String(load_default=None, allow_none=True)
     retired = fields.Boolean(load_default=False, allow_none=True)
     external_id = fields.String(load_default=None, allow_none=True)
-    extras = fields.Dict(load_default=dict, allow_none=True)
+    extras = Extras(load_default=dict, allow_none=True)
     sort_weight = fields.Float(load_default=None, allow_none=True)
     update_comment = fields.String(load_default=None, allow_none=True)
 
@@ -210,7 +231,7 @@ class MappingUpdateSchema(OclSchema):
     to_concept_name = fields.String(allow_none=True)
     retired = fields.Boolean(allow_none=True)
     external_id = fields.String(allow_none=True)
-    extras = fields.Dict(allow_none=True)
+    extras = Extras(allow_none=True)
     sort_weight = fields.Float(allow_none=True)
     update_comment = fields.String(allow_none=True)
 
@@ -238,7 +259,7 @@ class SourceSchema(OclSchema):
     website = fields.String(load_default=None, allow_none=True)
     custom_validation_schema = fields.String(load_default=None, allow_none=True)
     external_id = fields.String(load_default=None, allow_none=True)
-    extras = fields.Dict(load_default=dict, allow_none=True)
+    extras = Extras(load_default=dict, allow_none=True)
 
 
 class SourceUpdateSchema(OclSchema):
@@ -254,7 +275,7 @@ class SourceUpdateSchema(OclSchema):
     website = fields.String(allow_none=True)
     custom_validation_schema = fields.String(allow_none=True)
     external_id = fields.String(allow_none=True)
-    extras = fields.Dict(allow_none=True)
+    extras = Extras(allow_none=True)
 
 
 class VersionSchema(OclSchema):
@@ -267,7 +288,7 @@ class VersionSchema(OclSchema):
     released = fields.Boolean(load_default=False, allow_none=True)
     retired = fields.Boolean(load_default=False, allow_none=True)
     external_id = fields.String(load_default=None, allow_none=True)
-    extras = fields.Dict(load_default=dict, allow_none=True)
+    extras = Extras(load_default=dict, allow_none=True)
 
     @post_load
     def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -283,7 +304,7 @@ class VersionUpdateSchema(OclSchema):
     released = fields.Boolean()
     retired = fields.Boolean()
     external_id = fields.String(allow_none=True)
-    extras = fields.Dict(allow_none=True)
+    extras = Extras(allow_none=True)
 
 
 class OrganizationSchema(OclSchema):
@@ -295,7 +316,7 @@ class OrganizationSchema(OclSchema):
     website = fields.String(load_default=None, allow_none=True)
     location = fields.String(load_default=None, allow_none=True)
     public_access = fields.String(load_default="View", validate=validate.OneOf(ACCESS_CHOICES))
-    extras = fields.Dict(load_default=dict, allow_none=True)
+    extras = Extras(load_default=dict, allow_none=True)
 
 
 class UserSchema(OclSchema):
