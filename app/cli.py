@@ -137,7 +137,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
           flush=True)
     stopping.wait()
     workers.stop()
-    if scheduler is not None:
+    if scheduler is not None and scheduler.running:
         scheduler.shutdown(wait=False)
     from .db import close_embedded
     close_embedded(app.config["MONGO_URI"])

@@ -61,5 +61,10 @@ def start_gc_scheduler(app: Flask) -> Any:
     scheduler.start()
     app.extensions["termsync.exports.scheduler"] = scheduler
     import atexit
-    atexit.register(lambda: scheduler.shutdown(wait=False))
+
+    def stop() -> None:
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    atexit.register(stop)
     return scheduler

@@ -553,3 +553,28 @@ def test_failed_job_state_is_recorded(env: Env, monkeypatch: Any) -> None:
     assert list(env.service.storage.stale_temp_files(datetime.now(UTC) + timedelta(1))) == []
     assert env.client.delete(V1, headers=ADMIN).status_code == 204  # clears the failure
     assert env.client.head(V1).status_code == 204
+
+
+def test_scheduled_garbage_collection(backend: str, tmp_path: Any) -> None:
+    from app.exports import GC_JOB_ID, collect_garbage, start_gc_scheduler
+
+    application = make_app(backend, tmp_path, EXPORT_GC_GRACE_SECONDS=0.0)
+    client = application.test_client()
+    client.post("/orgs/", json={"id": ORG}, headers=ADMIN)
+    client.post(f"/orgs/{ORG}/sources/", json={"id": SOURCE}, headers=ADMIN)
+    client.post(f"{BASE}concepts/", json=concept("A"), headers=ADMIN)
+    client.post(f"{BASE}versions/", json={"id": "v1"}, headers=ADMIN)
+    client.get(V1)
+    application.extensions["termsync.jobs"].run_until_idle()
+    old = client.get(V1).headers["ETag"].strip('"')
+    client.put(f"{BASE}v1/", json={"description": "changed"}, headers=ADMIN)
+    collect_garbage(application)  # what the scheduler runs
+    assert not export_service(application).storage.exists(old)
+
+    scheduler = start_gc_scheduler(application)
+    try:
+        job = scheduler.get_job(GC_JOB_ID)
+        assert job.coalesce is True and job.max_instances == 1
+        assert job.trigger.interval == timedelta(seconds=3600)
+    finally:
+        scheduler.shutdown(wait=True)
