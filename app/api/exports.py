@@ -53,6 +53,10 @@ class ExportFailedOut(Schema):
     message = fields.String()
 
 
+class FileGone(Exception):
+    """An export record names a file its storage no longer has."""
+
+
 def _export_target(owner_kind: str | None, owner_id: str | None, source_id: str,
                    version_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The source and version named by the URL: 404 if unknown or hidden, 405 for HEAD."""
@@ -164,7 +168,7 @@ def serve_file(source: dict[str, Any], version_id: str, file: dict[str, Any],
     try:
         handle = storage.open(file["sha256"])
     except FileNotFoundError:
-        raise NotFound("The export file is gone; request the export again.") from None
+        raise FileGone(file["sha256"]) from None
     if isinstance(wanted, tuple):
         start, end = wanted
         handle.seek(start)
@@ -198,7 +202,8 @@ def _failed(status: ExportStatus) -> Response:
 
 @owner_routes(blp, "sources/<source_id>/<version_id>/export/", "export")
 class Export(MethodView):
-    @blp.response(200, description="The export file (zip holding export.json).")
+    @blp.response(200, description="The export file (zip holding export.json).",
+                  content_type="application/zip")
     @blp.alt_response(202, schema=ExportStateOut, description="Queued or being built.")
     @blp.alt_response(500, schema=ExportFailedOut, description="The build failed.")
     @errors(blp, 401, 404, 405)
@@ -209,11 +214,21 @@ class Export(MethodView):
         status = export_service().request(source, version)
         if status.state == READY:
             assert status.file is not None
-            return serve_file(source, version["id"], status.file, "no-cache", head_only=False)
+            try:
+                return serve_file(source, version["id"], status.file, "no-cache",
+                                  head_only=False)
+            except FileGone:
+                # the record outlived its file (lost disk, another host's EXPORT_DIR): rebuild
+                status = export_service().file_lost(source, version, status.file["sha256"])
         if status.state == FAILED:
             return _failed(status)
         return _pending(status)
 
+    @blp.response(200, description="The export's headers (the file is not read).")
+    @blp.alt_response(202, schema=ExportStateOut, description="Queued or being built.")
+    @blp.alt_response(204, description="No export, and none is queued by a probe.")
+    @blp.alt_response(500, schema=ExportFailedOut, description="The build failed.")
+    @errors(blp, 401, 404, 405)
     def head(self, source_id: str, version_id: str, owner_kind: str | None = None,
              owner_id: str | None = None) -> Response:
         """Probe: 200 with the file's headers, 202 building, 204 none; never starts a build."""
@@ -251,13 +266,16 @@ class Export(MethodView):
 
 @owner_routes(blp, "sources/<source_id>/exports/<sha256>.zip", "export_file")
 class ExportFile(MethodView):
-    @blp.response(200, description="The immutable export file named by its sha256.")
+    @blp.response(200, description="The immutable export file named by its sha256.",
+                  content_type="application/zip")
     @errors(blp, 401, 404)
     def get(self, source_id: str, sha256: str, owner_kind: str | None = None,
             owner_id: str | None = None) -> Response:
         """Download an export file by its sha256 (ranges and If-None-Match work)."""
         return self._serve(source_id, sha256, owner_kind, owner_id, head_only=False)
 
+    @blp.response(200, description="The file's headers.")
+    @errors(blp, 401, 404)
     def head(self, source_id: str, sha256: str, owner_kind: str | None = None,
              owner_id: str | None = None) -> Response:
         """The file's headers."""
@@ -270,4 +288,7 @@ class ExportFile(MethodView):
         record = export_service().file_record(source, sha256)
         if record is None:
             raise NotFound(f"No export file {sha256} in '{source['id']}'.")
-        return serve_file(source, record["version_id"], record["file"], IMMUTABLE, head_only)
+        try:
+            return serve_file(source, record["version_id"], record["file"], IMMUTABLE, head_only)
+        except FileGone:
+            raise NotFound(f"No export file {sha256} in '{source['id']}'.") from None

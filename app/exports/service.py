@@ -221,6 +221,14 @@ class ExportService:
             self._delete_if_unreferenced(file["sha256"])
         return found
 
+    def file_lost(self, source: dict[str, Any], version: dict[str, Any],
+                  sha256: str) -> ExportStatus:
+        """The record's file is missing from storage: drop it and queue a rebuild."""
+        logger.warning("export %s: file %s is missing from %s storage; rebuilding",
+                       export_key(source, version), sha256, self.storage.name)
+        self.records.drop_file_if(export_key(source, version), sha256)
+        return self.request(source, version)
+
     def forget(self, key: str) -> None:
         """Drop an export whose version or source is gone: cancel its build, delete its file."""
         record = self.records.get(key)

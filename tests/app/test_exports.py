@@ -578,3 +578,15 @@ def test_scheduled_garbage_collection(backend: str, tmp_path: Any) -> None:
         assert job.trigger.interval == timedelta(seconds=3600)
     finally:
         scheduler.shutdown(wait=True)
+
+
+def test_lost_file_is_rebuilt(env: Env) -> None:
+    answer = env.ready()
+    sha = answer.headers["ETag"].strip('"')
+    env.service.storage.delete(sha)  # e.g. a disk replaced under the server
+    file_url = answer.headers["exportURL"].replace("http://localhost", "")
+    assert env.client.get(file_url).status_code == 404
+    lost = env.client.get(V1)
+    assert lost.status_code == 202 and lost.get_json()["state"] == "PENDING"
+    env.build()
+    assert env.client.get(V1).status_code == 200
