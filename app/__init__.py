@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -12,6 +13,7 @@ from flask import Flask
 from .config import load_config
 from .db import close_embedded, connect
 from .domain import Domain
+from .domain.timeutil import format_time
 from .jobs import JobQueue, Workers
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                                 settings["PERSIST_INTERVAL"])
     domain = Domain(db)
     domain.repos.ensure_indexes()
+    # Writes interrupted by a crash are finished or discarded; on a shared database only those
+    # old enough not to be in flight in another process.
+    in_flight_cutoff = None if store is not None \
+        else format_time(datetime.now(UTC) - timedelta(minutes=5))
+    domain.repos.items.finish_pending(older_than=in_flight_cutoff)
     app.extensions["termsync"] = domain
     app.extensions["termsync.mongo_client"] = client
     if store is not None:

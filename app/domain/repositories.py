@@ -199,6 +199,7 @@ class Items:
                                  ("type", ASCENDING), ("id", ASCENDING)], name="diffs")
         self.items.create_index([("source", ASCENDING), ("url", ASCENDING), ("sup", ASCENDING)],
                                 name="by_url")
+        self.items.create_index([("pending", ASCENDING)], sparse=True, name="pending")
         self.heads.create_index([("source", ASCENDING)])
         self.mapping_keys.create_index([("source", ASCENDING)])
 
@@ -219,28 +220,71 @@ class Items:
         if head is None:
             return None
         if head["seq"] <= seq:
-            return self.items.find_one({"_id": version_url(url, head["seq"])})
+            item = self.items.find_one({"_id": version_url(url, head["seq"])})
+            if item is not None and item.get("pending"):
+                self._roll_forward(head)
+                item = self.items.find_one({"_id": version_url(url, head["seq"])})
+            return item
         return self.items.find_one({"source": head["source"], "type": head["type"],
                                     "id": head["id"], **self.at(seq)})
 
     def write(self, item: dict[str, Any], previous_seq: int | None) -> None:
-        """Make `item` the live version; `previous_seq` is the live seq the writer read."""
+        """Make `item` the live version; `previous_seq` is the live seq the writer read.
+
+        Four single-document steps, ordered so that an interruption between any two of them
+        leaves the content unchanged or is rolled forward by `finish_pending` (no multi-document
+        transaction needed): 1. insert the new version invisible (sup == its own seq) and
+        marked pending; 2. claim the head (compare-and-swap on its seq); 3. supersede the old
+        version; 4. make the new one live.
+        """
+        new_id = version_url(item["url"], item["seq"])
+        self.items.insert_one(dict(item, _id=new_id, sup=item["seq"], pending=True))
         head = {"_id": item["url"], "source": item["source"], "type": item["type"],
                 "id": item["id"], "seq": item["seq"], "deleted": item["deleted"],
                 "retired": item["retired"]}
-        if previous_seq is None:
-            try:
+        try:
+            if previous_seq is None:
                 self.heads.insert_one(head)
-            except DuplicateKeyError:
-                raise Conflict(f"{item['type']} '{item['id']}' was created concurrently; retry.") from None
-        else:
-            claimed = self.heads.update_one({"_id": item["url"], "seq": previous_seq},
-                                            {"$set": head})
-            if claimed.matched_count != 1:
-                raise Conflict(f"{item['type']} '{item['id']}' was changed concurrently; retry.")
-            self.items.update_one({"_id": version_url(item["url"], previous_seq)},
-                                  {"$set": {"sup": item["seq"]}})
-        self.items.insert_one(dict(item, _id=version_url(item["url"], item["seq"]), sup=LIVE))
+            elif self.heads.update_one({"_id": item["url"], "seq": previous_seq},
+                                       {"$set": head}).matched_count != 1:
+                raise DuplicateKeyError("head moved")
+        except DuplicateKeyError:
+            self.items.delete_one({"_id": new_id})
+            raise Conflict(f"{item['type']} '{item['id']}' was changed concurrently; retry.") from None
+        self._complete(item["url"], item["seq"], previous_seq)
+
+    def _complete(self, url: str, seq: int, previous_seq: int | None) -> None:
+        if previous_seq is not None:
+            self.items.update_one({"_id": version_url(url, previous_seq)}, {"$set": {"sup": seq}})
+        self.items.update_one({"_id": version_url(url, seq)},
+                              {"$set": {"sup": LIVE}, "$unset": {"pending": ""}})
+
+    def _roll_forward(self, head: dict[str, Any]) -> None:
+        """Finish steps 3 and 4 of a write whose head was claimed (idempotent)."""
+        live = self.items.find_one({"source": head["source"], "type": head["type"],
+                                    "id": head["id"], "sup": LIVE})
+        previous_seq = live["seq"] if live is not None and live["seq"] != head["seq"] else None
+        self._complete(head["_id"], head["seq"], previous_seq)
+
+    def finish_pending(self, older_than: str | None = None) -> int:
+        """Roll forward writes interrupted after claiming their head; drop the others.
+
+        `older_than` (an updated_on) leaves alone writes that may still be in flight in another
+        process. Returns how many pending item versions were resolved.
+        """
+        query: dict[str, Any] = {"pending": True}
+        if older_than is not None:
+            query["updated_on"] = {"$lt": older_than}
+        resolved = 0
+        for pending in list(self.items.find(query, {"url": 1, "seq": 1, "source": 1, "type": 1,
+                                                    "id": 1})):
+            head = self.head(pending["url"])
+            if head is not None and head["seq"] == pending["seq"]:
+                self._roll_forward(head)
+            else:
+                self.items.delete_one({"_id": pending["_id"]})
+            resolved += 1
+        return resolved
 
     def content_query(self, source_url: str, seq: int, types: list[str] | None = None,
                       include_retired: bool = True, include_deleted: bool = False,
