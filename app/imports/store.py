@@ -184,7 +184,7 @@ class ImportResults:
              limit: int) -> list[dict[str, Any]]:
         """Results in line order after (line, part), optionally only some actions."""
         low = result_id(job_id, *after) if after else f"{job_id}:"
-        query: dict[str, Any] = {"_id": {"$gt": low, "$lt": f"{job_id};"}}
+        query: dict[str, Any] = {"job": job_id, "_id": {"$gt": low, "$lt": f"{job_id};"}}
         if actions:
             query["action"] = actions[0] if len(actions) == 1 else {"$in": actions}
         cursor = self.results.find(query, {"job": 0}).sort("_id", ASCENDING)
