@@ -40,7 +40,6 @@ KIND = "bulk_import"
 STATES = {PENDING: "SUBMITTED", RUNNING: "RUNNING", FINISHED: "FINISHED", FAILED: "FAILED",
           CANCELLED: "CANCELLED"}
 SUMMARY_KEYS = ("total", "processed", *ACTIONS)
-FORMATS = ("jsonl", "csv")
 
 
 class PayloadTooLarge(DomainError):

@@ -560,3 +560,12 @@ def test_death_after_the_last_batch_still_finishes(small_batches: Callable[[], A
     take_over(app)
     job = job_of(client, job_id)
     assert job["state"] == "FINISHED" and job["summary"]["created"] == 3
+
+
+def test_json_lines_body_as_application_json(app: Any, client: Any) -> None:
+    job_id = submit(client, lines(*org_and_source(), concept_line("1")),
+                    content_type="application/json")["id"]
+    run_jobs(app)
+    job = job_of(client, job_id)
+    assert job["format"] == "jsonl" and job["summary"]["created"] == 3
+    assert job["url"] == f"{IMPORTS}{job_id}/" and job["report_url"].endswith("/report.csv")
