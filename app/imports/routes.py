@@ -113,7 +113,6 @@ class BulkImports(MethodView):
         earlier = service.earlier_job(caller, key)
         if earlier is not None:
             return _submitted(earlier, replayed=True)
-        service.check_capacity(caller)
         target = None
         if args["owner"] or args["source"]:
             if not (args["owner"] and args["source"]):

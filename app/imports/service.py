@@ -27,12 +27,12 @@ import orjson
 
 from ..domain import Domain
 from ..domain.accounts import Caller
-from ..domain.errors import DomainError, Invalid, NotFound
+from ..domain.errors import Conflict, DomainError, Invalid, NotFound
 from ..domain.loader import ACTIONS, LineResult, Loader, Target
 from ..domain.timeutil import now_iso
 from ..jobs import ACTIVE, CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, JobQueue
 from .csvformat import row_records
-from .store import ImportResults, ResultExists, UploadStore
+from .store import IdempotencyKeys, ImportResults, ResultExists, UploadStore
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class ImportJobs:
         self.uploads = uploads
         self.results = results
         self.limits = limits
+        self.keys = IdempotencyKeys(domain.db)
 
     # --- submission -----------------------------------------------------------------------
     def resolve_target(self, caller: Caller, owner_kind: str, owner_id: str,
@@ -112,7 +113,8 @@ class ImportJobs:
         """The job this caller submitted earlier with the same Idempotency-Key, if any."""
         if not idempotency_key:
             return None
-        return self.queue.latest(KIND, _job_key(caller, idempotency_key))
+        job_id = self.keys.job_for(_job_key(caller, idempotency_key))
+        return self.queue.get(job_id) if job_id else None
 
     def check_capacity(self, caller: Caller) -> None:
         """429 with Retry-After when the caller already runs as many jobs as allowed."""
@@ -127,9 +129,27 @@ class ImportJobs:
     def submit(self, caller: Caller, chunks: Iterable[bytes], options: ImportOptions,
                idempotency_key: str | None = None) -> dict[str, Any]:
         """Store the streamed upload and queue its job; a repeated Idempotency-Key returns the earlier job."""
-        earlier = self.earlier_job(caller, idempotency_key)
-        if earlier is not None:
-            return earlier
+        key = _job_key(caller, idempotency_key) if idempotency_key else None
+        if key is not None:
+            earlier = self.keys.claim(key)
+            if earlier is not None:
+                job = self.queue.get(earlier["job"]) if earlier.get("job") else None
+                if job is None:  # the first request with this key is still being received
+                    raise Conflict("A submission with this Idempotency-Key is still being "
+                                   "received; retry shortly.", headers={"Retry-After": "5"})
+                return job
+        try:
+            job = self._submit(caller, chunks, options, key)
+        except BaseException:
+            if key is not None:
+                self.keys.release(key)
+            raise
+        if key is not None:
+            self.keys.bind(key, job["_id"])
+        return job
+
+    def _submit(self, caller: Caller, chunks: Iterable[bytes], options: ImportOptions,
+                key: str | None) -> dict[str, Any]:
         self.check_capacity(caller)
         upload_id = uuid.uuid4().hex
         counter = _LineCounter(self.limits)
@@ -146,7 +166,6 @@ class ImportJobs:
                    "target": None if target is None else
                    {"owner_kind": target.owner_kind, "owner_id": target.owner_id,
                     "source_id": target.source_id}}
-        key = _job_key(caller, idempotency_key) if idempotency_key else None
         job = self.queue.submit(KIND, payload, key=key, owner=caller.username, dedupe=False)
         self.queue.update(job["_id"], {"progress": {"summary": empty_summary(lines)}})
         return self.queue.get(job["_id"]) or job

@@ -202,3 +202,29 @@ class ImportResults:
 
     def delete_for_job(self, job_id: str) -> None:
         self.results.delete_many({"job": job_id})
+
+
+class IdempotencyKeys:
+    """Idempotency-Key of each submission, claimed atomically by `_id` before the upload is read."""
+
+    def __init__(self, db: Any) -> None:
+        self.keys = db["import_keys"]
+
+    def claim(self, key: str) -> dict[str, Any] | None:
+        """Claim a key for a new job; None if claimed, else the earlier claim ({job: id or None})."""
+        try:
+            self.keys.insert_one({"_id": key, "job": None})
+        except DuplicateKeyError:
+            return self.keys.find_one({"_id": key}) or {"_id": key, "job": None}
+        return None
+
+    def bind(self, key: str, job_id: str) -> None:
+        self.keys.update_one({"_id": key}, {"$set": {"job": job_id}})
+
+    def job_for(self, key: str) -> str | None:
+        found = self.keys.find_one({"_id": key})
+        return found["job"] if found else None
+
+    def release(self, key: str) -> None:
+        """Free a key whose submission failed, so that the client can retry with it."""
+        self.keys.delete_one({"_id": key, "job": None})

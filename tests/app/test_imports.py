@@ -242,6 +242,21 @@ def test_same_idempotency_key_gives_one_job(app: Any, client: Any, make_user: An
     listed = client.get(IMPORTS, headers=ADMIN)
     assert [job["id"] for job in listed.get_json()] == [first["id"]]
     assert listed.headers["num_found"] == "1"
+    # A key whose first request is still being received: 409, retry later.
+    app.extensions["termsync.imports"].keys.claim("admin\nk2")
+    busy = client.post(IMPORTS, data=body, content_type="application/x-ndjson",
+                       headers=dict(ADMIN, **{"Idempotency-Key": "k2"}))
+    assert busy.status_code == 409 and busy.headers["Retry-After"]
+
+
+def test_a_refused_submission_frees_its_idempotency_key(tmp_path: Path) -> None:
+    application = create_app(app_config(IMPORT_DIR=str(tmp_path), IMPORT_MAX_LINES=2))
+    client = application.test_client()
+    headers = dict(ADMIN, **{"Idempotency-Key": "retry-me"})
+    too_long = client.post(IMPORTS, data=lines(*org_and_source(), concept_line("1")),
+                           content_type="application/x-ndjson", headers=headers)
+    assert too_long.status_code == 413
+    assert submit(client, lines(*org_and_source()), headers=headers)["state"] == "SUBMITTED"
 
 
 def test_jobs_are_private_to_their_submitter(app: Any, client: Any, make_user: Any) -> None:
