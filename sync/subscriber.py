@@ -60,6 +60,15 @@ class SyncResult:
         return asdict(self)
 
 
+def _stamp(value: Any) -> str | None:
+    """A server-given timestamp in canonical form; None (logged) when it cannot be read."""
+    try:
+        return normalize_timestamp(value)
+    except InvalidItem:
+        logger.warning("ignoring unreadable timestamp %r", value)
+        return None
+
+
 def _max_ts(*values: str | None) -> str | None:
     """The latest of some canonical timestamps (None ignored)."""
     present = [v for v in values if v]
@@ -183,7 +192,7 @@ class Subscriber:
         if latest.get("id") == state.get("version"):
             result.action = result.action or "up to date"
             return
-        if (normalize_timestamp(latest.get("created_on")) or "") < (state.get("version_created") or ""):
+        if (_stamp(latest.get("created_on")) or "") < (state.get("version_created") or ""):
             # the newest release is older than ours (ours was unreleased): start from its export
             logger.warning("[%s] newest release %s predates %s; reloading from its export",
                            self.name, latest.get("id"), state.get("version"))
@@ -246,12 +255,11 @@ class Subscriber:
             raise
         finally:
             export.path.unlink(missing_ok=True)
-        last_updated = _max_ts(normalize_timestamp(export.last_updated),
-                               normalize_timestamp(header.get("lastUpdated")),
-                               normalize_timestamp(version.get("lastUpdated")), max_seen)
+        last_updated = _max_ts(_stamp(export.last_updated), _stamp(header.get("lastUpdated")),
+                               _stamp(version.get("lastUpdated")), max_seen)
         self.store.save_state(self.name, cursor=None, version=version.get("id"),
                               version_url=version_path, lastUpdated=last_updated,
-                              version_created=normalize_timestamp(version.get("created_on")),
+                              version_created=_stamp(version.get("created_on")),
                               server_checksum=content_checksum_of(version),
                               export_sha256=export.sha256, export_verified=export.verified)
         result.action = "export"
@@ -272,9 +280,8 @@ class Subscriber:
             "next": self.client.absolute(target_path) + "?" + urlencode(params),
             "target": target_path,
             "version": version.get("id") if version else None,
-            "version_created": normalize_timestamp(version.get("created_on")) if version else None,
-            "version_last_updated": normalize_timestamp(version.get("lastUpdated"))
-            if version else None,
+            "version_created": _stamp(version.get("created_on")) if version else None,
+            "version_last_updated": _stamp(version.get("lastUpdated")) if version else None,
             "server_checksum": content_checksum_of(version) if version else None,
             "since": since, "max_seen": since, "pages": 0, "applied": 0,
         }

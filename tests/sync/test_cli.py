@@ -118,7 +118,12 @@ def test_scheduler_jobs_and_sigterm_stops_at_a_page_boundary(stub, config_file, 
     subscriber = build_subscriber(replace(sub, mode="snapshot"), store,
                                   stop_event=stop, progress=progress)
     outcomes = []
-    scheduler = build_scheduler(config, lambda s: outcomes.append(subscriber.sync()))
+
+    def job(subscription):
+        outcomes.append(subscriber.sync())
+        stop.set()  # never leave the test waiting should the pass end before the signal
+
+    scheduler = build_scheduler(config, job)
     job = scheduler.get_job(job_id(sub))
     assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, 3600)
     run_until_stopped(scheduler, stop)  # returns once SIGTERM arrived and the job finished
