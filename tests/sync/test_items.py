@@ -6,8 +6,7 @@ import hashlib
 
 import pytest
 
-from sync.items import (InvalidItem, content_checksum, item_record, normalize_timestamp,
-                        shift_timestamp)
+from sync.items import InvalidItem, content_checksum, item_record, normalize_timestamp, shift_timestamp
 
 
 @pytest.mark.parametrize("raw, canonical", [
