@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import mongomock
+import pymongo
 import pytest
 
 from sync.client import TermsyncClient
@@ -72,8 +75,17 @@ def sleeps() -> SleepRecorder:
 
 
 @pytest.fixture
-def mongo() -> Any:
-    return mongomock.MongoClient()
+def mongo() -> Iterator[Any]:
+    """The subscriber's local database: mongomock, or a fresh one on TEST_MONGO_URI."""
+    uri = os.environ.get("TEST_MONGO_URI")
+    if not uri:
+        yield mongomock.MongoClient()["mirror"]
+        return
+    client: Any = pymongo.MongoClient(uri)
+    name = f"termsync_sync_test_{uuid.uuid4().hex[:12]}"
+    yield client[name]
+    client.drop_database(name)
+    client.close()
 
 
 @pytest.fixture
@@ -91,7 +103,7 @@ def make_subscriber(mongo: Any, sleeps: SleepRecorder, tmp_path: Path
         client = TermsyncClient(sub.server, sub.token, timeout=10, connect_timeout=2,
                                 max_retries=sub.max_retries, backoff_max=sub.backoff_max,
                                 sleep=sleep or sleeps, jitter=lambda: 0.5)
-        return Subscriber(sub, client, store or LocalStore(mongo["mirror"]),
+        return Subscriber(sub, client, store or LocalStore(mongo),
                           stop_event=stop_event)
 
     return build

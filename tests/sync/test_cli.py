@@ -106,7 +106,7 @@ def test_config_errors_exit_2_with_a_message(tmp_path, capsys):
 def test_scheduler_jobs_and_sigterm_stops_at_a_page_boundary(stub, config_file, mongo):
     config = load_config(config_file, {})
     stop = threading.Event()
-    store = LocalStore(mongo["mirror"])
+    store = LocalStore(mongo)
     pages: list[int] = []
 
     def progress(phase, done, total):

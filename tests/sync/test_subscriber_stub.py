@@ -167,7 +167,7 @@ def test_crash_mid_page_reapplies_it_without_changing_the_result(stub, stub_serv
             return super().apply_changes(name, records)
 
     subscriber = make_subscriber(stub_server.url, mode="snapshot",
-                                 store=CrashingStore(mongo["mirror"]))
+                                 store=CrashingStore(mongo))
     try:
         subscriber.sync()
     except KeyboardInterrupt:
@@ -249,7 +249,7 @@ def test_local_database_down_fails_the_pass_with_a_clear_message(stub, stub_serv
         def save_state(self, name, **fields):
             raise ServerSelectionTimeoutError("localhost:27017: connection refused")
 
-    subscriber = make_subscriber(stub_server.url, store=DownStore(mongo["mirror"]))
+    subscriber = make_subscriber(stub_server.url, store=DownStore(mongo))
     result = subscriber.sync()
     assert not result.ok
     assert result.error.startswith("local database (mongomock://): localhost:27017")
