@@ -95,10 +95,6 @@ class LocalStore:
         """Set some state fields (None values are stored as null)."""
         self.states.update_one({"_id": name}, {"$set": fields}, upsert=True)
 
-    def reset_state(self, name: str) -> None:
-        """Forget where a subscription stands, so its next pass starts from an export."""
-        self.states.delete_one({"_id": name})
-
     # --- full load (first sync) ------------------------------------------------------------
     def begin_load(self, name: str) -> Any:
         """An empty staging collection; the live copy stays readable until finish_load."""
