@@ -23,8 +23,7 @@ from .lease import MaintenanceLease, run_exclusively
 from .logs import REQUEST_ID_HEADER, install_logging, request_id_from
 from .maintenance import add_maintenance_task, recover_leases, start_worker_services
 from .metrics import EXTENSION, LiveCollector, Metrics
-from .ratelimit import BUCKET_CONFIG, DIFF_ENDPOINTS, RateLimiter, bucket_of, caller_key, \
-    is_content_request
+from .ratelimit import BUCKET_CONFIG, DIFF_ENDPOINTS, RateLimiter, bucket_of, caller_key, is_content_request
 
 __all__ = ["MaintenanceLease", "add_maintenance_task", "init_ops", "run_exclusively",
            "start_worker_services"]

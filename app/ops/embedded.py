@@ -31,7 +31,7 @@ def guard_single_process(uri: str) -> None:
     if lock_path in _HELD:
         return
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-    handle = open(lock_path, "a+")  # noqa: SIM115 (held open for the process lifetime)
+    handle = open(lock_path, "a+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
