@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,13 +18,18 @@ from app import create_app
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocl"
 ADMIN_TOKEN = "admin-token-for-tests"
 ADMIN = {"Authorization": f"Token {ADMIN_TOKEN}"}
+# Export and upload files of every test app go under one temporary directory, removed at exit.
+FILES_ROOT = tempfile.mkdtemp(prefix="termsync-test-files-")
+atexit.register(shutil.rmtree, FILES_ROOT, True)
 
 
 def app_config(**extra: Any) -> dict[str, Any]:
     """Config for a test app: its own database, an admin token, no background threads."""
     config = {"MONGO_URI": os.environ.get("TEST_MONGO_URI") or "mongomock://",
               "MONGO_DB": f"termsync_test_{uuid.uuid4().hex[:12]}",
-              "ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True, "LOAD_DEMO": False}
+              "ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True, "LOAD_DEMO": False,
+              "EXPORT_DIR": tempfile.mkdtemp(dir=FILES_ROOT),
+              "IMPORT_DIR": tempfile.mkdtemp(dir=FILES_ROOT)}
     config.update(extra)
     return config
 

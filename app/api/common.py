@@ -18,8 +18,6 @@ from ..domain.accounts import Caller, Owner
 from ..domain.content import DiffCursor
 from ..domain.errors import Invalid, Unauthorized
 
-MAX_LIMIT = 500
-
 
 def domain() -> Domain:
     """The domain services of the running app."""

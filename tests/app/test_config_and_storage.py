@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app import create_app
-from app.config import ConfigError, load_config
+from app.config import DEFAULTS, ConfigError, load_config
 from app.db import close_embedded
 from tests.conftest import ADMIN, concept
 
@@ -38,9 +39,12 @@ def test_bad_config_stops_with_a_clear_message(tmp_path: Path, monkeypatch: Any,
         load_config()
 
 
-def test_example_config_is_valid(monkeypatch: Any) -> None:
-    monkeypatch.setenv("TERMSYNC_CONFIG", str(Path(__file__).parents[2] / "config.example.toml"))
-    assert load_config()["EXPORT_STORAGE"] == "local"
+def test_example_config_documents_every_key_with_its_default(monkeypatch: Any) -> None:
+    example = Path(__file__).parents[2] / "config.example.toml"
+    documented = tomllib.loads(example.read_text())["server"]
+    assert {key.upper() for key in documented} == set(DEFAULTS)
+    monkeypatch.setenv("TERMSYNC_CONFIG", str(example))
+    assert load_config() == DEFAULTS
 
 
 def test_persisted_embedded_database_survives_a_restart(tmp_path: Path) -> None:
