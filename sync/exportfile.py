@@ -10,6 +10,7 @@ import re
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ from .client import ServerError, TermsyncClient, parse_retry_after
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
+# Zip-bomb guards: the largest export.json a reader expands, and how many times larger than its
+# compressed bytes it may be (JSON deflates 5-20x; a bomb, ~1000x). Below the floor, any ratio.
+MAX_EXPORT_JSON_BYTES = 64 << 30
+MAX_COMPRESSION_RATIO = 200
+RATIO_FLOOR_BYTES = 64 << 20
 DEFAULT_BUILD_WAIT = 5.0
 _HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _REPR_DIGEST = re.compile(r"sha-256=:([A-Za-z0-9+/=]+):")
@@ -253,10 +259,26 @@ def _int_or_none(value: str | None) -> int | None:
 class ExportReader:
     """Reads an export file (zip, tar.gz or plain JSON) in one streaming pass."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, max_bytes: int = MAX_EXPORT_JSON_BYTES,
+                 max_ratio: float = MAX_COMPRESSION_RATIO) -> None:
         self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.max_ratio = max_ratio
         self.header: dict[str, Any] = {}
         self._stack = ExitStack()
+
+    def _check_expansion(self, member: str, size: int, compressed: int) -> None:
+        """Refuse a member that would expand beyond the limits (a zip bomb) before reading it.
+
+        zipfile and tarfile never read past a member's declared size, so checking it is enough.
+        """
+        if size > self.max_bytes:
+            raise InvalidExport(f"{self.path}: {member} would expand to {size} bytes, more than "
+                                f"the {self.max_bytes} bytes an export may hold")
+        if size > RATIO_FLOOR_BYTES and size > self.max_ratio * max(compressed, 1):
+            raise InvalidExport(f"{self.path}: {member} would expand {size // max(compressed, 1)}"
+                                f" times (to {size} bytes), more than the {self.max_ratio:g}x an "
+                                "export compresses; refusing a likely zip bomb")
 
     def __enter__(self) -> ExportReader:
         return self
@@ -273,17 +295,21 @@ class ExportReader:
                 archive = self._stack.enter_context(zipfile.ZipFile(self.path))
                 names = [n for n in archive.namelist() if not n.endswith("/")]
                 member = _pick_member(names)
+                info = archive.getinfo(member)
+                self._check_expansion(member, info.file_size, info.compress_size)
                 return self._stack.enter_context(archive.open(member))
             if magic.startswith(b"\x1f\x8b"):
                 tar = self._stack.enter_context(tarfile.open(self.path, mode="r:gz"))
                 for entry in tar.getmembers():
                     _check_member_name(entry.name)
                 chosen = _pick_member([m.name for m in tar.getmembers() if m.isfile()])
+                self._check_expansion(chosen, tar.getmember(chosen).size,
+                                      self.path.stat().st_size)
                 stream = tar.extractfile(chosen)
                 if stream is None:
                     raise InvalidExport(f"{self.path}: {chosen} is not a regular file")
                 return self._stack.enter_context(stream)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise InvalidExport(f"{self.path} is not a readable export archive: {exc}") from exc
         return self._stack.enter_context(self.path.open("rb"))
 
@@ -319,7 +345,7 @@ class ExportReader:
                 header.event(event, value)
         except ijson.JSONError as exc:
             raise InvalidExport(f"{self.path}: export.json is not valid JSON: {exc}") from exc
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise InvalidExport(f"{self.path}: archive is damaged: {exc}") from exc
         value = getattr(header, "value", None)
         if not isinstance(value, dict):

@@ -54,6 +54,10 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(503, "The database is unavailable; try again shortly.",
                               headers={"Retry-After": "5"})
 
+    @app.errorhandler(RecursionError)  # json.loads of a body nested thousands of levels deep
+    def nested_too_deeply(error: RecursionError) -> Any:
+        return error_response(400, "The request body is nested too deeply to read.")
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
         data = getattr(error, "data", None) or {}

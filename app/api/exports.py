@@ -33,7 +33,8 @@ blp = Blueprint("exports", __name__, description=(
 
 READ_BLOCK = 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
-RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# At most 18 digits per position: past that int() may refuse (and no file is that big anyway).
+RANGE = re.compile(r"^\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*$", re.IGNORECASE)
 
 
 class ExportStateOut(Schema):

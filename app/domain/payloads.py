@@ -26,16 +26,22 @@ def mnemonic(*extra: Any) -> list[Any]:
             *extra]
 
 
-def _check_keys(value: Any, path: str = "extras") -> None:
-    """Keys a document database can store: no NUL character, no leading '$'."""
+# MongoDB refuses documents nested deeper than 100 levels; extras sit a few levels down.
+MAX_EXTRAS_DEPTH = 32
+
+
+def _check_keys(value: Any, path: str = "extras", depth: int = 0) -> None:
+    """Keys a document database can store: no NUL character, no leading '$'; bounded nesting."""
+    if depth > MAX_EXTRAS_DEPTH:
+        raise ValidationError(f"extras: nested deeper than {MAX_EXTRAS_DEPTH} levels.")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or "\x00" in key or key.startswith("$"):
                 raise ValidationError(f"{path}: key {key!r} may not contain NUL or start with '$'.")
-            _check_keys(item, f"{path}.{key}")
+            _check_keys(item, f"{path}.{key}", depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_keys(item, path)
+            _check_keys(item, path, depth + 1)
 
 
 class Extras(fields.Dict):

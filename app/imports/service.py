@@ -73,16 +73,22 @@ class ImportLimits:
     max_lines: int
     max_active_jobs: int
     batch_size: int
+    max_line_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass
 class Unit:
-    """One input record (a JSON line or a CSV row): its line, its OCL lines, where it ends."""
+    """One input record (a JSON line or a CSV row): its line, its OCL lines, where it ends.
+
+    A record that cannot be read at all (bytes that are not UTF-8, a row wider than its header)
+    carries the reason in `error` instead; it becomes one failed result.
+    """
 
     line: int
     texts: list[str]
     end_offset: int
     end_line: int
+    error: str | None = None
 
 
 def empty_summary(total: int = 0) -> dict[str, int]:
@@ -241,7 +247,8 @@ class ImportJobs:
                             since = max(since, stored["at"])
                             counts[stored["action"]] += 1
                             continue
-                        result = loader.load_line(unit.line, text)
+                        result = loader.load_line(unit.line, text) if unit.error is None \
+                            else LineResult(unit.line, None, None, "failed", [unit.error])
                         if resuming:
                             result = self._original_action(result, since, payload["username"])
                             resuming = False
@@ -315,13 +322,16 @@ class ImportJobs:
     def _csv_units(self, upload_id: str, lines: Iterator[tuple[bytes, int]], offset: int,
                    line: int) -> Iterator[Unit]:
         position = {"offset": offset, "line": line}
+        not_utf8: dict[int, str] = {}  # physical line -> why it is not UTF-8
 
         def decoded(source: Iterator[tuple[bytes, int]]) -> Iterator[str]:
             for raw, end in source:
                 position["offset"] = end
                 position["line"] += 1
-                yield raw.decode("utf-8-sig" if position["line"] == 1 else "utf-8",
-                                 errors="replace")
+                text, error = _decode(raw, position["line"])
+                if error:
+                    not_utf8[position["line"]] = error
+                yield text
 
         if offset == 0:
             reader = csv.reader(decoded(lines))
@@ -335,9 +345,19 @@ class ImportJobs:
         start = position["line"] + 1
         for row in reader:
             if any(cell.strip() for cell in row):
-                records = row_records(dict(zip(header, row, strict=False)))
-                texts = [orjson.dumps(record).decode() for record in records]
-                yield Unit(start, texts, position["offset"], position["line"])
+                bad = [not_utf8[n] for n in range(start, position["line"] + 1) if n in not_utf8]
+                extra = [cell for cell in row[len(header):] if cell.strip()]
+                if bad:
+                    yield Unit(start, [""], position["offset"], position["line"], bad[0])
+                elif extra:
+                    yield Unit(start, [""], position["offset"], position["line"],
+                               f"Row has {len(row)} cells but the header names {len(header)} "
+                               "columns; quote cells that hold commas.")
+                else:
+                    records = row_records(dict(zip(header, row, strict=False)))
+                    texts = [orjson.dumps(record).decode() for record in records]
+                    yield Unit(start, texts, position["offset"], position["line"])
+            not_utf8.clear()
             start = position["line"] + 1
 
 
@@ -346,13 +366,22 @@ def _decode_first(lines: Iterator[tuple[bytes, int]]) -> Iterator[str]:
         yield raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace")
 
 
+def _decode(raw: bytes, line: int) -> tuple[str, str | None]:
+    """A line as text, and why it is not UTF-8 (None when it is); a BOM on line 1 is dropped."""
+    try:
+        return raw.decode("utf-8-sig" if line == 1 else "utf-8"), None
+    except UnicodeDecodeError as exc:
+        return (raw.decode("utf-8", errors="replace"),
+                f"Line is not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8.")
+
+
 def _json_units(lines: Iterator[tuple[bytes, int]], line: int) -> Iterator[Unit]:
     for raw, end in lines:
         line += 1
         if not raw.strip():
             continue
-        text = raw.decode("utf-8-sig" if line == 1 else "utf-8", errors="replace")
-        yield Unit(line, [text], end, line)
+        text, error = _decode(raw, line)
+        yield Unit(line, [text], end, line, error)
 
 
 class _LineCounter:
@@ -363,6 +392,7 @@ class _LineCounter:
         self.size = 0
         self.lines = 0
         self._open_line = False
+        self._line_bytes = 0  # bytes of the line being read so far
 
     def count(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
@@ -373,6 +403,7 @@ class _LineCounter:
                 raise PayloadTooLarge(
                     f"The upload is larger than {self.limits.max_bytes} bytes, the most one "
                     "import job accepts; split the file.")
+            self._check_line_length(chunk)
             self.lines += chunk.count(b"\n")
             self._open_line = not chunk.endswith(b"\n")
             if self.lines > self.limits.max_lines:
@@ -382,6 +413,20 @@ class _LineCounter:
             yield chunk
         if self._open_line:
             self.lines += 1
+
+    def _check_line_length(self, chunk: bytes) -> None:
+        """Refuse a line longer than the limit: the job holds one line in memory at a time."""
+        if self._line_bytes + len(chunk) > self.limits.max_line_bytes:
+            length = self._line_bytes
+            for index, part in enumerate(chunk.split(b"\n")):
+                length = (length if index == 0 else 0) + len(part)
+                if length > self.limits.max_line_bytes:
+                    raise PayloadTooLarge(
+                        f"Line {self.lines + index + 1} is longer than "
+                        f"{self.limits.max_line_bytes} bytes, the longest line an import "
+                        "accepts (one resource per line).")
+        last = chunk.rfind(b"\n")
+        self._line_bytes = self._line_bytes + len(chunk) if last < 0 else len(chunk) - last - 1
 
 
 def _job_key(caller: Caller, idempotency_key: str) -> str:
