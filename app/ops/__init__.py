@@ -21,12 +21,24 @@ from .health import READINESS, Readiness, blp
 from .heartbeat import WorkerHeartbeats
 from .lease import MaintenanceLease, run_exclusively
 from .logs import REQUEST_ID_HEADER, install_logging, request_id_from
-from .maintenance import add_maintenance_task, recover_leases, start_worker_services
+from .maintenance import (
+    add_maintenance_task,
+    recover_leases,
+    start_worker_services,
+    stop_worker_services,
+)
 from .metrics import EXTENSION, LiveCollector, Metrics
-from .ratelimit import BUCKET_CONFIG, DIFF_ENDPOINTS, RateLimiter, bucket_of, caller_key, is_content_request
+from .ratelimit import (
+    BUCKET_CONFIG,
+    DIFF_ENDPOINTS,
+    RateLimiter,
+    bucket_of,
+    caller_key,
+    is_content_request,
+)
 
 __all__ = ["MaintenanceLease", "add_maintenance_task", "init_ops", "run_exclusively",
-           "start_worker_services"]
+           "start_worker_services", "stop_worker_services"]
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("termsync.access")
@@ -71,8 +83,28 @@ def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     max_attempts = int(config["JOB_MAX_ATTEMPTS"])
     add_maintenance_task(app, "jobs-recover-leases", config["MAINTENANCE_INTERVAL"],
                          lambda: recover_leases(workers.queue, max_attempts))
-    if config["BACKGROUND_WORKERS"] and not config.get("TESTING"):
-        start_worker_services(app, config["BACKGROUND_WORKERS"])
+    _follow_worker_threads(app, workers)
+
+
+def _follow_worker_threads(app: Flask, workers: Workers) -> None:
+    """Start heartbeat and maintenance whenever this process starts job threads, stop them with.
+
+    Both ways a process runs jobs go through `Workers.start`: create_app (BACKGROUND_WORKERS > 0)
+    and `termsync worker` (--threads), so hooking it here keeps either from forgetting.
+    """
+    start, stop = workers.start, workers.stop
+
+    def start_with_services(threads: int) -> None:
+        start(threads)
+        if threads > 0:
+            start_worker_services(app, threads)
+
+    def stop_with_services(timeout: float = 30.0) -> None:
+        stop(timeout)
+        stop_worker_services(app)
+
+    workers.start = start_with_services  # type: ignore[method-assign]
+    workers.stop = stop_with_services  # type: ignore[method-assign]
 
 
 def _register_hooks(app: Flask, metrics: Metrics, limiter: RateLimiter) -> None:

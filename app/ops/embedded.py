@@ -5,13 +5,13 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from typing import IO
 
 from ..config import ConfigError
 
 logger = logging.getLogger(__name__)
 
-_HELD: dict[str, IO[str]] = {}
+# Raw descriptors, deliberately never closed: the lock lasts as long as the process.
+_HELD: dict[str, int] = {}
 
 
 def guard_single_process(uri: str) -> None:
@@ -31,20 +31,17 @@ def guard_single_process(uri: str) -> None:
     if lock_path in _HELD:
         return
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-    handle = open(lock_path, "a+")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
         raise ConfigError(
             f"MONGO_URI={uri}: the embedded database file is in use by {holder}. The embedded "
             "database (mongomock) lives in one process's memory, so it serves ONE process only: "
             "run gunicorn with workers = 1 (and threads for concurrency), or set "
             "MONGO_URI=mongodb://... to share a real MongoDB between processes.") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
-    _HELD[lock_path] = handle
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+    _HELD[lock_path] = fd

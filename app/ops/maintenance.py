@@ -128,8 +128,8 @@ class MaintenanceScheduler:
 def start_worker_services(app: Flask, threads: int) -> MaintenanceScheduler:
     """Heartbeat and scheduled maintenance for a process that runs `threads` job threads.
 
-    create_app calls this when it starts worker threads; `termsync worker` calls it once after
-    `workers.start(threads)`. Idempotent per app.
+    Called whenever `Workers.start` runs (init_ops hooks it), so create_app with
+    BACKGROUND_WORKERS > 0 and `termsync worker` both get it. Idempotent per app.
     """
     existing = app.extensions.get(SCHEDULER)
     if existing is not None:
@@ -143,3 +143,10 @@ def start_worker_services(app: Flask, threads: int) -> MaintenanceScheduler:
                 threads, scheduler.heartbeat_seconds,
                 ", ".join(sorted(app.extensions.get(TASKS, {}))) or "none")
     return scheduler
+
+
+def stop_worker_services(app: Flask) -> None:
+    """Stop this app's heartbeat and maintenance scheduler (and remove its heartbeat)."""
+    scheduler = app.extensions.pop(SCHEDULER, None)
+    if scheduler is not None:
+        scheduler.stop()

@@ -376,3 +376,21 @@ def test_gunicorn_refuses_several_processes_on_the_embedded_database() -> None:
     assert "refusing to start 3 gunicorn worker processes on the embedded database" in done.stderr
     assert "one process's memory" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_starting_job_threads_starts_heartbeat_and_maintenance(app: Any, client: Any) -> None:
+    workers = app.extensions["termsync.jobs"]
+    db = app.extensions["termsync"].db
+    workers.start(1)  # what create_app (BACKGROUND_WORKERS) and `termsync worker` both call
+    try:
+        body = client.get("/readyz").get_json()
+        assert body["checks"]["workers"]["alive"] == 1
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not db["maintenance_leases"].find_one(
+                {"_id": "jobs-recover-leases", "finished_on": {"$exists": True}}):
+            time.sleep(0.05)
+        assert db["maintenance_leases"].find_one({"_id": "jobs-recover-leases"})["runs"] == 1
+    finally:
+        workers.stop()
+    assert "termsync.maintenance.scheduler" not in app.extensions
+    assert client.get("/readyz").get_json()["checks"]["workers"]["alive"] == 0
