@@ -34,12 +34,17 @@ def app_config(**extra: Any) -> dict[str, Any]:
     return config
 
 
-@pytest.fixture
-def app() -> Iterator[Any]:
-    application = create_app(app_config())
+def app_on_fresh_database(**extra: Any) -> Iterator[Any]:
+    """An app on its own database, dropped afterwards when it is a real MongoDB."""
+    application = create_app(app_config(**extra))
     yield application
     if os.environ.get("TEST_MONGO_URI"):
         application.extensions["termsync.mongo_client"].drop_database(application.config["MONGO_DB"])
+
+
+@pytest.fixture
+def app() -> Iterator[Any]:
+    yield from app_on_fresh_database()
 
 
 @pytest.fixture
@@ -54,10 +59,7 @@ def runner(app: Any) -> Any:
 
 @pytest.fixture
 def demo_app() -> Iterator[Any]:
-    application = create_app(app_config(LOAD_DEMO=True))
-    yield application
-    if os.environ.get("TEST_MONGO_URI"):
-        application.extensions["termsync.mongo_client"].drop_database(application.config["MONGO_DB"])
+    yield from app_on_fresh_database(LOAD_DEMO=True)
 
 
 @pytest.fixture
