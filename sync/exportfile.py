@@ -186,6 +186,8 @@ class ExportDownloader:
         etag = response.headers.get("ETag")
         total = _int_or_none(response.headers.get("Content-Length"))
         expected = expected_sha256(response.headers)
+        if self.directory is not None:  # a configured work_dir that does not exist yet
+            self.directory.mkdir(parents=True, exist_ok=True)
         handle = tempfile.NamedTemporaryFile(prefix="termsync-export-", suffix=".part",
                                              dir=self.directory, delete=False)
         path = Path(handle.name)

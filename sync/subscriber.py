@@ -12,6 +12,8 @@ from urllib.parse import urlencode
 
 from pymongo.errors import PyMongoError
 
+from app.faults import kill_point
+
 from .client import ApiError, BadRequest, NotFound, ServerUnreachable, TermsyncClient
 from .config import Subscription
 from .exportfile import ITEM_ARRAYS, ExportDownloader, ExportError, ExportReader, ProgressFn
@@ -242,6 +244,7 @@ class Subscriber:
                         max_seen = record.updated_on
                     if len(batch) >= self.sub.batch_size:
                         loaded += self.store.load_batch(staging, batch)
+                        kill_point("sync-export-batch")
                         batch = []
                         if self.progress:
                             self.progress("loading export", loaded, None)
@@ -315,6 +318,7 @@ class Subscriber:
                         result.skipped += 1
                         logger.warning("[%s] diff item skipped: %s", self.name, exc)
             applied = self.store.apply_changes(self.name, records)
+            kill_point("sync-page")
             cursor["max_seen"] = _max_ts(cursor.get("max_seen"),
                                          *(r.updated_on for r in records))
             cursor["server_checksum"] = content_checksum_of(body) or cursor.get("server_checksum")

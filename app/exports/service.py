@@ -30,6 +30,7 @@ from ..domain import Domain, ocl
 from ..domain.content import CONCEPT, MAPPING
 from ..domain.errors import NotFound
 from ..domain.timeutil import format_time
+from ..faults import kill_point
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
 from .builder import build_export, export_header, temp_path
 from .storage import SHA256_HEX, ExportStorage
@@ -251,6 +252,11 @@ class ExportService:
         return self.records.by_file(source["url"], sha256)
 
     # --- building -------------------------------------------------------------------------
+    @staticmethod
+    def _heartbeat(context: JobContext, done: int, total: int) -> None:
+        kill_point("export-build")  # test-only crash point (app/faults.py)
+        context.heartbeat({"done": done, "total": total})
+
     def build(self, context: JobContext) -> dict[str, Any] | None:
         """The `export` job: stream the zip to a temp file, commit it, record it."""
         payload = context.job["payload"]
@@ -284,7 +290,7 @@ class ExportService:
                 path, header, source,
                 [("concepts", content.iter_content(source, version, CONCEPT)),
                  ("mappings", content.iter_content(source, version, MAPPING))],
-                progress=lambda done: context.heartbeat({"done": done, "total": total}),
+                progress=lambda done: self._heartbeat(context, done, total),
                 progress_every=int(self.config.get("EXPORT_HEARTBEAT_ITEMS", 1000)),
                 compresslevel=int(self.config.get("EXPORT_COMPRESSLEVEL", 6)))
             context.heartbeat({"done": total, "total": total})  # still ours? then commit

@@ -30,6 +30,7 @@ from ..domain.accounts import Caller
 from ..domain.errors import Conflict, DomainError, Invalid, NotFound
 from ..domain.loader import ACTIONS, LineResult, Loader, Target
 from ..domain.timeutil import now_iso
+from ..faults import kill_point
 from ..jobs import ACTIVE, CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, JobQueue
 from .csvformat import row_records
 from .store import IdempotencyKeys, ImportResults, ResultExists, UploadStore
@@ -257,6 +258,7 @@ class ImportJobs:
                         except ResultExists:
                             raise JobLost(job["_id"]) from None  # another worker has this job
                         counts[result.action] += 1
+                kill_point("import-batch")
                 for action, count in counts.items():
                     summary[action] += count
                     summary["processed"] += count
