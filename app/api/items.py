@@ -135,4 +135,17 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
 
     VersionItem.get.__doc__ = f"A {noun} as it is in a version."
     owner_routes(blp, f"sources/<source_id>/<version_id>/{path}/<item_id>/", f"version_{noun}")(VersionItem)
+
+    class ItemVersion(MethodView):
+        @blp.response(200, out_schema)
+        @errors(blp, 401, 404)
+        def get(self, source_id: str, item_id: str, item_version: int,
+                owner_kind: str | None = None, owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            item = domain().content.get_item_version(source, item_type, item_id, item_version)
+            return json_response(ocl.render_item(item, source))
+
+    ItemVersion.get.__doc__ = f"One version of a {noun}: what its `version_url` names."
+    owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/<int:item_version>/",
+                 f"{noun}_version")(ItemVersion)
     return blp

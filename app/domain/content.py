@@ -264,6 +264,15 @@ class Content:
                            f"'{source['id']}'.")
         return item
 
+    def get_item_version(self, source: dict[str, Any], item_type: str, item_id: str,
+                         item_version: int) -> dict[str, Any]:
+        """One item version by its `version` (an item's `version_url`), even a superseded one."""
+        item = self.repos.items.item_version(ocl.item_url(source["url"], item_type, item_id),
+                                             item_version)
+        if item is None or item["deleted"]:
+            raise NotFound(f"{item_type} '{item_id}' has no version {item_version}.")
+        return item
+
     def list_items(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
                    include_retired: bool, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Concepts or mappings of a version, by id."""

@@ -210,6 +210,11 @@ class Items:
             return {"sup": LIVE}
         return {"seq": {"$lte": seq}, "sup": {"$gt": seq}}
 
+    def item_version(self, url: str, seq: int) -> dict[str, Any] | None:
+        """One item version by its version url (None while it is still pending)."""
+        item = self.items.find_one({"_id": version_url(url, seq)})
+        return None if item is None or item.get("pending") else item
+
     def head(self, url: str) -> dict[str, Any] | None:
         """The head record of an item url: its live seq, deleted and retired flags."""
         return self.heads.find_one({"_id": url})

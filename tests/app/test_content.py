@@ -268,3 +268,14 @@ def test_openapi_document_is_complete(client: Any) -> None:
     assert {p["name"] for p in get_source["parameters"]} >= {"updatedSince", "limit", "cursor"}
     assert "404" in get_source["responses"] and "Token" in spec["components"]["securitySchemes"]
     assert client.get("/api/docs").status_code == 200
+
+
+def test_version_url_of_every_item_version_resolves(client: Any, source: Any) -> None:
+    url = source()
+    first = client.post(f"{url}concepts/", json=concept("1", "One"), headers=ADMIN).get_json()
+    second = client.patch(f"{url}concepts/1/", json={"datatype": "Coded"}, headers=ADMIN).get_json()
+    assert first["version_url"] != second["version_url"]
+    old = client.get(first["version_url"])
+    assert old.status_code == 200 and old.get_json()["datatype"] == "N/A"
+    assert client.get(second["version_url"]).get_json()["datatype"] == "Coded"
+    assert client.get(f"{url}concepts/1/999/").status_code == 404
