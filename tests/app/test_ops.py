@@ -166,6 +166,8 @@ def test_metrics_are_per_app_and_handles_resolve_to_the_current_app(app: Any) ->
     IMPORT_LINES.labels(action="created").inc(1)  # outside any app: ignored, no error
     mine = app.test_client().get("/metrics").get_data(as_text=True)
     theirs = other.test_client().get("/metrics").get_data(as_text=True)
+    if os.environ.get("TEST_MONGO_URI"):
+        dispose([other])
     assert metric_value(mine, "termsync_import_lines_total", action="created") == 5
     assert metric_value(theirs, "termsync_import_lines_total", action="created") is None
 
@@ -289,6 +291,22 @@ def test_export_posts_are_limited_and_counted(twins: tuple[Any, Any]) -> None:
     assert again.status_code == 429 and "exports" in again.get_json()["message"]
     text = b.test_client().get("/metrics").get_data(as_text=True)
     assert metric_value(text, "termsync_rate_limited_total", bucket="exports") == 1
+
+
+def test_anonymous_callers_are_told_apart_by_forwarded_address(tmp_path: Path) -> None:
+    (app,) = shared_apps(tmp_path, count=1, RATE_LIMIT_IMPORTS=1, TRUSTED_PROXIES=1)
+    try:
+        client = app.test_client()
+
+        def submit(address: str) -> int:
+            return int(client.post("/importers/bulk-import/",
+                                   headers={"X-Forwarded-For": address}).status_code)
+
+        assert submit("203.0.113.7") != 429
+        assert submit("203.0.113.7") == 429
+        assert submit("198.51.100.2") != 429  # another client behind the same load balancer
+    finally:
+        dispose([app])
 
 
 def test_rate_limit_counters_expire(app: Any) -> None:
