@@ -8,6 +8,7 @@ cancelled or taken over raises JobLost and the worker stops without writing a re
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from .domain.timeutil import format_time
 
@@ -47,6 +49,7 @@ class JobQueue:
         self.jobs.create_index([("state", ASCENDING), ("kind", ASCENDING),
                                 ("created_on", ASCENDING)])
         self.jobs.create_index([("kind", ASCENDING), ("key", ASCENDING), ("state", ASCENDING)])
+        self.jobs.create_index([("kind", ASCENDING), ("key", ASCENDING), ("generation", DESCENDING)])
         self.jobs.create_index([("owner", ASCENDING), ("created_on", DESCENDING)])
 
     def _now(self) -> str:
@@ -54,18 +57,33 @@ class JobQueue:
 
     def submit(self, kind: str, payload: dict[str, Any], *, key: str | None = None,
                owner: str | None = None, dedupe: bool = True) -> dict[str, Any]:
-        """Queue a job; with dedupe, an active job of the same kind and key is returned instead."""
-        if dedupe and key is not None:
-            active = self.find_active(kind, key)
-            if active is not None:
-                return active
+        """Queue a job; with dedupe, an active job of the same kind and key is returned instead.
+
+        Deduplicated jobs of one key are numbered (generation 1, 2, ...) and the number is part
+        of their `_id`, so two submitters racing for the same key insert the same `_id`: one
+        wins, the other gets a duplicate-key error and joins the winner's job.
+        """
         now = self._now()
         job = {"_id": uuid.uuid4().hex, "kind": kind, "key": key, "state": PENDING,
                "payload": payload, "owner": owner, "progress": {}, "result": None,
                "error": None, "attempts": 0, "worker": None, "lease_until": None,
                "created_on": now, "updated_on": now, "started_on": None, "finished_on": None}
-        self.jobs.insert_one(job)
-        return job
+        if not dedupe or key is None:
+            self.jobs.insert_one(job)
+            return job
+        key_hash = hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()[:24]
+        for _ in range(20):
+            latest = self.jobs.find_one({"kind": kind, "key": key, "generation": {"$exists": True}},
+                                        sort=[("generation", DESCENDING)])
+            if latest is not None and latest["state"] in ACTIVE:
+                return latest
+            generation = (latest["generation"] if latest is not None else 0) + 1
+            try:
+                self.jobs.insert_one(dict(job, _id=f"{key_hash}-{generation}", generation=generation))
+            except DuplicateKeyError:
+                continue  # a concurrent submitter took this generation: join it
+            return dict(job, _id=f"{key_hash}-{generation}", generation=generation)
+        raise RuntimeError(f"could not queue a {kind} job for {key}: too much contention")
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         return self.jobs.find_one({"_id": job_id})

@@ -1,0 +1,87 @@
+"""The job queue: deduplicated submission (also under a race), claims with leases, takeover."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from app.jobs import FINISHED, PENDING, JobLost, JobQueue, utcnow
+
+
+def queue(app: Any) -> JobQueue:
+    return app.extensions["termsync.jobs"].queue
+
+
+def test_same_key_joins_the_active_job_and_a_new_one_follows_a_finished_one(app: Any) -> None:
+    jobs = queue(app)
+    first = jobs.submit("build", {}, key="k")
+    assert jobs.submit("build", {}, key="k")["_id"] == first["_id"]
+    claimed = jobs.claim(["build"], "w1", 60)
+    assert claimed is not None and claimed["_id"] == first["_id"]
+    assert jobs.finish(first["_id"], "w1", {"ok": True})
+    second = jobs.submit("build", {}, key="k")
+    assert second["_id"] != first["_id"] and second["state"] == PENDING
+    assert jobs.get(first["_id"])["state"] == FINISHED
+
+
+def test_racing_submitters_get_one_job(app: Any) -> None:
+    jobs = queue(app)
+    original = jobs.jobs
+    first = jobs.submit("build", {}, key="race")
+
+    class StaleRead:
+        """The second submitter read 'no job yet' just before the first inserted its own."""
+
+        def __init__(self) -> None:
+            self.stale = True
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(original, name)
+
+        def find_one(self, *args: Any, **kwargs: Any) -> Any:
+            if self.stale:
+                self.stale = False
+                return None
+            return original.find_one(*args, **kwargs)
+
+    jobs.jobs = StaleRead()  # type: ignore[assignment]
+    try:
+        second = jobs.submit("build", {}, key="race")
+    finally:
+        jobs.jobs = original
+    assert second["_id"] == first["_id"]
+    assert original.count_documents({"key": "race"}) == 1
+
+
+def test_expired_lease_is_taken_over_and_the_old_worker_stops(app: Any) -> None:
+    jobs = queue(app)
+    job = jobs.submit("build", {}, key="lease")
+    assert jobs.claim(["build"], "dead", 10)["_id"] == job["_id"]
+    assert jobs.claim(["build"], "other", 10) is None
+    jobs.clock = lambda: utcnow() + timedelta(seconds=11)
+    taken = jobs.claim(["build"], "other", 10)
+    assert taken is not None and taken["_id"] == job["_id"] and taken["attempts"] == 2
+    try:
+        jobs.heartbeat(job["_id"], "dead", 10)
+        raise AssertionError("the dead worker's heartbeat must fail")
+    except JobLost:
+        pass
+    assert not jobs.finish(job["_id"], "dead", {})
+    assert jobs.finish(job["_id"], "other", {"by": "other"})
+
+
+def test_cancel_stops_a_running_job_at_its_next_heartbeat(app: Any) -> None:
+    workers = app.extensions["termsync.jobs"]
+    seen: list[str] = []
+
+    def handler(context: Any) -> dict[str, Any]:
+        seen.append("started")
+        workers.queue.cancel(context.job["_id"])
+        context.heartbeat({"done": 1})
+        seen.append("not reached")
+        return {}
+
+    workers.register("cancellable", handler)
+    job = workers.queue.submit("cancellable", {}, key="c")
+    workers.run_once()
+    assert seen == ["started"] and workers.queue.get(job["_id"])["state"] == "CANCELLED"
