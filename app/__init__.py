@@ -56,8 +56,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Feature modules register their blueprints on `api` and their job handlers on `workers`.
     for init_feature in _features():
         init_feature(app, api, domain, workers)
-    from .ops import init_ops  # after the features, so that their job handlers are timed too
-    init_ops(app, api, domain, workers)
+    from .ops import add_maintenance_task, init_ops
+    init_ops(app, api, domain, workers)  # after the features, so their job handlers are timed too
+    add_maintenance_task(app, "items-finish-pending", settings["MAINTENANCE_INTERVAL"],
+                         lambda: domain.repos.items.finish_pending(older_than=format_time(
+                             datetime.now(UTC) - timedelta(minutes=5))))
 
     if settings["LOAD_DEMO"]:
         from .demo import load_demo

@@ -130,15 +130,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    from .exports import start_gc_scheduler
-    scheduler = start_gc_scheduler(app)
-    workers.start(args.threads)
+    workers.start(args.threads)  # also starts heartbeat and maintenance (export GC) under a lease
     print(f"termsync worker: {args.threads} threads for {', '.join(sorted(workers.handlers))}",
           flush=True)
     stopping.wait()
     workers.stop()
-    if scheduler is not None and scheduler.running:
-        scheduler.shutdown(wait=False)
     from .db import close_embedded
     close_embedded(app.config["MONGO_URI"])
     return 0

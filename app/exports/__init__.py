@@ -15,7 +15,7 @@ from .storage import make_storage
 logger = logging.getLogger(__name__)
 
 EXTENSION = "termsync.exports"
-GC_JOB_ID = "termsync-exports-gc"
+GC_TASK = "exports-gc"
 
 
 def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
@@ -30,8 +30,11 @@ def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     from ..api.exports import blp
     api.register_blueprint(blp)
 
-    if app.config["BACKGROUND_WORKERS"] and not app.config.get("TESTING"):
-        start_gc_scheduler(app)
+    # Run once per interval across every worker process (under a lease in MongoDB).
+    if float(app.config["EXPORT_GC_INTERVAL"]) > 0:
+        from ..ops import add_maintenance_task
+        add_maintenance_task(app, GC_TASK, app.config["EXPORT_GC_INTERVAL"],
+                             lambda: collect_garbage(app))
 
 
 def export_service(app: Flask | None = None) -> ExportService:
@@ -40,31 +43,9 @@ def export_service(app: Flask | None = None) -> ExportService:
 
 
 def collect_garbage(app: Flask) -> None:
-    """The scheduled GC job: a thin wrapper that gives `ExportService.purge` an app context."""
+    """The scheduled GC task: a thin wrapper that gives `ExportService.purge` an app context."""
     with app.app_context():
         try:
             export_service(app).purge()
         except Exception:  # the scheduler keeps running; the next run tries again
             logger.exception("export garbage collection failed")
-
-
-def start_gc_scheduler(app: Flask) -> Any:
-    """Run the export GC every EXPORT_GC_INTERVAL seconds in a background scheduler."""
-    interval = float(app.config.get("EXPORT_GC_INTERVAL", 3600.0))
-    if interval <= 0:
-        return None
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(collect_garbage, "interval", seconds=interval, args=[app], id=GC_JOB_ID,
-                      coalesce=True, max_instances=1, replace_existing=True)
-    scheduler.start()
-    app.extensions["termsync.exports.scheduler"] = scheduler
-    import atexit
-
-    def stop() -> None:
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
-
-    atexit.register(stop)
-    return scheduler

@@ -32,6 +32,7 @@ from ..domain.loader import ACTIONS, LineResult, Loader, Target
 from ..domain.timeutil import now_iso
 from ..faults import kill_point
 from ..jobs import ACTIVE, CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, JobQueue
+from ..ops.metrics import IMPORT_LINES
 from .csvformat import row_records
 from .store import IdempotencyKeys, ImportResults, ResultExists, UploadStore
 
@@ -262,6 +263,7 @@ class ImportJobs:
                 for action, count in counts.items():
                     summary[action] += count
                     summary["processed"] += count
+                    IMPORT_LINES.labels(action=action).inc(count)
                 state = {"offset": batch[-1].end_offset, "line": batch[-1].end_line,
                          "summary": summary, "clean_since": now_iso()}
                 context.heartbeat(state)

@@ -584,3 +584,15 @@ def test_json_lines_body_as_application_json(app: Any, client: Any) -> None:
     job = job_of(client, job_id)
     assert job["format"] == "jsonl" and job["summary"]["created"] == 3
     assert job["url"] == f"{IMPORTS}{job_id}/" and job["report_url"].endswith("/report.csv")
+
+
+def test_import_lines_are_counted_in_metrics(app: Any, client: Any) -> None:
+    body = (SHARED / "sample_ocldev.jsonl").read_bytes()
+    answer = client.post("/importers/bulk-import/", data=body, headers=dict(
+        ADMIN, **{"Content-Type": "application/x-ndjson"}))
+    assert answer.status_code == 202
+    app.extensions["termsync.jobs"].run_until_idle()
+    metrics = client.get("/metrics").get_data(as_text=True)
+    created = [line for line in metrics.splitlines()
+               if line.startswith("termsync_import_lines_total") and 'action="created"' in line]
+    assert created and float(created[0].split()[-1]) >= 49
