@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from ..domain import Domain
-from ..domain.accounts import Caller
+from ..domain.accounts import Caller, require_login
 from ..domain.errors import Conflict, DomainError, Invalid, NotFound
 from ..domain.loader import ACTIONS, LineResult, Loader, Target
 from ..domain.timeutil import now_iso
@@ -180,7 +180,8 @@ class ImportJobs:
 
     # --- reading --------------------------------------------------------------------------
     def get(self, caller: Caller, job_id: str) -> dict[str, Any]:
-        """A job its submitter (or an admin) may see; anyone else gets 404."""
+        """A job its submitter (or an admin) may see; 401 without a token, 404 for anyone else."""
+        require_login(caller)
         job = self.queue.get(job_id)
         if job is None or job.get("kind") != KIND or not (
                 caller.is_admin or (caller.username and job.get("owner") == caller.username)):

@@ -1,6 +1,7 @@
-"""The auth matrix: every content route x {anonymous, wrong token, outsider, member, admin} x
-{View, Edit, None} sources, asserting DESIGN's 200/401/403/404 rules. A private source's
-existence never leaks: outsiders get exactly the answer a missing source gives."""
+"""The auth matrix: every content and export route x {anonymous, wrong token, outsider, member,
+admin} x {View, Edit, None} sources, asserting DESIGN's 200/401/403/404 rules. A private source's
+existence never leaks: outsiders get exactly the answer a missing source gives. Bulk-import jobs
+are visible to their submitter and admins only."""
 
 from __future__ import annotations
 
@@ -40,7 +41,23 @@ def world() -> dict[str, Any]:
             "map_type": "SAME-AS", "from_concept_url": f"{url}concepts/A/",
             "to_concept_url": f"{url}concepts/B/"})
         client.post(f"{url}versions/", json={"id": "v1", "released": True}, headers=ADMIN)
-    return {"client": client, "headers": headers}
+        # exports: "vx" is built and never edited; "vp" takes the POSTs
+        client.post(f"{url}versions/", json={"id": "vx", "released": True}, headers=ADMIN)
+        client.post(f"{url}versions/", json={"id": "vp"}, headers=ADMIN)
+    return {"client": client, "headers": headers, "app": app}
+
+
+def ready_export(world: dict[str, Any], url: str) -> str:
+    """The sha256 of vx's export, (re)built first: editing the source makes exports stale."""
+    client = world["client"]
+    answer = client.get(f"{url}vx/export/", headers=ADMIN)
+    answer.close()
+    if answer.status_code == 202:
+        world["app"].extensions["termsync.jobs"].run_until_idle()
+        answer = client.get(f"{url}vx/export/", headers=ADMIN)
+        answer.close()
+    assert answer.status_code == 200
+    return str(answer.headers["ETag"].strip('"'))
 
 
 def _fresh() -> str:
@@ -66,6 +83,12 @@ ROUTES: list[tuple[str, str, str, Any, str]] = [
     ("cut version", "POST", "versions/", lambda: {"id": _fresh()}, "write"),
     ("edit version", "PATCH", "v1/", lambda: {"description": _fresh()}, "write"),
     ("edit source", "PATCH", "", lambda: {"description": _fresh()}, "write"),
+    ("get export", "GET", "vx/export/", None, "read"),
+    ("head export", "HEAD", "vx/export/", None, "read"),
+    ("export file", "GET", "exports/{sha}.zip", None, "read"),
+    ("head export file", "HEAD", "exports/{sha}.zip", None, "read"),
+    ("queue export", "POST", "vp/export/", None, "write"),
+    ("delete export", "DELETE", "{exported}/export/", None, "write"),
 ]
 
 
@@ -96,6 +119,13 @@ def test_matrix(world: dict[str, Any], route: tuple[str, str, str, Any, str], ac
         new_id = _fresh()
         client.post(f"{url}concepts/", json=concept(new_id), headers=ADMIN)
         path = path.replace("{new}", new_id)
+    if "{exported}" in path:  # a version whose export build is queued
+        version_id = _fresh()
+        client.post(f"{url}versions/", json={"id": version_id}, headers=ADMIN)
+        assert client.post(f"{url}{version_id}/export/", headers=ADMIN).status_code == 202
+        path = path.replace("{exported}", version_id)
+    if "vx/export/" in path or "{sha}" in path:
+        path = path.replace("{sha}", ready_export(world, url))
     payload = body() if body else None
     if name == "create mapping":
         target = _fresh()
@@ -103,11 +133,14 @@ def test_matrix(world: dict[str, Any], route: tuple[str, str, str, Any, str], ac
         payload = {"map_type": "SAME-AS", "from_concept_url": f"{url}concepts/A/",
                    "to_concept_url": f"{url}concepts/{target}/"}
     answer = client.open(f"{url}{path}", method=method, json=payload, headers=headers[caller])
+    answer.close()  # export files are streamed from an open file
     want = expected(kind, access, caller)
     if want == "2xx":
         assert 200 <= answer.status_code < 300, (answer.status_code, answer.get_json())
     else:
         assert answer.status_code == want, (answer.status_code, answer.get_json())
+    if method == "HEAD":
+        return  # no body to compare
     if answer.status_code >= 400:
         assert {"code", "status", "message"} <= set(answer.get_json())
     if want == 404:
@@ -129,3 +162,39 @@ def test_tokens_never_reach_logs_or_errors(world: dict[str, Any], caplog: Any) -
             assert "guessed-secret-xyz" not in answer.get_data(as_text=True)
             assert secret not in answer.get_data(as_text=True)
     assert secret not in caplog.text and "guessed-secret-xyz" not in caplog.text
+
+
+IMPORTS = "/importers/bulk-import/"
+IMPORT_ROUTES = [("job", "GET", ""), ("results", "GET", "results/"),
+                 ("report", "GET", "report.csv"), ("cancel", "DELETE", "")]
+JOB_ANSWERS = {"anonymous": 401, "wrong": 401, "outsider": 404, "member": 200, "admin": 200}
+
+
+@pytest.mark.parametrize("route", IMPORT_ROUTES, ids=[route[0] for route in IMPORT_ROUTES])
+@pytest.mark.parametrize("caller", CALLERS)
+def test_import_jobs_are_visible_to_their_submitter_and_admins(
+        world: dict[str, Any], route: tuple[str, str, str], caller: str) -> None:
+    client, headers = world["client"], world["headers"]
+    _, method, path = route
+    world["app"].extensions["termsync.jobs"].run_until_idle()  # at most 3 active jobs a user
+    line = b'{"type": "Organization", "id": "Elsewhere"}\n'
+    submitted = client.post(f"{IMPORTS}?dryRun=true", data=line, headers=headers["member"],
+                            content_type="application/x-ndjson")
+    assert submitted.status_code == 202
+    job_id = submitted.get_json()["id"]
+    answer = client.open(f"{IMPORTS}{job_id}/{path}", method=method, headers=headers[caller])
+    assert answer.status_code == JOB_ANSWERS[caller], (answer.status_code, answer.get_data())
+    if answer.status_code >= 400:
+        assert {"code", "status", "message"} <= set(answer.get_json())
+        missing = client.open(f"{IMPORTS}{'0' * 32}/{path}", method=method,
+                              headers=headers[caller])
+        assert missing.status_code == answer.status_code
+        assert missing.get_json()["message"] == answer.get_json()["message"].replace(
+            job_id, "0" * 32)
+        # the job is untouched and absent from the caller's list
+        job = client.get(f"{IMPORTS}{job_id}/", headers=headers["member"]).get_json()
+        assert job["state"] == "SUBMITTED"
+        listed = client.get(IMPORTS, headers=headers[caller])
+        assert listed.status_code == 401 or job_id not in [j["id"] for j in listed.get_json()]
+    elif caller == "admin" and method == "GET":
+        assert job_id not in [j["id"] for j in client.get(IMPORTS, headers=ADMIN).get_json()]
