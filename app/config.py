@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "LOAD_DEMO": False,
     "HOST": "127.0.0.1",
     "PORT": 8000,
+    # Flask refuses larger request bodies with 413; bulk-import uploads have their own limit.
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     "EXPORT_DIR": "var/exports",
     "EXPORT_STORAGE": "local",
     "EXPORT_GRIDFS_BUCKET": "exports_fs",
@@ -128,5 +130,7 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("EXPORT_STORAGE must be 'local' or 'gridfs'")
     if config["PERSIST_INTERVAL"] <= 0:
         raise ConfigError("PERSIST_INTERVAL must be positive (seconds)")
+    if config["MAX_CONTENT_LENGTH"] < 1:
+        raise ConfigError("MAX_CONTENT_LENGTH must be 1 or more (bytes)")
     if config["BACKGROUND_WORKERS"] < 0:
         raise ConfigError("BACKGROUND_WORKERS must be 0 or more")

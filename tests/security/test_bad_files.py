@@ -344,3 +344,12 @@ def test_tar_gz_export_with_path_traversal_writes_nothing_outside(tmp_path: Path
     assert not result.ok and "unsafe path" in (result.error or "")
     assert set(tmp_path.rglob("*")) == before  # nothing extracted; the download was removed
     assert not Path("/tmp/absolute-escape.json").exists()
+
+
+def test_oversized_request_body_is_a_413(client: Any) -> None:
+    body = json.dumps(concept("1", extras={"blob": "x" * (17 * MB)})).encode()
+    answer = client.post(f"{URL}concepts/", data=body, content_type="application/json",
+                         headers=ADMIN)
+    assert answer.status_code == 413
+    assert {"code", "status", "message"} <= set(answer.get_json())
+    assert client.get(f"{URL}concepts/1/").status_code == 404
