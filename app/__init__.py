@@ -30,7 +30,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     client, db, store = connect(settings["MONGO_URI"], settings["MONGO_DB"],
                                 settings["PERSIST_INTERVAL"])
-    domain = Domain(db)
+    # The embedded database serves one process, whose source locks order writes and cuts.
+    domain = Domain(db, shared_database=not settings["MONGO_URI"].startswith("mongomock://"))
     domain.repos.ensure_indexes()
     # Writes interrupted by a crash are finished or discarded; on a shared database only those
     # old enough not to be in flight in another process.

@@ -12,8 +12,8 @@ from .repositories import Repositories
 class Domain:
     """Every domain service over one database; the app keeps one in `app.extensions`."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, shared_database: bool = True) -> None:
         self.db = db
         self.repos = Repositories(db)
         self.accounts = Accounts(self.repos)
-        self.content = Content(self.repos, self.accounts)
+        self.content = Content(self.repos, self.accounts, shared_database)

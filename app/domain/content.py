@@ -75,10 +75,13 @@ class DiffPage:
 class Content:
     """The content domain: every rule about sources, versions and items lives here."""
 
-    def __init__(self, repos: Repositories, accounts: Accounts) -> None:
+    def __init__(self, repos: Repositories, accounts: Accounts, shared_database: bool = True) -> None:
         self.repos = repos
         self.accounts = accounts
         self.listeners: list[Any] = []  # callables(event, source, version) for exports etc.
+        # Other processes may write to this database: a cut must settle their in-flight writes.
+        # (Within a process, source_lock() already serialises writes and cuts.)
+        self.shared_database = shared_database
 
     def _notify(self, event: str, source: dict[str, Any], version: dict[str, Any] | None = None) -> None:
         for listener in self.listeners:
@@ -193,6 +196,8 @@ class Content:
             return {"_id": url, "id": payload["id"], **payload}
         with source_lock(source["url"]):
             fresh = self.repos.sources.get(source["url"]) or source
+            if self.shared_database:
+                self.repos.items.settle(source["url"], int(fresh.get("seq", 0)))
             previous = self.repos.versions.list(source["url"], None, 0, 1)[0]
             now = now_iso()
             version = {"_id": url, "id": payload["id"], "source": source["url"],

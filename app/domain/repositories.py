@@ -9,6 +9,8 @@ range query, no copy of the source when a version is cut.
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,8 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from .errors import Conflict
+
+logger = logging.getLogger(__name__)
 
 LIVE = 2**62  # `sup` of an item version that nothing superseded yet
 HEAD_SEQ = LIVE - 1  # reading HEAD is reading "a version cut at the end of time"
@@ -189,6 +193,7 @@ class Items:
         self.items = db["items"]
         self.heads = db["heads"]
         self.mapping_keys = db["mapping_keys"]
+        self.settle_timeout = 10.0  # seconds a cut waits for another process's write
 
     def ensure_indexes(self) -> None:
         self.items.create_index([("source", ASCENDING), ("type", ASCENDING), ("id", ASCENDING),
@@ -270,6 +275,39 @@ class Items:
                                     "id": head["id"], "sup": LIVE})
         previous_seq = live["seq"] if live is not None and live["seq"] != head["seq"] else None
         self._complete(head["_id"], head["seq"], previous_seq)
+
+    def settle(self, source_url: str, seq: int) -> int:
+        """Wait until no write with a seq <= `seq` is half done in this source (other processes).
+
+        A version cut at `seq` must never gain an item afterwards: a write that allocated its
+        seq before the cut but is still pending would otherwise appear in the version when it
+        completes. Writes that claimed their head are rolled forward at once; the others finish
+        or fail within milliseconds, or after `settle_timeout` seconds are taken for dead and
+        discarded.
+        Returns how many pending item versions were seen.
+        """
+        query = {"source": source_url, "pending": True, "seq": {"$lte": seq}}
+        deadline = time.monotonic() + self.settle_timeout
+        seen = 0
+        while True:
+            pending = list(self.items.find(query, {"url": 1, "seq": 1}))
+            seen = max(seen, len(pending))
+            waiting = []
+            for item in pending:
+                head = self.head(item["url"])
+                if head is not None and head["seq"] == item["seq"]:
+                    self._roll_forward(head)
+                else:
+                    waiting.append(item)
+            if not waiting:
+                return seen
+            if time.monotonic() >= deadline:
+                for item in waiting:
+                    logger.warning("discarding write %s: pending for %.0f s", item["_id"],
+                                   self.settle_timeout)
+                    self.items.delete_one({"_id": item["_id"], "pending": True})
+                return seen
+            time.sleep(0.005)
 
     def finish_pending(self, older_than: str | None = None) -> int:
         """Roll forward writes interrupted after claiming their head; drop the others.

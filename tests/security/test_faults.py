@@ -95,3 +95,42 @@ def test_unreachable_database_is_503_with_retry_after(client: Any, source: Any) 
     finally:
         repos.sources.sources = original
     assert client.get(url).status_code == 200
+
+
+def _half_write(app: Any, concept_id: str, claim_head: bool) -> dict[str, Any]:
+    """What another process leaves while writing a new concept: steps 1 (and 2) of 4."""
+    repos = app.extensions["termsync"].repos
+    now = "2030-01-01T00:00:00.000000Z"
+    url = f"{URL}concepts/{concept_id}/"
+    item = {"source": URL, "type": "Concept", "id": concept_id, "url": url, "deleted": False,
+            "retired": False, "updated_on": now, "created_on": now, "created_by": "other",
+            "updated_by": "other", "data": dict(concept(concept_id), id=None),
+            "seq": repos.sources.next_seq(URL, now)}
+    repos.items.items.insert_one(dict(item, _id=f"{url}{item['seq']}/", sup=item["seq"],
+                                      pending=True))
+    if claim_head:
+        repos.items.heads.insert_one({"_id": url, "source": URL, "type": "Concept",
+                                      "id": concept_id, "seq": item["seq"], "deleted": False,
+                                      "retired": False})
+    return item
+
+
+@pytest.mark.parametrize("claimed", [True, False])
+def test_a_cut_never_gains_an_item_from_a_write_in_flight_elsewhere(claimed: bool) -> None:
+    app = create_app(app_config())
+    domain = app.extensions["termsync"]
+    domain.content.shared_database = True  # as on a MongoDB shared by several processes
+    client = app.test_client()
+    client.post("/orgs/", json={"id": "O"}, headers=ADMIN)
+    client.post("/orgs/O/sources/", json={"id": "S"}, headers=ADMIN)
+    client.post(f"{URL}concepts/", json=concept("1"), headers=ADMIN)
+    _half_write(app, "2", claim_head=claimed)
+    domain.repos.items.settle_timeout = 0.0  # the other process is gone: do not wait for it
+    assert client.post(f"{URL}versions/", json={"id": "v1"}, headers=ADMIN).status_code == 201
+    before = client.get(f"{URL}v1/?includeConcepts=true").get_json()
+    domain.repos.items.finish_pending()  # whatever the other process left is resolved
+    after = client.get(f"{URL}v1/?includeConcepts=true").get_json()
+    assert [c["id"] for c in before["concepts"]] == [c["id"] for c in after["concepts"]]
+    assert before["checksums"] == after["checksums"]
+    # A claimed write is rolled forward into the cut; an unclaimed one is left out.
+    assert ("2" in [c["id"] for c in after["concepts"]]) is claimed
