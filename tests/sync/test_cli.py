@@ -113,6 +113,9 @@ def test_scheduler_jobs_and_sigterm_stops_at_a_page_boundary(stub, config_file, 
         pages.append(done)
         if len(pages) == 2:
             os.kill(os.getpid(), signal.SIGTERM)
+            # The handler runs in the main thread; go on only once it has, so that the pass
+            # cannot finish its last pages before the stop is requested.
+            assert stop.wait(10)
 
     sub = config.subscriptions[0]
     subscriber = build_subscriber(replace(sub, mode="snapshot"), store,
