@@ -25,31 +25,53 @@ LIVE = 2**62  # `sup` of an item version that nothing superseded yet
 HEAD_SEQ = LIVE - 1  # reading HEAD is reading "a version cut at the end of time"
 
 
-class Users:
+class DocumentRepository:
+    """Documents addressed by `_id`: get, insert (409 when it exists), update, delete, page."""
+
+    noun = "Document"
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.collection.find_one({"_id": key})
+
+    def insert(self, document: dict[str, Any]) -> None:
+        try:
+            self.collection.insert_one(document)
+        except DuplicateKeyError:
+            name = document.get("id", document["_id"])
+            raise Conflict(f"{self.noun} '{name}' already exists.") from None
+
+    def update(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Set fields; return the document as it is now (None if there is none)."""
+        return self.collection.find_one_and_update({"_id": key}, {"$set": changes},
+                                                   return_document=ReturnDocument.AFTER)
+
+    def delete(self, key: str) -> None:
+        self.collection.delete_one({"_id": key})
+
+    def page(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int,
+             limit: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of the documents matching `query`, and how many match in all."""
+        cursor = self.collection.find(query).sort(sort).skip(skip).limit(limit)
+        return list(cursor), self.collection.count_documents(query)
+
+
+class Users(DocumentRepository):
     """User accounts and their hashed API tokens."""
 
+    noun = "User"
+
     def __init__(self, db: Any) -> None:
-        self.users = db["users"]
+        super().__init__(db["users"])
         self.tokens = db["tokens"]
 
     def ensure_indexes(self) -> None:
         self.tokens.create_index([("username", ASCENDING)])
 
-    def get(self, username: str) -> dict[str, Any] | None:
-        return self.users.find_one({"_id": username})
-
-    def insert(self, user: dict[str, Any]) -> None:
-        try:
-            self.users.insert_one(user)
-        except DuplicateKeyError:
-            raise Conflict(f"User '{user['_id']}' already exists.") from None
-
-    def update(self, username: str, changes: dict[str, Any]) -> None:
-        self.users.update_one({"_id": username}, {"$set": changes})
-
     def list(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        cursor = self.users.find({}).sort("_id", ASCENDING).skip(skip).limit(limit)
-        return list(cursor), self.users.count_documents({})
+        return self.page({}, [("_id", ASCENDING)], skip, limit)
 
     def add_token(self, username: str, token_hash: str, created_on: str) -> None:
         self.tokens.replace_one({"_id": token_hash},
@@ -61,119 +83,74 @@ class Users:
         return self.get(token["username"]) if token else None
 
 
-class Orgs:
+class Orgs(DocumentRepository):
     """Organizations and their members."""
 
+    noun = "Organization"
+
     def __init__(self, db: Any) -> None:
-        self.orgs = db["orgs"]
+        super().__init__(db["orgs"])
 
     def ensure_indexes(self) -> None:
-        self.orgs.create_index([("members", ASCENDING)])
-
-    def get(self, org_id: str) -> dict[str, Any] | None:
-        return self.orgs.find_one({"_id": org_id})
-
-    def insert(self, org: dict[str, Any]) -> None:
-        try:
-            self.orgs.insert_one(org)
-        except DuplicateKeyError:
-            raise Conflict(f"Organization '{org['_id']}' already exists.") from None
-
-    def update(self, org_id: str, changes: dict[str, Any]) -> None:
-        self.orgs.update_one({"_id": org_id}, {"$set": changes})
+        self.collection.create_index([("members", ASCENDING)])
 
     def add_member(self, org_id: str, username: str) -> None:
-        self.orgs.update_one({"_id": org_id}, {"$addToSet": {"members": username}})
+        self.collection.update_one({"_id": org_id}, {"$addToSet": {"members": username}})
 
     def for_member(self, username: str) -> list[str]:
-        return [org["_id"] for org in self.orgs.find({"members": username}, {"_id": 1})]
+        return [org["_id"] for org in self.collection.find({"members": username}, {"_id": 1})]
 
     def list(self, query: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        cursor = self.orgs.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
-        return list(cursor), self.orgs.count_documents(query)
-
-    def delete(self, org_id: str) -> None:
-        self.orgs.delete_one({"_id": org_id})
+        return self.page(query, [("_id", ASCENDING)], skip, limit)
 
 
-class Sources:
+class Sources(DocumentRepository):
     """Sources (HEAD metadata plus the seq counter of their item versions)."""
 
+    noun = "Source"
+
     def __init__(self, db: Any) -> None:
-        self.sources = db["sources"]
+        super().__init__(db["sources"])
 
     def ensure_indexes(self) -> None:
-        self.sources.create_index([("owner_url", ASCENDING), ("id", ASCENDING)])
-
-    def get(self, url: str) -> dict[str, Any] | None:
-        return self.sources.find_one({"_id": url})
-
-    def insert(self, source: dict[str, Any]) -> None:
-        try:
-            self.sources.insert_one(source)
-        except DuplicateKeyError:
-            raise Conflict(f"Source '{source['id']}' already exists.") from None
-
-    def update(self, url: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        return self.sources.find_one_and_update({"_id": url}, {"$set": changes},
-                                                return_document=ReturnDocument.AFTER)
+        self.collection.create_index([("owner_url", ASCENDING), ("id", ASCENDING)])
 
     def next_seq(self, url: str, updated_on: str) -> int:
         """Allocate the next item-version seq atomically, and stamp the source's lastUpdated."""
-        source = self.sources.find_one_and_update(
+        source = self.collection.find_one_and_update(
             {"_id": url}, {"$inc": {"seq": 1}, "$max": {"last_updated": updated_on}},
             return_document=ReturnDocument.AFTER)
         return int(source["seq"])
 
     def next_mapping_number(self, url: str) -> int:
-        source = self.sources.find_one_and_update(
+        source = self.collection.find_one_and_update(
             {"_id": url}, {"$inc": {"mapping_counter": 1}}, return_document=ReturnDocument.AFTER)
         return int(source["mapping_counter"])
 
     def list(self, query: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        cursor = self.sources.find(query).sort("_id", ASCENDING).skip(skip).limit(limit)
-        return list(cursor), self.sources.count_documents(query)
-
-    def delete(self, url: str) -> None:
-        self.sources.delete_one({"_id": url})
+        return self.page(query, [("_id", ASCENDING)], skip, limit)
 
 
-class Versions:
+class Versions(DocumentRepository):
     """Source versions: metadata and the seq they were cut at."""
 
+    noun = "Version"
+
     def __init__(self, db: Any) -> None:
-        self.versions = db["versions"]
+        super().__init__(db["versions"])
 
     def ensure_indexes(self) -> None:
-        self.versions.create_index([("source", ASCENDING), ("created_on", DESCENDING)])
-
-    def get(self, url: str) -> dict[str, Any] | None:
-        return self.versions.find_one({"_id": url})
-
-    def insert(self, version: dict[str, Any]) -> None:
-        try:
-            self.versions.insert_one(version)
-        except DuplicateKeyError:
-            raise Conflict(f"Version '{version['id']}' already exists.") from None
-
-    def update(self, url: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        return self.versions.find_one_and_update({"_id": url}, {"$set": changes},
-                                                 return_document=ReturnDocument.AFTER)
-
-    def delete(self, url: str) -> None:
-        self.versions.delete_one({"_id": url})
+        self.collection.create_index([("source", ASCENDING), ("created_on", DESCENDING)])
 
     def delete_for_source(self, source_url: str) -> None:
-        self.versions.delete_many({"source": source_url})
+        self.collection.delete_many({"source": source_url})
 
     def list(self, source_url: str, released: bool | None, skip: int,
              limit: int) -> tuple[list[dict[str, Any]], int]:
         query: dict[str, Any] = {"source": source_url}
         if released is not None:
             query["released"] = released
-        cursor = (self.versions.find(query)
-                  .sort([("created_on", DESCENDING), ("_id", DESCENDING)]).skip(skip).limit(limit))
-        return list(cursor), self.versions.count_documents(query)
+        return self.page(query, [("created_on", DESCENDING), ("_id", DESCENDING)], skip, limit)
 
     def latest_released(self, source_url: str) -> dict[str, Any] | None:
         found = self.list(source_url, True, 0, 1)[0]

@@ -50,12 +50,12 @@ def test_error_at_any_step_of_a_write_is_503_and_never_half_applied(fail_at: int
 
     repos = app.extensions["termsync"].repos
     counter = [0]
-    originals = (repos.sources.sources, repos.items.items, repos.items.heads)
-    repos.sources.sources, repos.items.items, repos.items.heads = (
+    originals = (repos.sources.collection, repos.items.items, repos.items.heads)
+    repos.sources.collection, repos.items.items, repos.items.heads = (
         FailingCollection(collection, counter, fail_at) for collection in originals)
     answer = client.patch(f"{URL}concepts/1/", headers=ADMIN, json={
         "names": [{"name": "New name", "locale": "en", "locale_preferred": True}]})
-    repos.sources.sources, repos.items.items, repos.items.heads = originals
+    repos.sources.collection, repos.items.items, repos.items.heads = originals
 
     if counter[0] >= fail_at:
         assert answer.status_code == 503 and answer.headers["Retry-After"]
@@ -84,8 +84,8 @@ def test_unreachable_database_is_503_with_retry_after(client: Any, source: Any) 
                 raise ServerSelectionTimeoutError("injected: server selection timed out")
             return fail
 
-    original = repos.sources.sources
-    repos.sources.sources = Unreachable()
+    original = repos.sources.collection
+    repos.sources.collection = Unreachable()
     try:
         for answer in (client.get(url), client.post(f"{url}concepts/", json=concept("1"),
                                                     headers=ADMIN)):
@@ -93,7 +93,7 @@ def test_unreachable_database_is_503_with_retry_after(client: Any, source: Any) 
             assert answer.headers["Retry-After"] == "5"
             assert "injected" not in answer.get_json()["message"]
     finally:
-        repos.sources.sources = original
+        repos.sources.collection = original
     assert client.get(url).status_code == 200
 
 
