@@ -90,10 +90,15 @@ def paging_headers(num_found: int, num_returned: int, next_url: str | None) -> d
     return headers
 
 
-def list_response(items: list[dict[str, Any]], num_found: int, page: int, limit: int) -> Response:
-    """A page of a list, with paging headers; `next` points at the following page."""
-    has_next = page * limit < num_found
-    next_url = page_url(page=page + 1, limit=limit) if has_next else None
+def list_response(args: dict[str, Any],
+                  fetch: Callable[[int, int], tuple[list[dict[str, Any]], int]],
+                  render: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+    """One page of a list (`page`, `limit` in args): `fetch(skip, limit)` gives the documents
+    and how many there are in all; paging headers, with `next` at the following page."""
+    page, limit = args["page"], args["limit"]
+    documents, num_found = fetch((page - 1) * limit, limit)
+    items = [render(document) for document in documents]
+    next_url = page_url(page=page + 1, limit=limit) if page * limit < num_found else None
     return json_response(items, headers=paging_headers(num_found, len(items), next_url))
 
 

@@ -43,11 +43,9 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
         return json_response(ocl.render_item(item, source))
 
     def list_items(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any]) -> Response:
-        items, total = domain().content.list_items(
-            source, version, item_type, args["includeRetired"],
-            (args["page"] - 1) * args["limit"], args["limit"])
-        return list_response([ocl.render_item(item, source) for item in items], total,
-                             args["page"], args["limit"])
+        return list_response(args, lambda skip, limit: domain().content.list_items(
+            source, version, item_type, args["includeRetired"], skip, limit),
+            lambda item: ocl.render_item(item, source))
 
     class Collection(MethodView):
         @blp.arguments(ItemListArgsSchema, location="query", error_status_code=400)

@@ -25,10 +25,9 @@ class Orgs(MethodView):
     @errors(blp, 400, 401)
     def get(self, args: dict[str, Any]) -> Response:
         """List the organizations the caller may see."""
-        orgs, total = domain().accounts.list_orgs(
-            current_caller(), (args["page"] - 1) * args["limit"], args["limit"])
-        return list_response([ocl.render_org(org) for org in orgs], total, args["page"],
-                             args["limit"])
+        caller = current_caller()
+        return list_response(args, lambda skip, limit: domain().accounts.list_orgs(
+            caller, skip, limit), ocl.render_org)
 
     @blp.arguments(OrganizationSchema)
     @blp.response(201, OrgOut)

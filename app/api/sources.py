@@ -78,10 +78,9 @@ class AllSources(MethodView):
     @errors(blp, 400, 401)
     def get(self, args: dict[str, Any]) -> Response:
         """List every source the caller may see."""
-        sources, total = domain().content.list_sources(
-            current_caller(), None, (args["page"] - 1) * args["limit"], args["limit"])
-        return list_response([ocl.render_source(s) for s in sources], total, args["page"],
-                             args["limit"])
+        caller = current_caller()
+        return list_response(args, lambda skip, limit: domain().content.list_sources(
+            caller, None, skip, limit), ocl.render_source)
 
 
 @owner_routes(blp, "sources/", "owner_sources")
@@ -93,10 +92,9 @@ class OwnerSources(MethodView):
             owner_id: str | None = None) -> Response:
         """List an owner's sources."""
         owner = resolve_owner(owner_kind, owner_id)
-        sources, total = domain().content.list_sources(
-            current_caller(), owner, (args["page"] - 1) * args["limit"], args["limit"])
-        return list_response([ocl.render_source(s) for s in sources], total, args["page"],
-                             args["limit"])
+        caller = current_caller()
+        return list_response(args, lambda skip, limit: domain().content.list_sources(
+            caller, owner, skip, limit), ocl.render_source)
 
     @blp.arguments(SourceSchema)
     @blp.response(201, SourceOut)

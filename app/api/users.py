@@ -34,9 +34,7 @@ class Users(MethodView):
     def get(self, args: dict[str, Any]) -> Response:
         """List users (administrators only)."""
         _require_admin()
-        users, total = domain().repos.users.list((args["page"] - 1) * args["limit"], args["limit"])
-        return list_response([ocl.render_user(user) for user in users], total, args["page"],
-                             args["limit"])
+        return list_response(args, domain().repos.users.list, ocl.render_user)
 
     @blp.arguments(UserSchema)
     @blp.response(201, UserOut)

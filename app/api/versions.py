@@ -51,10 +51,8 @@ class Versions(MethodView):
             owner_id: str | None = None) -> Response:
         """List versions, newest first; `released=true&limit=1` is the latest release."""
         _, source = resolve_source(owner_kind, owner_id, source_id)
-        versions, total = domain().content.list_versions(
-            source, args["released"], (args["page"] - 1) * args["limit"], args["limit"])
-        return list_response([_render(source, version) for version in versions], total,
-                             args["page"], args["limit"])
+        return list_response(args, lambda skip, limit: domain().content.list_versions(
+            source, args["released"], skip, limit), lambda version: _render(source, version))
 
     @blp.arguments(VersionSchema)
     @blp.response(201, VersionOut)

@@ -94,8 +94,8 @@ class BulkImports(MethodView):
         """The caller's import jobs, newest first."""
         caller = current_caller()
         require_login(caller)
-        jobs, total = imports().list_jobs(caller, (args["page"] - 1) * args["limit"], args["limit"])
-        return list_response([render_job(job) for job in jobs], total, args["page"], args["limit"])
+        return list_response(args, lambda skip, limit: imports().list_jobs(caller, skip, limit),
+                             render_job)
 
     @blp.arguments(ImportArgsSchema, location="query", error_status_code=400)
     @blp.response(202, SubmittedOut)
