@@ -7,7 +7,6 @@ process); with TEST_MONGO_URI each instance has its own client to the same datab
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +44,11 @@ def pair(request: Any, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
 
 def workers(app: Any) -> Any:
     return app.extensions["termsync.jobs"]
+
+
+def advance_clock(app: Any, seconds: float) -> None:
+    """Let time pass for the queue of `app` (leases expire) without waiting."""
+    workers(app).queue.clock = lambda: datetime.now(UTC) + timedelta(seconds=seconds)
 
 
 def stored_files(app: Any) -> list[Any]:
@@ -114,7 +118,7 @@ def test_two_workers_racing_for_one_build_produce_one_file(pair: tuple[Any, Any]
     slow = StalledWorker(a, "worker-a")
     slow.start()  # A holds the lease, half way through the build...
     assert workers(b).run_until_idle() == 0  # ...and B cannot take it while the lease holds
-    time.sleep(1.2)  # A is too slow: its lease runs out
+    advance_clock(b, seconds=2)  # A is too slow: its one-second lease runs out
     assert workers(b).run_until_idle() == 1  # B takes over and finishes the build
     assert workers(b).queue.get(jobs[0]["_id"])["state"] == FINISHED
     served = b.test_client().head(V1)
@@ -141,13 +145,9 @@ def test_worker_that_disappears_mid_build_is_replaced(pair: tuple[Any, Any]) -> 
     queue = workers(b).queue
     job = queue.jobs.find_one({"kind": "export"})
     assert job["worker"] == "worker-that-dies"
-    # B's worker polls as its thread loop does; it takes over once the dead worker's lease ends.
-    deadline = time.monotonic() + 10
-    ran = 0
-    while not ran and time.monotonic() < deadline:
-        ran = workers(b).run_until_idle()
-        time.sleep(0.1)
-    assert ran == 1
+    assert workers(b).run_until_idle() == 0  # the lease still holds
+    advance_clock(b, seconds=2)  # the dead worker's lease ends
+    assert workers(b).run_until_idle() == 1
     taken = queue.get(job["_id"])
     assert taken["state"] == FINISHED and taken["attempts"] == 2
     assert a.test_client().head(V1).status_code == 200
