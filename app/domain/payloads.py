@@ -93,37 +93,34 @@ def normalize_concept_url(url: str | None) -> str | None:
     return f"{head}{marker}{quote(concept_id, safe='')}/"
 
 
-class NameSchema(OclSchema):
+class LocalizedTextSchema(OclSchema):
+    """Fields a concept's names and descriptions share."""
+
+    locale = fields.String(required=True, validate=validate.Length(min=1),
+                           metadata=_describe("Locale code, e.g. 'en'."))
+    locale_preferred = fields.Boolean(load_default=False, allow_none=True)
+    external_id = fields.String(load_default=None, allow_none=True)
+
+    @post_load
+    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        data["locale_preferred"] = bool(data.get("locale_preferred"))
+        return data
+
+
+class NameSchema(LocalizedTextSchema):
     """A concept name."""
 
     name = fields.String(required=True, validate=validate.Length(min=1),
                          metadata=_describe("The name text."))
-    locale = fields.String(required=True, validate=validate.Length(min=1),
-                           metadata=_describe("Locale code, e.g. 'en'."))
-    locale_preferred = fields.Boolean(load_default=False, allow_none=True)
     name_type = fields.String(load_default=None, allow_none=True,
                               metadata=_describe("e.g. 'Fully Specified', 'Short'."))
-    external_id = fields.String(load_default=None, allow_none=True)
-
-    @post_load
-    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        data["locale_preferred"] = bool(data.get("locale_preferred"))
-        return data
 
 
-class DescriptionSchema(OclSchema):
+class DescriptionSchema(LocalizedTextSchema):
     """A concept description."""
 
     description = fields.String(required=True, metadata=_describe("The description text."))
-    locale = fields.String(required=True, validate=validate.Length(min=1))
-    locale_preferred = fields.Boolean(load_default=False, allow_none=True)
     description_type = fields.String(load_default=None, allow_none=True)
-    external_id = fields.String(load_default=None, allow_none=True)
-
-    @post_load
-    def _fill(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        data["locale_preferred"] = bool(data.get("locale_preferred"))
-        return data
 
 
 class ConceptSchema(OclSchema):
