@@ -31,7 +31,8 @@ MAX_EXTRAS_DEPTH = 32
 
 
 def _check_keys(value: Any, path: str = "extras", depth: int = 0) -> None:
-    """Keys a document database can store: no NUL character, no leading '$'; bounded nesting."""
+    """What a document database can store: keys without NUL or a leading '$', integers of at
+    most 64 bits, bounded nesting."""
     if depth > MAX_EXTRAS_DEPTH:
         raise ValidationError(f"extras: nested deeper than {MAX_EXTRAS_DEPTH} levels.")
     if isinstance(value, dict):
@@ -42,6 +43,8 @@ def _check_keys(value: Any, path: str = "extras", depth: int = 0) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_keys(item, path, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        raise ValidationError(f"{path}: integer {value} does not fit in 64 bits.")
 
 
 class Extras(fields.Dict):

@@ -353,3 +353,13 @@ def test_oversized_request_body_is_a_413(client: Any) -> None:
     assert answer.status_code == 413
     assert {"code", "status", "message"} <= set(answer.get_json())
     assert client.get(f"{URL}concepts/1/").status_code == 404
+
+
+def test_integers_beyond_64_bits_in_extras_are_a_422(client: Any, source: Any) -> None:
+    url = source()
+    answer = client.post(f"{url}concepts/", headers=ADMIN,
+                         json=concept("big", extras={"n": 2**63, "nested": [{"m": -2**64}]}))
+    assert answer.status_code == 422
+    assert "64 bits" in str(answer.get_json()["errors"])
+    assert client.post(f"{url}concepts/", headers=ADMIN,
+                       json=concept("ok", extras={"n": 2**63 - 1})).status_code == 201

@@ -39,13 +39,15 @@ def _check(case: Any, headers: dict[str, str]) -> None:
 
 @pytest.mark.filterwarnings("ignore")
 @SCHEMA.parametrize()
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+          derandomize=True)
 def test_fuzz_anonymous(case: Any) -> None:
     _check(case, {})
 
 
 @pytest.mark.filterwarnings("ignore")
 @SCHEMA.parametrize()
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+          derandomize=True)
 def test_fuzz_admin(case: Any) -> None:
     _check(case, dict(ADMIN))
