@@ -4,6 +4,7 @@ a token: no 500, every response matches the spec, every error is the JSON error 
 from __future__ import annotations
 
 import atexit
+import os
 from typing import Any
 
 import pytest
@@ -23,6 +24,10 @@ APP = create_app(app_config(LOAD_DEMO=True))
 SCHEMA = schemathesis.openapi.from_wsgi("/api/openapi.json", APP)
 CASES_RUN: list[str] = []
 ERROR_KEYS = {"code", "status", "message"}
+# CI runs the same cases every time; TERMSYNC_FUZZ_EXAMPLES=200 explores new ones at random.
+_EXPLORE = int(os.environ.get("TERMSYNC_FUZZ_EXAMPLES", "0"))
+FUZZ_SETTINGS = settings(max_examples=_EXPLORE or 8, derandomize=not _EXPLORE, deadline=None,
+                         suppress_health_check=list(HealthCheck), database=None)
 atexit.register(lambda: CASES_RUN and print(f"\nschemathesis: {len(CASES_RUN)} cases run"))
 
 
@@ -39,15 +44,13 @@ def _check(case: Any, headers: dict[str, str]) -> None:
 
 @pytest.mark.filterwarnings("ignore")
 @SCHEMA.parametrize()
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-          derandomize=True)
+@FUZZ_SETTINGS
 def test_fuzz_anonymous(case: Any) -> None:
     _check(case, {})
 
 
 @pytest.mark.filterwarnings("ignore")
 @SCHEMA.parametrize()
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-          derandomize=True)
+@FUZZ_SETTINGS
 def test_fuzz_admin(case: Any) -> None:
     _check(case, dict(ADMIN))
