@@ -73,8 +73,7 @@ class JobQueue:
             return job
         key_hash = hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()[:24]
         for _ in range(20):
-            latest = self.jobs.find_one({"kind": kind, "key": key, "generation": {"$exists": True}},
-                                        sort=[("generation", DESCENDING)])
+            latest = self.latest(kind, key)
             if latest is not None and latest["state"] in ACTIVE:
                 return latest
             generation = (latest["generation"] if latest is not None else 0) + 1
@@ -88,13 +87,10 @@ class JobQueue:
     def get(self, job_id: str) -> dict[str, Any] | None:
         return self.jobs.find_one({"_id": job_id})
 
-    def find_active(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The PENDING or RUNNING job of this kind and key, if any."""
-        return self.jobs.find_one({"kind": kind, "key": key, "state": {"$in": list(ACTIVE)}})
-
     def latest(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The most recently created job of this kind and key, whatever its state."""
-        return self.jobs.find_one({"kind": kind, "key": key}, sort=[("created_on", DESCENDING)])
+        """The newest deduplicated job of this kind and key, whatever its state."""
+        return self.jobs.find_one({"kind": kind, "key": key, "generation": {"$exists": True}},
+                                  sort=[("generation", DESCENDING)])
 
     def claim(self, kinds: list[str], worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
         """Atomically take the oldest PENDING job, or a RUNNING one whose lease has expired."""

@@ -318,7 +318,7 @@ class Content:
                      batch_size: int = 1000) -> Iterator[dict[str, Any]]:
         """Every live item of one type in a version, streamed by id (for exports)."""
         query = self.repos.items.content_query(source["url"], version["seq"], [item_type])
-        yield from self.repos.items.items.find(query).sort("id", ASCENDING).batch_size(batch_size)
+        yield from self.repos.items.find(query, [("id", ASCENDING)], batch_size=batch_size)
 
     # --- writing items --------------------------------------------------------------------
     def _head(self, url: str, staging: Staging | None) -> dict[str, Any] | None:

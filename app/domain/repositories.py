@@ -322,8 +322,11 @@ class Items:
         return query
 
     def find(self, query: dict[str, Any], sort: list[tuple[str, int]], skip: int = 0,
-             limit: int = 0, projection: dict[str, int] | None = None) -> Iterator[dict[str, Any]]:
+             limit: int = 0, projection: dict[str, int] | None = None,
+             batch_size: int = 0) -> Iterator[dict[str, Any]]:
         cursor = self.items.find(query, projection).sort(sort)
+        if batch_size:
+            cursor = cursor.batch_size(batch_size)
         if skip:
             cursor = cursor.skip(skip)
         if limit:
