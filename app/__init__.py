@@ -11,10 +11,10 @@ from typing import Any
 from flask import Flask
 
 from .config import load_config
-from .db import close_embedded, connect
 from .domain import Domain
-from .domain.timeutil import format_time
 from .jobs import JobQueue, Workers
+from .store import open_store
+from .timeutil import format_time
 
 logger = logging.getLogger(__name__)
 
@@ -28,27 +28,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     logging.basicConfig(level=settings["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    client, db, store = connect(settings["MONGO_URI"], settings["MONGO_DB"],
-                                settings["PERSIST_INTERVAL"])
-    # The embedded database serves one process, whose source locks order writes and cuts.
-    domain = Domain(db, shared_database=not settings["MONGO_URI"].startswith("mongomock://"))
-    domain.repos.ensure_indexes()
-    # Writes interrupted by a crash are finished or discarded; on a shared database only those
-    # old enough not to be in flight in another process.
-    in_flight_cutoff = None if store is not None \
-        else format_time(datetime.now(UTC) - timedelta(minutes=5))
-    domain.repos.items.finish_pending(older_than=in_flight_cutoff)
+    store = open_store(settings["DATABASE_URI"], mongo_db=settings["MONGO_DB"],
+                       sqlite_synchronous=settings["SQLITE_SYNCHRONOUS"],
+                       sqlite_busy_timeout=settings["SQLITE_BUSY_TIMEOUT"])
+    store.ensure_schema()
+    domain = Domain(store)
+    # On MongoDB, writes interrupted by a crash are finished or discarded (only those old enough
+    # not to be in flight in another process); SQLite's writes are atomic and need nothing.
+    store.items.finish_pending(older_than=format_time(datetime.now(UTC) - timedelta(minutes=5)))
     app.extensions["termsync"] = domain
-    app.extensions["termsync.mongo_client"] = client
-    if store is not None:
-        atexit.register(close_embedded, settings["MONGO_URI"])
+    app.extensions["termsync.store"] = store
 
     if settings["ADMIN_TOKEN"]:
         domain.accounts.ensure_admin(settings["ADMIN_USER"], settings["ADMIN_TOKEN"])
         logger.info("admin user %r has the token from TERMSYNC_ADMIN_TOKEN", settings["ADMIN_USER"])
 
-    queue = JobQueue(db)
-    queue.ensure_indexes()
+    queue = JobQueue(store.jobs)
     workers = Workers(app, queue, settings["JOB_LEASE_SECONDS"], settings["JOB_POLL_SECONDS"])
     app.extensions["termsync.jobs"] = workers
 
@@ -60,7 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .ops import add_maintenance_task, init_ops
     init_ops(app, api, domain, workers)  # after the features, so their job handlers are timed too
     add_maintenance_task(app, "items-finish-pending", settings["MAINTENANCE_INTERVAL"],
-                         lambda: domain.repos.items.finish_pending(older_than=format_time(
+                         lambda: store.items.finish_pending(older_than=format_time(
                              datetime.now(UTC) - timedelta(minutes=5))))
 
     if settings["LOAD_DEMO"]:

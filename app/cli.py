@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 def _app(args: argparse.Namespace, **overrides: Any) -> Any:
     from . import create_app
     config: dict[str, Any] = dict(overrides)
-    if getattr(args, "mongo_uri", None):
-        config["MONGO_URI"] = args.mongo_uri
+    if getattr(args, "database_uri", None):
+        config["DATABASE_URI"] = args.database_uri
     return create_app(config)
 
 
@@ -48,8 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
-        from .db import close_embedded
-        close_embedded(app.config["MONGO_URI"])
+        app.extensions["termsync.jobs"].stop()
+        app.extensions["termsync.store"].close()
     return 0
 
 
@@ -77,8 +77,6 @@ def cmd_load(args: argparse.Namespace) -> int:
             if result.action == "failed":
                 print(f"line {result.line}: {'; '.join(result.errors)}", file=sys.stderr)
     print(json.dumps(dict(counts)))
-    from .db import close_embedded
-    close_embedded(app.config["MONGO_URI"])
     return 1 if counts["failed"] else 0
 
 
@@ -135,14 +133,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
           flush=True)
     stopping.wait()
     workers.stop()
-    from .db import close_embedded
-    close_embedded(app.config["MONGO_URI"])
+    app.extensions["termsync.store"].close()
     return 0
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    """Copy every document from one DATABASE_URI to another; compare checksums afterwards."""
+    from .config import load_config
+    from .store import open_store
+    from .store.copy import copy_store
+
+    config = load_config()
+    source = open_store(args.source, mongo_db=args.source_db or config["MONGO_DB"])
+    target = open_store(args.target, mongo_db=args.target_db or config["MONGO_DB"])
+    source.ensure_schema()
+    report = copy_store(source, target)
+    print(json.dumps(report))
+    source.close()
+    target.close()
+    return 0 if report["checksums"]["different"] == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="termsync", description=__doc__)
-    parser.add_argument("--mongo-uri", help="overrides MONGO_URI / TERMSYNC_MONGO_URI")
+    parser.add_argument("--database-uri", "--mongo-uri", dest="database_uri",
+                        help="overrides DATABASE_URI / TERMSYNC_DATABASE_URI")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server")
@@ -188,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run queued jobs (exports, imports) only")
     worker.add_argument("--threads", type=int, default=2)
     worker.set_defaults(func=cmd_worker)
+
+    database = commands.add_parser("db", help="database administration")
+    database_commands = database.add_subparsers(dest="db_command", required=True)
+    copy = database_commands.add_parser(
+        "copy", help="copy everything from one database to another (e.g. SQLite to MongoDB)")
+    copy.add_argument("source", help="DATABASE_URI to copy from")
+    copy.add_argument("target", help="DATABASE_URI to copy into")
+    copy.add_argument("--source-db", help="MongoDB database name of the source")
+    copy.add_argument("--target-db", help="MongoDB database name of the target")
+    copy.set_defaults(func=cmd_db_copy)
 
     from .exports.cli import add_commands as add_export_commands
     add_export_commands(commands, _app)

@@ -17,9 +17,11 @@ class ConfigError(Exception):
 
 # Every key, its default and its type. config.example.toml documents each one.
 DEFAULTS: dict[str, Any] = {
-    "MONGO_URI": "mongomock://",
+    "DATABASE_URI": "sqlite:///var/termsync.db",
+    "MONGO_URI": "",  # the old name of DATABASE_URI, still read when DATABASE_URI is not set
     "MONGO_DB": "termsync",
-    "PERSIST_INTERVAL": 5.0,
+    "SQLITE_SYNCHRONOUS": "NORMAL",
+    "SQLITE_BUSY_TIMEOUT": 30.0,
     "ADMIN_USER": "admin",
     "ADMIN_TOKEN": "",
     "LOAD_DEMO": False,
@@ -91,6 +93,7 @@ def _coerce(key: str, value: Any) -> Any:
 def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Build the configuration from all layers; raise ConfigError on a bad file or value."""
     config = dict(DEFAULTS)
+    explicit: set[str] = set()
     path = os.environ.get("TERMSYNC_CONFIG")
     if path:
         try:
@@ -108,28 +111,45 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
             if name not in DEFAULTS:
                 raise ConfigError(f"TERMSYNC_CONFIG={path}: unknown key [server] {key}")
             config[name] = _coerce(name, value)
+            explicit.add(name)
     for name in DEFAULTS:
         env_value = os.environ.get(f"TERMSYNC_{name}")
         if env_value is not None:
             config[name] = _coerce(name, env_value)
+            explicit.add(name)
     for key, value in (overrides or {}).items():
         config[key] = _coerce(key, value)
+        explicit.add(key)
+    if config["MONGO_URI"] and "DATABASE_URI" not in explicit:
+        config["DATABASE_URI"] = config["MONGO_URI"]
     _validate(config)
     return config
 
 
 def _validate(config: dict[str, Any]) -> None:
     """Reject values that cannot work, with a message that says which key."""
-    uri = config["MONGO_URI"]
-    if not (uri.startswith("mongomock://") or uri.startswith("mongodb://")
-            or uri.startswith("mongodb+srv://")):
-        raise ConfigError(
-            f"MONGO_URI={uri!r}: expected mongomock://, mongomock:///path/file.db or mongodb://..."
-        )
+    uri = config["DATABASE_URI"]
+    if uri.startswith("sqlite://"):
+        if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
+            raise ConfigError(f"DATABASE_URI={uri!r}: expected sqlite:///relative/path.db or "
+                              "sqlite:////absolute/path.db")
+    elif not uri.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+        raise ConfigError(f"DATABASE_URI={uri!r}: expected sqlite:///path/termsync.db, "
+                          "mongodb://... (or mongomock:// in tests)")
+    on_mongo = not uri.startswith("sqlite://")
+    if config["SQLITE_SYNCHRONOUS"].upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ConfigError("SQLITE_SYNCHRONOUS must be NORMAL (a committed write survives a crash "
+                          "of any process) or FULL (also a power loss); OFF and EXTRA exist too")
+    if config["SQLITE_BUSY_TIMEOUT"] <= 0:
+        raise ConfigError("SQLITE_BUSY_TIMEOUT must be positive (seconds)")
     if config["EXPORT_STORAGE"] not in ("local", "gridfs"):
         raise ConfigError("EXPORT_STORAGE must be 'local' or 'gridfs'")
-    if config["PERSIST_INTERVAL"] <= 0:
-        raise ConfigError("PERSIST_INTERVAL must be positive (seconds)")
+    if config["EXPORT_STORAGE"] == "gridfs" and not on_mongo:
+        raise ConfigError("EXPORT_STORAGE = 'gridfs' needs a MongoDB DATABASE_URI")
+    if config["IMPORT_STORAGE"] not in ("local", "mongo"):
+        raise ConfigError("IMPORT_STORAGE must be 'local' or 'mongo'")
+    if config["IMPORT_STORAGE"] == "mongo" and not on_mongo:
+        raise ConfigError("IMPORT_STORAGE = 'mongo' needs a MongoDB DATABASE_URI")
     if config["MAX_CONTENT_LENGTH"] < 1:
         raise ConfigError("MAX_CONTENT_LENGTH must be 1 or more (bytes)")
     if config["BACKGROUND_WORKERS"] < 0:

@@ -1,7 +1,7 @@
-"""Background jobs queued in MongoDB, claimed atomically with a lease, run by worker threads.
+"""Background jobs queued in the database, claimed atomically with a lease, run by worker threads.
 
 Export builds and bulk imports both run here. A worker claims a PENDING job (or a RUNNING one
-whose lease expired: its worker died) with one find_one_and_update, so any number of threads or
+whose lease expired: its worker died) with one atomic update, so any number of threads or
 processes can share the queue. While it works it heartbeats; a heartbeat that finds the job
 cancelled or taken over raises JobLost and the worker stops without writing a result.
 """
@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
-
-from .domain.timeutil import format_time
+from .store.base import DuplicateKey, Jobs
+from .timeutil import format_time
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +37,12 @@ def utcnow() -> datetime:
 
 
 class JobQueue:
-    """The `jobs` collection: submit, claim with a lease, heartbeat, finish, fail, cancel."""
+    """Jobs over the store's `jobs` repository: submit (deduplicated by key), claim with a
+    lease, heartbeat, finish, fail, cancel. `clock` is replaceable so tests can expire leases."""
 
-    def __init__(self, db: Any, clock: Callable[[], datetime] = utcnow) -> None:
-        self.jobs = db["jobs"]
+    def __init__(self, jobs: Jobs, clock: Callable[[], datetime] = utcnow) -> None:
+        self.jobs = jobs
         self.clock = clock
-
-    def ensure_indexes(self) -> None:
-        self.jobs.create_index([("state", ASCENDING), ("kind", ASCENDING),
-                                ("created_on", ASCENDING)])
-        self.jobs.create_index([("kind", ASCENDING), ("key", ASCENDING), ("state", ASCENDING)])
-        self.jobs.create_index([("kind", ASCENDING), ("key", ASCENDING), ("generation", DESCENDING)])
-        self.jobs.create_index([("owner", ASCENDING), ("created_on", DESCENDING)])
 
     def _now(self) -> str:
         return format_time(self.clock())
@@ -61,100 +53,85 @@ class JobQueue:
 
         Deduplicated jobs of one key are numbered (generation 1, 2, ...) and the number is part
         of their `_id`, so two submitters racing for the same key insert the same `_id`: one
-        wins, the other gets a duplicate-key error and joins the winner's job.
+        wins, the other gets a duplicate key and joins the winner's job.
         """
         now = self._now()
         job = {"_id": uuid.uuid4().hex, "kind": kind, "key": key, "state": PENDING,
                "payload": payload, "owner": owner, "progress": {}, "result": None,
                "error": None, "attempts": 0, "worker": None, "lease_until": None,
-               "created_on": now, "updated_on": now, "started_on": None, "finished_on": None}
+               "generation": None, "created_on": now, "updated_on": now, "started_on": None,
+               "finished_on": None}
         if not dedupe or key is None:
-            self.jobs.insert_one(job)
+            self.jobs.insert(job)
             return job
         key_hash = hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()[:24]
         for _ in range(20):
-            latest = self.latest(kind, key)
+            latest = self.jobs.latest(kind, key)
             if latest is not None and latest["state"] in ACTIVE:
                 return latest
             generation = (latest["generation"] if latest is not None else 0) + 1
+            numbered = dict(job, _id=f"{key_hash}-{generation}", generation=generation)
             try:
-                self.jobs.insert_one(dict(job, _id=f"{key_hash}-{generation}", generation=generation))
-            except DuplicateKeyError:
+                self.jobs.insert(numbered)
+            except DuplicateKey:
                 continue  # a concurrent submitter took this generation: join it
-            return dict(job, _id=f"{key_hash}-{generation}", generation=generation)
+            return numbered
         raise RuntimeError(f"could not queue a {kind} job for {key}: too much contention")
 
     def get(self, job_id: str) -> dict[str, Any] | None:
-        return self.jobs.find_one({"_id": job_id})
+        return self.jobs.get(job_id)
 
     def latest(self, kind: str, key: str) -> dict[str, Any] | None:
         """The newest deduplicated job of this kind and key, whatever its state."""
-        return self.jobs.find_one({"kind": kind, "key": key, "generation": {"$exists": True}},
-                                  sort=[("generation", DESCENDING)])
+        return self.jobs.latest(kind, key)
 
     def claim(self, kinds: list[str], worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
         """Atomically take the oldest PENDING job, or a RUNNING one whose lease has expired."""
         now = self.clock()
-        now_text = format_time(now)
-        return self.jobs.find_one_and_update(
-            {"kind": {"$in": kinds}, "$or": [
-                {"state": PENDING},
-                {"state": RUNNING, "lease_until": {"$lt": now_text}}]},
-            {"$set": {"state": RUNNING, "worker": worker_id, "updated_on": now_text,
-                      "lease_until": format_time(now + timedelta(seconds=lease_seconds))},
-             "$inc": {"attempts": 1}},
-            sort=[("created_on", ASCENDING)], return_document=ReturnDocument.AFTER)
+        return self.jobs.claim(kinds, worker_id, format_time(now),
+                               format_time(now + timedelta(seconds=lease_seconds)))
 
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
                   progress: dict[str, Any] | None = None) -> None:
         """Extend the lease (and record progress); JobLost if the job is no longer ours."""
         now = self.clock()
-        changes: dict[str, Any] = {"lease_until": format_time(now + timedelta(seconds=lease_seconds)),
-                                   "updated_on": format_time(now)}
-        if progress is not None:
-            changes["progress"] = progress
-        done = self.jobs.update_one({"_id": job_id, "worker": worker_id, "state": RUNNING},
-                                    {"$set": changes})
-        if done.matched_count != 1:
+        if not self.jobs.heartbeat(job_id, worker_id, format_time(now),
+                                   format_time(now + timedelta(seconds=lease_seconds)), progress):
+            raise JobLost(job_id)
+
+    def save_progress(self, job_id: str, worker_id: str, progress: dict[str, Any]) -> None:
+        """Record the progress of work done (kept if the job was cancelled meanwhile); JobLost
+        if another worker has taken the job over."""
+        if not self.jobs.save_progress(job_id, worker_id, self._now(), progress):
             raise JobLost(job_id)
 
     def mark_started(self, job_id: str, worker_id: str) -> None:
-        self.jobs.update_one({"_id": job_id, "worker": worker_id, "started_on": None},
-                             {"$set": {"started_on": self._now()}})
-
-    def _end(self, job_id: str, worker_id: str, state: str, changes: dict[str, Any]) -> bool:
-        now = self._now()
-        done = self.jobs.update_one(
-            {"_id": job_id, "worker": worker_id, "state": RUNNING},
-            {"$set": dict(changes, state=state, finished_on=now, updated_on=now, lease_until=None)})
-        return done.matched_count == 1
+        self.jobs.mark_started(job_id, worker_id, self._now())
 
     def finish(self, job_id: str, worker_id: str, result: dict[str, Any] | None = None) -> bool:
         """Mark our job FINISHED; False if it was cancelled or taken over meanwhile."""
-        return self._end(job_id, worker_id, FINISHED, {"result": result})
+        return self.jobs.end(job_id, worker_id, FINISHED, self._now(), {"result": result})
 
     def fail(self, job_id: str, worker_id: str, error: str) -> bool:
         """Mark our job FAILED with a message."""
-        return self._end(job_id, worker_id, FAILED, {"error": error})
+        return self.jobs.end(job_id, worker_id, FAILED, self._now(), {"error": error})
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a PENDING or RUNNING job (its worker stops at its next heartbeat)."""
-        now = self._now()
-        done = self.jobs.update_one({"_id": job_id, "state": {"$in": list(ACTIVE)}},
-                                    {"$set": {"state": CANCELLED, "finished_on": now,
-                                              "updated_on": now, "lease_until": None}})
-        return done.matched_count == 1
+        return self.jobs.cancel(job_id, self._now())
 
     def update(self, job_id: str, changes: dict[str, Any]) -> None:
-        self.jobs.update_one({"_id": job_id}, {"$set": changes})
+        self.jobs.update(job_id, changes)
 
-    def list(self, query: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        cursor = self.jobs.find(query).sort("created_on", DESCENDING).skip(skip).limit(limit)
-        return list(cursor), self.jobs.count_documents(query)
+    def list(self, *, kind: str | None = None, owner: str | None = None,
+             states: list[str] | tuple[str, ...] | None = None, skip: int = 0,
+             limit: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Jobs newest first, narrowed by kind, owner and states; and how many match."""
+        return self.jobs.list(kind, owner, states, skip, limit)
 
     def depth(self) -> int:
         """How many jobs wait or run."""
-        return self.jobs.count_documents({"state": {"$in": list(ACTIVE)}})
+        return sum(self.jobs.active_counts().values())
 
 
 @dataclass
@@ -169,6 +146,10 @@ class JobContext:
     def heartbeat(self, progress: dict[str, Any] | None = None) -> None:
         """Call often (e.g. every batch); raises JobLost when the job must stop."""
         self.queue.heartbeat(self.job["_id"], self.worker_id, self.lease_seconds, progress)
+
+    def save_progress(self, progress: dict[str, Any]) -> None:
+        """Record the progress of work just done (see JobQueue.save_progress)."""
+        self.queue.save_progress(self.job["_id"], self.worker_id, progress)
 
 
 Handler = Callable[[JobContext], "dict[str, Any] | None"]

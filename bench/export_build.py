@@ -34,12 +34,13 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from app.db import connect
+from app.domain.repositories import LIVE, version_url
+
 from app.domain import Domain, ocl
 from app.domain.accounts import ORG, Caller, Owner
 from app.domain.content import CONCEPT, MAPPING
-from app.domain.repositories import LIVE, version_url
-from app.domain.timeutil import now_iso
 from app.exports.builder import build_export, export_header
+from app.timeutil import now_iso
 
 CALLER = Caller(username="bench", is_admin=True)
 BATCH = 5000

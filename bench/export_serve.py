@@ -46,11 +46,12 @@ BLOCK = 1024 * 1024
 
 def prepare(directory: str, megabytes: int) -> dict[str, str]:
     """Build the export into a persisted embedded database; return the server's environment."""
-    from app import create_app
     from app.db import close_embedded
-    from app.domain import ocl
     from app.domain.repositories import LIVE, version_url
-    from app.domain.timeutil import now_iso
+
+    from app import create_app
+    from app.domain import ocl
+    from app.timeutil import now_iso
 
     uri = f"mongomock:///{directory}/termsync.db"
     environment = {"TERMSYNC_MONGO_URI": uri, "TERMSYNC_EXPORT_DIR": f"{directory}/exports",

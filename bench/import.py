@@ -1,12 +1,13 @@
 """Bulk-import benchmark: a synthetic OCL JSON-lines file through POST /importers/bulk-import/.
 
 Half concepts, half mappings (between those concepts) into one source, on the embedded default
-database (mongomock://) unless --mongo-uri says otherwise. Reports lines/s, wall time and RSS for
-a first import and for a re-import where every line is unchanged. Each size runs in its own
-process, so peak RSS figures do not mix. Examples:
+database (a new SQLite file) and on every other --database-uri given (`mongomock://` for
+contrast, `mongodb://...` for a real server). Reports lines/s, wall time and RSS for a first
+import and for a re-import where every line is unchanged, and the ratio of each backend's rate to
+the first's. Each size and backend runs in its own process, so peak RSS figures do not mix.
 
     .venv/bin/python bench/import.py --lines 20000
-    .venv/bin/python bench/import.py --lines 20000 --lines 200000   # RSS ratio between sizes
+    .venv/bin/python bench/import.py --lines 200000 --database-uri sqlite --database-uri mongomock://
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class RssSampler:
         return max(self._peak, self.current())
 
 
-def run_one(lines: int, mongo_uri: str, batch_size: int) -> dict[str, Any]:
+def run_one(lines: int, database_uri: str, batch_size: int) -> dict[str, Any]:
     """Import a fresh file twice in this process; return the figures."""
     import logging
 
@@ -87,7 +88,9 @@ def run_one(lines: int, mongo_uri: str, batch_size: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="termsync-bench-"))
     data = workdir / "synthetic.jsonl"
     write_file(data, lines)
-    app = create_app({"MONGO_URI": mongo_uri, "MONGO_DB": f"bench_{os.getpid()}",
+    if database_uri == "sqlite":
+        database_uri = f"sqlite:///{workdir / 'termsync.db'}"
+    app = create_app({"DATABASE_URI": database_uri, "MONGO_DB": f"bench_{os.getpid()}",
                       "ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True, "LOG_LEVEL": "ERROR",
                       "IMPORT_DIR": str(workdir / "uploads"), "IMPORT_BATCH_SIZE": batch_size,
                       "IMPORT_MAX_LINES": max(lines * 2, 10)})
@@ -96,7 +99,8 @@ def run_one(lines: int, mongo_uri: str, batch_size: int) -> dict[str, Any]:
     assert client.post("/orgs/Bench/sources/", json={"id": "Synthetic"},
                        headers=HEADERS).status_code == 201
     workers = app.extensions["termsync.jobs"]
-    figures: dict[str, Any] = {"lines": lines, "file_mb": round(data.stat().st_size / 2**20, 1)}
+    figures: dict[str, Any] = {"database": database_uri.split(":")[0], "lines": lines,
+                               "file_mb": round(data.stat().st_size / 2**20, 1)}
     for phase in ("first", "reimport"):
         baseline = sampler.reset()
         started = time.perf_counter()
@@ -128,23 +132,33 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, action="append",
                         help="lines in the file (repeat to compare sizes); default 200000")
-    parser.add_argument("--mongo-uri", default="mongomock://")
+    parser.add_argument("--database-uri", action="append",
+                        help="'sqlite' (a new file, the default), mongomock:// or mongodb://...; "
+                             "repeat to compare")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.lines or [200_000]
+    databases = args.database_uri or ["sqlite"]
     if args.child:
-        print(json.dumps(run_one(sizes[0], args.mongo_uri, args.batch_size)))
+        print(json.dumps(run_one(sizes[0], databases[0], args.batch_size)))
         return 0
     results = []
     for size in sizes:
-        output = subprocess.run(
-            [sys.executable, __file__, "--child", "--lines", str(size), "--mongo-uri",
-             args.mongo_uri, "--batch-size", str(args.batch_size)],
-            check=True, capture_output=True, text=True).stdout
-        figures = json.loads(output.strip().splitlines()[-1])
-        results.append(figures)
-        print(json.dumps(figures, indent=2), flush=True)
+        rates = []
+        for database in databases:
+            output = subprocess.run(
+                [sys.executable, __file__, "--child", "--lines", str(size), "--database-uri",
+                 database, "--batch-size", str(args.batch_size)],
+                check=True, capture_output=True, text=True).stdout
+            figures = json.loads(output.strip().splitlines()[-1])
+            rates.append(figures["first"]["lines_per_s"])
+            print(json.dumps(figures, indent=2), flush=True)
+            if database == databases[0]:
+                results.append(figures)
+        for database, rate in zip(databases[1:], rates[1:], strict=True):
+            print(f"{size} lines: {databases[0]} imports {rates[0] / rate:.1f}x as fast as "
+                  f"{database}", flush=True)
     if len(results) > 1:
         small, large = results[0], results[-1]
         print(f"size ratio {large['lines'] / small['lines']:.0f}x: upload RSS delta "

@@ -55,8 +55,9 @@ MIX = tuple(zip(KINDS, (0.90, 0.09, 0.01), strict=True))
 def seed(database: str, export_dir: str, concepts: int) -> None:
     """Create a released source version with `concepts` concepts and build its export; print
     the updatedSince values the diff requests use, as JSON."""
-    from app import create_app
     from app.db import close_embedded
+
+    from app import create_app
     from app.domain.accounts import Caller
 
     app = create_app({"MONGO_URI": f"mongomock://{database}", "EXPORT_DIR": export_dir,

@@ -99,8 +99,9 @@ def content_checksum_of(payload: Any) -> str | None:
 
 
 def content_checksum(pairs: Iterable[tuple[str, str]]) -> str:
-    """`checksums.content`: sha256 over f"{url}\\t{version}\\n" of live items in url order."""
-    digest = hashlib.sha256()
+    """`checksums.content`: the sum modulo 2**256 of sha256(f"{url}\\t{version}\\n") over live
+    items, as 64 hex digits. Order does not matter, so the pairs may come in any order."""
+    total = 0
     for url, version in pairs:
-        digest.update(f"{url}\t{version}\n".encode())
-    return digest.hexdigest()
+        total += int.from_bytes(hashlib.sha256(f"{url}\t{version}\n".encode()).digest(), "big")
+    return format(total % 2**256, "064x")

@@ -1,4 +1,4 @@
-"""Fixtures: an app on a fresh database (mongomock, or TEST_MONGO_URI), clients and factories."""
+"""Fixtures: an app on a fresh database (SQLite, or TEST_DATABASE_URI), clients and factories."""
 
 from __future__ import annotations
 
@@ -23,9 +23,26 @@ FILES_ROOT = tempfile.mkdtemp(prefix="termsync-test-files-")
 atexit.register(shutil.rmtree, FILES_ROOT, True)
 
 
+def test_database_uri(directory: str | None = None) -> str:
+    """A fresh database for one test: TEST_DATABASE_URI (or TEST_MONGO_URI: a MongoDB server,
+    or mongomock://) with its own database name, else a new SQLite file."""
+    shared = os.environ.get("TEST_DATABASE_URI") or os.environ.get("TEST_MONGO_URI")
+    if shared:
+        return shared
+    return f"sqlite:///{directory or tempfile.mkdtemp(dir=FILES_ROOT)}/termsync.db"
+
+
+def mongo_database_uri() -> str:
+    """A MongoDB for tests of what only that backend has (GridFS, upload chunks): the server
+    of TEST_DATABASE_URI / TEST_MONGO_URI when it is one, else an in-process mongomock."""
+    shared = os.environ.get("TEST_DATABASE_URI") or os.environ.get("TEST_MONGO_URI") or ""
+    return shared if shared.startswith(("mongodb", "mongomock")) else \
+        f"mongomock://{uuid.uuid4().hex}"
+
+
 def app_config(**extra: Any) -> dict[str, Any]:
     """Config for a test app: its own database, an admin token, no background threads."""
-    config = {"MONGO_URI": os.environ.get("TEST_MONGO_URI") or "mongomock://",
+    config = {"DATABASE_URI": test_database_uri(),
               "MONGO_DB": f"termsync_test_{uuid.uuid4().hex[:12]}",
               "ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True, "LOAD_DEMO": False,
               "EXPORT_DIR": tempfile.mkdtemp(dir=FILES_ROOT),
@@ -38,8 +55,7 @@ def app_on_fresh_database(**extra: Any) -> Iterator[Any]:
     """An app on its own database, dropped afterwards when it is a real MongoDB."""
     application = create_app(app_config(**extra))
     yield application
-    if os.environ.get("TEST_MONGO_URI"):
-        application.extensions["termsync.mongo_client"].drop_database(application.config["MONGO_DB"])
+    application.extensions["termsync.store"].drop()
 
 
 @pytest.fixture

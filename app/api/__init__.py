@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_smorest import Api
-from pymongo.errors import ConnectionFailure
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from ..domain.errors import DomainError
 from . import concepts, mappings, orgs, sources, users, versions
@@ -48,11 +47,14 @@ def register_error_handlers(app: Flask) -> None:
     def domain_error(error: DomainError) -> Any:
         return error_response(error.status, error.message, error.errors, error.headers)
 
-    @app.errorhandler(ConnectionFailure)  # includes AutoReconnect, ServerSelectionTimeoutError
-    def database_down(error: Exception) -> Any:
-        logger.error("database unavailable: %s", error.__class__.__name__)
-        return error_response(503, "The database is unavailable; try again shortly.",
-                              headers={"Retry-After": "5"})
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Any:
+        """The database down or busy is a 503 with Retry-After; anything else a logged 500."""
+        if current_app.extensions["termsync.store"].is_unavailable(error):
+            logger.error("database unavailable: %s: %s", error.__class__.__name__, error)
+            return error_response(503, "The database is unavailable; try again shortly.",
+                                  headers={"Retry-After": "5"})
+        return http_error(InternalServerError(original_exception=error))
 
     @app.errorhandler(RecursionError)  # json.loads of a body nested thousands of levels deep
     def nested_too_deeply(error: RecursionError) -> Any:

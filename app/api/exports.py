@@ -21,9 +21,9 @@ from werkzeug.http import http_date, parse_etags
 from werkzeug.wsgi import wrap_file
 
 from ..domain.errors import NotAllowed, NotFound
-from ..domain.timeutil import FORMAT
 from ..exports import export_service
 from ..exports.service import FAILED, READY, ExportStatus
+from ..timeutil import FORMAT
 from .common import current_caller, domain, json_response, owner_routes, resolve_source
 from .docs import errors
 

@@ -12,7 +12,7 @@ from ..domain import ocl
 from ..domain.content import CONCEPT, MAPPING
 from ..domain.errors import Invalid
 from ..domain.payloads import SourceSchema, SourceUpdateSchema
-from ..domain.timeutil import parse_time
+from ..timeutil import parse_time
 from .common import (
     current_caller,
     decode_cursor,

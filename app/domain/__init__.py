@@ -1,19 +1,17 @@
-"""The domain layer: accounts, content and the OCL loader over MongoDB repositories."""
+"""The domain layer: accounts, content and the OCL loader over the store's repositories."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from ..store import Store
 from .accounts import Accounts
 from .content import Content
-from .repositories import Repositories
 
 
 class Domain:
-    """Every domain service over one database; the app keeps one in `app.extensions`."""
+    """Every domain service over one store; the app keeps one in `app.extensions`."""
 
-    def __init__(self, db: Any, shared_database: bool = True) -> None:
-        self.db = db
-        self.repos = Repositories(db)
-        self.accounts = Accounts(self.repos)
-        self.content = Content(self.repos, self.accounts, shared_database)
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.repos = store
+        self.accounts = Accounts(store)
+        self.content = Content(store, self.accounts)

@@ -8,9 +8,10 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Forbidden, Invalid, NotFound, Unauthorized
-from .repositories import Repositories
-from .timeutil import now_iso
+from ..store import Store
+from ..store.base import DuplicateKey, Visibility
+from ..timeutil import now_iso
+from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Owner:
 class Accounts:
     """Authentication and authorization over the users, tokens and orgs repositories."""
 
-    def __init__(self, repos: Repositories) -> None:
+    def __init__(self, repos: Store) -> None:
         self.repos = repos
 
     # --- authentication -------------------------------------------------------------------
@@ -82,7 +83,10 @@ class Accounts:
         user = {"_id": username, "username": username, "name": name or username, "email": email,
                 "company": company, "is_admin": is_admin, "is_active": True,
                 "created_on": now, "updated_on": now}
-        self.repos.users.insert(user)
+        try:
+            self.repos.users.insert(user)
+        except DuplicateKey:
+            raise Conflict(f"User '{username}' already exists.") from None
         return user
 
     def create_token(self, username: str, token: str | None = None) -> str:
@@ -123,7 +127,10 @@ class Accounts:
                "members": [caller.username] if caller.username else [],
                "created_on": now, "updated_on": now,
                "created_by": caller.username, "updated_by": caller.username}
-        self.repos.orgs.insert(org)
+        try:
+            self.repos.orgs.insert(org)
+        except DuplicateKey:
+            raise Conflict(f"Organization '{payload['id']}' already exists.") from None
         return org
 
     def add_member(self, org_id: str, username: str) -> None:
@@ -145,11 +152,7 @@ class Accounts:
                 or org["_id"] in caller.orgs)
 
     def list_orgs(self, caller: Caller, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        if caller.is_admin:
-            query: dict[str, Any] = {}
-        else:
-            query = {"$or": [{"public_access": {"$ne": "None"}}, {"_id": {"$in": sorted(caller.orgs)}}]}
-        return self.repos.orgs.list(query, skip, limit)
+        return self.repos.orgs.list(visibility(caller), skip, limit)
 
     # --- owners and rights ----------------------------------------------------------------
     def resolve_owner(self, caller: Caller, kind: str | None, owner_id: str | None) -> Owner:
@@ -202,6 +205,11 @@ def require_login(caller: Caller) -> None:
     if not caller.authenticated:
         raise Unauthorized("Authentication credentials were not provided.",
                            headers={"WWW-Authenticate": 'Token realm="termsync"'})
+
+
+def visibility(caller: Caller) -> Visibility | None:
+    """What a list may show this caller: None (everything) for an admin."""
+    return None if caller.is_admin else Visibility(caller.username, caller.orgs)
 
 
 def owner_of(source: dict[str, Any]) -> Owner:

@@ -3,42 +3,33 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ASCENDING
-
+from ..store import Store
+from ..store.base import (
+    CONCEPT,
+    HEAD_SEQ,
+    LIVE,
+    MAPPING,
+    ContentQuery,
+    DiffKey,
+    DuplicateKey,
+    StaleHead,
+)
+from ..timeutil import now_iso
 from . import ocl
-from .accounts import Accounts, Caller, Owner, owner_of
+from .accounts import Accounts, Caller, Owner, owner_of, visibility
 from .errors import Conflict, Forbidden, Invalid, NotAllowed, NotFound
-from .repositories import HEAD_SEQ, LIVE, Repositories
-from .timeutil import now_iso
 
 logger = logging.getLogger(__name__)
 
-CONCEPT = "Concept"
-MAPPING = "Mapping"
 CONCEPT_FIELDS = ("concept_class", "datatype", "names", "descriptions", "external_id", "extras",
                   "parent_concept_urls", "update_comment")
 MAPPING_FIELDS = ("map_type", "from_concept_url", "to_concept_url", "to_source_url",
                   "to_concept_code", "to_concept_name", "external_id", "extras", "sort_weight",
                   "update_comment")
-DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("id", ASCENDING)]
-
-# Writes to one source are serialised within a process, so a version cut never sees a write that
-# took its seq but is not inserted yet. Across processes the heads' compare-and-swap guards items.
-_SOURCE_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
-_SOURCE_LOCKS_GUARD = threading.Lock()
-
-
-def source_lock(url: str) -> threading.RLock:
-    """The process-wide lock for writes to one source."""
-    with _SOURCE_LOCKS_GUARD:
-        return _SOURCE_LOCKS[url]
-
 
 @dataclass
 class Staging:
@@ -75,13 +66,10 @@ class DiffPage:
 class Content:
     """The content domain: every rule about sources, versions and items lives here."""
 
-    def __init__(self, repos: Repositories, accounts: Accounts, shared_database: bool = True) -> None:
+    def __init__(self, repos: Store, accounts: Accounts) -> None:
         self.repos = repos
         self.accounts = accounts
         self.listeners: list[Any] = []  # callables(event, source, version) for exports etc.
-        # Other processes may write to this database: a cut must settle their in-flight writes.
-        # (Within a process, source_lock() already serialises writes and cuts.)
-        self.shared_database = shared_database
 
     def _notify(self, event: str, source: dict[str, Any], version: dict[str, Any] | None = None) -> None:
         for listener in self.listeners:
@@ -110,8 +98,7 @@ class Content:
                   "full_name": payload.get("full_name") or payload.get("name") or payload["id"],
                   "owner": owner.id, "owner_type": owner.kind, "owner_url": owner.url,
                   "created_on": now, "updated_on": now, "created_by": caller.username,
-                  "updated_by": caller.username, "seq": 0, "mapping_counter": 0,
-                  "last_updated": ""}  # "" sorts before any time, so $max works everywhere
+                  "updated_by": caller.username}
         for key in ("description", "source_type", "default_locale", "supported_locales",
                     "public_access", "website", "custom_validation_schema", "external_id",
                     "extras"):
@@ -124,7 +111,10 @@ class Content:
                 raise Conflict(f"Source '{payload['id']}' already exists.")
             staging.sources[url] = source
             return source
-        self.repos.sources.insert(source)
+        try:
+            self.repos.sources.insert(source)
+        except DuplicateKey:
+            raise Conflict(f"Source '{payload['id']}' already exists.") from None
         return source
 
     def update_source(self, caller: Caller, source: dict[str, Any],
@@ -150,17 +140,8 @@ class Content:
     def list_sources(self, caller: Caller, owner: Owner | None, skip: int,
                      limit: int) -> tuple[list[dict[str, Any]], int]:
         """Sources the caller may see, under one owner or everywhere."""
-        query: dict[str, Any] = {}
-        if owner is not None:
-            query["owner_url"] = owner.url
-        if not caller.is_admin:
-            visible: list[dict[str, Any]] = [{"public_access": {"$in": ["View", "Edit"]}}]
-            if caller.username:
-                visible.append({"owner_type": "User", "owner": caller.username})
-            if caller.orgs:
-                visible.append({"owner_type": "Organization", "owner": {"$in": sorted(caller.orgs)}})
-            query["$or"] = visible
-        return self.repos.sources.list(query, skip, limit)
+        return self.repos.sources.list(owner.url if owner is not None else None,
+                                       visibility(caller), skip, limit)
 
     # --- versions -------------------------------------------------------------------------
     @staticmethod
@@ -194,15 +175,13 @@ class Content:
                 raise Conflict(f"Version '{payload['id']}' already exists.")
             staging.versions.add(url)
             return {"_id": url, "id": payload["id"], **payload}
-        with source_lock(source["url"]):
-            fresh = self.repos.sources.get(source["url"]) or source
-            if self.shared_database:
-                self.repos.items.settle(source["url"], int(fresh.get("seq", 0)))
+        with self.repos.transaction(source["url"]):
+            seq, last_updated, checksum = self.repos.sources.cut_state(source["url"])
+            self.repos.items.settle(source["url"], seq)
             previous = self.repos.versions.list(source["url"], None, 0, 1)[0]
             now = now_iso()
             version = {"_id": url, "id": payload["id"], "source": source["url"],
-                       "seq": int(fresh.get("seq", 0)),
-                       "last_updated": fresh.get("last_updated") or None,
+                       "seq": seq, "checksum": checksum, "last_updated": last_updated,
                        "description": payload.get("description"),
                        "released": bool(payload.get("released")),
                        "retired": bool(payload.get("retired")),
@@ -211,7 +190,10 @@ class Content:
                        "previous_version_url": previous[0]["_id"] if previous else None,
                        "created_on": now, "updated_on": now,
                        "created_by": caller.username, "updated_by": caller.username}
-            self.repos.versions.insert(version)
+            try:
+                self.repos.versions.insert(version)
+            except DuplicateKey:
+                raise Conflict(f"Version '{payload['id']}' already exists.") from None
         self._notify("version_created", source, version)
         return version
 
@@ -244,17 +226,10 @@ class Content:
     def checksum(self, source: dict[str, Any], version: dict[str, Any]) -> str:
         """checksums.content of a version (cached: a version's content never changes)."""
         if version.get("is_head"):
-            fresh = self.repos.sources.get(source["url"]) or source
-            cached = fresh.get("checksum")
-            if cached and cached.get("seq") == fresh.get("seq"):
-                return str(cached["content"])
-            value = self.repos.items.content_checksum(source["url"], HEAD_SEQ)
-            self.repos.sources.update(source["url"], {"checksum": {"seq": fresh.get("seq"),
-                                                                   "content": value}})
-            return value
+            return self.repos.items.head_checksum(source["url"])
         if version.get("checksum"):
             return str(version["checksum"])
-        value = self.repos.items.content_checksum(source["url"], version["seq"])
+        value = self.repos.items.scan_checksum(source["url"], version["seq"])
         self.repos.versions.update(version["_id"], {"checksum": value})
         return value
 
@@ -281,10 +256,9 @@ class Content:
     def list_items(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
                    include_retired: bool, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Concepts or mappings of a version, by id."""
-        query = self.repos.items.content_query(source["url"], version["seq"], [item_type],
-                                               include_retired=include_retired)
-        items = list(self.repos.items.find(query, [("id", ASCENDING)], skip, limit))
-        return items, self.repos.items.count(query)
+        query = ContentQuery(source["url"], version["seq"], (item_type,),
+                             include_retired=include_retired)
+        return self.repos.items.page(query, skip, limit), self.repos.items.count(query)
 
     def diff_page(self, source: dict[str, Any], version: dict[str, Any], types: list[str],
                   include_retired: bool, updated_since: str | None,
@@ -295,18 +269,12 @@ class Content:
         updated_on is now), so nothing present at the start is skipped, and every page costs
         the same index scan wherever it starts.
         """
-        query = self.repos.items.content_query(
-            source["url"], version["seq"], types, include_retired=include_retired,
-            include_deleted=include_retired, updated_since=updated_since)
-        if cursor is None:
-            num_found = self.repos.items.count(query)
-        else:
-            num_found = cursor.num_found
-            query = {"$and": [query, {"$or": [
-                {"updated_on": {"$gt": cursor.updated_on}},
-                {"updated_on": cursor.updated_on, "type": {"$gt": cursor.type}},
-                {"updated_on": cursor.updated_on, "type": cursor.type, "id": {"$gt": cursor.id}}]}]}
-        items = list(self.repos.items.find(query, DIFF_SORT, limit=limit + 1))
+        query = ContentQuery(source["url"], version["seq"], tuple(types),
+                             include_retired=include_retired, include_deleted=include_retired,
+                             updated_since=updated_since)
+        num_found = self.repos.items.count(query) if cursor is None else cursor.num_found
+        after = None if cursor is None else DiffKey(cursor.updated_on, cursor.type, cursor.id)
+        items = self.repos.items.diff(query, after, limit + 1)
         next_cursor = None
         if len(items) > limit:
             items = items[:limit]
@@ -317,8 +285,8 @@ class Content:
     def iter_content(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
                      batch_size: int = 1000) -> Iterator[dict[str, Any]]:
         """Every live item of one type in a version, streamed by id (for exports)."""
-        query = self.repos.items.content_query(source["url"], version["seq"], [item_type])
-        yield from self.repos.items.find(query, [("id", ASCENDING)], batch_size=batch_size)
+        query = ContentQuery(source["url"], version["seq"], (item_type,))
+        yield from self.repos.items.iter_content(query, batch_size)
 
     # --- writing items --------------------------------------------------------------------
     def _head(self, url: str, staging: Staging | None) -> dict[str, Any] | None:
@@ -326,12 +294,15 @@ class Content:
             return staging.heads[url]
         return self.repos.items.head(url)
 
+    def _current(self, url: str, staging: Staging | None) -> dict[str, Any] | None:
+        """The newest item version of an item url, a tombstone included (None if absent)."""
+        if staging is not None and url in staging.heads:
+            return staging.heads[url]
+        return self.repos.items.current(url)
+
     def _live(self, url: str, staging: Staging | None) -> dict[str, Any] | None:
         """The live item version of an item url (None if absent or deleted)."""
-        if staging is not None and url in staging.heads:
-            staged = staging.heads[url]
-            return None if staged["deleted"] else staged
-        item = self.repos.items.current(url)
+        item = self._current(url, staging)
         return None if item is None or item["deleted"] else item
 
     def _put(self, caller: Caller, source: dict[str, Any], item_type: str, item_id: str,
@@ -343,9 +314,9 @@ class Content:
         same content as HEAD is 'unchanged' and writes nothing, so subscribers see no noise.
         """
         url = ocl.item_url(source["url"], item_type, item_id)
-        with source_lock(source["url"]):
-            head = self._head(url, staging)
-            live = self._live(url, staging) if head is not None and not head["deleted"] else None
+        with self.repos.transaction(source["url"]):
+            current = self._current(url, staging)
+            live = None if current is None or current["deleted"] else current
             if expect == "new" and live is not None:
                 raise Conflict(f"{item_type} '{item_id}' already exists in '{source['id']}'.")
             if expect == "existing" and live is None:
@@ -367,8 +338,11 @@ class Content:
                 item["sup"] = LIVE
                 staging.heads[url] = item
             else:
-                item["seq"] = self.repos.sources.next_seq(source["url"], now)
-                self.repos.items.write(item, head["seq"] if head is not None else None)
+                try:
+                    item["seq"] = self.repos.items.write(item, current["seq"] if current else None)
+                except StaleHead:
+                    raise Conflict(f"{item_type} '{item_id}' was changed concurrently; "
+                                   "retry.") from None
         action = "deleted" if deleted else ("updated" if live is not None else "created")
         if staging is None:
             self._notify("content_changed", source)
@@ -402,9 +376,12 @@ class Content:
             raise Invalid(f"{field_name} '{url}' is not a concept URL "
                           "(/orgs/ORG/sources/SOURCE/concepts/ID/).",
                           errors={field_name: ["Not a concept URL."]})
+        head = self._head(url, staging)
+        if head is not None and not head["deleted"]:
+            return
         known_source = (staging is not None and parsed["source_url"] in staging.sources) or \
             self.repos.sources.get(parsed["source_url"]) is not None
-        if known_source and self._live(url, staging) is None:
+        if known_source:
             raise Invalid(f"{field_name}: concept '{parsed['code']}' does not exist in "
                           f"{parsed['source_url']}.",
                           errors={field_name: [f"Concept {url} does not exist."]})
@@ -428,7 +405,7 @@ class Content:
         self._check_concept_ref(data.get("to_concept_url"), "to_concept_url", staging)
         key = self._mapping_key(source["url"], data)
         mapping_id = payload.get("id")
-        with source_lock(source["url"]):
+        with self.repos.transaction(source["url"]):
             if mapping_id is None:
                 if staging is not None and key in staging.mapping_keys:
                     mapping_id = staging.mapping_keys[key]
@@ -500,6 +477,6 @@ class Content:
 
     def last_item(self, source: dict[str, Any], version: dict[str, Any]) -> dict[str, Any] | None:
         """The newest item version in a version (its updated_on is the version's lastUpdated)."""
-        query = self.repos.items.content_query(source["url"], version["seq"], include_deleted=True)
+        query = ContentQuery(source["url"], version["seq"], include_deleted=True)
         return self.repos.items.newest(query)
 

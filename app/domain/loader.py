@@ -80,6 +80,10 @@ class Loader:
         self.update_if_exists = update_if_exists
         self.staging = Staging() if dry_run else None
         self.target = target
+        # Owners and sources looked up for earlier lines (most lines of a file name the same
+        # ones); forgotten whenever a line writes an org, a source or a version.
+        self._owners: dict[tuple[str, str], Owner] = {}
+        self._sources: dict[str, dict[str, Any]] = {}
 
     def load(self, lines: Iterable[tuple[int, str]]) -> Iterator[LineResult]:
         """Apply numbered lines in order; yield one result per non-blank line."""
@@ -129,6 +133,9 @@ class Loader:
     # --- per type -------------------------------------------------------------------------
     def _apply(self, line_type: str, record: dict[str, Any],
                payload: dict[str, Any]) -> tuple[str, str | None]:
+        if line_type in ("Organization", "Source", "Source Version"):
+            self._owners.clear()
+            self._sources.clear()
         if line_type == "Organization":
             return self._organization(payload)
         source = self._source_for(record, create_payload=payload if line_type == "Source" else None)
@@ -177,11 +184,16 @@ class Loader:
             kind = "users" if record.get("owner_type") == "User" else "orgs"
         if self.staging is not None and kind == "orgs" and owner_id in self.staging.orgs:
             return Owner("Organization", owner_id)
+        known = self._owners.get((kind, owner_id))
+        if known is not None:
+            return known
         owner_doc = (self.accounts.repos.orgs.get(owner_id) if kind == "orgs"
                      else self.accounts.repos.users.get(owner_id))
         if owner_doc is None:
             raise NotFound(f"{OWNER_KINDS[kind]} '{owner_id}' does not exist.")
-        return Owner(OWNER_KINDS[kind], owner_id, owner_doc.get("public_access", "View"))
+        owner = Owner(OWNER_KINDS[kind], owner_id, owner_doc.get("public_access", "View"))
+        self._owners[(kind, owner_id)] = owner
+        return owner
 
     def _source_for(self, record: dict[str, Any],
                     create_payload: dict[str, Any] | None) -> Any:
@@ -194,9 +206,10 @@ class Loader:
             raise NotFound("Missing 'source': which source does this belong to?")
         url = ocl.source_url(owner.url, source_id)
         source = (self.staging.sources.get(url) if self.staging is not None else None) \
-            or self.accounts.repos.sources.get(url)
+            or self._sources.get(url) or self.accounts.repos.sources.get(url)
         if source is None or not self.accounts.can_view(self.caller, source):
             raise NotFound(f"Source '{source_id}' of '{owner.id}' does not exist.")
+        self._sources[url] = source
         return source
 
     def _source(self, owner: Owner, payload: dict[str, Any]) -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .repositories import version_url
+from ..store.base import version_url
 
 KIND_PATHS = {"Organization": "orgs", "User": "users"}
 ITEM_PATHS = {"Concept": "concepts", "Mapping": "mappings"}

@@ -20,9 +20,8 @@ GC_TASK = "exports-gc"
 
 def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     """Wire exports into the app: service, job handler, content listener, HTTP routes, GC."""
-    storage = make_storage(app.config, domain.db)
+    storage = make_storage(app.config, domain.store)
     service = ExportService(domain, workers.queue, storage, app.config, wake=workers.wake)
-    service.records.ensure_indexes()
     app.extensions[EXTENSION] = service
     workers.register(JOB_KIND, service.build)
     domain.content.listeners.append(service.on_content_event)
@@ -30,7 +29,7 @@ def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     from ..api.exports import blp
     api.register_blueprint(blp)
 
-    # Run once per interval across every worker process (under a lease in MongoDB).
+    # Run once per interval across every worker process (under a lease in the database).
     if float(app.config["EXPORT_GC_INTERVAL"]) > 0:
         from ..ops import add_maintenance_task
         add_maintenance_task(app, GC_TASK, app.config["EXPORT_GC_INTERVAL"],

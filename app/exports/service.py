@@ -1,7 +1,7 @@
 """Export state machine: content stamps, queueing builds, the build job, deletion and GC.
 
-An export is identified by its version's url (HEAD: the source url + 'HEAD/'). Its record in the
-`exports` collection holds the committed file (sha256, size, lastUpdated, the content stamp it
+An export is identified by its version's url (HEAD: the source url + 'HEAD/'). Its record (the
+store's `exports` repository) holds the committed file (sha256, size, lastUpdated, the content stamp it
 was built from) and the id of the latest build job. What a request sees is decided at serve time:
 
 - READY: the record's file was built from the current content stamp;
@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
-
 from ..domain import Domain, ocl
-from ..domain.content import CONCEPT, MAPPING
 from ..domain.errors import NotFound
-from ..domain.timeutil import format_time
-from ..faults import kill_point
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
+from ..store.base import CONCEPT, MAPPING, ContentQuery
+from ..timeutil import format_time
 from .builder import build_export, export_header, temp_path
 from .storage import SHA256_HEX, ExportStorage
 
@@ -91,56 +88,6 @@ def content_stamp(source: dict[str, Any], version: dict[str, Any]) -> str:
     return f"version:{int(version['seq'])}:{version['updated_on']}:{source['updated_on']}"
 
 
-class ExportRecords:
-    """The `exports` collection: one document per export, `_id` = export key."""
-
-    def __init__(self, db: Any) -> None:
-        self.exports = db["exports"]
-
-    def ensure_indexes(self) -> None:
-        self.exports.create_index([("source", ASCENDING)])
-        self.exports.create_index([("file.sha256", ASCENDING)])
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.exports.find_one({"_id": key})
-
-    def set_job(self, key: str, fields: dict[str, Any], job_id: str) -> None:
-        self.exports.update_one({"_id": key}, {"$set": dict(fields, job_id=job_id)}, upsert=True)
-
-    def commit_file(self, key: str, job_id: str, file: dict[str, Any]) -> bool:
-        """Record a built file, only if this job is still the export's job (not cancelled)."""
-        done = self.exports.update_one({"_id": key, "job_id": job_id}, {"$set": {"file": file}})
-        return done.matched_count == 1
-
-    def clear(self, key: str, fields: list[str]) -> None:
-        self.exports.update_one({"_id": key}, {"$unset": {name: "" for name in fields}})
-
-    def drop_file_if(self, key: str, sha256: str) -> bool:
-        done = self.exports.update_one({"_id": key, "file.sha256": sha256},
-                                       {"$unset": {"file": ""}})
-        return done.matched_count == 1
-
-    def delete(self, key: str) -> None:
-        self.exports.delete_one({"_id": key})
-
-    def by_file(self, source_url: str, sha256: str) -> dict[str, Any] | None:
-        return self.exports.find_one({"file.sha256": sha256, "source": source_url})
-
-    def referenced(self, sha256: str) -> bool:
-        return self.exports.find_one({"file.sha256": sha256}, {"_id": 1}) is not None
-
-    def for_source(self, source_url: str) -> list[dict[str, Any]]:
-        return list(self.exports.find({"source": source_url}))
-
-    def all(self) -> Iterator[dict[str, Any]]:
-        return iter(self.exports.find({}).sort("_id", ASCENDING))
-
-    def shas(self) -> set[str]:
-        return {record["file"]["sha256"] for record in self.exports.find({"file": {"$ne": None}},
-                                                                         {"file.sha256": 1})
-                if record.get("file")}
-
-
 class ExportService:
     """Everything about exports that is not HTTP: state, queueing, building, deleting, GC."""
 
@@ -149,7 +96,7 @@ class ExportService:
         self.domain = domain
         self.queue = queue
         self.storage = storage
-        self.records = ExportRecords(domain.db)
+        self.records = domain.store.exports
         self.config = config
         self.wake = wake or (lambda: None)
 
@@ -252,11 +199,6 @@ class ExportService:
         return self.records.by_file(source["url"], sha256)
 
     # --- building -------------------------------------------------------------------------
-    @staticmethod
-    def _heartbeat(context: JobContext, done: int, total: int) -> None:
-        kill_point("export-build")  # test-only crash point (app/faults.py)
-        context.heartbeat({"done": done, "total": total})
-
     def build(self, context: JobContext) -> dict[str, Any] | None:
         """The `export` job: stream the zip to a temp file, commit it, record it."""
         payload = context.job["payload"]
@@ -281,8 +223,7 @@ class ExportService:
         created_on = format_time(datetime.now(UTC))
         header = export_header(fields, last_updated, created_on)
         items = self.domain.repos.items
-        total = sum(items.count(items.content_query(source["url"], version["seq"], [kind]))
-                    for kind in (CONCEPT, MAPPING))
+        total = items.count(ContentQuery(source["url"], version["seq"], (CONCEPT, MAPPING)))
         context.heartbeat({"done": 0, "total": total})
         path = temp_path(self.storage.temp_dir())
         try:
@@ -290,7 +231,7 @@ class ExportService:
                 path, header, source,
                 [("concepts", content.iter_content(source, version, CONCEPT)),
                  ("mappings", content.iter_content(source, version, MAPPING))],
-                progress=lambda done: self._heartbeat(context, done, total),
+                progress=lambda done: context.heartbeat({"done": done, "total": total}),
                 progress_every=int(self.config.get("EXPORT_HEARTBEAT_ITEMS", 1000)),
                 compresslevel=int(self.config.get("EXPORT_COMPRESSLEVEL", 6)))
             context.heartbeat({"done": total, "total": total})  # still ours? then commit

@@ -262,10 +262,10 @@ class _GridFSReader(io.RawIOBase):
         return written
 
 
-def make_storage(config: dict[str, Any], db: Any) -> ExportStorage:
-    """The backend EXPORT_STORAGE names ('local' under EXPORT_DIR, or 'gridfs')."""
+def make_storage(config: dict[str, Any], store: Any) -> ExportStorage:
+    """The backend EXPORT_STORAGE names ('local' under EXPORT_DIR, or 'gridfs' on MongoDB)."""
     if config["EXPORT_STORAGE"] == "gridfs":
-        storage = GridFSStorage(db, config.get("EXPORT_GRIDFS_BUCKET", "exports_fs"),
+        storage = GridFSStorage(store.db, config.get("EXPORT_GRIDFS_BUCKET", "exports_fs"),
                                 temp_directory=os.path.join(config["EXPORT_DIR"], "tmp"))
         storage.ensure_indexes()
         return storage

@@ -10,28 +10,25 @@ from ..config import ConfigError
 from ..domain import Domain
 from ..jobs import Workers
 from .service import KIND, ImportJobs, ImportLimits
-from .store import ImportResults, upload_store
+from .store import upload_store
 
 
 def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     """Register the bulk-import blueprint and its job handler."""
     settings = app.config
-    if settings["IMPORT_STORAGE"] not in ("local", "mongo"):
-        raise ConfigError("IMPORT_STORAGE must be 'local' or 'mongo'")
     for key in ("IMPORT_MAX_BYTES", "IMPORT_MAX_LINES", "IMPORT_MAX_LINE_BYTES",
                 "IMPORT_MAX_ACTIVE_JOBS", "IMPORT_BATCH_SIZE"):
         if settings[key] < 1:
             raise ConfigError(f"{key} must be 1 or more")
-    results = ImportResults(domain.db)
-    results.ensure_indexes()
     limits = ImportLimits(max_bytes=settings["IMPORT_MAX_BYTES"],
                           max_lines=settings["IMPORT_MAX_LINES"],
                           max_active_jobs=settings["IMPORT_MAX_ACTIVE_JOBS"],
                           batch_size=settings["IMPORT_BATCH_SIZE"],
                           max_line_bytes=settings["IMPORT_MAX_LINE_BYTES"])
     service = ImportJobs(domain, workers.queue,
-                         upload_store(settings["IMPORT_STORAGE"], domain.db, settings["IMPORT_DIR"]),
-                         results, limits)
+                         upload_store(settings["IMPORT_STORAGE"], domain.store,
+                                      settings["IMPORT_DIR"]),
+                         limits)
     app.extensions["termsync.imports"] = service
     workers.register(KIND, service.run)
     from .routes import blp

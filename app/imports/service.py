@@ -29,12 +29,12 @@ from ..domain import Domain
 from ..domain.accounts import Caller, require_login
 from ..domain.errors import Conflict, DomainError, Invalid, NotFound
 from ..domain.loader import ACTIONS, LineResult, Loader, Target
-from ..domain.timeutil import now_iso
-from ..faults import kill_point
 from ..jobs import ACTIVE, CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, JobQueue
 from ..ops.metrics import IMPORT_LINES
+from ..store.base import DuplicateKey
+from ..timeutil import now_iso
 from .csvformat import row_records
-from .store import IdempotencyKeys, ImportResults, ResultExists, UploadStore
+from .store import UploadStore
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,13 @@ class ImportJobs:
     """Bulk import jobs of one app: submit, read, cancel, and the job handler `run`."""
 
     def __init__(self, domain: Domain, queue: JobQueue, uploads: UploadStore,
-                 results: ImportResults, limits: ImportLimits) -> None:
+                 limits: ImportLimits) -> None:
         self.domain = domain
         self.queue = queue
         self.uploads = uploads
-        self.results = results
+        self.results = domain.store.import_results
         self.limits = limits
-        self.keys = IdempotencyKeys(domain.db)
+        self.keys = domain.store.import_keys
 
     # --- submission -----------------------------------------------------------------------
     def resolve_target(self, caller: Caller, owner_kind: str, owner_id: str,
@@ -126,8 +126,7 @@ class ImportJobs:
 
     def check_capacity(self, caller: Caller) -> None:
         """429 with Retry-After when the caller already runs as many jobs as allowed."""
-        _, active = self.queue.list({"kind": KIND, "owner": caller.username,
-                                     "state": {"$in": list(ACTIVE)}}, 0, 1)
+        _, active = self.queue.list(kind=KIND, owner=caller.username, states=ACTIVE, limit=1)
         if active >= self.limits.max_active_jobs:
             raise TooManyJobs(
                 f"You have {active} import jobs waiting or running (the limit is "
@@ -190,7 +189,7 @@ class ImportJobs:
 
     def list_jobs(self, caller: Caller, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """The caller's jobs, newest first."""
-        return self.queue.list({"kind": KIND, "owner": caller.username}, skip, limit)
+        return self.queue.list(kind=KIND, owner=caller.username, skip=skip, limit=limit)
 
     def cancel(self, caller: Caller, job_id: str) -> dict[str, Any]:
         """Cancel a waiting or running job; it stops before its next batch."""
@@ -242,32 +241,40 @@ class ImportJobs:
                 if not batch:
                     break
                 context.heartbeat(state)  # a cancelled job stops here, before the next batch
-                counts: Counter[str] = Counter()
-                for unit in batch:
-                    for part, text in enumerate(unit.texts):
-                        stored = self.results.get(job["_id"], unit.line, part) if resuming else None
-                        if stored is not None:
-                            since = max(since, stored["at"])
-                            counts[stored["action"]] += 1
-                            continue
-                        result = loader.load_line(unit.line, text) if unit.error is None \
-                            else LineResult(unit.line, None, None, "failed", [unit.error])
-                        if resuming:
-                            result = self._original_action(result, since, payload["username"])
-                            resuming = False
-                        try:
-                            self.results.add(job["_id"], part, dict(result.as_dict(), at=now_iso()))
-                        except ResultExists:
-                            raise JobLost(job["_id"]) from None  # another worker has this job
-                        counts[result.action] += 1
-                kill_point("import-batch")
+                # One transaction per batch (SQLite): its writes, results and progress commit
+                # together, and a crash part way leaves none of them. A cancel during the batch
+                # waits for it (or, on MongoDB, lets it finish): the batch is done and counted.
+                with self.domain.store.transaction():
+                    counts: Counter[str] = Counter()
+                    for unit in batch:
+                        for part, text in enumerate(unit.texts):
+                            stored = self.results.get(job["_id"], unit.line, part) \
+                                if resuming else None
+                            if stored is not None:
+                                since = max(since, stored["at"])
+                                counts[stored["action"]] += 1
+                                continue
+                            result = loader.load_line(unit.line, text) if unit.error is None \
+                                else LineResult(unit.line, None, None, "failed", [unit.error])
+                            if resuming:
+                                result = self._original_action(result, since, payload["username"])
+                                resuming = False
+                            try:
+                                self.results.add(job["_id"], part,
+                                                 dict(result.as_dict(), at=now_iso()))
+                            except DuplicateKey:
+                                raise JobLost(job["_id"]) from None  # another worker has this job
+                            counts[result.action] += 1
+                    applied = dict(summary)
+                    for action, count in counts.items():
+                        applied[action] += count
+                        applied["processed"] += count
+                    committed = {"offset": batch[-1].end_offset, "line": batch[-1].end_line,
+                                 "summary": applied, "clean_since": now_iso()}
+                    context.save_progress(committed)
+                summary, state = applied, committed
                 for action, count in counts.items():
-                    summary[action] += count
-                    summary["processed"] += count
                     IMPORT_LINES.labels(action=action).inc(count)
-                state = {"offset": batch[-1].end_offset, "line": batch[-1].end_line,
-                         "summary": summary, "clean_since": now_iso()}
-                context.heartbeat(state)
         except JobLost:
             self._stopped(context, state)
             raise

@@ -1,4 +1,4 @@
-"""Storage of bulk imports: uploaded files (local directory or MongoDB chunks) and per-line results.
+"""Storage of bulk-import uploads: a local directory or MongoDB chunks.
 
 An upload is written once, streamed, and read back from any byte offset, so a job that a dead
 worker left behind resumes at its last committed line without reading the file from the start.
@@ -11,16 +11,9 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
-
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 255 * 1024  # GridFS's default chunk size: one document per chunk, well under 16 MB
-
-
-class ResultExists(Exception):
-    """A result for this line is stored already: another worker has taken the job over."""
 
 
 class UploadStore(Protocol):
@@ -148,83 +141,8 @@ class MongoUploads:
             self.chunks.delete_one({"_id": f"{upload_id}:meta"})
 
 
-def upload_store(kind: str, db: Any, directory: str) -> UploadStore:
-    """The upload store a config string names: 'local' (a directory) or 'mongo'."""
+def upload_store(kind: str, store: Any, directory: str) -> UploadStore:
+    """The upload store a config string names: 'local' (a directory) or 'mongo' (on MongoDB)."""
     if kind == "mongo":
-        return MongoUploads(db)
+        return MongoUploads(store.db)
     return LocalUploads(directory)
-
-
-def result_id(job_id: str, line: int, part: int = 0) -> str:
-    """Results are addressed by job and line, so a page is an `_id` range in line order."""
-    return f"{job_id}:{line:09d}:{part:02d}"
-
-
-class ImportResults:
-    """Per-line results of import jobs (the `import_results` collection)."""
-
-    def __init__(self, db: Any) -> None:
-        self.results = db["import_results"]
-
-    def ensure_indexes(self) -> None:
-        self.results.create_index([("job", ASCENDING), ("action", ASCENDING), ("_id", ASCENDING)])
-
-    def add(self, job_id: str, part: int, result: dict[str, Any]) -> None:
-        """Store one line's result; ResultExists if it is there already."""
-        try:
-            self.results.insert_one(dict(result, _id=result_id(job_id, result["line"], part),
-                                         job=job_id, part=part))
-        except DuplicateKeyError:
-            raise ResultExists(result_id(job_id, result["line"], part)) from None
-
-    def get(self, job_id: str, line: int, part: int = 0) -> dict[str, Any] | None:
-        return self.results.find_one({"_id": result_id(job_id, line, part)})
-
-    def page(self, job_id: str, after: tuple[int, int] | None, actions: list[str] | None,
-             limit: int) -> list[dict[str, Any]]:
-        """Results in line order after (line, part), optionally only some actions."""
-        low = result_id(job_id, *after) if after else f"{job_id}:"
-        query: dict[str, Any] = {"job": job_id, "_id": {"$gt": low, "$lt": f"{job_id};"}}
-        if actions:
-            query["action"] = actions[0] if len(actions) == 1 else {"$in": actions}
-        cursor = self.results.find(query, {"job": 0}).sort("_id", ASCENDING)
-        return list(cursor.limit(limit)) if limit else list(cursor)
-
-    def iter_all(self, job_id: str, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
-        """Every result of a job in line order, read a page at a time."""
-        after: tuple[int, int] | None = None
-        while True:
-            page = self.page(job_id, after, None, batch_size)
-            yield from page
-            if len(page) < batch_size:
-                return
-            after = (page[-1]["line"], page[-1]["part"])
-
-    def delete_for_job(self, job_id: str) -> None:
-        self.results.delete_many({"job": job_id})
-
-
-class IdempotencyKeys:
-    """Idempotency-Key of each submission, claimed atomically by `_id` before the upload is read."""
-
-    def __init__(self, db: Any) -> None:
-        self.keys = db["import_keys"]
-
-    def claim(self, key: str) -> dict[str, Any] | None:
-        """Claim a key for a new job; None if claimed, else the earlier claim ({job: id or None})."""
-        try:
-            self.keys.insert_one({"_id": key, "job": None})
-        except DuplicateKeyError:
-            return self.keys.find_one({"_id": key}) or {"_id": key, "job": None}
-        return None
-
-    def bind(self, key: str, job_id: str) -> None:
-        self.keys.update_one({"_id": key}, {"$set": {"job": job_id}})
-
-    def job_for(self, key: str) -> str | None:
-        found = self.keys.find_one({"_id": key})
-        return found["job"] if found else None
-
-    def release(self, key: str) -> None:
-        """Free a key whose submission failed, so that the client can retry with it."""
-        self.keys.delete_one({"_id": key, "job": None})

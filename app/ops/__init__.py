@@ -16,7 +16,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from ..config import ConfigError
 from ..domain import Domain
 from ..jobs import Workers
-from .embedded import guard_single_process
 from .health import READINESS, Readiness, blp
 from .heartbeat import WorkerHeartbeats
 from .lease import MaintenanceLease, run_exclusively
@@ -58,25 +57,22 @@ def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     if config["RATE_LIMIT_WINDOW_SECONDS"] < 1 or config["WORKER_HEARTBEAT_SECONDS"] <= 0:
         raise ConfigError("RATE_LIMIT_WINDOW_SECONDS must be >= 1, WORKER_HEARTBEAT_SECONDS > 0")
     install_logging(config["LOG_FORMAT"], config["LOG_LEVEL"])
-    guard_single_process(config["MONGO_URI"])
     if config["TRUSTED_PROXIES"]:
         hops = config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,  # type: ignore[method-assign]
                                 x_port=hops)
 
-    db = domain.db
-    heartbeats = WorkerHeartbeats(db)
-    heartbeats.ensure_indexes()
+    store = domain.store
+    heartbeats = WorkerHeartbeats(store.heartbeats)
     heartbeat_timeout = float(config["WORKER_HEARTBEAT_SECONDS"]) * 3
     metrics = Metrics()
-    metrics.add_live(LiveCollector(db["jobs"], heartbeats, heartbeat_timeout))
+    metrics.add_live(LiveCollector(store.jobs, heartbeats, heartbeat_timeout))
     app.extensions[EXTENSION] = metrics
     for kind, handler in list(workers.handlers.items()):
         workers.handlers[kind] = metrics.instrument_job(kind, handler)
-    limiter = RateLimiter(db, config["RATE_LIMIT_WINDOW_SECONDS"])
-    limiter.ensure_indexes()
+    limiter = RateLimiter(store.rate_counters, config["RATE_LIMIT_WINDOW_SECONDS"])
     app.extensions[RATE_LIMITER] = limiter
-    app.extensions[READINESS] = Readiness(db, config["READY_MIN_WORKERS"], heartbeat_timeout)
+    app.extensions[READINESS] = Readiness(store, config["READY_MIN_WORKERS"], heartbeat_timeout)
     api.register_blueprint(blp)
     _register_hooks(app, metrics, limiter)
 

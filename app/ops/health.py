@@ -10,9 +10,8 @@ from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
-from pymongo.errors import PyMongoError
 
-from ..jobs import ACTIVE
+from ..store import Store
 from .heartbeat import WorkerHeartbeats
 from .metrics import CONTENT_TYPE, EXTENSION, oldest_pending_seconds
 
@@ -51,10 +50,10 @@ class NotReadyOut(Schema):
 
 
 class Readiness:
-    """What /readyz checks, with the database handle replaceable (tests inject a dead one)."""
+    """What /readyz checks, with the store replaceable (tests inject a dead one)."""
 
-    def __init__(self, db: Any, min_workers: int, heartbeat_timeout: float) -> None:
-        self.db = db
+    def __init__(self, store: Store, min_workers: int, heartbeat_timeout: float) -> None:
+        self.store = store
         self.min_workers = min_workers
         self.heartbeat_timeout = heartbeat_timeout
 
@@ -62,22 +61,25 @@ class Readiness:
         """(database answers, report). Workers below the minimum degrade but do not fail."""
         started = time.perf_counter()
         try:
-            self.db.command("ping")
-        except PyMongoError as exc:
+            self.store.ping()
+        except Exception as exc:
+            if not self.store.is_unavailable(exc):
+                raise
             logger.error("readiness: database unavailable (%s)", exc.__class__.__name__)
             return False, {"status": "unavailable", "checks": {
                 "database": {"ok": False, "error": exc.__class__.__name__}}}
         latency = (time.perf_counter() - started) * 1000
         checks: dict[str, Any] = {"database": {"ok": True, "latency_ms": round(latency, 2)}}
         try:
-            jobs = self.db["jobs"]
-            alive = len(WorkerHeartbeats(self.db).alive(self.heartbeat_timeout))
+            alive = len(WorkerHeartbeats(self.store.heartbeats).alive(self.heartbeat_timeout))
             checks["workers"] = {"ok": alive >= self.min_workers, "alive": alive,
                                  "expected": self.min_workers}
             checks["queue"] = {
-                "depth": jobs.count_documents({"state": {"$in": list(ACTIVE)}}),
-                "oldest_pending_seconds": oldest_pending_seconds(jobs)}
-        except PyMongoError as exc:
+                "depth": sum(self.store.jobs.active_counts().values()),
+                "oldest_pending_seconds": oldest_pending_seconds(self.store.jobs)}
+        except Exception as exc:
+            if not self.store.is_unavailable(exc):
+                raise
             return False, {"status": "unavailable", "checks": dict(
                 checks, database={"ok": False, "error": exc.__class__.__name__})}
         status = "ok" if checks["workers"]["ok"] else "degraded"

@@ -1,4 +1,4 @@
-"""Maintenance leases: a document in MongoDB that lets one process, of any number, run a task."""
+"""Maintenance leases: a row (or document) in the database that lets one process of any number run a task."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from ..store.base import Leases
 
 logger = logging.getLogger(__name__)
 
-COLLECTION = "maintenance_leases"
 T = TypeVar("T")
 
 
@@ -32,15 +30,14 @@ def default_holder() -> str:
 class MaintenanceLease:
     """A named lease: `acquire()` succeeds for one holder until `ttl` seconds pass.
 
-    The lease is one document keyed by its name. Acquiring is one find_one_and_update that matches
-    only an expired lease (or creates a missing one); when another holder's lease is live, the
-    upsert collides on `_id` and the caller learns it lost. No clocks are compared across
-    machines except through `until`, so keep host clocks in NTP sync (seconds matter, not ms).
+    The lease is one record keyed by its name, taken by one atomic update that only overwrites an
+    expired lease (store.leases). No clocks are compared across machines except through `until`,
+    so keep host clocks in NTP sync (seconds matter, not ms).
     """
 
-    def __init__(self, db: Any, name: str, ttl: float, holder: str | None = None,
+    def __init__(self, leases: Leases, name: str, ttl: float, holder: str | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        self.leases = db[COLLECTION]
+        self.leases = leases
         self.name = name
         self.ttl = ttl
         self.holder = holder or default_holder()
@@ -49,27 +46,18 @@ class MaintenanceLease:
     def acquire(self) -> bool:
         """Take the lease if it is free or expired; True if this holder has it now."""
         now = self.clock()
-        try:
-            lease = self.leases.find_one_and_update(
-                {"_id": self.name, "until": {"$lte": now}},
-                {"$set": {"holder": self.holder, "until": now + timedelta(seconds=self.ttl),
-                          "acquired_on": now}, "$inc": {"runs": 1}},
-                upsert=True, return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:  # a live lease of another holder exists
-            return False
-        return lease is not None and lease.get("holder") == self.holder
+        return self.leases.acquire(self.name, self.holder, now, now + timedelta(seconds=self.ttl))
 
     def release(self) -> None:
         """Give the lease back now (only if still ours), so that another holder may run."""
-        self.leases.update_one({"_id": self.name, "holder": self.holder},
-                               {"$set": {"until": self.clock()}})
+        self.leases.release(self.name, self.holder, self.clock())
 
     def record(self, **fields: Any) -> None:
         """Note facts about the last run (finished_on, error) on the lease document."""
-        self.leases.update_one({"_id": self.name, "holder": self.holder}, {"$set": fields})
+        self.leases.record(self.name, self.holder, fields)
 
 
-def run_exclusively(db: Any, name: str, ttl: float, fn: Callable[[], T], *,
+def run_exclusively(leases: Leases, name: str, ttl: float, fn: Callable[[], T], *,
                     holder: str | None = None) -> tuple[bool, T | None]:
     """Run `fn` if this process wins the lease `name`; return (ran, fn's result).
 
@@ -78,7 +66,7 @@ def run_exclusively(db: Any, name: str, ttl: float, fn: Callable[[], T], *,
     the lease is released (another process retries at its next tick) and the error propagates.
     `ttl` must exceed the task's run time; otherwise a second process may start it meanwhile.
     """
-    lease = MaintenanceLease(db, name, ttl, holder)
+    lease = MaintenanceLease(leases, name, ttl, holder)
     if not lease.acquire():
         logger.debug("maintenance %s: another process holds the lease", name)
         return False, None

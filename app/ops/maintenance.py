@@ -16,8 +16,8 @@ from typing import Any
 
 from flask import Flask
 
-from ..domain.timeutil import format_time
-from ..jobs import FAILED, RUNNING, JobQueue, utcnow
+from ..jobs import JobQueue, utcnow
+from ..timeutil import format_time
 from .heartbeat import WorkerHeartbeats
 from .lease import run_exclusively
 
@@ -54,20 +54,17 @@ def recover_leases(queue: JobQueue, max_attempts: int) -> dict[str, int]:
     over. A job that kills its worker every time (out of memory on a huge source) would otherwise
     be retried for ever, taking a worker down each time.
     """
-    now = format_time(utcnow())
-    lost = {"state": RUNNING, "lease_until": {"$lt": now}}
-    abandoned = queue.jobs.update_many(
-        dict(lost, attempts={"$gte": max_attempts}),
-        {"$set": {"state": FAILED, "finished_on": now, "updated_on": now, "lease_until": None,
-                  "error": f"Its worker was lost {max_attempts} times (lease expired); "
-                           "giving up. Request it again to retry."}})
-    waiting = queue.jobs.count_documents(lost)
-    if abandoned.modified_count:
-        logger.warning("maintenance: %d job(s) failed after %d lost workers",
-                       abandoned.modified_count, max_attempts)
+    now = format_time(queue.clock())
+    abandoned = queue.jobs.fail_abandoned(
+        now, max_attempts, f"Its worker was lost {max_attempts} times (lease expired); "
+                           "giving up. Request it again to retry.")
+    waiting = queue.jobs.count_expired(now)
+    if abandoned:
+        logger.warning("maintenance: %d job(s) failed after %d lost workers", abandoned,
+                       max_attempts)
     if waiting:
         logger.info("maintenance: %d job(s) with an expired lease wait for takeover", waiting)
-    return {"failed": abandoned.modified_count, "expired": waiting}
+    return {"failed": abandoned, "expired": waiting}
 
 
 class MaintenanceScheduler:
@@ -77,9 +74,8 @@ class MaintenanceScheduler:
         self.app = app
         self.name = name
         self.threads = threads
-        domain = app.extensions["termsync"]
-        self.db = domain.db
-        self.heartbeats = WorkerHeartbeats(self.db)
+        self.store = app.extensions["termsync.store"]
+        self.heartbeats = WorkerHeartbeats(self.store.heartbeats)
         self.heartbeat_seconds = float(app.config["WORKER_HEARTBEAT_SECONDS"])
         self.scheduler: Any = None
 
@@ -93,7 +89,8 @@ class MaintenanceScheduler:
         """One tick of a task: run it if this process wins its lease for this interval."""
         with self.app.app_context():
             try:
-                ran, result = run_exclusively(self.db, task.name, task.interval * 0.9, task.run)
+                ran, result = run_exclusively(self.store.leases, task.name, task.interval * 0.9,
+                                              task.run)
             except Exception:  # the scheduler keeps running; the next tick (anywhere) retries
                 logger.exception("maintenance task %s failed", task.name)
                 return

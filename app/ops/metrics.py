@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from werkzeug.local import LocalProxy
 
-from ..jobs import ACTIVE, JobLost
+from ..jobs import JobLost
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,8 @@ class LiveCollector(Collector):
         workers = GaugeMetricFamily("termsync_workers_alive",
                                     "Job-running processes with a recent heartbeat.")
         try:
-            rows = self.jobs.aggregate([
-                {"$match": {"state": {"$in": list(ACTIVE)}}},
-                {"$group": {"_id": {"kind": "$kind", "state": "$state"}, "n": {"$sum": 1}}}])
-            for row in rows:
-                depth.add_metric([str(row["_id"]["kind"]), str(row["_id"]["state"])], row["n"])
+            for (kind, state), count in sorted(self.jobs.active_counts().items()):
+                depth.add_metric([kind, state], count)
             workers.add_metric([], len(self.heartbeats.alive(self.heartbeat_timeout)))
             up.add_metric([], 1)
         except Exception as exc:  # a scrape must answer even when the database does not
@@ -184,8 +181,8 @@ DIFF_REQUESTS: Any = _handle("diff_requests")
 
 def oldest_pending_seconds(jobs: Any) -> float | None:
     """How long the oldest PENDING job has waited (created_on is ISO text), or None."""
-    job = jobs.find_one({"state": "PENDING"}, {"created_on": 1}, sort=[("created_on", 1)])
-    if not job or not job.get("created_on"):
+    oldest = jobs.oldest_pending()
+    if not oldest:
         return None
-    created = datetime.fromisoformat(str(job["created_on"]).replace("Z", "+00:00"))
+    created = datetime.fromisoformat(str(oldest).replace("Z", "+00:00"))
     return max(0.0, (datetime.now(UTC) - created) / timedelta(seconds=1))

@@ -1,8 +1,8 @@
-"""Fixed-window rate limits kept in MongoDB, so that they hold across every web instance.
+"""Fixed-window rate limits kept in the database, so that they hold across every web instance.
 
-A request is counted by one find_one_and_update upsert on the document
-`{bucket}:{who}:{window}` (`who` is a hash of the caller's token, or the client address when
-anonymous); the document carries `expires_at`, which a TTL index on a real MongoDB removes.
+A request is counted by one atomic upsert of the counter `{bucket}:{who}:{window}` (`who` is a
+hash of the caller's token, or the client address when anonymous); the counter carries
+`expires_at`, after which the store removes it.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from ..store.base import RateCounters
 
-COLLECTION = "rate_limits"
 EXPORTS, IMPORTS, DIFFS = "exports", "imports", "diffs"
 BUCKET_CONFIG = {EXPORTS: "RATE_LIMIT_EXPORTS", IMPORTS: "RATE_LIMIT_IMPORTS",
                  DIFFS: "RATE_LIMIT_DIFFS"}
@@ -46,32 +44,20 @@ class Allowance:
 
 
 class RateLimiter:
-    """Counts requests per (bucket, caller, window) in the `rate_limits` collection."""
+    """Counts requests per (bucket, caller, window) in store.rate_counters."""
 
-    def __init__(self, db: Any, window_seconds: int, clock: Callable[[], float] = time.time) -> None:
-        self.counters = db[COLLECTION]
+    def __init__(self, counters: RateCounters, window_seconds: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.counters = counters
         self.window_seconds = max(1, int(window_seconds))
         self.clock = clock
-
-    def ensure_indexes(self) -> None:
-        self.counters.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
 
     def hit(self, bucket: str, who: str, limit: int) -> Allowance:
         """Count one request against `limit` per window; the 1st..limit-th are allowed."""
         now = self.clock()
         window = int(now // self.window_seconds)
         ends = (window + 1) * self.window_seconds
-        key = f"{bucket}:{who}:{window}"
-        update = {"$inc": {"count": 1},
-                  "$setOnInsert": {"expires_at": datetime.fromtimestamp(ends, UTC)}}
-        try:
-            counter = self.counters.find_one_and_update(
-                {"_id": key}, update, upsert=True, return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:  # two first hits raced to insert; the second one now updates
-            counter = self.counters.find_one_and_update(
-                {"_id": key}, update, upsert=True, return_document=ReturnDocument.AFTER)
-        # None: a TTL monitor removed the counter in between; this hit starts a new count.
-        count = int(counter["count"]) if counter else 1
+        count = self.counters.hit(f"{bucket}:{who}:{window}", datetime.fromtimestamp(ends, UTC))
         reset = max(1, math.ceil(ends - now))
         return Allowance(count <= limit, limit, max(0, limit - count), reset)
 

@@ -68,27 +68,24 @@ def test_user_routes_and_tokens(client: Any, make_user: Any) -> None:
 def test_tokens_are_stored_hashed(app: Any, make_user: Any) -> None:
     headers = make_user("carol")
     token = headers["Authorization"].split()[1]
-    stored = list(app.extensions["termsync"].repos.users.tokens.find({}))
+    stored = list(app.extensions["termsync.store"].users.dump())
     assert stored and all(token not in str(document) for document in stored)
 
 
 def test_cli_creates_users_orgs_tokens_against_a_database(tmp_path: Any, capsys: Any) -> None:
     from app.cli import main
 
-    uri = f"mongomock://{tmp_path / 'cli.db'}"
-    assert main(["--mongo-uri", uri, "create-user", "dana", "--token"]) == 0
+    uri = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["--database-uri", uri, "create-user", "dana", "--token"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
-    assert main(["--mongo-uri", uri, "create-org", "Clinic", "--owner", "dana"]) == 0
-    assert main(["--mongo-uri", uri, "create-user", "eve"]) == 0
-    assert main(["--mongo-uri", uri, "add-member", "Clinic", "eve"]) == 0
-    assert main(["--mongo-uri", uri, "add-member", "Nowhere", "eve"]) == 1
+    assert main(["--database-uri", uri, "create-org", "Clinic", "--owner", "dana"]) == 0
+    assert main(["--database-uri", uri, "create-user", "eve"]) == 0
+    assert main(["--database-uri", uri, "add-member", "Clinic", "eve"]) == 0
+    assert main(["--database-uri", uri, "add-member", "Nowhere", "eve"]) == 1
     from app import create_app
-    from app.db import close_embedded
 
-    close_embedded(uri)
-    app = create_app({"MONGO_URI": uri, "TESTING": True})
+    app = create_app({"DATABASE_URI": uri, "TESTING": True})
     client = app.test_client()
     headers = {"Authorization": f"Token {token}"}
     assert client.get("/user/", headers=headers).get_json()["username"] == "dana"
     assert client.post("/orgs/Clinic/sources/", json={"id": "S"}, headers=headers).status_code == 201
-    close_embedded(uri)

@@ -1,4 +1,4 @@
-"""Configuration layers and the persisted embedded database."""
+"""Configuration layers and the embedded database across restarts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from app import create_app
 from app.config import DEFAULTS, ConfigError, load_config
-from app.db import close_embedded
 from tests.conftest import ADMIN, concept
 
 
@@ -21,14 +20,24 @@ def test_layers_defaults_file_env_overrides(tmp_path: Path, monkeypatch: Any) ->
     monkeypatch.setenv("TERMSYNC_LOG_LEVEL", "WARNING")
     config = load_config({"PORT": 9100})
     assert config["PORT"] == 9100 and config["LOG_LEVEL"] == "WARNING" and config["LOAD_DEMO"] is True
-    assert config["MONGO_URI"] == "mongomock://"
+    assert config["DATABASE_URI"] == "sqlite:///var/termsync.db"
+
+
+def test_mongo_uri_is_the_old_name_of_database_uri(monkeypatch: Any) -> None:
+    monkeypatch.setenv("TERMSYNC_MONGO_URI", "mongodb://db.example:27017")
+    assert load_config()["DATABASE_URI"] == "mongodb://db.example:27017"
+    monkeypatch.setenv("TERMSYNC_DATABASE_URI", "sqlite:////srv/termsync.db")
+    assert load_config()["DATABASE_URI"] == "sqlite:////srv/termsync.db"
 
 
 @pytest.mark.parametrize("text, message", [
     ("[server]\nport = \"x\"\n", "PORT"),
     ("[server]\nnope = 1\n", "unknown key"),
     ("[server\n", "invalid TOML"),
-    ("[server]\nmongo_uri = \"postgres://x\"\n", "MONGO_URI"),
+    ("[server]\ndatabase_uri = \"postgres://x\"\n", "DATABASE_URI"),
+    ("[server]\ndatabase_uri = \"sqlite://\"\n", "DATABASE_URI"),
+    ("[server]\nsqlite_synchronous = \"sometimes\"\n", "SQLITE_SYNCHRONOUS"),
+    ("[server]\nexport_storage = \"gridfs\"\n", "needs a MongoDB"),
 ])
 def test_bad_config_stops_with_a_clear_message(tmp_path: Path, monkeypatch: Any, text: str,
                                                message: str) -> None:
@@ -47,21 +56,32 @@ def test_example_config_documents_every_key_with_its_default(monkeypatch: Any) -
     assert load_config() == DEFAULTS
 
 
-def test_persisted_embedded_database_survives_a_restart(tmp_path: Path) -> None:
-    uri = f"mongomock://{tmp_path / 'termsync.db'}"
-    app = create_app({"MONGO_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests", "TESTING": True})
+def test_embedded_database_survives_a_restart(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'termsync.db'}"
+    app = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests", "TESTING": True})
     client = app.test_client()
     client.post("/orgs/", json={"id": "O"}, headers=ADMIN)
     client.post("/orgs/O/sources/", json={"id": "S"}, headers=ADMIN)
     client.post("/orgs/O/sources/S/concepts/", json=concept("1"), headers=ADMIN)
     client.post("/orgs/O/sources/S/versions/", json={"id": "v1", "released": True}, headers=ADMIN)
     checksum = client.get("/orgs/O/sources/S/v1/").get_json()["checksums"]["content"]
-    close_embedded(uri)  # clean shutdown: saved atomically
-    assert (tmp_path / "termsync.db").stat().st_size > 0
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".termsync-")]
+    app.extensions["termsync.store"].close()
 
-    again = create_app({"MONGO_URI": uri, "TESTING": True}).test_client()
+    again = create_app({"DATABASE_URI": uri, "TESTING": True}).test_client()
     assert again.get("/orgs/O/sources/S/v1/").get_json()["checksums"]["content"] == checksum
     assert again.get("/orgs/O/sources/S/concepts/1/", headers=ADMIN).status_code == 200
     assert again.get("/user/", headers=ADMIN).get_json()["username"] == "admin"
-    close_embedded(uri)
+
+
+def test_two_apps_on_one_file_see_each_others_writes(tmp_path: Path) -> None:
+    """Several processes (gunicorn workers, `termsync worker`) share one SQLite file."""
+    uri = f"sqlite:///{tmp_path / 'termsync.db'}"
+    first = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests",
+                        "TESTING": True}).test_client()
+    second = create_app({"DATABASE_URI": uri, "TESTING": True}).test_client()
+    first.post("/orgs/", json={"id": "O"}, headers=ADMIN)
+    first.post("/orgs/O/sources/", json={"id": "S"}, headers=ADMIN)
+    second.post("/orgs/O/sources/S/concepts/", json=concept("1"), headers=ADMIN)
+    assert first.get("/orgs/O/sources/S/concepts/1/").status_code == 200
+    assert first.get("/orgs/O/sources/S/").get_json()["checksums"]["content"] == \
+        second.get("/orgs/O/sources/S/").get_json()["checksums"]["content"]

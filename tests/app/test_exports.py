@@ -21,7 +21,7 @@ from app import create_app
 from app.exports import export_service
 from app.exports.service import ExportService
 from app.jobs import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, Workers
-from tests.conftest import ADMIN, SHARED, app_config, concept, mapping
+from tests.conftest import ADMIN, SHARED, app_config, concept, mapping, mongo_database_uri
 
 ORG, SOURCE = "TestOrg", "TestSource"
 BASE = f"/orgs/{ORG}/sources/{SOURCE}/"
@@ -43,8 +43,12 @@ class Env:
     def service(self) -> ExportService:
         return export_service(self.app)
 
-    def jobs(self, **query: Any) -> list[dict[str, Any]]:
-        return list(self.workers.queue.jobs.find(dict(query, kind="export")))
+    def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
+        return self.workers.queue.list(kind="export", states=None if state is None else [state])[0]
+
+    def abandon_jobs(self) -> None:
+        for job in self.jobs():
+            self.workers.queue.cancel(job["_id"])
 
     def build(self) -> int:
         return self.workers.run_until_idle()
@@ -72,6 +76,8 @@ class BufferedClient(FlaskClient):
 
 
 def make_app(backend: str, tmp_path: Any, **extra: Any) -> Any:
+    if backend == "gridfs":
+        extra.setdefault("DATABASE_URI", mongo_database_uri())
     application = create_app(app_config(EXPORT_STORAGE=backend,
                                         EXPORT_DIR=str(tmp_path / "exports"), **extra))
     application.test_client_class = BufferedClient
@@ -147,7 +153,7 @@ def test_head_row(env: Env) -> None:
     claim(env)
     answer = env.client.head(V1)
     assert answer.status_code == 202 and answer.headers["X-Export-Progress"] == "0%"
-    env.workers.queue.jobs.delete_many({})
+    env.abandon_jobs()
     # ready: 200, headers only, and the file is never opened
     full = env.ready()
     opened: list[str] = []
@@ -176,7 +182,7 @@ def test_post_row(env: Env) -> None:
     answer = env.client.post(V1, headers=ADMIN)
     assert answer.status_code == 202 and answer.get_json()["state"] == "BUILDING"
     assert [job["_id"] for job in env.jobs()] == [first[0]["_id"]]
-    env.workers.queue.jobs.delete_many({})
+    env.abandon_jobs()
     # ready: 202, a rebuild is queued; the ready file is served meanwhile
     before = env.ready()
     assert env.client.post(V1, headers=ADMIN).status_code == 202

@@ -1,4 +1,4 @@
-"""`termsync exports list|rebuild|purge` against a persisted embedded database."""
+"""`termsync exports list|rebuild|purge` against the embedded database a server uses."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ from typing import Any
 
 from app import create_app
 from app.cli import main
-from app.db import close_embedded
 from tests.conftest import ADMIN, concept
 
 BASE = "/orgs/CliOrg/sources/CliSource/"
 
 
 def test_exports_list_purge_rebuild(tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
-    uri = f"mongomock:///{tmp_path}/termsync.db"
+    uri = f"sqlite:///{tmp_path}/termsync.db"
     monkeypatch.setenv("TERMSYNC_EXPORT_DIR", str(tmp_path / "exports"))
-    application = create_app({"MONGO_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests",
+    application = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests",
                               "TESTING": True})
     client = application.test_client()
     try:
@@ -30,18 +29,18 @@ def test_exports_list_purge_rebuild(tmp_path: Any, monkeypatch: Any, capsys: Any
         client.put(f"{BASE}v1/", json={"description": "new"}, headers=ADMIN)
 
         capsys.readouterr()
-        assert main(["--mongo-uri", uri, "exports", "list"]) == 0
+        assert main(["--database-uri", uri, "exports", "list"]) == 0
         rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert rows[0]["export"] == f"{BASE}v1/"
         assert rows[0]["state"] == "NONE" and rows[0]["stale_file"] is True
 
-        assert main(["--mongo-uri", uri, "exports", "purge", "--grace", "0"]) == 0
+        assert main(["--database-uri", uri, "exports", "purge", "--grace", "0"]) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["stale_files"] == 1 and report["files"] == 1
 
-        assert main(["--mongo-uri", uri, "exports", "rebuild", f"{BASE}v1/", "--now"]) == 0
+        assert main(["--database-uri", uri, "exports", "rebuild", f"{BASE}v1/", "--now"]) == 0
         capsys.readouterr()
         assert client.head(f"{BASE}v1/export/").status_code == 200
-        assert main(["--mongo-uri", uri, "exports", "rebuild", f"{BASE}v9/"]) == 1
+        assert main(["--database-uri", uri, "exports", "rebuild", f"{BASE}v9/"]) == 1
     finally:
-        close_embedded(uri)
+        application.extensions["termsync.store"].close()

@@ -26,8 +26,7 @@ def app(tmp_path: Path) -> Iterator[Any]:
     """The app with its uploads in a temp directory (overrides the conftest fixture)."""
     application = create_app(app_config(IMPORT_DIR=str(tmp_path / "imports")))
     yield application
-    if os.environ.get("TEST_MONGO_URI"):
-        application.extensions["termsync.mongo_client"].drop_database(application.config["MONGO_DB"])
+    application.extensions["termsync.store"].drop()
 
 
 def run_jobs(app: Any) -> None:
@@ -527,17 +526,17 @@ def test_cancel_mid_job_stops_at_the_next_batch(small_batches: Callable[[], Any]
     assert job_of(client, waiting)["summary"]["processed"] == 0
 
 
-@pytest.mark.parametrize("storage", ["local", "mongo"])
-def test_jobs_survive_a_restart_of_the_embedded_database(
-        tmp_path: Path, storage: str, small_batches: Callable[[], Any]) -> None:
+@pytest.mark.parametrize("database, storage", [("sqlite", "local"), ("mongomock", "mongo")])
+def test_jobs_survive_a_restart_of_the_database(
+        tmp_path: Path, database: str, storage: str, small_batches: Callable[[], Any]) -> None:
     reference_app = small_batches()
     reference_client = reference_app.test_client()
     expected = outcome(reference_client, run_sample(reference_client, reference_app))
 
-    uri = f"mongomock://{tmp_path / 'termsync.db'}"
-    config = app_config(MONGO_URI=uri, MONGO_DB="restart", IMPORT_STORAGE=storage,
+    uri = f"sqlite:///{tmp_path / 'termsync.db'}" if database == "sqlite" else \
+        f"mongomock://{tmp_path.name}"
+    config = app_config(DATABASE_URI=uri, MONGO_DB="restart", IMPORT_STORAGE=storage,
                         IMPORT_DIR=str(tmp_path / "uploads"), IMPORT_BATCH_SIZE=10)
-    from app.db import close_embedded
 
     first = create_app(config)
     client = first.test_client()
@@ -545,7 +544,7 @@ def test_jobs_survive_a_restart_of_the_embedded_database(
     crash_after(first, 25)
     with pytest.raises(WorkerDied):
         first.extensions["termsync.jobs"].run_until_idle()
-    close_embedded(uri)  # the process goes away; its database file and the upload stay
+    first.extensions["termsync.store"].close()  # the process goes away; the database stays
 
     second = create_app(config)
     client = second.test_client()
@@ -555,7 +554,7 @@ def test_jobs_survive_a_restart_of_the_embedded_database(
     assert outcome(client, job_id) == expected
     if storage == "local":
         assert os.listdir(tmp_path / "uploads") == []
-    close_embedded(uri)
+    second.extensions["termsync.store"].drop()
 
 
 def test_death_after_the_last_batch_still_finishes(small_batches: Callable[[], Any]) -> None:

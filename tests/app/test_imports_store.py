@@ -10,7 +10,7 @@ import mongomock
 import pytest
 
 from app.imports import store as store_module
-from app.imports.store import ImportResults, LocalUploads, MongoUploads, UploadStore
+from app.imports.store import LocalUploads, MongoUploads, UploadStore
 
 
 @pytest.fixture(params=["local", "mongo"])
@@ -57,15 +57,3 @@ def test_delete(uploads: UploadStore) -> None:
     uploads.delete("u3")  # twice is fine
     with pytest.raises(FileNotFoundError):
         list(uploads.read_lines("u3"))
-
-
-def test_results_page_in_line_order_by_job() -> None:
-    results = ImportResults(mongomock.MongoClient()["t"])
-    for job in ("a", "b"):
-        for line in (10, 2, 1):
-            results.add(job, 0, {"line": line, "type": "Concept", "url": None,
-                                 "action": "failed" if line == 2 else "created", "errors": []})
-    assert [r["line"] for r in results.page("a", None, None, 0)] == [1, 2, 10]
-    assert [r["line"] for r in results.page("a", (1, 0), None, 1)] == [2]
-    assert [r["line"] for r in results.page("b", None, ["failed"], 10)] == [2]
-    assert [r["line"] for r in results.iter_all("a", batch_size=2)] == [1, 2, 10]

@@ -15,19 +15,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 
 from app import create_app
 from app.config import ConfigError
-from app.db import close_embedded
 from app.jobs import FAILED, PENDING, RUNNING
 from app.ops import MaintenanceLease, run_exclusively
-from app.ops.embedded import guard_single_process
 from app.ops.heartbeat import WorkerHeartbeats
 from app.ops.logs import JsonFormatter, RequestIdFilter
 from app.ops.maintenance import recover_leases
 from app.ops.metrics import IMPORT_LINES
+from app.store import open_store
 from tests.conftest import ADMIN, app_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,22 +33,16 @@ LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def shared_apps(tmp_path: Path, count: int = 2, **extra: Any) -> list[Any]:
-    """`count` app instances on one database: one shared mongomock client, or one real MongoDB
-    database reached through a client per instance (TEST_MONGO_URI)."""
+    """`count` app instances on one database (as processes share one SQLite file or MongoDB),
+    each with its own connections."""
     config = app_config(**extra)
-    if not os.environ.get("TEST_MONGO_URI"):
-        config.update(MONGO_URI=f"mongomock://{tmp_path / 'shared.db'}", PERSIST_INTERVAL=3600.0)
     return [create_app(dict(config)) for _ in range(count)]
 
 
 def dispose(apps: list[Any]) -> None:
-    first = apps[0]
-    if os.environ.get("TEST_MONGO_URI"):
-        first.extensions["termsync.mongo_client"].drop_database(first.config["MONGO_DB"])
-        for app in apps:
-            app.extensions["termsync.mongo_client"].close()
-    else:
-        close_embedded(first.config["MONGO_URI"])
+    for app in apps[1:]:
+        app.extensions["termsync.store"].close()
+    apps[0].extensions["termsync.store"].drop()
 
 
 @pytest.fixture
@@ -94,15 +86,13 @@ def test_readyz_reports_database_workers_and_queue(app: Any, client: Any) -> Non
     assert body["checks"]["workers"] == {"ok": True, "alive": 0, "expected": 0}
 
 
-def test_readyz_is_503_when_the_database_does_not_answer(app: Any, client: Any) -> None:
-    # A real client to a port nothing listens on: every command fails server selection.
-    dead = pymongo.MongoClient("mongodb://127.0.0.1:9/", serverSelectionTimeoutMS=200,
-                               connectTimeoutMS=200)
-    try:
-        app.extensions["termsync.readiness"].db = dead["termsync"]
-        answer = client.get("/readyz")
-    finally:
-        dead.close()
+def test_readyz_is_503_when_the_database_does_not_answer(app: Any, client: Any,
+                                                        tmp_path: Path) -> None:
+    # A database file that cannot be opened: a directory stands where the file should be.
+    (tmp_path / "gone.db").mkdir()
+    dead = open_store(f"sqlite:///{tmp_path / 'gone.db'}")
+    app.extensions["termsync.readiness"].store = dead
+    answer = client.get("/readyz")
     assert answer.status_code == 503
     body = answer.get_json()
     assert body["code"] == 503 and "database" in body["message"]
@@ -117,7 +107,7 @@ def test_readyz_degrades_without_the_expected_workers(tmp_path: Path) -> None:
         client = app.test_client()
         body = client.get("/readyz").get_json()
         assert body["status"] == "degraded" and body["checks"]["workers"]["ok"] is False
-        WorkerHeartbeats(app.extensions["termsync"].db).beat("worker-1", 4, 30)
+        WorkerHeartbeats(app.extensions["termsync.store"].heartbeats).beat("worker-1", 4, 30)
         body = client.get("/readyz").get_json()
         assert body["status"] == "ok" and body["checks"]["workers"]["alive"] == 1
     finally:
@@ -166,8 +156,7 @@ def test_metrics_are_per_app_and_handles_resolve_to_the_current_app(app: Any) ->
     IMPORT_LINES.labels(action="created").inc(1)  # outside any app: ignored, no error
     mine = app.test_client().get("/metrics").get_data(as_text=True)
     theirs = other.test_client().get("/metrics").get_data(as_text=True)
-    if os.environ.get("TEST_MONGO_URI"):
-        dispose([other])
+    dispose([other])
     assert metric_value(mine, "termsync_import_lines_total", action="created") == 5
     assert metric_value(theirs, "termsync_import_lines_total", action="created") is None
 
@@ -240,8 +229,7 @@ def test_bad_ops_config_stops_startup() -> None:
 
 def test_diff_rate_limit_holds_across_instances(twins: tuple[Any, Any]) -> None:
     a, b = twins
-    if not os.environ.get("TEST_MONGO_URI"):
-        assert a.extensions["termsync.mongo_client"] is b.extensions["termsync.mongo_client"]
+    assert a.extensions["termsync.store"] is not b.extensions["termsync.store"]
     client_a, client_b = a.test_client(), b.test_client()
     assert client_a.post("/orgs/", json={"id": "O"}, headers=ADMIN).status_code == 201
     assert client_b.post("/orgs/O/sources/", json={"id": "S"}, headers=ADMIN).status_code == 201
@@ -309,21 +297,24 @@ def test_anonymous_callers_are_told_apart_by_forwarded_address(tmp_path: Path) -
         dispose([app])
 
 
-def test_rate_limit_counters_expire(app: Any) -> None:
+def test_rate_limit_counters_of_past_windows_are_removed(app: Any) -> None:
     limiter = app.extensions["termsync.ratelimit"]
-    limiter.hit("diffs", "ip:1.2.3.4", 10)
-    counter = limiter.counters.find_one({})
-    assert counter["_id"].startswith("diffs:ip:1.2.3.4:") and counter["count"] == 1
-    assert counter["expires_at"] > datetime.now(UTC)
-    ttl = [index for index in limiter.counters.index_information().values()
-           if index.get("expireAfterSeconds") == 0]
-    assert ttl and ttl[0]["key"] == [("expires_at", 1)]
+    now = [1_000_000.0 * 60]
+    limiter.clock = lambda: now[0]
+    assert limiter.hit("diffs", "ip:1.2.3.4", 10).remaining == 9
+    assert limiter.hit("diffs", "ip:1.2.3.4", 10).remaining == 8
+    now[0] += 60
+    assert limiter.hit("diffs", "ip:1.2.3.4", 10).remaining == 9  # a new window counts afresh
+    store = app.extensions["termsync.store"]
+    if store.kind == "sqlite":  # MongoDB's TTL monitor removes them there
+        rows = store.database.all("SELECT key FROM rate_counters")
+        assert len(rows) == 1 and rows[0][0].endswith(f":{int(now[0] // 60)}")
 
 
 # Maintenance leases -------------------------------------------------------------------------------
 
 def test_run_exclusively_runs_once_per_period_across_holders(app: Any) -> None:
-    db = app.extensions["termsync"].db
+    db = app.extensions["termsync.store"].leases
     runs: list[str] = []
     assert run_exclusively(db, "gc", 60, lambda: runs.append("a") or "done",
                            holder="a") == (True, "done")
@@ -337,7 +328,7 @@ def test_run_exclusively_runs_once_per_period_across_holders(app: Any) -> None:
 
 
 def test_a_failed_task_releases_its_lease(app: Any) -> None:
-    db = app.extensions["termsync"].db
+    db = app.extensions["termsync.store"].leases
 
     def broken() -> None:
         raise RuntimeError("disk full")
@@ -345,7 +336,7 @@ def test_a_failed_task_releases_its_lease(app: Any) -> None:
     with pytest.raises(RuntimeError):
         run_exclusively(db, "gc", 3600, broken, holder="a")
     assert run_exclusively(db, "gc", 3600, lambda: "retried", holder="b") == (True, "retried")
-    assert db["maintenance_leases"].find_one({"_id": "gc"})["error"] is None
+    assert db.get("gc")["error"] is None
 
 
 def test_lease_recovery_fails_jobs_whose_workers_keep_dying(app: Any) -> None:
@@ -362,52 +353,44 @@ def test_lease_recovery_fails_jobs_whose_workers_keep_dying(app: Any) -> None:
     assert queue.claim(["export"], "w2", 60)["_id"] == retried["_id"]
 
 
-# Single process on the embedded database ----------------------------------------------------------
+# Several processes on the embedded database --------------------------------------------------
 
-def test_persisted_embedded_database_refuses_a_second_process(tmp_path: Path) -> None:
-    database = tmp_path / "termsync.db"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from app.ops.embedded import "
-         "guard_single_process as g; g(sys.argv[1]); print('locked', flush=True); time.sleep(30)",
-         f"mongomock://{database}"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ConfigError, match=f"in use by pid {holder.pid}.*ONE process"):
-            guard_single_process(f"mongomock://{database}")
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
-    guard_single_process(f"mongomock://{database}")  # free again
-    guard_single_process(f"mongomock://{database}")  # and re-entrant within a process
-
-
-def test_gunicorn_refuses_several_processes_on_the_embedded_database() -> None:
-    env = dict(os.environ, TERMSYNC_MONGO_URI="mongomock://", GUNICORN_WORKERS="3")
+@pytest.mark.slow
+def test_gunicorn_runs_several_processes_on_the_embedded_database(tmp_path: Path) -> None:
+    env = dict(os.environ, TERMSYNC_DATABASE_URI=f"sqlite:///{tmp_path / 'termsync.db'}",
+               GUNICORN_WORKERS="3", TERMSYNC_BACKGROUND_WORKERS="0")
     env.pop("TERMSYNC_CONFIG", None)
-    started = time.monotonic()
-    done = subprocess.run(
+    server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", "127.0.0.1:0",
-         "wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0
-    assert "refusing to start 3 gunicorn worker processes on the embedded database" in done.stderr
-    assert "one process's memory" in done.stderr
-    assert time.monotonic() - started < 30
+         "wsgi:app"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        booted = 0
+        for line in server.stderr:
+            booted += "Booting worker" in line
+            if booted == 3:
+                break
+        assert booted == 3
+        assert server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(30)
+        if server.stderr is not None:
+            server.stderr.close()
 
 
 def test_starting_job_threads_starts_heartbeat_and_maintenance(app: Any, client: Any) -> None:
     workers = app.extensions["termsync.jobs"]
-    db = app.extensions["termsync"].db
+    leases = app.extensions["termsync.store"].leases
     workers.start(1)  # what create_app (BACKGROUND_WORKERS) and `termsync worker` both call
     try:
         body = client.get("/readyz").get_json()
         assert body["checks"]["workers"]["alive"] == 1
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not db["maintenance_leases"].find_one(
-                {"_id": "jobs-recover-leases", "finished_on": {"$exists": True}}):
+        while time.monotonic() < deadline and not (leases.get("jobs-recover-leases") or {}).get(
+                "finished_on"):
             time.sleep(0.05)
-        assert db["maintenance_leases"].find_one({"_id": "jobs-recover-leases"})["runs"] == 1
+        assert leases.get("jobs-recover-leases")["runs"] == 1
     finally:
         workers.stop()
     assert "termsync.maintenance.scheduler" not in app.extensions

@@ -1,7 +1,7 @@
 """Scale-out: two app instances and two workers on one database and one export storage.
 
-On mongomock the instances share one client object (a persisted embedded URI is one database per
-process); with TEST_MONGO_URI each instance has its own client to the same database.
+Each instance has its own connections to the same database: one SQLite file (local export files),
+or one MongoDB (GridFS; mongomock unless TEST_DATABASE_URI names a server).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from app.exports import export_service
 from app.jobs import FINISHED, JobLost
 from tests.app.test_ops import dispose, metric_value, shared_apps
-from tests.conftest import ADMIN, concept
+from tests.conftest import ADMIN, concept, mongo_database_uri
 
 BASE = "/orgs/TestOrg/sources/TestSource/"
 V1 = f"{BASE}v1/export/"
@@ -27,7 +27,8 @@ V1 = f"{BASE}v1/export/"
 def pair(request: Any, tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     """Instances A and B with one export storage (a shared directory, or GridFS), a source with
     seven concepts and an unreleased version v1; heartbeats every two items, short leases."""
-    apps = shared_apps(tmp_path, EXPORT_STORAGE=request.param,
+    database = {"DATABASE_URI": mongo_database_uri()} if request.param == "gridfs" else {}
+    apps = shared_apps(tmp_path, EXPORT_STORAGE=request.param, **database,
                        EXPORT_DIR=str(tmp_path / "exports"), EXPORT_HEARTBEAT_ITEMS=2,
                        JOB_LEASE_SECONDS=1.0)
     client = apps[0].test_client()
@@ -112,7 +113,7 @@ def test_two_workers_racing_for_one_build_produce_one_file(pair: tuple[Any, Any]
     a, b = pair
     assert a.test_client().post(V1, headers=ADMIN).status_code == 202
     assert b.test_client().post(V1, headers=ADMIN).status_code == 202
-    jobs = list(workers(a).queue.jobs.find({"kind": "export"}))
+    jobs = workers(a).queue.list(kind="export")[0]
     assert len(jobs) == 1  # the second request joined the first build
 
     slow = StalledWorker(a, "worker-a")
@@ -143,7 +144,7 @@ def test_worker_that_disappears_mid_build_is_replaced(pair: tuple[Any, Any]) -> 
     gone = StalledWorker(a, "worker-that-dies")
     gone.start()
     queue = workers(b).queue
-    job = queue.jobs.find_one({"kind": "export"})
+    job = queue.list(kind="export")[0][0]
     assert job["worker"] == "worker-that-dies"
     assert workers(b).run_until_idle() == 0  # the lease still holds
     advance_clock(b, seconds=2)  # the dead worker's lease ends

@@ -9,9 +9,9 @@ FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 def format_time(moment: datetime) -> str:
     """Render a datetime as 'YYYY-MM-DDTHH:MM:SS.ffffffZ' in UTC (zone-less means UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime(FORMAT)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds") + "Z"  # FORMAT, but several times faster
 
 
 def now_iso() -> str:

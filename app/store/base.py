@@ -1,0 +1,528 @@
+"""The storage interface: one repository per table (SQLite) or collection (MongoDB).
+
+The domain, the features and the HTTP layer speak only to these interfaces; `app.store.sqlite` and
+`app.store.mongo` implement each of them, and one contract suite (tests/app/test_store_contract.py)
+runs against both. Documents are plain dicts addressed by `_id`, in the same shape on both
+backends, so `termsync db copy` moves them from one to the other unchanged.
+
+Item versions model (docs/architecture.md): every write to a concept or mapping inserts a new item
+version stamped with its source's next `seq`; `sup` is the seq that superseded it (LIVE while it
+is the newest). The content of a version cut at seq V is the item versions with seq <= V < sup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+LIVE = 2**62  # `sup` of an item version that nothing superseded yet
+HEAD_SEQ = LIVE - 1  # reading HEAD is reading "a version cut at the end of time"
+CONCEPT = "Concept"
+MAPPING = "Mapping"
+CHECKSUM_MODULUS = 2**256
+EMPTY_CHECKSUM = "0" * 64
+
+Document = dict[str, Any]
+
+
+class StoreError(Exception):
+    """A storage failure the caller can report (the database is down or busy)."""
+
+
+class DuplicateKey(StoreError):
+    """A document with this `_id` (or unique key) exists already."""
+
+
+class StaleHead(StoreError):
+    """An item's live version is not the one the writer read: another write came first."""
+
+
+def version_url(url: str, seq: int) -> str:
+    """The url of one item version: the item url plus its version."""
+    return f"{url}{seq}/"
+
+
+def checksum_term(url: str, seq: int) -> int:
+    """One item's share of `checksums.content`: sha256 of "url\\tversion\\n" as an integer."""
+    return int.from_bytes(hashlib.sha256(f"{url}\t{seq}\n".encode()).digest(), "big")
+
+
+def add_checksum(checksum: str, term: int) -> str:
+    """`checksums.content` with one item added (negative `term`: removed).
+
+    The checksum is the sum, modulo 2**256, of every live item's term, in hex: it does not depend
+    on order, so a write updates it in constant time and a version cut copies it.
+    """
+    return format((int(checksum, 16) + term) % CHECKSUM_MODULUS, "064x")
+
+
+def checksum_of(terms: Iterable[tuple[str, int]]) -> str:
+    """`checksums.content` of (url, seq) pairs, in any order."""
+    total = 0
+    for url, seq in terms:
+        total += checksum_term(url, seq)
+    return format(total % CHECKSUM_MODULUS, "064x")
+
+
+@dataclass(frozen=True)
+class ContentQuery:
+    """Which item versions a read selects: a source's content at `seq`, narrowed."""
+
+    source: str
+    seq: int = HEAD_SEQ
+    types: tuple[str, ...] = (CONCEPT, MAPPING)
+    include_retired: bool = True
+    include_deleted: bool = False
+    updated_since: str | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiffKey:
+    """A position in diff order: (updated_on, type, id)."""
+
+    updated_on: str
+    type: str
+    id: str
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """Who is asking, for lists that hide private documents: None for an admin (sees all)."""
+
+    username: str | None
+    orgs: frozenset[str]
+
+
+class DocumentRepository:
+    """Documents addressed by `_id`: get, insert (DuplicateKey when it exists), update, delete."""
+
+    def get(self, key: str) -> Document | None:
+        raise NotImplementedError
+
+    def insert(self, document: Document) -> None:
+        """Insert a new document; DuplicateKey if its `_id` exists."""
+        raise NotImplementedError
+
+    def update(self, key: str, changes: Document) -> Document | None:
+        """Set fields; return the document as it is now (None if there is none)."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def dump(self) -> Iterator[Document]:
+        """Every document, for `termsync db copy`."""
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        """Insert copied documents (replacing any with the same `_id`); return how many."""
+        raise NotImplementedError
+
+
+class Users(DocumentRepository):
+    """User accounts and their hashed API tokens."""
+
+    def list(self, skip: int, limit: int) -> tuple[list[Document], int]:
+        raise NotImplementedError
+
+    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
+        raise NotImplementedError
+
+    def user_for_token(self, token_hash: str) -> Document | None:
+        raise NotImplementedError
+
+
+class Orgs(DocumentRepository):
+    """Organizations; `members` (usernames) is part of each document."""
+
+    def add_member(self, org_id: str, username: str) -> None:
+        raise NotImplementedError
+
+    def remove_member(self, org_id: str, username: str) -> None:
+        raise NotImplementedError
+
+    def for_member(self, username: str) -> list[str]:
+        """Ids of the orgs a user belongs to."""
+        raise NotImplementedError
+
+    def list(self, visible_to: Visibility | None, skip: int,
+             limit: int) -> tuple[list[Document], int]:
+        """Orgs by id: public ones and the caller's (all of them for None, an admin)."""
+        raise NotImplementedError
+
+
+class Sources(DocumentRepository):
+    """Sources: HEAD metadata, the seq counter of their item versions and HEAD's checksum."""
+
+    def next_mapping_number(self, url: str) -> int:
+        raise NotImplementedError
+
+    def cut_state(self, url: str) -> tuple[int, str | None, str | None]:
+        """(seq, lastUpdated, HEAD's checksum or None where it is not kept) read together, so
+        that a version cut at that seq records exactly that content."""
+        raise NotImplementedError
+
+    def list(self, owner_url: str | None, visible_to: Visibility | None, skip: int,
+             limit: int) -> tuple[list[Document], int]:
+        """Sources by url, under one owner or all, that `visible_to` may see."""
+        raise NotImplementedError
+
+
+class Versions(DocumentRepository):
+    """Source versions: metadata and the seq (and checksum) they were cut at."""
+
+    def delete_for_source(self, source_url: str) -> None:
+        raise NotImplementedError
+
+    def list(self, source_url: str, released: bool | None, skip: int,
+             limit: int) -> tuple[list[Document], int]:
+        """Versions of a source, newest first."""
+        raise NotImplementedError
+
+    def latest_released(self, source_url: str) -> Document | None:
+        found = self.list(source_url, True, 0, 1)[0]
+        return found[0] if found else None
+
+
+class Items:
+    """Concept and mapping item versions of every source (and the mapping-key index)."""
+
+    def head(self, url: str) -> Document | None:
+        """The live version's facts of an item url: seq, deleted, retired, source, type, id."""
+        raise NotImplementedError
+
+    def current(self, url: str, seq: int = HEAD_SEQ) -> Document | None:
+        """The item version of one item at `seq` (tombstones included), or None."""
+        raise NotImplementedError
+
+    def item_version(self, url: str, seq: int) -> Document | None:
+        """One item version by its url and seq, even a superseded one."""
+        raise NotImplementedError
+
+    def history(self, url: str) -> list[Document]:
+        """Every version of one item, newest first."""
+        raise NotImplementedError
+
+    def write(self, item: Document, previous_seq: int | None) -> int:
+        """Make `item` the live version and return the seq allocated to it.
+
+        `previous_seq` is the live seq the writer read (None: the item is new); StaleHead if
+        another write came first. Stamps the source's `last_updated` and keeps HEAD's checksum.
+        """
+        raise NotImplementedError
+
+    def settle(self, source_url: str, seq: int) -> int:
+        """Before a cut at `seq`: finish or discard writes still in flight (0 where atomic)."""
+        return 0
+
+    def finish_pending(self, older_than: str | None = None) -> int:
+        """Roll forward or drop writes interrupted by a crash (0 where writes are atomic)."""
+        return 0
+
+    def page(self, query: ContentQuery, skip: int, limit: int) -> list[Document]:
+        """One page of the selected items, by type then id."""
+        raise NotImplementedError
+
+    def count(self, query: ContentQuery) -> int:
+        raise NotImplementedError
+
+    def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
+        """Up to `limit` selected items after `after`, in (updated_on, type, id) order."""
+        raise NotImplementedError
+
+    def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
+        """Every selected item of `query.types[0]`, by id, read a batch at a time."""
+        raise NotImplementedError
+
+    def newest(self, query: ContentQuery) -> Document | None:
+        """The most recently updated selected item version."""
+        raise NotImplementedError
+
+    def scan_checksum(self, source_url: str, seq: int) -> str:
+        """`checksums.content` at `seq`, computed by reading every item (any order)."""
+        raise NotImplementedError
+
+    def head_checksum(self, source_url: str) -> str:
+        """`checksums.content` of HEAD: kept with every write, or cached by seq."""
+        raise NotImplementedError
+
+    def recompute_checksums(self) -> None:
+        """Bring every source's HEAD checksum in line with its items (after `db copy`)."""
+
+    def mapping_for_key(self, key: str) -> str | None:
+        """The id of the live mapping with this (source, from, type, to) key, if any."""
+        raise NotImplementedError
+
+    def set_mapping_key(self, key: str, source_url: str, mapping_id: str | None) -> None:
+        raise NotImplementedError
+
+    def delete_for_source(self, source_url: str) -> None:
+        raise NotImplementedError
+
+    def dump(self) -> Iterator[Document]:
+        """Every item version (then every mapping key, as {"mapping_key": ...})."""
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        raise NotImplementedError
+
+
+class Jobs:
+    """The job queue: submit, claim with a lease, heartbeat, finish, fail, cancel.
+
+    States: PENDING, RUNNING, FINISHED, FAILED, CANCELLED. A claim takes the oldest PENDING job
+    of the given kinds, or a RUNNING one whose lease expired (its worker died), atomically.
+    """
+
+    def insert(self, job: Document) -> None:
+        """Insert a job; DuplicateKey if its `_id` exists."""
+        raise NotImplementedError
+
+    def get(self, job_id: str) -> Document | None:
+        raise NotImplementedError
+
+    def latest(self, kind: str, key: str) -> Document | None:
+        """The newest numbered (deduplicated) job of this kind and key, whatever its state."""
+        raise NotImplementedError
+
+    def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Document | None:
+        raise NotImplementedError
+
+    def heartbeat(self, job_id: str, worker: str, now: str, lease_until: str,
+                  progress: Document | None) -> bool:
+        """Extend our lease; False if the job is no longer ours (cancelled or taken over)."""
+        raise NotImplementedError
+
+    def save_progress(self, job_id: str, worker: str, now: str, progress: Document) -> bool:
+        """Record progress of our job, even if it was cancelled meanwhile (the work it counts
+        is done); False if another worker has taken it over."""
+        raise NotImplementedError
+
+    def mark_started(self, job_id: str, worker: str, now: str) -> None:
+        raise NotImplementedError
+
+    def end(self, job_id: str, worker: str, state: str, now: str, changes: Document) -> bool:
+        """Finish our RUNNING job in `state` with `changes` (result/error); False if not ours."""
+        raise NotImplementedError
+
+    def cancel(self, job_id: str, now: str) -> bool:
+        """Cancel a PENDING or RUNNING job; False if it had ended."""
+        raise NotImplementedError
+
+    def update(self, job_id: str, changes: Document) -> None:
+        raise NotImplementedError
+
+    def list(self, kind: str | None, owner: str | None, states: Iterable[str] | None, skip: int,
+             limit: int) -> tuple[list[Document], int]:
+        """Jobs newest first, narrowed by kind, owner and states."""
+        raise NotImplementedError
+
+    def active_counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs wait or run, per (kind, state)."""
+        raise NotImplementedError
+
+    def oldest_pending(self) -> str | None:
+        """`created_on` of the oldest PENDING job."""
+        raise NotImplementedError
+
+    def fail_abandoned(self, now: str, max_attempts: int, error: str) -> int:
+        """FAIL running jobs whose lease expired after `max_attempts` attempts; how many."""
+        raise NotImplementedError
+
+    def count_expired(self, now: str) -> int:
+        """RUNNING jobs whose lease expired (waiting to be taken over)."""
+        raise NotImplementedError
+
+    def dump(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        raise NotImplementedError
+
+
+class ExportRecords:
+    """One record per export (`_id` = export key): the committed file and the latest build job."""
+
+    def get(self, key: str) -> Document | None:
+        raise NotImplementedError
+
+    def set_job(self, key: str, fields: Document, job_id: str) -> None:
+        """Create or update the record with these fields and its current build job."""
+        raise NotImplementedError
+
+    def commit_file(self, key: str, job_id: str, file: Document) -> bool:
+        """Record a built file, only if this job is still the export's job (not cancelled)."""
+        raise NotImplementedError
+
+    def drop_file_if(self, key: str, sha256: str) -> bool:
+        """Forget the record's file if it is still this one."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def by_file(self, source_url: str, sha256: str) -> Document | None:
+        raise NotImplementedError
+
+    def referenced(self, sha256: str) -> bool:
+        raise NotImplementedError
+
+    def for_source(self, source_url: str) -> list[Document]:
+        raise NotImplementedError
+
+    def all(self) -> Iterator[Document]:
+        """Every record, by key."""
+        raise NotImplementedError
+
+    def shas(self) -> set[str]:
+        """The sha256 of every file a record holds."""
+        raise NotImplementedError
+
+
+class ImportResults:
+    """Per-line results of import jobs, addressed by (job, line, part)."""
+
+    def add(self, job_id: str, part: int, result: Document) -> None:
+        """Store one line's result; DuplicateKey if it is there already."""
+        raise NotImplementedError
+
+    def get(self, job_id: str, line: int, part: int = 0) -> Document | None:
+        raise NotImplementedError
+
+    def page(self, job_id: str, after: tuple[int, int] | None, actions: list[str] | None,
+             limit: int) -> list[Document]:
+        """Results in line order after (line, part), optionally only some actions."""
+        raise NotImplementedError
+
+    def iter_all(self, job_id: str, batch_size: int = 1000) -> Iterator[Document]:
+        """Every result of a job in line order, read a page at a time."""
+        after: tuple[int, int] | None = None
+        while True:
+            page = self.page(job_id, after, None, batch_size)
+            yield from page
+            if len(page) < batch_size:
+                return
+            after = (page[-1]["line"], page[-1]["part"])
+
+    def delete_for_job(self, job_id: str) -> None:
+        raise NotImplementedError
+
+    def dump(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        raise NotImplementedError
+
+
+class IdempotencyKeys:
+    """Idempotency-Key of each import submission, claimed atomically before the upload is read."""
+
+    def claim(self, key: str) -> Document | None:
+        """Claim a key; None if claimed now, else the earlier claim ({job: id or None})."""
+        raise NotImplementedError
+
+    def bind(self, key: str, job_id: str) -> None:
+        raise NotImplementedError
+
+    def job_for(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def release(self, key: str) -> None:
+        """Free a key whose submission failed (only while it names no job)."""
+        raise NotImplementedError
+
+
+class Leases:
+    """Named leases: one holder at a time until the lease runs out."""
+
+    def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take the lease if it is free or expired; True if `holder` has it now."""
+        raise NotImplementedError
+
+    def release(self, name: str, holder: str, now: datetime) -> None:
+        raise NotImplementedError
+
+    def record(self, name: str, holder: str, fields: Document) -> None:
+        """Note facts of the last run (finished_on, error) on the lease."""
+        raise NotImplementedError
+
+    def get(self, name: str) -> Document | None:
+        raise NotImplementedError
+
+
+class Heartbeats:
+    """One heartbeat per job-running process."""
+
+    def beat(self, name: str, fields: Document, now: datetime, expires_at: datetime) -> None:
+        raise NotImplementedError
+
+    def forget(self, name: str) -> None:
+        raise NotImplementedError
+
+    def alive(self, since: datetime) -> list[Document]:
+        """Processes seen since `since`."""
+        raise NotImplementedError
+
+
+class RateCounters:
+    """Fixed-window request counters shared by every web process."""
+
+    def hit(self, key: str, expires_at: datetime) -> int:
+        """Count one hit on `key`; return the count (the counter expires at `expires_at`)."""
+        raise NotImplementedError
+
+
+class Store:
+    """Every repository over one database, chosen by DATABASE_URI."""
+
+    kind = "abstract"
+    users: Users
+    orgs: Orgs
+    sources: Sources
+    versions: Versions
+    items: Items
+    jobs: Jobs
+    exports: ExportRecords
+    import_results: ImportResults
+    import_keys: IdempotencyKeys
+    leases: Leases
+    heartbeats: Heartbeats
+    rate_counters: RateCounters
+
+    def ensure_schema(self) -> None:
+        """Create or upgrade tables/collections and their indexes (idempotent)."""
+        raise NotImplementedError
+
+    def transaction(self, source_url: str | None = None) -> AbstractContextManager[None]:
+        """A unit of work: on SQLite one transaction (a savepoint when nested), on MongoDB the
+        process-wide lock of `source_url` (single documents are atomic there)."""
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Raise if the database does not answer."""
+        raise NotImplementedError
+
+    def is_unavailable(self, error: BaseException) -> bool:
+        """Whether `error` means the database is down or busy (503), not a bug (500)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def drop(self) -> None:
+        """Delete everything (tests on a shared server)."""
+        raise NotImplementedError
+
+    def repositories(self) -> dict[str, Any]:
+        """The repositories `termsync db copy` moves, in the order they must be loaded."""
+        return {"users": self.users, "orgs": self.orgs, "sources": self.sources,
+                "versions": self.versions, "items": self.items, "jobs": self.jobs,
+                "import_results": self.import_results}
+
+
+Clock = Callable[[], datetime]

@@ -1,0 +1,482 @@
+"""MongoDB repositories of accounts and content: users, orgs, sources, versions and items.
+
+No multi-document transactions: an item write is four single-document steps with a `pending`
+marker, ordered so that an interruption between any two leaves the content unchanged or is rolled
+forward (`finish_pending`), and a version cut first settles writes still in flight (`settle`).
+HEAD's checksum is computed by one scan and cached by seq.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReplaceOne, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from .. import base
+from ..base import (
+    HEAD_SEQ,
+    LIVE,
+    ContentQuery,
+    DiffKey,
+    Document,
+    DuplicateKey,
+    StaleHead,
+    Visibility,
+    checksum_of,
+    version_url,
+)
+
+logger = logging.getLogger(__name__)
+DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("id", ASCENDING)]
+
+
+class DocumentRepository(base.DocumentRepository):
+    """Documents of one collection addressed by `_id`."""
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+
+    def get(self, key: str) -> Document | None:
+        document: Document | None = self.collection.find_one({"_id": key})
+        return document
+
+    def insert(self, document: Document) -> None:
+        try:
+            self.collection.insert_one(document)
+        except DuplicateKeyError:
+            raise DuplicateKey(str(document["_id"])) from None
+
+    def update(self, key: str, changes: Document) -> Document | None:
+        document: Document | None = self.collection.find_one_and_update(
+            {"_id": key}, {"$set": changes}, return_document=ReturnDocument.AFTER)
+        return document
+
+    def delete(self, key: str) -> None:
+        self.collection.delete_one({"_id": key})
+
+    def page(self, query: Document, sort: list[tuple[str, int]], skip: int,
+             limit: int) -> tuple[list[Document], int]:
+        cursor = self.collection.find(query).sort(sort).skip(skip).limit(limit)
+        return list(cursor), self.collection.count_documents(query)
+
+    def dump(self) -> Iterator[Document]:
+        return iter(self.collection.find({}).sort("_id", ASCENDING))
+
+    def load(self, documents: Iterable[Document]) -> int:
+        return bulk_replace(self.collection, documents)
+
+
+def bulk_replace(collection: Any, documents: Iterable[Document], batch_size: int = 1000) -> int:
+    """Upsert documents by `_id` in batches (what `termsync db copy` writes)."""
+    count = 0
+    batch: list[Document] = []
+    for document in documents:
+        batch.append(document)
+        if len(batch) >= batch_size:
+            count += _replace_batch(collection, batch)
+            batch = []
+    return count + _replace_batch(collection, batch)
+
+
+def _replace_batch(collection: Any, documents: list[Document]) -> int:
+    if not documents:
+        return 0
+    if type(collection).__module__.startswith("mongomock"):
+        # mongomock's bulk_write rejects what pymongo 4.20's ReplaceOne sends (tests only)
+        for document in documents:
+            collection.replace_one({"_id": document["_id"]}, document, upsert=True)
+    else:
+        collection.bulk_write([ReplaceOne({"_id": document["_id"]}, document, upsert=True)
+                               for document in documents], ordered=False)
+    return len(documents)
+
+
+class Users(DocumentRepository, base.Users):
+    """`users` and `tokens` (sha256 of each token, never the token)."""
+
+    def __init__(self, db: Any) -> None:
+        super().__init__(db["users"])
+        self.tokens = db["tokens"]
+
+    def ensure_indexes(self) -> None:
+        self.tokens.create_index([("username", ASCENDING)])
+
+    def list(self, skip: int, limit: int) -> tuple[list[Document], int]:
+        return self.page({}, [("_id", ASCENDING)], skip, limit)
+
+    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
+        self.tokens.replace_one({"_id": token_hash},
+                                {"_id": token_hash, "username": username, "created_on": created_on},
+                                upsert=True)
+
+    def user_for_token(self, token_hash: str) -> Document | None:
+        token = self.tokens.find_one({"_id": token_hash})
+        return self.get(token["username"]) if token else None
+
+    def dump(self) -> Iterator[Document]:
+        for user in super().dump():
+            tokens = self.tokens.find({"username": user["_id"]}).sort("_id", ASCENDING)
+            yield dict(user, tokens=[{"hash": token["_id"], "created_on": token["created_on"]}
+                                     for token in tokens])
+
+    def load(self, documents: Iterable[Document]) -> int:
+        count = 0
+        for user in documents:
+            tokens = user.pop("tokens", [])
+            self.collection.replace_one({"_id": user["_id"]}, user, upsert=True)
+            for token in tokens:
+                self.add_token(user["_id"], token["hash"], token["created_on"])
+            count += 1
+        return count
+
+
+class Orgs(DocumentRepository, base.Orgs):
+    """`orgs`, each with its `members`."""
+
+    def __init__(self, db: Any) -> None:
+        super().__init__(db["orgs"])
+
+    def ensure_indexes(self) -> None:
+        self.collection.create_index([("members", ASCENDING)])
+
+    def update(self, key: str, changes: Document) -> Document | None:
+        changes = {name: value for name, value in changes.items() if name != "members"}
+        return super().update(key, changes)
+
+    def add_member(self, org_id: str, username: str) -> None:
+        self.collection.update_one({"_id": org_id}, {"$addToSet": {"members": username}})
+
+    def remove_member(self, org_id: str, username: str) -> None:
+        self.collection.update_one({"_id": org_id}, {"$pull": {"members": username}})
+
+    def for_member(self, username: str) -> list[str]:
+        return sorted(org["_id"] for org in self.collection.find({"members": username}, {"_id": 1}))
+
+    def list(self, visible_to: Visibility | None, skip: int,
+             limit: int) -> tuple[list[Document], int]:
+        query: Document = {}
+        if visible_to is not None:
+            query = {"$or": [{"public_access": {"$ne": "None"}},
+                             {"_id": {"$in": sorted(visible_to.orgs)}}]}
+        return self.page(query, [("_id", ASCENDING)], skip, limit)
+
+
+def visibility_filter(visible_to: Visibility | None) -> Document:
+    """The filter for "a source this caller may see" (public, theirs, or their orgs')."""
+    if visible_to is None:
+        return {}
+    visible: list[Document] = [{"public_access": {"$in": ["View", "Edit"]}}]
+    if visible_to.username:
+        visible.append({"owner_type": "User", "owner": visible_to.username})
+    if visible_to.orgs:
+        visible.append({"owner_type": "Organization", "owner": {"$in": sorted(visible_to.orgs)}})
+    return {"$or": visible}
+
+
+class Sources(DocumentRepository, base.Sources):
+    """`sources`: metadata plus the seq counter of their item versions."""
+
+    def __init__(self, db: Any) -> None:
+        super().__init__(db["sources"])
+
+    def ensure_indexes(self) -> None:
+        self.collection.create_index([("owner_url", ASCENDING), ("_id", ASCENDING)])
+
+    def insert(self, document: Document) -> None:
+        super().insert(dict(document, seq=document.get("seq") or 0,
+                            mapping_counter=document.get("mapping_counter") or 0,
+                            last_updated=document.get("last_updated") or ""))
+
+    def next_seq(self, url: str, updated_on: str) -> int:
+        """Allocate the next item-version seq atomically, and stamp the source's lastUpdated."""
+        source = self.collection.find_one_and_update(
+            {"_id": url}, {"$inc": {"seq": 1}, "$max": {"last_updated": updated_on}},
+            return_document=ReturnDocument.AFTER)
+        return int(source["seq"])
+
+    def next_mapping_number(self, url: str) -> int:
+        source = self.collection.find_one_and_update(
+            {"_id": url}, {"$inc": {"mapping_counter": 1}}, return_document=ReturnDocument.AFTER)
+        return int(source["mapping_counter"])
+
+    def cut_state(self, url: str) -> tuple[int, str | None, str | None]:
+        source = self.get(url) or {}
+        return int(source.get("seq") or 0), source.get("last_updated") or None, None
+
+    def list(self, owner_url: str | None, visible_to: Visibility | None, skip: int,
+             limit: int) -> tuple[list[Document], int]:
+        query = visibility_filter(visible_to)
+        if owner_url is not None:
+            query["owner_url"] = owner_url
+        return self.page(query, [("_id", ASCENDING)], skip, limit)
+
+    def load(self, documents: Iterable[Document]) -> int:
+        # HEAD's checksum is kept by seq here: recomputed on first use, never copied
+        return super().load({key: value for key, value in document.items()
+                             if key not in ("content_checksum", "checksum")}
+                            for document in documents)
+
+
+class Versions(DocumentRepository, base.Versions):
+    """`versions` of sources, newest first by `created_on`."""
+
+    def __init__(self, db: Any) -> None:
+        super().__init__(db["versions"])
+
+    def ensure_indexes(self) -> None:
+        self.collection.create_index([("source", ASCENDING), ("created_on", DESCENDING)])
+
+    def delete_for_source(self, source_url: str) -> None:
+        self.collection.delete_many({"source": source_url})
+
+    def list(self, source_url: str, released: bool | None, skip: int,
+             limit: int) -> tuple[list[Document], int]:
+        query: Document = {"source": source_url}
+        if released is not None:
+            query["released"] = released
+        return self.page(query, [("created_on", DESCENDING), ("_id", DESCENDING)], skip, limit)
+
+
+class Items(base.Items):
+    """`items` (item versions by version url), `heads` (each item's live seq, by item url) and
+    `mapping_keys`. A head is claimed with compare-and-swap on its seq, so two concurrent
+    writers of one item cannot both win."""
+
+    def __init__(self, db: Any, sources: Sources) -> None:
+        self.items = db["items"]
+        self.heads = db["heads"]
+        self.mapping_keys = db["mapping_keys"]
+        self.sources = sources
+        self.settle_timeout = 10.0  # seconds a cut waits for another process's write
+
+    def ensure_indexes(self) -> None:
+        self.items.create_index([("source", ASCENDING), ("type", ASCENDING), ("id", ASCENDING),
+                                 ("sup", ASCENDING)], name="item_at_seq")
+        self.items.create_index([("source", ASCENDING), ("type", ASCENDING), ("sup", ASCENDING),
+                                 ("id", ASCENDING)], name="head_list")
+        self.items.create_index([("source", ASCENDING), ("updated_on", ASCENDING),
+                                 ("type", ASCENDING), ("id", ASCENDING)], name="diffs")
+        self.items.create_index([("url", ASCENDING), ("seq", DESCENDING)], name="by_url")
+        self.items.create_index([("pending", ASCENDING)], sparse=True, name="pending")
+        self.heads.create_index([("source", ASCENDING)])
+        self.mapping_keys.create_index([("source", ASCENDING)])
+
+    @staticmethod
+    def at(seq: int) -> Document:
+        """The filter selecting item versions that are the content at `seq`."""
+        if seq >= HEAD_SEQ:
+            return {"sup": LIVE}
+        return {"seq": {"$lte": seq}, "sup": {"$gt": seq}}
+
+    def item_version(self, url: str, seq: int) -> Document | None:
+        item: Document | None = self.items.find_one({"_id": version_url(url, seq)})
+        return None if item is None or item.get("pending") else item
+
+    def history(self, url: str) -> list[Document]:
+        return [item for item in self.items.find({"url": url}).sort("seq", DESCENDING)
+                if not item.get("pending")]
+
+    def head(self, url: str) -> Document | None:
+        head: Document | None = self.heads.find_one({"_id": url})
+        return head
+
+    def current(self, url: str, seq: int = HEAD_SEQ) -> Document | None:
+        head = self.head(url)
+        if head is None:
+            return None
+        if head["seq"] <= seq:
+            item: Document | None = self.items.find_one({"_id": version_url(url, head["seq"])})
+            if item is not None and item.get("pending"):
+                self._roll_forward(head)
+                item = self.items.find_one({"_id": version_url(url, head["seq"])})
+            return item
+        found: Document | None = self.items.find_one({"source": head["source"],
+                                                      "type": head["type"], "id": head["id"],
+                                                      **self.at(seq)})
+        return found
+
+    def write(self, item: Document, previous_seq: int | None) -> int:
+        """Four single-document steps after the seq is allocated: 1. insert the new version
+        invisible (sup == its own seq) and marked pending; 2. claim the head (compare-and-swap
+        on its seq); 3. supersede the old version; 4. make the new one live."""
+        seq = self.sources.next_seq(item["source"], item["updated_on"])
+        item = dict(item, seq=seq)
+        new_id = version_url(item["url"], seq)
+        self.items.insert_one(dict(item, _id=new_id, sup=seq, pending=True))
+        head = {"_id": item["url"], "source": item["source"], "type": item["type"],
+                "id": item["id"], "seq": seq, "deleted": item["deleted"],
+                "retired": item["retired"]}
+        try:
+            if previous_seq is None:
+                self.heads.insert_one(head)
+            elif self.heads.update_one({"_id": item["url"], "seq": previous_seq},
+                                       {"$set": head}).matched_count != 1:
+                raise DuplicateKeyError("head moved")
+        except DuplicateKeyError:
+            self.items.delete_one({"_id": new_id})
+            raise StaleHead(item["url"]) from None
+        self._complete(item["url"], seq, previous_seq)
+        return seq
+
+    def _complete(self, url: str, seq: int, previous_seq: int | None) -> None:
+        if previous_seq is not None:
+            self.items.update_one({"_id": version_url(url, previous_seq)}, {"$set": {"sup": seq}})
+        self.items.update_one({"_id": version_url(url, seq)},
+                              {"$set": {"sup": LIVE}, "$unset": {"pending": ""}})
+
+    def _roll_forward(self, head: Document) -> None:
+        """Finish steps 3 and 4 of a write whose head was claimed (idempotent)."""
+        live = self.items.find_one({"source": head["source"], "type": head["type"],
+                                    "id": head["id"], "sup": LIVE})
+        previous_seq = live["seq"] if live is not None and live["seq"] != head["seq"] else None
+        self._complete(head["_id"], head["seq"], previous_seq)
+
+    def settle(self, source_url: str, seq: int) -> int:
+        """Wait until no write with a seq <= `seq` is half done in this source.
+
+        Writes that claimed their head are rolled forward at once; the others finish or fail
+        within milliseconds, or after `settle_timeout` seconds are taken for dead and discarded.
+        """
+        query = {"source": source_url, "pending": True, "seq": {"$lte": seq}}
+        deadline = time.monotonic() + self.settle_timeout
+        seen = 0
+        while True:
+            pending = list(self.items.find(query, {"url": 1, "seq": 1}))
+            seen = max(seen, len(pending))
+            waiting = []
+            for item in pending:
+                head = self.head(item["url"])
+                if head is not None and head["seq"] == item["seq"]:
+                    self._roll_forward(head)
+                else:
+                    waiting.append(item)
+            if not waiting:
+                return seen
+            if time.monotonic() >= deadline:
+                for item in waiting:
+                    logger.warning("discarding write %s: pending for %.0f s", item["_id"],
+                                   self.settle_timeout)
+                    self.items.delete_one({"_id": item["_id"], "pending": True})
+                return seen
+            time.sleep(0.005)  # another process's write, a few milliseconds from done
+
+    def finish_pending(self, older_than: str | None = None) -> int:
+        query: Document = {"pending": True}
+        if older_than is not None:
+            query["updated_on"] = {"$lt": older_than}
+        resolved = 0
+        for pending in list(self.items.find(query, {"url": 1, "seq": 1})):
+            head = self.head(pending["url"])
+            if head is not None and head["seq"] == pending["seq"]:
+                self._roll_forward(head)
+            else:
+                self.items.delete_one({"_id": pending["_id"]})
+            resolved += 1
+        return resolved
+
+    def _filter(self, query: ContentQuery) -> Document:
+        selected: Document = {"source": query.source, **self.at(query.seq)}
+        selected["type"] = query.types[0] if len(query.types) == 1 else {"$in": list(query.types)}
+        if not query.include_deleted:
+            selected["deleted"] = False
+        if not query.include_retired:
+            selected["retired"] = False
+        if query.updated_since is not None:
+            selected["updated_on"] = {"$gte": query.updated_since}
+        return selected
+
+    def page(self, query: ContentQuery, skip: int, limit: int) -> list[Document]:
+        cursor = self.items.find(self._filter(query)).sort([("type", ASCENDING), ("id", ASCENDING)])
+        if skip:
+            cursor = cursor.skip(skip)
+        if limit:
+            cursor = cursor.limit(limit)
+        return list(cursor)
+
+    def count(self, query: ContentQuery) -> int:
+        return int(self.items.count_documents(self._filter(query)))
+
+    def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
+        selected = self._filter(query)
+        if after is not None:
+            selected = {"$and": [selected, {"$or": [
+                {"updated_on": {"$gt": after.updated_on}},
+                {"updated_on": after.updated_on, "type": {"$gt": after.type}},
+                {"updated_on": after.updated_on, "type": after.type, "id": {"$gt": after.id}}]}]}
+        return list(self.items.find(selected).sort(DIFF_SORT).limit(limit))
+
+    def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
+        selected = self._filter(ContentQuery(query.source, query.seq, query.types[:1],
+                                             query.include_retired, query.include_deleted,
+                                             query.updated_since))
+        return iter(self.items.find(selected).sort("id", ASCENDING).batch_size(batch_size))
+
+    def newest(self, query: ContentQuery) -> Document | None:
+        found: Document | None = self.items.find_one(self._filter(query),
+                                                      sort=[("updated_on", DESCENDING)])
+        return found
+
+    def scan_checksum(self, source_url: str, seq: int) -> str:
+        selected = self._filter(ContentQuery(source_url, seq))
+        return checksum_of((item["url"], item["seq"])
+                           for item in self.items.find(selected, {"url": 1, "seq": 1, "_id": 0}))
+
+    def head_checksum(self, source_url: str) -> str:
+        source = self.sources.get(source_url) or {}
+        cached = source.get("checksum") or {}
+        if cached.get("seq") == source.get("seq") and cached.get("content"):
+            return str(cached["content"])
+        value = self.scan_checksum(source_url, HEAD_SEQ)
+        self.sources.update(source_url, {"checksum": {"seq": source.get("seq"), "content": value}})
+        return value
+
+    def mapping_for_key(self, key: str) -> str | None:
+        found = self.mapping_keys.find_one({"_id": key})
+        return found["mapping_id"] if found else None
+
+    def set_mapping_key(self, key: str, source_url: str, mapping_id: str | None) -> None:
+        if mapping_id is None:
+            self.mapping_keys.delete_one({"_id": key})
+        else:
+            self.mapping_keys.replace_one({"_id": key}, {"_id": key, "source": source_url,
+                                                         "mapping_id": mapping_id}, upsert=True)
+
+    def delete_for_source(self, source_url: str) -> None:
+        for collection in (self.items, self.heads, self.mapping_keys):
+            collection.delete_many({"source": source_url})
+
+    def dump(self) -> Iterator[Document]:
+        for item in self.items.find({}).sort("_id", ASCENDING):
+            if not item.get("pending"):
+                yield item
+        for key in self.mapping_keys.find({}).sort("_id", ASCENDING):
+            yield {"mapping_key": key["_id"], "source": key["source"],
+                   "mapping_id": key["mapping_id"]}
+
+    def load(self, documents: Iterable[Document]) -> int:
+        count = 0
+        items: list[Document] = []
+
+        def flush() -> None:
+            bulk_replace(self.items, items)
+            bulk_replace(self.heads, ({"_id": item["url"], "source": item["source"],
+                                       "type": item["type"], "id": item["id"], "seq": item["seq"],
+                                       "deleted": item["deleted"], "retired": item["retired"]}
+                                      for item in items if item["sup"] == LIVE))
+            items.clear()
+
+        for document in documents:
+            count += 1
+            if "mapping_key" in document:
+                self.set_mapping_key(document["mapping_key"], document["source"],
+                                     document["mapping_id"])
+                continue
+            items.append(document)
+            if len(items) >= 1000:
+                flush()
+        flush()
+        return count

@@ -1,0 +1,96 @@
+"""The SQLite schema as numbered steps: a file at version N gets steps N+1.. at startup.
+
+Every table keeps its documents as JSON in `doc` beside the key columns its queries filter and
+sort on, and every hot query is answered from an index declared here
+(tests/app/test_store_sqlite.py checks the plans with EXPLAIN QUERY PLAN).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from .db import Migration
+
+
+def run_script(connection: sqlite3.Connection, script: str) -> None:
+    """Run `;`-separated statements inside the current transaction (executescript would commit)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+
+
+def _step_1(connection: sqlite3.Connection) -> None:
+    """The first schema: accounts, content, jobs, exports, imports and operations."""
+    run_script(connection, """
+        CREATE TABLE users (_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+        CREATE TABLE tokens (hash TEXT PRIMARY KEY, username TEXT NOT NULL,
+                             created_on TEXT NOT NULL);
+        CREATE INDEX tokens_user ON tokens (username);
+
+        CREATE TABLE orgs (_id TEXT PRIMARY KEY, doc TEXT NOT NULL, public_access TEXT);
+        CREATE TABLE org_members (org TEXT NOT NULL, username TEXT NOT NULL,
+                                  PRIMARY KEY (org, username)) WITHOUT ROWID;
+        CREATE INDEX org_members_user ON org_members (username, org);
+
+        CREATE TABLE sources (
+            _id TEXT PRIMARY KEY, doc TEXT NOT NULL, owner_url TEXT NOT NULL, owner TEXT,
+            owner_type TEXT, public_access TEXT,
+            seq INTEGER NOT NULL DEFAULT 0, mapping_counter INTEGER NOT NULL DEFAULT 0,
+            last_updated TEXT NOT NULL DEFAULT '',
+            content_checksum TEXT NOT NULL DEFAULT
+                '0000000000000000000000000000000000000000000000000000000000000000');
+        CREATE INDEX sources_owner ON sources (owner_url, _id);
+
+        CREATE TABLE versions (_id TEXT PRIMARY KEY, doc TEXT NOT NULL, source TEXT NOT NULL,
+                               created_on TEXT NOT NULL, released INTEGER NOT NULL,
+                               seq INTEGER NOT NULL, checksum TEXT);
+        CREATE INDEX versions_source ON versions (source, created_on, _id);
+        CREATE INDEX versions_released ON versions (source, released, created_on, _id);
+
+        CREATE TABLE items (
+            doc TEXT NOT NULL, source TEXT NOT NULL, type TEXT NOT NULL,
+            id TEXT NOT NULL, url TEXT NOT NULL, seq INTEGER NOT NULL, sup INTEGER NOT NULL,
+            deleted INTEGER NOT NULL, retired INTEGER NOT NULL, updated_on TEXT NOT NULL);
+        CREATE UNIQUE INDEX items_url ON items (url, seq);
+        CREATE INDEX items_head ON items (source, type, sup, deleted, retired, id);
+        CREATE INDEX items_at ON items (source, type, id, sup, seq);
+        CREATE INDEX items_diff ON items (source, updated_on, type, id, sup, seq, deleted,
+                                          retired);
+        CREATE TABLE mapping_keys (_id TEXT PRIMARY KEY, doc TEXT NOT NULL, source TEXT NOT NULL,
+                                   mapping_id TEXT NOT NULL);
+        CREATE INDEX mapping_keys_source ON mapping_keys (source);
+
+        CREATE TABLE jobs (
+            _id TEXT PRIMARY KEY, doc TEXT NOT NULL, kind TEXT NOT NULL, key TEXT,
+            generation INTEGER, owner TEXT, state TEXT NOT NULL, worker TEXT, lease_until TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0, created_on TEXT NOT NULL, updated_on TEXT,
+            started_on TEXT, finished_on TEXT, progress TEXT, result TEXT, error TEXT);
+        CREATE INDEX jobs_active ON jobs (created_on) WHERE state IN ('PENDING', 'RUNNING');
+        CREATE INDEX jobs_key ON jobs (kind, key, generation);
+        CREATE INDEX jobs_owner ON jobs (kind, owner, created_on);
+        CREATE INDEX jobs_created ON jobs (created_on);
+
+        CREATE TABLE exports (
+            _id TEXT PRIMARY KEY, doc TEXT NOT NULL, source TEXT, job_id TEXT, file TEXT,
+            sha256 TEXT GENERATED ALWAYS AS (json_extract(file, '$.sha256')) VIRTUAL);
+        CREATE INDEX exports_source ON exports (source, _id);
+        CREATE INDEX exports_sha256 ON exports (sha256, source, _id);
+
+        CREATE TABLE import_results (_id TEXT PRIMARY KEY, doc TEXT NOT NULL, job TEXT NOT NULL,
+                                     action TEXT, line INTEGER, part INTEGER);
+        CREATE INDEX import_results_action ON import_results (job, action, _id);
+        CREATE TABLE import_keys (_id TEXT PRIMARY KEY, job TEXT);
+
+        CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT, until TEXT NOT NULL,
+                             acquired_on TEXT, runs INTEGER NOT NULL DEFAULT 0, error TEXT,
+                             finished_on TEXT);
+        CREATE TABLE heartbeats (_id TEXT PRIMARY KEY, doc TEXT NOT NULL, seen_on TEXT NOT NULL,
+                                 started_on TEXT, expires_at TEXT NOT NULL);
+        CREATE INDEX heartbeats_seen ON heartbeats (seen_on);
+        CREATE TABLE rate_counters (key TEXT PRIMARY KEY, count INTEGER NOT NULL,
+                                    expires_at TEXT NOT NULL);
+        CREATE INDEX rate_counters_expiry ON rate_counters (expires_at);
+    """)
+
+
+STEPS: list[Migration] = [_step_1]

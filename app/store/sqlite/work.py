@@ -1,0 +1,346 @@
+"""SQLite repositories of background work and operations: jobs, export records, import results
+and keys, leases, heartbeats and rate counters.
+
+Claims, leases and counters are single UPDATE/INSERT statements inside `BEGIN IMMEDIATE`, so any
+number of threads and processes on the machine can race for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from ...timeutil import format_time
+from .. import base
+from ..base import Document
+from .db import DocTable, SqliteDatabase, dumps, loads
+
+ACTIVE_SQL = "state IN ('PENDING', 'RUNNING')"
+
+
+class Jobs(base.Jobs):
+    """`jobs`: the fields claims and lists use in columns, the payload in `doc`."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        self.table = DocTable(database, "jobs", (
+            "kind", "key", "generation", "owner", "state", "worker", "lease_until", "attempts",
+            "created_on", "updated_on", "started_on", "finished_on", "error"),
+            json_columns=("progress", "result"))
+
+    def insert(self, job: Document) -> None:
+        self.table.insert(job)
+
+    def get(self, job_id: str) -> Document | None:
+        return self.table.get(job_id)
+
+    def latest(self, kind: str, key: str) -> Document | None:
+        found = self.table.where("kind = ? AND key = ? AND generation IS NOT NULL", (kind, key),
+                                 "generation DESC", 0, 1)
+        return found[0] if found else None
+
+    def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Document | None:
+        marks = ", ".join("?" * len(kinds))
+        with self.database.transaction() as connection:
+            row = connection.execute(
+                "UPDATE jobs SET state = 'RUNNING', worker = ?, updated_on = ?, lease_until = ?, "
+                "attempts = attempts + 1 WHERE _id = (SELECT _id FROM jobs INDEXED BY jobs_active "
+                f"WHERE {ACTIVE_SQL} AND kind IN ({marks}) AND (state = 'PENDING' OR "
+                "lease_until < ?) ORDER BY created_on LIMIT 1) RETURNING _id",
+                (worker, now, lease_until, *kinds, now)).fetchone()
+        return None if row is None else self.get(row[0])
+
+    def heartbeat(self, job_id: str, worker: str, now: str, lease_until: str,
+                  progress: Document | None) -> bool:
+        sets, params = "lease_until = ?, updated_on = ?", [lease_until, now]
+        if progress is not None:
+            sets += ", progress = ?"
+            params.append(dumps(progress))
+        with self.database.transaction() as connection:
+            done = connection.execute(f"UPDATE jobs SET {sets} WHERE _id = ? AND worker = ? AND "
+                                      "state = 'RUNNING'", (*params, job_id, worker))
+        return done.rowcount == 1
+
+    def save_progress(self, job_id: str, worker: str, now: str, progress: Document) -> bool:
+        with self.database.transaction() as connection:
+            done = connection.execute(
+                "UPDATE jobs SET progress = ?, updated_on = ? WHERE _id = ? AND worker = ? AND "
+                "state IN ('RUNNING', 'CANCELLED')", (dumps(progress), now, job_id, worker))
+        return done.rowcount == 1
+
+    def mark_started(self, job_id: str, worker: str, now: str) -> None:
+        with self.database.transaction() as connection:
+            connection.execute("UPDATE jobs SET started_on = ? WHERE _id = ? AND worker = ? AND "
+                               "started_on IS NULL", (now, job_id, worker))
+
+    def end(self, job_id: str, worker: str, state: str, now: str, changes: Document) -> bool:
+        with self.database.transaction():
+            job = self.get(job_id)
+            if job is None or job["worker"] != worker or job["state"] != "RUNNING":
+                return False
+            self.table.update(job_id, dict(changes, state=state, finished_on=now, updated_on=now,
+                                           lease_until=None))
+        return True
+
+    def cancel(self, job_id: str, now: str) -> bool:
+        with self.database.transaction() as connection:
+            done = connection.execute(
+                "UPDATE jobs SET state = 'CANCELLED', finished_on = ?, updated_on = ?, "
+                f"lease_until = NULL WHERE _id = ? AND {ACTIVE_SQL}", (now, now, job_id))
+        return done.rowcount == 1
+
+    def update(self, job_id: str, changes: Document) -> None:
+        self.table.update(job_id, changes)
+
+    def list(self, kind: str | None, owner: str | None, states: Iterable[str] | None, skip: int,
+             limit: int) -> tuple[list[Document], int]:
+        clauses, params = [], []
+        for column, value in (("kind", kind), ("owner", owner)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if states is not None:
+            states = list(states)
+            clauses.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(states)
+        return self.table.page(" AND ".join(clauses), params, "created_on DESC, _id DESC", skip,
+                               limit)
+
+    def active_counts(self) -> dict[tuple[str, str], int]:
+        rows = self.database.all(f"SELECT kind, state, count(*) FROM jobs INDEXED BY jobs_active "
+                                 f"WHERE {ACTIVE_SQL} GROUP BY kind, state")
+        return {(kind, state): int(count) for kind, state, count in rows}
+
+    def oldest_pending(self) -> str | None:
+        row = self.database.one(f"SELECT created_on FROM jobs INDEXED BY jobs_active WHERE "
+                                f"{ACTIVE_SQL} AND state = 'PENDING' ORDER BY created_on LIMIT 1")
+        return row[0] if row else None
+
+    def fail_abandoned(self, now: str, max_attempts: int, error: str) -> int:
+        with self.database.transaction() as connection:
+            done = connection.execute(
+                "UPDATE jobs SET state = 'FAILED', finished_on = ?, updated_on = ?, "
+                f"lease_until = NULL, error = ? WHERE {ACTIVE_SQL} AND state = 'RUNNING' "
+                "AND lease_until < ? AND attempts >= ?", (now, now, error, now, max_attempts))
+        return done.rowcount
+
+    def count_expired(self, now: str) -> int:
+        row = self.database.one(f"SELECT count(*) FROM jobs INDEXED BY jobs_active WHERE "
+                                f"{ACTIVE_SQL} AND state = 'RUNNING' AND lease_until < ?", (now,))
+        return int(row[0]) if row else 0
+
+    def dump(self) -> Iterator[Document]:
+        return self.table.dump()
+
+    def load(self, documents: Iterable[Document]) -> int:
+        return self.table.load(documents)
+
+
+class ExportRecords(base.ExportRecords):
+    """`exports`: one row per export; `sha256` is a generated, indexed column of `file`."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        self.table = DocTable(database, "exports", ("source", "job_id"), json_columns=("file",))
+
+    def get(self, key: str) -> Document | None:
+        return self.table.get(key)
+
+    def set_job(self, key: str, fields: Document, job_id: str) -> None:
+        with self.database.transaction():
+            if self.table.update(key, dict(fields, job_id=job_id)) is None:
+                self.table.insert(dict(fields, _id=key, job_id=job_id))
+
+    def commit_file(self, key: str, job_id: str, file: Document) -> bool:
+        with self.database.transaction() as connection:
+            done = connection.execute("UPDATE exports SET file = ? WHERE _id = ? AND job_id = ?",
+                                      (dumps(file), key, job_id))
+        return done.rowcount == 1
+
+    def drop_file_if(self, key: str, sha256: str) -> bool:
+        with self.database.transaction() as connection:
+            done = connection.execute("UPDATE exports SET file = NULL WHERE _id = ? AND "
+                                      "sha256 = ?", (key, sha256))
+        return done.rowcount == 1
+
+    def delete(self, key: str) -> None:
+        self.table.delete(key)
+
+    def by_file(self, source_url: str, sha256: str) -> Document | None:
+        found = self.table.where("sha256 = ? AND source = ?", (sha256, source_url), "_id", 0, 1)
+        return found[0] if found else None
+
+    def referenced(self, sha256: str) -> bool:
+        return self.database.one("SELECT 1 FROM exports WHERE sha256 = ? LIMIT 1",
+                                 (sha256,)) is not None
+
+    def for_source(self, source_url: str) -> list[Document]:
+        return self.table.where("source = ?", (source_url,))
+
+    def all(self) -> Iterator[Document]:
+        return self.table.dump()
+
+    def shas(self) -> set[str]:
+        return {row[0] for row in self.database.all("SELECT DISTINCT sha256 FROM exports "
+                                                    "WHERE sha256 IS NOT NULL")}
+
+
+def result_id(job_id: str, line: int, part: int = 0) -> str:
+    """Results are addressed by job and line, so a page is an `_id` range in line order."""
+    return f"{job_id}:{line:09d}:{part:02d}"
+
+
+class ImportResults(base.ImportResults):
+    """`import_results`: one row per line (and part) of each job."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        self.table = DocTable(database, "import_results", ("job", "action", "line", "part"))
+
+    def add(self, job_id: str, part: int, result: Document) -> None:
+        self.table.insert(dict(result, _id=result_id(job_id, result["line"], part), job=job_id,
+                               part=part))
+
+    def get(self, job_id: str, line: int, part: int = 0) -> Document | None:
+        return self.table.get(result_id(job_id, line, part))
+
+    def page(self, job_id: str, after: tuple[int, int] | None, actions: list[str] | None,
+             limit: int) -> list[Document]:
+        low = result_id(job_id, *after) if after else f"{job_id}:"
+        clause, params = "job = ? AND _id > ? AND _id < ?", [job_id, low, f"{job_id};"]
+        if actions:
+            clause += f" AND action IN ({', '.join('?' * len(actions))})"
+            params.extend(actions)
+        results = self.table.where(clause, params, "_id", 0, limit)
+        for result in results:
+            del result["job"]
+        return results
+
+    def delete_for_job(self, job_id: str) -> None:
+        with self.database.transaction() as connection:
+            connection.execute("DELETE FROM import_results WHERE job = ?", (job_id,))
+
+    def dump(self) -> Iterator[Document]:
+        return self.table.dump()
+
+    def load(self, documents: Iterable[Document]) -> int:
+        return self.table.load(documents)
+
+
+class IdempotencyKeys(base.IdempotencyKeys):
+    """`import_keys`: claimed by inserting the key, bound to its job once it exists."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+
+    def claim(self, key: str) -> Document | None:
+        with self.database.transaction() as connection:
+            row = connection.execute("SELECT job FROM import_keys WHERE _id = ?", (key,)).fetchone()
+            if row is not None:
+                return {"_id": key, "job": row[0]}
+            connection.execute("INSERT INTO import_keys (_id, job) VALUES (?, NULL)", (key,))
+        return None
+
+    def bind(self, key: str, job_id: str) -> None:
+        with self.database.transaction() as connection:
+            connection.execute("UPDATE import_keys SET job = ? WHERE _id = ?", (job_id, key))
+
+    def job_for(self, key: str) -> str | None:
+        row = self.database.one("SELECT job FROM import_keys WHERE _id = ?", (key,))
+        return row[0] if row else None
+
+    def release(self, key: str) -> None:
+        with self.database.transaction() as connection:
+            connection.execute("DELETE FROM import_keys WHERE _id = ? AND job IS NULL", (key,))
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class Leases(base.Leases):
+    """`leases`: acquiring is one upsert that only overwrites an expired lease."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+
+    def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        now_text = format_time(now)
+        with self.database.transaction() as connection:
+            row = connection.execute(
+                "INSERT INTO leases (name, holder, until, acquired_on, runs) VALUES (?, ?, ?, ?, 1) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until, "
+                "acquired_on = excluded.acquired_on, runs = runs + 1 WHERE leases.until <= ? "
+                "RETURNING holder", (name, holder, format_time(until), now_text, now_text)).fetchone()
+        return row is not None and row[0] == holder
+
+    def release(self, name: str, holder: str, now: datetime) -> None:
+        with self.database.transaction() as connection:
+            connection.execute("UPDATE leases SET until = ? WHERE name = ? AND holder = ?",
+                               (format_time(now), name, holder))
+
+    def record(self, name: str, holder: str, fields: Document) -> None:
+        values = {key: format_time(value) if isinstance(value, datetime) else value
+                  for key, value in fields.items() if key in ("error", "finished_on")}
+        if not values:
+            return
+        sets = ", ".join(f"{key} = ?" for key in values)
+        with self.database.transaction() as connection:
+            connection.execute(f"UPDATE leases SET {sets} WHERE name = ? AND holder = ?",
+                               (*values.values(), name, holder))
+
+    def get(self, name: str) -> Document | None:
+        row = self.database.one("SELECT holder, until, acquired_on, runs, error, finished_on "
+                                "FROM leases WHERE name = ?", (name,))
+        if row is None:
+            return None
+        return {"_id": name, "holder": row[0], "until": _time(row[1]),
+                "acquired_on": _time(row[2]), "runs": row[3], "error": row[4],
+                "finished_on": _time(row[5])}
+
+
+class Heartbeats(base.Heartbeats):
+    """`heartbeats`: one row per job-running process; long-gone ones are removed on each beat."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+
+    def beat(self, name: str, fields: Document, now: datetime, expires_at: datetime) -> None:
+        now_text = format_time(now)
+        with self.database.transaction() as connection:
+            connection.execute("DELETE FROM heartbeats WHERE expires_at < ?", (now_text,))
+            connection.execute(
+                "INSERT INTO heartbeats (_id, doc, seen_on, started_on, expires_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (_id) DO UPDATE SET doc = excluded.doc, "
+                "seen_on = excluded.seen_on, expires_at = excluded.expires_at",
+                (name, dumps(fields), now_text, now_text, format_time(expires_at)))
+
+    def forget(self, name: str) -> None:
+        with self.database.transaction() as connection:
+            connection.execute("DELETE FROM heartbeats WHERE _id = ?", (name,))
+
+    def alive(self, since: datetime) -> list[Document]:
+        rows = self.database.all("SELECT _id, doc FROM heartbeats WHERE seen_on >= ? ORDER BY _id",
+                                 (format_time(since),))
+        return [dict(loads(doc), _id=name) for name, doc in rows]
+
+
+class RateCounters(base.RateCounters):
+    """`rate_counters`: an upsert per hit; expired windows are deleted as time moves on."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        self._purged_before = ""
+
+    def hit(self, key: str, expires_at: datetime) -> int:
+        expiry = format_time(expires_at)
+        with self.database.transaction() as connection:
+            if expiry > self._purged_before:  # once per window and process: drop past windows
+                connection.execute("DELETE FROM rate_counters WHERE expires_at < ?", (expiry,))
+                self._purged_before = expiry
+            row = connection.execute(
+                "INSERT INTO rate_counters (key, count, expires_at) VALUES (?, 1, ?) "
+                "ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count",
+                (key, expiry)).fetchone()
+        return int(row[0])
+

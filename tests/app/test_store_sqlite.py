@@ -1,0 +1,165 @@
+"""The embedded SQLite database: every hot query answered from an index (EXPLAIN QUERY PLAN),
+migrations, durability settings, several connections on one file."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.store.base import ContentQuery, DiffKey
+from app.store.sqlite import SqliteStore
+from app.store.sqlite.db import migrate
+from app.store.sqlite.schema import STEPS
+
+SOURCE = "/orgs/O/sources/S/"
+
+
+class PlanRecorder:
+    """Wraps a sqlite3 connection: records the plan of every SELECT / UPDATE it runs."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        self.plans: list[tuple[str, list[str]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+            rows = self.connection.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+            self.plans.append((sql, [row[3] for row in rows]))
+        return self.connection.execute(sql, params)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    store = SqliteStore(str(tmp_path / "plans.db"))
+    store.ensure_schema()
+    store.sources.insert({"_id": SOURCE, "url": SOURCE, "owner_url": "/orgs/O/", "owner": "O",
+                          "owner_type": "Organization", "public_access": "View"})
+    for number in range(50):
+        for kind in ("Concept", "Mapping"):
+            url = f"{SOURCE}{kind.lower()}s/{number}/"
+            store.items.write({"source": SOURCE, "type": kind, "id": str(number), "url": url,
+                               "deleted": False, "retired": number % 7 == 0,
+                               "updated_on": f"2026-01-01T00:00:{number:02d}.000000Z",
+                               "data": {}}, None)
+    store.database.connection().execute("ANALYZE")
+    yield store
+    store.drop()
+
+
+def plans_of(store: SqliteStore, action: Any) -> list[tuple[str, list[str]]]:
+    """Run `action` with every statement's query plan recorded."""
+    database = store.database
+    recorder = PlanRecorder(database.connection())
+    database.connection = lambda: recorder  # type: ignore[assignment,method-assign,return-value]
+    try:
+        action()
+    finally:
+        del database.connection
+    return recorder.plans
+
+
+def assert_indexed(plans: list[tuple[str, list[str]]]) -> None:
+    """No statement scans a table, and none sorts what an index could have ordered."""
+    assert plans
+    for sql, details in plans:
+        for detail in details:
+            assert not (detail.startswith("SCAN ") and "USING" not in detail), (sql, details)
+            assert "USE TEMP B-TREE FOR ORDER BY" not in detail, (sql, details)
+
+
+HEAD_QUERY = ContentQuery(SOURCE, types=("Concept",), include_retired=False)
+VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
+
+
+@pytest.mark.parametrize("name, action", [
+    ("diff page", lambda s: s.items.diff(ContentQuery(SOURCE, include_deleted=True,
+                                                      updated_since="2026-01-01T00:00:10Z"),
+                                         None, 500)),
+    ("next diff page", lambda s: s.items.diff(ContentQuery(SOURCE, include_deleted=True),
+                                              DiffKey("2026-01-01T00:00:20.000000Z", "Concept",
+                                                      "20"), 500)),
+    ("diff of a version", lambda s: s.items.diff(ContentQuery(SOURCE, seq=60), None, 500)),
+    ("diff count", lambda s: s.items.count(ContentQuery(SOURCE, updated_since="2026-01-01"))),
+    ("head list", lambda s: s.items.page(HEAD_QUERY, 0, 50)),
+    ("head count", lambda s: s.items.count(HEAD_QUERY)),
+    ("version list", lambda s: s.items.page(VERSION_QUERY, 10, 50)),
+    ("version content by id (exports)", lambda s: list(s.items.iter_content(VERSION_QUERY, 20))),
+    ("newest item", lambda s: s.items.newest(ContentQuery(SOURCE, include_deleted=True))),
+    ("item head", lambda s: s.items.head(f"{SOURCE}concepts/3/")),
+    ("item at a version", lambda s: s.items.current(f"{SOURCE}concepts/3/", 10)),
+    ("item history", lambda s: s.items.history(f"{SOURCE}concepts/3/")),
+    ("item write", lambda s: s.items.write({
+        "source": SOURCE, "type": "Concept", "id": "3", "url": f"{SOURCE}concepts/3/",
+        "deleted": False, "retired": False, "updated_on": "2026-02-01T00:00:00.000000Z",
+        "data": {"x": 1}}, s.items.head(f"{SOURCE}concepts/3/")["seq"])),
+    ("head checksum", lambda s: s.items.head_checksum(SOURCE)),
+    ("versions of a source", lambda s: s.versions.list(SOURCE, True, 0, 10)),
+    ("sources of an owner", lambda s: s.sources.list("/orgs/O/", None, 0, 10)),
+    ("job claim", lambda s: s.jobs.claim(["export"], "w", "2026-01-01T00:00:00.000000Z",
+                                         "2026-01-01T00:01:00.000000Z")),
+    ("job by key", lambda s: s.jobs.latest("export", "k")),
+    ("jobs of an owner", lambda s: s.jobs.list("bulk_import", "ann", ["PENDING"], 0, 10)),
+    ("queue depth", lambda s: s.jobs.active_counts()),
+    ("export record by file", lambda s: s.exports.by_file(SOURCE, "a" * 64)),
+    ("export records of a source", lambda s: s.exports.for_source(SOURCE)),
+    ("import results page", lambda s: s.import_results.page("j", (3, 0), ["failed"], 100)),
+    ("rate counter", lambda s: s.rate_counters.hit("k", __import__("datetime").datetime.now())),
+    ("token", lambda s: s.users.user_for_token("h")),
+    ("orgs of a member", lambda s: s.orgs.for_member("ann")),
+])
+def test_hot_queries_use_an_index(store: SqliteStore, name: str, action: Any) -> None:
+    assert_indexed(plans_of(store, lambda: action(store)))
+
+
+def test_schema_steps_run_once_and_a_newer_file_is_refused(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "m.db"))
+    store.ensure_schema()
+    store.ensure_schema()  # nothing left to do
+    assert store.database.one("PRAGMA user_version")[0] == len(STEPS)
+    with pytest.raises(RuntimeError, match="newer than this termsync"):
+        migrate(store.database, STEPS[:-1] if len(STEPS) > 1 else [])
+    store.close()
+
+
+def test_wal_and_the_configured_synchronous_level(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "d.db"), synchronous="FULL")
+    store.ensure_schema()
+    assert store.database.one("PRAGMA journal_mode")[0] == "wal"
+    assert store.database.one("PRAGMA synchronous")[0] == 2  # FULL
+    store.close()
+
+
+def test_a_failed_transaction_leaves_nothing_and_a_nested_unit_is_a_savepoint(
+        store: SqliteStore) -> None:
+    database = store.database
+    with pytest.raises(RuntimeError), database.transaction():
+        store.users.insert({"_id": "ann"})
+        raise RuntimeError("interrupted")
+    assert store.users.get("ann") is None
+    with database.transaction():
+        store.users.insert({"_id": "bob"})
+        with pytest.raises(RuntimeError), store.transaction():
+            store.users.insert({"_id": "eve"})
+            raise RuntimeError("inner")
+    assert store.users.get("bob") is not None and store.users.get("eve") is None
+
+
+def test_threads_have_their_own_connections_and_see_committed_writes(store: SqliteStore) -> None:
+    seen: list[Any] = []
+    store.users.insert({"_id": "ann"})
+
+    def read() -> None:
+        seen.append((store.database.connection(), store.users.get("ann")))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    assert seen[0][0] is not store.database.connection() and seen[0][1]["_id"] == "ann"
