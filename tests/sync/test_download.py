@@ -1,4 +1,5 @@
-"""Export download (202 wait, Range resume, sha256 check) and streaming parse of every format."""
+"""Export download (208/202 wait, 204 + POST, redirects, Range resume, sha256 check) and the
+streaming parse of every format."""
 
 from __future__ import annotations
 
@@ -10,14 +11,9 @@ import zipfile
 import pytest
 
 from sync.client import TermsyncClient
-from sync.exportfile import (
-    ExportChecksumMismatch,
-    ExportDownloader,
-    ExportError,
-    ExportNotReady,
-    ExportReader,
-    InvalidExport,
-)
+from sync.download import ExportDownloader
+from sync.errors import ExportChecksumMismatch, ExportError, ExportNotReady, InvalidExport
+from sync.reader import ExportReader
 
 from .conftest import DEMO_EXPORT, TOKEN
 
