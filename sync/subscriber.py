@@ -213,16 +213,18 @@ class Subscriber:
     def _snapshot_pass(self, result: SyncResult, full: bool) -> None:
         """Follow HEAD: bootstrap from the latest release (if any), then HEAD diffs."""
         since = None if full else self.state.last_updated
+        before = result.action  # "resumed" (a saved cursor finished first) or ""
         if not since:
             latest = self.client.latest_released_version(self.sub.source_url)
             if latest is not None:
                 self._bootstrap(result, latest)
                 since = self.state.last_updated
+                before = result.action
             else:
                 logger.info("[%s] no released version: full HEAD diff", self.name)
                 self.store.clear(self.name)
         self._start_diff(result, self.sub.url, None, since=since)
-        result.action = "snapshot" if not result.action else result.action + " + snapshot"
+        result.action = f"{before} + snapshot" if before else "snapshot"
 
     # --- bootstrap from an export ----------------------------------------------------------
     def _bootstrap(self, result: SyncResult, version: dict[str, Any]) -> None:

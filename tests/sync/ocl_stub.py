@@ -53,6 +53,7 @@ class Fault:
     retry_after: str | None = None
     body: dict[str, Any] | None = None
     skip: int = 0  # let this many matching requests through first
+    method: str | None = None  # only requests with this method (default: any)
 
 
 @dataclass
@@ -380,13 +381,15 @@ class FaultInjector:
         self.faults: list[Fault] = []
         self.cut_downloads: list[int] = []  # serve only N bytes of the next downloads, then close
         self.corrupt_downloads = 0  # flip one byte in this many full (200) downloads
+        self.download_paths = ("/export",)  # what counts as a download
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         target = environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
         with self.lock:
             for fault in self.faults:
-                if fault.times > 0 and fault.path in target:
+                if fault.times > 0 and fault.path in target and \
+                        fault.method in (None, environ["REQUEST_METHOD"]):
                     if fault.skip > 0:
                         fault.skip -= 1
                         continue
@@ -399,7 +402,8 @@ class FaultInjector:
                         headers.append(("Retry-After", fault.retry_after))
                     start_response(f"{fault.status} FAULT", headers)
                     return [body.encode()]
-            tamper = "/export" in environ.get("PATH_INFO", "") and \
+            path = environ.get("PATH_INFO", "")
+            tamper = any(p in path for p in self.download_paths) and \
                 (self.cut_downloads or self.corrupt_downloads) and environ["REQUEST_METHOD"] == "GET"
         if not tamper:
             return self.app(environ, start_response)
@@ -433,6 +437,7 @@ class LiveServer:
     """A WSGI app served on 127.0.0.1:<free port> from a daemon thread."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+        self.app = app
         self.server = make_server(host, 0, app, threaded=True)
         self.url = f"http://{host}:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
