@@ -1,1 +1,2 @@
-"""termsync subscriber: keeps a local MongoDB in step with a termsync or OCL server."""
+"""termsync subscriber: keeps a local database (SQLite or MongoDB) in step with a termsync or OCL
+server."""

@@ -17,7 +17,8 @@ from .client import ApiError, ServerUnreachable, TermsyncClient
 from .config import ConfigError, Subscription, SyncConfig, load_config
 from .items import content_checksum_of
 from .scheduler import build_scheduler, run_until_stopped
-from .store import LocalStore
+from .state import SyncState
+from .store import LocalStore, open_store
 from .subscriber import build_subscriber
 
 logger = logging.getLogger(__name__)
@@ -87,15 +88,15 @@ def _size(count: int) -> str:
 
 
 class Stores:
-    """One LocalStore per MONGO_URI, shared by the subscriptions that name it."""
+    """One LocalStore per database URI, shared by the subscriptions that name it."""
 
     def __init__(self) -> None:
         self._open: dict[str, LocalStore] = {}
 
     def __call__(self, subscription: Subscription) -> LocalStore:
-        if subscription.mongo_uri not in self._open:
-            self._open[subscription.mongo_uri] = LocalStore.open(subscription.mongo_uri)
-        return self._open[subscription.mongo_uri]
+        if subscription.database_uri not in self._open:
+            self._open[subscription.database_uri] = open_store(subscription.database_uri)
+        return self._open[subscription.database_uri]
 
     def close(self) -> None:
         """Close (and flush) every store."""
@@ -157,10 +158,10 @@ def cmd_run(config: SyncConfig, args: argparse.Namespace, stores: Stores) -> int
     return 0
 
 
-def _server_checksum(subscription: Subscription, state: dict[str, Any]) -> tuple[str | None,
-                                                                                str | None]:
+def _server_checksum(subscription: Subscription, state: SyncState) -> tuple[str | None,
+                                                                          str | None]:
     """(server checksums.content of what the subscription follows, error message)."""
-    target = state.get("version_url") if subscription.mode == "release" else subscription.url
+    target = state.version_url if subscription.mode == "release" else subscription.url
     if not target:
         return None, "nothing synced yet"
     client = TermsyncClient(subscription.server, subscription.token,
@@ -184,27 +185,27 @@ def _report(config: SyncConfig, args: argparse.Namespace, stores: Stores, recomp
     healthy = True
     for subscription in config.select(args.subscription):
         store = stores(subscription)
-        state = store.state(subscription.name)
-        local = store.checksum(subscription.name) if recompute else state.get("checksum")
+        state = store.load_state(subscription.name)
+        local = store.checksum(subscription.name) if recompute else state.checksum
         server, server_error = _server_checksum(subscription, state)
         matches = None if server is None or local is None else local == server
         counts = store.counts(subscription.name)
         record: dict[str, Any] = {
             "name": subscription.name, "mode": subscription.mode,
-            "server": subscription.source_url, "version": state.get("version"),
-            "lastUpdated": state.get("lastUpdated"), "counts": counts,
+            "server": subscription.source_url, "database": subscription.database_uri,
+            "version": state.version, "last_updated": state.last_updated, "counts": counts,
             "checksum": local, "server_checksum": server, "checksum_matches": matches,
-            "server_error": server_error, "last_success": state.get("last_success"),
-            "last_error": state.get("last_error"), "last_error_at": state.get("last_error_at"),
-            "resuming": bool(state.get("cursor")),
+            "server_error": server_error, "last_success": state.last_success,
+            "last_error": state.last_error, "last_error_at": state.last_error_at,
+            "resuming": state.cursor is not None,
         }
         records.append(record)
-        healthy = healthy and matches is not False and not state.get("last_error") \
+        healthy = healthy and matches is not False and not state.last_error \
             and (not recompute or matches is True)
         verdict = {True: "in sync", False: "DIFFERS", None: "unknown"}[matches]
         lines.append(
             f"{subscription.name} ({subscription.mode}) {subscription.source_url}\n"
-            f"  version {record['version']}  lastUpdated {record['lastUpdated']}  "
+            f"  version {record['version']}  lastUpdated {record['last_updated']}  "
             f"concepts {counts['concepts']}  mappings {counts['mappings']}\n"
             f"  checksums.content local {local} server {server}: {verdict}"
             + (f" ({server_error})" if server_error else "") + "\n"
@@ -239,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only this subscription (repeatable)")
     common.add_argument("--log-level", default=os.environ.get("TERMSYNC_SYNC_LOG_LEVEL", "INFO"))
     parser = argparse.ArgumentParser(prog="termsync-sync",
-                                     description="Keep a local MongoDB in step with a termsync "
-                                                 "or OCL server.")
+                                     description="Keep a local database (SQLite or MongoDB) in "
+                                                 "step with a termsync or OCL server.")
     commands = parser.add_subparsers(dest="command", required=True)
     once = commands.add_parser("once", parents=[common], help="one pass of every subscription")
     once.add_argument("--full", action="store_true",

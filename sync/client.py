@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
+RELEASE_PROBE_LIMIT = 10
 USER_AGENT = "termsync-sync/0.1"
 
 
@@ -173,14 +174,16 @@ class TermsyncClient:
 
     def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None, stream: bool = False,
-                ok: tuple[int, ...] = (200,)) -> requests.Response:
+                ok: tuple[int, ...] = (200,), follow_redirects: bool = True
+                ) -> requests.Response:
         """Send with retries on connection errors, 5xx and 429; return a response whose status
-        is in `ok`, or raise the typed error."""
+        is in `ok`, or raise the typed error. Redirects are followed (the answers on the way are
+        in the response's `history`) unless `follow_redirects` is False."""
         target = self.absolute(url)
         attempt = 0
         while True:
             try:
-                response = self._send_following_redirects(method, target, params, headers, stream)
+                response = self._send(method, target, params, headers, stream, follow_redirects)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= self.max_retries:
                     raise ServerUnreachable(target, exc) from exc
@@ -214,11 +217,13 @@ class TermsyncClient:
 
     def latest_released_version(self, source_url: str) -> dict[str, Any] | None:
         """The newest released version of a source, or None when nothing is released."""
+        # newest first; a few rather than one, in case a server lists HEAD or unreleased
+        # versions despite `released=true`: neither is a release to follow
         answer = self.get_json(source_url.rstrip("/") + "/versions/",
-                               {"released": "true", "limit": 1})
+                               {"released": "true", "limit": RELEASE_PROBE_LIMIT})
         versions = answer.body if isinstance(answer.body, list) else answer.body.get("results", [])
-        # OCL lists HEAD among versions on some deployments; it is never a release to follow.
-        versions = [v for v in versions if v.get("id") != "HEAD" and v.get("released", True)]
+        versions = [v for v in versions if isinstance(v, dict) and v.get("id") != "HEAD"
+                    and v.get("released", True) is not False]
         return versions[0] if versions else None
 
     def _headers_for(self, url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -228,23 +233,26 @@ class TermsyncClient:
             headers["Authorization"] = f"Token {self.token}"
         return headers
 
-    def _send_following_redirects(self, method: str, url: str,
-                                  params: Mapping[str, Any] | None,
-                                  headers: Mapping[str, str] | None,
-                                  stream: bool) -> requests.Response:
+    def _send(self, method: str, url: str, params: Mapping[str, Any] | None,
+              headers: Mapping[str, str] | None, stream: bool,
+              follow_redirects: bool) -> requests.Response:
         """Send, following redirects ourselves so the token never leaves the server's origin."""
+        history: list[requests.Response] = []
         for _ in range(MAX_REDIRECTS + 1):
             response = self.session.request(method, url, params=params,
                                             headers=self._headers_for(url, headers),
                                             stream=stream, timeout=self.timeout,
                                             allow_redirects=False)
             location = response.headers.get("Location")
-            if not (response.is_redirect and location):
+            if not (follow_redirects and response.is_redirect and location):
+                response.history = history
                 return response
             response.close()
+            history.append(response)
             url = urljoin(response.url, location)
             params = None  # the Location already carries its query
-            if response.status_code == 303:
+            if response.status_code == 303 or (response.status_code in (301, 302)
+                                                and method == "POST"):
                 method = "GET"
         raise ApiError(310, f"more than {MAX_REDIRECTS} redirects", url)
 

@@ -12,10 +12,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .store import check_database_uri
+
 logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "TERMSYNC_SYNC_"
 MODES = ("release", "snapshot")
+SERVER_KINDS = ("auto", "termsync", "ocl")
+DEFAULT_DATABASE_URI = "sqlite:///var/termsync-sync.db"
+# old key names that keep working: old name -> key
+ALIASES = {"mongo_uri": "database_uri"}
 _INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _INTERVAL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -36,7 +42,8 @@ class Subscription:
     mode: str = "release"
     interval: float | None = 3600.0
     cron: str | None = None
-    mongo_uri: str = "mongomock://"
+    database_uri: str = DEFAULT_DATABASE_URI
+    server_kind: str = "auto"
     page_size: int = 500
     overlap_seconds: float = 60.0
     timeout: float = 60.0
@@ -127,12 +134,12 @@ def _env_overrides(name: str, environ: Mapping[str, str]) -> dict[str, str]:
     """`TERMSYNC_SYNC_<KEY>` (every subscription) then `TERMSYNC_SYNC_<NAME>_<KEY>` (one)."""
     found: dict[str, str] = {}
     for prefix in (ENV_PREFIX, f"{ENV_PREFIX}{_env_key(name)}_"):
-        for key in _FIELD_TYPES:
+        for key in (*ALIASES, *_FIELD_TYPES):
             if key == "name":
                 continue
             value = environ.get(prefix + key.upper())
             if value is not None:
-                found[key] = value
+                found[ALIASES.get(key, key)] = value
     return found
 
 
@@ -172,9 +179,13 @@ def _validate(sub: Subscription) -> Subscription:
     if sub.max_retries < 0 or sub.batch_size < 1 or sub.misfire_grace_time < 1:
         raise ConfigError(f"{where}: max_retries must be >= 0, batch_size and "
                           "misfire_grace_time >= 1")
-    if not sub.mongo_uri.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
-        raise ConfigError(f"{where}: mongo_uri = {sub.mongo_uri!r} must start with mongodb://, "
-                          "mongodb+srv:// or mongomock://")
+    if sub.server_kind not in SERVER_KINDS:
+        raise ConfigError(f"{where}: server_kind = {sub.server_kind!r} must be one of "
+                          f"{', '.join(SERVER_KINDS)}")
+    try:
+        check_database_uri(sub.database_uri)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: database_uri = {exc}") from None
     return replace(sub, server=sub.server.rstrip("/"), url=url, interval=interval, cron=cron or None)
 
 
@@ -191,9 +202,14 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         name = raw.get("name")
         if not isinstance(name, str) or not name:
             raise ConfigError(f"subscriptions[{index}] needs a name")
-        unknown = sorted(set(raw) - set(_FIELD_TYPES))
+        unknown = sorted(set(raw) - set(_FIELD_TYPES) - set(ALIASES))
         if unknown:
             raise ConfigError(f"subscription {name!r}: unknown key(s) {', '.join(unknown)}")
+        both = [old for old, new in ALIASES.items() if old in raw and new in raw]
+        if both:
+            raise ConfigError(f"subscription {name!r}: {both[0]} is the old name of "
+                              f"{ALIASES[both[0]]}; give only one")
+        raw = {ALIASES.get(key, key): value for key, value in raw.items()}
         merged: dict[str, Any] = {**raw, **_env_overrides(name, environ)}
         if "cron" in merged and merged["cron"] and "interval" not in raw:
             merged["interval"] = None

@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from pymongo.errors import PyMongoError
-
-from app.faults import kill_point
-
-from .client import ApiError, BadRequest, NotFound, ServerUnreachable, TermsyncClient
+from .client import ApiError, BadRequest, JsonResponse, NotFound, ServerUnreachable, TermsyncClient
 from .config import Subscription
-from .exportfile import ITEM_ARRAYS, ExportDownloader, ExportError, ExportReader, ProgressFn
+from .download import ExportDownloader, ExportFile, ProgressFn
+from .errors import ExportError
 from .items import (
     InvalidItem,
     ItemRecord,
@@ -25,10 +22,11 @@ from .items import (
     normalize_timestamp,
     shift_timestamp,
 )
-from .store import LocalStore, utcnow
+from .reader import ITEM_ARRAYS, ExportReader
+from .state import DiffCursor, SyncState
+from .store import LocalStore, StoreError, utcnow
 
 logger = logging.getLogger(__name__)
-
 
 
 class SyncStopped(Exception):
@@ -99,6 +97,7 @@ class Subscriber:
         self.progress = progress
         self.work_dir = work_dir or subscription.work_dir
         self.name = subscription.name
+        self.state = SyncState()
 
     # --- entry point -----------------------------------------------------------------------
     def sync(self, full: bool = False) -> SyncResult:
@@ -106,7 +105,9 @@ class Subscriber:
         result = SyncResult(name=self.name)
         started = time.monotonic()
         try:
-            self.store.save_state(self.name, last_started=utcnow())
+            self.state = self.store.load_state(self.name)
+            self.state.last_started = utcnow()
+            self._save()
             self._pass(result, full)
             try:
                 self._verify(result)
@@ -121,37 +122,42 @@ class Subscriber:
         except SyncStopped as exc:
             result.error = str(exc)
             logger.warning("[%s] %s", self.name, exc)
-        except (ApiError, ServerUnreachable, ExportError, InvalidItem, ContentMismatch) as exc:
+        except (ApiError, ServerUnreachable, ExportError, InvalidItem, ContentMismatch,
+                StoreError) as exc:
             result.error = str(exc)
             logger.error("[%s] sync failed: %s", self.name, exc)
-        except PyMongoError as exc:
-            result.error = f"local database ({self.sub.mongo_uri}): {exc}"
-            logger.error("[%s] sync failed: %s", self.name, result.error)
         except Exception as exc:  # a scheduler job must survive anything; keep the traceback
             result.error = f"{type(exc).__name__}: {exc}"
             logger.exception("[%s] sync failed unexpectedly", self.name)
         result.seconds = round(time.monotonic() - started, 3)
         try:
             self._record(result)
-        except PyMongoError as exc:
+        except StoreError as exc:
             logger.error("[%s] cannot record the outcome in the local database: %s", self.name,
                          exc)
         return result
 
+    def _save(self) -> None:
+        """Persist the state as it is now."""
+        self.store.save_state(self.name, self.state)
+
     def _record(self, result: SyncResult) -> None:
         """Save the outcome of a pass in the sync state and log it."""
-        state = self.store.state(self.name)
-        result.version = state.get("version")
-        result.last_updated = state.get("lastUpdated")
+        state = self.store.load_state(self.name)
+        result.version = state.version
+        result.last_updated = state.last_updated
+        state.last_result = result.as_dict()
         if result.ok:
-            self.store.save_state(self.name, last_success=utcnow(), last_error=None,
-                                  last_result=result.as_dict())
+            state.last_success = utcnow()
+            state.last_error = None
             logger.info("[%s] %s: version %s, lastUpdated %s, %d applied in %d page(s), %s, "
                         "%.1fs", self.name, result.action, result.version, result.last_updated,
                         result.applied, result.pages, result.counts, result.seconds)
         else:
-            self.store.save_state(self.name, last_error=result.error, last_error_at=utcnow(),
-                                  last_result=result.as_dict())
+            state.last_error = result.error
+            state.last_error_at = utcnow()
+        self.store.save_state(self.name, state)
+        self.state = state
 
     def _check_stop(self) -> None:
         """Raise SyncStopped at a safe point when a shutdown was requested."""
@@ -161,61 +167,64 @@ class Subscriber:
     # --- the pass --------------------------------------------------------------------------
     def _pass(self, result: SyncResult, full: bool) -> None:
         """Resume a saved cursor, then bring the local copy up to the mode's target."""
-        state = self.store.state(self.name)
-        if state.get("source_url") != self.sub.source_url or state.get("mode") != self.sub.mode:
-            if state.get("lastUpdated") or state.get("cursor"):
+        state = self.state
+        if state.source_url != self.sub.source_url or state.mode != self.sub.mode:
+            if state.last_updated or state.cursor:
                 logger.info("[%s] the subscription changed: starting over from an export",
                             self.name)
-            self.store.save_state(self.name, cursor=None, lastUpdated=None, version=None,
-                                  version_url=None, source_url=self.sub.source_url,
-                                  mode=self.sub.mode)
-            state = self.store.state(self.name)
+            state.forget_position()
+            state.source_url = self.sub.source_url
+            state.mode = self.sub.mode
+            self._save()
         if full:
             # the current copy and its state stay until the export has replaced them
-            self.store.save_state(self.name, cursor=None)
-        elif state.get("cursor"):
-            self._resume(result, state["cursor"])
-        state = self.store.state(self.name)
+            state.cursor = None
+            self._save()
+        elif state.cursor:
+            self._resume(result, state.cursor)
         if self.sub.mode == "release":
-            self._release_pass(result, state, full)
+            self._release_pass(result, full)
         else:
-            self._snapshot_pass(result, state, full)
+            self._snapshot_pass(result, full)
 
-    def _release_pass(self, result: SyncResult, state: dict[str, Any], full: bool) -> None:
+    def _release_pass(self, result: SyncResult, full: bool) -> None:
         """Follow released versions: export first, then diffs of each newer release."""
+        state = self.state
         latest = self.client.latest_released_version(self.sub.source_url)
         if latest is None:
             result.action = result.action or "no released version"
             logger.info("[%s] %s has no released version yet", self.name, self.sub.source_url)
             return
-        if full or not state.get("lastUpdated"):
+        if full or not state.last_updated:
             self._bootstrap(result, latest)
             return
-        if latest.get("id") == state.get("version"):
+        if latest.get("id") == state.version:
             result.action = result.action or "up to date"
             return
-        if (_stamp(latest.get("created_on")) or "") < (state.get("version_created") or ""):
+        if (_stamp(latest.get("created_on")) or "") < (state.version_created or ""):
             # the newest release is older than ours (ours was unreleased): start from its export
             logger.warning("[%s] newest release %s predates %s; reloading from its export",
-                           self.name, latest.get("id"), state.get("version"))
+                           self.name, latest.get("id"), state.version)
             self._bootstrap(result, latest)
             return
         version_path = _version_path(latest, self.sub.url)
-        self._start_diff(result, version_path, latest, since=state["lastUpdated"])
+        self._start_diff(result, version_path, latest, since=state.last_updated)
 
-    def _snapshot_pass(self, result: SyncResult, state: dict[str, Any], full: bool) -> None:
+    def _snapshot_pass(self, result: SyncResult, full: bool) -> None:
         """Follow HEAD: bootstrap from the latest release (if any), then HEAD diffs."""
-        since = None if full else state.get("lastUpdated")
+        since = None if full else self.state.last_updated
+        before = result.action  # "resumed" (a saved cursor finished first) or ""
         if not since:
             latest = self.client.latest_released_version(self.sub.source_url)
             if latest is not None:
                 self._bootstrap(result, latest)
-                since = self.store.state(self.name).get("lastUpdated")
+                since = self.state.last_updated
+                before = result.action
             else:
                 logger.info("[%s] no released version: full HEAD diff", self.name)
-                self.store.items(self.name).drop()
+                self.store.clear(self.name)
         self._start_diff(result, self.sub.url, None, since=since)
-        result.action = "snapshot" if not result.action else result.action + " + snapshot"
+        result.action = f"{before} + snapshot" if before else "snapshot"
 
     # --- bootstrap from an export ----------------------------------------------------------
     def _bootstrap(self, result: SyncResult, version: dict[str, Any]) -> None:
@@ -226,149 +235,193 @@ class Subscriber:
                                       progress=self.progress,
                                       should_stop=self.stop_event.is_set)
         export = downloader.fetch(version_path)
-        staging = self.store.begin_load(self.name)
-        loaded = 0
-        max_seen: str | None = None
         try:
-            with ExportReader(export.path) as reader:
-                batch: list[ItemRecord] = []
-                for kind, payload in reader.items():
-                    try:
-                        record = item_record(payload, kind, self.sub.url)
-                    except InvalidItem as exc:
-                        result.skipped += 1
-                        logger.warning("[%s] export item skipped: %s", self.name, exc)
-                        continue
-                    batch.append(record)
-                    if record.updated_on and (max_seen is None or record.updated_on > max_seen):
-                        max_seen = record.updated_on
-                    if len(batch) >= self.sub.batch_size:
-                        loaded += self.store.load_batch(staging, batch)
-                        kill_point("sync-export-batch")
-                        batch = []
-                        if self.progress:
-                            self.progress("loading export", loaded, None)
-                        self._check_stop()
-                loaded += self.store.load_batch(staging, batch)
-            header = reader.header
-            self._check_stop()
-            self.store.finish_load(self.name, staging)
-        except BaseException:
-            self.store.abandon_load(staging)
-            raise
+            loaded, max_seen, header = self._load_export(result, export)
         finally:
             export.path.unlink(missing_ok=True)
-        last_updated = _max_ts(_stamp(export.last_updated), _stamp(header.get("lastUpdated")),
-                               _stamp(version.get("lastUpdated")), max_seen)
-        self.store.save_state(self.name, cursor=None, version=version.get("id"),
-                              version_url=version_path, lastUpdated=last_updated,
-                              version_created=_stamp(version.get("created_on")),
-                              server_checksum=content_checksum_of(version),
-                              export_sha256=export.sha256, export_verified=export.verified)
+        state = self.state
+        state.cursor = None
+        state.version = version.get("id")
+        state.version_url = version_path
+        state.last_updated = _max_ts(_stamp(export.last_updated), _stamp(header.get("lastUpdated")),
+                                     _stamp(version.get("lastUpdated")), max_seen)
+        state.version_created = _stamp(version.get("created_on"))
+        state.server_checksum = content_checksum_of(version)
+        state.export_sha256 = export.sha256
+        state.export_verified = export.verified
+        self._save()
         result.action = "export"
         result.applied += loaded
         logger.info("[%s] loaded %d items from the %s export of %s (%d bytes, sha256 %s)",
                     self.name, loaded, "verified" if export.verified else "UNVERIFIED",
                     version.get("id"), export.size, export.sha256)
 
+    def _load_export(self, result: SyncResult, export: ExportFile
+                     ) -> tuple[int, str | None, dict[str, Any]]:
+        """Stream the export into a staging area and swap it in: (items, newest updated_on,
+        the export's header fields)."""
+        staging = self.store.begin_load(self.name)
+        max_seen: str | None = None
+        try:
+            with ExportReader(export.path) as reader:
+                batch: list[ItemRecord] = []
+                for kind, payload in reader.items():
+                    record = self._item(result, payload, kind, "export")
+                    if record is None:
+                        continue
+                    batch.append(record)
+                    if record.updated_on and (max_seen is None or record.updated_on > max_seen):
+                        max_seen = record.updated_on
+                    if len(batch) >= self.sub.batch_size:
+                        self.store.load_batch(staging, batch)
+                        batch = []
+                        if self.progress:
+                            self.progress("loading export", staging.loaded, None)
+                        self._check_stop()
+                self.store.load_batch(staging, batch)
+            self._check_stop()
+            self.store.finish_load(staging)
+        except BaseException:
+            self.store.abandon_load(staging)
+            raise
+        return staging.loaded, max_seen, reader.header
+
+    def _item(self, result: SyncResult, payload: dict[str, Any], kind: str, where: str
+              ) -> ItemRecord | None:
+        """The record of an item payload; None (counted, logged) when it is unusable."""
+        try:
+            return item_record(payload, kind, self.sub.url)
+        except InvalidItem as exc:
+            result.skipped += 1
+            logger.warning("[%s] %s item skipped: %s", self.name, where, exc)
+            return None
+
     # --- diffs -----------------------------------------------------------------------------
+    def _wants_tombstones(self, version: dict[str, Any] | None) -> bool:
+        """Whether to send includeDeleted=true: to termsync (configured, or detected by the
+        `checksums.content` it publishes on every source and version), never to OCL."""
+        if self.sub.server_kind != "auto":
+            return self.sub.server_kind == "termsync"
+        payload = version if version is not None else self.client.get_json(self.sub.url).body
+        return content_checksum_of(payload) is not None
+
     def _start_diff(self, result: SyncResult, target_path: str, version: dict[str, Any] | None,
                     since: str | None) -> None:
         """Save a cursor at the first diff page of `target_path`, then follow it."""
         params: dict[str, Any] = {"includeConcepts": "true", "includeMappings": "true",
-                                  "includeRetired": "true", "limit": self.sub.page_size}
+                                  "includeRetired": "true"}
+        include_deleted = self._wants_tombstones(version)
+        if include_deleted:
+            params["includeDeleted"] = "true"
+        params["limit"] = self.sub.page_size
         if since:
             params["updatedSince"] = shift_timestamp(since, -self.sub.overlap_seconds)
-        cursor = {
-            "next": self.client.absolute(target_path) + "?" + urlencode(params),
-            "target": target_path,
-            "version": version.get("id") if version else None,
-            "version_created": _stamp(version.get("created_on")) if version else None,
-            "version_last_updated": _stamp(version.get("lastUpdated")) if version else None,
-            "server_checksum": content_checksum_of(version) if version else None,
-            "since": since, "max_seen": since, "pages": 0, "applied": 0,
-        }
-        self.store.save_state(self.name, cursor=cursor)
+        cursor = DiffCursor(
+            next_url=self.client.absolute(target_path) + "?" + urlencode(params),
+            target=target_path,
+            version=version.get("id") if version else None,
+            version_created=_stamp(version.get("created_on")) if version else None,
+            version_last_updated=_stamp(version.get("lastUpdated")) if version else None,
+            server_checksum=content_checksum_of(version) if version else None,
+            since=since, max_seen=since, include_deleted=include_deleted)
+        self.state.cursor = cursor
+        self._save()
         self._follow(result, cursor)
 
-    def _resume(self, result: SyncResult, cursor: dict[str, Any]) -> None:
+    def _resume(self, result: SyncResult, cursor: DiffCursor) -> None:
         """Finish a pass a previous run left half way; restart it if the cursor went stale."""
-        logger.info("[%s] resuming after page %d of %s", self.name, cursor.get("pages", 0),
-                    cursor.get("target"))
+        logger.info("[%s] resuming after page %d of %s", self.name, cursor.pages, cursor.target)
         try:
             self._follow(result, cursor, resumed=True)
         except (BadRequest, NotFound) as exc:
             logger.warning("[%s] saved cursor no longer works (%s); restarting the pass",
                            self.name, exc.message)
-            self.store.save_state(self.name, cursor=None)
+            self.state.cursor = None
+            self._save()
 
-    def _follow(self, result: SyncResult, cursor: dict[str, Any], resumed: bool = False) -> None:
+    def _page(self, url: str, cursor: DiffCursor) -> JsonResponse | None:
+        """A diff page; None when the server says there is nothing new.
+
+        A real OCL v2 answers a diff that selects nothing with `404 {"detail": "Not found."}`;
+        that means "no changes" when the repository itself answers 200. A 404 for a later page
+        (a stale cursor) or for the repository itself stays an error.
+        """
+        try:
+            return self.client.get_json(url)
+        except NotFound as exc:
+            if cursor.pages > 0:
+                raise
+            try:
+                self.client.get_json(cursor.target)
+            except NotFound:
+                raise exc from None
+            logger.info("[%s] %s answered 404 to the diff and 200 itself: no changes",
+                        self.name, cursor.target)
+            return None
+
+    def _follow(self, result: SyncResult, cursor: DiffCursor, resumed: bool = False) -> None:
         """Apply pages from the cursor on, saving it after each page; finish the pass."""
-        url: str | None = cursor["next"]
+        url: str | None = cursor.next_url
         while url:
             self._check_stop()
-            page = self.client.get_json(url)
+            page = self._page(url, cursor)
+            if page is None:
+                break
             body = page.body if isinstance(page.body, dict) else {}
-            records: list[ItemRecord] = []
-            for kind in ITEM_ARRAYS:
-                for payload in body.get(kind) or []:
-                    try:
-                        records.append(item_record(payload, kind, self.sub.url))
-                    except InvalidItem as exc:
-                        result.skipped += 1
-                        logger.warning("[%s] diff item skipped: %s", self.name, exc)
+            records = [record for kind in ITEM_ARRAYS for payload in body.get(kind) or []
+                       if (record := self._item(result, payload, kind, "diff")) is not None]
             applied = self.store.apply_changes(self.name, records)
-            kill_point("sync-page")
-            cursor["max_seen"] = _max_ts(cursor.get("max_seen"),
-                                         *(r.updated_on for r in records))
-            cursor["server_checksum"] = content_checksum_of(body) or cursor.get("server_checksum")
-            cursor["pages"] += 1
-            cursor["applied"] += applied
+            cursor.max_seen = _max_ts(cursor.max_seen, *(r.updated_on for r in records))
+            cursor.server_checksum = content_checksum_of(body) or cursor.server_checksum
+            cursor.pages += 1
+            cursor.applied += applied
             result.pages += 1
             result.applied += applied
             url = page.next_url
             if self.progress:
-                self.progress("applying changes", cursor["applied"], None)
+                self.progress("applying changes", cursor.applied, None)
             if url:
-                cursor["next"] = url
-                self.store.save_state(self.name, cursor=cursor)
-        state = self.store.state(self.name)
-        finished: dict[str, Any] = {
-            "cursor": None,
-            "lastUpdated": _max_ts(state.get("lastUpdated"), cursor.get("max_seen"),
-                                   cursor.get("version_last_updated")),
-            "server_checksum": cursor.get("server_checksum"),
-        }
-        if cursor.get("version"):
-            finished.update(version=cursor["version"], version_url=cursor["target"],
-                            version_created=cursor.get("version_created"))
+                cursor.next_url = url
+                self.state.cursor = cursor
+                self._save()
+        state = self.state
+        state.cursor = None
+        state.last_updated = _max_ts(state.last_updated, cursor.max_seen,
+                                     cursor.version_last_updated)
+        state.server_checksum = cursor.server_checksum
+        if cursor.version:
+            state.version = cursor.version
+            state.version_url = cursor.target
+            state.version_created = cursor.version_created
         elif self.sub.mode == "snapshot":
-            finished.update(version="HEAD", version_url=self.sub.url)
-        self.store.save_state(self.name, **finished)
+            state.version = "HEAD"
+            state.version_url = self.sub.url
+        self._save()
         if not result.action:
             result.action = "resumed" if resumed else "diff"
 
     # --- convergence check -----------------------------------------------------------------
     def _verify(self, result: SyncResult) -> None:
         """Compare the local checksums.content with the server's, when the server gave one."""
-        state = self.store.state(self.name)
+        state = self.state
         if self.sub.mode == "snapshot":
             # HEAD's checksum is not in diff pages; HEAD itself (without content) carries it
-            head = self.client.get_json(self.sub.source_url).body
-            self.store.save_state(self.name, server_checksum=content_checksum_of(head))
-            state = self.store.state(self.name)
+            state.server_checksum = content_checksum_of(
+                self.client.get_json(self.sub.source_url).body)
         result.counts = self.store.counts(self.name)
         result.checksum = self.store.checksum(self.name)
-        result.server_checksum = state.get("server_checksum")
+        result.server_checksum = state.server_checksum
         matches = None if result.server_checksum is None else \
             result.checksum == result.server_checksum
-        self.store.save_state(self.name, counts=result.counts, checksum=result.checksum,
-                              checksum_ok=matches)
+        state.counts = result.counts
+        state.checksum = result.checksum
+        state.checksum_ok = matches
+        self._save()
         if matches is False and self.sub.mode == "release":
             # a released version is immutable: a difference is a real divergence
             raise ContentMismatch(
                 f"[{self.name}] local checksums.content {result.checksum} differs from "
-                f"{result.server_checksum} of version {state.get('version')}")
+                f"{result.server_checksum} of version {state.version}")
         if matches is False:
             logger.warning("[%s] local checksum differs from HEAD's as of the last page "
                            "(HEAD may have changed since); the next pass catches up", self.name)

@@ -20,8 +20,9 @@ import pytest
 from app import create_app
 from sync.client import TermsyncClient
 from sync.config import Subscription
-from sync.exportfile import ExportReader, InvalidExport
-from sync.store import LocalStore
+from sync.errors import InvalidExport
+from sync.reader import ExportReader
+from sync.store.mongo import MongoStore
 from sync.subscriber import Subscriber
 from tests.conftest import ADMIN, SHARED, app_config, concept
 from tests.sync.ocl_stub import LiveServer, StubSource, StubVersion, create_stub_app
@@ -340,7 +341,7 @@ def test_tar_gz_export_with_path_traversal_writes_nothing_outside(tmp_path: Path
                                     url="/orgs/DemoOrg/sources/DemoSource/", work_dir=str(work))
         client = TermsyncClient(server.url, None, timeout=10, max_retries=0,
                                 sleep=lambda seconds: None)
-        result = Subscriber(subscription, client, LocalStore(mongomock.MongoClient()["m"])).sync()
+        result = Subscriber(subscription, client, MongoStore(mongomock.MongoClient()["m"], "mongomock://")).sync()
     assert not result.ok and "unsafe path" in (result.error or "")
     assert set(tmp_path.rglob("*")) == before  # nothing extracted; the download was removed
     assert not Path("/tmp/absolute-escape.json").exists()

@@ -11,14 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import mongomock
 import pytest
 import requests
 
 from app import create_app
 from sync.client import TermsyncClient
 from sync.config import Subscription
-from sync.store import LocalStore
+from sync.store.sqlite import SQLiteStore
 from sync.subscriber import Subscriber, SyncResult
 from tests.conftest import ADMIN, ADMIN_TOKEN, app_config, concept
 from tests.sync.ocl_stub import LiveServer
@@ -116,7 +115,7 @@ class Follower(threading.Thread):
                                 max_retries=3, sleep=lambda seconds: jobs.run_until_idle(),
                                 jitter=lambda: 0.5)
         self.subscriber = Subscriber(subscription, client,
-                                     LocalStore(mongomock.MongoClient()[f"mirror_{mode}{number}"]))
+                                     SQLiteStore(f"sqlite:///{work_dir / 'mirror.db'}"))
         self.passes: list[SyncResult] = []
         self.error: BaseException | None = None
 

@@ -1,9 +1,12 @@
 """SIGKILL mid-import, mid-export-build and mid-sync, then a restart on the same persisted
 embedded database (saved every 0.2 s; a kill loses at most the changes since the last save).
 
-The kills land at deterministic points (app/faults.py, TERMSYNC_FAULT_KILL_AT). After the
-restart every job finishes or is reported FAILED, no half-written export file is ever served (the
-sha256 of what is served equals its ETag), and the subscriber converges on the server's content.
+The server's kills land at deterministic points (app/faults.py, TERMSYNC_FAULT_KILL_AT); the
+subscriber's through tests/launcher.py, which runs the real `termsync-sync` with a store method
+patched to SIGKILL the process on its N-th call (the subscriber has no crash points of its own).
+After the restart every job finishes or is reported FAILED, no half-written export file is ever
+served (the sha256 of what is served equals its ETag), and the subscriber converges on the
+server's content.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import requests
 from tests.conftest import ADMIN, ADMIN_TOKEN, concept
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 30.0  # seconds any awaited condition may take
 URL = "/orgs/O/sources/S/"
 KILLED = -signal.SIGKILL
@@ -223,7 +227,7 @@ def sync_config(tmp_path: Path, server: Server) -> Path:
         f'url = "{URL}"\n'
         f'token = "{ADMIN_TOKEN}"\n'
         'mode = "release"\n'
-        f'mongo_uri = "mongomock:///{tmp_path / "mirror.db"}"\n'
+        f'database_uri = "sqlite:///{tmp_path / "mirror.db"}"\n'
         "page_size = 10\n"
         "batch_size = 20\n"
         "max_retries = 1\n"
@@ -233,11 +237,14 @@ def sync_config(tmp_path: Path, server: Server) -> Path:
 
 def sync(config: Path, command: str = "once", kill_at: str | None = None
          ) -> subprocess.CompletedProcess[str]:
-    env = clean_env(**({"TERMSYNC_FAULT_KILL_AT": kill_at} if kill_at else {}))
-    return subprocess.run([str(BIN / "termsync-sync"), command, "--config", str(config),
-                           "--json"], env=env, capture_output=True, text=True, timeout=DEADLINE)
+    """The real subscriber CLI, through the test launcher when it is to be killed."""
+    kill = ["--kill-at", kill_at] if kill_at else []
+    return subprocess.run([sys.executable, "-m", "tests.launcher", *kill, command, "--config",
+                           str(config), "--json"], env=clean_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=DEADLINE)
 
 
+@pytest.mark.slow
 def test_sync_killed_mid_export_and_mid_diff_converges(servers: Callable[..., Server],
                                                        tmp_path: Path) -> None:
     server = servers()

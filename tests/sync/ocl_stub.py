@@ -1,4 +1,14 @@
-"""A small in-memory OCL/termsync server for subscriber tests and benches, with fault injection."""
+"""A small in-memory OCL/termsync server for subscriber tests and benches, with fault injection.
+
+One `StubSource` speaks either dialect:
+- termsync (default): `checksums.content` on sources and versions; tombstones in diffs only with
+  `includeDeleted=true` (`tombstones_need_flag=False`: always, as termsync did before);
+- a real OCL v2 (`ocl=True`): OCL's `checksums` (`standard`, `smart`) instead, hard deletes never
+  listed, a diff that selects nothing answered `404 {"detail": "Not found."}`.
+Exports: 200 with the file, or (`file_host` set) a 303 to a `FileHost` on another loopback
+address that refuses any request carrying `Authorization`; `pending` not-ready answers first
+(`building_status` 208, or 202 as termsync answered before); `needs_post`: 204 until a POST.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,7 @@ import copy
 import hashlib
 import io
 import json
+import tarfile
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -42,6 +53,7 @@ class Fault:
     retry_after: str | None = None
     body: dict[str, Any] | None = None
     skip: int = 0  # let this many matching requests through first
+    method: str | None = None  # only requests with this method (default: any)
 
 
 @dataclass
@@ -54,8 +66,12 @@ class StubVersion:
     released: bool = True
     export_bytes: bytes | None = None
     export_path: Path | None = None
-    pending: int = 0  # answer 202 this many times before the export is ready
+    pending: int = 0  # answer `building_status` this many times before the export is ready
     failed: bool = False
+    building_status: int = 208
+    needs_post: bool = False  # answer 204 (no export) until the export is POSTed
+    requested: bool = False
+    export_format: str = "zip"  # or "tar.gz" (OCL's exports before v2)
 
 
 @dataclass
@@ -67,7 +83,11 @@ class StubSource:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: list[StubVersion] = field(default_factory=list)
     ignore_range: bool = False
+    ocl: bool = False
+    tombstones_need_flag: bool = True
+    file_host: FileHost | None = None
     requests_seen: list[str] = field(default_factory=list)
+    posts_seen: list[str] = field(default_factory=list)
     auth_seen: list[str | None] = field(default_factory=list)
     tick: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -139,13 +159,15 @@ class StubSource:
         stamps = [i["updated_on"] for i in items.values()]
         vid = "HEAD" if version is None else version.id
         url = self.path if version is None else f"{self.path}{version.id}/"
+        checksums = {"standard": "a" * 32, "smart": "b" * 32} if self.ocl else \
+            {"content": content_checksum(items)}
         return {"type": "Source" if version is None else "Source Version", "id": vid,
                 "short_code": self.source, "owner": self.owner, "url": url, "version_url": url,
                 "released": bool(version and version.released),
                 "created_on": version.created_on if version else BASE_TIME.strftime(TS),
                 "updated_on": version.created_on if version else BASE_TIME.strftime(TS),
                 "lastUpdated": max(stamps) if stamps else None,
-                "checksums": {"content": content_checksum(items)}}
+                "checksums": checksums}
 
     def export_bytes(self, version: StubVersion) -> bytes:
         if version.export_path is not None:
@@ -156,9 +178,16 @@ class StubSource:
             live = [i for i in version.items.values() if not i.get("deleted")]
             body["concepts"] = [i for i in live if i["type"] == "Concept"]
             body["mappings"] = [i for i in live if i["type"] == "Mapping"]
+            data = json.dumps(body).encode()
             buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr("export.json", json.dumps(body))
+            if version.export_format == "tar.gz":
+                with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+                    info = tarfile.TarInfo("export.json")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+            else:
+                with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                    archive.writestr("export.json", data)
             version.export_bytes = buffer.getvalue()
         return version.export_bytes
 
@@ -189,10 +218,13 @@ def create_stub_app(stub: StubSource) -> Flask:
             return Response(json.dumps(payload), mimetype="application/json")
         since = args.get("updatedSince")
         include_retired = args.get("includeRetired", "").lower() == "true"
+        tombstones = not stub.ocl and (not stub.tombstones_need_flag
+                                       or args.get("includeDeleted", "").lower() == "true")
         limit = int(args.get("limit") or 500)
         selected = sorted(
             (i for i in items.values()
              if i["type"] in kinds and (since is None or i["updated_on"] >= since)
+             and (tombstones or not i.get("deleted"))
              and (include_retired or not (i.get("retired") or i.get("deleted")))),
             key=lambda i: (i["updated_on"], i["type"], i["id"]))
         after = args.get("after")
@@ -201,6 +233,9 @@ def create_stub_app(stub: StubSource) -> Flask:
             key = tuple(after.split("|"))
             selected = [i for i in selected if (i["updated_on"], i["type"], i["id"]) > key]
         chunk = selected[:limit]
+        if stub.ocl and not chunk:
+            return Response(json.dumps({"detail": "Not found."}), 404,
+                            mimetype="application/json")
         body = dict(payload, concepts=[i for i in chunk if i["type"] == "Concept"],
                     mappings=[i for i in chunk if i["type"] == "Mapping"])
         headers = {"num_found": str(found), "num_returned": str(len(chunk))}
@@ -249,18 +284,25 @@ def create_stub_app(stub: StubSource) -> Flask:
         if version.failed:
             return Response(json.dumps({"state": "FAILED", "error": "disk full"}), 500,
                             mimetype="application/json")
+        if version.needs_post and not version.requested:
+            return Response("", 204)
         if version.pending > 0:
             version.pending -= 1
-            return Response(json.dumps({"state": "BUILDING", "progress": "41%"}), 202,
+            return Response(json.dumps({"state": "BUILDING", "progress": "41%"}),
+                            version.building_status,
                             {"Retry-After": "7", "X-Export-Progress": "41%"},
                             mimetype="application/json")
         data = stub.export_bytes(version)
+        last_updated = stub.version_payload(version)["lastUpdated"] or ""
+        if stub.file_host is not None:
+            # OCL: a redirect to the file in a bucket elsewhere, with lastUpdated on the way
+            location = stub.file_host.publish(data, version.export_format)
+            return Response("", 303, {"Location": location, "lastUpdated": last_updated})
         sha = hashlib.sha256(data).digest()
         headers = {"ETag": f'"{sha.hex()}"',
                    "Repr-Digest": f"sha-256=:{base64.b64encode(sha).decode()}:",
                    "Accept-Ranges": "bytes", "exportURL": request.base_url,
-                   "lastUpdated": stub.version_payload(version)["lastUpdated"] or "",
-                   "Connection": "close"}
+                   "lastUpdated": last_updated, "Connection": "close"}
         start = 0
         status = 200
         range_header = request.headers.get("Range")
@@ -272,7 +314,62 @@ def create_stub_app(stub: StubSource) -> Flask:
         headers["Content-Length"] = str(len(body))
         return Response(body, status, headers, mimetype="application/zip")
 
+    @app.post(f"{base}<version_id>/export/")
+    def request_export(version_id: str) -> Response:
+        stub.posts_seen.append(version_id)
+        found = [v for v in stub.versions if v.id == version_id]
+        if not found:
+            return Response(json.dumps({"detail": "Not found."}), 404, mimetype="application/json")
+        version = found[0]
+        if version.needs_post and not version.requested:
+            version.requested = True
+            return Response(json.dumps({"state": "PENDING"}), 202, {"Retry-After": "3"},
+                            mimetype="application/json")
+        if version.pending > 0:
+            return Response(json.dumps({"state": "BUILDING"}), 409, mimetype="application/json")
+        return Response("", 303, {"Location": request.base_url})
+
     return app
+
+
+class FileHost:
+    """Where OCL keeps export files (a bucket): another origin that serves bytes by path with
+    ranges, and refuses any request carrying `Authorization` (as S3 refuses a second auth)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests_seen: list[str] = []
+        self.auth_seen: list[str | None] = []
+        self.url = ""  # set once served
+        self.app = Flask("file_host")
+        self.app.add_url_rule("/files/<name>", "file", self._serve)
+
+    def publish(self, data: bytes, extension: str) -> str:
+        """Store a file; its absolute URL."""
+        name = f"{hashlib.sha256(data).hexdigest()}.{extension}"
+        self.files[name] = data
+        return f"{self.url}/files/{name}"
+
+    def _serve(self, name: str) -> Response:
+        self.requests_seen.append(request.full_path)
+        self.auth_seen.append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization"):
+            return Response("<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism "
+                            "allowed</Message></Error>", 400, mimetype="application/xml")
+        data = self.files.get(name)
+        if data is None:
+            return Response("<Error><Code>NoSuchKey</Code></Error>", 404, mimetype="application/xml")
+        headers = {"ETag": f'"{hashlib.md5(data).hexdigest()}"', "Accept-Ranges": "bytes"}
+        start, status = 0, 200
+        range_header = request.headers.get("Range", "")
+        if range_header.startswith("bytes="):
+            start = int(range_header[6:].split("-")[0])
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        body = data[start:]
+        headers["Content-Length"] = str(len(body))
+        kind = "application/zip" if name.endswith(".zip") else "application/x-gzip"
+        return Response(body, status, headers, mimetype=kind)
 
 
 class FaultInjector:
@@ -284,13 +381,15 @@ class FaultInjector:
         self.faults: list[Fault] = []
         self.cut_downloads: list[int] = []  # serve only N bytes of the next downloads, then close
         self.corrupt_downloads = 0  # flip one byte in this many full (200) downloads
+        self.download_paths = ("/export",)  # what counts as a download
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         target = environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
         with self.lock:
             for fault in self.faults:
-                if fault.times > 0 and fault.path in target:
+                if fault.times > 0 and fault.path in target and \
+                        fault.method in (None, environ["REQUEST_METHOD"]):
                     if fault.skip > 0:
                         fault.skip -= 1
                         continue
@@ -303,7 +402,8 @@ class FaultInjector:
                         headers.append(("Retry-After", fault.retry_after))
                     start_response(f"{fault.status} FAULT", headers)
                     return [body.encode()]
-            tamper = "/export" in environ.get("PATH_INFO", "") and \
+            path = environ.get("PATH_INFO", "")
+            tamper = any(p in path for p in self.download_paths) and \
                 (self.cut_downloads or self.corrupt_downloads) and environ["REQUEST_METHOD"] == "GET"
         if not tamper:
             return self.app(environ, start_response)
@@ -337,6 +437,7 @@ class LiveServer:
     """A WSGI app served on 127.0.0.1:<free port> from a daemon thread."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+        self.app = app
         self.server = make_server(host, 0, app, threaded=True)
         self.url = f"http://{host}:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},

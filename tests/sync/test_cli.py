@@ -13,9 +13,10 @@ import pytest
 from sync.cli import main
 from sync.config import load_config
 from sync.scheduler import build_scheduler, job_id, run_until_stopped
-from sync.store import LocalStore
+from sync.store import open_store
 from sync.subscriber import build_subscriber
 
+from .conftest import sqlite_uri, tamper
 from .ocl_stub import Fault
 
 
@@ -30,7 +31,7 @@ url = "/orgs/DemoOrg/sources/DemoSource/"
 token = "t"
 mode = "release"
 interval = "1h"
-mongo_uri = "mongomock://{tmp_path}/mirror.db"
+database_uri = "{sqlite_uri(tmp_path)}"
 page_size = 7
 max_retries = 1
 backoff_max = 0.01
@@ -87,9 +88,9 @@ def test_server_that_stays_down_fails_once_clearly_and_touches_nothing(faults, s
 def test_verify_detects_local_tampering(stub, config_file, capsys):
     stub.release("v1")
     assert run_cli(capsys, "once", "--config", str(config_file))[0] == 0
-    uri = load_config(config_file, {}).subscriptions[0].mongo_uri
-    store = LocalStore.open(uri)
-    store.items("demo").delete_one({"_id": f"{stub.path}concepts/C0001/"})
+    uri = load_config(config_file, {}).subscriptions[0].database_uri
+    store = open_store(uri)
+    tamper(store, "demo", f"{stub.path}concepts/C0001/", delete=True)
     store.close()
     code, out, _ = run_cli(capsys, "verify", "--config", str(config_file))
     assert code == 1 and "DIFFERS" in out
@@ -103,10 +104,9 @@ def test_config_errors_exit_2_with_a_message(tmp_path, capsys):
     assert code == 2 and "mode = 'sometimes' must be one of release, snapshot" in err
 
 
-def test_scheduler_jobs_and_sigterm_stops_at_a_page_boundary(stub, config_file, mongo):
+def test_scheduler_jobs_and_sigterm_stops_at_a_page_boundary(stub, config_file, store):
     config = load_config(config_file, {})
     stop = threading.Event()
-    store = LocalStore(mongo)
     pages: list[int] = []
 
     def progress(phase, done, total):
@@ -133,7 +133,7 @@ def test_scheduler_jobs_and_sigterm_stops_at_a_page_boundary(stub, config_file, 
     [stopped] = outcomes
     assert not stopped.ok and "stopped" in stopped.error
     # the signal lands in the main thread while the job goes on to the next page boundary
-    assert 2 <= store.state("demo")["cursor"]["pages"] < 8
+    assert 2 <= store.load_state("demo").cursor.pages < 8
     stop.clear()
     finished = subscriber.sync()
     assert finished.ok and finished.checksum == stub.checksum()

@@ -33,6 +33,10 @@ cron = "0 2 * * *"
 ''')
     config = load_config(path, environ={})
     ciel, demo = config.subscriptions
+    # mongo_uri is the old name of database_uri; the default is SQLite
+    assert ciel.database_uri == "mongodb://localhost/ciel_mirror"
+    assert demo.database_uri == "sqlite:///var/termsync-sync.db"
+    assert (ciel.server_kind, demo.server_kind) == ("auto", "auto")
     assert (ciel.interval, ciel.cron, ciel.token, ciel.page_size) == (3600.0, None, "abc", 500)
     assert ciel.source_url == "https://terms.example.org/orgs/CIEL/sources/CIEL/"
     assert (demo.interval, demo.cron, demo.mode, demo.overlap_seconds) == (None, "0 2 * * *",
@@ -49,6 +53,11 @@ def test_environment_overrides_all_then_one_subscription():
     one, two = build_config(data, env).subscriptions
     assert (one.token, one.page_size, one.interval) == ("everyone", 500, 900.0)
     assert (two.token, two.page_size, one.url) == ("just-me", 100, "/orgs/CIEL/sources/CIEL/")
+    env = {"TERMSYNC_SYNC_MONGO_URI": "mongodb://old/name",
+           "TERMSYNC_SYNC_CIEL_2_DATABASE_URI": "sqlite:////var/lib/ciel.db?synchronous=FULL"}
+    one, two = build_config(data, env).subscriptions
+    assert (one.database_uri, two.database_uri) == ("mongodb://old/name",
+                                                    "sqlite:////var/lib/ciel.db?synchronous=FULL")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -59,7 +68,12 @@ def test_environment_overrides_all_then_one_subscription():
     ({"page_size": "lots"}, "page_size = 'lots' is not a number"),
     ({"interval": "often"}, "is not a duration"),
     ({"cron": "every night"}, "is not a crontab expression"),
-    ({"mongo_uri": "postgres://x"}, "must start with mongodb://"),
+    ({"database_uri": "postgres://x"}, "database_uri = 'postgres://x' must start with sqlite:///"),
+    ({"database_uri": "sqlite:///"}, "needs a file path"),
+    ({"database_uri": "sqlite:///m.db?synchronous=sometimes"}, "synchronous must be one of"),
+    ({"database_uri": "sqlite:///m.db?journal=x"}, "unknown option"),
+    ({"server_kind": "ocl2"}, "server_kind = 'ocl2' must be one of auto, termsync, ocl"),
+    ({"mongo_uri": "mongodb://h/db", "database_uri": "sqlite:///m.db"}, "old name of database_uri"),
     ({"colour": "blue"}, "unknown key"),
     ({"name": "bad name"}, "name may hold only"),
 ])

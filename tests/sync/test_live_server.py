@@ -92,7 +92,7 @@ def test_release_mode_first_sync_then_next_release(live: Live, subscribe: Any) -
     assert first.action == "export" and first.version == "v1.0"
     assert first.counts == {"concepts": 23, "mappings": 22}
     assert first.checksum == live.checksum("v1.0")
-    assert subscriber.store.state("demo")["export_verified"] is True
+    assert subscriber.store.load_state("demo").export_verified is True
 
     curate(live)
     assert subscriber.sync().action == "up to date"  # HEAD changed, nothing newer released
@@ -105,10 +105,10 @@ def test_release_mode_first_sync_then_next_release(live: Live, subscribe: Any) -
     assert second.action == "diff" and second.version == "v2"
     assert second.checksum == live.checksum("v2") != live.checksum("v1.0")
     store = subscriber.store
-    assert store.get_item("demo", f"{BASE}concepts/Corn/")["retired"] is True
-    assert store.get_item("demo", f"{BASE}concepts/Mango/")["retired"] is False
-    assert store.get_item("demo", f"{BASE}concepts/Potato/")["_sync"]["deleted"] is True
-    assert store.get_item("demo", f"{BASE}concepts/Cucumber/")["names"][0]["name"] == \
+    assert store.get_item("demo", f"{BASE}concepts/Corn/").payload["retired"] is True
+    assert store.get_item("demo", f"{BASE}concepts/Mango/").payload["retired"] is False
+    assert store.get_item("demo", f"{BASE}concepts/Potato/").deleted is True
+    assert store.get_item("demo", f"{BASE}concepts/Cucumber/").payload["names"][0]["name"] == \
         "Cucumis sativus"
     assert second.counts == {"concepts": 23, "mappings": 22}  # -Potato +Kale, -22 +1
 
@@ -124,7 +124,7 @@ def test_snapshot_mode_converges_to_head(live: Live, subscribe: Any) -> None:
     live.call("DELETE", f"{BASE}concepts/Kale/?hard=true", 204)
     result = subscriber.sync()
     assert result.ok and result.checksum == live.checksum()
-    assert subscriber.store.get_item("demo", f"{BASE}concepts/Corn/")["retired"] is False
+    assert subscriber.store.get_item("demo", f"{BASE}concepts/Corn/").payload["retired"] is False
 
 
 def test_killed_after_page_k_resumes_and_converges(live: Live, subscribe: Any) -> None:
@@ -142,7 +142,7 @@ def test_killed_after_page_k_resumes_and_converges(live: Live, subscribe: Any) -
 
     subscriber.progress = stop_after_two
     stopped = subscriber.sync()
-    assert not stopped.ok and subscriber.store.state("demo")["cursor"]["pages"] == 2
+    assert not stopped.ok and subscriber.store.load_state("demo").cursor.pages == 2
     assert local(subscriber) != {}
     stop.clear()
     subscriber.progress = None
@@ -159,7 +159,7 @@ def test_cut_and_corrupted_downloads_recover(live: Live, subscribe: Any) -> None
     result = subscriber.sync()
     assert result.ok, result.error
     assert result.checksum == live.checksum("v1.0")
-    assert subscriber.store.state("demo")["export_verified"] is True
+    assert subscriber.store.load_state("demo").export_verified is True
     assert live.faults.cut_downloads == [] and live.faults.corrupt_downloads == 0
 
 
@@ -177,4 +177,4 @@ def test_retry_after_honoured_and_a_server_that_stays_down(live: Live, subscribe
     down = subscriber.sync()
     assert not down.ok and "503" in down.error
     assert subscriber.store.checksum("demo") == before
-    assert subscriber.store.state("demo")["version"] == "v1.0"
+    assert subscriber.store.load_state("demo").version == "v1.0"

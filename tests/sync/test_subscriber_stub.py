@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from sync.store import LocalStore
+import pytest
 
-from .conftest import DEMO_EXPORT
+from sync.state import DiffCursor
+from sync.store import StoreError
+
+from .conftest import DEMO_EXPORT, tamper
 from .ocl_stub import Fault, LiveServer, StubSource, StubVersion, create_stub_app, load_export_items
 
 
@@ -31,11 +34,11 @@ def test_real_ocl_export_syncs_into_23_concepts_and_22_mappings(make_subscriber)
     assert result.counts == {"concepts": 23, "mappings": 22}
     assert result.checksum == result.server_checksum == stub.checksum("v1.0")
     cucumber = subscriber.store.get_item("demo", "/orgs/DemoOrg/sources/DemoSource/concepts/Cucumber/")
-    assert cucumber["names"][0]["name"] == "Cucumber"
-    state = subscriber.store.state("demo")
-    assert state["version"] == "v1.0"
+    assert cucumber.payload["names"][0]["name"] == "Cucumber"
+    state = subscriber.store.load_state("demo")
+    assert state.version == "v1.0"
     # the export carries no lastUpdated: the newest item's updated_on stands in
-    assert state["lastUpdated"] == max(i["updated_on"] for i in items.values())
+    assert state.last_updated == max(i["updated_on"] for i in items.values())
 
 
 def test_release_mode_converges_to_each_new_release(stub, stub_server, make_subscriber):
@@ -62,14 +65,15 @@ def test_release_mode_converges_to_each_new_release(stub, stub_server, make_subs
     assert second.action == "diff" and second.version == "v2"
     assert local_content(subscriber) == server_content(stub.version("v2").items)
     assert second.checksum == stub.checksum("v2")
-    assert subscriber.store.get_item("demo", c2)["retired"] is True
-    assert subscriber.store.get_item("demo", c1)["names"][0]["name"] == "changed"
+    assert subscriber.store.get_item("demo", c2).payload["retired"] is True
+    assert subscriber.store.get_item("demo", c1).payload["names"][0]["name"] == "changed"
+    assert subscriber.store.get_item("demo", c3).deleted
     assert second.counts == {"concepts": 30, "mappings": 19}
 
     stub.release("v3")
     third = subscriber.sync()
     assert third.ok and third.version == "v3"
-    assert subscriber.store.get_item("demo", c2)["retired"] is False
+    assert subscriber.store.get_item("demo", c2).payload["retired"] is False
     assert third.checksum == stub.checksum("v3")
 
 
@@ -90,8 +94,8 @@ def test_snapshot_mode_converges_to_head(stub, stub_server, make_subscriber):
     stub.put_concept("C0007", name="back again")
     result = subscriber.sync()
     assert result.ok and result.checksum == stub.checksum()
-    assert subscriber.store.get_item("demo", c5)["retired"] is False
-    assert subscriber.store.state("demo")["version"] == "HEAD"
+    assert subscriber.store.get_item("demo", c5).payload["retired"] is False
+    assert subscriber.store.load_state("demo").version == "HEAD"
 
 
 def test_snapshot_without_any_release_diffs_head_from_the_start(stub, stub_server, make_subscriber):
@@ -104,7 +108,7 @@ def test_snapshot_without_any_release_diffs_head_from_the_start(stub, stub_serve
 def test_late_commit_inside_the_overlap_is_not_missed(stub, stub_server, make_subscriber):
     subscriber = make_subscriber(stub_server.url, mode="snapshot")
     assert subscriber.sync().ok
-    last = subscriber.store.state("demo")["lastUpdated"]
+    last = subscriber.store.load_state("demo").last_updated
     # a second server writer commits an item stamped 10 s before what we already saw
     stub.put_concept("LATE", updated_on="2026-01-01T00:00:00.000000Z")
     late = stub.items[f"{stub.path}concepts/LATE/"]
@@ -122,8 +126,8 @@ def test_sync_killed_after_page_k_resumes_and_converges(faults, stub, stub_serve
     faults.faults.append(Fault(path="after=", status=503, times=1, skip=1))
     killed = subscriber.sync()
     assert not killed.ok and "503" in killed.error
-    state = subscriber.store.state("demo")
-    assert state["cursor"]["pages"] == 2
+    state = subscriber.store.load_state("demo")
+    assert state.cursor.pages == 2
     assert local_content(subscriber) != server_content(stub.items)
 
     resumed = subscriber.sync()
@@ -131,7 +135,7 @@ def test_sync_killed_after_page_k_resumes_and_converges(faults, stub, stub_serve
     assert resumed.action.startswith("resumed")
     assert local_content(subscriber) == server_content(stub.items)
     assert resumed.checksum == stub.checksum()
-    assert subscriber.store.state("demo")["cursor"] is None
+    assert subscriber.store.load_state("demo").cursor is None
 
 
 def test_stop_between_pages_then_resume(stub, stub_server, make_subscriber):
@@ -143,7 +147,7 @@ def test_stop_between_pages_then_resume(stub, stub_server, make_subscriber):
                                                       stop.set() if len(pages) == 3 else None)
     result = subscriber.sync()
     assert not result.ok and "stopped" in result.error
-    assert subscriber.store.state("demo")["cursor"]["pages"] == 3
+    assert subscriber.store.load_state("demo").cursor.pages == 3
     stop.clear()
     subscriber.progress = None
     result = subscriber.sync()
@@ -152,28 +156,27 @@ def test_stop_between_pages_then_resume(stub, stub_server, make_subscriber):
     assert result.pages == 8
 
 
-def test_crash_mid_page_reapplies_it_without_changing_the_result(stub, stub_server, mongo,
+def test_crash_mid_page_reapplies_it_without_changing_the_result(stub, stub_server, store_factory,
                                                                  make_subscriber):
-    class CrashingStore(LocalStore):
+    crashing = store_factory()
+    apply_changes = crashing.apply_changes
+    calls = []
+
+    def half_then_die(name, records):
         """Dies after writing half of the 2nd page, before the cursor is saved."""
-        calls = 0
+        calls.append(1)
+        records = list(records)
+        if len(calls) == 2:
+            apply_changes(name, records[: len(records) // 2])
+            raise KeyboardInterrupt("killed")
+        return apply_changes(name, records)
 
-        def apply_changes(self, name, records):
-            CrashingStore.calls += 1
-            records = list(records)
-            if CrashingStore.calls == 2:
-                super().apply_changes(name, records[: len(records) // 2])
-                raise KeyboardInterrupt("killed")
-            return super().apply_changes(name, records)
-
-    subscriber = make_subscriber(stub_server.url, mode="snapshot",
-                                 store=CrashingStore(mongo))
-    try:
+    crashing.apply_changes = half_then_die
+    subscriber = make_subscriber(stub_server.url, mode="snapshot", store=crashing)
+    with pytest.raises(KeyboardInterrupt):
         subscriber.sync()
-    except KeyboardInterrupt:
-        pass
-    assert subscriber.store.state("demo")["cursor"]["pages"] == 1
-    fresh = make_subscriber(stub_server.url, mode="snapshot")
+    fresh = make_subscriber(stub_server.url, mode="snapshot", store=store_factory())
+    assert fresh.store.load_state("demo").cursor.pages == 1
     result = fresh.sync()
     assert result.ok and result.checksum == stub.checksum()
     assert result.counts == {"concepts": 30, "mappings": 20}
@@ -183,9 +186,8 @@ def test_full_resync_replaces_a_diverged_local_copy(stub, stub_server, make_subs
     stub.release("v1")
     subscriber = make_subscriber(stub_server.url, overlap_seconds=0)
     assert subscriber.sync().ok
-    items = subscriber.store.items("demo")
-    items.delete_one({"_id": f"{stub.path}concepts/C0001/"})
-    items.update_one({"_id": f"{stub.path}concepts/C0002/"}, {"$set": {"_sync.version": "x"}})
+    tamper(subscriber.store, "demo", f"{stub.path}concepts/C0001/", delete=True)
+    tamper(subscriber.store, "demo", f"{stub.path}concepts/C0002/", version="x")
     stub.put_concept("C0003", name="v2 change")
     stub.release("v2")
     # the diff cannot repair what it does not touch; the checksum notices and reloads
@@ -199,9 +201,10 @@ def test_stale_cursor_is_dropped_and_the_pass_restarted(stub, stub_server, make_
     subscriber = make_subscriber(stub_server.url, mode="snapshot")
     assert subscriber.sync().ok
     stub.put_concept("C0001", name="changed")
-    subscriber.store.save_state("demo", cursor={
-        "next": f"{stub_server.url}{stub.path}gone/?includeConcepts=true", "target": stub.path,
-        "version": None, "since": None, "max_seen": None, "pages": 3, "applied": 15})
+    state = subscriber.store.load_state("demo")
+    state.cursor = DiffCursor(next_url=f"{stub_server.url}{stub.path}gone/?includeConcepts=true",
+                              target=stub.path, pages=3, applied=15)
+    subscriber.store.save_state("demo", state)
     result = subscriber.sync()
     assert result.ok, result.error
     assert result.checksum == stub.checksum()
@@ -234,22 +237,20 @@ def test_stop_during_an_export_load_leaves_the_previous_copy(stub, stub_server, 
     stopped = subscriber.sync(full=True)
     assert not stopped.ok and "stopped" in stopped.error
     assert local_content(subscriber) == before
-    assert "items_demo__loading" not in subscriber.store.db.list_collection_names()
+    assert subscriber.store.counts("demo") == {"concepts": 30, "mappings": 20}
     stop.clear()
     subscriber.progress = None
     result = subscriber.sync()
     assert result.ok and result.version == "v2" and result.checksum == stub.checksum("v2")
 
 
-def test_local_database_down_fails_the_pass_with_a_clear_message(stub, stub_server, mongo,
+def test_local_database_down_fails_the_pass_with_a_clear_message(stub, stub_server, store,
                                                                  make_subscriber):
-    from pymongo.errors import ServerSelectionTimeoutError
+    def down(name, state):
+        raise StoreError(f"local database ({store.uri}): disk I/O error")
 
-    class DownStore(LocalStore):
-        def save_state(self, name, **fields):
-            raise ServerSelectionTimeoutError("localhost:27017: connection refused")
-
-    subscriber = make_subscriber(stub_server.url, store=DownStore(mongo))
+    store.save_state = down
+    subscriber = make_subscriber(stub_server.url)
     result = subscriber.sync()
     assert not result.ok
-    assert result.error.startswith("local database (mongomock://): localhost:27017")
+    assert result.error == f"local database ({store.uri}): disk I/O error"

@@ -1,4 +1,5 @@
-"""Export download (202 wait, Range resume, sha256 check) and streaming parse of every format."""
+"""Export download (208/202 wait, 204 + POST, redirects, Range resume, sha256 check) and the
+streaming parse of every format."""
 
 from __future__ import annotations
 
@@ -10,16 +11,12 @@ import zipfile
 import pytest
 
 from sync.client import TermsyncClient
-from sync.exportfile import (
-    ExportChecksumMismatch,
-    ExportDownloader,
-    ExportError,
-    ExportNotReady,
-    ExportReader,
-    InvalidExport,
-)
+from sync.download import DEFAULT_BUILD_WAIT, MAX_BUILD_WAIT, MIN_BUILD_WAIT, ExportDownloader
+from sync.errors import ExportChecksumMismatch, ExportError, ExportNotReady, InvalidExport
+from sync.reader import ExportReader
 
 from .conftest import DEMO_EXPORT, TOKEN
+from .ocl_stub import Fault, FaultInjector, LiveServer
 
 
 @pytest.fixture
@@ -35,13 +32,87 @@ def read_all(path):
     return reader.header, items
 
 
-def test_202_waits_as_retry_after_says(stub, downloader, sleeps):
-    stub.release("v1", pending=3)
+@pytest.mark.parametrize("building", [208, 202])  # OCL v2 and termsync now; termsync before
+def test_building_waits_as_retry_after_says(stub, downloader, sleeps, building):
+    stub.release("v1", pending=3).building_status = building
     export = downloader.fetch(f"{stub.path}v1/")
     assert export.verified
     assert sleeps.waits == [7.0, 7.0, 7.0]
     header, items = read_all(export.path)
     assert header["id"] == "v1" and len(items) == 50
+    assert stub.posts_seen == []
+
+
+def test_retry_after_is_bounded_and_defaulted(faults, stub, downloader, sleeps):
+    stub.release("v1")
+    downloader.max_wait = 3600
+    faults.faults += [Fault(path="v1/export", status=208, retry_after="86400",
+                            body={"state": "BUILDING"}),
+                      Fault(path="v1/export", status=208, body={"state": "BUILDING"}),
+                      Fault(path="v1/export", status=208, retry_after="0",
+                            body={"state": "BUILDING"})]
+    assert downloader.fetch(f"{stub.path}v1/").verified
+    assert sleeps.waits == [MAX_BUILD_WAIT, DEFAULT_BUILD_WAIT, MIN_BUILD_WAIT]
+
+
+def test_no_export_is_requested_by_post_then_waited_for(stub, downloader, sleeps):
+    version = stub.release("v1", pending=2)
+    version.needs_post = True
+    export = downloader.fetch(f"{stub.path}v1/")
+    assert export.verified
+    assert stub.posts_seen == ["v1"]  # once: later 204s or 208s are waited out
+    assert sleeps.waits == [3.0, 7.0, 7.0]  # the POST's Retry-After, then the 208s'
+    calls = [r for r in stub.requests_seen if r.startswith(f"{stub.path}v1/export")]
+    assert len(calls) == 5  # GET 204, POST 202, GET 208, GET 208, GET 200
+
+
+def test_export_gone_again_while_waiting_is_requested_again(faults, stub, downloader, sleeps):
+    stub.release("v1")
+    faults.faults += [Fault(path="v1/export", status=204, body={}, method="GET"),
+                      Fault(path="v1/export", status=208, body={"state": "BUILDING"},
+                            method="GET"),
+                      Fault(path="v1/export", status=204, body={}, method="GET")]
+    # GET 204, POST, GET 208, GET 204 (the build vanished), POST, GET 200
+    assert downloader.fetch(f"{stub.path}v1/").verified
+    assert len(stub.posts_seen) == 2
+
+
+def test_post_refused_fails_clearly(faults, stub, downloader):
+    stub.release("v1").needs_post = True
+    faults.faults.append(Fault(path="v1/export", status=403, method="POST", body={
+        "detail": "You do not have permission to perform this action."}))
+    with pytest.raises(ExportError, match=r"has no export and requesting one failed: 403.*permission"):
+        downloader.fetch(f"{stub.path}v1/")
+
+
+@pytest.mark.parametrize("export_format", ["zip", "tar.gz"])
+def test_redirect_to_another_host_goes_there_without_the_token(stub, downloader, file_host,
+                                                               export_format):
+    stub.file_host = file_host
+    version = stub.release("v1")
+    version.export_format = export_format
+    export = downloader.fetch(f"{stub.path}v1/")
+    assert not export.verified  # a bucket's ETag is no sha256: accepted, logged unverified
+    assert export.path.read_bytes() == stub.export_bytes(version)
+    assert export.last_updated == stub.version_payload(version)["lastUpdated"]  # from the 303
+    assert file_host.auth_seen == [None]
+    assert set(stub.auth_seen) == {f"Token {TOKEN}"}
+    header, items = read_all(export.path)
+    assert header["id"] == "v1" and len(items) == 50
+
+
+def test_download_from_the_other_host_resumes_there(faults, stub, downloader, file_host):
+    stub.file_host = file_host
+    version = stub.release("v1")
+    cutter = FaultInjector(file_host.app)
+    cutter.download_paths = ("/files/",)
+    cutter.cut_downloads.append(len(stub.export_bytes(version)) // 2)
+    with LiveServer(cutter, host="127.0.0.2") as cutting:
+        file_host.url = cutting.url  # the bucket cuts the first download half way
+        export = downloader.fetch(f"{stub.path}v1/")
+    assert export.path.read_bytes() == stub.export_bytes(version)
+    assert file_host.auth_seen == [None, None]
+    assert file_host.requests_seen[1].startswith("/files/")  # resumed at the bucket's URL
 
 
 def test_build_that_never_finishes_gives_up_after_export_wait(stub, downloader):

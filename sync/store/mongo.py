@@ -1,0 +1,215 @@
+"""The MongoDB backend of the local store: `mongodb://...` (pymongo); `mongomock://` for its tests.
+
+Per subscription the collection `items_<name>` holds each item as the server sent it, `_id` = its
+url, plus `_sync: {type, version, updated_on, deleted}`; `sync_state` holds one document per
+subscription (`_id` = name, the fields of `SyncState`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ParamSpec, TypeVar
+
+import pymongo
+from pymongo import ReplaceOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from ..items import ItemRecord
+from ..state import SyncState
+from . import LocalStore, Staging, StoredItem, StoreError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATABASE = "termsync_sync"
+STATE_COLLECTION = "sync_state"
+_LIVE_INDEX = [("_sync.type", pymongo.ASCENDING), ("_sync.deleted", pymongo.ASCENDING)]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def connect(uri: str) -> Any:
+    """The database at `mongodb://...` (path = database name), or a fresh in-memory mongomock one."""
+    if uri.startswith("mongomock://"):
+        import mongomock
+
+        return mongomock.MongoClient()[DEFAULT_DATABASE]
+    client: Any = pymongo.MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10000)
+    return client.get_default_database(DEFAULT_DATABASE)
+
+
+def _wrapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn a PyMongoError raised by a store method into a StoreError naming the database."""
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except PyMongoError as exc:
+            store = args[0]
+            raise StoreError(f"local database ({getattr(store, 'uri', '?')}): {exc}") from exc
+    return wrapper
+
+
+def _stored(record: ItemRecord) -> dict[str, Any]:
+    """The document kept for an item: its payload keyed by url, plus sync metadata."""
+    document = {key: value for key, value in record.payload.items() if key != "_id"}
+    document["_id"] = record.url
+    document["_sync"] = {"type": record.type, "version": record.version,
+                         "updated_on": record.updated_on, "deleted": record.deleted}
+    return document
+
+
+def _newest_per_url(records: Iterable[ItemRecord]) -> dict[str, ItemRecord]:
+    """One record per url: the newest; on a tie the later one (page order)."""
+    newest: dict[str, ItemRecord] = {}
+    for record in records:
+        current = newest.get(record.url)
+        if current is None or record.updated_on >= current.updated_on:
+            newest[record.url] = record
+    return newest
+
+
+class MongoStore(LocalStore):
+    """Items of each subscription in `items_<name>`; state in `sync_state`."""
+
+    def __init__(self, database: Any, uri: str = "mongodb://") -> None:
+        self.db = database
+        self.uri = uri
+        self.states = database[STATE_COLLECTION]
+        # mongomock's bulk_write does not accept what current pymongo operations send
+        self.embedded = type(database).__module__.startswith("mongomock")
+
+    @classmethod
+    def open(cls, uri: str) -> MongoStore:
+        """Open the store at `uri`."""
+        return cls(connect(uri), uri)
+
+    def close(self) -> None:
+        """Close the client."""
+        self.db.client.close()
+
+    def items(self, name: str) -> Any:
+        """The live item collection of a subscription."""
+        return self.db[f"items_{name}"]
+
+    # --- state -----------------------------------------------------------------------------
+    @_wrapped
+    def load_state(self, name: str) -> SyncState:
+        """The saved state of a subscription."""
+        return SyncState.from_dict(self.states.find_one({"_id": name}))
+
+    @_wrapped
+    def save_state(self, name: str, state: SyncState) -> None:
+        """Replace the state document in one single-document write."""
+        self.states.replace_one({"_id": name}, {"_id": name, **state.to_dict()}, upsert=True)
+
+    # --- full load -------------------------------------------------------------------------
+    @_wrapped
+    def begin_load(self, name: str) -> Staging:
+        """An empty staging collection."""
+        staging = self.db[f"items_{name}__loading"]
+        staging.drop()
+        staging.create_index(_LIVE_INDEX)
+        return Staging(name, staging)
+
+    @_wrapped
+    def load_batch(self, staging: Staging, records: Iterable[ItemRecord]) -> int:
+        """Insert a batch into the staging collection; repeated urls keep the newest."""
+        newest = _newest_per_url(records)
+        if not newest:
+            return 0
+        try:
+            staging.handle.insert_many([_stored(r) for r in newest.values()], ordered=False)
+        except (BulkWriteError, DuplicateKeyError):
+            # an export listing one url twice: the newest-wins upsert sorts it out
+            self._upsert_newest(staging.handle, newest)
+        staging.loaded += len(newest)
+        return len(newest)
+
+    @_wrapped
+    def finish_load(self, staging: Staging) -> None:
+        """Rename the staging collection over the live one (atomic for readers)."""
+        staging.handle.rename(self.items(staging.name).name, dropTarget=True)
+
+    @_wrapped
+    def abandon_load(self, staging: Staging) -> None:
+        """Drop the staging collection."""
+        staging.handle.drop()
+
+    # --- incremental changes ---------------------------------------------------------------
+    @_wrapped
+    def apply_changes(self, name: str, records: Iterable[ItemRecord]) -> int:
+        """Upsert items (and tombstones) unless the local copy is newer; idempotent."""
+        collection = self.items(name)
+        collection.create_index(_LIVE_INDEX)  # a no-op once it exists
+        return self._upsert_newest(collection, _newest_per_url(records))
+
+    def _upsert_newest(self, collection: Any, newest: dict[str, ItemRecord]) -> int:
+        """Replace each item unless the local copy has a newer `updated_on`.
+
+        The condition sits in the filter, so a newer local item makes the upsert collide on
+        `_id` (duplicate key) and nothing is written: one round trip, no read-modify-write race.
+        """
+        replacements = [({"_id": url, "_sync.updated_on": {"$lte": record.updated_on}},
+                         _stored(record)) for url, record in newest.items()]
+        if not replacements:
+            return 0
+        if self.embedded:
+            written = 0
+            for query, document in replacements:
+                try:
+                    collection.replace_one(query, document, upsert=True)
+                    written += 1
+                except DuplicateKeyError:
+                    pass
+            return written
+        operations = [ReplaceOne(query, document, upsert=True) for query, document in replacements]
+        try:
+            result = collection.bulk_write(operations, ordered=False)
+        except BulkWriteError as exc:
+            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if others:
+                raise
+            details = exc.details
+            return int(details.get("nMatched", 0)) + int(details.get("nUpserted", 0))
+        return result.matched_count + result.upserted_count
+
+    @_wrapped
+    def clear(self, name: str) -> None:
+        """Drop the subscription's item collection."""
+        self.items(name).drop()
+
+    # --- reading ---------------------------------------------------------------------------
+    @_wrapped
+    def counts(self, name: str) -> dict[str, int]:
+        """Live (not deleted) concepts and mappings, retired ones included."""
+        collection = self.items(name)
+        return {kind: collection.count_documents({"_sync.type": type_, "_sync.deleted": False})
+                for kind, type_ in (("concepts", "Concept"), ("mappings", "Mapping"))}
+
+    def url_versions(self, name: str) -> Iterator[tuple[str, str]]:
+        """(url, version) of live items in ascending url order, streamed from the `_id` index."""
+        try:
+            cursor = self.items(name).find({"_sync.deleted": False}, {"_sync.version": 1})
+            if self.embedded:
+                # mongomock sorts in Python with a quadratic-ish cost (minutes at 300k); it is
+                # in memory anyway, so sorting the pairs here costs no memory it does not use
+                yield from sorted((doc["_id"], doc["_sync"]["version"]) for doc in cursor)
+                return
+            for doc in cursor.sort("_id", pymongo.ASCENDING):
+                yield doc["_id"], doc["_sync"]["version"]
+        except PyMongoError as exc:
+            raise StoreError(f"local database ({self.uri}): {exc}") from exc
+
+    @_wrapped
+    def get_item(self, name: str, url: str) -> StoredItem | None:
+        """One stored item (or tombstone) by url."""
+        document = self.items(name).find_one({"_id": url})
+        if document is None:
+            return None
+        meta = document.pop("_sync")
+        document.pop("_id")
+        return StoredItem(url=url, type=meta["type"], version=meta["version"],
+                          updated_on=meta["updated_on"], deleted=meta["deleted"],
+                          payload=document)

@@ -1,0 +1,158 @@
+"""The subscriber against each dialect it must speak, in release and snapshot mode: termsync
+before and after it took OCL v2's answers, and a real OCL v2 (exports 204 until POSTed, 208 while
+building, then a 303 to a bucket on another host that refuses the token; zip or tar.gz; no
+`checksums.content`; hard deletes never listed; an empty diff answered 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .conftest import TOKEN, populate
+from .ocl_stub import Fault, FaultInjector, FileHost, LiveServer, StubSource, create_stub_app
+
+DIALECTS = ["termsync-before", "termsync", "ocl-zip", "ocl-tar.gz"]
+
+
+def dialect_stub(dialect: str, file_host: FileHost) -> StubSource:
+    """A populated stub speaking `dialect`."""
+    stub = StubSource()
+    populate(stub)
+    if dialect == "termsync-before":
+        stub.tombstones_need_flag = False
+    elif dialect.startswith("ocl"):
+        stub.ocl = True
+        stub.file_host = file_host
+    return stub
+
+
+def release(stub: StubSource, version_id: str, dialect: str) -> None:
+    """Cut a release whose export is not ready at once, as each dialect says so."""
+    version = stub.release(version_id, pending=2)
+    if dialect == "termsync-before":
+        version.building_status = 202  # GET queued the build itself
+    else:
+        version.needs_post = True  # 204 until POSTed, then 208
+    if dialect == "ocl-tar.gz":
+        version.export_format = "tar.gz"
+
+
+def curate(stub: StubSource) -> set[str]:
+    """Edits, a retirement, an un-retirement, hard deletes and new items; the deleted urls."""
+    stub.put_concept("C0001", name="changed")
+    stub.set_retired(f"{stub.path}concepts/C0002/", True)
+    stub.set_retired(f"{stub.path}concepts/C0003/", True)
+    stub.set_retired(f"{stub.path}concepts/C0003/", False)
+    deleted = {f"{stub.path}concepts/C0004/", f"{stub.path}mappings/5/"}
+    for url in deleted:
+        stub.hard_delete(url)
+    stub.put_concept("NEW1")
+    stub.put_mapping("99", "NEW1", "C0001")
+    return deleted
+
+
+def content(items: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {u: i["version"] for u, i in items.items() if not i.get("deleted")}
+
+
+@pytest.mark.parametrize("mode", ["release", "snapshot"])
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_every_dialect_converges(dialect, mode, file_host, make_subscriber, sleeps):
+    stub = dialect_stub(dialect, file_host)
+    release(stub, "v1", dialect)
+    with LiveServer(create_stub_app(stub)) as server:
+        subscriber = make_subscriber(server.url, mode=mode)
+        first = subscriber.sync()
+        assert first.ok, first.error
+        assert first.action.startswith("export")
+        assert first.counts == {"concepts": 30, "mappings": 20}
+        assert sleeps.waits[:2] == [7.0, 7.0] or sleeps.waits[:3] == [3.0, 7.0, 7.0]
+        assert stub.posts_seen == ([] if dialect == "termsync-before" else ["v1"])
+
+        deleted = curate(stub)
+        release(stub, "v2", dialect)
+        second = subscriber.sync()
+    assert second.ok, second.error
+    target = stub.items if mode == "snapshot" else stub.version("v2").items
+    local = dict(subscriber.store.url_versions("demo"))
+    diffs = [r for r in stub.requests_seen if "includeConcepts" in r]
+    assert diffs
+    if dialect.startswith("ocl"):
+        # OCL publishes no checksums.content (nothing to verify) and never lists hard deletes,
+        # so they stay in the mirror until the next full load (docs/sync.md)
+        assert second.server_checksum is None
+        assert not any("includeDeleted" in r for r in diffs)
+        assert local == {**content(target), **{u: stub.version("v1").items[u]["version"]
+                                               for u in deleted}}
+        assert file_host.auth_seen and set(file_host.auth_seen) == {None}
+    else:
+        assert all("includeDeleted=true" in r for r in diffs)
+        assert local == content(target)
+        assert second.checksum == second.server_checksum == content_checksum_of(target)
+        assert all(subscriber.store.get_item("demo", u).deleted for u in deleted)
+    assert set(stub.auth_seen) == {f"Token {TOKEN}"}
+    assert subscriber.store.get_item("demo", f"{stub.path}concepts/C0002/").payload["retired"]
+
+
+def content_checksum_of(items: dict[str, dict[str, Any]]) -> str:
+    from .ocl_stub import content_checksum
+
+    return content_checksum(items)
+
+
+@pytest.fixture
+def ocl(file_host: FileHost):
+    """A populated OCL v2 stub with a released v1, served behind a fault injector."""
+    stub = dialect_stub("ocl-zip", file_host)
+    release(stub, "v1", "ocl-zip")
+    injector = FaultInjector(create_stub_app(stub))
+    with LiveServer(injector) as server:
+        yield stub, injector, server
+
+
+def test_empty_diff_answered_404_means_no_changes(ocl, make_subscriber):
+    stub, _, server = ocl
+    subscriber = make_subscriber(server.url, mode="snapshot", overlap_seconds=0)
+    assert subscriber.sync().ok
+    # the newest item is hard-deleted: OCL lists nothing at or after our lastUpdated: a 404
+    newest = max(stub.items.values(), key=lambda i: i["updated_on"])
+    stub.hard_delete(newest["url"])
+    result = subscriber.sync()
+    assert result.ok, result.error
+    assert result.action == "snapshot" and result.pages == 0
+    state = subscriber.store.load_state("demo")
+    assert state.cursor is None and state.version == "HEAD"
+    assert any(r.startswith(f"{stub.path}?") and "updatedSince" in r for r in stub.requests_seen)
+
+
+def test_404_for_a_new_release_diff_is_no_changes_too(ocl, make_subscriber):
+    stub, injector, server = ocl
+    subscriber = make_subscriber(server.url)
+    assert subscriber.sync().ok
+    stub.release("v2")
+    injector.faults.append(Fault(path="v2/?includeConcepts", status=404,
+                                 body={"detail": "Not found."}))
+    result = subscriber.sync()
+    assert result.ok, result.error
+    assert result.action == "diff" and result.version == "v2" and result.pages == 0
+
+
+def test_404_for_the_source_itself_stays_an_error(ocl, make_subscriber):
+    stub, injector, server = ocl
+    subscriber = make_subscriber(server.url, mode="snapshot")
+    assert subscriber.sync().ok
+    injector.faults.append(Fault(path=stub.path, status=404, times=100,
+                                 body={"detail": "Not found."}))
+    result = subscriber.sync()
+    assert not result.ok
+    assert "404" in result.error and "Not found." in result.error
+    assert subscriber.store.load_state("demo").version == "HEAD"  # nothing touched
+
+
+@pytest.mark.parametrize("kind, sent", [("termsync", True), ("ocl", False), ("auto", True)])
+def test_server_kind_decides_include_deleted(kind, sent, stub, stub_server, make_subscriber):
+    subscriber = make_subscriber(stub_server.url, mode="snapshot", server_kind=kind)
+    assert subscriber.sync().ok
+    diffs = [r for r in stub.requests_seen if "includeConcepts" in r]
+    assert diffs and all(("includeDeleted=true" in r) is sent for r in diffs)
