@@ -1,21 +1,26 @@
-"""Runs the real `termsync-sync` (sync.cli.main) with a test-only crash point: SIGKILL on the N-th call.
+"""Runs a real entry point (`termsync` or `termsync-sync`) with a test-only crash point: the
+process SIGKILLs itself right after the N-th call of the method behind the point returns.
 
-    python -m tests.launcher --kill-at sync-page:2 once --config sync.toml --json
+    python -m tests.launcher --kill-at import-batch:4 termsync serve --port 0
+    python -m tests.launcher --kill-at sync-page:2 termsync-sync once --config sync.toml --json
 
-`--kill-at POINT:N` (or the environment variable TERMSYNC_TEST_KILL_AT) makes the process SIGKILL
-itself right after the N-th call of the store method behind POINT returns, on every store
-backend. Production code has no crash points and reads no switch for them: the launcher patches
-the method before handing over to the real entry point.
+`--kill-at POINT:N` may also come from the environment variable TERMSYNC_TEST_KILL_AT.
+Production code has no crash points and reads no switch for them: the launcher patches the
+method (on every backend that has it) before handing over to the real entry point.
 
 Points:
-- `sync-page`: a diff page applied (`apply_changes`), its cursor not yet saved;
-- `sync-export-batch`: a batch of an export written into the staging area (`load_batch`).
+- `import-batch`: a bulk-import batch applied and its progress written, not yet committed;
+- `export-build`: an export build's heartbeat, the zip half written to its temp file;
+- `version-cut`: a version cut recorded, not yet committed;
+- `sync-page`: a subscriber diff page applied (`apply_changes`), its cursor not yet saved;
+- `sync-export-batch`: a batch of an export written into the subscriber's staging area.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import logging
 import os
 import signal
@@ -23,15 +28,20 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sync.cli import main as sync_main
-from sync.store.mongo import MongoStore
-from sync.store.sqlite import SQLiteStore
-
 logger = logging.getLogger(__name__)
 
 ENV = "TERMSYNC_TEST_KILL_AT"
-POINTS = {"sync-page": "apply_changes", "sync-export-batch": "load_batch"}
-BACKENDS = (SQLiteStore, MongoStore)
+PROGRAMS = {"termsync": "app.cli", "termsync-sync": "sync.cli"}
+POINTS: dict[str, tuple[str, list[str]]] = {
+    "import-batch": ("save_progress", ["app.jobs:JobContext"]),
+    "export-build": ("heartbeat", ["app.jobs:JobContext"]),
+    "version-cut": ("insert", ["app.store.sqlite.content:Versions",
+                               "app.store.mongo.content:Versions"]),
+    "sync-page": ("apply_changes", ["sync.store.sqlite:SQLiteStore",
+                                    "sync.store.mongo:MongoStore"]),
+    "sync-export-batch": ("load_batch", ["sync.store.sqlite:SQLiteStore",
+                                         "sync.store.mongo:MongoStore"]),
+}
 
 
 def kill_after(method: Callable[..., Any], count: int, point: str) -> Callable[..., Any]:
@@ -55,23 +65,27 @@ def kill_after(method: Callable[..., Any], count: int, point: str) -> Callable[.
 
 
 def install(spec: str) -> None:
-    """Patch the store method named by `POINT:N` on every backend."""
+    """Patch the method named by `POINT:N` on every class that has it."""
     point, _, count = spec.partition(":")
     if point not in POINTS:
         raise SystemExit(f"unknown crash point {point!r}; known: {', '.join(POINTS)}")
-    name = POINTS[point]
-    for backend in BACKENDS:
-        setattr(backend, name, kill_after(getattr(backend, name), int(count or 1), point))
+    name, targets = POINTS[point]
+    for target in targets:
+        module_name, _, class_name = target.partition(":")
+        owner = getattr(importlib.import_module(module_name), class_name)
+        setattr(owner, name, kill_after(getattr(owner, name), int(count or 1), point))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Install the crash point, then run `termsync-sync` with the remaining arguments."""
-    parser = argparse.ArgumentParser(prog="python -m tests.launcher", add_help=False)
+    """Install the crash point, then run the named program with the remaining arguments."""
+    parser = argparse.ArgumentParser(prog="python -m tests.launcher")
     parser.add_argument("--kill-at", default=os.environ.get(ENV))
+    parser.add_argument("program", choices=sorted(PROGRAMS))
     args, rest = parser.parse_known_args(argv)
     if args.kill_at:
         install(args.kill_at)
-    return sync_main(rest)
+    entry = importlib.import_module(PROGRAMS[args.program]).main
+    return int(entry(rest))
 
 
 if __name__ == "__main__":

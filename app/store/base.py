@@ -41,6 +41,11 @@ class StaleHead(StoreError):
     """An item's live version is not the one the writer read: another write came first."""
 
 
+def offset(skip: int) -> int:
+    """A skip both databases accept (a 64-bit integer): past the end of any list is its end."""
+    return min(int(skip), 2**62)
+
+
 def version_url(url: str, seq: int) -> str:
     """The url of one item version: the item url plus its version."""
     return f"{url}{seq}/"

@@ -72,8 +72,8 @@ def faults(store: Any, counter: list[int], fail_at: int) -> Iterator[None]:
         original = database.transaction
 
         @contextmanager
-        def transaction() -> Iterator[Any]:
-            with original() as connection:
+        def transaction(savepoint: bool = False) -> Iterator[Any]:
+            with original(savepoint) as connection:
                 yield FailingConnection(connection, counter, fail_at)
 
         database.transaction = transaction

@@ -34,13 +34,11 @@ BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def content_checksum(items: dict[str, dict[str, Any]]) -> str:
-    """checksums.content as the contract defines it."""
-    digest = hashlib.sha256()
-    for url in sorted(items):
-        item = items[url]
-        if not item.get("deleted"):
-            digest.update(f"{url}\t{item['version']}\n".encode())
-    return digest.hexdigest()
+    """checksums.content as the contract defines it: the sum modulo 2**256 of the sha256 of
+    "url\tversion\n" over live items."""
+    total = sum(int.from_bytes(hashlib.sha256(f"{url}\t{item['version']}\n".encode()).digest(),
+                               "big") for url, item in items.items() if not item.get("deleted"))
+    return format(total % 2**256, "064x")
 
 
 @dataclass

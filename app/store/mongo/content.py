@@ -27,6 +27,7 @@ from ..base import (
     StaleHead,
     Visibility,
     checksum_of,
+    offset,
     version_url,
 )
 
@@ -60,7 +61,7 @@ class DocumentRepository(base.DocumentRepository):
 
     def page(self, query: Document, sort: list[tuple[str, int]], skip: int,
              limit: int) -> tuple[list[Document], int]:
-        cursor = self.collection.find(query).sort(sort).skip(skip).limit(limit)
+        cursor = self.collection.find(query).sort(sort).skip(offset(skip)).limit(limit)
         return list(cursor), self.collection.count_documents(query)
 
     def dump(self) -> Iterator[Document]:
@@ -392,7 +393,7 @@ class Items(base.Items):
     def page(self, query: ContentQuery, skip: int, limit: int) -> list[Document]:
         cursor = self.items.find(self._filter(query)).sort([("type", ASCENDING), ("id", ASCENDING)])
         if skip:
-            cursor = cursor.skip(skip)
+            cursor = cursor.skip(offset(skip))
         if limit:
             cursor = cursor.limit(limit)
         return list(cursor)

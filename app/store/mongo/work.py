@@ -13,7 +13,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from .. import base
-from ..base import Document, DuplicateKey
+from ..base import Document, DuplicateKey, offset
 from .content import bulk_replace
 
 ACTIVE = ["PENDING", "RUNNING"]
@@ -103,7 +103,7 @@ class Jobs(base.Jobs):
         if states is not None:
             query["state"] = {"$in": list(states)}
         cursor = self.jobs.find(query).sort([("created_on", DESCENDING), ("_id", DESCENDING)])
-        return list(cursor.skip(skip).limit(limit)), int(self.jobs.count_documents(query))
+        return list(cursor.skip(offset(skip)).limit(limit)), int(self.jobs.count_documents(query))
 
     def active_counts(self) -> dict[tuple[str, str], int]:
         rows = self.jobs.aggregate([

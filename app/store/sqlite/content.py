@@ -22,6 +22,7 @@ from ..base import (
     add_checksum,
     checksum_of,
     checksum_term,
+    offset,
     version_url,
 )
 from .db import DocTable, SqliteDatabase
@@ -331,7 +332,7 @@ class Items(base.Items):
             and not query.include_retired else "items_at"
         sql = f"{self.select} INDEXED BY {index} WHERE {clause} ORDER BY type, id"
         if limit:
-            sql += f" LIMIT {int(limit)} OFFSET {int(skip)}"
+            sql += f" LIMIT {int(limit)} OFFSET {offset(skip)}"
         return self._documents(sql, params)
 
     def count(self, query: ContentQuery) -> int:

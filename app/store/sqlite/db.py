@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ..base import Document, DuplicateKey
+from ..base import Document, DuplicateKey, offset
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class DocTable:
             sql += f" WHERE {clause}"
         sql += f" ORDER BY {order}"
         if limit:
-            sql += f" LIMIT {int(limit)} OFFSET {int(skip)}"
+            sql += f" LIMIT {int(limit)} OFFSET {offset(skip)}"
         return [self.document(row[0], row[1:]) for row in self.database.all(sql, params)]
 
     def count(self, clause: str = "", params: Iterable[Any] = ()) -> int:
