@@ -1,19 +1,19 @@
 """Benchmark: build exports of synthetic sources; items/s, peak RSS and where the time goes.
 
     .venv/bin/python bench/export_build.py                       # 10k, 100k and 300k items
-    .venv/bin/python bench/export_build.py --sizes 10000,30000
+    .venv/bin/python bench/export_build.py --sizes 10000,30000 --database mongomock://
 
 Each size runs in its own subprocess so that peak RSS is per size. A source of N items holds N/3
-concepts (3 names and a description each) and 2 mappings per concept, inserted as item documents
-straight through the repositories. The export is built by the same `build_export` the job runs.
+concepts (3 names and a description each) and 2 mappings per concept, written as item versions
+straight through the store's bulk load (as `termsync db copy` writes), on a new SQLite file by
+default. The export is built by the same `build_export` the job runs, reading the version's
+content a batch at a time.
 
-Reported per size: items/s of the build; peak RSS of the process (it includes the embedded
-in-memory database, which grows with N) and the build's own peak (VmHWM during the build minus
-RSS before it, peak counter reset through /proc/self/clear_refs); time split between reading the
-database cursor, rendering OCL shapes, and encoding+compressing (the loaded database is
-excluded from the garbage collector's scans with gc.freeze()); and encode+compress against
-plain zlib.compress of the same JSON bytes at the same level (the physical limit for a deflate
-zip), as a ratio.
+Reported per size: items/s of the build; peak RSS of the process and the build's own peak (VmHWM
+during the build minus RSS before it, peak counter reset through /proc/self/clear_refs); time
+split between reading the database, rendering OCL shapes, and encoding+compressing; and
+encode+compress against plain zlib.compress of the same JSON bytes at the same level (the
+physical limit for a deflate zip), as a ratio.
 """
 
 from __future__ import annotations
@@ -33,13 +33,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from app.db import connect
-from app.domain.repositories import LIVE, version_url
-
 from app.domain import Domain, ocl
 from app.domain.accounts import ORG, Caller, Owner
-from app.domain.content import CONCEPT, MAPPING
 from app.exports.builder import build_export, export_header
+from app.store import open_store
+from app.store.base import CONCEPT, LIVE, MAPPING, version_url
 from app.timeutil import now_iso
 
 CALLER = Caller(username="bench", is_admin=True)
@@ -103,11 +101,11 @@ def load(domain: Domain, items: int) -> tuple[dict[str, Any], dict[str, Any], in
                 "to_concept_url": ocl.item_url(source["url"], CONCEPT, target),
                 "external_id": None, "extras": {}}))
         if len(batch) >= BATCH:
-            domain.repos.items.items.insert_many(batch)
+            domain.repos.items.load(batch)
             batch = []
-    if batch:
-        domain.repos.items.items.insert_many(batch)
+    domain.repos.items.load(batch)
     domain.repos.sources.update(source["url"], {"seq": seq, "last_updated": now})
+    domain.repos.items.recompute_checksums()
     source = domain.repos.sources.get(source["url"]) or source
     version = content.create_version(CALLER, source, {"id": "v1", "released": False})
     return source, version, seq
@@ -168,21 +166,21 @@ def run_builder_only(items: int) -> dict[str, Any]:
             "peak_rss_process_mb": round(peak / 1024, 1)}
 
 
-def run_one(items: int) -> dict[str, Any]:
+def run_one(items: int, database: str) -> dict[str, Any]:
     """Load and build one size in this process; return the figures."""
-    _, db, _ = connect("mongomock://", "bench_exports")
-    domain = Domain(db)
-    domain.repos.ensure_indexes()
+    work = tempfile.mkdtemp(prefix="termsync-bench-export-")
+    store = open_store(f"sqlite:///{work}/bench.db" if database == "sqlite" else database,
+                       mongo_db=f"bench_exports_{os.getpid()}")
+    store.ensure_schema()
+    store.orgs.insert({"_id": "Bench", "id": "Bench", "public_access": "View", "members": []})
+    domain = Domain(store)
     started = time.perf_counter()
     source, version, count = load(domain, items)
     load_seconds = time.perf_counter() - started
     header = export_header(ocl.render_version(version, source), version.get("last_updated"),
                            now_iso())
     gc.collect()
-    # the embedded database lives in this process: without freezing its millions of objects,
-    # every full GC pass during the build would scan them and bill the build for a database a
-    # real deployment keeps in another process
-    gc.freeze()
+    gc.freeze()  # mongomock keeps its database in this process: keep it out of GC passes
     rss_before = _status_kb("VmRSS")
     peak_reset = _reset_peak()
     with tempfile.TemporaryDirectory() as directory:
@@ -197,8 +195,10 @@ def run_one(items: int) -> dict[str, Any]:
         compressed = zlib.compress(raw, 6)
         zlib_seconds = time.perf_counter() - started
     assert stats.items == count, (stats.items, count)
+    store.drop()
     encode = stats.seconds_encode_compress
     return {
+        "database": database.split(":")[0],
         "items": stats.items, "concepts": stats.concepts, "mappings": stats.mappings,
         "load_seconds": round(load_seconds, 2),
         "build_seconds": round(stats.seconds_total, 2),
@@ -225,18 +225,21 @@ def main() -> int:
     parser.add_argument("--modes", default="database,builder",
                         help="database (load + build from the embedded database), builder "
                              "(build from generated documents: the builder alone)")
+    parser.add_argument("--database", default="sqlite",
+                        help="'sqlite' (a new file, the default), mongomock:// or mongodb://...")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--builder-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_builder_only(args.one) if args.builder_only else run_one(args.one)))
+        print(json.dumps(run_builder_only(args.one) if args.builder_only
+                         else run_one(args.one, args.database)))
         return 0
     sizes = [int(text) for text in args.sizes.split(",")]
     modes = args.modes.split(",")
     results = []
     for size in sizes if "database" in modes else []:
-        answer = subprocess.run([sys.executable, __file__, "--one", str(size)], check=True,
-                                capture_output=True, text=True)
+        answer = subprocess.run([sys.executable, __file__, "--one", str(size), "--database",
+                                 args.database], check=True, capture_output=True, text=True)
         result = json.loads(answer.stdout.strip().splitlines()[-1])
         results.append(result)
         print(json.dumps(result), flush=True)

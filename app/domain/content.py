@@ -176,12 +176,13 @@ class Content:
             staging.versions.add(url)
             return {"_id": url, "id": payload["id"], **payload}
         with self.repos.transaction(source["url"]):
-            seq, last_updated, checksum = self.repos.sources.cut_state(source["url"])
-            self.repos.items.settle(source["url"], seq)
+            state = self.repos.sources.cut_state(source["url"])
+            self.repos.items.settle(source["url"], state.seq)
             previous = self.repos.versions.list(source["url"], None, 0, 1)[0]
             now = now_iso()
             version = {"_id": url, "id": payload["id"], "source": source["url"],
-                       "seq": seq, "checksum": checksum, "last_updated": last_updated,
+                       "seq": state.seq, "checksum": state.checksum, "counts": state.counts,
+                       "last_updated": state.last_updated,
                        "description": payload.get("description"),
                        "released": bool(payload.get("released")),
                        "retired": bool(payload.get("retired")),
@@ -258,7 +259,21 @@ class Content:
         """Concepts or mappings of a version, by id."""
         query = ContentQuery(source["url"], version["seq"], (item_type,),
                              include_retired=include_retired)
-        return self.repos.items.page(query, skip, limit), self.repos.items.count(query)
+        return self.repos.items.page(query, skip, limit), self.count(source, version, query)
+
+    def count(self, source: dict[str, Any], version: dict[str, Any], query: ContentQuery) -> int:
+        """How many items a query selects: from the counts kept with HEAD or cut into a version
+        where the backend keeps them and the query selects by type and state alone."""
+        counts = self.repos.items.head_counts(source["url"]) if version.get("is_head") \
+            else version.get("counts")
+        if counts is None or query.updated_since is not None or query.filters:
+            return self.repos.items.count(query)
+        total = 0
+        for kind in query.types:
+            active, retired, deleted = counts.get(kind, [0, 0, 0])
+            total += active + (retired if query.include_retired else 0) \
+                + (deleted if query.include_deleted else 0)
+        return total
 
     def diff_page(self, source: dict[str, Any], version: dict[str, Any], types: list[str],
                   include_retired: bool, updated_since: str | None,
@@ -272,7 +287,7 @@ class Content:
         query = ContentQuery(source["url"], version["seq"], tuple(types),
                              include_retired=include_retired, include_deleted=include_retired,
                              updated_since=updated_since)
-        num_found = self.repos.items.count(query) if cursor is None else cursor.num_found
+        num_found = self.count(source, version, query) if cursor is None else cursor.num_found
         after = None if cursor is None else DiffKey(cursor.updated_on, cursor.type, cursor.id)
         items = self.repos.items.diff(query, after, limit + 1)
         next_cursor = None

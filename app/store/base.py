@@ -73,6 +73,30 @@ def checksum_of(terms: Iterable[tuple[str, int]]) -> str:
     return format(total % CHECKSUM_MODULUS, "064x")
 
 
+Counts = dict[str, list[int]]  # per type: [active, retired, deleted] live item versions
+
+
+def empty_counts() -> Counts:
+    return {CONCEPT: [0, 0, 0], MAPPING: [0, 0, 0]}
+
+
+def count_item(counts: Counts, item: Document, step: int) -> None:
+    """Add (step 1) or remove (step -1) one live item version to per-type counts."""
+    column = 2 if item["deleted"] else 1 if item["retired"] else 0
+    counts.setdefault(item["type"], [0, 0, 0])[column] += step
+
+
+@dataclass(frozen=True)
+class CutState:
+    """What a version cut records, read together: seq, lastUpdated, and where the backend keeps
+    them with every write (SQLite), HEAD's checksum and counts (else None)."""
+
+    seq: int
+    last_updated: str | None
+    checksum: str | None
+    counts: Counts | None
+
+
 @dataclass(frozen=True)
 class ContentQuery:
     """Which item versions a read selects: a source's content at `seq`, narrowed."""
@@ -167,9 +191,9 @@ class Sources(DocumentRepository):
     def next_mapping_number(self, url: str) -> int:
         raise NotImplementedError
 
-    def cut_state(self, url: str) -> tuple[int, str | None, str | None]:
-        """(seq, lastUpdated, HEAD's checksum or None where it is not kept) read together, so
-        that a version cut at that seq records exactly that content."""
+    def cut_state(self, url: str) -> CutState:
+        """The source's state read together, so that a version cut at that seq records exactly
+        that content."""
         raise NotImplementedError
 
     def list(self, owner_url: str | None, visible_to: Visibility | None, skip: int,
@@ -255,6 +279,10 @@ class Items:
     def head_checksum(self, source_url: str) -> str:
         """`checksums.content` of HEAD: kept with every write, or cached by seq."""
         raise NotImplementedError
+
+    def head_counts(self, source_url: str) -> Counts | None:
+        """HEAD's live item versions per type, where kept with every write (else None)."""
+        return None
 
     def recompute_checksums(self) -> None:
         """Bring every source's HEAD checksum in line with its items (after `db copy`)."""

@@ -278,3 +278,25 @@ def test_version_url_of_every_item_version_resolves(client: Any, source: Any) ->
     assert old.status_code == 200 and old.get_json()["datatype"] == "N/A"
     assert client.get(second["version_url"]).get_json()["datatype"] == "Coded"
     assert client.get(f"{url}concepts/1/999/").status_code == 404
+
+
+def test_num_found_matches_the_items_listed_at_head_and_in_versions(client: Any, source: Any) -> None:
+    """num_found comes from counts kept with every write (and cut into versions) where the
+    backend keeps them: it must equal what paging through returns, in every state."""
+    url = source()
+    for number in range(6):
+        client.post(f"{url}concepts/", json=concept(str(number)), headers=ADMIN)
+    client.post(f"{url}mappings/", json=mapping(f"{url}concepts/0/", f"{url}concepts/1/"),
+                headers=ADMIN)
+    client.delete(f"{url}concepts/2/", headers=ADMIN)  # retired
+    client.delete(f"{url}concepts/3/?hard=true", headers=ADMIN)  # a tombstone
+    client.post(f"{url}versions/", json={"id": "v1"}, headers=ADMIN)
+    client.post(f"{url}concepts/", json=concept("later"), headers=ADMIN)
+    for target, expected in (("", 6), ("v1/", 5)):
+        for flags, wanted in (("", expected - 1), ("&includeRetired=true", expected)):
+            listed = client.get(f"{url}{target}concepts/?limit=2{flags}")
+            assert int(listed.headers["num_found"]) == wanted, (target, flags)
+            diff = client.get(f"{url}{target}?includeConcepts=true&includeMappings=true"
+                              f"&limit=500{flags}")
+            body = diff.get_json()
+            assert int(diff.headers["num_found"]) == len(body["concepts"]) + len(body["mappings"])

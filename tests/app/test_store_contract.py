@@ -125,7 +125,8 @@ def test_sources_list_by_owner_and_visibility(store: Store) -> None:
     assert store.sources.next_mapping_number(SOURCE) == 1
     assert store.sources.next_mapping_number(SOURCE) == 2
     assert store.sources.get(SOURCE)["seq"] == 0
-    assert store.sources.cut_state(SOURCE)[:2] == (0, None)
+    state = store.sources.cut_state(SOURCE)
+    assert (state.seq, state.last_updated) == (0, None)
 
 
 def test_versions_newest_first(store: Store) -> None:
@@ -146,8 +147,9 @@ def test_item_versions_heads_and_cuts(store: Store) -> None:
     store.sources.insert(source_doc())
     assert write(store, item("A", t(1))) == 1
     assert write(store, item("B", t(2))) == 2
-    cut, last_updated, _ = store.sources.cut_state(SOURCE)
-    assert (cut, last_updated) == (2, t(2))
+    state = store.sources.cut_state(SOURCE)
+    cut = state.seq
+    assert (cut, state.last_updated) == (2, t(2))
     assert write(store, item("A", t(3), datatype="Coded")) == 3
     assert write(store, item("B", t(4), deleted=True)) == 4
     assert store.sources.get(SOURCE)["last_updated"] == t(4)
@@ -211,14 +213,18 @@ def test_checksums_kept_with_every_write(store: Store) -> None:
     write(store, item("A", t(1)))
     write(store, item("B", t(2)))
     cut = store.sources.cut_state(SOURCE)
+    assert cut.counts in (None, {"Concept": [2, 0, 0], "Mapping": [0, 0, 0]})
     write(store, item("A", t(3), datatype="Coded"))
     write(store, item("B", t(4), deleted=True))
     expected_head = checksum_of([(f"{SOURCE}concepts/A/", 3)])
     assert store.items.head_checksum(SOURCE) == expected_head == store.items.scan_checksum(
         SOURCE, HEAD_SEQ)
     at_cut = checksum_of([(f"{SOURCE}concepts/A/", 1), (f"{SOURCE}concepts/B/", 2)])
-    assert store.items.scan_checksum(SOURCE, cut[0]) == at_cut
-    assert cut[2] in (None, at_cut)  # SQLite keeps it with the source; MongoDB computes it
+    assert store.items.scan_checksum(SOURCE, cut.seq) == at_cut
+    assert cut.checksum in (None, at_cut)  # SQLite keeps it with the source; MongoDB computes it
+    write(store, item("C", t(5), retired=True))
+    write(store, item("M", t(6), type_="Mapping"))
+    assert store.items.head_counts(SOURCE) in (None, {"Concept": [1, 1, 1], "Mapping": [1, 0, 0]})
 
 
 def test_mapping_keys_and_deleting_a_source(store: Store) -> None:
@@ -366,7 +372,7 @@ def fill(store: Store) -> None:
     for number in range(30):
         write(store, item(f"C{number}", t(number % 60)))
     store.versions.insert({"_id": f"{SOURCE}v1/", "id": "v1", "source": SOURCE, "released": True,
-                           "seq": store.sources.cut_state(SOURCE)[0], "created_on": t(40)})
+                           "seq": store.sources.cut_state(SOURCE).seq, "created_on": t(40)})
     write(store, item("C3", t(50), datatype="Coded"))
     write(store, item("C4", t(51), deleted=True))
     store.items.set_mapping_key("k", SOURCE, "1")
@@ -386,6 +392,8 @@ def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...]) -> N
         assert last.users.user_for_token("hash")["_id"] == "ann"
         assert last.orgs.for_member("ann") == ["O"]
         assert last.items.head_checksum(SOURCE) == first.items.head_checksum(SOURCE)
+        assert last.items.head_counts(SOURCE) in (None, {"Concept": [29, 0, 1],
+                                                         "Mapping": [0, 0, 0]})
         assert last.items.current(f"{SOURCE}concepts/C3/", 30)["data"] == {"datatype": "N/A"}
         assert last.items.mapping_for_key("k") == "1"
         assert last.jobs.get("j")["state"] == "FINISHED"

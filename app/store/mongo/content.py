@@ -204,9 +204,10 @@ class Sources(DocumentRepository, base.Sources):
             {"_id": url}, {"$inc": {"mapping_counter": 1}}, return_document=ReturnDocument.AFTER)
         return int(source["mapping_counter"])
 
-    def cut_state(self, url: str) -> tuple[int, str | None, str | None]:
+    def cut_state(self, url: str) -> base.CutState:
         source = self.get(url) or {}
-        return int(source.get("seq") or 0), source.get("last_updated") or None, None
+        return base.CutState(int(source.get("seq") or 0), source.get("last_updated") or None,
+                             None, None)
 
     def list(self, owner_url: str | None, visible_to: Visibility | None, skip: int,
              limit: int) -> tuple[list[Document], int]:
@@ -218,7 +219,7 @@ class Sources(DocumentRepository, base.Sources):
     def load(self, documents: Iterable[Document]) -> int:
         # HEAD's checksum is kept by seq here: recomputed on first use, never copied
         return super().load({key: value for key, value in document.items()
-                             if key not in ("content_checksum", "checksum")}
+                             if key not in ("content_checksum", "checksum", "counts")}
                             for document in documents)
 
 

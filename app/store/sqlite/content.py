@@ -22,10 +22,11 @@ from ..base import (
     add_checksum,
     checksum_of,
     checksum_term,
+    count_item,
     offset,
     version_url,
 )
-from .db import DocTable, SqliteDatabase
+from .db import DocTable, SqliteDatabase, dumps, loads
 
 
 class DocumentRepository(base.DocumentRepository):
@@ -183,14 +184,16 @@ class Sources(DocumentRepository, base.Sources):
         self.database = database
         self.table = DocTable(database, "sources", ("owner_url", "owner", "owner_type",
                                                     "public_access", "seq", "mapping_counter",
-                                                    "last_updated", "content_checksum"))
+                                                    "last_updated", "content_checksum"),
+                              json_columns=("counts",))
 
     def insert(self, document: Document) -> None:
         self.table.insert(dict(document, seq=document.get("seq") or 0,
                                mapping_counter=document.get("mapping_counter") or 0,
                                last_updated=document.get("last_updated") or "",
                                content_checksum=document.get("content_checksum")
-                               or base.EMPTY_CHECKSUM))
+                               or base.EMPTY_CHECKSUM,
+                               counts=document.get("counts") or base.empty_counts()))
 
     def next_mapping_number(self, url: str) -> int:
         with self.database.transaction() as connection:
@@ -198,12 +201,12 @@ class Sources(DocumentRepository, base.Sources):
                                      "WHERE _id = ? RETURNING mapping_counter", (url,)).fetchone()
         return int(row[0])
 
-    def cut_state(self, url: str) -> tuple[int, str | None, str | None]:
-        row = self.database.one("SELECT seq, last_updated, content_checksum FROM sources "
+    def cut_state(self, url: str) -> base.CutState:
+        row = self.database.one("SELECT seq, last_updated, content_checksum, counts FROM sources "
                                 "WHERE _id = ?", (url,))
         if row is None:
-            return 0, None, base.EMPTY_CHECKSUM
-        return int(row[0]), row[1] or None, row[2]
+            return base.CutState(0, None, base.EMPTY_CHECKSUM, base.empty_counts())
+        return base.CutState(int(row[0]), row[1] or None, row[2], loads(row[3]))
 
     def list(self, owner_url: str | None, visible_to: Visibility | None, skip: int,
              limit: int) -> tuple[list[Document], int]:
@@ -224,7 +227,7 @@ class Versions(DocumentRepository, base.Versions):
     def __init__(self, database: SqliteDatabase) -> None:
         self.database = database
         self.table = DocTable(database, "versions", ("source", "created_on", "seq", "checksum"),
-                              flags=("released",))
+                              flags=("released",), json_columns=("counts",))
 
     def delete_for_source(self, source_url: str) -> None:
         with self.database.transaction() as connection:
@@ -282,25 +285,29 @@ class Items(base.Items):
     def write(self, item: Document, previous_seq: int | None) -> int:
         url = item["url"]
         with self.database.transaction() as connection:
-            live = connection.execute("SELECT seq, deleted FROM items WHERE url = ? AND sup = ?",
-                                      (url, LIVE)).fetchone()
+            live = connection.execute("SELECT seq, deleted, retired, type FROM items WHERE "
+                                      "url = ? AND sup = ?", (url, LIVE)).fetchone()
             if (live[0] if live else None) != previous_seq:
                 raise StaleHead(url)
-            seq, checksum = connection.execute(
-                "UPDATE sources SET seq = seq + 1, last_updated = max(last_updated, ?) "
-                "WHERE _id = ? RETURNING seq, content_checksum",
-                (item["updated_on"], item["source"])).fetchone()
+            seq, checksum, counts_json = connection.execute(
+                "SELECT seq + 1, content_checksum, counts FROM sources WHERE _id = ?",
+                (item["source"],)).fetchone()
+            counts = loads(counts_json)
             if live is not None:
                 connection.execute("UPDATE items SET sup = ? WHERE url = ? AND seq = ?",
                                    (seq, url, live[0]))
                 if not live[1]:
                     checksum = add_checksum(checksum, -checksum_term(url, live[0]))
+                count_item(counts, {"deleted": live[1], "retired": live[2], "type": live[3]}, -1)
             stored = dict(item, _id=version_url(url, seq), seq=seq, sup=LIVE)
             connection.execute(self.table.insert_sql, self.table.row(stored))
             if not item["deleted"]:
                 checksum = add_checksum(checksum, checksum_term(url, seq))
-            connection.execute("UPDATE sources SET content_checksum = ? WHERE _id = ?",
-                               (checksum, item["source"]))
+            count_item(counts, item, 1)
+            connection.execute(
+                "UPDATE sources SET seq = ?, last_updated = max(last_updated, ?), "
+                "content_checksum = ?, counts = ? WHERE _id = ?",
+                (seq, item["updated_on"], checksum, dumps(counts), item["source"]))
         return int(seq)
 
     @staticmethod
@@ -377,12 +384,21 @@ class Items(base.Items):
                                 (source_url,))
         return str(row[0]) if row else base.EMPTY_CHECKSUM
 
+    def head_counts(self, source_url: str) -> base.Counts | None:
+        row = self.database.one("SELECT counts FROM sources WHERE _id = ?", (source_url,))
+        return loads(row[0]) if row else None
+
     def recompute_checksums(self) -> None:
         for (url,) in self.database.all("SELECT _id FROM sources ORDER BY _id"):
             checksum = self.scan_checksum(url, HEAD_SEQ)
+            counts = base.empty_counts()
+            for kind, deleted, retired, number in self.database.all(
+                    "SELECT type, deleted, retired, count(*) FROM items WHERE source = ? AND "
+                    "sup = ? GROUP BY type, deleted, retired", (url, LIVE)):
+                count_item(counts, {"type": kind, "deleted": deleted, "retired": retired}, number)
             with self.database.transaction() as connection:
-                connection.execute("UPDATE sources SET content_checksum = ? WHERE _id = ?",
-                                   (checksum, url))
+                connection.execute("UPDATE sources SET content_checksum = ?, counts = ? "
+                                   "WHERE _id = ?", (checksum, dumps(counts), url))
 
     def mapping_for_key(self, key: str) -> str | None:
         row = self.database.one("SELECT mapping_id FROM mapping_keys WHERE _id = ?", (key,))

@@ -38,12 +38,13 @@ def _step_1(connection: sqlite3.Connection) -> None:
             seq INTEGER NOT NULL DEFAULT 0, mapping_counter INTEGER NOT NULL DEFAULT 0,
             last_updated TEXT NOT NULL DEFAULT '',
             content_checksum TEXT NOT NULL DEFAULT
-                '0000000000000000000000000000000000000000000000000000000000000000');
+                '0000000000000000000000000000000000000000000000000000000000000000',
+            counts TEXT NOT NULL DEFAULT '{"Concept": [0, 0, 0], "Mapping": [0, 0, 0]}');
         CREATE INDEX sources_owner ON sources (owner_url, _id);
 
         CREATE TABLE versions (_id TEXT PRIMARY KEY, doc TEXT NOT NULL, source TEXT NOT NULL,
                                created_on TEXT NOT NULL, released INTEGER NOT NULL,
-                               seq INTEGER NOT NULL, checksum TEXT);
+                               seq INTEGER NOT NULL, checksum TEXT, counts TEXT);
         CREATE INDEX versions_source ON versions (source, created_on, _id);
         CREATE INDEX versions_released ON versions (source, released, created_on, _id);
 
