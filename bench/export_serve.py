@@ -3,13 +3,10 @@
     .venv/bin/python bench/export_serve.py              # ~100 MB export, 2000 HEAD probes
     .venv/bin/python bench/export_serve.py --mb 20 --probes 500
 
-Setup (not timed): a persisted embedded database (`mongomock:///<tmp>/termsync.db`) gets a public
+Setup (not timed): an embedded SQLite database (`sqlite:///<tmp>/termsync.db`) gets a public
 source whose concepts carry random (incompressible) descriptions, so its zip is about --mb
-megabytes; the export is built by the real job and the database is saved. The item documents
-are then dropped from the saved database: serving reads only the source, version and export
-record. gunicorn runs one worker process with threads: the embedded database lives in one
-process (the project's gunicorn.conf.py refuses several workers on it); with a real MongoDB
-(TERMSYNC_MONGO_URI=mongodb://...) any number of workers share it.
+megabytes; the export is built by the real job. gunicorn runs --workers processes with threads,
+all on that one file.
 
 Measured in the same run: reading the export file from disk (1 MiB blocks, page cache warm)
 against downloading it from gunicorn (GET of the export URL, streamed to nowhere), as a ratio;
@@ -46,24 +43,23 @@ BLOCK = 1024 * 1024
 
 def prepare(directory: str, megabytes: int) -> dict[str, str]:
     """Build the export into a persisted embedded database; return the server's environment."""
-    from app.db import close_embedded
-    from app.domain.repositories import LIVE, version_url
-
     from app import create_app
     from app.domain import ocl
+    from app.store.base import LIVE, version_url
     from app.timeutil import now_iso
 
-    uri = f"mongomock:///{directory}/termsync.db"
-    environment = {"TERMSYNC_MONGO_URI": uri, "TERMSYNC_EXPORT_DIR": f"{directory}/exports",
+    uri = f"sqlite:///{directory}/termsync.db"
+    environment = {"TERMSYNC_DATABASE_URI": uri, "TERMSYNC_ACCESS_LOG": "false",
+                   "TERMSYNC_EXPORT_DIR": f"{directory}/exports",
                    "TERMSYNC_ADMIN_TOKEN": ADMIN_TOKEN, "TERMSYNC_BACKGROUND_WORKERS": "0",
                    "TERMSYNC_LOG_LEVEL": "WARNING", "TERMSYNC_EXPORT_ON_RELEASE": "false"}
-    app = create_app({"MONGO_URI": uri, "EXPORT_DIR": f"{directory}/exports",
+    app = create_app({"DATABASE_URI": uri, "EXPORT_DIR": f"{directory}/exports",
                       "ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True, "LOG_LEVEL": "WARNING"})
     client = app.test_client()
     client.post("/orgs/", json={"id": "Bench"}, headers=ADMIN)
     client.post("/orgs/Bench/sources/", json={"id": "Served"}, headers=ADMIN)
     domain = app.extensions["termsync"]
-    items = domain.repos.items.items
+    items = domain.repos.items
     now = now_iso()
     count = megabytes * 1024 * 1024 // 8400  # ~8.4 KB zipped per concept
     batch = []
@@ -79,11 +75,11 @@ def prepare(directory: str, megabytes: int) -> dict[str, str]:
                                           "locale_preferred": True}],
                                "descriptions": [{"description": text, "locale": "en"}]}})
         if len(batch) == 5000:
-            items.insert_many(batch)
+            items.load(batch)
             batch = []
-    if batch:
-        items.insert_many(batch)
+    items.load(batch)
     domain.repos.sources.update(SOURCE, {"seq": count, "last_updated": now})
+    items.recompute_checksums()
     client.post(f"{SOURCE}versions/", json={"id": "v1"}, headers=ADMIN)
     client.get(EXPORT)
     app.extensions["termsync.jobs"].run_until_idle()
@@ -92,9 +88,7 @@ def prepare(directory: str, megabytes: int) -> dict[str, str]:
     environment["BENCH_FILE"] = os.path.join(
         directory, "exports", answer.headers["ETag"].strip('"')[:2],
         answer.headers["ETag"].strip('"') + ".zip")
-    items.delete_many({})  # serving never reads items (see the module docstring)
-    domain.repos.items.heads.delete_many({})
-    close_embedded(uri)
+    domain.repos.close()
     return environment
 
 
@@ -162,8 +156,7 @@ def main() -> int:
     parser.add_argument("--mb", type=int, default=100, help="size of the export (default 100)")
     parser.add_argument("--probes", type=int, default=2000, help="HEAD requests in all")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="gunicorn worker processes (1: the embedded database is per process)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker")
     parser.add_argument("--prepare", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -174,7 +167,6 @@ def main() -> int:
     server = None
     try:
         started = time.perf_counter()
-        # in a process of its own: the embedded database file stays locked by its process
         prepared = subprocess.run([sys.executable, __file__, "--prepare", directory,
                                    "--mb", str(args.mb)], check=True, capture_output=True,
                                   text=True)

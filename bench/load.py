@@ -10,11 +10,10 @@ most --seconds and --max-requests; every answer is checked for being well formed
 headers, JSON shape, byte count and sha256 of downloads) and anything else counts as an error,
 as does a connection that fails: nothing may be dropped.
 
-Server: one gunicorn process with --threads threads (gthread) on the persisted embedded database
-(mongomock:///tmp/.../load.db, seeded beforehand by a child process), because mongomock serves
-one process only; with a real MongoDB, run several processes (GUNICORN_WORKERS) instead. The load
-generator runs in this process (a thread and a requests.Session per simulated client) on the
-same machine, so both compete for its CPUs: figures are a floor for a real deployment.
+Server: gunicorn with --workers processes of --threads threads (gthread) on the embedded SQLite
+database (sqlite:////tmp/.../load.db, seeded beforehand). The load generator runs in this process
+(a thread and a requests.Session per simulated client) on the same machine, so both compete for
+its CPUs: figures are a floor for a real deployment. `--mix 100,0,0` measures HEAD probes alone.
 """
 
 from __future__ import annotations
@@ -50,17 +49,16 @@ KINDS = ("probe", "diff", "download")
 MIX = tuple(zip(KINDS, (0.90, 0.09, 0.01), strict=True))
 
 
-# --- seeding (in a child process: the embedded database file may be open in one process only) --
+# --- seeding (in a child process, as an operator would load the content beforehand) ----------
 
 def seed(database: str, export_dir: str, concepts: int) -> None:
     """Create a released source version with `concepts` concepts and build its export; print
     the updatedSince values the diff requests use, as JSON."""
-    from app.db import close_embedded
-
     from app import create_app
     from app.domain.accounts import Caller
+    from app.store.base import ContentQuery
 
-    app = create_app({"MONGO_URI": f"mongomock://{database}", "EXPORT_DIR": export_dir,
+    app = create_app({"DATABASE_URI": f"sqlite:///{database}", "EXPORT_DIR": export_dir,
                       "ADMIN_TOKEN": TOKEN, "TESTING": True, "LOG_LEVEL": "WARNING"})
     client = app.test_client()
     assert client.post("/orgs/", json={"id": "Load"}, headers=ADMIN).status_code == 201
@@ -83,10 +81,10 @@ def seed(database: str, export_dir: str, concepts: int) -> None:
     app.extensions["termsync.jobs"].run_until_idle()
     head = client.head(EXPORT)
     assert head.status_code == 200, head.status_code
-    items = domain.repos.items
-    since = sorted({item["updated_on"] for item in items.items.find(
-        {"source": BASE, "id": {"$in": [f"C{n}" for n in stamps]}}, {"updated_on": 1})})
-    close_embedded(f"mongomock://{database}")
+    wanted = {f"C{n}" for n in stamps}
+    since = sorted({item["updated_on"] for item in domain.repos.items.iter_content(
+        ContentQuery(BASE, types=("Concept",))) if item["id"] in wanted})
+    domain.repos.close()
     print(json.dumps({"since": since, "etag": head.headers["ETag"],
                       "size": int(head.headers["Content-Length"])}))
 
@@ -208,12 +206,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(database: str, export_dir: str, threads: int, port: int) -> subprocess.Popen[Any]:
-    env = dict(os.environ, TERMSYNC_MONGO_URI=f"mongomock://{database}",
+def start_server(database: str, export_dir: str, workers: int, threads: int,
+                 port: int) -> subprocess.Popen[Any]:
+    env = dict(os.environ, TERMSYNC_DATABASE_URI=f"sqlite:///{database}",
                TERMSYNC_EXPORT_DIR=export_dir, TERMSYNC_ADMIN_TOKEN=TOKEN,
                TERMSYNC_LOG_LEVEL="WARNING", TERMSYNC_BACKGROUND_WORKERS="1",
-               TERMSYNC_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="1",
-               GUNICORN_THREADS=str(threads), GUNICORN_LOG_LEVEL="warning")
+               TERMSYNC_ACCESS_LOG="false", TERMSYNC_BIND=f"127.0.0.1:{port}",
+               GUNICORN_WORKERS=str(workers), GUNICORN_THREADS=str(threads),
+               GUNICORN_LOG_LEVEL="warning")
     env.pop("TERMSYNC_CONFIG", None)
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                                "wsgi:app"], cwd=ROOT, env=env)
@@ -267,7 +267,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per level (upper bound)")
     parser.add_argument("--max-requests", type=int, default=20000, help="per level (upper bound)")
     parser.add_argument("--concepts", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
+    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per process")
     parser.add_argument("--mix", default="90,9,1",
                         help="percent of HEAD probes, diff pages, downloads (default 90,9,1)")
     parser.add_argument("--json", help="also write the figures to this file")
@@ -293,7 +294,7 @@ def main() -> None:
         print(f"seeded {args.concepts} concepts, export {expected['size']} bytes, in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
         port = free_port()
-        server = start_server(database, export_dir, args.threads, port)
+        server = start_server(database, export_dir, args.workers, args.threads, port)
         url = f"http://127.0.0.1:{port}"
         run_level(url, 2, 1.0, 200, expected, 0)  # warm up connections and caches
         levels = []
@@ -308,7 +309,7 @@ def main() -> None:
             for problem, count in Counter(level.errors).most_common(5):
                 print(f"      {count} x {problem}")
         print()
-        print(f"gunicorn: 1 process x {args.threads} threads (gthread), embedded database; "
+        print(f"gunicorn: {args.workers} processes x {args.threads} threads (gthread), SQLite; "
               f"{os.cpu_count()} CPUs shared with the load generator; {args.concepts} concepts; "
               f"mix {shares[0]:g}% HEAD export / {shares[1]:g}% diff page (limit 100) / "
               f"{shares[2]:g}% export download")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..store import Store
 from ..store.base import (
     CONCEPT,
     HEAD_SEQ,
-    LIVE,
     MAPPING,
     ContentQuery,
     DiffKey,
@@ -30,18 +29,6 @@ CONCEPT_FIELDS = ("concept_class", "datatype", "names", "descriptions", "externa
 MAPPING_FIELDS = ("map_type", "from_concept_url", "to_concept_url", "to_source_url",
                   "to_concept_code", "to_concept_name", "external_id", "extras", "sort_weight",
                   "update_comment")
-
-@dataclass
-class Staging:
-    """What a dry run would have written, so later lines see it as a real run would."""
-
-    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    orgs: set[str] = field(default_factory=set)
-    versions: set[str] = field(default_factory=set)
-    mapping_keys: dict[str, str | None] = field(default_factory=dict)
-    mapping_numbers: dict[str, int] = field(default_factory=dict)
-
 
 @dataclass(frozen=True)
 class DiffCursor:
@@ -86,8 +73,7 @@ class Content:
             raise NotFound(f"Source '{source_id}' of '{owner.id}' not found.")
         return source
 
-    def create_source(self, caller: Caller, owner: Owner, payload: dict[str, Any],
-                      staging: Staging | None = None) -> dict[str, Any]:
+    def create_source(self, caller: Caller, owner: Owner, payload: dict[str, Any]) -> dict[str, Any]:
         """Create a source under an owner the caller belongs to."""
         self.accounts.require_owner(caller, owner)
         url = ocl.source_url(owner.url, payload["id"])
@@ -106,11 +92,6 @@ class Content:
         source["public_access"] = source["public_access"] or "View"
         source["extras"] = source["extras"] or {}
         source["supported_locales"] = source["supported_locales"] or []
-        if staging is not None:
-            if url in staging.sources or self.repos.sources.get(url) is not None:
-                raise Conflict(f"Source '{payload['id']}' already exists.")
-            staging.sources[url] = source
-            return source
         try:
             self.repos.sources.insert(source)
         except DuplicateKey:
@@ -165,16 +146,11 @@ class Content:
             raise NotFound(f"Version '{version_id}' of source '{source['id']}' not found.")
         return version
 
-    def create_version(self, caller: Caller, source: dict[str, Any], payload: dict[str, Any],
-                       staging: Staging | None = None) -> dict[str, Any]:
+    def create_version(self, caller: Caller, source: dict[str, Any],
+                       payload: dict[str, Any]) -> dict[str, Any]:
         """Cut a version from HEAD: records the seq, copies nothing (constant time)."""
         self.accounts.require_edit(caller, source)
         url = f"{source['url']}{payload['id']}/"
-        if staging is not None:
-            if url in staging.versions or self.repos.versions.get(url) is not None:
-                raise Conflict(f"Version '{payload['id']}' already exists.")
-            staging.versions.add(url)
-            return {"_id": url, "id": payload["id"], **payload}
         with self.repos.transaction(source["url"]):
             state = self.repos.sources.cut_state(source["url"])
             self.repos.items.settle(source["url"], state.seq)
@@ -304,25 +280,14 @@ class Content:
         yield from self.repos.items.iter_content(query, batch_size)
 
     # --- writing items --------------------------------------------------------------------
-    def _head(self, url: str, staging: Staging | None) -> dict[str, Any] | None:
-        if staging is not None and url in staging.heads:
-            return staging.heads[url]
-        return self.repos.items.head(url)
-
-    def _current(self, url: str, staging: Staging | None) -> dict[str, Any] | None:
-        """The newest item version of an item url, a tombstone included (None if absent)."""
-        if staging is not None and url in staging.heads:
-            return staging.heads[url]
-        return self.repos.items.current(url)
-
-    def _live(self, url: str, staging: Staging | None) -> dict[str, Any] | None:
+    def _live(self, url: str) -> dict[str, Any] | None:
         """The live item version of an item url (None if absent or deleted)."""
-        item = self._current(url, staging)
+        item = self.repos.items.current(url)
         return None if item is None or item["deleted"] else item
 
     def _put(self, caller: Caller, source: dict[str, Any], item_type: str, item_id: str,
              data: dict[str, Any], retired: bool, *, expect: str, deleted: bool = False,
-             staging: Staging | None = None, update_if_exists: bool = True) -> tuple[str, dict[str, Any]]:
+             update_if_exists: bool = True) -> tuple[str, dict[str, Any]]:
         """Write one item version; return (action, item).
 
         expect: 'new' (409 if it exists), 'existing' (404 if it does not) or 'any'. Writing the
@@ -330,7 +295,7 @@ class Content:
         """
         url = ocl.item_url(source["url"], item_type, item_id)
         with self.repos.transaction(source["url"]):
-            current = self._current(url, staging)
+            current = self.repos.items.current(url)
             live = None if current is None or current["deleted"] else current
             if expect == "new" and live is not None:
                 raise Conflict(f"{item_type} '{item_id}' already exists in '{source['id']}'.")
@@ -348,29 +313,23 @@ class Content:
                     "created_on": live["created_on"] if live is not None else now,
                     "created_by": live["created_by"] if live is not None else caller.username,
                     "updated_by": caller.username, "data": data if not deleted else {}}
-            if staging is not None:
-                item["seq"] = 0
-                item["sup"] = LIVE
-                staging.heads[url] = item
-            else:
-                try:
-                    item["seq"] = self.repos.items.write(item, current["seq"] if current else None)
-                except StaleHead:
-                    raise Conflict(f"{item_type} '{item_id}' was changed concurrently; "
-                                   "retry.") from None
+            try:
+                item["seq"] = self.repos.items.write(item, current["seq"] if current else None)
+            except StaleHead:
+                raise Conflict(f"{item_type} '{item_id}' was changed concurrently; "
+                               "retry.") from None
         action = "deleted" if deleted else ("updated" if live is not None else "created")
-        if staging is None:
-            self._notify("content_changed", source)
+        self._notify("content_changed", source)
         return action, item
 
     def save_concept(self, caller: Caller, source: dict[str, Any], payload: dict[str, Any], *,
                      expect: str = "any", update_if_exists: bool = True,
-                     staging: Staging | None = None) -> tuple[str, dict[str, Any]]:
+                     ) -> tuple[str, dict[str, Any]]:
         """Create or replace a concept from a validated ConceptSchema payload."""
         self.accounts.require_edit(caller, source)
         data = {key: payload.get(key) for key in CONCEPT_FIELDS}
         return self._put(caller, source, CONCEPT, payload["id"], data, bool(payload.get("retired")),
-                         expect=expect, staging=staging, update_if_exists=update_if_exists)
+                         expect=expect, update_if_exists=update_if_exists)
 
     def update_concept(self, caller: Caller, source: dict[str, Any], concept_id: str,
                        changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -382,7 +341,7 @@ class Content:
         retired = bool(changes.get("retired", current["retired"]))
         return self._put(caller, source, CONCEPT, concept_id, data, retired, expect="existing")
 
-    def _check_concept_ref(self, url: str | None, field_name: str, staging: Staging | None) -> None:
+    def _check_concept_ref(self, url: str | None, field_name: str) -> None:
         """A concept url in a source on this server must name a concept that exists."""
         if not url:
             return
@@ -391,12 +350,10 @@ class Content:
             raise Invalid(f"{field_name} '{url}' is not a concept URL "
                           "(/orgs/ORG/sources/SOURCE/concepts/ID/).",
                           errors={field_name: ["Not a concept URL."]})
-        head = self._head(url, staging)
+        head = self.repos.items.head(url)
         if head is not None and not head["deleted"]:
             return
-        known_source = (staging is not None and parsed["source_url"] in staging.sources) or \
-            self.repos.sources.get(parsed["source_url"]) is not None
-        if known_source:
+        if self.repos.sources.get(parsed["source_url"]) is not None:
             raise Invalid(f"{field_name}: concept '{parsed['code']}' does not exist in "
                           f"{parsed['source_url']}.",
                           errors={field_name: [f"Concept {url} does not exist."]})
@@ -408,7 +365,7 @@ class Content:
 
     def save_mapping(self, caller: Caller, source: dict[str, Any], payload: dict[str, Any], *,
                      expect: str = "any", update_if_exists: bool = True,
-                     staging: Staging | None = None) -> tuple[str, dict[str, Any]]:
+                     ) -> tuple[str, dict[str, Any]]:
         """Create or replace a mapping from a validated MappingSchema payload.
 
         A mapping without an id that matches a live mapping (same from, type and target) is that
@@ -416,51 +373,36 @@ class Content:
         """
         self.accounts.require_edit(caller, source)
         data = {key: payload.get(key) for key in MAPPING_FIELDS}
-        self._check_concept_ref(data["from_concept_url"], "from_concept_url", staging)
-        self._check_concept_ref(data.get("to_concept_url"), "to_concept_url", staging)
+        self._check_concept_ref(data["from_concept_url"], "from_concept_url")
+        self._check_concept_ref(data.get("to_concept_url"), "to_concept_url")
         key = self._mapping_key(source["url"], data)
         mapping_id = payload.get("id")
         with self.repos.transaction(source["url"]):
             if mapping_id is None:
-                if staging is not None and key in staging.mapping_keys:
-                    mapping_id = staging.mapping_keys[key]
-                else:
-                    mapping_id = self.repos.items.mapping_for_key(key)
+                mapping_id = self.repos.items.mapping_for_key(key)
                 if mapping_id is None:
-                    mapping_id = self._next_mapping_id(source, staging)
+                    mapping_id = self._next_mapping_id(source)
                     expect = "new"
-            previous = self._live(ocl.item_url(source["url"], MAPPING, mapping_id), staging)
+            previous = self._live(ocl.item_url(source["url"], MAPPING, mapping_id))
             action, item = self._put(caller, source, MAPPING, mapping_id, data,
-                                     bool(payload.get("retired")), expect=expect, staging=staging,
+                                     bool(payload.get("retired")), expect=expect,
                                      update_if_exists=update_if_exists)
             if action in ("created", "updated"):
-                self._set_mapping_key(source, previous, None, staging)
-                self._set_mapping_key(source, item, mapping_id, staging)
+                self._set_mapping_key(source, previous, None)
+                self._set_mapping_key(source, item, mapping_id)
         return action, item
 
     def _set_mapping_key(self, source: dict[str, Any], item: dict[str, Any] | None,
-                         mapping_id: str | None, staging: Staging | None) -> None:
+                         mapping_id: str | None) -> None:
         if item is None or item.get("deleted") or not item.get("data"):
             return
         key = self._mapping_key(source["url"], item["data"])
-        if staging is not None:
-            staging.mapping_keys[key] = mapping_id
-        else:
-            self.repos.items.set_mapping_key(key, source["url"], mapping_id)
+        self.repos.items.set_mapping_key(key, source["url"], mapping_id)
 
-    def _next_mapping_id(self, source: dict[str, Any], staging: Staging | None) -> str:
+    def _next_mapping_id(self, source: dict[str, Any]) -> str:
         while True:
-            if staging is not None:
-                number = staging.mapping_numbers.get(source["url"])
-                if number is None:
-                    fresh = self.repos.sources.get(source["url"]) or source
-                    number = int(fresh.get("mapping_counter", 0))
-                number += 1
-                staging.mapping_numbers[source["url"]] = number
-            else:
-                number = self.repos.sources.next_mapping_number(source["url"])
-            candidate = str(number)
-            if self._head(ocl.item_url(source["url"], MAPPING, candidate), staging) is None:
+            candidate = str(self.repos.sources.next_mapping_number(source["url"]))
+            if self.repos.items.head(ocl.item_url(source["url"], MAPPING, candidate)) is None:
                 return candidate
 
     def update_mapping(self, caller: Caller, source: dict[str, Any], mapping_id: str,
@@ -487,7 +429,7 @@ class Content:
         action, item = self._put(caller, source, item_type, item_id, {}, False,
                                  expect="existing", deleted=True)
         if item_type == MAPPING:
-            self._set_mapping_key(source, current, None, None)
+            self._set_mapping_key(source, current, None)
         return action, item
 
     def last_item(self, source: dict[str, Any], version: dict[str, Any]) -> dict[str, Any] | None:

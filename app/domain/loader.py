@@ -14,9 +14,10 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from ..store.overlay import Overlay
 from . import ocl
-from .accounts import OWNER_KINDS, Caller, Owner, require_login
-from .content import CONCEPT, MAPPING, Content, Staging
+from .accounts import OWNER_KINDS, Accounts, Caller, Owner
+from .content import CONCEPT, MAPPING, Content
 from .errors import DomainError, Forbidden, NotFound, Unauthorized
 from .payloads import ConceptSchema, MappingSchema, OrganizationSchema, SourceSchema, VersionSchema
 
@@ -70,15 +71,21 @@ def flatten_errors(messages: Any, prefix: str = "") -> list[str]:
 
 
 class Loader:
-    """Applies OCL lines through the content domain, as one caller."""
+    """Applies OCL lines through the content domain, as one caller.
+
+    A dry run applies them through the same domain over an overlay of the store, whose writes stay
+    in this loader's memory: later lines see what earlier ones would have written.
+    """
 
     def __init__(self, content: Content, caller: Caller, *, update_if_exists: bool = False,
                  dry_run: bool = False, target: Target | None = None) -> None:
+        if dry_run:
+            overlay = Overlay(content.repos)
+            content = Content(overlay, Accounts(overlay))
         self.content = content
         self.accounts = content.accounts
         self.caller = caller
         self.update_if_exists = update_if_exists
-        self.staging = Staging() if dry_run else None
         self.target = target
         # Owners and sources looked up for earlier lines (most lines of a file name the same
         # ones); forgotten whenever a line writes an org, a source or a version.
@@ -145,21 +152,14 @@ class Loader:
         if line_type == "Source Version":
             return self._version(source, payload)
         save = self.content.save_concept if line_type == CONCEPT else self.content.save_mapping
-        action, item = save(self.caller, source, payload, update_if_exists=self.update_if_exists,
-                            staging=self.staging)
+        action, item = save(self.caller, source, payload, update_if_exists=self.update_if_exists)
         return action, item["url"]
 
     def _organization(self, payload: dict[str, Any]) -> tuple[str, str]:
         url = f"/orgs/{payload['id']}/"
-        if self.staging is not None and payload["id"] in self.staging.orgs:
-            return "unchanged", url
         existing = self.accounts.repos.orgs.get(payload["id"])
         if existing is None:
-            if self.staging is not None:
-                require_login(self.caller)
-                self.staging.orgs.add(payload["id"])
-            else:
-                self.accounts.create_org(self.caller, payload)
+            self.accounts.create_org(self.caller, payload)
             # The creator is the org's first member: the lines that follow may write into it.
             self.caller = replace(self.caller, orgs=self.caller.orgs | {payload["id"]})
             return "created", url
@@ -170,8 +170,7 @@ class Loader:
         if not self.update_if_exists:
             return "skipped", url
         self.accounts.require_owner(self.caller, Owner("Organization", payload["id"]))
-        if self.staging is None:
-            self.accounts.repos.orgs.update(payload["id"], changes)
+        self.accounts.repos.orgs.update(payload["id"], changes)
         return "updated", url
 
     def _owner(self, record: dict[str, Any]) -> Owner:
@@ -182,8 +181,6 @@ class Loader:
                 raise NotFound("Missing 'owner': which organization or user owns this?")
             owner_id = str(record["owner"])
             kind = "users" if record.get("owner_type") == "User" else "orgs"
-        if self.staging is not None and kind == "orgs" and owner_id in self.staging.orgs:
-            return Owner("Organization", owner_id)
         known = self._owners.get((kind, owner_id))
         if known is not None:
             return known
@@ -205,8 +202,7 @@ class Loader:
         if not source_id:
             raise NotFound("Missing 'source': which source does this belong to?")
         url = ocl.source_url(owner.url, source_id)
-        source = (self.staging.sources.get(url) if self.staging is not None else None) \
-            or self._sources.get(url) or self.accounts.repos.sources.get(url)
+        source = self._sources.get(url) or self.accounts.repos.sources.get(url)
         if source is None or not self.accounts.can_view(self.caller, source):
             raise NotFound(f"Source '{source_id}' of '{owner.id}' does not exist.")
         self._sources[url] = source
@@ -214,10 +210,9 @@ class Loader:
 
     def _source(self, owner: Owner, payload: dict[str, Any]) -> tuple[str, str]:
         url = ocl.source_url(owner.url, payload["id"])
-        existing = (self.staging.sources.get(url) if self.staging is not None else None) \
-            or self.accounts.repos.sources.get(url)
+        existing = self.accounts.repos.sources.get(url)
         if existing is None:
-            self.content.create_source(self.caller, owner, payload, staging=self.staging)
+            self.content.create_source(self.caller, owner, payload)
             return "created", url
         keys = ("name", "full_name", "description", "source_type", "default_locale",
                 "supported_locales", "public_access", "website", "custom_validation_schema")
@@ -227,19 +222,14 @@ class Loader:
             return "unchanged", url
         if not self.update_if_exists:
             return "skipped", url
-        if self.staging is None:
-            self.content.update_source(self.caller, existing, changes)
-        else:
-            self.accounts.require_edit(self.caller, existing)
+        self.content.update_source(self.caller, existing, changes)
         return "updated", url
 
     def _version(self, source: dict[str, Any], payload: dict[str, Any]) -> tuple[str, str]:
         url = f"{source['url']}{payload['id']}/"
-        if self.staging is not None and url in self.staging.versions:
-            return "unchanged", url
         existing = self.accounts.repos.versions.get(url)
         if existing is None:
-            self.content.create_version(self.caller, source, payload, staging=self.staging)
+            self.content.create_version(self.caller, source, payload)
             return "created", url
         changes = {key: payload[key] for key in ("description", "released")
                    if payload.get(key) != existing.get(key)}
@@ -247,8 +237,7 @@ class Loader:
             return "unchanged", url
         if not self.update_if_exists:
             return "skipped", url
-        if self.staging is None:
-            self.content.update_version(self.caller, source, existing, changes)
+        self.content.update_version(self.caller, source, existing, changes)
         return "updated", url
 
 

@@ -1,0 +1,162 @@
+"""A dry-run overlay over a store: reads fall through to the real repositories, writes stay in
+memory. The loader runs a dry run through the very same domain code as a real one, over this.
+
+Only what the domain's write paths use is overlaid (accounts, sources, versions, items and their
+mapping keys); every other repository is the real one, read-only by convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import base
+from .base import HEAD_SEQ, LIVE, Document, DuplicateKey, StaleHead
+
+_GONE = object()
+
+
+class OverlayDocuments(base.DocumentRepository):
+    """Documents by `_id`: staged ones first, then the real repository's."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.staged: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)  # reads the overlay does not stage (lists, ...)
+
+    def get(self, key: str) -> Document | None:
+        if key in self.staged:
+            staged = self.staged[key]
+            return None if staged is _GONE else dict(staged)
+        document: Document | None = self.real.get(key)
+        return document
+
+    def insert(self, document: Document) -> None:
+        if self.get(document["_id"]) is not None:
+            raise DuplicateKey(str(document["_id"]))
+        self.staged[document["_id"]] = dict(document)
+
+    def update(self, key: str, changes: Document) -> Document | None:
+        document = self.get(key)
+        if document is None:
+            return None
+        document.update(changes)
+        self.staged[key] = document
+        return dict(document)
+
+    def delete(self, key: str) -> None:
+        self.staged[key] = _GONE
+
+
+class OverlayOrgs(OverlayDocuments):
+    """Orgs and their members."""
+
+    def add_member(self, org_id: str, username: str) -> None:
+        org = self.get(org_id)
+        if org is not None and username not in org.get("members", []):
+            self.update(org_id, {"members": [*org.get("members", []), username]})
+
+    def for_member(self, username: str) -> list[str]:
+        orgs = set(self.real.for_member(username))
+        for key, org in self.staged.items():
+            if org is not _GONE and username in org.get("members", []):
+                orgs.add(key)
+        return sorted(orgs)
+
+
+class OverlaySources(OverlayDocuments):
+    """Sources: counters continue from the real ones in memory."""
+
+    def insert(self, document: Document) -> None:
+        super().insert(dict(document, seq=0, mapping_counter=0, last_updated=""))
+
+    def next_mapping_number(self, url: str) -> int:
+        source = self.get(url) or {}
+        number = int(source.get("mapping_counter") or 0) + 1
+        self.update(url, {"mapping_counter": number})
+        return number
+
+    def next_seq(self, url: str, updated_on: str) -> int:
+        source = self.get(url) or {}
+        seq = int(source.get("seq") or 0) + 1
+        self.update(url, {"seq": seq, "last_updated": max(source.get("last_updated") or "",
+                                                          updated_on)})
+        return seq
+
+    def cut_state(self, url: str) -> base.CutState:
+        source = self.get(url) or {}
+        return base.CutState(int(source.get("seq") or 0), source.get("last_updated") or None,
+                             None, None)
+
+
+class OverlayItems(base.Items):
+    """Item writes kept in memory, by item url; reads of other items fall through."""
+
+    def __init__(self, real: base.Items, sources: OverlaySources) -> None:
+        self.real = real
+        self.sources = sources
+        self.live: dict[str, Document] = {}
+        self.mapping_keys: dict[str, str | None] = {}
+
+    def head(self, url: str) -> Document | None:
+        if url in self.live:
+            return self.live[url]
+        return self.real.head(url)
+
+    def current(self, url: str, seq: int = HEAD_SEQ) -> Document | None:
+        if url in self.live and seq >= HEAD_SEQ:
+            return self.live[url]
+        return self.real.current(url, seq)
+
+    def item_version(self, url: str, seq: int) -> Document | None:
+        staged = self.live.get(url)
+        if staged is not None and staged["seq"] == seq:
+            return staged
+        return self.real.item_version(url, seq)
+
+    def write(self, item: Document, previous_seq: int | None) -> int:
+        head = self.head(item["url"])
+        if (head["seq"] if head else None) != previous_seq:
+            raise StaleHead(item["url"])
+        seq = self.sources.next_seq(item["source"], item["updated_on"])
+        self.live[item["url"]] = dict(item, seq=seq, sup=LIVE)
+        return seq
+
+    def mapping_for_key(self, key: str) -> str | None:
+        if key in self.mapping_keys:
+            return self.mapping_keys[key]
+        return self.real.mapping_for_key(key)
+
+    def set_mapping_key(self, key: str, source_url: str, mapping_id: str | None) -> None:
+        self.mapping_keys[key] = mapping_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class Overlay(base.Store):
+    """A store whose content writes are staged in memory (a dry run)."""
+
+    kind = "overlay"
+
+    def __init__(self, real: base.Store) -> None:
+        self.real = real
+        self.users = real.users
+        sources = OverlaySources(real.sources)
+        self.orgs = OverlayOrgs(real.orgs)  # type: ignore[assignment]
+        self.sources = sources  # type: ignore[assignment]
+        self.versions = OverlayDocuments(real.versions)  # type: ignore[assignment]
+        self.items = OverlayItems(real.items, sources)
+        for name in ("jobs", "exports", "import_results", "import_keys", "leases", "heartbeats",
+                     "rate_counters"):
+            setattr(self, name, getattr(real, name))
+
+    @contextmanager
+    def transaction(self, source_url: str | None = None) -> Iterator[None]:
+        yield
+
+    def is_unavailable(self, error: BaseException) -> bool:
+        return self.real.is_unavailable(error)
