@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -70,8 +71,17 @@ class Users(DocumentRepository):
     def ensure_indexes(self) -> None:
         self.tokens.create_index([("username", ASCENDING)])
 
-    def list(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        return self.page({}, [("_id", ASCENDING)], skip, limit)
+    def search(self, q: str | None, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Users whose username or name contains `q` (any case), by username."""
+        query: dict[str, Any] = {}
+        if q:
+            query = _text_filter(q, ("_id", "name"))
+        return self.page(query, [("_id", ASCENDING)], skip, limit)
+
+    def page_of(self, usernames: list[str], skip: int,
+                limit: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of the named users (an org's members), by username."""
+        return self.page({"_id": {"$in": usernames}}, [("_id", ASCENDING)], skip, limit)
 
     def add_token(self, username: str, token_hash: str, created_on: str) -> None:
         self.tokens.replace_one({"_id": token_hash},
@@ -81,6 +91,9 @@ class Users(DocumentRepository):
     def user_for_token(self, token_hash: str) -> dict[str, Any] | None:
         token = self.tokens.find_one({"_id": token_hash})
         return self.get(token["username"]) if token else None
+
+    def list(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        return self.page({}, [("_id", ASCENDING)], skip, limit)
 
 
 class Orgs(DocumentRepository):
@@ -97,8 +110,29 @@ class Orgs(DocumentRepository):
     def add_member(self, org_id: str, username: str) -> None:
         self.collection.update_one({"_id": org_id}, {"$addToSet": {"members": username}})
 
+    def remove_member(self, org_id: str, username: str) -> bool:
+        """Take a user out of an organization; False if they were not a member."""
+        done = self.collection.update_one({"_id": org_id, "members": username},
+                                          {"$pull": {"members": username}})
+        return done.modified_count == 1
+
     def for_member(self, username: str) -> list[str]:
         return [org["_id"] for org in self.collection.find({"members": username}, {"_id": 1})]
+
+    def search(self, *, q: str | None = None, member: str | None = None,
+               private_visible: list[str] | None = None, skip: int = 0,
+               limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """Organizations by id: with `q` in their id or name, with `member` among their members;
+        `private_visible` (None: all) names the private ones the caller may see."""
+        parts: list[dict[str, Any]] = []
+        if q:
+            parts.append(_text_filter(q, ("_id", "name")))
+        if member is not None:
+            parts.append({"members": member})
+        if private_visible is not None:
+            parts.append({"$or": [{"public_access": {"$ne": "None"}},
+                                  {"_id": {"$in": sorted(private_visible)}}]})
+        return self.page(_all_of(parts), [("_id", ASCENDING)], skip, limit)
 
     def list(self, query: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         return self.page(query, [("_id", ASCENDING)], skip, limit)
@@ -127,6 +161,42 @@ class Sources(DocumentRepository):
             {"_id": url}, {"$inc": {"mapping_counter": 1}}, return_document=ReturnDocument.AFTER)
         return int(source["mapping_counter"])
 
+    def search(self, *, viewer: str | None, viewer_orgs: list[str], is_admin: bool,
+               owner_url: str | None = None, owner: str | None = None,
+               owner_type: str | None = None, q: str | None = None,
+               custom_validation_schema: str | None = None, updated_since: str | None = None,
+               skip: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """Sources a caller may see (public ones, their own, their orgs'; admins all), narrowed by
+        owner, text in the id or names, validation schema, or a change (metadata or content) at
+        or after `updated_since`; by url."""
+        parts: list[dict[str, Any]] = []
+        if not is_admin:
+            visible: list[dict[str, Any]] = [{"public_access": {"$in": ["View", "Edit"]}}]
+            if viewer:
+                visible.append({"owner_type": "User", "owner": viewer})
+            if viewer_orgs:
+                visible.append({"owner_type": "Organization", "owner": {"$in": sorted(viewer_orgs)}})
+            parts.append({"$or": visible})
+        if owner_url is not None:
+            parts.append({"owner_url": owner_url})
+        if owner is not None:
+            parts.append({"owner": owner})
+        if owner_type is not None:
+            parts.append({"owner_type": owner_type})
+        if q:
+            parts.append(_text_filter(q, ("id", "short_code", "name", "full_name")))
+        if custom_validation_schema is not None:
+            parts.append({"custom_validation_schema": custom_validation_schema})
+        if updated_since is not None:
+            parts.append({"$or": [{"updated_on": {"$gte": updated_since}},
+                                  {"last_updated": {"$gte": updated_since}}]})
+        return self.page(_all_of(parts), [("_id", ASCENDING)], skip, limit)
+
+    def count_public(self, owner_url: str) -> int:
+        """How many sources of an owner anyone may see (an owner's `public_sources`)."""
+        return self.collection.count_documents({"owner_url": owner_url,
+                                                "public_access": {"$in": ["View", "Edit"]}})
+
     def list(self, query: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         return self.page(query, [("_id", ASCENDING)], skip, limit)
 
@@ -146,11 +216,17 @@ class Versions(DocumentRepository):
         self.collection.delete_many({"source": source_url})
 
     def list(self, source_url: str, released: bool | None, skip: int,
-             limit: int) -> tuple[list[dict[str, Any]], int]:
+             limit: int, updated_since: str | None = None) -> tuple[list[dict[str, Any]], int]:
         query: dict[str, Any] = {"source": source_url}
         if released is not None:
             query["released"] = released
+        if updated_since is not None:
+            query["updated_on"] = {"$gte": updated_since}
         return self.page(query, [("created_on", DESCENDING), ("_id", DESCENDING)], skip, limit)
+
+    def all_released(self) -> Iterator[dict[str, Any]]:
+        """Every released version of every source, by url (startup checks their exports)."""
+        return iter(self.collection.find({"released": True}).sort("_id", ASCENDING))
 
     def latest_released(self, source_url: str) -> dict[str, Any] | None:
         found = self.list(source_url, True, 0, 1)[0]
@@ -182,6 +258,10 @@ class Items:
         self.items.create_index([("source", ASCENDING), ("url", ASCENDING), ("sup", ASCENDING)],
                                 name="by_url")
         self.items.create_index([("pending", ASCENDING)], sparse=True, name="pending")
+        self.items.create_index([("source", ASCENDING), ("data.from_concept_url", ASCENDING),
+                                 ("sup", ASCENDING)], name="mappings_from")
+        self.items.create_index([("source", ASCENDING), ("data.to_concept_url", ASCENDING),
+                                 ("sup", ASCENDING)], name="mappings_to")
         self.heads.create_index([("source", ASCENDING)])
         self.mapping_keys.create_index([("source", ASCENDING)])
 
@@ -196,6 +276,25 @@ class Items:
         """One item version by its version url (None while it is still pending)."""
         item = self.items.find_one({"_id": version_url(url, seq)})
         return None if item is None or item.get("pending") else item
+
+    def history(self, url: str, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The versions of one item, newest first (tombstones and pending writes left out)."""
+        query = {"url": url, "deleted": False, "pending": {"$exists": False}}
+        cursor = self.items.find(query).sort("seq", DESCENDING).skip(skip).limit(limit)
+        return list(cursor), self.items.count_documents(query)
+
+    def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
+                             inverse: bool = False,
+                             include_retired: bool = False) -> list[dict[str, Any]]:
+        """The mappings of a source at `seq` from a concept (with `inverse`, also to it), by id."""
+        ends = [{"data.from_concept_url": concept_url}]
+        if inverse:
+            ends.append({"data.to_concept_url": concept_url})
+        query: dict[str, Any] = {"source": source_url, "type": "Mapping", "deleted": False,
+                                 **self.at(seq), "$or": ends}
+        if not include_retired:
+            query["retired"] = False
+        return list(self.items.find(query).sort("id", ASCENDING))
 
     def head(self, url: str) -> dict[str, Any] | None:
         """The head record of an item url: its live seq, deleted and retired flags."""
@@ -363,6 +462,19 @@ class Items:
     def delete_for_source(self, source_url: str) -> None:
         for collection in (self.items, self.heads, self.mapping_keys):
             collection.delete_many({"source": source_url})
+
+
+def _text_filter(q: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """Documents with `q` (taken literally, any case) in one of `fields`."""
+    pattern = {"$regex": re.escape(q), "$options": "i"}
+    return {"$or": [{name: pattern} for name in fields]}
+
+
+def _all_of(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One filter requiring every part."""
+    if not parts:
+        return {}
+    return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
 def version_url(url: str, seq: int) -> str:
