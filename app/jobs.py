@@ -4,6 +4,11 @@ Export builds and bulk imports both run here. A worker claims a PENDING job (or 
 whose lease expired: its worker died) with one find_one_and_update, so any number of threads or
 processes can share the queue. While it works it heartbeats; a heartbeat that finds the job
 cancelled or taken over raises JobLost and the worker stops without writing a result.
+
+A job may name a `queue` (bulk imports: OCL's named queues): the jobs of one queue run in the
+order they were submitted, one at a time. A job is claimable only while no older job of its
+queue is still active, which a claimer checks before its atomic claim; a job whose queue is
+busy waits, and the oldest claimable job of any other queue or none is taken instead.
 """
 
 from __future__ import annotations
@@ -51,13 +56,18 @@ class JobQueue:
         self.jobs.create_index([("kind", ASCENDING), ("key", ASCENDING), ("state", ASCENDING)])
         self.jobs.create_index([("kind", ASCENDING), ("key", ASCENDING), ("generation", DESCENDING)])
         self.jobs.create_index([("owner", ASCENDING), ("created_on", DESCENDING)])
+        self.jobs.create_index([("queue", ASCENDING), ("state", ASCENDING), ("created_on", ASCENDING)],
+                               sparse=True)
 
     def _now(self) -> str:
         return format_time(self.clock())
 
     def submit(self, kind: str, payload: dict[str, Any], *, key: str | None = None,
-               owner: str | None = None, dedupe: bool = True) -> dict[str, Any]:
+               owner: str | None = None, dedupe: bool = True,
+               queue: str | None = None) -> dict[str, Any]:
         """Queue a job; with dedupe, an active job of the same kind and key is returned instead.
+
+        Jobs naming the same `queue` run one at a time, in the order they were submitted.
 
         Deduplicated jobs of one key are numbered (generation 1, 2, ...) and the number is part
         of their `_id`, so two submitters racing for the same key insert the same `_id`: one
@@ -68,6 +78,8 @@ class JobQueue:
                "payload": payload, "owner": owner, "progress": {}, "result": None,
                "error": None, "attempts": 0, "worker": None, "lease_until": None,
                "created_on": now, "updated_on": now, "started_on": None, "finished_on": None}
+        if queue is not None:
+            job["queue"] = queue
         if not dedupe or key is None:
             self.jobs.insert_one(job)
             return job
@@ -93,17 +105,39 @@ class JobQueue:
                                   sort=[("generation", DESCENDING)])
 
     def claim(self, kinds: list[str], worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
-        """Atomically take the oldest PENDING job, or a RUNNING one whose lease has expired."""
+        """Atomically take the oldest PENDING job, or a RUNNING one whose lease has expired,
+        whose queue (if it names one) has no older active job."""
         now = self.clock()
         now_text = format_time(now)
-        return self.jobs.find_one_and_update(
-            {"kind": {"$in": kinds}, "$or": [
-                {"state": PENDING},
-                {"state": RUNNING, "lease_until": {"$lt": now_text}}]},
-            {"$set": {"state": RUNNING, "worker": worker_id, "updated_on": now_text,
-                      "lease_until": format_time(now + timedelta(seconds=lease_seconds))},
-             "$inc": {"attempts": 1}},
-            sort=[("created_on", ASCENDING)], return_document=ReturnDocument.AFTER)
+        claimable = {"kind": {"$in": kinds}, "$or": [
+            {"state": PENDING},
+            {"state": RUNNING, "lease_until": {"$lt": now_text}}]}
+        update = {"$set": {"state": RUNNING, "worker": worker_id, "updated_on": now_text,
+                           "lease_until": format_time(now + timedelta(seconds=lease_seconds))},
+                  "$inc": {"attempts": 1}}
+        waiting: list[str] = []  # jobs whose queue is busy with an older job
+        while True:
+            query = dict(claimable, _id={"$nin": waiting}) if waiting else claimable
+            candidate = self.jobs.find_one(query, {"_id": 1, "queue": 1, "created_on": 1},
+                                           sort=[("created_on", ASCENDING)])
+            if candidate is None:
+                return None
+            if candidate.get("queue") is not None and self._queue_busy(candidate):
+                waiting.append(candidate["_id"])
+                continue
+            job = self.jobs.find_one_and_update(dict(claimable, _id=candidate["_id"]), update,
+                                                return_document=ReturnDocument.AFTER)
+            if job is not None:
+                return job
+            # another claimer took it between the two calls: look again
+
+    def _queue_busy(self, job: dict[str, Any]) -> bool:
+        """Whether an older job of the same queue is still waiting or running."""
+        return self.jobs.find_one({
+            "queue": job["queue"], "state": {"$in": list(ACTIVE)}, "_id": {"$ne": job["_id"]},
+            "$or": [{"created_on": {"$lt": job["created_on"]}},
+                    {"created_on": job["created_on"], "_id": {"$lt": job["_id"]}}]},
+            {"_id": 1}) is not None
 
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float,
                   progress: dict[str, Any] | None = None) -> None:
@@ -147,6 +181,20 @@ class JobQueue:
 
     def update(self, job_id: str, changes: dict[str, Any]) -> None:
         self.jobs.update_one({"_id": job_id}, {"$set": changes})
+
+    def list_of(self, kind: str, *, owner: str | None = None, queues: list[str | None] | None = None,
+                states: list[str] | None = None, skip: int = 0,
+                limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """Jobs of a kind, newest first: of one owner (None: everyone's), in some queues (None
+        in `queues` is a job that names none), in some states."""
+        query: dict[str, Any] = {"kind": kind}
+        if owner is not None:
+            query["owner"] = owner
+        if queues is not None:
+            query["queue"] = {"$in": queues}
+        if states is not None:
+            query["state"] = {"$in": states}
+        return self.list(query, skip, limit)
 
     def list(self, query: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         cursor = self.jobs.find(query).sort("created_on", DESCENDING).skip(skip).limit(limit)
