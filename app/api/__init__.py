@@ -11,8 +11,8 @@ from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date
 
+from ..domain import timeutil
 from ..domain.errors import DomainError
-from ..domain.timeutil import now
 from . import concepts, mappings, orgs, repos, sources, users, versions
 from .common import error_response
 
@@ -67,7 +67,7 @@ def register_http_rules(app: Flask) -> None:
     def default_date(response: Response) -> Response:
         # Diffs and export downloads set their own Date (the time they are complete up to).
         if "Date" not in response.headers:
-            response.headers["Date"] = http_date(now())
+            response.headers["Date"] = http_date(timeutil.now())
         return response
 
 

@@ -8,12 +8,12 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..domain import ocl
+from ..domain import ocl, timeutil
 from ..domain.accounts import ORG, USER, Owner
 from ..domain.content import CONCEPT, MAPPING, RepoFilters
 from ..domain.errors import Invalid
 from ..domain.payloads import SourceSchema, SourceUpdateSchema
-from ..domain.timeutil import now, parse_time
+from ..domain.timeutil import parse_time
 from .common import (
     complete_up_to,
     current_caller,
@@ -60,7 +60,7 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
                           "(e.g. 2026-01-01T00:00:00Z).",
                           errors={"updatedSince": ["Not an ISO 8601 time."]}) from None
     cursor = decode_cursor(args["cursor"]) if args.get("cursor") else None
-    read_at = now()
+    read_at = timeutil.now()
     page = content.diff_page(source, version, types, args["includeRetired"], since, cursor,
                              args["limit"], include_deleted=args["includeDeleted"])
     rendered = [ocl.render_item(item, source) for item in page.items]

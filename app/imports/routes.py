@@ -151,7 +151,11 @@ def _task_answer(args: dict[str, Any]) -> Response:
         return _report_csv(job)
     task = render_task(job)
     if args["result"] in ("json", "all") and task["state"] not in ("PENDING", "STARTED"):
-        task["result"] = imports().ocl_json_result(job)
+        result = imports().ocl_json_result(job)
+        task["result"] = result
+        # what ocldev's OclImportResults.load_from_json reads from this answer
+        task.update(count=result["processed"], num_skipped=len(result["exists"]),
+                    total_lines=result["total"], elapsed_seconds=result["elapsed_seconds"])
     return json_response(task)
 
 
