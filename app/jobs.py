@@ -183,11 +183,13 @@ class JobQueue:
         self.jobs.update_one({"_id": job_id}, {"$set": changes})
 
     def list_of(self, kind: str, *, owner: str | None = None, queues: list[str | None] | None = None,
-                states: list[str] | None = None, skip: int = 0,
+                states: list[str] | None = None, started_since: str | None = None, skip: int = 0,
                 limit: int = 100) -> tuple[list[dict[str, Any]], int]:
         """Jobs of a kind, newest first: of one owner (None: everyone's), in some queues (None
-        in `queues` is a job that names none), in some states."""
+        in `queues` is a job that names none), in some states, started at or after a time."""
         query: dict[str, Any] = {"kind": kind}
+        if started_since is not None:
+            query["started_on"] = {"$gte": started_since}
         if owner is not None:
             query["owner"] = owner
         if queues is not None:

@@ -75,16 +75,20 @@ class Member(MethodView):
             raise NotFound(f"'{username}' is not a member of '{org_id}'.")
         return Response(status=204)
 
-    @blp.response(204)
+    @blp.response(200, UserOut)
     @errors(blp, 401, 403, 404)
     def put(self, org_id: str, username: str) -> Response:
-        """Add a user to an organization (members and admins only)."""
+        """Add a user to an organization (members and admins only); answers the member.
+
+        OCL answers 204 without a body, on which `ocl org add-member` fails reading JSON; the
+        client wins (docs/compatibility.md).
+        """
         accounts = domain().accounts
         caller = current_caller()
         accounts.get_org(caller, org_id)
         accounts.require_owner(caller, Owner("Organization", org_id))
         accounts.add_member(org_id, username)
-        return Response(status=204)
+        return json_response(ocl.render_user(accounts.get_user(username)))
 
     @blp.response(204)
     @errors(blp, 401, 403, 404)

@@ -94,6 +94,9 @@ class TaskListArgsSchema(ListArgsSchema):
     state = fields.String(load_default=None,
                           metadata=_describe("OCL state names, comma-separated: PENDING, STARTED, "
                                              "SUCCESS, FAILURE, REVOKED."))
+    q = fields.String(load_default=None, metadata=_describe("Text in the task's name."))
+    start_date = fields.String(load_default=None,
+                               metadata=_describe("Only tasks started at or after this time."))
 
 
 class VersionListArgsSchema(ListArgsSchema):

@@ -48,6 +48,7 @@ STATES = {PENDING: "SUBMITTED", RUNNING: "RUNNING", FINISHED: "FINISHED", FAILED
 OCL_STATES = {PENDING: "PENDING", RUNNING: "STARTED", FINISHED: "SUCCESS", FAILED: "FAILURE",
               CANCELLED: "REVOKED"}
 DEFAULT_QUEUE = "default"  # what OCL calls the queue of a job submitted without one
+TASK_NAME = "bulk_import"  # the name of every import task, as OCL lists tasks
 # termsync's actions as OCL's result keys ("skipped": existed, update_if_exists=false)
 OCL_RESULT_KEYS = {"created": "created", "updated": "updated", "unchanged": "unchanged",
                    "skipped": "exists", "failed": "failed"}
@@ -235,11 +236,15 @@ class ImportJobs:
         return job
 
     def list_tasks(self, caller: Caller, *, queue: str | None = None,
-                   ocl_states: list[str] | None = None, everyone: bool = False, skip: int = 0,
+                   ocl_states: list[str] | None = None, everyone: bool = False,
+                   name: str | None = None, started_since: str | None = None, skip: int = 0,
                    limit: int = 100) -> tuple[list[dict[str, Any]], int]:
         """Import jobs newest first: the caller's (with `everyone`, an admin sees all), of one
-        queue (OCL's "default" is the jobs submitted without one), in some OCL states."""
+        queue (OCL's "default" is the jobs submitted without one), in some OCL states, whose
+        name holds `name` (all are `bulk_import`), started at or after a time."""
         require_login(caller)
+        if name and name.strip().lower() not in TASK_NAME:
+            return [], 0
         states = None
         if ocl_states is not None:
             wanted = {name.strip().upper() for name in ocl_states}
@@ -248,7 +253,8 @@ class ImportJobs:
         if queue is not None:
             queues = [None, DEFAULT_QUEUE] if queue == DEFAULT_QUEUE else [queue]
         return self.queue.list_of(KIND, owner=None if everyone and caller.is_admin else caller.username,
-                                  queues=queues, states=states, skip=skip, limit=limit)
+                                  queues=queues, states=states, started_since=started_since,
+                                  skip=skip, limit=limit)
 
     def ocl_json_result(self, job: dict[str, Any]) -> dict[str, Any]:
         """OCL's `json` result of a finished import: each outcome's lines (line, type, url,
@@ -563,7 +569,7 @@ def render_task(job: dict[str, Any]) -> dict[str, Any]:
     payload = job["payload"]
     done = job["state"] in (FINISHED, FAILED, CANCELLED)
     return {"id": job["_id"], "task": job["_id"], "state": OCL_STATES.get(job["state"], job["state"]),
-            "name": "bulk_import", "queue": queue_of(job), "username": job.get("owner"),
+            "name": TASK_NAME, "queue": queue_of(job), "username": job.get("owner"),
             "created_at": job.get("created_on"), "started_at": job.get("started_on"),
             "finished_at": job.get("finished_on"), "runtime": runtime_seconds(job),
             "summary": ocl_counts(job), "children": [],

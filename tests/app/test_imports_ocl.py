@@ -87,6 +87,10 @@ def test_task_lists_states_and_revoke(app: Any, client: Any) -> None:
     assert [t["id"] for t in client.get("/tasks/?state=PENDING,STARTED",
                                         headers=ADMIN).get_json()] == [waiting]
     assert client.get("/tasks/?state=RECEIVED", headers=ADMIN).get_json() == []  # never a 400
+    assert len(client.get("/tasks/?q=import", headers=ADMIN).get_json()) == 2
+    assert client.get("/tasks/?q=export", headers=ADMIN).get_json() == []
+    assert [t["id"] for t in client.get("/tasks/?start_date=2000-01-01",
+                                        headers=ADMIN).get_json()] == [done]  # `waiting` never started
     assert [t["id"] for t in client.get(IMPORTS, headers=ADMIN).get_json()] == [waiting, done]
     assert client.delete(f"/tasks/{done}/", headers=ADMIN).status_code == 400  # finished
     assert client.delete(f"/tasks/{waiting}/", headers=ADMIN).status_code == 204

@@ -118,6 +118,9 @@ def test_orgs_repos_concepts_and_versions(demo: Live, ocl: Callable[[str], Ocl])
     assert output(run("org", "get", "DemoOrg"))["public_sources"] == 1
     run("org", "remove-member", "DemoOrg", "demo", "--yes")
     assert output(run("org", "members", "DemoOrg"))["results"] == []
+    added = run("org", "add-member", "DemoOrg", "demo")  # 200 with a body: OCL's 204 breaks it
+    assert "Added 'demo' to organization 'DemoOrg'." in added.stdout
+    assert [m["username"] for m in output(run("org", "members", "DemoOrg"))["results"]] == ["demo"]
 
     listed = output(run("repo", "list"))
     assert [repo["id"] for repo in listed["results"]] == ["DemoSource"]
