@@ -301,7 +301,7 @@ class Content:
                      limit: int) -> tuple[list[dict[str, Any]], int]:
         """The versions of a concept or mapping, newest first (404 if it is not in HEAD)."""
         item = self.get_item(source, self.head_version(source), item_type, item_id)
-        return self.repos.items.history(item["url"], skip, limit)
+        return self.repos.items.history(source["url"], item["url"], skip, limit)
 
     def concept_mappings(self, source: dict[str, Any], version: dict[str, Any],
                          concept: dict[str, Any], inverse: bool,

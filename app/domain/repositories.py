@@ -277,9 +277,10 @@ class Items:
         item = self.items.find_one({"_id": version_url(url, seq)})
         return None if item is None or item.get("pending") else item
 
-    def history(self, url: str, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    def history(self, source_url: str, url: str, skip: int,
+                limit: int) -> tuple[list[dict[str, Any]], int]:
         """The versions of one item, newest first (tombstones and pending writes left out)."""
-        query = {"url": url, "deleted": False, "pending": {"$exists": False}}
+        query = {"source": source_url, "url": url, "deleted": False, "pending": {"$exists": False}}
         cursor = self.items.find(query).sort("seq", DESCENDING).skip(skip).limit(limit)
         return list(cursor), self.items.count_documents(query)
 
