@@ -17,6 +17,15 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def _keep_app_date_header() -> None:
+    """gunicorn sends the app's Date (the diff protocol's clock, DESIGN.md) instead of its own."""
+    from app.serving import keep_app_date_header
+
+    keep_app_date_header()
+
+
+_keep_app_date_header()
+
 bind = os.environ.get("TERMSYNC_BIND", "127.0.0.1:8000")
 # Processes: CPU-bound JSON/zip work scales with processes, not threads (the GIL).
 workers = _env_int("GUNICORN_WORKERS", _env_int("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))

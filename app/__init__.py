@@ -23,6 +23,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; `config` overrides every other configuration layer."""
     settings = load_config(config)
     app = Flask(__name__)
+    # Slash-less URLs match their route directly (GET/HEAD are answered as is; see app.api).
+    app.url_map.strict_slashes = False
     app.config.update(settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     logging.basicConfig(level=settings["LOG_LEVEL"],

@@ -34,7 +34,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = _app(args, **overrides)
     host = args.host or app.config["HOST"]
     port = args.port if args.port is not None else app.config["PORT"]
-    server = make_server(host, port, app, threaded=True)
+    from .serving import AppDateRequestHandler
+    server = make_server(host, port, app, threaded=True, request_handler=AppDateRequestHandler)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

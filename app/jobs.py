@@ -4,6 +4,11 @@ Export builds and bulk imports both run here. A worker claims a PENDING job (or 
 whose lease expired: its worker died) with one atomic update, so any number of threads or
 processes can share the queue. While it works it heartbeats; a heartbeat that finds the job
 cancelled or taken over raises JobLost and the worker stops without writing a result.
+
+A job may name a `queue` (bulk imports: OCL's named queues): the jobs of one queue run in the
+order they were submitted, one at a time. A job is claimable only while no older job of its
+queue is still active, which a claimer checks before its atomic claim; a job whose queue is
+busy waits, and the oldest claimable job of any other queue or none is taken instead.
 """
 
 from __future__ import annotations
@@ -48,8 +53,11 @@ class JobQueue:
         return format_time(self.clock())
 
     def submit(self, kind: str, payload: dict[str, Any], *, key: str | None = None,
-               owner: str | None = None, dedupe: bool = True) -> dict[str, Any]:
+               owner: str | None = None, dedupe: bool = True,
+               queue: str | None = None) -> dict[str, Any]:
         """Queue a job; with dedupe, an active job of the same kind and key is returned instead.
+
+        Jobs naming the same `queue` run one at a time, in the order they were submitted.
 
         Deduplicated jobs of one key are numbered (generation 1, 2, ...) and the number is part
         of their `_id`, so two submitters racing for the same key insert the same `_id`: one
@@ -59,8 +67,8 @@ class JobQueue:
         job = {"_id": uuid.uuid4().hex, "kind": kind, "key": key, "state": PENDING,
                "payload": payload, "owner": owner, "progress": {}, "result": None,
                "error": None, "attempts": 0, "worker": None, "lease_until": None,
-               "generation": None, "created_on": now, "updated_on": now, "started_on": None,
-               "finished_on": None}
+               "generation": None, "queue": queue, "created_on": now, "updated_on": now,
+               "started_on": None, "finished_on": None}
         if not dedupe or key is None:
             self.jobs.insert(job)
             return job
@@ -86,7 +94,8 @@ class JobQueue:
         return self.jobs.latest(kind, key)
 
     def claim(self, kinds: list[str], worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
-        """Atomically take the oldest PENDING job, or a RUNNING one whose lease has expired."""
+        """Atomically take the oldest PENDING job, or a RUNNING one whose lease has expired,
+        whose queue (if it names one) has no older active job."""
         now = self.clock()
         return self.jobs.claim(kinds, worker_id, format_time(now),
                                format_time(now + timedelta(seconds=lease_seconds)))
@@ -124,10 +133,13 @@ class JobQueue:
         self.jobs.update(job_id, changes)
 
     def list(self, *, kind: str | None = None, owner: str | None = None,
-             states: list[str] | tuple[str, ...] | None = None, skip: int = 0,
-             limit: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Jobs newest first, narrowed by kind, owner and states; and how many match."""
-        return self.jobs.list(kind, owner, states, skip, limit)
+             states: list[str] | tuple[str, ...] | None = None,
+             queues: list[str | None] | None = None, started_since: str | None = None,
+             skip: int = 0, limit: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Jobs newest first, narrowed by kind, owner, states, queues (None in `queues` is a job
+        that names none) and a start at or after a time; and how many match."""
+        return self.jobs.list(kind, owner, states, skip, limit, queues=queues,
+                              started_since=started_since)
 
     def depth(self) -> int:
         """How many jobs wait or run."""

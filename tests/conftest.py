@@ -91,7 +91,7 @@ def make_user(client: Any) -> Callable[..., dict[str, str]]:
         answer = client.post(f"/users/{username}/tokens/", json={}, headers=ADMIN)
         assert answer.status_code == 201, answer.get_json()
         for org in orgs:
-            assert client.put(f"/orgs/{org}/members/{username}/", headers=ADMIN).status_code == 204
+            assert client.put(f"/orgs/{org}/members/{username}/", headers=ADMIN).status_code == 200
         return {"Authorization": f"Token {answer.get_json()['token']}"}
     return make
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.http import http_date
 
+from .. import timeutil
 from ..domain.errors import DomainError
-from . import concepts, mappings, orgs, sources, users, versions
+from . import concepts, mappings, orgs, repos, sources, users, versions
 from .common import error_response
 
 logger = logging.getLogger(__name__)
 
-BLUEPRINTS = [orgs.blp, users.blp, sources.blp, versions.blp, concepts.blp, mappings.blp]
+BLUEPRINTS = [orgs.blp, users.blp, sources.blp, repos.blp, versions.blp, concepts.blp, mappings.blp]
+# Methods answered at a slash-less URL as at the slashed one; the others are redirected (308).
+SLASHLESS_METHODS = frozenset({"GET", "HEAD"})
 
 
 def init_api(app: Flask) -> Api:
@@ -37,7 +41,33 @@ def init_api(app: Flask) -> Api:
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     register_error_handlers(app)
+    register_http_rules(app)
     return api
+
+
+def register_http_rules(app: Flask) -> None:
+    """Slash-less URLs (DESIGN, Resources) and the `Date` header every response carries."""
+
+    @app.before_request
+    def redirect_slashless_writes() -> Response | None:
+        # GET/HEAD at a slash-less URL are answered directly: a redirect would lose the OpenMRS
+        # module's `Compress` header, and its release probe counts any redirect as "ready".
+        rule = request.url_rule
+        if rule is None or request.method in SLASHLESS_METHODS:
+            return None
+        if not rule.rule.endswith("/") or request.path.endswith("/"):
+            return None
+        query = request.query_string.decode("latin-1")
+        location = f"{request.script_root}{request.path}/" + (f"?{query}" if query else "")
+        return error_response(308, f"This resource is {location}; send the request there.",
+                              headers={"Location": location})
+
+    @app.after_request
+    def default_date(response: Response) -> Response:
+        # Diffs and export downloads set their own Date (the time they are complete up to).
+        if "Date" not in response.headers:
+            response.headers["Date"] = http_date(timeutil.now())
+        return response
 
 
 def register_error_handlers(app: Flask) -> None:

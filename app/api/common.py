@@ -6,17 +6,25 @@ import base64
 import io
 import zipfile
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 from flask import Response, current_app, g, request
+from werkzeug.http import http_date
 
 from ..domain import Domain
 from ..domain.accounts import Caller, Owner
 from ..domain.content import DiffCursor
 from ..domain.errors import Invalid, Unauthorized
+from ..timeutil import to_datetime
+
+# How much earlier than the moment a query read the data a diff says it is complete up to: a
+# write stamped just before that moment may still be in flight (its stamp is taken before it
+# is visible), and the OpenMRS module, which sends `Date` back as `updatedSince`, has no overlap.
+DATE_MARGIN = timedelta(seconds=1)
 
 
 def domain() -> Domain:
@@ -126,3 +134,21 @@ def zip_json(payload: Any, name: str = "export.json") -> bytes:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(name, orjson.dumps(payload))
     return buffer.getvalue()
+
+
+def complete_up_to(read_at: datetime, last_returned: str | None = None) -> datetime:
+    """The `Date` of a diff or listing: when it is complete up to (DESIGN, Content listings).
+
+    `read_at` is taken just before the query reads the data; `last_returned` is the
+    `updated_on` of the last item sent when more items matched than were sent. Second precision,
+    rounded down, as HTTP dates are.
+    """
+    moment = read_at - DATE_MARGIN
+    if last_returned:
+        moment = min(moment, to_datetime(last_returned))
+    return moment.replace(microsecond=0)
+
+
+def date_header(moment: datetime) -> dict[str, str]:
+    """A `Date` header for a moment (which the HTTP server then sends instead of its own)."""
+    return {"Date": http_date(moment)}

@@ -1,8 +1,11 @@
-"""Exports of source versions: probe (HEAD), download (GET), rebuild (POST), delete (DELETE).
+"""Exports of source versions: probe (HEAD), download (GET), build (POST), delete (DELETE).
 
-The status table in DESIGN.md (section Exports) is exact. A ready export is served with a strong
-ETag (its sha256), conditional requests and single byte ranges; its `exportURL` names the
-immutable, content-addressed file, cacheable for a year.
+The status table in DESIGN.md (section Exports) is exact and OCL v2's: 200 ready, 208 queued or
+building, 204 none (GET never builds: released versions are kept built, others are POSTed), POST
+303 to a ready export (`?force=true` rebuilds). A ready export is served with a strong ETag (its
+sha256), conditional requests and single byte ranges; its `exportURL` names the immutable,
+content-addressed file, cacheable for a year. Its `Date` is its version's `lastUpdated`, because
+the OpenMRS module sends that back as the `updatedSince` of its first snapshot.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from werkzeug.wsgi import wrap_file
 
 from ..domain.errors import NotAllowed, NotFound
 from ..exports import export_service
-from ..exports.service import FAILED, READY, ExportStatus
-from ..timeutil import FORMAT
-from .common import current_caller, domain, json_response, owner_routes, resolve_source
+from ..exports.service import BUILDING, FAILED, PENDING, READY, ExportStatus
+from ..timeutil import FORMAT, to_datetime
+from .common import current_caller, date_header, domain, json_response, owner_routes, resolve_source
 from .docs import errors
+from .schemas import QuerySchema
 
 blp = Blueprint("exports", __name__, description=(
     "Zipped OCL exports of source versions: built in the background, cached, served with "
@@ -37,8 +41,17 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 RANGE = re.compile(r"^\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*$", re.IGNORECASE)
 
 
+class ExportPostArgsSchema(QuerySchema):
+    """How to ask for an export (OCL's parameters)."""
+
+    force = fields.Boolean(load_default=False,
+                           metadata={"description": "Rebuild even if the export is ready (202)."})
+    noRedirect = fields.Boolean(load_default=False,
+                                metadata={"description": "Answer a ready export with 204, not 303."})
+
+
 class ExportStateOut(Schema):
-    """A build that is queued or running (202)."""
+    """A build that is queued or running (208, or 202 when a POST queued it)."""
 
     state = fields.String(metadata={"description": "PENDING or BUILDING."})
     progress = fields.Integer(metadata={"description": "Percent of items written (0..99)."})
@@ -96,6 +109,8 @@ def _file_headers(source: dict[str, Any], version_id: str, file: dict[str, Any],
     }
     if file.get("last_updated"):
         headers["lastUpdated"] = file["last_updated"]
+        # complete up to its version's lastUpdated (DESIGN, Content listings and diffs)
+        headers.update(date_header(to_datetime(file["last_updated"])))
     return headers
 
 
@@ -184,16 +199,16 @@ def serve_file(source: dict[str, Any], version_id: str, file: dict[str, Any],
     return response
 
 
-def _pending(status: ExportStatus) -> Response:
-    """202: queued or building, with when to ask again and how far it got."""
+def _pending(status: ExportStatus, code: int = 208) -> Response:
+    """208 (202 for the POST that queued it): queued or building, when to ask again, how far."""
     retry_after = str(current_app.config.get("EXPORT_RETRY_AFTER", 5))
-    return json_response({"state": status.state, "progress": status.progress}, 202, {
+    return json_response({"state": status.state, "progress": status.progress}, code, {
         "Retry-After": retry_after, "X-Export-Progress": f"{status.progress}%",
         "Cache-Control": "no-cache"})
 
 
 def _failed(status: ExportStatus) -> Response:
-    """500: the latest build failed (POST, or a GET after a while, tries again)."""
+    """500: the latest build failed, until a POST queues another one."""
     error = status.error or "The export build failed."
     return json_response({"state": FAILED, "error": error, "code": 500,
                           "status": HTTPStatus(500).phrase,
@@ -201,57 +216,80 @@ def _failed(status: ExportStatus) -> Response:
                          {"Cache-Control": "no-cache"})
 
 
+def _none() -> Response:
+    """204: no export, and none is queued (POST builds one)."""
+    return Response(status=204, headers={"Cache-Control": "no-cache"})
+
+
+def _answer(source: dict[str, Any], version: dict[str, Any], head_only: bool) -> Response:
+    """GET and HEAD: 200 ready, 208 queued or building, 204 none, 500 failed; never builds."""
+    service = export_service()
+    status = service.status(source, version)
+    if status.state == READY:
+        assert status.file is not None
+        try:
+            return serve_file(source, version["id"], status.file, "no-cache", head_only)
+        except FileGone:
+            # the record outlived its file (lost disk, another host's EXPORT_DIR): rebuild
+            status = service.file_lost(source, version, status.file["sha256"])
+    if status.state == FAILED:
+        return _failed(status)
+    if status.state in (PENDING, BUILDING):
+        return _pending(status)
+    return _none()
+
+
 @owner_routes(blp, "sources/<source_id>/<version_id>/export/", "export")
 class Export(MethodView):
     @blp.response(200, description="The export file (zip holding export.json).",
                   content_type="application/zip")
-    @blp.alt_response(202, schema=ExportStateOut, description="Queued or being built.")
+    @blp.alt_response(204, description="No export (POST builds one).")
+    @blp.alt_response(208, schema=ExportStateOut, description="Queued or being built.")
     @blp.alt_response(500, schema=ExportFailedOut, description="The build failed.")
     @errors(blp, 401, 404, 405)
     def get(self, source_id: str, version_id: str, owner_kind: str | None = None,
             owner_id: str | None = None) -> Response:
-        """Download the export of a version; queues a build when there is none (202)."""
+        """Download the export of a version: 200, 208 while it is built, 204 if there is none."""
         source, version = _export_target(owner_kind, owner_id, source_id, version_id)
-        status = export_service().request(source, version)
-        if status.state == READY:
-            assert status.file is not None
-            try:
-                return serve_file(source, version["id"], status.file, "no-cache",
-                                  head_only=False)
-            except FileGone:
-                # the record outlived its file (lost disk, another host's EXPORT_DIR): rebuild
-                status = export_service().file_lost(source, version, status.file["sha256"])
-        if status.state == FAILED:
-            return _failed(status)
-        return _pending(status)
+        return _answer(source, version, head_only=False)
 
     @blp.response(200, description="The export's headers (the file is not read).")
-    @blp.alt_response(202, schema=ExportStateOut, description="Queued or being built.")
-    @blp.alt_response(204, description="No export, and none is queued by a probe.")
+    @blp.alt_response(204, description="No export (POST builds one).")
+    @blp.alt_response(208, schema=ExportStateOut, description="Queued or being built.")
     @blp.alt_response(500, schema=ExportFailedOut, description="The build failed.")
     @errors(blp, 401, 404, 405)
     def head(self, source_id: str, version_id: str, owner_kind: str | None = None,
              owner_id: str | None = None) -> Response:
-        """Probe: 200 with the file's headers, 202 building, 204 none; never starts a build."""
+        """Probe: 200 with the file's headers, 208 building, 204 none."""
         source, version = _export_target(owner_kind, owner_id, source_id, version_id)
-        status = export_service().status(source, version)
-        if status.state == READY:
-            assert status.file is not None
-            return serve_file(source, version["id"], status.file, "no-cache", head_only=True)
-        if status.state == FAILED:
-            return _failed(status)
-        if status.state in ("PENDING", "BUILDING"):
-            return _pending(status)
-        return Response(status=204, headers={"Cache-Control": "no-cache"})
+        return _answer(source, version, head_only=True)
 
+    @blp.arguments(ExportPostArgsSchema, location="query", error_status_code=400)
     @blp.response(202, ExportStateOut)
-    @errors(blp, 401, 403, 404, 405)
-    def post(self, source_id: str, version_id: str, owner_kind: str | None = None,
-             owner_id: str | None = None) -> Response:
-        """Queue a (re)build; joins a build of the same content that is already running."""
+    @blp.alt_response(204, description="Ready, and `noRedirect=true` was asked.")
+    @blp.alt_response(303, description="Ready: see the export (Location, and OCL's `URL`).")
+    @errors(blp, 400, 401, 403, 404, 405, 409)
+    def post(self, args: dict[str, Any], source_id: str, version_id: str,
+             owner_kind: str | None = None, owner_id: str | None = None) -> Response:
+        """Build the export: 202 queued, 303 if it is ready (`force=true`: rebuild), 409 building.
+
+        On a released version this fills a cache, so view rights are enough; otherwise, and for
+        `force`, it needs edit rights.
+        """
         source, version = _export_target(owner_kind, owner_id, source_id, version_id)
-        domain().accounts.require_edit(current_caller(), source)
-        return _pending(export_service().request(source, version, rebuild=True))
+        accounts, caller = domain().accounts, current_caller()
+        if args["force"] or not version.get("released"):
+            accounts.require_edit(caller, source)
+        service = export_service()
+        status = service.status(source, version)
+        if status.state in (PENDING, BUILDING) and not args["force"]:
+            return error_response_409(status)
+        if status.state == READY and not args["force"]:
+            if args["noRedirect"]:
+                return Response(status=204)
+            location = f"{version['_id']}export/"
+            return Response(status=303, headers={"Location": location, "URL": location})
+        return _pending(service.request(source, version, rebuild=True), code=202)
 
     @blp.response(204)
     @errors(blp, 401, 403, 404, 405)
@@ -263,6 +301,15 @@ class Export(MethodView):
         if not export_service().delete(source, version):
             raise NotFound(f"Version '{version['id']}' of '{source['id']}' has no export.")
         return Response(status=204)
+
+
+def error_response_409(status: ExportStatus) -> Response:
+    """409: a build of this export is queued or running already (its progress in the body)."""
+    retry_after = str(current_app.config.get("EXPORT_RETRY_AFTER", 5))
+    return json_response({"code": 409, "status": HTTPStatus(409).phrase,
+                          "message": "This export is being built; GET it when it is ready.",
+                          "state": status.state, "progress": status.progress}, 409,
+                         {"Retry-After": retry_after, "X-Export-Progress": f"{status.progress}%"})
 
 
 @owner_routes(blp, "sources/<source_id>/exports/<sha256>.zip", "export_file")

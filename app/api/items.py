@@ -16,10 +16,35 @@ from .common import (
     json_response,
     list_response,
     owner_routes,
+    paging_headers,
     resolve_source,
 )
 from .docs import errors
-from .schemas import HardDeleteArgsSchema, ItemListArgsSchema
+from .schemas import (
+    ConceptArgsSchema,
+    DescriptionOut,
+    HardDeleteArgsSchema,
+    HistoryArgsSchema,
+    ItemListArgsSchema,
+    NameOut,
+)
+
+
+def render_concept_with(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any],
+                        item: dict[str, Any]) -> dict[str, Any]:
+    """A concept, with `mappings` when includeMappings / includeInverseMappings ask for them."""
+    rendered = ocl.render_item(item, source)
+    if args.get("includeMappings") or args.get("includeInverseMappings"):
+        mappings = domain().content.concept_mappings(
+            source, version, item, inverse=bool(args.get("includeInverseMappings")),
+            include_retired=bool(args.get("includeRetired")))
+        rendered["mappings"] = [ocl.render_item(mapping, source) for mapping in mappings]
+    return rendered
+
+
+def whole_list(items: list[Any]) -> Response:
+    """A list that is never paged (a concept's names or descriptions), with paging headers."""
+    return json_response(items, headers=paging_headers(len(items), len(items), None))
 
 
 def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
@@ -82,13 +107,17 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
     owner_routes(blp, f"sources/<source_id>/<version_id>/{path}/", f"version_{path}")(VersionCollection)
 
     class Item(MethodView):
+        @blp.arguments(ConceptArgsSchema, location="query", error_status_code=400)
         @blp.response(200, out_schema)
-        @errors(blp, 401, 404)
-        def get(self, source_id: str, item_id: str, owner_kind: str | None = None,
-                owner_id: str | None = None) -> Response:
+        @errors(blp, 400, 401, 404)
+        def get(self, args: dict[str, Any], source_id: str, item_id: str,
+                owner_kind: str | None = None, owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)
             content = domain().content
-            item = content.get_item(source, content.head_version(source), item_type, item_id)
+            head = content.head_version(source)
+            item = content.get_item(source, head, item_type, item_id)
+            if item_type == CONCEPT:
+                return json_response(render_concept_with(args, source, head, item))
             return json_response(ocl.render_item(item, source))
 
         @blp.arguments(update_schema)
@@ -121,14 +150,17 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
     owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/", f"{noun}")(Item)
 
     class VersionItem(MethodView):
+        @blp.arguments(ConceptArgsSchema, location="query", error_status_code=400)
         @blp.response(200, out_schema)
-        @errors(blp, 401, 404)
-        def get(self, source_id: str, version_id: str, item_id: str,
+        @errors(blp, 400, 401, 404)
+        def get(self, args: dict[str, Any], source_id: str, version_id: str, item_id: str,
                 owner_kind: str | None = None, owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)
             content = domain().content
             version = content.get_version(source, version_id)
             item = content.get_item(source, version, item_type, item_id)
+            if item_type == CONCEPT:
+                return json_response(render_concept_with(args, source, version, item))
             return json_response(ocl.render_item(item, source))
 
     VersionItem.get.__doc__ = f"A {noun} as it is in a version."
@@ -146,4 +178,54 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
     ItemVersion.get.__doc__ = f"One version of a {noun}: what its `version_url` names."
     owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/<int:item_version>/",
                  f"{noun}_version")(ItemVersion)
+
+    class History(MethodView):
+        @blp.arguments(HistoryArgsSchema, location="query", error_status_code=400)
+        @blp.response(200, out_schema(many=True))
+        @errors(blp, 400, 401, 404)
+        def get(self, args: dict[str, Any], source_id: str, item_id: str,
+                owner_kind: str | None = None, owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            return list_response(args, lambda skip, limit: domain().content.item_history(
+                source, item_type, item_id, skip, limit), lambda item: ocl.render_item(item, source))
+
+    History.get.__doc__ = f"The versions of a {noun}, newest first (its history)."
+    owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/versions/", f"{noun}_history")(History)
+
+    class Extras(MethodView):
+        @blp.response(200, {"type": "object"})
+        @errors(blp, 401, 404)
+        def get(self, source_id: str, item_id: str, owner_kind: str | None = None,
+                owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            content = domain().content
+            item = content.get_item(source, content.head_version(source), item_type, item_id)
+            return json_response(item["data"].get("extras") or {})
+
+    Extras.get.__doc__ = f"The extras (custom attributes) of a {noun} in HEAD."
+    owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/extras/", f"{noun}_extras")(Extras)
+
+    if item_type == CONCEPT:
+        for part, schema, render in (("names", NameOut, ocl.render_names),
+                                     ("descriptions", DescriptionOut, ocl.render_descriptions)):
+            owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/{part}/",
+                         f"{noun}_{part}")(_localized_view(blp, part, schema, render))
     return blp
+
+
+def _localized_view(blp: Blueprint, part: str, schema: Any, render: Any) -> type[MethodView]:
+    """The view of a concept's names or descriptions in HEAD."""
+
+    class Localized(MethodView):
+        @blp.response(200, schema(many=True))
+        @errors(blp, 401, 404)
+        def get(self, source_id: str, item_id: str, owner_kind: str | None = None,
+                owner_id: str | None = None) -> Response:
+            _, source = resolve_source(owner_kind, owner_id, source_id)
+            content = domain().content
+            item = content.get_item(source, content.head_version(source), CONCEPT, item_id)
+            return whole_list(render(item["url"], item["data"].get(part) or []))
+
+    Localized.get.__doc__ = f"The {part} of a concept in HEAD, each with its uuid."
+    Localized.__name__ = f"Concept{part.capitalize()}"
+    return Localized

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
+from typing import Any
+
+from marshmallow import EXCLUDE, INCLUDE, Schema, fields, pre_load, validate
+
+# The most items one content listing or diff answers (the OpenMRS module asks for 100000).
+MAX_CONTENT_LIMIT = 100_000
+MAX_LIST_LIMIT = 500
 
 
 def _describe(text: str) -> dict[str, str]:
@@ -10,19 +16,87 @@ def _describe(text: str) -> dict[str, str]:
 
 
 class QuerySchema(Schema):
-    """Base for query strings: unknown parameters are ignored, as OCL does."""
+    """Base for query strings: unknown parameters are ignored and an empty value means absent.
+
+    Real OCL clients send parameters termsync has no use for, and empty ones (`?sortAsc=`); none
+    of them is a 400 (DESIGN, Resources; docs/compatibility.md lists them).
+    """
 
     class Meta:
         unknown = EXCLUDE
+
+    @pre_load
+    def _empty_means_absent(self, data: Any, **kwargs: Any) -> Any:
+        if not hasattr(data, "keys"):
+            return data
+        return {key: data.get(key) for key in data.keys()
+                if data.get(key) is not None and str(data.get(key)).strip() != ""}
+
+
+class Limit(fields.Integer):
+    """`limit`: more than `maximum` is served as `maximum` (the paging headers say so), 0 or less
+    as the default; a real client's page size is never a 400."""
+
+    def __init__(self, default: int, maximum: int, **kwargs: Any) -> None:
+        super().__init__(load_default=default, **kwargs)
+        self.default_limit = default
+        self.maximum = maximum
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        number = int(super()._deserialize(value, attr, data, **kwargs))
+        if number <= 0:
+            return self.default_limit
+        return min(number, self.maximum)
+
+
+class Page(fields.Integer):
+    """`page`, from 1 (less is page 1)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        return max(1, int(super()._deserialize(value, attr, data, **kwargs)))
 
 
 class ListArgsSchema(QuerySchema):
     """Page through a list."""
 
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500),
-                           metadata=_describe("Items per page, 1..500."))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1),
-                          metadata=_describe("Page number, from 1."))
+    limit = Limit(100, MAX_LIST_LIMIT,
+                  metadata=_describe(f"Items per page (default 100, at most {MAX_LIST_LIMIT})."))
+    page = Page(load_default=1, metadata=_describe("Page number, from 1."))
+
+
+class RepoListArgsSchema(ListArgsSchema):
+    """Page through repositories (sources; termsync has no collections yet)."""
+
+    q = fields.String(load_default=None,
+                      metadata=_describe("Text in the id, short code, name or full name."))
+    owner = fields.String(load_default=None, metadata=_describe("Owner id."))
+    ownerType = fields.String(load_default=None,
+                              metadata=_describe("'Organization' or 'User' (also 'orgs'/'users')."))
+    repoType = fields.String(load_default=None,
+                             metadata=_describe("'Source' or 'Collection' (termsync has no "
+                                                "collections: 'Collection' lists none)."))
+    customValidationSchema = fields.String(load_default=None,
+                                           metadata=_describe("e.g. 'OpenMRS'."))
+    updatedSince = fields.String(load_default=None,
+                                 metadata=_describe("Only repositories changed at or after this "
+                                                    "ISO 8601 time."))
+
+
+class SearchListArgsSchema(ListArgsSchema):
+    """Page through organizations or users."""
+
+    q = fields.String(load_default=None, metadata=_describe("Text in the id or name."))
+
+
+class TaskListArgsSchema(ListArgsSchema):
+    """Page through the caller's tasks (bulk imports)."""
+
+    state = fields.String(load_default=None,
+                          metadata=_describe("OCL state names, comma-separated: PENDING, STARTED, "
+                                             "SUCCESS, FAILURE, REVOKED."))
+    q = fields.String(load_default=None, metadata=_describe("Text in the task's name."))
+    start_date = fields.String(load_default=None,
+                               metadata=_describe("Only tasks started at or after this time."))
 
 
 class VersionListArgsSchema(ListArgsSchema):
@@ -30,28 +104,62 @@ class VersionListArgsSchema(ListArgsSchema):
 
     released = fields.Boolean(load_default=None, allow_none=True,
                               metadata=_describe("Only released (true) or unreleased (false)."))
+    updatedSince = fields.String(load_default=None,
+                                 metadata=_describe("Only versions changed at or after this "
+                                                    "ISO 8601 time."))
 
 
-class ItemListArgsSchema(ListArgsSchema):
+class ItemListArgsSchema(QuerySchema):
     """Page through concepts or mappings of a version."""
 
+    limit = Limit(100, MAX_CONTENT_LIMIT,
+                  metadata=_describe(f"Items per page (default 100, at most {MAX_CONTENT_LIMIT})."))
+    page = Page(load_default=1, metadata=_describe("Page number, from 1."))
     includeRetired = fields.Boolean(load_default=False,
                                     metadata=_describe("Include retired items."))
 
 
-class DiffArgsSchema(QuerySchema):
+class HistoryArgsSchema(ListArgsSchema):
+    """Page through the versions of one concept or mapping, newest first."""
+
+
+class ConceptArgsSchema(QuerySchema):
+    """What to include with a concept."""
+
+    includeMappings = fields.Boolean(
+        load_default=False,
+        metadata=_describe("Add `mappings`: the mappings from this concept in its source."))
+    includeInverseMappings = fields.Boolean(
+        load_default=False,
+        metadata=_describe("Add `mappings`: the mappings from and to this concept in its source."))
+    includeRetired = fields.Boolean(load_default=False,
+                                    metadata=_describe("Include retired mappings."))
+
+
+class RepoArgsSchema(QuerySchema):
+    """What to include with a source or version."""
+
+    includeSummary = fields.Boolean(
+        load_default=False,
+        metadata=_describe("Add `summary`: active concepts and mappings (and versions of HEAD)."))
+
+
+class DiffArgsSchema(RepoArgsSchema):
     """Content (and diffs) of a source or version."""
 
     includeConcepts = fields.Boolean(load_default=False, metadata=_describe("Include concepts."))
     includeMappings = fields.Boolean(load_default=False, metadata=_describe("Include mappings."))
-    includeRetired = fields.Boolean(
+    includeRetired = fields.Boolean(load_default=False,
+                                    metadata=_describe("Include retired items."))
+    includeDeleted = fields.Boolean(
         load_default=False,
-        metadata=_describe("Include retired items and tombstones of deleted ones."))
+        metadata=_describe("Include tombstones of deleted items (termsync's subscriber sends it; "
+                           "OCL clients do not, and cannot read tombstones)."))
     updatedSince = fields.String(
         load_default=None, allow_none=True,
         metadata=_describe("Only items updated at or after this ISO 8601 time (zone-less = UTC)."))
-    limit = fields.Integer(load_default=0, validate=validate.Range(min=0, max=500),
-                           metadata=_describe("Items per page, 1..500; 0 or absent means 500."))
+    limit = Limit(500, MAX_CONTENT_LIMIT,
+                  metadata=_describe(f"Items per page (default 500, at most {MAX_CONTENT_LIMIT})."))
     cursor = fields.String(load_default=None, allow_none=True,
                            metadata=_describe("Opaque keyset cursor; follow the `next` header."))
 
@@ -71,6 +179,9 @@ class OutSchema(Schema):
 
 
 class NameOut(OutSchema):
+    """A concept name; its uuid stays while it is the same (locale, type, text)."""
+
+    uuid = fields.String()
     type = fields.String()
     name = fields.String()
     locale = fields.String()
@@ -80,6 +191,9 @@ class NameOut(OutSchema):
 
 
 class DescriptionOut(OutSchema):
+    """A concept description; its uuid stays while it is the same (locale, type, text)."""
+
+    uuid = fields.String()
     type = fields.String()
     description = fields.String()
     locale = fields.String()
@@ -93,6 +207,7 @@ class ItemOut(OutSchema):
 
     type = fields.String(metadata=_describe("'Concept' or 'Mapping'."))
     id = fields.String()
+    uuid = fields.String(metadata=_describe("Names this item version; unique on the server."))
     url = fields.String()
     version = fields.String(metadata=_describe("Changes on every write to the item."))
     version_url = fields.String()
@@ -118,6 +233,8 @@ class ConceptOut(ItemOut):
     display_name = fields.String(allow_none=True)
     display_locale = fields.String(allow_none=True)
     parent_concept_urls = fields.List(fields.String())
+    mappings = fields.List(fields.Dict(), metadata=_describe(
+        "With includeMappings (from it) or includeInverseMappings (from and to it)."))
 
 
 class MappingOut(ItemOut):

@@ -8,13 +8,17 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from .. import timeutil
 from ..domain import ocl
-from ..domain.content import CONCEPT, MAPPING
+from ..domain.accounts import ORG, USER, Owner
+from ..domain.content import CONCEPT, MAPPING, RepoFilters
 from ..domain.errors import Invalid
 from ..domain.payloads import SourceSchema, SourceUpdateSchema
 from ..timeutil import parse_time
 from .common import (
+    complete_up_to,
     current_caller,
+    date_header,
     decode_cursor,
     domain,
     encode_cursor,
@@ -28,14 +32,22 @@ from .common import (
     zip_json,
 )
 from .docs import errors
-from .schemas import DiffArgsSchema, ListArgsSchema, SourceContentOut, SourceOut
+from .schemas import DiffArgsSchema, RepoListArgsSchema, SourceContentOut, SourceOut
 
 blp = Blueprint("sources", __name__, description="Sources and their content (HEAD).")
 
 
 def content_response(source: dict[str, Any], version: dict[str, Any], args: dict[str, Any],
                      body: dict[str, Any]) -> Response:
-    """`body` plus a keyset page of concepts/mappings when asked (the diff protocol)."""
+    """`body` plus a keyset page of concepts/mappings when asked (the diff protocol).
+
+    `Date` says up to when the answer is complete (DESIGN, Content listings and diffs): the
+    moment the query read the data, or the last item's `updated_on` when more items matched
+    than were sent, because the OpenMRS module sends it back as its next `updatedSince`.
+    """
+    content = domain().content
+    if args.get("includeSummary"):
+        body = dict(body, summary=content.summary(source, version))
     types = [kind for flag, kind in (("includeConcepts", CONCEPT), ("includeMappings", MAPPING))
              if args[flag]]
     if not types:
@@ -49,14 +61,16 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
                           "(e.g. 2026-01-01T00:00:00Z).",
                           errors={"updatedSince": ["Not an ISO 8601 time."]}) from None
     cursor = decode_cursor(args["cursor"]) if args.get("cursor") else None
-    limit = args["limit"] or 500
-    page = domain().content.diff_page(source, version, types, args["includeRetired"], since,
-                                      cursor, limit)
+    read_at = timeutil.now()
+    page = content.diff_page(source, version, types, args["includeRetired"], since, cursor,
+                             args["limit"], include_deleted=args["includeDeleted"])
     rendered = [ocl.render_item(item, source) for item in page.items]
     body = dict(body, concepts=[item for item in rendered if item["type"] == CONCEPT],
                 mappings=[item for item in rendered if item["type"] == MAPPING])
     next_url = page_url(cursor=encode_cursor(page.next_cursor)) if page.next_cursor else None
     headers = paging_headers(page.num_found, len(rendered), next_url)
+    last = page.items[-1]["updated_on"] if page.next_cursor and page.items else None
+    headers.update(date_header(complete_up_to(read_at, last)))
     if request.headers.get("Compress", "").lower() == "true":
         return Response(zip_json(body), headers=dict(headers, **{
             "Content-Disposition": f'attachment; filename="{source["id"]}_{version["id"]}.zip"'}),
@@ -71,30 +85,52 @@ def _update_source(changes: dict[str, Any], source_id: str, owner_kind: str | No
     return json_response(ocl.render_source(updated))
 
 
+def repo_filters(args: dict[str, Any]) -> RepoFilters:
+    """OCL's repository-list parameters as the domain's filters (400 for a bad time)."""
+    owner_type = args.get("ownerType")
+    if owner_type:
+        owner_type = {"orgs": ORG, "org": ORG, "organization": ORG, "users": USER,
+                      "user": USER}.get(owner_type.lower(), owner_type)
+    updated_since = None
+    if args.get("updatedSince"):
+        try:
+            updated_since = parse_time(args["updatedSince"])
+        except ValueError:
+            raise Invalid(f"updatedSince {args['updatedSince']!r} is not an ISO 8601 time.",
+                          errors={"updatedSince": ["Not an ISO 8601 time."]}) from None
+    return RepoFilters(q=args.get("q"), owner=args.get("owner"), owner_type=owner_type,
+                       repo_type=args.get("repoType"),
+                       custom_validation_schema=args.get("customValidationSchema"),
+                       updated_since=updated_since)
+
+
+def list_repos(args: dict[str, Any], owner: Owner | None) -> Response:
+    """A page of the repositories (sources) the caller may see."""
+    caller = current_caller()
+    filters = repo_filters(args)
+    return list_response(args, lambda skip, limit: domain().content.list_repos(
+        caller, owner, filters, skip, limit), ocl.render_source)
+
+
 @blp.route("/sources/")
 class AllSources(MethodView):
-    @blp.arguments(ListArgsSchema, location="query", error_status_code=400)
+    @blp.arguments(RepoListArgsSchema, location="query", error_status_code=400)
     @blp.response(200, SourceOut(many=True))
     @errors(blp, 400, 401)
     def get(self, args: dict[str, Any]) -> Response:
-        """List every source the caller may see."""
-        caller = current_caller()
-        return list_response(args, lambda skip, limit: domain().content.list_sources(
-            caller, None, skip, limit), ocl.render_source)
+        """List every source the caller may see (`q`, `owner`, `ownerType`, ... narrow it)."""
+        return list_repos(args, None)
 
 
 @owner_routes(blp, "sources/", "owner_sources")
 class OwnerSources(MethodView):
-    @blp.arguments(ListArgsSchema, location="query", error_status_code=400)
+    @blp.arguments(RepoListArgsSchema, location="query", error_status_code=400)
     @blp.response(200, SourceOut(many=True))
     @errors(blp, 400, 401, 404)
     def get(self, args: dict[str, Any], owner_kind: str | None = None,
             owner_id: str | None = None) -> Response:
         """List an owner's sources."""
-        owner = resolve_owner(owner_kind, owner_id)
-        caller = current_caller()
-        return list_response(args, lambda skip, limit: domain().content.list_sources(
-            caller, owner, skip, limit), ocl.render_source)
+        return list_repos(args, resolve_owner(owner_kind, owner_id))
 
     @blp.arguments(SourceSchema)
     @blp.response(201, SourceOut)

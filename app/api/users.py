@@ -14,9 +14,15 @@ from ..domain.errors import Forbidden
 from ..domain.payloads import UserSchema
 from .common import current_caller, domain, json_response, list_response
 from .docs import errors
-from .schemas import ListArgsSchema, TokenIn, TokenOut, UserOut
+from .orgs import render_org
+from .schemas import ListArgsSchema, OrgOut, SearchListArgsSchema, TokenIn, TokenOut, UserOut
 
 blp = Blueprint("users", __name__, description="User accounts and API tokens.")
+
+
+def render_user(user: dict[str, Any]) -> dict[str, Any]:
+    """A user with OCL's counts (organizations, public sources)."""
+    return ocl.render_user(user, domain().accounts.user_counts(user))
 
 
 def _require_admin() -> None:
@@ -28,13 +34,14 @@ def _require_admin() -> None:
 
 @blp.route("/users/")
 class Users(MethodView):
-    @blp.arguments(ListArgsSchema, location="query", error_status_code=400)
+    @blp.arguments(SearchListArgsSchema, location="query", error_status_code=400)
     @blp.response(200, UserOut(many=True))
     @errors(blp, 400, 401, 403)
     def get(self, args: dict[str, Any]) -> Response:
-        """List users (administrators only)."""
+        """List users (administrators only; `q`: text in the username or name)."""
         _require_admin()
-        return list_response(args, domain().repos.users.list, ocl.render_user)
+        return list_response(args, lambda skip, limit: domain().repos.users.search(
+            args["q"], skip, limit), render_user)
 
     @blp.arguments(UserSchema)
     @blp.response(201, UserOut)
@@ -45,7 +52,7 @@ class Users(MethodView):
         user = domain().accounts.create_user(
             payload["username"], name=payload.get("name"), email=payload.get("email"),
             company=payload.get("company"), is_admin=payload.get("is_admin", False))
-        return json_response(ocl.render_user(user), 201, {"Location": f"/users/{user['_id']}/"})
+        return json_response(render_user(user), 201, {"Location": f"/users/{user['_id']}/"})
 
 
 @blp.route("/users/<username>/")
@@ -55,7 +62,7 @@ class User(MethodView):
     def get(self, username: str) -> Response:
         """One user."""
         current_caller()
-        return json_response(ocl.render_user(domain().accounts.get_user(username)))
+        return json_response(render_user(domain().accounts.get_user(username)))
 
 
 @blp.route("/user/")
@@ -67,7 +74,34 @@ class Caller(MethodView):
         caller = current_caller()
         require_login(caller)
         assert caller.username is not None
-        return json_response(ocl.render_user(domain().accounts.get_user(caller.username)))
+        return json_response(render_user(domain().accounts.get_user(caller.username)))
+
+
+@blp.route("/users/<username>/orgs/")
+class UserOrgs(MethodView):
+    @blp.arguments(ListArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, OrgOut(many=True))
+    @errors(blp, 400, 401, 404)
+    def get(self, args: dict[str, Any], username: str) -> Response:
+        """The organizations a user belongs to (those the caller may see)."""
+        caller = current_caller()
+        return list_response(args, lambda skip, limit: domain().accounts.orgs_of_user(
+            caller, username, skip, limit), render_org)
+
+
+@blp.route("/user/orgs/")
+class CallerOrgs(MethodView):
+    @blp.arguments(ListArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, OrgOut(many=True))
+    @errors(blp, 400, 401)
+    def get(self, args: dict[str, Any]) -> Response:
+        """The organizations the caller belongs to."""
+        caller = current_caller()
+        require_login(caller)
+        assert caller.username is not None
+        username = caller.username
+        return list_response(args, lambda skip, limit: domain().accounts.orgs_of_user(
+            caller, username, skip, limit), render_org)
 
 
 @blp.route("/users/<username>/tokens/")

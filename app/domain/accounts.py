@@ -151,8 +151,47 @@ class Accounts:
         return (org.get("public_access", "View") != "None" or caller.is_admin
                 or org["_id"] in caller.orgs)
 
-    def list_orgs(self, caller: Caller, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        return self.repos.orgs.list(visibility(caller), skip, limit)
+    def list_orgs(self, caller: Caller, skip: int, limit: int,
+                  q: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Organizations the caller may see, by id (with `q` in their id or name)."""
+        return self.repos.orgs.search(q, None, visibility(caller), skip, limit)
+
+    def orgs_of_user(self, caller: Caller, username: str, skip: int,
+                     limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The organizations a user belongs to that the caller may see."""
+        self.get_user(username)
+        return self.repos.orgs.search(None, username, visibility(caller), skip, limit)
+
+    def list_members(self, caller: Caller, org_id: str, skip: int,
+                     limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The members of an organization the caller may see, by username."""
+        org = self.get_org(caller, org_id)
+        return self.repos.users.page_of(list(org.get("members") or []), skip, limit)
+
+    def is_member(self, caller: Caller, org_id: str, username: str) -> bool:
+        """Whether a user belongs to an organization the caller may see."""
+        org = self.get_org(caller, org_id)
+        return username in (org.get("members") or [])
+
+    def remove_member(self, caller: Caller, org_id: str, username: str) -> None:
+        """Take a user out of an organization (its members and admins only; 404 if not a member)."""
+        self.get_org(caller, org_id)
+        self.require_owner(caller, Owner(ORG, org_id))
+        if not self.repos.orgs.remove_member(org_id, username):
+            raise NotFound(f"'{username}' is not a member of '{org_id}'.")
+
+    def org_counts(self, org: dict[str, Any]) -> dict[str, int]:
+        """OCL's counts on an organization: members and public sources (no collections here)."""
+        return {"members": len(org.get("members") or []),
+                "public_sources": self.repos.sources.count_public(f"/orgs/{org['_id']}/"),
+                "public_collections": 0}
+
+    def user_counts(self, user: dict[str, Any]) -> dict[str, int]:
+        """OCL's counts on a user: organizations and public sources (no collections here)."""
+        orgs = len(self.repos.orgs.for_member(user["_id"]))
+        return {"orgs": orgs, "organizations": orgs,
+                "public_sources": self.repos.sources.count_public(f"/users/{user['_id']}/"),
+                "public_collections": 0}
 
     # --- owners and rights ----------------------------------------------------------------
     def resolve_owner(self, caller: Caller, kind: str | None, owner_id: str | None) -> Owner:

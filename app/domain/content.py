@@ -15,6 +15,7 @@ from ..store.base import (
     ContentQuery,
     DiffKey,
     DuplicateKey,
+    RepoFilters,
     StaleHead,
 )
 from ..timeutil import now_iso
@@ -118,11 +119,22 @@ class Content:
         self.repos.versions.delete_for_source(source["_id"])
         self.repos.sources.delete(source["_id"])
 
-    def list_sources(self, caller: Caller, owner: Owner | None, skip: int,
-                     limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Sources the caller may see, under one owner or everywhere."""
-        return self.repos.sources.list(owner.url if owner is not None else None,
-                                       visibility(caller), skip, limit)
+    def list_repos(self, caller: Caller, owner: Owner | None, filters: RepoFilters, skip: int,
+                   limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Repositories (sources) the caller may see, under one owner or everywhere."""
+        if filters.repo_type is not None and filters.repo_type.lower() not in ("source", "sources"):
+            return [], 0  # termsync has sources only: a request for collections finds none
+        return self.repos.sources.search(owner.url if owner is not None else None,
+                                         visibility(caller), filters, skip, limit)
+
+    def summary(self, source: dict[str, Any], version: dict[str, Any]) -> dict[str, int]:
+        """OCL's `summary` of a source or version: its active (not retired) concepts and mappings."""
+        counts = {f"active_{ocl.ITEM_PATHS[kind]}": self.count(
+            source, version, ContentQuery(source["url"], version["seq"], (kind,),
+                                          include_retired=False)) for kind in (CONCEPT, MAPPING)}
+        if version.get("is_head"):
+            counts["versions"] = self.repos.versions.list(source["url"], None, 0, 1)[1]
+        return counts
 
     # --- versions -------------------------------------------------------------------------
     @staticmethod
@@ -196,8 +208,9 @@ class Content:
         self._notify("version_deleted", source, version)
 
     def list_versions(self, source: dict[str, Any], released: bool | None, skip: int,
-                      limit: int) -> tuple[list[dict[str, Any]], int]:
-        return self.repos.versions.list(source["url"], released, skip, limit)
+                      limit: int, updated_since: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Versions of a source, newest first."""
+        return self.repos.versions.list(source["url"], released, skip, limit, updated_since)
 
     # --- checksums ------------------------------------------------------------------------
     def checksum(self, source: dict[str, Any], version: dict[str, Any]) -> str:
@@ -230,6 +243,19 @@ class Content:
             raise NotFound(f"{item_type} '{item_id}' has no version {item_version}.")
         return item
 
+    def item_history(self, source: dict[str, Any], item_type: str, item_id: str, skip: int,
+                     limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The versions of a concept or mapping, newest first (404 if it is not in HEAD)."""
+        item = self.get_item(source, self.head_version(source), item_type, item_id)
+        return self.repos.items.history(source["url"], item["url"], skip, limit)
+
+    def concept_mappings(self, source: dict[str, Any], version: dict[str, Any],
+                         concept: dict[str, Any], inverse: bool,
+                         include_retired: bool) -> list[dict[str, Any]]:
+        """Mappings of the concept's source (at `version`) from it, and with `inverse` to it."""
+        return self.repos.items.mappings_for_concept(source["url"], version["seq"], concept["url"],
+                                                     inverse=inverse, include_retired=include_retired)
+
     def list_items(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
                    include_retired: bool, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Concepts or mappings of a version, by id."""
@@ -253,15 +279,15 @@ class Content:
 
     def diff_page(self, source: dict[str, Any], version: dict[str, Any], types: list[str],
                   include_retired: bool, updated_since: str | None,
-                  cursor: DiffCursor | None, limit: int) -> DiffPage:
+                  cursor: DiffCursor | None, limit: int, include_deleted: bool = False) -> DiffPage:
         """A page of items changed since a time, in (updated_on, type, id) keyset order.
 
         Keyset, not offset: an item updated while a client pages moves to the end (its
         updated_on is now), so nothing present at the start is skipped, and every page costs
-        the same index scan wherever it starts.
+        the same index scan wherever it starts. Tombstones only with `include_deleted`.
         """
         query = ContentQuery(source["url"], version["seq"], tuple(types),
-                             include_retired=include_retired, include_deleted=include_retired,
+                             include_retired=include_retired, include_deleted=include_deleted,
                              updated_since=updated_since)
         num_found = self.count(source, version, query) if cursor is None else cursor.num_found
         after = None if cursor is None else DiffKey(cursor.updated_on, cursor.type, cursor.id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -9,6 +11,27 @@ from ..store.base import version_url
 
 KIND_PATHS = {"Organization": "orgs", "User": "users"}
 ITEM_PATHS = {"Concept": "concepts", "Mapping": "mappings"}
+# uuids are derived from urls (unique on this server), so no backend has to store them.
+UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://termsync.invalid/uuid/")
+
+
+def uuid_for(key: str) -> str:
+    """The uuid a server-wide unique key names (the same key, the same uuid)."""
+    return str(uuid.uuid5(UUID_NAMESPACE, key))
+
+
+def _text_uuids(item_url: str, kind: str, entries: list[dict[str, Any]], text: str,
+                text_type: str) -> list[str]:
+    """uuids of a concept's names or descriptions: one keeps its uuid from version to version while
+    it is the same (locale, type, text); identical entries are told apart by their rank."""
+    seen: Counter[tuple[Any, ...]] = Counter()
+    uuids = []
+    for entry in entries:
+        key = (entry.get("locale"), entry.get(text_type), entry.get(text))
+        rank = seen[key]
+        seen[key] += 1
+        uuids.append(uuid_for(f"{item_url}{kind}/{key[0]}\t{key[1]}\t{key[2]}\t{rank}"))
+    return uuids
 
 
 def source_url(owner_url: str, source_id: str) -> str:
@@ -43,17 +66,24 @@ def parse_source_url(url: str) -> dict[str, str] | None:
             "source": parts[3]}
 
 
-def _names(names: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"external_id": name.get("external_id"), "type": "ConceptName",
+def render_names(item_url: str, names: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A concept's names in OCL's shape, each with its uuid."""
+    uuids = _text_uuids(item_url, "names", names, "name", "name_type")
+    return [{"uuid": name_uuid, "external_id": name.get("external_id"), "type": "ConceptName",
              "locale": name.get("locale"), "locale_preferred": bool(name.get("locale_preferred")),
-             "name": name.get("name"), "name_type": name.get("name_type")} for name in names]
+             "name": name.get("name"), "name_type": name.get("name_type")}
+            for name_uuid, name in zip(uuids, names, strict=True)]
 
 
-def _descriptions(descriptions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"external_id": entry.get("external_id"), "type": "ConceptDescription",
-             "locale": entry.get("locale"), "locale_preferred": bool(entry.get("locale_preferred")),
+def render_descriptions(item_url: str, descriptions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A concept's descriptions in OCL's shape, each with its uuid."""
+    uuids = _text_uuids(item_url, "descriptions", descriptions, "description", "description_type")
+    return [{"uuid": entry_uuid, "external_id": entry.get("external_id"),
+             "type": "ConceptDescription", "locale": entry.get("locale"),
+             "locale_preferred": bool(entry.get("locale_preferred")),
              "description": entry.get("description"),
-             "description_type": entry.get("description_type")} for entry in descriptions]
+             "description_type": entry.get("description_type")}
+            for entry_uuid, entry in zip(uuids, descriptions, strict=True)]
 
 
 def _display(names: list[dict[str, Any]], default_locale: str | None) -> tuple[str | None, str | None]:
@@ -87,7 +117,8 @@ def _common(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
         "external_id": data.get("external_id"), "extras": data.get("extras") or {},
         "retired": bool(item.get("retired")), "source": source["id"],
         "owner": source["owner"], "owner_type": source["owner_type"],
-        "url": item["url"], "version": version, "uuid": version,
+        "url": item["url"], "version": version,
+        "uuid": uuid_for(version_url(item["url"], item["seq"])),
         "version_url": version_url(item["url"], item["seq"]),
         "update_comment": data.get("update_comment"),
         "created_on": item["created_on"], "updated_on": item["updated_on"],
@@ -99,11 +130,11 @@ def _common(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
 def render_concept(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
     """A concept in OCL's shape."""
     data = item["data"]
-    names = _names(data.get("names") or [])
+    names = render_names(item["url"], data.get("names") or [])
     display_name, display_locale = _display(names, source.get("default_locale"))
     rendered = {"type": "Concept", "id": item["id"], "concept_class": data.get("concept_class"),
                 "datatype": data.get("datatype"), "names": names,
-                "descriptions": _descriptions(data.get("descriptions") or []),
+                "descriptions": render_descriptions(item["url"], data.get("descriptions") or []),
                 "display_name": display_name, "display_locale": display_locale,
                 "source_url": source["url"], "owner_name": source["owner"],
                 "owner_url": source["owner_url"], "locale": None,
@@ -186,9 +217,10 @@ def render_version(version: dict[str, Any], source: dict[str, Any],
     return rendered
 
 
-def render_org(org: dict[str, Any]) -> dict[str, Any]:
-    """An organization in OCL's shape."""
-    return {"type": "Organization", "id": org["_id"], "uuid": org["_id"], "name": org.get("name"),
+def render_org(org: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """An organization in OCL's shape (with `counts`: members, public_sources, ...)."""
+    return {**(counts or {}), "type": "Organization", "id": org["_id"], "uuid": org["_id"],
+            "name": org.get("name"),
             "company": org.get("company"), "website": org.get("website"),
             "location": org.get("location"), "public_access": org.get("public_access", "View"),
             "extras": org.get("extras") or {}, "url": f"/orgs/{org['_id']}/",
@@ -198,10 +230,12 @@ def render_org(org: dict[str, Any]) -> dict[str, Any]:
             "created_by": org.get("created_by"), "updated_by": org.get("updated_by")}
 
 
-def render_user(user: dict[str, Any]) -> dict[str, Any]:
-    """A user in OCL's shape (never with token material)."""
-    return {"type": "User", "id": user["_id"], "username": user["_id"], "name": user.get("name"),
+def render_user(user: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """A user in OCL's shape (never with token material; with `counts`: orgs, public_sources)."""
+    return {**(counts or {}), "type": "User", "id": user["_id"], "username": user["_id"],
+            "name": user.get("name"),
             "email": user.get("email"), "company": user.get("company"),
             "is_admin": bool(user.get("is_admin")), "url": f"/users/{user['_id']}/",
             "sources_url": f"/users/{user['_id']}/sources/",
+            "orgs_url": f"/users/{user['_id']}/orgs/",
             "created_on": user.get("created_on"), "updated_on": user.get("updated_on")}

@@ -28,6 +28,9 @@ def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
 
     from ..api.exports import blp
     api.register_blueprint(blp)
+    # GET never builds: released versions missing a current export (an upgrade changed the
+    # format, a file was lost, a build failed long ago) are queued now.
+    service.ensure_released_exports()
 
     # Run once per interval across every worker process (under a lease in the database).
     if float(app.config["EXPORT_GC_INTERVAL"]) > 0:

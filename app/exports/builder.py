@@ -96,15 +96,35 @@ def export_header(version_fields: dict[str, Any], last_updated: str | None,
     return header
 
 
+class ZipTooLarge(Exception):
+    """The export passed 4 GiB without zip64 records: build it again with `zip64=True`."""
+
+
 def build_export(path: str, header: dict[str, Any], source: dict[str, Any],
                  sections: Iterable[tuple[str, Iterable[dict[str, Any]]]],
                  progress: Callable[[int], None] | None = None,
-                 progress_every: int = 1000, compresslevel: int = 6) -> BuildStats:
+                 progress_every: int = 1000, compresslevel: int = 6,
+                 zip64: bool = False) -> BuildStats:
     """Write the zip to `path`; `sections` are ("concepts", cursor), ("mappings", cursor).
 
     `progress(items_done)` is called every `progress_every` items (the job heartbeats there; it
-    may raise to abort the build).
+    may raise to abort the build). Without `zip64` the file has no zip64 records, as Java's
+    `ZipInputStream` (the OpenMRS module) needs; ZipTooLarge if it passes 4 GiB that way.
     """
+    try:
+        return _build(path, header, source, sections, progress, progress_every, compresslevel,
+                      zip64)
+    except RuntimeError as exc:
+        # zipfile refuses, when the entry closes, sizes past 4 GiB without zip64 records
+        if not zip64 and "force_zip64" in str(exc):
+            raise ZipTooLarge(str(exc)) from exc
+        raise
+
+
+def _build(path: str, header: dict[str, Any], source: dict[str, Any],
+           sections: Iterable[tuple[str, Iterable[dict[str, Any]]]],
+           progress: Callable[[int], None] | None, progress_every: int, compresslevel: int,
+           zip64: bool) -> BuildStats:
     stats = BuildStats()
     started = time.perf_counter()
     clock = time.perf_counter
@@ -115,7 +135,7 @@ def build_export(path: str, header: dict[str, Any], source: dict[str, Any],
             info = zipfile.ZipInfo(ENTRY_NAME, date_time=time.gmtime()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            with archive.open(info, "w", force_zip64=True) as entry:
+            with archive.open(info, "w", force_zip64=zip64) as entry:
                 mark = clock()
                 opening = orjson.dumps(header)[:-1]
                 entry.write(opening)

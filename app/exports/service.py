@@ -10,16 +10,21 @@ was built from) and the id of the latest build job. What a request sees is decid
   EXPORT_FAILED_RETRY_SECONDS; a POST retries at once);
 - NONE: anything else. A stale file (its stamp differs) is treated as none and collected later.
 
-The stamp of a version is its seq (its content, immutable), its metadata's `updated_on` and its
-source's `updated_on` (the export repeats the source's fields); of HEAD, the source's live seq and
-`updated_on`. Listeners only speed things up; the stamp check alone makes serving correct.
+The stamp of a version is the export format's number (an upgrade that changes what an export
+holds makes older files stale), its seq (its content, immutable), its metadata's `updated_on` and
+its source's `updated_on` (the export repeats the source's fields); of HEAD, the source's live seq
+and `updated_on`. Listeners only speed things up; the stamp check alone makes serving correct.
+
+GET never builds (OCL clients answer a 204 with a POST, the OpenMRS module never POSTs), so a
+released version always has a current export: releasing queues it, and so do a source change
+that makes it stale, startup and garbage collection (`ensure_released_exports`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +34,7 @@ from ..domain.errors import NotFound
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
 from ..store.base import CONCEPT, MAPPING, ContentQuery
 from ..timeutil import format_time
-from .builder import build_export, export_header, temp_path
+from .builder import ZipTooLarge, build_export, export_header, temp_path
 from .storage import SHA256_HEX, ExportStorage
 
 logger = logging.getLogger(__name__)
@@ -81,11 +86,17 @@ def export_key(source: dict[str, Any], version: dict[str, Any]) -> str:
     return str(version["_id"])
 
 
+# What export.json holds; raise it when that changes, so that older files are rebuilt.
+# 2: uuids on names and descriptions, server-unique item uuids, no zip64 records below 4 GiB.
+EXPORT_FORMAT = 2
+
+
 def content_stamp(source: dict[str, Any], version: dict[str, Any]) -> str:
     """What must not change for an export to stay valid (see the module docstring)."""
     if version.get("is_head"):
-        return f"head:{int(source.get('seq', 0))}:{source['updated_on']}"
-    return f"version:{int(version['seq'])}:{version['updated_on']}:{source['updated_on']}"
+        return f"head:{EXPORT_FORMAT}:{int(source.get('seq', 0))}:{source['updated_on']}"
+    return (f"version:{EXPORT_FORMAT}:{int(version['seq'])}:{version['updated_on']}:"
+            f"{source['updated_on']}")
 
 
 class ExportService:
@@ -227,13 +238,23 @@ class ExportService:
         context.heartbeat({"done": 0, "total": total})
         path = temp_path(self.storage.temp_dir())
         try:
-            stats = build_export(
-                path, header, source,
-                [("concepts", content.iter_content(source, version, CONCEPT)),
-                 ("mappings", content.iter_content(source, version, MAPPING))],
-                progress=lambda done: context.heartbeat({"done": done, "total": total}),
-                progress_every=int(self.config.get("EXPORT_HEARTBEAT_ITEMS", 1000)),
-                compresslevel=int(self.config.get("EXPORT_COMPRESSLEVEL", 6)))
+            stats = None
+            # Without zip64 records first (Java's ZipInputStream misreads them); only a file past
+            # 4 GiB needs them, and that one is built again with them.
+            for zip64 in (False, True):
+                try:
+                    stats = build_export(
+                        path, header, source,
+                        [("concepts", content.iter_content(source, version, CONCEPT)),
+                         ("mappings", content.iter_content(source, version, MAPPING))],
+                        progress=lambda done: context.heartbeat({"done": done, "total": total}),
+                        progress_every=int(self.config.get("EXPORT_HEARTBEAT_ITEMS", 1000)),
+                        compresslevel=int(self.config.get("EXPORT_COMPRESSLEVEL", 6)),
+                        zip64=zip64)
+                    break
+                except ZipTooLarge:
+                    logger.info("export %s passes 4 GiB: building it again with zip64", key)
+            assert stats is not None
             context.heartbeat({"done": total, "total": total})  # still ours? then commit
             self.storage.put(path, stats.sha256)
         finally:
@@ -259,11 +280,54 @@ class ExportService:
             if version.get("released") and self.config.get("EXPORT_ON_RELEASE", True):
                 fresh = self.domain.repos.sources.get(source["url"]) or source
                 self.request(fresh, version)
+        elif event == "source_changed":
+            # the source's fields are in every export of it: released ones are rebuilt now
+            if self.config.get("EXPORT_ON_RELEASE", True):
+                for released in self._released_versions(source["url"]):
+                    self.request(source, released)
         elif event == "version_deleted" and version is not None:
             self.forget(export_key(source, version))
         elif event == "source_deleted":
             for record in self.records.for_source(source["url"]):
                 self.forget(record["_id"])
+
+    def _released_versions(self, source_url: str) -> Iterator[dict[str, Any]]:
+        versions = self.domain.repos.versions
+        skip = 0
+        while True:
+            page, total = versions.list(source_url, True, skip, 100)
+            yield from page
+            skip += len(page)
+            if not page or skip >= total:
+                return
+
+    def ensure_released_exports(self) -> int:
+        """Queue a build for every released version without a current export (a failed one
+        after EXPORT_FAILED_RETRY_SECONDS); returns how many were queued.
+
+        Run at startup and after garbage collection: GET never builds, so this (with the
+        listeners) is what keeps released versions downloadable.
+        """
+        if not self.config.get("EXPORT_ON_RELEASE", True):
+            return 0
+        queued = 0
+        sources: dict[str, dict[str, Any] | None] = {}
+        for version in self.domain.repos.versions.all_released():
+            if version["source"] not in sources:
+                sources[version["source"]] = self.domain.repos.sources.get(version["source"])
+            source = sources[version["source"]]
+            if source is None:
+                continue
+            status = self.status(source, version)
+            expired = status.state == FAILED and status.job is not None \
+                and self._failure_expired(status.job)
+            if status.state == NONE or expired:
+                self.submit(source, version, status.stamp)
+                queued += 1
+        if queued:
+            logger.info("queued %d export builds of released versions without a current export",
+                        queued)
+        return queued
 
     # --- garbage collection and listing ----------------------------------------------------
     def _current(self, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -309,6 +373,7 @@ class ExportService:
                 pass
         if report.records or report.files or report.stale_files or report.temp_files:
             logger.info("export GC: %s", report)
+        self.ensure_released_exports()
         return report
 
     def listing(self) -> list[dict[str, Any]]:

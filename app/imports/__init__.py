@@ -1,4 +1,4 @@
-"""Bulk import feature: OCL JSON lines and CSV loaded as asynchronous, resumable jobs."""
+"""Bulk import feature: OCL JSON lines, CSV and export zips loaded as asynchronous, resumable jobs."""
 
 from __future__ import annotations
 
@@ -31,5 +31,6 @@ def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
                          limits)
     app.extensions["termsync.imports"] = service
     workers.register(KIND, service.run)
-    from .routes import blp
+    from .routes import blp, tasks_blp
     api.register_blueprint(blp)
+    api.register_blueprint(tasks_blp)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
 
-from ..api.schemas import QuerySchema
+from ..api.schemas import QuerySchema, TaskListArgsSchema
 from ..domain.loader import ACTIONS
+from .formats import FORMATS
 
 
 def _describe(text: str) -> dict[str, str]:
@@ -20,9 +21,10 @@ class ImportArgsSchema(QuerySchema):
         metadata=_describe("Replace items that exist with different content (false: skip them)."))
     dryRun = fields.Boolean(load_default=False,
                             metadata=_describe("Validate and report only; write nothing."))
-    format = fields.String(load_default=None, validate=validate.OneOf(["jsonl", "csv"]),
-                           metadata=_describe("jsonl or csv; by default from the content type "
-                                              "(text/csv) or the file name (.csv)."))
+    format = fields.String(load_default=None, validate=validate.OneOf(FORMATS),
+                           metadata=_describe("jsonl, csv or zip (an OCL export); by default "
+                                              "from the content type or file name, else sniffed "
+                                              "from the first bytes."))
     owner = fields.String(load_default=None,
                           metadata=_describe("Owner of the source that lines without "
                                              "owner/source go into (older CIEL line format)."))
@@ -33,13 +35,23 @@ class ImportArgsSchema(QuerySchema):
                            metadata=_describe("The source that lines without owner/source go into."))
 
 
-class ImportListArgsSchema(QuerySchema):
-    """Page through the caller's jobs."""
+class TaskArgsSchema(TaskListArgsSchema):
+    """OCL's view: one task (`task`), its results (`result`), or a page of tasks."""
 
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500),
-                           metadata=_describe("Jobs per page, 1..500."))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1),
-                          metadata=_describe("Page number, from 1."))
+    task = fields.String(load_default=None, metadata=_describe("A task (job) id."))
+    result = fields.String(load_default=None,
+                           metadata=_describe("With `task`: json (add OCL's json result), "
+                                              "report (the counts, always there), or csv (the "
+                                              "per-line report as CSV)."))
+
+
+class CancelTaskSchema(Schema):
+    """OCL's body for cancelling an import."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    task_id = fields.String(required=True, metadata=_describe("The task (job) to cancel."))
 
 
 class ResultArgsSchema(QuerySchema):
@@ -74,6 +86,8 @@ class SummaryOut(Schema):
 
 class ImportJobOut(Schema):
     id = fields.String()
+    task = fields.String()
+    queue = fields.String()
     url = fields.String()
     state = fields.String(metadata=_describe("SUBMITTED, RUNNING, FINISHED, FAILED or CANCELLED."))
     summary = fields.Nested(SummaryOut)
@@ -93,8 +107,34 @@ class ImportJobOut(Schema):
 
 
 class SubmittedOut(Schema):
+    task = fields.String(metadata=_describe("The job id, as OCL's clients read it."))
     id = fields.String()
     state = fields.String()
+    queue = fields.String(metadata=_describe("'default', or the queue named in the path."))
+
+
+class TaskOut(Schema):
+    """An import job as OCL shows a task (with OCL's other fields: children, kwargs, ...)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = fields.String()
+    task = fields.String()
+    state = fields.String(metadata=_describe("PENDING, STARTED, SUCCESS, FAILURE or REVOKED."))
+    name = fields.String()
+    queue = fields.String()
+    username = fields.String()
+    created_at = fields.String(allow_none=True)
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    runtime = fields.Float(allow_none=True, metadata=_describe("Seconds."))
+    summary = fields.Dict()
+    message = fields.String(allow_none=True, metadata=_describe("OCL's one-line summary."))
+    report = fields.Dict(allow_none=True, metadata=_describe("Counts per outcome, when done."))
+    result = fields.Dict(metadata=_describe("With result=json, when done: each outcome's lines."))
+    error_message = fields.String(allow_none=True)
+    url = fields.String(metadata=_describe("termsync's own view of the job."))
 
 
 class LineResultOut(Schema):

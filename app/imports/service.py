@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import csv
 import logging
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from datetime import datetime
+from itertools import chain, islice
 from typing import Any
 
 import orjson
@@ -32,8 +34,9 @@ from ..domain.loader import ACTIONS, LineResult, Loader, Target
 from ..jobs import ACTIVE, CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, JobQueue
 from ..ops.metrics import IMPORT_LINES
 from ..store.base import DuplicateKey
-from ..timeutil import now_iso
+from ..timeutil import FORMAT, now_iso
 from .csvformat import row_records
+from .formats import JSONL, ZIP, NotAnExport, export_lines, sniff
 from .store import UploadStore
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,16 @@ logger = logging.getLogger(__name__)
 KIND = "bulk_import"
 STATES = {PENDING: "SUBMITTED", RUNNING: "RUNNING", FINISHED: "FINISHED", FAILED: "FAILED",
           CANCELLED: "CANCELLED"}
+# OCL's (Celery's) task states, for OCL's clients: ocldev waits while PENDING or STARTED.
+OCL_STATES = {PENDING: "PENDING", RUNNING: "STARTED", FINISHED: "SUCCESS", FAILED: "FAILURE",
+              CANCELLED: "REVOKED"}
+DEFAULT_QUEUE = "default"  # what OCL calls the queue of a job submitted without one
+TASK_NAME = "bulk_import"  # the name of every import task, as OCL lists tasks
+# termsync's actions as OCL's result keys ("skipped": existed, update_if_exists=false)
+OCL_RESULT_KEYS = {"created": "created", "updated": "updated", "unchanged": "unchanged",
+                   "skipped": "exists", "failed": "failed"}
+OCL_EMPTY_KEYS = ("invalid", "deleted", "not_found", "exception", "permission_denied", "others",
+                  "unknown")
 SUMMARY_KEYS = ("total", "processed", *ACTIONS)
 
 
@@ -60,11 +73,12 @@ class TooManyJobs(DomainError):
 class ImportOptions:
     """How a job applies its lines."""
 
-    format: str = "jsonl"
+    format: str | None = "jsonl"  # jsonl, csv, zip (an OCL export), or None: sniffed
     update_if_exists: bool = False
     dry_run: bool = False
     target: Target | None = None
     filename: str | None = None
+    queue: str | None = None  # a named queue runs its jobs one at a time, in order
 
 
 @dataclass(frozen=True)
@@ -160,30 +174,105 @@ class ImportJobs:
         self.check_capacity(caller)
         upload_id = uuid.uuid4().hex
         counter = _LineCounter(self.limits)
-        size = self.uploads.save(upload_id, counter.count(chunks))
+        lines_in, fmt, received = self._prepare(chunks, options.format)
+        size = self.uploads.save(upload_id, counter.count(lines_in))
         if size == 0:
             self.uploads.delete(upload_id)
-            raise Invalid("The upload is empty: send OCL JSON lines or OCL CSV.",
+            raise Invalid("The upload is empty: send OCL JSON lines, OCL CSV or an OCL export zip.",
                           errors={"file": ["Empty."]})
-        lines = counter.lines - (1 if options.format == "csv" and counter.lines else 0)
+        lines = counter.lines - (1 if fmt == "csv" and counter.lines else 0)
         target = options.target
-        payload = {"upload": upload_id, "size": size, "lines": lines, "format": options.format,
+        payload = {"upload": upload_id, "size": size, "lines": lines, "format": fmt,
+                   "received_as": received,
                    "filename": options.filename, "update_if_exists": options.update_if_exists,
                    "dry_run": options.dry_run, "username": caller.username,
                    "target": None if target is None else
                    {"owner_kind": target.owner_kind, "owner_id": target.owner_id,
                     "source_id": target.source_id}}
-        job = self.queue.submit(KIND, payload, key=key, owner=caller.username, dedupe=False)
+        job = self.queue.submit(KIND, payload, key=key, owner=caller.username, dedupe=False,
+                                queue=options.queue)
         self.queue.update(job["_id"], {"progress": {"summary": empty_summary(lines)}})
         return self.queue.get(job["_id"]) or job
 
+    def _prepare(self, chunks: Iterable[bytes],
+                 fmt: str | None) -> tuple[Iterator[bytes], str, str]:
+        """The upload as the job stores it, its stored format and the format it came in: a body
+        whose format nothing said is sniffed; an OCL export zip becomes OCL JSON lines."""
+        stream = iter(chunks)
+        first = next((chunk for chunk in stream if chunk), b"")
+        body = chain([first], stream) if first else iter(())
+        received = fmt or sniff(first)
+        if received == ZIP:
+            return self._export_as_lines(body), JSONL, ZIP
+        return body, received, received
+
+    def _export_as_lines(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """Spool a zip (its directory is at the end) and read its export.json as OCL lines."""
+        with tempfile.TemporaryFile(prefix="termsync-import-") as spool:
+            size = 0
+            for chunk in chunks:
+                size += len(chunk)
+                if size > self.limits.max_bytes:
+                    raise PayloadTooLarge(
+                        f"The upload is larger than {self.limits.max_bytes} bytes, the most one "
+                        "import job accepts; split the file.")
+                spool.write(chunk)
+            spool.seek(0)
+            orgs = self.domain.repos.orgs
+            try:
+                yield from export_lines(spool, lambda org_id: orgs.get(org_id) is not None)
+            except NotAnExport as exc:
+                raise Invalid(str(exc), errors={"file": [str(exc)]}) from None
+
     # --- reading --------------------------------------------------------------------------
-    def get(self, caller: Caller, job_id: str) -> dict[str, Any]:
-        """A job its submitter (or an admin) may see; 401 without a token, 404 for anyone else."""
+    def job_or_none(self, caller: Caller, job_id: str) -> dict[str, Any] | None:
+        """The import job `job_id` if there is one the caller may see (401 without a token)."""
         require_login(caller)
         job = self.queue.get(job_id)
         if job is None or job.get("kind") != KIND or not (
                 caller.is_admin or (caller.username and job.get("owner") == caller.username)):
+            return None
+        return job
+
+    def list_tasks(self, caller: Caller, *, queue: str | None = None,
+                   ocl_states: list[str] | None = None, everyone: bool = False,
+                   name: str | None = None, started_since: str | None = None, skip: int = 0,
+                   limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """Import jobs newest first: the caller's (with `everyone`, an admin sees all), of one
+        queue (OCL's "default" is the jobs submitted without one), in some OCL states, whose
+        name holds `name` (all are `bulk_import`), started at or after a time."""
+        require_login(caller)
+        if name and name.strip().lower() not in TASK_NAME:
+            return [], 0
+        states = None
+        if ocl_states is not None:
+            wanted = {name.strip().upper() for name in ocl_states}
+            states = [state for state, name in OCL_STATES.items() if name in wanted]
+        queues: list[str | None] | None = None
+        if queue is not None:
+            queues = [None, DEFAULT_QUEUE] if queue == DEFAULT_QUEUE else [queue]
+        return self.queue.list(kind=KIND,
+                               owner=None if everyone and caller.is_admin else caller.username,
+                               queues=queues, states=states, started_since=started_since,
+                               skip=skip, limit=limit)
+
+    def ocl_json_result(self, job: dict[str, Any]) -> dict[str, Any]:
+        """OCL's `json` result of a finished import: each outcome's lines (line, type, url,
+        errors; OCL lists the input records, which termsync does not keep)."""
+        summary = summary_of(job)
+        result: dict[str, Any] = {"total": summary["total"], "processed": summary["processed"]}
+        result.update({key: [] for key in (*OCL_RESULT_KEYS.values(), *OCL_EMPTY_KEYS)})
+        for line in self.results.iter_all(job["_id"]):
+            result[OCL_RESULT_KEYS.get(line["action"], "others")].append(
+                {"line": line["line"], "type": line.get("type"), "url": line.get("url"),
+                 "errors": line.get("errors") or []})
+        result["elapsed_seconds"] = runtime_seconds(job)
+        return result
+
+    def get(self, caller: Caller, job_id: str) -> dict[str, Any]:
+        """A job its submitter (or an admin) may see; 401 without a token, 404 for anyone else."""
+        job = self.job_or_none(caller, job_id)
+        if job is None:
             raise NotFound(f"Import job '{job_id}' not found.")
         return job
 
@@ -451,13 +540,65 @@ def summary_of(job: dict[str, Any]) -> dict[str, int]:
     return dict(empty_summary(job["payload"].get("lines", 0)), **stored)
 
 
+def queue_of(job: dict[str, Any]) -> str:
+    """The queue a job is in, as OCL names it."""
+    return str(job.get("queue") or DEFAULT_QUEUE)
+
+
+def runtime_seconds(job: dict[str, Any]) -> float | None:
+    """How long the job ran (so far), in seconds; None before it started."""
+    started, finished = job.get("started_on"), job.get("finished_on") or job.get("updated_on")
+    if not started or not finished:
+        return None
+    return round(max(0.0, (datetime.strptime(finished, FORMAT)
+                           - datetime.strptime(started, FORMAT)).total_seconds()), 4)
+
+
+def ocl_counts(job: dict[str, Any]) -> dict[str, int]:
+    """The job's counts under OCL's result keys."""
+    summary = summary_of(job)
+    counts = {"total": summary["total"], "processed": summary["processed"]}
+    counts.update({ocl_key: summary[action] for action, ocl_key in OCL_RESULT_KEYS.items()})
+    return counts
+
+
+def detailed_summary(job: dict[str, Any]) -> str:
+    """OCL's one-line summary of an import (its `message`)."""
+    counts = ocl_counts(job)
+    return (f"Processed: {counts['processed']}/{counts['total']} | Created: {counts['created']} | "
+            f"Updated: {counts['updated']} | DELETED: 0 | Existing: {counts['exists']} | "
+            f"Permission Denied: 0 | Failed: {counts['failed']} | "
+            f"Unchanged (standard checksum): {counts['unchanged']} | "
+            f"Time: {runtime_seconds(job) or 0}secs")
+
+
+def render_task(job: dict[str, Any]) -> dict[str, Any]:
+    """An import job as OCL shows a task (GET /tasks/{id}/, /importers/bulk-import/?task=)."""
+    payload = job["payload"]
+    done = job["state"] in (FINISHED, FAILED, CANCELLED)
+    return {"id": job["_id"], "task": job["_id"], "state": OCL_STATES.get(job["state"], job["state"]),
+            "name": TASK_NAME, "queue": queue_of(job), "username": job.get("owner"),
+            "created_at": job.get("created_on"), "started_at": job.get("started_on"),
+            "finished_at": job.get("finished_on"), "runtime": runtime_seconds(job),
+            "summary": ocl_counts(job), "children": [],
+            "message": detailed_summary(job) if done else None,
+            "report": dict(ocl_counts(job), elapsed_seconds=runtime_seconds(job)) if done else None,
+            "error_message": job.get("error"), "traceback": None,
+            "retry": max(0, int(job.get("attempts") or 0) - 1),
+            "kwargs": {"update_if_exists": payload["update_if_exists"],
+                       "format": payload.get("received_as") or payload["format"],
+                       "filename": payload.get("filename"), "dry_run": payload["dry_run"]},
+            "url": f"/importers/bulk-import/{job['_id']}/"}
+
+
 def render_job(job: dict[str, Any]) -> dict[str, Any]:
-    """A job as the API shows it."""
+    """A job as termsync's own view shows it."""
     payload = job["payload"]
     target = payload.get("target")
     url = f"/importers/bulk-import/{job['_id']}/"
     return {"id": job["_id"], "url": url, "state": STATES.get(job["state"], job["state"]),
-            "summary": summary_of(job), "format": payload["format"],
+            "task": job["_id"], "queue": queue_of(job),
+            "summary": summary_of(job), "format": payload.get("received_as") or payload["format"],
             "filename": payload.get("filename"), "size": payload.get("size"),
             "update_if_exists": payload["update_if_exists"], "dry_run": payload["dry_run"],
             "target": (f"/{target['owner_kind']}/{target['owner_id']}/sources/"

@@ -24,7 +24,7 @@ BUCKET_CONFIG = {EXPORTS: "RATE_LIMIT_EXPORTS", IMPORTS: "RATE_LIMIT_IMPORTS",
 DIFF_ENDPOINTS = frozenset({"sources.source", "sources.source_caller",
                             "versions.version", "versions.version_caller"})
 EXPORT_PATH = re.compile(r"/export/?$")
-IMPORT_PATH = re.compile(r"^/importers/bulk-import/?$")
+IMPORT_PATH = re.compile(r"^/(importers/bulk-import(-parallel-inline)?|manage/bulkimport)(/[^/]+)?/?$")
 TRUE = frozenset({"1", "true", "yes", "on"})
 
 

@@ -111,6 +111,18 @@ class ContentQuery:
 
 
 @dataclass(frozen=True)
+class RepoFilters:
+    """What a repository list is narrowed by (OCL's `q`, `owner`, `ownerType`, `repoType`, ...)."""
+
+    q: str | None = None
+    owner: str | None = None
+    owner_type: str | None = None
+    repo_type: str | None = None
+    custom_validation_schema: str | None = None
+    updated_since: str | None = None
+
+
+@dataclass(frozen=True)
 class DiffKey:
     """A position in diff order: (updated_on, type, id)."""
 
@@ -156,7 +168,13 @@ class DocumentRepository:
 class Users(DocumentRepository):
     """User accounts and their hashed API tokens."""
 
-    def list(self, skip: int, limit: int) -> tuple[list[Document], int]:
+    def search(self, q: str | None, skip: int, limit: int) -> tuple[list[Document], int]:
+        """Users by username, with `q` (any case) in their username or name when given."""
+        raise NotImplementedError
+
+    def page_of(self, usernames: list[str], skip: int,
+                limit: int) -> tuple[list[Document], int]:
+        """One page of the named users (an org's members), by username."""
         raise NotImplementedError
 
     def add_token(self, username: str, token_hash: str, created_on: str) -> None:
@@ -172,16 +190,18 @@ class Orgs(DocumentRepository):
     def add_member(self, org_id: str, username: str) -> None:
         raise NotImplementedError
 
-    def remove_member(self, org_id: str, username: str) -> None:
+    def remove_member(self, org_id: str, username: str) -> bool:
+        """Take a user out of an org; False if they were not a member."""
         raise NotImplementedError
 
     def for_member(self, username: str) -> list[str]:
         """Ids of the orgs a user belongs to."""
         raise NotImplementedError
 
-    def list(self, visible_to: Visibility | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
-        """Orgs by id: public ones and the caller's (all of them for None, an admin)."""
+    def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
+               skip: int, limit: int) -> tuple[list[Document], int]:
+        """Orgs by id: public ones and the caller's (all for None, an admin), with `q` (any
+        case) in their id or name, with `member` among their members, when given."""
         raise NotImplementedError
 
 
@@ -196,9 +216,15 @@ class Sources(DocumentRepository):
         that content."""
         raise NotImplementedError
 
-    def list(self, owner_url: str | None, visible_to: Visibility | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
-        """Sources by url, under one owner or all, that `visible_to` may see."""
+    def search(self, owner_url: str | None, visible_to: Visibility | None,
+               filters: RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
+        """Sources by url that `visible_to` may see (None: an admin, all), under one owner or
+        all, narrowed by `filters` (owner, text in the id or names, validation schema, a change of
+        metadata or content at or after `updated_since`)."""
+        raise NotImplementedError
+
+    def count_public(self, owner_url: str) -> int:
+        """How many sources of an owner anyone may see (an owner's `public_sources`)."""
         raise NotImplementedError
 
 
@@ -208,9 +234,13 @@ class Versions(DocumentRepository):
     def delete_for_source(self, source_url: str) -> None:
         raise NotImplementedError
 
-    def list(self, source_url: str, released: bool | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
-        """Versions of a source, newest first."""
+    def list(self, source_url: str, released: bool | None, skip: int, limit: int,
+             updated_since: str | None = None) -> tuple[list[Document], int]:
+        """Versions of a source, newest first (changed at or after `updated_since`)."""
+        raise NotImplementedError
+
+    def all_released(self) -> Iterator[Document]:
+        """Every released version of every source, by url (startup checks their exports)."""
         raise NotImplementedError
 
     def latest_released(self, source_url: str) -> Document | None:
@@ -233,8 +263,15 @@ class Items:
         """One item version by its url and seq, even a superseded one."""
         raise NotImplementedError
 
-    def history(self, url: str) -> list[Document]:
-        """Every version of one item, newest first."""
+    def history(self, source_url: str, url: str, skip: int,
+                limit: int) -> tuple[list[Document], int]:
+        """A page of the versions of one item, newest first (tombstones left out); how many."""
+        raise NotImplementedError
+
+    def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
+                             inverse: bool = False,
+                             include_retired: bool = False) -> list[Document]:
+        """The mappings of a source at `seq` from a concept (with `inverse`, also to it), by id."""
         raise NotImplementedError
 
     def write(self, item: Document, previous_seq: int | None) -> int:
@@ -309,7 +346,8 @@ class Jobs:
     """The job queue: submit, claim with a lease, heartbeat, finish, fail, cancel.
 
     States: PENDING, RUNNING, FINISHED, FAILED, CANCELLED. A claim takes the oldest PENDING job
-    of the given kinds, or a RUNNING one whose lease expired (its worker died), atomically.
+    of the given kinds, or a RUNNING one whose lease expired (its worker died), atomically. Jobs
+    naming the same `queue` run in order: a job waits while an older one of its queue is active.
     """
 
     def insert(self, job: Document) -> None:
@@ -351,8 +389,10 @@ class Jobs:
         raise NotImplementedError
 
     def list(self, kind: str | None, owner: str | None, states: Iterable[str] | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
-        """Jobs newest first, narrowed by kind, owner and states."""
+             limit: int, *, queues: list[str | None] | None = None,
+             started_since: str | None = None) -> tuple[list[Document], int]:
+        """Jobs newest first, narrowed by kind, owner, states, queues (None: a job naming no
+        queue) and a start at or after `started_since`."""
         raise NotImplementedError
 
     def active_counts(self) -> dict[tuple[str, str], int]:

@@ -1,4 +1,5 @@
-"""Exports through HTTP: DESIGN's status table, headers, ranges, invalidation, takeover, GC.
+"""Exports through HTTP: DESIGN's status table (OCL v2's codes), headers, ranges, invalidation,
+takeover, GC.
 
 Every test runs against both storage backends (a local directory and GridFS).
 """
@@ -12,6 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -54,8 +56,9 @@ class Env:
         return self.workers.run_until_idle()
 
     def ready(self, url: str = V1) -> Any:
-        """GET until the export is built; return the 200 answer."""
-        self.client.get(url)
+        """POST (as OCL's clients do after a 204), build, GET; return the 200 answer."""
+        if self.client.head(url).status_code != 200:
+            self.client.post(url, headers=ADMIN)
         self.build()
         answer = self.client.get(url)
         assert answer.status_code == 200, answer.get_data(as_text=True)
@@ -117,17 +120,22 @@ UNKNOWN = [f"/orgs/Nobody/sources/{SOURCE}/v1/export/", f"/orgs/{ORG}/sources/No
 
 # --- the status table, row by row ---------------------------------------------------------
 def test_get_row(env: Env) -> None:
-    # none: 202, build queued
+    # none: 204, and GET never builds (OCL clients POST after a 204)
     answer = env.client.get(V1)
-    assert answer.status_code == 202
+    assert answer.status_code == 204 and answer.data == b""
+    assert env.jobs() == []
+    # queued: 208 with when to ask again
+    assert env.client.post(V1, headers=ADMIN).status_code == 202
+    answer = env.client.get(V1)
+    assert answer.status_code == 208
     assert answer.get_json() == {"state": "PENDING", "progress": 0}
     assert answer.headers["Retry-After"] == "5" and answer.headers["X-Export-Progress"] == "0%"
     assert [job["state"] for job in env.jobs()] == [PENDING]
-    # being built: 202 with progress, no second job
+    # being built: 208 with progress, no second job
     job = claim(env)
     env.workers.queue.heartbeat(job["_id"], "other-worker", 60, {"done": 2, "total": 5})
     answer = env.client.get(V1)
-    assert answer.status_code == 202
+    assert answer.status_code == 208
     assert answer.get_json() == {"state": "BUILDING", "progress": 40}
     assert answer.headers["X-Export-Progress"] == "40%"
     assert len(env.jobs()) == 1
@@ -147,12 +155,12 @@ def test_head_row(env: Env) -> None:
     answer = env.client.head(V1)
     assert answer.status_code == 204
     assert env.jobs() == []
-    # being built: 202 (queued, then running)
+    # being built: 208 (queued, then running)
     env.client.post(V1, headers=ADMIN)
-    assert env.client.head(V1).status_code == 202
+    assert env.client.head(V1).status_code == 208
     claim(env)
     answer = env.client.head(V1)
-    assert answer.status_code == 202 and answer.headers["X-Export-Progress"] == "0%"
+    assert answer.status_code == 208 and answer.headers["X-Export-Progress"] == "0%"
     env.abandon_jobs()
     # ready: 200, headers only, and the file is never opened
     full = env.ready()
@@ -177,15 +185,22 @@ def test_post_row(env: Env) -> None:
     assert answer.headers["Retry-After"]
     first = env.jobs()
     assert len(first) == 1
-    # being built: 202, the same job
+    # queued or being built: 409, the same job
+    assert env.client.post(V1, headers=ADMIN).status_code == 409
     claim(env)
     answer = env.client.post(V1, headers=ADMIN)
-    assert answer.status_code == 202 and answer.get_json()["state"] == "BUILDING"
+    assert answer.status_code == 409 and answer.get_json()["state"] == "BUILDING"
     assert [job["_id"] for job in env.jobs()] == [first[0]["_id"]]
     env.abandon_jobs()
-    # ready: 202, a rebuild is queued; the ready file is served meanwhile
+    # ready: 303 to the export (Location, and OCL's URL header); noRedirect: 204
     before = env.ready()
-    assert env.client.post(V1, headers=ADMIN).status_code == 202
+    answer = env.client.post(V1, headers=ADMIN)
+    assert answer.status_code == 303 and answer.headers["Location"].endswith(V1)
+    assert answer.headers["URL"] == V1
+    assert env.client.post(f"{V1}?noRedirect=true", headers=ADMIN).status_code == 204
+    assert env.jobs(state=PENDING) == []
+    # ready, force=true: 202, a rebuild is queued; the ready file is served meanwhile
+    assert env.client.post(f"{V1}?force=true", headers=ADMIN).status_code == 202
     assert len(env.jobs(state=PENDING)) == 1
     assert env.client.get(V1).headers["ETag"] == before.headers["ETag"]
     env.build()
@@ -199,7 +214,7 @@ def test_delete_row(env: Env) -> None:
     # none: 404
     assert env.client.delete(V1, headers=ADMIN).status_code == 404
     # being built: 204 and the build is cancelled; its worker stops at the next heartbeat
-    env.client.get(V1)
+    env.client.post(V1, headers=ADMIN)
     job = claim(env, "busy-worker")
     assert env.client.delete(V1, headers=ADMIN).status_code == 204
     assert env.workers.queue.get(job["_id"])["state"] == CANCELLED
@@ -222,7 +237,7 @@ def test_delete_row(env: Env) -> None:
 
 
 def test_delete_during_build_discards_the_file(env: Env) -> None:
-    env.client.get(V1)
+    env.client.post(V1, headers=ADMIN)
     job = claim(env, "slow-worker")
     env.client.delete(V1, headers=ADMIN)
     context = JobContext(env.workers.queue, job, "slow-worker", 60)
@@ -237,13 +252,13 @@ def test_failed_build_answers_500_until_retried(env: Env, monkeypatch: Any) -> N
         raise OSError("disk full")
 
     monkeypatch.setattr(env.service.storage, "put", broken)
-    env.client.get(V1)
+    env.client.post(V1, headers=ADMIN)
     env.build()
     for answer in (env.client.get(V1), env.client.head(V1)):
         assert answer.status_code == 500
     body = env.client.get(V1).get_json()
     assert body["state"] == "FAILED" and "disk full" in body["error"]
-    assert len(env.jobs()) == 1  # GETs right after a failure do not hammer the queue
+    assert len(env.jobs()) == 1  # GET never builds, so it never hammers the queue
     # a POST queues a new build at once
     monkeypatch.undo()
     assert env.client.post(V1, headers=ADMIN).status_code == 202
@@ -251,17 +266,20 @@ def test_failed_build_answers_500_until_retried(env: Env, monkeypatch: Any) -> N
     assert env.client.get(V1).status_code == 200
 
 
-def test_later_get_retries_a_failed_build(env: Env, monkeypatch: Any) -> None:
+def test_failed_release_build_is_retried_by_garbage_collection(env: Env, monkeypatch: Any) -> None:
     monkeypatch.setattr(env.service.storage, "put", lambda path, sha: 1 / 0)
-    env.client.get(V1)
+    assert env.client.put(f"{BASE}v1/", json={"released": True}, headers=ADMIN).status_code == 200
     env.build()
     assert env.client.get(V1).status_code == 500
     monkeypatch.undo()
+    env.service.purge()  # right after the failure: not yet
+    assert env.client.get(V1).status_code == 500
     queue = env.workers.queue
     later = datetime.now(UTC) + timedelta(seconds=301)
     queue.clock = lambda: later
+    env.service.purge()  # EXPORT_FAILED_RETRY_SECONDS later: queued again
     answer = env.client.get(V1)
-    assert answer.status_code == 202 and answer.get_json()["state"] == "PENDING"
+    assert answer.status_code == 208 and answer.get_json()["state"] == "PENDING"
     env.build()
     assert env.client.get(V1).status_code == 200
 
@@ -276,6 +294,11 @@ def test_rights(env: Env, make_user_in: Any) -> None:
     assert env.client.post(V1, headers=stranger).status_code == 403
     assert env.client.delete(V1).status_code == 401
     assert env.client.delete(V1, headers=stranger).status_code == 403
+    # a released version's export is a cache anyone who sees it may fill; force is an editor's
+    assert env.client.put(f"{BASE}v1/", json={"released": True}, headers=ADMIN).status_code == 200
+    env.build()
+    assert env.client.post(V1, headers=stranger).status_code == 303
+    assert env.client.post(f"{V1}?force=true", headers=stranger).status_code == 403
     # private source: 404 to those who cannot see it, for the export and its file
     answer = env.client.get(V1)
     file_url = answer.headers["exportURL"].replace("http://localhost", "")
@@ -283,7 +306,8 @@ def test_rights(env: Env, make_user_in: Any) -> None:
     for method in ("get", "head", "post", "delete"):
         assert getattr(env.client, method)(V1, headers=stranger).status_code == 404, method
     assert env.client.get(file_url, headers=stranger).status_code == 404
-    assert env.client.head(V1, headers=ADMIN).status_code == 204  # stale: the source changed
+    # stale: the source changed, and a released version's export is rebuilt at once
+    assert env.client.head(V1, headers=ADMIN).status_code == 208
 
 
 @pytest.fixture
@@ -300,7 +324,8 @@ def test_user_owner_routes(env: Env, make_user_in: Any) -> None:
     assert env.client.post("/user/sources/", json={"id": "Mine"}, headers=headers).status_code == 201
     env.client.post("/user/sources/Mine/concepts/", json=concept("X"), headers=headers)
     env.client.post("/user/sources/Mine/versions/", json={"id": "v1"}, headers=headers)
-    assert env.client.get("/user/sources/Mine/v1/export/", headers=headers).status_code == 202
+    assert env.client.get("/user/sources/Mine/v1/export/", headers=headers).status_code == 204
+    assert env.client.post("/user/sources/Mine/v1/export/", headers=headers).status_code == 202
     env.build()
     answer = env.client.get("/users/alice/sources/Mine/v1/export/")
     assert answer.status_code == 200
@@ -434,7 +459,8 @@ def test_version_description_edit_makes_the_export_stale(env: Env) -> None:
     answer = env.client.put(f"{BASE}v1/", json={"description": "changed"}, headers=ADMIN)
     assert answer.status_code == 200
     assert env.client.head(V1).status_code == 204  # stale is none
-    assert env.client.get(V1, headers={"If-None-Match": old.headers["ETag"]}).status_code == 202
+    assert env.client.get(V1, headers={"If-None-Match": old.headers["ETag"]}).status_code == 204
+    assert env.client.post(V1, headers=ADMIN).status_code == 202
     env.build()
     new = env.client.get(V1)
     assert new.status_code == 200 and new.headers["ETag"] != old.headers["ETag"]
@@ -477,8 +503,8 @@ def test_stale_record_is_never_served_even_without_listeners(env: Env) -> None:
     env.app.extensions["termsync"].content.listeners.clear()
     env.client.put(f"{BASE}v1/", json={"description": "changed"}, headers=ADMIN)
     assert env.client.head(V1).status_code == 204
-    answer = env.client.get(V1)
-    assert answer.status_code == 202
+    assert env.client.get(V1).status_code == 204
+    assert env.client.post(V1, headers=ADMIN).status_code == 202
     env.build()
     assert env.client.get(V1).headers["ETag"] != old.headers["ETag"]
 
@@ -486,12 +512,57 @@ def test_stale_record_is_never_served_even_without_listeners(env: Env) -> None:
 def test_release_queues_the_export(env: Env) -> None:
     assert env.client.head(V1).status_code == 204
     assert env.client.put(f"{BASE}v1/", json={"released": True}, headers=ADMIN).status_code == 200
-    assert env.client.head(V1).status_code == 202
+    assert env.client.head(V1).status_code == 208
     env.build()
     assert env.client.head(V1).status_code == 200
     answer = env.client.post(f"{BASE}versions/", json={"id": "v2", "released": True}, headers=ADMIN)
     assert answer.status_code == 201
-    assert env.client.head(f"{BASE}v2/export/").status_code == 202
+    assert env.client.head(f"{BASE}v2/export/").status_code == 208
+    env.build()
+    # a change to the source makes every released export stale: they are rebuilt at once
+    assert env.client.put(BASE, json={"name": "Renamed"}, headers=ADMIN).status_code == 200
+    assert env.client.head(V1).status_code == 208
+    assert env.client.head(f"{BASE}v2/export/").status_code == 208
+    env.build()
+    assert unzip(env.client.get(V1).data)["name"] == "Renamed"
+
+
+def test_released_versions_without_an_export_are_queued_at_startup(env: Env) -> None:
+    assert env.client.put(f"{BASE}v1/", json={"released": True}, headers=ADMIN).status_code == 200
+    env.build()
+    assert env.client.delete(V1, headers=ADMIN).status_code == 204  # or lost, or an old format
+    assert env.client.head(V1).status_code == 204
+    # what startup (and every garbage collection) runs
+    assert env.service.ensure_released_exports() == 1
+    assert env.client.head(V1).status_code == 208
+    assert env.service.ensure_released_exports() == 0  # queued already
+    env.build()
+    assert env.client.head(V1).status_code == 200
+    assert env.service.ensure_released_exports() == 0
+
+
+def test_export_date_is_its_versions_last_updated(env: Env) -> None:
+    answer = env.ready()
+    last_updated = datetime.strptime(answer.headers["lastUpdated"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    expected = last_updated.replace(microsecond=0, tzinfo=UTC)
+    for response in (answer, env.client.head(V1),
+                     env.client.get(answer.headers["exportURL"].replace("http://localhost", ""))):
+        assert parsedate_to_datetime(response.headers["Date"]) == expected
+
+
+def test_export_zip_has_no_zip64_records(env: Env) -> None:
+    data = env.ready().data
+    # Java's ZipInputStream (the OpenMRS module) reads a zip64 data descriptor wrongly
+    assert b"PK\x06\x06" not in data and b"PK\x06\x07" not in data  # zip64 end records
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo("export.json")
+        assert info.flag_bits & 0x08  # streamed: sizes in a data descriptor
+        assert b"\x01\x00" not in info.extra[:2]  # no zip64 extra field
+    # the data descriptor holds 32-bit sizes: 16 bytes, straight before the central directory
+    central = data.index(b"PK\x01\x02")
+    descriptor = data[central - 16:central]
+    assert descriptor[:4] == b"PK\x07\x08"
+    assert int.from_bytes(descriptor[12:16], "little") == info.file_size
 
 
 def test_deleting_the_version_deletes_its_export(env: Env) -> None:
@@ -503,20 +574,22 @@ def test_deleting_the_version_deletes_its_export(env: Env) -> None:
 
 # --- the queue -----------------------------------------------------------------------------
 def test_second_request_joins_the_running_build(env: Env) -> None:
-    for _ in range(3):
-        assert env.client.get(V1).status_code == 202
     assert env.client.post(V1, headers=ADMIN).status_code == 202
+    for _ in range(3):
+        assert env.client.get(V1).status_code == 208
+    assert env.client.post(V1, headers=ADMIN).status_code == 409
+    assert env.client.post(f"{V1}?force=true", headers=ADMIN).status_code == 202
     assert len(env.jobs()) == 1
     assert env.build() == 1
 
 
 def test_dead_worker_is_taken_over(env: Env) -> None:
-    env.client.get(V1)
+    env.client.post(V1, headers=ADMIN)
     queue = env.workers.queue
     job = claim(env, "dying-worker")
     assert queue.get(job["_id"])["state"] == RUNNING
     assert env.build() == 0  # the lease holds: nobody else takes it
-    assert env.client.get(V1).status_code == 202
+    assert env.client.get(V1).status_code == 208
     later = datetime.now(UTC) + timedelta(seconds=env.workers.lease_seconds + 1)
     queue.clock = lambda: later
     assert env.build() == 1
@@ -535,7 +608,7 @@ def test_heartbeats_during_a_build(backend: str, tmp_path: Any) -> None:
     for number in range(7):
         client.post(f"{BASE}concepts/", json=concept(f"C{number}"), headers=ADMIN)
     client.post(f"{BASE}versions/", json={"id": "v1"}, headers=ADMIN)
-    client.get(V1)
+    client.post(V1, headers=ADMIN)
     workers = application.extensions["termsync.jobs"]
     seen: list[dict[str, Any]] = []
     original = workers.queue.heartbeat
@@ -552,7 +625,7 @@ def test_heartbeats_during_a_build(backend: str, tmp_path: Any) -> None:
 
 def test_failed_job_state_is_recorded(env: Env, monkeypatch: Any) -> None:
     monkeypatch.setattr(env.service.storage, "put", lambda path, sha: 1 / 0)
-    env.client.get(V1)
+    env.client.post(V1, headers=ADMIN)
     env.build()
     assert [job["state"] for job in env.jobs()] == [FAILED]
     assert "ZeroDivisionError" in env.jobs()[0]["error"]
@@ -571,7 +644,7 @@ def test_scheduled_garbage_collection(backend: str, tmp_path: Any) -> None:
     client.post(f"/orgs/{ORG}/sources/", json={"id": SOURCE}, headers=ADMIN)
     client.post(f"{BASE}concepts/", json=concept("A"), headers=ADMIN)
     client.post(f"{BASE}versions/", json={"id": "v1"}, headers=ADMIN)
-    client.get(V1)
+    client.post(V1, headers=ADMIN)
     application.extensions["termsync.jobs"].run_until_idle()
     old = client.get(V1).headers["ETag"].strip('"')
     client.put(f"{BASE}v1/", json={"description": "changed"}, headers=ADMIN)
@@ -590,6 +663,6 @@ def test_lost_file_is_rebuilt(env: Env) -> None:
     file_url = answer.headers["exportURL"].replace("http://localhost", "")
     assert env.client.get(file_url).status_code == 404
     lost = env.client.get(V1)
-    assert lost.status_code == 202 and lost.get_json()["state"] == "PENDING"
+    assert lost.status_code == 208 and lost.get_json()["state"] == "PENDING"
     env.build()
     assert env.client.get(V1).status_code == 200

@@ -23,7 +23,7 @@ def test_exports_list_purge_rebuild(tmp_path: Any, monkeypatch: Any, capsys: Any
         client.post("/orgs/CliOrg/sources/", json={"id": "CliSource"}, headers=ADMIN)
         client.post(f"{BASE}concepts/", json=concept("A"), headers=ADMIN)
         client.post(f"{BASE}versions/", json={"id": "v1"}, headers=ADMIN)
-        client.get(f"{BASE}v1/export/")
+        assert client.post(f"{BASE}v1/export/", headers=ADMIN).status_code == 202
         application.extensions["termsync.jobs"].run_until_idle()
         assert client.head(f"{BASE}v1/export/").status_code == 200
         client.put(f"{BASE}v1/", json={"description": "new"}, headers=ADMIN)

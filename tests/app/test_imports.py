@@ -235,7 +235,8 @@ def test_same_idempotency_key_gives_one_job(app: Any, client: Any, make_user: An
     run_jobs(app)
     third = client.post(IMPORTS, data=body, content_type="application/x-ndjson",
                         headers=dict(ADMIN, **{"Idempotency-Key": "k1"}))
-    assert third.status_code == 202 and third.get_json() == {"id": first["id"], "state": "FINISHED"}
+    assert third.status_code == 202 and third.get_json() == {
+        "task": first["id"], "id": first["id"], "state": "FINISHED", "queue": "default"}
     other = make_user("other")  # the key is per caller
     assert submit(client, body, headers=dict(other, **{"Idempotency-Key": "k1"}))["id"] != first["id"]
     listed = client.get(IMPORTS, headers=ADMIN)
@@ -262,9 +263,16 @@ def test_jobs_are_private_to_their_submitter(app: Any, client: Any, make_user: A
     alice, bob = make_user("alice"), make_user("bob")
     job_id = submit(client, lines(*org_and_source()), headers=alice)["id"]
     for path in ("", "results/", "report.csv"):
-        assert client.get(f"{IMPORTS}{job_id}/{path}", headers=bob).status_code == 404
         assert client.get(f"{IMPORTS}{job_id}/{path}", headers=alice).status_code == 200
         assert client.get(f"{IMPORTS}{job_id}/{path}", headers=ADMIN).status_code == 200
+        if path:
+            assert client.get(f"{IMPORTS}{job_id}/{path}", headers=bob).status_code == 404
+    # to bob, alice's job id is a queue name like any other: an empty one
+    assert client.get(f"{IMPORTS}{job_id}/", headers=bob).get_json() == []
+    assert client.get(f"{IMPORTS}?task={job_id}", headers=bob).status_code == 404
+    assert client.get(f"/tasks/{job_id}/", headers=bob).status_code == 404
+    assert client.get("/tasks/", headers=bob).get_json() == []
+    assert [task["id"] for task in client.get("/tasks/", headers=ADMIN).get_json()] == [job_id]
     assert client.delete(f"{IMPORTS}{job_id}/", headers=bob).status_code == 404
     assert client.get(IMPORTS, headers=bob).get_json() == []
     assert client.post(IMPORTS, data="{}", content_type="application/x-ndjson").status_code == 401
@@ -342,7 +350,12 @@ def test_bad_requests(app: Any, client: Any) -> None:
     job_id = submit(client, lines(*org_and_source()))["id"]
     assert client.get(f"{IMPORTS}{job_id}/results/?status=exploded",
                       headers=ADMIN).status_code == 400
-    assert client.get(f"{IMPORTS}nope/", headers=ADMIN).status_code == 404
+    # a segment that names no job (the caller may see) is a queue: here an empty one
+    nope = client.get(f"{IMPORTS}nope/", headers=ADMIN)
+    assert nope.status_code == 200 and nope.get_json() == []
+    assert client.delete(f"{IMPORTS}nope/", headers=ADMIN).status_code == 404
+    assert client.post(f"{IMPORTS}{job_id}/", data=b"{}\n", content_type="application/x-ndjson",
+                       headers=ADMIN).status_code == 405
 
 
 def test_results_page_with_next_links_and_filters(app: Any, client: Any) -> None:

@@ -97,8 +97,8 @@ def test_build_requested_on_a_is_served_by_b(pair: tuple[Any, Any]) -> None:
     client_a, client_b = a.test_client(), b.test_client()
     assert client_a.post(V1, headers=ADMIN).status_code == 202
     probe = client_b.head(V1)
-    assert probe.status_code == 202 and "Retry-After" in probe.headers  # B sees A's queued build
-    assert client_b.get(V1).status_code == 202
+    assert probe.status_code == 208 and "Retry-After" in probe.headers  # B sees A's queued build
+    assert client_b.get(V1).status_code == 208
     assert workers(b).run_until_idle() == 1  # B's worker builds what A was asked for
     ready_a, ready_b = client_a.head(V1), client_b.head(V1)
     assert ready_a.status_code == ready_b.status_code == 200
@@ -112,7 +112,7 @@ def test_build_requested_on_a_is_served_by_b(pair: tuple[Any, Any]) -> None:
 def test_two_workers_racing_for_one_build_produce_one_file(pair: tuple[Any, Any]) -> None:
     a, b = pair
     assert a.test_client().post(V1, headers=ADMIN).status_code == 202
-    assert b.test_client().post(V1, headers=ADMIN).status_code == 202
+    assert b.test_client().post(V1, headers=ADMIN).status_code == 409  # being built on A's word
     jobs = workers(a).queue.list(kind="export")[0]
     assert len(jobs) == 1  # the second request joined the first build
 
@@ -140,7 +140,7 @@ def test_two_workers_racing_for_one_build_produce_one_file(pair: tuple[Any, Any]
 
 def test_worker_that_disappears_mid_build_is_replaced(pair: tuple[Any, Any]) -> None:
     a, b = pair
-    assert a.test_client().get(V1).status_code == 202
+    assert a.test_client().post(V1, headers=ADMIN).status_code == 202
     gone = StalledWorker(a, "worker-that-dies")
     gone.start()
     queue = workers(b).queue

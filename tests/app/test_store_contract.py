@@ -22,6 +22,7 @@ from app.store.base import (
     DiffKey,
     DuplicateKey,
     StaleHead,
+    RepoFilters,
     Visibility,
     checksum_of,
 )
@@ -86,8 +87,12 @@ def test_documents_insert_get_update_delete(store: Store) -> None:
     assert store.users.user_for_token("hash1")["_id"] == "ann"
     assert store.users.user_for_token("nope") is None
     store.users.insert({"_id": "bob"})
-    assert [user["_id"] for user in store.users.list(0, 1)[0]] == ["ann"]
-    assert store.users.list(1, 10)[1] == 2
+    store.users.update("bob", {"name": "Robert Smith"})
+    assert [user["_id"] for user in store.users.search(None, 0, 1)[0]] == ["ann"]
+    assert store.users.search(None, 1, 10)[1] == 2
+    assert [user["_id"] for user in store.users.search("ROBERT", 0, 10)[0]] == ["bob"]
+    assert [user["_id"] for user in store.users.search("%", 0, 10)[0]] == []  # taken literally
+    assert store.users.page_of(["bob", "nobody"], 0, 10)[1] == 1
     store.users.delete("bob")
     assert store.users.get("bob") is None
 
@@ -104,10 +109,13 @@ def test_orgs_members_and_visibility(store: Store) -> None:
     assert store.orgs.for_member("bob") == ["B"]
     assert store.orgs.update("A", {"name": "Org A"})["members"] == ["ann"]
     anonymous = Visibility(None, frozenset())
-    assert [org["_id"] for org in store.orgs.list(anonymous, 0, 10)[0]] == ["A"]
+    assert [org["_id"] for org in store.orgs.search(None, None, anonymous, 0, 10)[0]] == ["A"]
     member = Visibility("bob", frozenset({"B"}))
-    assert [org["_id"] for org in store.orgs.list(member, 0, 10)[0]] == ["A", "B"]
-    assert store.orgs.list(None, 0, 10)[1] == 2
+    assert [org["_id"] for org in store.orgs.search(None, None, member, 0, 10)[0]] == ["A", "B"]
+    assert store.orgs.search(None, None, None, 0, 10)[1] == 2
+    assert [org["_id"] for org in store.orgs.search("org a", None, None, 0, 10)[0]] == ["A"]
+    assert [org["_id"] for org in store.orgs.search(None, "bob", None, 0, 10)[0]] == ["B"]
+    assert store.orgs.remove_member("B", "bob") and not store.orgs.remove_member("B", "bob")
 
 
 def test_sources_list_by_owner_and_visibility(store: Store) -> None:
@@ -116,12 +124,18 @@ def test_sources_list_by_owner_and_visibility(store: Store) -> None:
     store.sources.insert(dict(source_doc("/users/ann/sources/Mine/", public_access="None"),
                               owner="ann", owner_type="User", owner_url="/users/ann/"))
     everyone = Visibility(None, frozenset())
-    assert [s["_id"] for s in store.sources.list(None, everyone, 0, 10)[0]] == [SOURCE]
+    none = RepoFilters()
+    assert [s["_id"] for s in store.sources.search(None, everyone, none, 0, 10)[0]] == [SOURCE]
     ann = Visibility("ann", frozenset({"P"}))
-    assert store.sources.list(None, ann, 0, 10)[1] == 3
-    assert [s["_id"] for s in store.sources.list("/orgs/P/", ann, 0, 10)[0]] == \
+    assert store.sources.search(None, ann, none, 0, 10)[1] == 3
+    assert [s["_id"] for s in store.sources.search("/orgs/P/", ann, none, 0, 10)[0]] == \
         ["/orgs/P/sources/Hidden/"]
-    assert store.sources.list("/orgs/P/", everyone, 0, 10) == ([], 0)
+    assert store.sources.search("/orgs/P/", everyone, none, 0, 10) == ([], 0)
+    assert [s["_id"] for s in store.sources.search(None, None, RepoFilters(q="mIn"), 0, 10)[0]] \
+        == ["/users/ann/sources/Mine/"]
+    assert store.sources.search(None, None, RepoFilters(owner_type="User"), 0, 10)[1] == 1
+    assert store.sources.count_public("/orgs/P/") == 0
+    assert store.sources.count_public("/orgs/O/") == 1
     assert store.sources.next_mapping_number(SOURCE) == 1
     assert store.sources.next_mapping_number(SOURCE) == 2
     assert store.sources.get(SOURCE)["seq"] == 0
@@ -136,6 +150,7 @@ def test_versions_newest_first(store: Store) -> None:
     assert [v["id"] for v in store.versions.list(SOURCE, None, 0, 10)[0]] == ["v3", "v2", "v1"]
     assert [v["id"] for v in store.versions.list(SOURCE, False, 0, 10)[0]] == ["v2"]
     assert store.versions.latest_released(SOURCE)["id"] == "v3"
+    assert [v["id"] for v in store.versions.all_released()] == ["v1", "v3"]
     assert store.versions.get(f"{SOURCE}v1/")["released"] is True
     store.versions.delete_for_source(SOURCE)
     assert store.versions.list(SOURCE, None, 0, 10) == ([], 0)
@@ -162,7 +177,8 @@ def test_item_versions_heads_and_cuts(store: Store) -> None:
     assert store.items.current(url_a, 0) is None
     assert store.items.item_version(url_a, 1)["sup"] == 3
     assert store.items.item_version(url_a, 3)["sup"] == LIVE
-    assert [v["seq"] for v in store.items.history(url_a)] == [3, 1]
+    assert [v["seq"] for v in store.items.history(SOURCE, url_a, 0, 10)[0]] == [3, 1]
+    assert store.items.history(SOURCE, f"{SOURCE}concepts/B/", 0, 10)[1] == 1  # no tombstone
     with pytest.raises(StaleHead):
         store.items.write(item("A", t(5)), 1)
     with pytest.raises(StaleHead):
@@ -403,3 +419,35 @@ def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...]) -> N
     finally:
         for store in stores:
             store.drop()
+
+
+def test_mappings_of_a_concept_both_ways(store: Store) -> None:
+    store.sources.insert(source_doc())
+    for concept_id in ("A", "B", "C"):
+        write(store, item(concept_id, t(1)))
+    a, b = f"{SOURCE}concepts/A/", f"{SOURCE}concepts/B/"
+    write(store, item("1", t(2), type_="Mapping", from_concept_url=a, to_concept_url=b))
+    write(store, item("2", t(3), type_="Mapping", from_concept_url=b, to_concept_url=a))
+    cut = store.sources.cut_state(SOURCE).seq
+    write(store, item("3", t(4), type_="Mapping", retired=True, from_concept_url=a,
+                      to_concept_url=f"{SOURCE}concepts/C/"))
+    found = store.items.mappings_for_concept
+    assert [m["id"] for m in found(SOURCE, HEAD_SEQ, a)] == ["1"]
+    assert [m["id"] for m in found(SOURCE, HEAD_SEQ, a, include_retired=True)] == ["1", "3"]
+    assert [m["id"] for m in found(SOURCE, HEAD_SEQ, a, inverse=True)] == ["1", "2"]
+    assert [m["id"] for m in found(SOURCE, cut, a, inverse=True, include_retired=True)] == ["1", "2"]
+
+
+def test_jobs_of_one_queue_run_in_order(store: Store) -> None:
+    jobs = store.jobs
+    jobs.insert(job("q1", t(1), queue="q"))
+    jobs.insert(job("free", t(2)))
+    jobs.insert(job("q2", t(3), queue="q"))
+    jobs.insert(job("other", t(4), queue="r"))
+    claimed = [jobs.claim(["export"], "w", t(10), t(20))["_id"] for _ in range(3)]
+    assert claimed == ["q1", "free", "other"]  # q2 waits for q1
+    assert jobs.claim(["export"], "w", t(10), t(20)) is None
+    assert jobs.end("q1", "w", "FINISHED", t(11), {})
+    assert jobs.claim(["export"], "w", t(12), t(20))["_id"] == "q2"
+    assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=["q"])[0]] == ["q2", "q1"]
+    assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=[None])[0]] == ["free"]

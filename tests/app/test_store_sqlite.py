@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.store.base import ContentQuery, DiffKey
+from app.store.base import ContentQuery, DiffKey, RepoFilters
 from app.store.sqlite import SqliteStore
 from app.store.sqlite.db import migrate
 from app.store.sqlite.schema import STEPS
@@ -95,14 +95,17 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
     ("newest item", lambda s: s.items.newest(ContentQuery(SOURCE, include_deleted=True))),
     ("item head", lambda s: s.items.head(f"{SOURCE}concepts/3/")),
     ("item at a version", lambda s: s.items.current(f"{SOURCE}concepts/3/", 10)),
-    ("item history", lambda s: s.items.history(f"{SOURCE}concepts/3/")),
+    ("item history", lambda s: s.items.history(SOURCE, f"{SOURCE}concepts/3/", 0, 10)),
+    ("mappings of a concept", lambda s: s.items.mappings_for_concept(
+        SOURCE, 2**62 - 1, f"{SOURCE}concepts/3/", inverse=True)),
+    ("jobs of a queue", lambda s: s.jobs.list("bulk_import", None, None, 0, 10, queues=["q"])),
     ("item write", lambda s: s.items.write({
         "source": SOURCE, "type": "Concept", "id": "3", "url": f"{SOURCE}concepts/3/",
         "deleted": False, "retired": False, "updated_on": "2026-02-01T00:00:00.000000Z",
         "data": {"x": 1}}, s.items.head(f"{SOURCE}concepts/3/")["seq"])),
     ("head checksum", lambda s: s.items.head_checksum(SOURCE)),
     ("versions of a source", lambda s: s.versions.list(SOURCE, True, 0, 10)),
-    ("sources of an owner", lambda s: s.sources.list("/orgs/O/", None, 0, 10)),
+    ("sources of an owner", lambda s: s.sources.search("/orgs/O/", None, RepoFilters(), 0, 10)),
     ("job claim", lambda s: s.jobs.claim(["export"], "w", "2026-01-01T00:00:00.000000Z",
                                          "2026-01-01T00:01:00.000000Z")),
     ("job by key", lambda s: s.jobs.latest("export", "k")),

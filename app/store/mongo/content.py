@@ -9,6 +9,7 @@ HEAD's checksum is computed by one scan and cached by seq.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -106,8 +107,12 @@ class Users(DocumentRepository, base.Users):
     def ensure_indexes(self) -> None:
         self.tokens.create_index([("username", ASCENDING)])
 
-    def list(self, skip: int, limit: int) -> tuple[list[Document], int]:
-        return self.page({}, [("_id", ASCENDING)], skip, limit)
+    def search(self, q: str | None, skip: int, limit: int) -> tuple[list[Document], int]:
+        return self.page(text_filter(q, ("_id", "name")), [("_id", ASCENDING)], skip, limit)
+
+    def page_of(self, usernames: list[str], skip: int,
+                limit: int) -> tuple[list[Document], int]:
+        return self.page({"_id": {"$in": usernames}}, [("_id", ASCENDING)], skip, limit)
 
     def add_token(self, username: str, token_hash: str, created_on: str) -> None:
         self.tokens.replace_one({"_id": token_hash},
@@ -151,19 +156,39 @@ class Orgs(DocumentRepository, base.Orgs):
     def add_member(self, org_id: str, username: str) -> None:
         self.collection.update_one({"_id": org_id}, {"$addToSet": {"members": username}})
 
-    def remove_member(self, org_id: str, username: str) -> None:
-        self.collection.update_one({"_id": org_id}, {"$pull": {"members": username}})
+    def remove_member(self, org_id: str, username: str) -> bool:
+        done = self.collection.update_one({"_id": org_id, "members": username},
+                                          {"$pull": {"members": username}})
+        return bool(done.modified_count == 1)
 
     def for_member(self, username: str) -> list[str]:
         return sorted(org["_id"] for org in self.collection.find({"members": username}, {"_id": 1}))
 
-    def list(self, visible_to: Visibility | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
-        query: Document = {}
+    def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
+               skip: int, limit: int) -> tuple[list[Document], int]:
+        parts: list[Document] = [text_filter(q, ("_id", "name"))]
+        if member is not None:
+            parts.append({"members": member})
         if visible_to is not None:
-            query = {"$or": [{"public_access": {"$ne": "None"}},
-                             {"_id": {"$in": sorted(visible_to.orgs)}}]}
-        return self.page(query, [("_id", ASCENDING)], skip, limit)
+            parts.append({"$or": [{"public_access": {"$ne": "None"}},
+                                  {"_id": {"$in": sorted(visible_to.orgs)}}]})
+        return self.page(all_of(parts), [("_id", ASCENDING)], skip, limit)
+
+
+def text_filter(q: str | None, fields: tuple[str, ...]) -> Document:
+    """Documents with `q` (taken literally, any case) in one of `fields` (all when no `q`)."""
+    if not q:
+        return {}
+    pattern = {"$regex": re.escape(q), "$options": "i"}
+    return {"$or": [{name: pattern} for name in fields]}
+
+
+def all_of(parts: list[Document]) -> Document:
+    """One filter requiring every (non-empty) part."""
+    parts = [part for part in parts if part]
+    if not parts:
+        return {}
+    return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
 def visibility_filter(visible_to: Visibility | None) -> Document:
@@ -209,12 +234,23 @@ class Sources(DocumentRepository, base.Sources):
         return base.CutState(int(source.get("seq") or 0), source.get("last_updated") or None,
                              None, None)
 
-    def list(self, owner_url: str | None, visible_to: Visibility | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
-        query = visibility_filter(visible_to)
-        if owner_url is not None:
-            query["owner_url"] = owner_url
-        return self.page(query, [("_id", ASCENDING)], skip, limit)
+    def search(self, owner_url: str | None, visible_to: Visibility | None,
+               filters: base.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
+        parts = [visibility_filter(visible_to),
+                 text_filter(filters.q, ("id", "short_code", "name", "full_name"))]
+        for name, value in (("owner_url", owner_url), ("owner", filters.owner),
+                            ("owner_type", filters.owner_type),
+                            ("custom_validation_schema", filters.custom_validation_schema)):
+            if value is not None:
+                parts.append({name: value})
+        if filters.updated_since is not None:
+            parts.append({"$or": [{"updated_on": {"$gte": filters.updated_since}},
+                                  {"last_updated": {"$gte": filters.updated_since}}]})
+        return self.page(all_of(parts), [("_id", ASCENDING)], skip, limit)
+
+    def count_public(self, owner_url: str) -> int:
+        return int(self.collection.count_documents(
+            {"owner_url": owner_url, "public_access": {"$in": ["View", "Edit"]}}))
 
     def load(self, documents: Iterable[Document]) -> int:
         # HEAD's checksum is kept by seq here: recomputed on first use, never copied
@@ -235,12 +271,17 @@ class Versions(DocumentRepository, base.Versions):
     def delete_for_source(self, source_url: str) -> None:
         self.collection.delete_many({"source": source_url})
 
-    def list(self, source_url: str, released: bool | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
+    def list(self, source_url: str, released: bool | None, skip: int, limit: int,
+             updated_since: str | None = None) -> tuple[list[Document], int]:
         query: Document = {"source": source_url}
         if released is not None:
             query["released"] = released
+        if updated_since is not None:
+            query["updated_on"] = {"$gte": updated_since}
         return self.page(query, [("created_on", DESCENDING), ("_id", DESCENDING)], skip, limit)
+
+    def all_released(self) -> Iterator[Document]:
+        return iter(self.collection.find({"released": True}).sort("_id", ASCENDING))
 
 
 class Items(base.Items):
@@ -263,6 +304,10 @@ class Items(base.Items):
         self.items.create_index([("source", ASCENDING), ("updated_on", ASCENDING),
                                  ("type", ASCENDING), ("id", ASCENDING)], name="diffs")
         self.items.create_index([("url", ASCENDING), ("seq", DESCENDING)], name="by_url")
+        self.items.create_index([("source", ASCENDING), ("data.from_concept_url", ASCENDING),
+                                 ("sup", ASCENDING)], name="mappings_from")
+        self.items.create_index([("source", ASCENDING), ("data.to_concept_url", ASCENDING),
+                                 ("sup", ASCENDING)], name="mappings_to")
         self.items.create_index([("pending", ASCENDING)], sparse=True, name="pending")
         self.heads.create_index([("source", ASCENDING)])
         self.mapping_keys.create_index([("source", ASCENDING)])
@@ -278,9 +323,22 @@ class Items(base.Items):
         item: Document | None = self.items.find_one({"_id": version_url(url, seq)})
         return None if item is None or item.get("pending") else item
 
-    def history(self, url: str) -> list[Document]:
-        return [item for item in self.items.find({"url": url}).sort("seq", DESCENDING)
-                if not item.get("pending")]
+    def history(self, source_url: str, url: str, skip: int,
+                limit: int) -> tuple[list[Document], int]:
+        query = {"source": source_url, "url": url, "deleted": False,
+                 "pending": {"$exists": False}}
+        cursor = self.items.find(query).sort("seq", DESCENDING).skip(offset(skip)).limit(limit)
+        return list(cursor), int(self.items.count_documents(query))
+
+    def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
+                             inverse: bool = False,
+                             include_retired: bool = False) -> list[Document]:
+        ends: list[Document] = [{"data.from_concept_url": concept_url}]
+        if inverse:
+            ends.append({"data.to_concept_url": concept_url})
+        query = dict(self._filter(ContentQuery(source_url, seq, ("Mapping",),
+                                               include_retired=include_retired)), **{"$or": ends})
+        return list(self.items.find(query).sort("id", ASCENDING))
 
     def head(self, url: str) -> Document | None:
         head: Document | None = self.heads.find_one({"_id": url})

@@ -31,6 +31,8 @@ class Jobs(base.Jobs):
         self.jobs.create_index([("kind", ASCENDING), ("key", ASCENDING), ("generation", DESCENDING)])
         self.jobs.create_index([("kind", ASCENDING), ("owner", ASCENDING),
                                 ("created_on", DESCENDING)])
+        self.jobs.create_index([("queue", ASCENDING), ("state", ASCENDING),
+                                ("created_on", ASCENDING)], sparse=True)
 
     def insert(self, job: Document) -> None:
         try:
@@ -49,15 +51,36 @@ class Jobs(base.Jobs):
         return job
 
     def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Document | None:
-        job: Document | None = self.jobs.find_one_and_update(
-            {"kind": {"$in": kinds}, "$or": [
-                {"state": "PENDING"},
-                {"state": "RUNNING", "lease_until": {"$lt": now}}]},
-            {"$set": {"state": "RUNNING", "worker": worker, "updated_on": now,
-                      "lease_until": lease_until},
-             "$inc": {"attempts": 1}},
-            sort=[("created_on", ASCENDING)], return_document=ReturnDocument.AFTER)
-        return job
+        claimable = {"kind": {"$in": kinds}, "$or": [
+            {"state": "PENDING"},
+            {"state": "RUNNING", "lease_until": {"$lt": now}}]}
+        update = {"$set": {"state": "RUNNING", "worker": worker, "updated_on": now,
+                           "lease_until": lease_until},
+                  "$inc": {"attempts": 1}}
+        waiting: list[str] = []  # jobs whose queue is busy with an older job
+        while True:
+            query = dict(claimable, _id={"$nin": waiting}) if waiting else claimable
+            candidate = self.jobs.find_one(query, {"_id": 1, "queue": 1, "created_on": 1},
+                                           sort=[("created_on", ASCENDING)])
+            if candidate is None:
+                return None
+            if candidate.get("queue") is not None and self._queue_busy(candidate):
+                waiting.append(candidate["_id"])
+                continue
+            job: Document | None = self.jobs.find_one_and_update(
+                dict(claimable, _id=candidate["_id"]), update,
+                return_document=ReturnDocument.AFTER)
+            if job is not None:
+                return job
+            # another claimer took it between the two calls: look again
+
+    def _queue_busy(self, job: Document) -> bool:
+        """Whether an older job of the same queue is still waiting or running."""
+        return self.jobs.find_one({
+            "queue": job["queue"], "state": {"$in": ACTIVE}, "_id": {"$ne": job["_id"]},
+            "$or": [{"created_on": {"$lt": job["created_on"]}},
+                    {"created_on": job["created_on"], "_id": {"$lt": job["_id"]}}]},
+            {"_id": 1}) is not None
 
     def heartbeat(self, job_id: str, worker: str, now: str, lease_until: str,
                   progress: Document | None) -> bool:
@@ -94,8 +117,13 @@ class Jobs(base.Jobs):
         self.jobs.update_one({"_id": job_id}, {"$set": changes})
 
     def list(self, kind: str | None, owner: str | None, states: Iterable[str] | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
+             limit: int, *, queues: list[str | None] | None = None,
+             started_since: str | None = None) -> tuple[list[Document], int]:
         query: Document = {}
+        if queues is not None:
+            query["queue"] = {"$in": queues}
+        if started_since is not None:
+            query["started_on"] = {"$gte": started_since}
         if kind is not None:
             query["kind"] = kind
         if owner is not None:

@@ -60,8 +60,15 @@ class Users(DocumentRepository, base.Users):
         self.database = database
         self.table = DocTable(database, "users")
 
-    def list(self, skip: int, limit: int) -> tuple[list[Document], int]:
-        return self.table.page("", (), "_id", skip, limit)
+    def search(self, q: str | None, skip: int, limit: int) -> tuple[list[Document], int]:
+        clause, params = text_clause(q, ("_id", "json_extract(doc, '$.name')"))
+        return self.table.page(clause, params, "_id", skip, limit)
+
+    def page_of(self, usernames: list[str], skip: int,
+                limit: int) -> tuple[list[Document], int]:
+        marks = ", ".join("?" * len(usernames))
+        return self.table.page(f"_id IN ({marks})" if usernames else "0", usernames, "_id", skip,
+                               limit)
 
     def add_token(self, username: str, token_hash: str, created_on: str) -> None:
         with self.database.transaction() as connection:
@@ -127,23 +134,32 @@ class Orgs(DocumentRepository, base.Orgs):
             connection.execute("INSERT OR IGNORE INTO org_members (org, username) VALUES (?, ?)",
                                (org_id, username))
 
-    def remove_member(self, org_id: str, username: str) -> None:
+    def remove_member(self, org_id: str, username: str) -> bool:
         with self.database.transaction() as connection:
-            connection.execute("DELETE FROM org_members WHERE org = ? AND username = ?",
-                               (org_id, username))
+            done = connection.execute("DELETE FROM org_members WHERE org = ? AND username = ?",
+                                      (org_id, username))
+        return done.rowcount == 1
 
     def for_member(self, username: str) -> list[str]:
         return [row[0] for row in self.database.all(
             "SELECT org FROM org_members WHERE username = ? ORDER BY org", (username,))]
 
-    def list(self, visible_to: Visibility | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
-        clause, params = "", ()  # type: tuple[str, tuple[str, ...]]
+    def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
+               skip: int, limit: int) -> tuple[list[Document], int]:
+        clauses, params = [], []  # type: tuple[list[str], list[Any]]
+        text, text_params = text_clause(q, ("_id", "json_extract(doc, '$.name')"))
+        if text:
+            clauses.append(text)
+            params.extend(text_params)
+        if member is not None:
+            clauses.append("_id IN (SELECT org FROM org_members WHERE username = ?)")
+            params.append(member)
         if visible_to is not None:
             marks = ", ".join("?" * len(visible_to.orgs))
-            clause = "public_access IS NOT 'None'" + (f" OR _id IN ({marks})" if marks else "")
-            params = tuple(sorted(visible_to.orgs))
-        orgs, total = self.table.page(clause, params, "_id", skip, limit)
+            clauses.append("(public_access IS NOT 'None'"
+                           + (f" OR _id IN ({marks}))" if marks else ")"))
+            params.extend(sorted(visible_to.orgs))
+        orgs, total = self.table.page(" AND ".join(clauses), params, "_id", skip, limit)
         return [self._with_members(org) or org for org in orgs], total
 
     def dump(self) -> Iterator[Document]:
@@ -159,6 +175,15 @@ class Orgs(DocumentRepository, base.Orgs):
                 self.add_member(org["_id"], username)
             count += 1
         return count
+
+
+def text_clause(q: str | None, expressions: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """SQL for "`q`, taken literally and in any case, is in one of these columns"."""
+    if not q:
+        return "", []
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    clause = " OR ".join(f"{expression} LIKE ? ESCAPE '\\'" for expression in expressions)
+    return f"({clause})", [pattern] * len(expressions)
 
 
 def visibility_clause(visible_to: Visibility | None) -> tuple[str, tuple[Any, ...]]:
@@ -208,17 +233,34 @@ class Sources(DocumentRepository, base.Sources):
             return base.CutState(0, None, base.EMPTY_CHECKSUM, base.empty_counts())
         return base.CutState(int(row[0]), row[1] or None, row[2], loads(row[3]))
 
-    def list(self, owner_url: str | None, visible_to: Visibility | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
-        clauses, params = [], []
-        if owner_url is not None:
-            clauses.append("owner_url = ?")
-            params.append(owner_url)
+    def search(self, owner_url: str | None, visible_to: Visibility | None,
+               filters: base.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
+        clauses, params = [], []  # type: tuple[list[str], list[Any]]
+        for column, value in (("owner_url", owner_url), ("owner", filters.owner),
+                              ("owner_type", filters.owner_type),
+                              ("json_extract(doc, '$.custom_validation_schema')",
+                               filters.custom_validation_schema)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
         visible, visible_params = visibility_clause(visible_to)
         if visible:
             clauses.append(visible)
             params.extend(visible_params)
+        text, text_params = text_clause(filters.q, tuple(
+            f"json_extract(doc, '$.{name}')" for name in ("id", "short_code", "name",
+                                                          "full_name")))
+        if text:
+            clauses.append(text)
+            params.extend(text_params)
+        if filters.updated_since is not None:
+            clauses.append("(json_extract(doc, '$.updated_on') >= ? OR last_updated >= ?)")
+            params.extend((filters.updated_since, filters.updated_since))
         return self.table.page(" AND ".join(clauses), params, "_id", skip, limit)
+
+    def count_public(self, owner_url: str) -> int:
+        return self.table.count("owner_url = ? AND public_access IN ('View', 'Edit')",
+                                (owner_url,))
 
 
 class Versions(DocumentRepository, base.Versions):
@@ -233,13 +275,19 @@ class Versions(DocumentRepository, base.Versions):
         with self.database.transaction() as connection:
             connection.execute("DELETE FROM versions WHERE source = ?", (source_url,))
 
-    def list(self, source_url: str, released: bool | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
+    def list(self, source_url: str, released: bool | None, skip: int, limit: int,
+             updated_since: str | None = None) -> tuple[list[Document], int]:
         clause, params = "source = ?", [source_url]  # type: tuple[str, list[Any]]
         if released is not None:
             clause += " AND released = ?"
             params.append(1 if released else 0)
+        if updated_since is not None:
+            clause += " AND json_extract(doc, '$.updated_on') >= ?"
+            params.append(updated_since)
         return self.table.page(clause, params, "created_on DESC, _id DESC", skip, limit)
+
+    def all_released(self) -> Iterator[Document]:
+        return iter(self.table.where("released = 1"))
 
 
 ITEM_COLUMNS = ("source", "type", "id", "url", "seq", "sup", "updated_on")
@@ -279,8 +327,27 @@ class Items(base.Items):
     def item_version(self, url: str, seq: int) -> Document | None:
         return self._one(f"{self.select} WHERE url = ? AND seq = ?", (url, seq))
 
-    def history(self, url: str) -> list[Document]:
-        return self._documents(f"{self.select} WHERE url = ? ORDER BY seq DESC", (url,))
+    def history(self, source_url: str, url: str, skip: int,
+                limit: int) -> tuple[list[Document], int]:
+        clause = "url = ? AND source = ? AND deleted = 0"
+        page = self._documents(f"{self.select} WHERE {clause} ORDER BY seq DESC "
+                               f"LIMIT {int(limit) or -1} OFFSET {offset(skip)}", (url, source_url))
+        row = self.database.one(f"SELECT count(*) FROM items WHERE {clause}", (url, source_url))
+        return page, int(row[0]) if row else 0
+
+    def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
+                             inverse: bool = False,
+                             include_retired: bool = False) -> list[Document]:
+        query = ContentQuery(source_url, seq, ("Mapping",), include_retired=include_retired)
+        clause, params = self._where(query)
+        ends = [("items_from", "from_concept_url")] + ([("items_to", "to_concept_url")]
+                                                        if inverse else [])
+        found: dict[str, Document] = {}
+        for index, column in ends:
+            for item in self._documents(f"{self.select} INDEXED BY {index} WHERE {column} = ? "
+                                        f"AND {clause}", [concept_url, *params]):
+                found[item["id"]] = item
+        return [found[key] for key in sorted(found)]
 
     def write(self, item: Document, previous_seq: int | None) -> int:
         url = item["url"]

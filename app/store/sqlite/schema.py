@@ -51,24 +51,33 @@ def _step_1(connection: sqlite3.Connection) -> None:
         CREATE TABLE items (
             doc TEXT NOT NULL, source TEXT NOT NULL, type TEXT NOT NULL,
             id TEXT NOT NULL, url TEXT NOT NULL, seq INTEGER NOT NULL, sup INTEGER NOT NULL,
-            deleted INTEGER NOT NULL, retired INTEGER NOT NULL, updated_on TEXT NOT NULL);
+            deleted INTEGER NOT NULL, retired INTEGER NOT NULL, updated_on TEXT NOT NULL,
+            from_concept_url TEXT GENERATED ALWAYS AS
+                (json_extract(doc, '$.data.from_concept_url')) VIRTUAL,
+            to_concept_url TEXT GENERATED ALWAYS AS
+                (json_extract(doc, '$.data.to_concept_url')) VIRTUAL);
         CREATE UNIQUE INDEX items_url ON items (url, seq);
         CREATE INDEX items_head ON items (source, type, sup, deleted, retired, id);
         CREATE INDEX items_at ON items (source, type, id, sup, seq);
         CREATE INDEX items_diff ON items (source, updated_on, type, id, sup, seq, deleted,
                                           retired);
+        CREATE INDEX items_from ON items (from_concept_url, source, sup);
+        CREATE INDEX items_to ON items (to_concept_url, source, sup);
         CREATE TABLE mapping_keys (_id TEXT PRIMARY KEY, doc TEXT NOT NULL, source TEXT NOT NULL,
                                    mapping_id TEXT NOT NULL);
         CREATE INDEX mapping_keys_source ON mapping_keys (source);
 
         CREATE TABLE jobs (
             _id TEXT PRIMARY KEY, doc TEXT NOT NULL, kind TEXT NOT NULL, key TEXT,
-            generation INTEGER, owner TEXT, state TEXT NOT NULL, worker TEXT, lease_until TEXT,
+            generation INTEGER, owner TEXT, queue TEXT, state TEXT NOT NULL, worker TEXT, lease_until TEXT,
             attempts INTEGER NOT NULL DEFAULT 0, created_on TEXT NOT NULL, updated_on TEXT,
             started_on TEXT, finished_on TEXT, progress TEXT, result TEXT, error TEXT);
         CREATE INDEX jobs_active ON jobs (created_on) WHERE state IN ('PENDING', 'RUNNING');
+        CREATE INDEX jobs_queue ON jobs (queue, created_on, _id)
+            WHERE state IN ('PENDING', 'RUNNING');
         CREATE INDEX jobs_key ON jobs (kind, key, generation);
-        CREATE INDEX jobs_owner ON jobs (kind, owner, created_on);
+        CREATE INDEX jobs_owner ON jobs (kind, owner, created_on, _id);
+        CREATE INDEX jobs_of_queue ON jobs (kind, queue, created_on, _id);
         CREATE INDEX jobs_created ON jobs (created_on);
 
         CREATE TABLE exports (

@@ -24,7 +24,8 @@ class Jobs(base.Jobs):
     def __init__(self, database: SqliteDatabase) -> None:
         self.database = database
         self.table = DocTable(database, "jobs", (
-            "kind", "key", "generation", "owner", "state", "worker", "lease_until", "attempts",
+            "kind", "key", "generation", "owner", "queue", "state", "worker", "lease_until",
+            "attempts",
             "created_on", "updated_on", "started_on", "finished_on", "error"),
             json_columns=("progress", "result"))
 
@@ -41,12 +42,16 @@ class Jobs(base.Jobs):
 
     def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Document | None:
         marks = ", ".join("?" * len(kinds))
+        # The oldest claimable job whose queue (if it names one) has no older active job.
         with self.database.transaction() as connection:
             row = connection.execute(
                 "UPDATE jobs SET state = 'RUNNING', worker = ?, updated_on = ?, lease_until = ?, "
-                "attempts = attempts + 1 WHERE _id = (SELECT _id FROM jobs INDEXED BY jobs_active "
-                f"WHERE {ACTIVE_SQL} AND kind IN ({marks}) AND (state = 'PENDING' OR "
-                "lease_until < ?) ORDER BY created_on LIMIT 1) RETURNING _id",
+                "attempts = attempts + 1 WHERE _id = (SELECT j._id FROM jobs AS j INDEXED BY "
+                f"jobs_active WHERE j.{ACTIVE_SQL} AND j.kind IN ({marks}) AND "
+                "(j.state = 'PENDING' OR j.lease_until < ?) AND (j.queue IS NULL OR NOT EXISTS "
+                "(SELECT 1 FROM jobs AS o INDEXED BY jobs_queue WHERE o.queue = j.queue AND "
+                f"o.{ACTIVE_SQL} AND (o.created_on, o._id) < (j.created_on, j._id))) "
+                "ORDER BY j.created_on LIMIT 1) RETURNING _id",
                 (worker, now, lease_until, *kinds, now)).fetchone()
         return None if row is None else self.get(row[0])
 
@@ -93,8 +98,9 @@ class Jobs(base.Jobs):
         self.table.update(job_id, changes)
 
     def list(self, kind: str | None, owner: str | None, states: Iterable[str] | None, skip: int,
-             limit: int) -> tuple[list[Document], int]:
-        clauses, params = [], []
+             limit: int, *, queues: list[str | None] | None = None,
+             started_since: str | None = None) -> tuple[list[Document], int]:
+        clauses, params = [], []  # type: tuple[list[str], list[Any]]
         for column, value in (("kind", kind), ("owner", owner)):
             if value is not None:
                 clauses.append(f"{column} = ?")
@@ -103,6 +109,16 @@ class Jobs(base.Jobs):
             states = list(states)
             clauses.append(f"state IN ({', '.join('?' * len(states))})")
             params.extend(states)
+        if queues is not None:
+            named = [queue for queue in queues if queue is not None]
+            parts = [f"queue IN ({', '.join('?' * len(named))})"] if named else []
+            if None in queues:
+                parts.append("queue IS NULL")
+            clauses.append("(" + " OR ".join(parts or ["0"]) + ")")
+            params.extend(named)
+        if started_since is not None:
+            clauses.append("started_on >= ?")
+            params.append(started_since)
         return self.table.page(" AND ".join(clauses), params, "created_on DESC, _id DESC", skip,
                                limit)
 

@@ -1,0 +1,63 @@
+"""HTTP servers that send the application's `Date` header instead of their own clock's.
+
+termsync sets `Date` on every response, and on diffs and export downloads it means "complete up
+to" (DESIGN, Content listings and diffs): the OpenMRS module sends it back as `updatedSince`. Both
+werkzeug's server and gunicorn add a `Date` of their own before the application's headers, and a
+client that reads the first one would skip changes. `AppDateRequestHandler` (werkzeug) and
+`keep_app_date_header()` (gunicorn) send the application's `Date` when it has one, and their own
+otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from werkzeug.serving import WSGIRequestHandler
+
+logger = logging.getLogger(__name__)
+
+
+class AppDateRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler, sending the application's `Date` rather than its own."""
+
+    _date_sent = True
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """As the standard library's, minus the `Date` header (sent at the end if still missing)."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
+        self._date_sent = False
+
+    def send_header(self, keyword: str, value: str) -> None:
+        """Send one header, remembering whether it was `Date`."""
+        if keyword.lower() == "date":
+            self._date_sent = True
+        super().send_header(keyword, value)
+
+    def end_headers(self) -> None:
+        """Add the server's `Date` only when the application sent none."""
+        if not self._date_sent:
+            super().send_header("Date", self.date_time_string())
+            self._date_sent = True
+        super().end_headers()
+
+
+def keep_app_date_header() -> None:
+    """Make gunicorn leave out its own `Date` when the application sends one (idempotent)."""
+    from gunicorn.http import wsgi
+
+    response_class: Any = wsgi.Response
+    if getattr(response_class, "_termsync_app_date", False):
+        return
+    original = response_class.default_headers
+
+    def default_headers(self: Any) -> list[str]:
+        headers: list[str] = original(self)
+        if any(name.lower() == "date" for name, _ in self.headers):
+            headers = [line for line in headers if not line.lower().startswith("date:")]
+        return headers
+
+    response_class.default_headers = default_headers
+    response_class._termsync_app_date = True

@@ -1,0 +1,115 @@
+"""The OpenMRS OCL subscription module's protocol (tests/clients/openmrs.py) against a live
+termsync: release mode, snapshot mode, edits and deletes, and a limit smaller than the changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, concept, mapping
+
+from .conftest import DEMO, Live, StepClock, _live
+from .openmrs import DATE_FORMAT, OpenMrsClient
+
+
+@pytest.fixture
+def stepped_demo(step_clock: StepClock, tmp_path: Path) -> Iterator[Live]:
+    """The demo on a server whose clock moves ten seconds at every reading."""
+    for live in _live(tmp_path, LOAD_DEMO=True):
+        live.run_jobs()
+        yield live
+
+
+def ids(items: list[dict[str, Any]]) -> set[str]:
+    return {item["id"] for item in items}
+
+
+def stamp(item: dict[str, Any]) -> datetime:
+    return datetime.strptime(item["updated_on"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def test_release_mode_picks_v1_and_reads_the_demo_export(demo: Live) -> None:
+    client = OpenMrsClient(f"{demo.url}{DEMO}", token=ADMIN_TOKEN)
+    version, answer = client.fetch_release()
+    assert version == "v1.0"
+    assert len(answer.concepts) == 23 and len(answer.mappings) == 22
+    assert answer.entry_names == ["export.json"]
+    # three requests, all slash-less, none redirected: the list, the probe, the download
+    assert [urlsplit(url).path for url, _ in client.sent] == [
+        DEMO.rstrip("/") + "/versions", f"{DEMO}v1.0/export", f"{DEMO}v1.0/export"]
+    assert all(headers == {"Authorization": f"Token {ADMIN_TOKEN}"} for _, headers in client.sent)
+    # the download's Date is v1.0's lastUpdated: the first snapshot continues from there
+    last_updated = demo.call("GET", f"{DEMO}v1.0/", 200)["lastUpdated"]
+    assert answer.updated_to == stamp({"updated_on": last_updated}).replace(microsecond=0)
+
+
+def test_release_probe_skips_a_version_whose_export_is_not_built(demo: Live) -> None:
+    demo.call("POST", f"{DEMO}versions/", 201, json={"id": "v2.0", "released": True})
+    client = OpenMrsClient(f"{demo.url}{DEMO}")
+    assert client.latest_release() == "v1.0"  # v2.0 answers 208 (building): not taken yet
+    demo.run_jobs()
+    assert client.latest_release() == "v2.0"
+
+
+def test_snapshot_mode_whole_then_exactly_the_changes(stepped_demo: Live) -> None:
+    live = stepped_demo
+    client = OpenMrsClient(f"{live.url}{DEMO}", token=ADMIN_TOKEN)
+    _, release = client.fetch_release()
+    whole = client.fetch_snapshot(release.updated_to.replace(year=2000))
+    assert len(whole.concepts) == 23 and len(whole.mappings) == 22  # one zip, never paged
+    everything = client.fetch_snapshot(None)
+    assert ids(everything.concepts) == ids(whole.concepts)
+    assert client.sent[-1][1] == {"Authorization": f"Token {ADMIN_TOKEN}", "Compress": "true"}
+    assert "limit=100000" in client.sent[-1][0]
+    since = everything.updated_to
+
+    live.call("PATCH", f"{DEMO}concepts/Apple/", 200, json={"names": [
+        {"name": "Malus domestica", "locale": "en", "locale_preferred": True,
+         "name_type": "Fully Specified"}]})
+    live.call("DELETE", f"{DEMO}concepts/Pear/", 204)  # retire
+    live.call("DELETE", f"{DEMO}concepts/Corn/?hard=true", 204)
+    live.call("POST", f"{DEMO}concepts/", 201, json=concept("Kiwi", concept_class="Product"))
+    created = live.call("POST", f"{DEMO}mappings/", 201, json=mapping(
+        f"{DEMO}concepts/Fruit/", f"{DEMO}concepts/Kiwi/", "Has Child"))
+
+    changes = client.fetch_snapshot(since)
+    assert ids(changes.concepts) == {"Apple", "Pear", "Kiwi"}  # Corn's tombstone is not sent
+    assert ids(changes.mappings) == {created["id"]}
+    assert not any(item.get("deleted") for item in changes.concepts + changes.mappings)
+    by_id = {item["id"]: item for item in changes.concepts}
+    assert by_id["Pear"]["retired"] is True
+    assert by_id["Apple"]["names"][0]["name"] == "Malus domestica"
+    assert client.sent[-1][0].endswith(f"updatedSince={since.strftime(DATE_FORMAT)}")
+    # nothing changed since: nothing comes back
+    assert client.fetch_snapshot(changes.updated_to).concepts == []
+
+
+def test_a_limit_smaller_than_the_changes_loses_nothing(stepped_demo: Live) -> None:
+    live = stepped_demo
+    client = OpenMrsClient(f"{live.url}{DEMO}", token=ADMIN_TOKEN)
+    since = client.fetch_snapshot(None).updated_to
+    added = {f"New{n}" for n in range(7)}
+    for concept_id in sorted(added):
+        live.call("POST", f"{DEMO}concepts/", 201, json=concept(concept_id, concept_class="Product"))
+    live.call("DELETE", f"{DEMO}concepts/New3/?hard=true", 204)  # gone before anyone saw it
+
+    seen: set[str] = set()
+    truncated = 0
+    for _ in range(10):  # the module's scheduled runs, each one request
+        answer = client.fetch_snapshot(since, limit=3)
+        new = ids(answer.concepts) - seen
+        newest = max((stamp(item) for item in answer.concepts), default=None)
+        if newest is not None and answer.updated_to == newest.replace(microsecond=0):
+            truncated += 1  # cut at the limit: Date is the last item's updated_on
+        seen |= ids(answer.concepts)
+        assert answer.updated_to >= since  # Date never goes back
+        since = answer.updated_to
+        if not new:
+            break
+    assert seen == added - {"New3"}
+    assert truncated >= 2  # the answers really were cut at the limit

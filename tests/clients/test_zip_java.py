@@ -1,0 +1,122 @@
+"""Export zips and `Compress: true` snapshots are read to the end by Java's `ZipInputStream` (what
+the OpenMRS module uses), by `unzip -t` and by Python's zipfile.
+
+Java reads a streamed entry's data descriptor as 32-bit sizes unless the sizes pass 4 GiB, so a
+zip64 descriptor on a small file fails at the end of the entry: a control zip written that way
+shows the Java check would catch it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.exports.builder import _HashingWriter
+from tests.conftest import ADMIN, concept
+
+from .conftest import DEMO, Live
+
+pytestmark = pytest.mark.slow
+
+JAVA_READER = """
+import java.io.*;
+import java.util.zip.*;
+
+public class ZipRead {
+    public static void main(String[] args) throws Exception {
+        for (String path : args) {
+            try (ZipInputStream zip = new ZipInputStream(
+                    new BufferedInputStream(new FileInputStream(path)))) {
+                ZipEntry entry;
+                byte[] buffer = new byte[65536];
+                while ((entry = zip.getNextEntry()) != null) {
+                    long total = 0;
+                    int n;
+                    while ((n = zip.read(buffer)) != -1) total += n;
+                    System.out.println(entry.getName() + "\\t" + total);
+                }
+            }
+        }
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def java_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ZipRead.class compiled with the machine's javac."""
+    if not (shutil.which("javac") and shutil.which("java")):
+        pytest.skip("no JDK on this machine")
+    directory = tmp_path_factory.mktemp("java")
+    (directory / "ZipRead.java").write_text(JAVA_READER)
+    subprocess.run(["javac", "ZipRead.java"], cwd=directory, check=True, timeout=120)
+    return directory
+
+
+def java_read(classes: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["java", "-cp", str(classes), "ZipRead", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def check_readers(classes: Path, path: Path) -> None:
+    """Java, unzip and zipfile all read every entry to the end, with the same sizes."""
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        sizes = {info.filename: info.file_size for info in archive.infolist()}
+    java = java_read(classes, path)
+    assert java.returncode == 0, java.stderr
+    assert dict(line.split("\t") for line in java.stdout.splitlines()) == {
+        name: str(size) for name, size in sizes.items()}
+    if shutil.which("unzip"):
+        tested = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True,
+                                timeout=120, check=False)
+        assert tested.returncode == 0 and "No errors detected" in tested.stdout, tested.stdout
+
+
+def download(url: str, path: Path, headers: dict[str, str] | None = None) -> Path:
+    answer = requests.get(url, headers=headers, timeout=60)
+    assert answer.status_code == 200, answer.status_code
+    assert answer.headers["Content-Type"] == "application/zip"
+    path.write_bytes(answer.content)
+    return path
+
+
+def test_exports_and_snapshots_are_read_to_the_end_by_java(demo: Live, java_reader: Path,
+                                                            tmp_path: Path) -> None:
+    # the demo release, and a bigger version: many deflate blocks, an entry of megabytes
+    check_readers(java_reader, download(f"{demo.url}{DEMO}v1.0/export", tmp_path / "v1.zip"))
+    for n in range(3000):
+        demo.curator.post(f"{DEMO}concepts/", headers=ADMIN, json=concept(
+            f"Bulk{n}", extras={"filler": "x" * 200, "n": n}))
+    demo.call("POST", f"{DEMO}versions/", 201, json={"id": "big", "released": True})
+    demo.run_jobs()
+    big = download(f"{demo.url}{DEMO}big/export", tmp_path / "big.zip")
+    with zipfile.ZipFile(big) as archive:
+        assert archive.getinfo("export.json").file_size > 1_000_000
+    check_readers(java_reader, big)
+    # a snapshot as the OpenMRS module asks for it
+    snapshot = download(f"{demo.url}{DEMO.rstrip('/')}?includeConcepts=true&includeMappings=true"
+                        "&includeRetired=true&limit=100000", tmp_path / "snapshot.zip",
+                        headers={"Compress": "true"})
+    check_readers(java_reader, snapshot)
+
+
+def test_a_zip64_descriptor_below_4_gib_breaks_java(java_reader: Path, tmp_path: Path) -> None:
+    """The control: what termsync wrote before (force_zip64 on a streamed entry) fails in Java."""
+    path = tmp_path / "zip64.zip"
+    with open(path, "wb") as raw:
+        with zipfile.ZipFile(_HashingWriter(raw), "w",  # type: ignore[call-overload]
+                             compression=zipfile.ZIP_DEFLATED) as archive:
+            info = zipfile.ZipInfo("export.json")
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as entry:
+                entry.write(b'{"concepts": []}' * 1000)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None  # Python reads it...
+    java = java_read(java_reader, path)
+    assert java.returncode != 0 and "invalid entry size" in java.stderr  # ...Java does not
