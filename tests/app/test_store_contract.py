@@ -21,8 +21,8 @@ from app.store.base import (
     ContentQuery,
     DiffKey,
     DuplicateKey,
-    StaleHead,
     RepoFilters,
+    StaleHead,
     Visibility,
     checksum_of,
 )

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from app import create_app
-from app import timeutil
+from app import create_app, timeutil
 from app.serving import AppDateRequestHandler
 from tests.conftest import ADMIN, ADMIN_TOKEN, app_config
 

@@ -146,7 +146,8 @@ class Orgs(DocumentRepository, base.Orgs):
 
     def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
                skip: int, limit: int) -> tuple[list[Document], int]:
-        clauses, params = [], []  # type: tuple[list[str], list[Any]]
+        clauses: list[str] = []
+        params: list[Any] = []
         text, text_params = text_clause(q, ("_id", "json_extract(doc, '$.name')"))
         if text:
             clauses.append(text)
@@ -235,7 +236,8 @@ class Sources(DocumentRepository, base.Sources):
 
     def search(self, owner_url: str | None, visible_to: Visibility | None,
                filters: base.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
-        clauses, params = [], []  # type: tuple[list[str], list[Any]]
+        clauses: list[str] = []
+        params: list[Any] = []
         for column, value in (("owner_url", owner_url), ("owner", filters.owner),
                               ("owner_type", filters.owner_type),
                               ("json_extract(doc, '$.custom_validation_schema')",
@@ -277,7 +279,8 @@ class Versions(DocumentRepository, base.Versions):
 
     def list(self, source_url: str, released: bool | None, skip: int, limit: int,
              updated_since: str | None = None) -> tuple[list[Document], int]:
-        clause, params = "source = ?", [source_url]  # type: tuple[str, list[Any]]
+        clause = "source = ?"
+        params: list[Any] = [source_url]
         if released is not None:
             clause += " AND released = ?"
             params.append(1 if released else 0)
@@ -379,7 +382,8 @@ class Items(base.Items):
 
     @staticmethod
     def _where(query: ContentQuery) -> tuple[str, list[Any]]:
-        clauses, params = ["source = ?"], [query.source]  # type: tuple[list[str], list[Any]]
+        clauses = ["source = ?"]
+        params: list[Any] = [query.source]
         if len(query.types) == 1:
             clauses.append("type = ?")
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 from ...timeutil import format_time
 from .. import base
@@ -100,7 +101,8 @@ class Jobs(base.Jobs):
     def list(self, kind: str | None, owner: str | None, states: Iterable[str] | None, skip: int,
              limit: int, *, queues: list[str | None] | None = None,
              started_since: str | None = None) -> tuple[list[Document], int]:
-        clauses, params = [], []  # type: tuple[list[str], list[Any]]
+        clauses: list[str] = []
+        params: list[Any] = []
         for column, value in (("kind", kind), ("owner", owner)):
             if value is not None:
                 clauses.append(f"{column} = ?")
