@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import base64
-import io
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
@@ -128,12 +127,60 @@ def decode_cursor(text: str) -> DiffCursor:
     raise Invalid("Invalid cursor: follow the `next` link as given.", errors={"cursor": ["Invalid."]})
 
 
-def zip_json(payload: Any, name: str = "export.json") -> bytes:
-    """A zip holding one JSON file (the `Compress: true` answer)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(name, orjson.dumps(payload))
-    return buffer.getvalue()
+def json_object_stream(fields: dict[str, Any],
+                       arrays: list[tuple[str, Iterator[dict[str, Any]]]],
+                       batch: int = 500) -> Iterator[bytes]:
+    """The bytes of `{**fields, name: [items...], ...}`, items rendered and sent in batches, so
+    that an answer of any size goes out in flat memory."""
+    head = orjson.dumps(fields, option=orjson.OPT_NON_STR_KEYS)
+    yield head[:-1]
+    separator = b"," if fields else b""
+    for name, items in arrays:
+        yield separator + orjson.dumps(name) + b":["
+        separator = b","
+        chunk: list[bytes] = []
+        first = True
+        for item in items:
+            chunk.append(orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS))
+            if len(chunk) >= batch:
+                yield (b"" if first else b",") + b",".join(chunk)
+                first, chunk = False, []
+        if chunk:
+            yield (b"" if first else b",") + b",".join(chunk)
+        yield b"]"
+    yield b"}"
+
+
+class _Pipe:
+    """A write-only, unseekable file whose written bytes are taken out as they come."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self.chunks = b"".join(self.chunks), []
+        return data
+
+
+def zip_stream(parts: Iterator[bytes], name: str = "export.json") -> Iterator[bytes]:
+    """A zip holding one file made of `parts`, streamed as it is compressed (data descriptors;
+    no zip64 records, which Java's ZipInputStream misreads): the `Compress: true` answer."""
+    pipe = _Pipe()
+    with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED) as archive:  # type: ignore[call-overload]
+        with archive.open(name, "w") as entry:
+            for part in parts:
+                entry.write(part)
+                data = pipe.take()
+                if data:
+                    yield data
+    yield pipe.take()
 
 
 def complete_up_to(read_at: datetime, last_returned: str | None = None) -> datetime:

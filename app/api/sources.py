@@ -22,6 +22,7 @@ from .common import (
     decode_cursor,
     domain,
     encode_cursor,
+    json_object_stream,
     json_response,
     list_response,
     owner_routes,
@@ -29,7 +30,7 @@ from .common import (
     paging_headers,
     resolve_owner,
     resolve_source,
-    zip_json,
+    zip_stream,
 )
 from .docs import errors
 from .schemas import DiffArgsSchema, RepoListArgsSchema, SourceContentOut, SourceOut
@@ -64,18 +65,17 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
     read_at = timeutil.now()
     page = content.diff_page(source, version, types, args["includeRetired"], since, cursor,
                              args["limit"], include_deleted=args["includeDeleted"])
-    rendered = [ocl.render_item(item, source) for item in page.items]
-    body = dict(body, concepts=[item for item in rendered if item["type"] == CONCEPT],
-                mappings=[item for item in rendered if item["type"] == MAPPING])
     next_url = page_url(cursor=encode_cursor(page.next_cursor)) if page.next_cursor else None
-    headers = paging_headers(page.num_found, len(rendered), next_url)
-    last = page.items[-1]["updated_on"] if page.next_cursor and page.items else None
-    headers.update(date_header(complete_up_to(read_at, last)))
+    headers = paging_headers(page.num_found, page.returned, next_url)
+    headers.update(date_header(complete_up_to(read_at, page.last_updated_on)))
+    parts = json_object_stream(body, [
+        (key, (ocl.render_item(item, source) for item in page.items(kind)))
+        for key, kind in (("concepts", CONCEPT), ("mappings", MAPPING))])
     if request.headers.get("Compress", "").lower() == "true":
-        return Response(zip_json(body), headers=dict(headers, **{
-            "Content-Disposition": f'attachment; filename="{source["id"]}_{version["id"]}.zip"'}),
-            mimetype="application/zip")
-    return json_response(body, headers=headers)
+        headers["Content-Disposition"] = \
+            f'attachment; filename="{source["id"]}_{version["id"]}.zip"'
+        return Response(zip_stream(parts), headers=headers, mimetype="application/zip")
+    return Response(parts, headers=headers, mimetype="application/json")
 
 
 def _update_source(changes: dict[str, Any], source_id: str, owner_kind: str | None,

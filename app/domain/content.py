@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..store import Store
@@ -44,11 +44,19 @@ class DiffCursor:
 
 @dataclass
 class DiffPage:
-    """One page of a diff (or of a version's content) in keyset order."""
+    """One page of a diff (or of a version's content) in keyset order, read when iterated:
+    `items(type)` streams the page's items of one type in flat memory, however many."""
 
-    items: list[dict[str, Any]]
     num_found: int
+    returned: int
     next_cursor: DiffCursor | None
+    items: Callable[[str], Iterator[dict[str, Any]]]
+
+    @property
+    def last_updated_on(self) -> str | None:
+        """The `updated_on` of the page's last item when more follow (the page is complete up
+        to it), else None."""
+        return self.next_cursor.updated_on if self.next_cursor else None
 
 
 class Content:
@@ -284,20 +292,25 @@ class Content:
 
         Keyset, not offset: an item updated while a client pages moves to the end (its
         updated_on is now), so nothing present at the start is skipped, and every page costs
-        the same index scan wherever it starts. Tombstones only with `include_deleted`.
+        the same index scan wherever it starts. Tombstones only with `include_deleted`. Where
+        the page ends is found from keys alone; its items are read when streamed.
         """
         query = ContentQuery(source["url"], version["seq"], tuple(types),
                              include_retired=include_retired, include_deleted=include_deleted,
                              updated_since=updated_since)
         num_found = self.count(source, version, query) if cursor is None else cursor.num_found
         after = None if cursor is None else DiffKey(cursor.updated_on, cursor.type, cursor.id)
-        items = self.repos.items.diff(query, after, limit + 1)
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            last = items[-1]
-            next_cursor = DiffCursor(last["updated_on"], last["type"], last["id"], num_found)
-        return DiffPage(items, num_found, next_cursor)
+        items = self.repos.items
+        returned, until, more = items.diff_end(query, after, limit)
+        next_cursor = DiffCursor(until.updated_on, until.type, until.id, num_found) \
+            if more and until is not None else None
+
+        def of_type(item_type: str) -> Iterator[dict[str, Any]]:
+            if item_type not in types or until is None:
+                return iter(())
+            return items.iter_diff(replace(query, types=(item_type,)), after, until)
+
+        return DiffPage(num_found, returned, next_cursor, of_type)
 
     def iter_content(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
                      batch_size: int = 1000) -> Iterator[dict[str, Any]]:

@@ -98,16 +98,52 @@ class CutState:
 
 
 @dataclass(frozen=True)
-class ContentQuery:
-    """Which item versions a read selects: a source's content at `seq`, narrowed."""
+class ItemFilters:
+    """What OCL's search parameters select among concepts and mappings (all must hold).
 
-    source: str
+    Text (`q`) matches any case, taken literally, in an item's id or names (mappings: also its
+    map type and ends); lists match any of their values, in any case. A concept end names a
+    concept by its id as it appears in urls (already %-quoted), its source id or its owner id.
+    """
+
+    q: str | None = None
+    concept_class: tuple[str, ...] = ()
+    datatype: tuple[str, ...] = ()
+    locale: tuple[str, ...] = ()
+    map_type: tuple[str, ...] = ()
+    from_concept: str | None = None
+    from_source: str | None = None
+    from_owner: str | None = None
+    to_concept: str | None = None
+    to_source: str | None = None
+    to_owner: str | None = None
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, name) for name in self.__dataclass_fields__)
+
+    def ends(self) -> list[tuple[str, str, str]]:
+        """(field, kind, value) of each concept-end condition: kind concept, source or owner."""
+        found = []
+        for end in ("from", "to"):
+            for kind in ("concept", "source", "owner"):
+                value = getattr(self, f"{end}_{kind}")
+                if value:
+                    found.append((f"{end}_concept_url", kind, value))
+        return found
+
+
+@dataclass(frozen=True)
+class ContentQuery:
+    """Which item versions a read selects: a source's content at `seq` (or several sources'
+    HEADs, for a search), narrowed."""
+
+    source: str | tuple[str, ...]
     seq: int = HEAD_SEQ
     types: tuple[str, ...] = (CONCEPT, MAPPING)
     include_retired: bool = True
     include_deleted: bool = False
     updated_since: str | None = None
-    filters: dict[str, Any] = field(default_factory=dict)
+    filters: ItemFilters = field(default_factory=ItemFilters)
 
 
 @dataclass(frozen=True)
@@ -122,7 +158,7 @@ class RepoFilters:
     updated_since: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class DiffKey:
     """A position in diff order: (updated_on, type, id)."""
 
@@ -300,6 +336,26 @@ class Items:
     def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
         """Up to `limit` selected items after `after`, in (updated_on, type, id) order."""
         raise NotImplementedError
+
+    def diff_end(self, query: ContentQuery, after: DiffKey | None,
+                 limit: int) -> tuple[int, DiffKey | None, bool]:
+        """Where a diff page of up to `limit` items after `after` ends: (how many items it
+        holds, the key of its last one, whether more follow), read from keys alone."""
+        raise NotImplementedError
+
+    def iter_diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
+                  batch_size: int = 1000) -> Iterator[Document]:
+        """The selected items after `after` up to `until` (inclusive), in diff order, read a
+        batch at a time: a page of any size in flat memory."""
+        while True:
+            batch = self.diff(query, after, batch_size)
+            for item in batch:
+                after = DiffKey(item["updated_on"], item["type"], item["id"])
+                if until is not None and after > until:
+                    return
+                yield item
+            if len(batch) < batch_size:
+                return
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         """Every selected item of `query.types[0]`, by id, read a batch at a time."""

@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReplaceOne, ReturnDocument
@@ -189,6 +190,39 @@ def all_of(parts: list[Document]) -> Document:
     if not parts:
         return {}
     return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def _any_case(values: tuple[str, ...]) -> Document:
+    return {"$in": [re.compile(f"^{re.escape(value)}$", re.IGNORECASE) for value in values]}
+
+
+def item_filters(filters: base.ItemFilters) -> list[Document]:
+    """Filters for OCL's search parameters over `items` (see base.ItemFilters)."""
+    parts: list[Document] = []
+    for path, values in (("concept_class", filters.concept_class),
+                         ("datatype", filters.datatype), ("map_type", filters.map_type)):
+        if values:
+            parts.append({f"data.{path}": _any_case(values)})
+    if filters.locale:
+        parts.append({"data.names.locale": _any_case(filters.locale)})
+    if filters.q:
+        parts.append(text_filter(filters.q, ("id", "data.names.name", "data.map_type",
+                                             "data.from_concept_url", "data.to_concept_url",
+                                             "data.to_concept_code")))
+    for column, kind, value in filters.ends():
+        escaped = re.escape(value)
+        if kind == "concept":
+            code = column.replace("_url", "_code")
+            parts.append({"$or": [{f"data.{column}": {"$regex": f"/concepts/{escaped}/$"}},
+                                  {f"data.{code}": value}]})
+        elif kind == "source":
+            source_column = column.replace("_concept_url", "_source_url")
+            parts.append({"$or": [
+                {f"data.{column}": {"$regex": f"/sources/{escaped}/concepts/"}},
+                {f"data.{source_column}": {"$regex": f"/sources/{escaped}/$"}}]})
+        else:
+            parts.append({f"data.{column}": {"$regex": f"^/(orgs|users)/{escaped}/"}})
+    return parts
 
 
 def visibility_filter(visible_to: Visibility | None) -> Document:
@@ -439,7 +473,8 @@ class Items(base.Items):
         return resolved
 
     def _filter(self, query: ContentQuery) -> Document:
-        selected: Document = {"source": query.source, **self.at(query.seq)}
+        source = query.source if isinstance(query.source, str) else {"$in": list(query.source)}
+        selected: Document = {"source": source, **self.at(query.seq)}
         selected["type"] = query.types[0] if len(query.types) == 1 else {"$in": list(query.types)}
         if not query.include_deleted:
             selected["deleted"] = False
@@ -447,6 +482,8 @@ class Items(base.Items):
             selected["retired"] = False
         if query.updated_since is not None:
             selected["updated_on"] = {"$gte": query.updated_since}
+        if query.filters:
+            selected = all_of([selected, *item_filters(query.filters)])
         return selected
 
     def page(self, query: ContentQuery, skip: int, limit: int) -> list[Document]:
@@ -463,16 +500,32 @@ class Items(base.Items):
     def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
         selected = self._filter(query)
         if after is not None:
-            selected = {"$and": [selected, {"$or": [
-                {"updated_on": {"$gt": after.updated_on}},
-                {"updated_on": after.updated_on, "type": {"$gt": after.type}},
-                {"updated_on": after.updated_on, "type": after.type, "id": {"$gt": after.id}}]}]}
+            selected = {"$and": [selected, self._after(after)]}
         return list(self.items.find(selected).sort(DIFF_SORT).limit(limit))
 
+    @staticmethod
+    def _after(after: DiffKey) -> Document:
+        """Items after a position in diff order."""
+        return {"$or": [
+            {"updated_on": {"$gt": after.updated_on}},
+            {"updated_on": after.updated_on, "type": {"$gt": after.type}},
+            {"updated_on": after.updated_on, "type": after.type, "id": {"$gt": after.id}}]}
+
+    def diff_end(self, query: ContentQuery, after: DiffKey | None,
+                 limit: int) -> tuple[int, DiffKey | None, bool]:
+        selected = self._filter(query)
+        if after is not None:
+            selected = {"$and": [selected, self._after(after)]}
+        count, last = 0, None
+        for item in self.items.find(selected, {"updated_on": 1, "type": 1, "id": 1}).sort(
+                DIFF_SORT).limit(limit + 1):
+            count += 1
+            if count <= limit:
+                last = DiffKey(item["updated_on"], item["type"], item["id"])
+        return min(count, limit), last, count > limit
+
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
-        selected = self._filter(ContentQuery(query.source, query.seq, query.types[:1],
-                                             query.include_retired, query.include_deleted,
-                                             query.updated_since))
+        selected = self._filter(replace(query, types=query.types[:1]))
         return iter(self.items.find(selected).sort("id", ASCENDING).batch_size(batch_size))
 
     def newest(self, query: ContentQuery) -> Document | None:

@@ -8,6 +8,7 @@ cut (which reads seq and checksum in one row) never gains an item afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from .. import base
@@ -182,9 +183,57 @@ def text_clause(q: str | None, expressions: tuple[str, ...]) -> tuple[str, list[
     """SQL for "`q`, taken literally and in any case, is in one of these columns"."""
     if not q:
         return "", []
-    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = like(q)
     clause = " OR ".join(f"{expression} LIKE ? ESCAPE '\\'" for expression in expressions)
     return f"({clause})", [pattern] * len(expressions)
+
+
+def like(text: str, prefix: str = "%", suffix: str = "%") -> str:
+    """A LIKE pattern matching `text` literally (with ESCAPE '\\')."""
+    return prefix + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + suffix
+
+
+NAMES = "json_each(items.doc, '$.data.names')"
+
+
+def filter_clauses(filters: base.ItemFilters) -> tuple[list[str], list[Any]]:
+    """SQL for OCL's search parameters over `items` (see base.ItemFilters)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for path, values in (("concept_class", filters.concept_class),
+                         ("datatype", filters.datatype), ("map_type", filters.map_type)):
+        if values:
+            clauses.append(f"lower(json_extract(doc, '$.data.{path}')) IN "
+                           f"({', '.join('?' * len(values))})")
+            params.extend(value.lower() for value in values)
+    if filters.locale:
+        clauses.append(f"EXISTS (SELECT 1 FROM {NAMES} AS n WHERE lower(json_extract(n.value, "
+                       f"'$.locale')) IN ({', '.join('?' * len(filters.locale))}))")
+        params.extend(value.lower() for value in filters.locale)
+    if filters.q:
+        pattern = like(filters.q)
+        clauses.append("(id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM "
+                       f"{NAMES} AS n WHERE json_extract(n.value, '$.name') LIKE ? ESCAPE '\\') "
+                       "OR json_extract(doc, '$.data.map_type') LIKE ? ESCAPE '\\' "
+                       "OR from_concept_url LIKE ? ESCAPE '\\' OR to_concept_url LIKE ? "
+                       "ESCAPE '\\' OR json_extract(doc, '$.data.to_concept_code') LIKE ? "
+                       "ESCAPE '\\')")
+        params.extend([pattern] * 6)
+    for column, kind, value in filters.ends():
+        code = column.replace("_url", "_code")
+        if kind == "concept":
+            clauses.append(f"({column} LIKE ? ESCAPE '\\' OR "
+                           f"json_extract(doc, '$.data.{code}') = ?)")
+            params.extend((like(value, "%/concepts/", "/"), value))
+        elif kind == "source":
+            source_column = column.replace("_concept_url", "_source_url")
+            clauses.append(f"({column} LIKE ? ESCAPE '\\' OR "
+                           f"json_extract(doc, '$.data.{source_column}') LIKE ? ESCAPE '\\')")
+            params.extend((like(value, "%/sources/", "/concepts/%"), like(value, "%/sources/", "/")))
+        else:
+            clauses.append(f"({column} LIKE ? ESCAPE '\\' OR {column} LIKE ? ESCAPE '\\')")
+            params.extend((like(value, "/orgs/", "/%"), like(value, "/users/", "/%")))
+    return clauses, params
 
 
 def visibility_clause(visible_to: Visibility | None) -> tuple[str, tuple[Any, ...]]:
@@ -382,8 +431,13 @@ class Items(base.Items):
 
     @staticmethod
     def _where(query: ContentQuery) -> tuple[str, list[Any]]:
-        clauses = ["source = ?"]
-        params: list[Any] = [query.source]
+        if isinstance(query.source, str):
+            clauses = ["source = ?"]
+            params: list[Any] = [query.source]
+        else:
+            clauses = [f"source IN ({', '.join('?' * len(query.source))})" if query.source
+                       else "0"]
+            params = list(query.source)
         if len(query.types) == 1:
             clauses.append("type = ?")
         else:
@@ -402,6 +456,10 @@ class Items(base.Items):
         if query.updated_since is not None:
             clauses.append("updated_on >= ?")
             params.append(query.updated_since)
+        if query.filters:
+            filters, filter_params = filter_clauses(query.filters)
+            clauses.extend(filters)
+            params.extend(filter_params)
         return " AND ".join(clauses), params
 
     def page(self, query: ContentQuery, skip: int, limit: int) -> list[Document]:
@@ -426,10 +484,23 @@ class Items(base.Items):
         return self._documents(f"{self.select} INDEXED BY items_diff WHERE {clause} "
                                f"ORDER BY updated_on, type, id LIMIT {int(limit)}", params)
 
+    def diff_end(self, query: ContentQuery, after: DiffKey | None,
+                 limit: int) -> tuple[int, DiffKey | None, bool]:
+        clause, params = self._where(query)
+        if after is not None:
+            clause += " AND (updated_on, type, id) > (?, ?, ?)"
+            params.extend((after.updated_on, after.type, after.id))
+        count, last = 0, None
+        for row in self.database.execute(
+                f"SELECT updated_on, type, id FROM items INDEXED BY items_diff WHERE {clause} "
+                f"ORDER BY updated_on, type, id LIMIT {int(limit) + 1}", params):
+            count += 1
+            if count <= limit:
+                last = row
+        return min(count, limit), DiffKey(*last) if last else None, count > limit
+
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
-        clause, params = self._where(ContentQuery(
-            query.source, query.seq, query.types[:1], query.include_retired,
-            query.include_deleted, query.updated_since))
+        clause, params = self._where(replace(query, types=query.types[:1]))
         after = ""
         while True:
             batch = self._documents(f"{self.select} INDEXED BY items_at WHERE {clause} "
