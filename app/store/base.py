@@ -27,6 +27,7 @@ CHECKSUM_MODULUS = 2**256
 EMPTY_CHECKSUM = "0" * 64
 
 Document = dict[str, Any]
+DocumentPage = tuple[list[Document], int]  # one page of documents, and how many match in all
 
 
 class StoreError(Exception):
@@ -84,6 +85,19 @@ class ContentQuery:
     include_deleted: bool = False
     updated_since: str | None = None
     filters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ItemMatch:
+    """What a search of items asks for beyond a ContentQuery: a text found (case-insensitively,
+    as a substring) in the id or in a name, and a concept class and datatype (exact)."""
+
+    text: str | None = None
+    concept_class: str | None = None
+    datatype: str | None = None
+
+
+CHANGES = ("created", "updated", "retired", "deleted")
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,11 @@ class Orgs(DocumentRepository):
         """Orgs by id: public ones and the caller's (all of them for None, an admin)."""
         raise NotImplementedError
 
+    def search(self, visible_to: Visibility | None, text: str, skip: int,
+               limit: int) -> DocumentPage:
+        """Orgs `list` would give whose id or name holds `text` (case-insensitive)."""
+        raise NotImplementedError
+
 
 class Sources(DocumentRepository):
     """Sources: HEAD metadata, the seq counter of their item versions and HEAD's checksum."""
@@ -175,6 +194,11 @@ class Sources(DocumentRepository):
     def list(self, owner_url: str | None, visible_to: Visibility | None, skip: int,
              limit: int) -> tuple[list[Document], int]:
         """Sources by url, under one owner or all, that `visible_to` may see."""
+        raise NotImplementedError
+
+    def search(self, owner_url: str | None, visible_to: Visibility | None, text: str, skip: int,
+               limit: int) -> DocumentPage:
+        """Sources `list` would give whose id, name or full name holds `text` (case-insensitive)."""
         raise NotImplementedError
 
 
@@ -246,6 +270,23 @@ class Items:
 
     def newest(self, query: ContentQuery) -> Document | None:
         """The most recently updated selected item version."""
+        raise NotImplementedError
+
+    def search(self, query: ContentQuery, match: ItemMatch, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]:
+        """One page (by id) of the items of `query.types[0]` that `match` selects, and how many
+        match: exact up to `count_limit`; a count above it means "more than count_limit"."""
+        raise NotImplementedError
+
+    def changes(self, source_url: str, since_seq: int, until_seq: int = HEAD_SEQ) -> dict[str, int]:
+        """How many items were created, updated, retired and deleted between the content at
+        `since_seq` and at `until_seq` (an item counts once, by how it ends up)."""
+        raise NotImplementedError
+
+    def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
+                        seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:
+        """Live mappings whose `end` ("from" or "to") concept url is `concept_url`, by source
+        then id: in `source_url` at `seq`, or (source_url None) in every source at HEAD."""
         raise NotImplementedError
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
@@ -482,6 +523,25 @@ class RateCounters:
         raise NotImplementedError
 
 
+class ConsoleSessions:
+    """Signed-in sessions of the web console, addressed by the sha256 of their id (the browser
+    holds the id; the store never does)."""
+
+    def insert(self, session: Document) -> None:
+        """Insert a session with `_id` and `expires_at`; DuplicateKey if the id exists."""
+        raise NotImplementedError
+
+    def get(self, key: str) -> Document | None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def purge(self, now: str) -> int:
+        """Delete the sessions that expired before `now`; how many."""
+        raise NotImplementedError
+
+
 class Store:
     """Every repository over one database, chosen by DATABASE_URI."""
 
@@ -498,6 +558,7 @@ class Store:
     leases: Leases
     heartbeats: Heartbeats
     rate_counters: RateCounters
+    console_sessions: ConsoleSessions
 
     def ensure_schema(self) -> None:
         """Create or upgrade tables/collections and their indexes (idempotent)."""

@@ -9,6 +9,7 @@ HEAD's checksum is computed by one scan and cached by seq.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -18,12 +19,15 @@ from pymongo.errors import DuplicateKeyError
 
 from .. import base
 from ..base import (
+    CHANGES,
     HEAD_SEQ,
     LIVE,
     ContentQuery,
     DiffKey,
     Document,
+    DocumentPage,
     DuplicateKey,
+    ItemMatch,
     StaleHead,
     Visibility,
     checksum_of,
@@ -33,6 +37,11 @@ from ..base import (
 
 logger = logging.getLogger(__name__)
 DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("id", ASCENDING)]
+
+
+def contains(text: str) -> Document:
+    """A case-insensitive "holds `text`" condition, its regex characters taken literally."""
+    return {"$regex": re.escape(text), "$options": "i"}
 
 
 class DocumentRepository(base.DocumentRepository):
@@ -165,6 +174,40 @@ class Orgs(DocumentRepository, base.Orgs):
                              {"_id": {"$in": sorted(visible_to.orgs)}}]}
         return self.page(query, [("_id", ASCENDING)], skip, limit)
 
+    def search(self, visible_to: Visibility | None, text: str, skip: int,
+               limit: int) -> DocumentPage:
+        matching: Document = {"$or": [{"_id": contains(text)}, {"name": contains(text)}]}
+        if visible_to is not None:
+            matching = {"$and": [matching, {"$or": [
+                {"public_access": {"$ne": "None"}}, {"_id": {"$in": sorted(visible_to.orgs)}}]}]}
+        return self.page(matching, [("_id", ASCENDING)], skip, limit)
+
+
+class ConsoleSessions(base.ConsoleSessions):
+    """`console_sessions`: one document per signed-in console session."""
+
+    def __init__(self, db: Any) -> None:
+        self.collection = db["console_sessions"]
+
+    def ensure_indexes(self) -> None:
+        self.collection.create_index([("expires_at", ASCENDING)])
+
+    def insert(self, session: Document) -> None:
+        try:
+            self.collection.insert_one(dict(session))
+        except DuplicateKeyError:
+            raise DuplicateKey(str(session["_id"])) from None
+
+    def get(self, key: str) -> Document | None:
+        session: Document | None = self.collection.find_one({"_id": key})
+        return session
+
+    def delete(self, key: str) -> None:
+        self.collection.delete_one({"_id": key})
+
+    def purge(self, now: str) -> int:
+        return int(self.collection.delete_many({"expires_at": {"$lt": now}}).deleted_count)
+
 
 def visibility_filter(visible_to: Visibility | None) -> Document:
     """The filter for "a source this caller may see" (public, theirs, or their orgs')."""
@@ -214,6 +257,14 @@ class Sources(DocumentRepository, base.Sources):
         if owner_url is not None:
             query["owner_url"] = owner_url
         return self.page(query, [("_id", ASCENDING)], skip, limit)
+
+    def search(self, owner_url: str | None, visible_to: Visibility | None, text: str, skip: int,
+               limit: int) -> DocumentPage:
+        conditions = [visibility_filter(visible_to),
+                      {"$or": [{name: contains(text)} for name in ("id", "name", "full_name")]}]
+        if owner_url is not None:
+            conditions.append({"owner_url": owner_url})
+        return self.page({"$and": conditions}, [("_id", ASCENDING)], skip, limit)
 
     def load(self, documents: Iterable[Document]) -> int:
         # HEAD's checksum is kept by seq here: recomputed on first use, never copied
@@ -265,6 +316,15 @@ class Items(base.Items):
         self.items.create_index([("pending", ASCENDING)], sparse=True, name="pending")
         self.heads.create_index([("source", ASCENDING)])
         self.mapping_keys.create_index([("source", ASCENDING)])
+        # The console's reads: concepts by class or datatype, mappings both ways, changes.
+        for name, field in (("by_class", "data.concept_class"), ("by_datatype", "data.datatype")):
+            self.items.create_index([("source", ASCENDING), ("type", ASCENDING),
+                                     (field, ASCENDING), ("id", ASCENDING)], name=name)
+        for name, field in (("from_concept", "data.from_concept_url"),
+                            ("to_concept", "data.to_concept_url")):
+            self.items.create_index([(field, ASCENDING), ("source", ASCENDING),
+                                     ("id", ASCENDING)], name=name)
+        self.items.create_index([("source", ASCENDING), ("seq", ASCENDING)], name="by_seq")
 
     @staticmethod
     def at(seq: int) -> Document:
@@ -420,6 +480,55 @@ class Items(base.Items):
         found: Document | None = self.items.find_one(self._filter(query),
                                                       sort=[("updated_on", DESCENDING)])
         return found
+
+    def search(self, query: ContentQuery, match: ItemMatch, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]:
+        selected = self._filter(ContentQuery(query.source, query.seq, query.types[:1],
+                                             query.include_retired, query.include_deleted,
+                                             query.updated_since))
+        if match.concept_class is not None:
+            selected["data.concept_class"] = match.concept_class
+        if match.datatype is not None:
+            selected["data.datatype"] = match.datatype
+        if match.text:
+            selected["$or"] = [{"id": contains(match.text)},
+                               {"data.names.name": contains(match.text)}]
+        page = list(self.items.find(selected).sort("id", ASCENDING).skip(offset(skip))
+                    .limit(limit))
+        if match.text:  # a text search counts no further than the page and count_limit need
+            wanted = max(count_limit, offset(skip) + limit) + 1
+            return page, int(self.items.count_documents(selected, limit=wanted))
+        return page, int(self.items.count_documents(selected))
+
+    def changes(self, source_url: str, since_seq: int, until_seq: int = HEAD_SEQ) -> dict[str, int]:
+        counts = dict.fromkeys(CHANGES, 0)
+        changed = self.items.find({"source": source_url, "seq": {"$gt": since_seq, "$lte": until_seq},
+                                   "sup": {"$gt": until_seq}},
+                                  {"url": 1, "deleted": 1, "retired": 1})
+        for item in changed:
+            before = self.items.find_one({"url": item["url"], "seq": {"$lte": since_seq},
+                                          "sup": {"$gt": since_seq}, "deleted": False},
+                                         {"retired": 1})
+            if before is None:
+                if not item["deleted"]:
+                    counts["created"] += 1
+            elif item["deleted"]:
+                counts["deleted"] += 1
+            elif item["retired"] and not before["retired"]:
+                counts["retired"] += 1
+            else:
+                counts["updated"] += 1
+        return counts
+
+    def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
+                        seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:
+        field = {"from": "data.from_concept_url", "to": "data.to_concept_url"}[end]
+        selected: Document = {field: concept_url, "deleted": False,
+                              **self.at(HEAD_SEQ if source_url is None else seq)}
+        if source_url is not None:
+            selected["source"] = source_url
+        return list(self.items.find(selected).sort([("source", ASCENDING), ("id", ASCENDING)])
+                    .limit(limit))
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
         selected = self._filter(ContentQuery(source_url, seq))

@@ -1,4 +1,5 @@
-"""SQLite repositories of accounts and content: users, orgs, sources, versions and items.
+"""SQLite repositories of accounts and content: users, orgs, console sessions, sources, versions
+and items.
 
 An item write is one transaction: it allocates the source's next seq, supersedes the live version,
 inserts the new one and updates HEAD's checksum, so nothing is ever half written and a version
@@ -12,11 +13,14 @@ from typing import Any
 
 from .. import base
 from ..base import (
+    CHANGES,
     HEAD_SEQ,
     LIVE,
     ContentQuery,
     DiffKey,
     Document,
+    DocumentPage,
+    ItemMatch,
     StaleHead,
     Visibility,
     add_checksum,
@@ -26,6 +30,31 @@ from ..base import (
     version_url,
 )
 from .db import DocTable, SqliteDatabase
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') that finds `text` anywhere, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def survives_json(text: str) -> bool:
+    """Whether `text` appears unchanged in the JSON of a document that holds it (so a LIKE on
+    the whole document can pre-select rows): JSON escapes quotes, backslashes and controls."""
+    return not any(char in '"\\' or ord(char) < 0x20 for char in text)
+
+
+def search_page(table: DocTable, index: str, clause: str, params: list[Any], skip: int,
+                limit: int) -> tuple[list[Document], int]:
+    """A page (by `_id`) of a substring search and its count. No B-tree index answers "holds
+    this text": the search walks `index` (the key, or the owner's part of it) in `_id` order
+    and matches each row, which suits tables of hundreds or thousands of orgs or sources."""
+    sql = f"SELECT _id, {table.select} FROM {table.table} INDEXED BY {index} WHERE {clause}"
+    page = [table.document(row[0], row[1:]) for row in table.database.all(
+        f"{sql} ORDER BY _id LIMIT {int(limit)} OFFSET {offset(skip)}", params)]
+    row = table.database.one(f"SELECT count(*) FROM {table.table} INDEXED BY {index} "
+                             f"WHERE {clause}", params)
+    return page, int(row[0]) if row else 0
 
 
 class DocumentRepository(base.DocumentRepository):
@@ -145,6 +174,21 @@ class Orgs(DocumentRepository, base.Orgs):
         orgs, total = self.table.page(clause, params, "_id", skip, limit)
         return [self._with_members(org) or org for org in orgs], total
 
+    def search(self, visible_to: Visibility | None, text: str, skip: int,
+               limit: int) -> DocumentPage:
+        clause, params = "", []  # type: tuple[str, list[Any]]
+        if visible_to is not None:
+            marks = ", ".join("?" * len(visible_to.orgs))
+            clause = "(public_access IS NOT 'None'" + (f" OR _id IN ({marks})" if marks else "") \
+                + ") AND "
+            params.extend(sorted(visible_to.orgs))
+        pattern = like_pattern(text)
+        clause += "(_id LIKE ? ESCAPE '\\' OR json_extract(doc, '$.name') LIKE ? ESCAPE '\\')"
+        params.extend((pattern, pattern))
+        orgs, total = search_page(self.table, "sqlite_autoindex_orgs_1", clause, params, skip,
+                                  limit)
+        return [self._with_members(org) or org for org in orgs], total
+
     def dump(self) -> Iterator[Document]:
         for org in self.table.dump():
             yield self._with_members(org) or org
@@ -158,6 +202,28 @@ class Orgs(DocumentRepository, base.Orgs):
                 self.add_member(org["_id"], username)
             count += 1
         return count
+
+
+class ConsoleSessions(base.ConsoleSessions):
+    """`console_sessions`: one row per signed-in console session, `expires_at` indexed."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        self.table = DocTable(database, "console_sessions", ("expires_at",))
+
+    def insert(self, session: Document) -> None:
+        self.table.insert(session)
+
+    def get(self, key: str) -> Document | None:
+        return self.table.get(key)
+
+    def delete(self, key: str) -> None:
+        self.table.delete(key)
+
+    def purge(self, now: str) -> int:
+        with self.database.transaction() as connection:
+            done = connection.execute("DELETE FROM console_sessions WHERE expires_at < ?", (now,))
+        return done.rowcount
 
 
 def visibility_clause(visible_to: Visibility | None) -> tuple[str, tuple[Any, ...]]:
@@ -216,6 +282,22 @@ class Sources(DocumentRepository, base.Sources):
             clauses.append(visible)
             params.extend(visible_params)
         return self.table.page(" AND ".join(clauses), params, "_id", skip, limit)
+
+    def search(self, owner_url: str | None, visible_to: Visibility | None, text: str, skip: int,
+               limit: int) -> DocumentPage:
+        clauses, params = [], []  # type: tuple[list[str], list[Any]]
+        if owner_url is not None:
+            clauses.append("owner_url = ?")
+            params.append(owner_url)
+        visible, visible_params = visibility_clause(visible_to)
+        if visible:
+            clauses.append(visible)
+            params.extend(visible_params)
+        clauses.append("(" + " OR ".join(f"json_extract(doc, '$.{name}') LIKE ? ESCAPE '\\'"
+                                         for name in ("id", "name", "full_name")) + ")")
+        params.extend([like_pattern(text)] * 3)
+        index = "sqlite_autoindex_sources_1" if owner_url is None else "sources_owner"
+        return search_page(self.table, index, " AND ".join(clauses), params, skip, limit)
 
 
 class Versions(DocumentRepository, base.Versions):
@@ -366,6 +448,86 @@ class Items(base.Items):
         clause, params = self._where(query)
         return self._one(f"{self.select} INDEXED BY items_diff WHERE {clause} "
                          "ORDER BY updated_on DESC, type DESC, id DESC LIMIT 1", params)
+
+    def search(self, query: ContentQuery, match: ItemMatch, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]:
+        query = ContentQuery(query.source, query.seq, query.types[:1], query.include_retired,
+                             query.include_deleted, query.updated_since)
+        clause, params = self._where(query)
+        if match.concept_class is not None:
+            index = "items_class"
+        elif match.datatype is not None:
+            index = "items_datatype"
+        elif query.seq >= HEAD_SEQ and not query.include_deleted and not query.include_retired:
+            index = "items_head"
+        else:
+            index = "items_at"
+        for column in ("concept_class", "datatype"):
+            value = getattr(match, column)
+            if value is not None:
+                clause += f" AND {column} = ?"
+                params.append(value)
+        if not match.text:
+            page = self._documents(f"{self.select} INDEXED BY {index} WHERE {clause} ORDER BY id "
+                                   f"LIMIT {int(limit)} OFFSET {offset(skip)}", params)
+            # counted from the index that holds every column the clause names (no row read)
+            counting = "items_head" if index == "items_at" and query.seq >= HEAD_SEQ else index
+            row = self.database.one(f"SELECT count(*) FROM items INDEXED BY {counting} "
+                                    f"WHERE {clause}", params)
+            return page, int(row[0]) if row else 0
+        # One walk in id order finds the matches up to what the page and the count need; the
+        # whole document is matched first (cheap), its names only where that found something.
+        pattern = like_pattern(match.text)
+        names = ("EXISTS (SELECT 1 FROM json_each(items.doc, '$.data.names') "
+                 "WHERE json_extract(value, '$.name') LIKE ? ESCAPE '\\')")
+        if survives_json(match.text):
+            names = f"doc LIKE ? ESCAPE '\\' AND {names}"
+        clause += f" AND (id LIKE ? ESCAPE '\\' OR ({names}))"
+        params.extend([pattern] * (3 if survives_json(match.text) else 2))
+        wanted = max(count_limit, offset(skip) + limit) + 1
+        found = [row[0] for row in self.database.all(
+            f"SELECT rowid FROM items INDEXED BY {index} WHERE {clause} ORDER BY id "
+            f"LIMIT {int(wanted)}", params)]
+        rowids = found[offset(skip):offset(skip) + limit]
+        if not rowids:
+            return [], len(found)
+        by_rowid = {row[0]: row for row in self.database.all(
+            f"SELECT rowid, {self.table.select} FROM items WHERE rowid IN "
+            f"({', '.join('?' * len(rowids))})", rowids)}
+        return [self.table.document(key, by_rowid[key][1:]) for key in rowids], len(found)
+
+    def changes(self, source_url: str, since_seq: int, until_seq: int = HEAD_SEQ) -> dict[str, int]:
+        rows = self.database.all(
+            "SELECT CASE WHEN before.rowid IS NULL THEN "
+            "(CASE WHEN item.deleted THEN NULL ELSE 'created' END) "
+            "WHEN item.deleted THEN 'deleted' "
+            "WHEN item.retired AND NOT before.retired THEN 'retired' ELSE 'updated' END AS change, "
+            "count(*) FROM items AS item INDEXED BY items_seq "
+            "LEFT JOIN items AS before INDEXED BY items_url ON before.url = item.url "
+            "AND before.seq <= ? AND before.sup > ? AND before.deleted = 0 "
+            "WHERE item.source = ? AND item.seq > ? AND item.seq <= ? AND item.sup > ? "
+            "GROUP BY change",
+            (since_seq, since_seq, source_url, since_seq, until_seq, until_seq))
+        counts = dict.fromkeys(CHANGES, 0)
+        counts.update({change: int(count) for change, count in rows if change is not None})
+        return counts
+
+    def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
+                        seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:
+        column, index = {"from": ("from_concept", "items_from"),
+                         "to": ("to_concept", "items_to")}[end]
+        clause, params = f"{column} = ? AND deleted = 0", [concept_url]  # type: tuple[str, list[Any]]
+        if source_url is not None:
+            clause += " AND source = ?"
+            params.append(source_url)
+        if source_url is None or seq >= HEAD_SEQ:
+            clause += " AND sup = ?"
+            params.append(LIVE)
+        else:
+            clause += " AND sup > ? AND seq <= ?"
+            params.extend((seq, seq))
+        return self._documents(f"{self.select} INDEXED BY {index} WHERE {clause} "
+                               f"ORDER BY source, id LIMIT {int(limit)}", params)
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
         clause, params = self._where(ContentQuery(source_url, seq))
