@@ -53,7 +53,8 @@ def progress_of(job: dict[str, Any]) -> dict[str, Any]:
     summary = summary_of(job)
     state = STATES.get(job["state"], job["state"])
     total = max(summary["total"], summary["processed"])
-    return {"state": state, "label": f"{state.lower()}, {summary['processed']:,} of {total:,} lines",
+    return {"state": state, "label": state.lower(),
+            "detail": f"{summary['processed']:,} of {total:,} lines",
             "value": summary["processed"], "max": max(total, 1), "summary": summary,
             "final": job["state"] not in ACTIVE}
 

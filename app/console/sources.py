@@ -83,13 +83,16 @@ class VersionRow:
     def active(self) -> bool:
         return self.export.state in (PENDING, BUILDING)
 
+    @property
+    def progress(self) -> dict[str, Any]:
+        return export_progress_of(self.export)
 
-def export_state(status: ExportStatus) -> dict[str, Any]:
-    """What the page's script needs to show an export's progress."""
-    label = EXPORT_LABELS.get(status.state, status.state.lower())
-    if status.state == BUILDING:
-        label = f"building, {status.progress}%"
-    return {"state": status.state, "label": label, "value": status.progress, "max": 100,
+
+def export_progress_of(status: ExportStatus) -> dict[str, Any]:
+    """What the page's script needs to show an export's progress (percent of items written)."""
+    return {"state": status.state, "label": EXPORT_LABELS.get(status.state, status.state.lower()),
+            "detail": f"{status.progress}% written" if status.state == BUILDING else "",
+            "value": status.progress, "max": 100,
             "final": status.state not in (PENDING, BUILDING)}
 
 
@@ -212,8 +215,8 @@ def delete_export(owner_kind: str, owner_id: str, source_id: str, version_id: st
 def export_progress(owner_kind: str, owner_id: str, source_id: str, version_id: str) -> Answer:
     """The state of a version's export, for the page's progress bar."""
     _, found = resolve_source(owner_kind, owner_id, source_id)
-    return jsonify(export_state(export_service().status(found, resolve_version(found,
-                                                                               version_id))))
+    return jsonify(export_progress_of(export_service().status(
+        found, resolve_version(found, version_id))))
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export.zip")

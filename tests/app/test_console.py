@@ -289,7 +289,7 @@ def test_source_page_versions_and_exports(browser: Browser) -> None:
     assert 'data-poll="/console/orgs/DemoOrg/sources/DemoSource/versions/v2.0/export.json"' in page
     assert '<noscript><meta http-equiv="refresh"' in page  # without JavaScript it reloads
     state = browser.get(f"{DEMO}versions/v2.0/export.json").get_json()
-    assert state == {"state": "PENDING", "label": "queued", "value": 0, "max": 100,
+    assert state == {"state": "PENDING", "label": "queued", "detail": "", "value": 0, "max": 100,
                      "final": False}
     browser.get(f"{DEMO}versions/v2.0/export.zip", status=404)
     app.extensions["termsync.jobs"].run_until_idle()
