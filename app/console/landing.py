@@ -13,10 +13,13 @@ from werkzeug.wrappers import Response as Answer
 bp = Blueprint("landing", __name__, template_folder="templates")
 
 
-@bp.route("/")
+# Every method, so that anything but a browser's GET gets the very 404 it got before.
+@bp.route("/", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+          provide_automatic_options=False)
 def landing() -> Answer:
     """The landing page, for a client that prefers HTML to JSON."""
-    if request.accept_mimetypes.best_match(["application/json", "text/html"]) != "text/html":
+    if request.method not in ("GET", "HEAD") or request.accept_mimetypes.best_match(
+            ["application/json", "text/html"]) != "text/html":
         raise NotFound()
     return Response(render_template("console/landing.html"), mimetype="text/html",
                     headers={"Content-Security-Policy": "default-src 'self'; object-src 'none'; "

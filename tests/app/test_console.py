@@ -101,6 +101,9 @@ def test_root_is_a_page_for_browsers_and_still_404_for_api_clients(client: Any) 
     for accept in (None, "*/*", "application/json"):
         answer = client.get("/", headers={"Accept": accept} if accept else {})
         assert answer.status_code == 404 and answer.get_json()["code"] == 404
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
+        answer = client.open("/", method=method, headers={"Accept": "text/html"})
+        assert answer.status_code == 404 and answer.get_json()["code"] == 404
 
 
 def test_sign_in_keeps_the_token_server_side(browser: Browser) -> None:
