@@ -9,8 +9,8 @@ from typing import Any
 from flask import Blueprint, request, url_for
 
 from ..domain import ocl
-from ..domain.browse import LinkedMapping
-from ..store.base import CONCEPT, ItemMatch
+from ..domain.browse import ItemMatch, LinkedMapping
+from ..domain.content import CONCEPT
 from .sources import SOURCE, resolve_source
 from .web import Answer, caller, domain, owner_kind, page_number, pager, render, services, text_arg
 

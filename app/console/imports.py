@@ -176,6 +176,7 @@ def report(job_id: str) -> Answer:
     rows = service.report_rows(found)
 
     def stream() -> Iterator[str]:
+        """The CSV a block of rows at a time."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         for row in rows:

@@ -77,14 +77,17 @@ class VersionRow:
 
     @property
     def label(self) -> str:
+        """The export's state in words (ready, queued, building, failed, none)."""
         return EXPORT_LABELS.get(self.export.state, self.export.state.lower())
 
     @property
     def active(self) -> bool:
+        """Whether a build is queued or running (the page follows its progress)."""
         return self.export.state in (PENDING, BUILDING)
 
     @property
     def progress(self) -> dict[str, Any]:
+        """The export's progress as the page's script reads it."""
         return export_progress_of(self.export)
 
 

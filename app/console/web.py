@@ -85,11 +85,20 @@ class Visitor:
 
     @property
     def signed_in(self) -> bool:
+        """Whether the visitor has a console session."""
         return self.session is not None
 
 
 class SignInNeeded(Exception):
     """The page needs a signed-in visitor: the handler sends them to the sign-in form."""
+
+
+class Refused(HTTPException):
+    """A form post without its CSRF token."""
+
+    code = 403
+    description = ("This form did not come from this console page, or it expired (its CSRF "
+                   "token is missing or wrong). Reload the page and try again.")
 
 
 def services() -> ConsoleServices:
@@ -162,13 +171,6 @@ def _check_form() -> None:
         raise Refused()
 
 
-class Refused(HTTPException):
-    """A form post without its CSRF token."""
-
-    code = 403
-    description = ("This form did not come from this console page, or it expired (its CSRF "
-                   "token is missing or wrong). Reload the page and try again.")
-
 
 @console.after_request
 def _headers(response: Answer) -> Answer:
@@ -193,6 +195,7 @@ def set_session_cookie(response: Answer, session_id: str, max_age: int) -> None:
 
 
 def clear_session_cookie(response: Answer) -> None:
+    """Tell the browser to forget its session cookie."""
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
 
 
@@ -252,6 +255,7 @@ def pager(page: int, limit: int, total: int, more: bool = False, name: str = "pa
     pages = max(1, math.ceil(total / limit)) + (1 if more else 0)
 
     def link(number: int) -> str:
+        """This request's URL at another page."""
         params = request.args.to_dict()
         params[name] = str(number)
         return f"{request.path}?{urlencode(params)}"

@@ -17,6 +17,9 @@ from ..store.base import CHANGES, CONCEPT, HEAD_SEQ, LIVE, MAPPING, ContentQuery
 from .accounts import Accounts, Caller, Owner, visibility
 from .content import Content
 
+__all__ = ["Browse", "ConceptLinks", "HistoryEntry", "ItemMatch", "ItemPage", "LinkedMapping",
+           "ReleaseChanges", "SourceSummary"]
+
 logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
@@ -43,6 +46,7 @@ class ReleaseChanges:
 
     @property
     def total(self) -> int:
+        """Items changed in any way."""
         return sum(self.counts.values())
 
 
@@ -157,6 +161,7 @@ class Browse:
         seen: dict[str, Document | None] = {source["url"]: source}
 
         def visible(source_url: str) -> Document | None:
+            """The source of that url if the caller may see it (looked up once)."""
             if source_url not in seen:
                 other = self.repos.sources.get(source_url)
                 seen[source_url] = other if other is not None and \
