@@ -62,6 +62,12 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_HEARTBEAT_SECONDS": 10.0,
     "MAINTENANCE_INTERVAL": 300.0,
     "JOB_MAX_ATTEMPTS": 5,
+    # The web console (app/console; docs/console.md).
+    "CONSOLE_ENABLED": True,
+    "CONSOLE_SESSION_HOURS": 12.0,
+    "CONSOLE_PAGE_SIZE": 50,
+    "CONSOLE_POLL_SECONDS": 1.0,
+    "CONSOLE_SEARCH_COUNT_LIMIT": 1000,
 }
 
 TYPES: dict[str, type] = {key: type(value) for key, value in DEFAULTS.items()}

@@ -1,9 +1,10 @@
-"""The domain layer: accounts, content and the OCL loader over the store's repositories."""
+"""The domain layer: accounts, content, browsing and the OCL loader over the store's repositories."""
 
 from __future__ import annotations
 
 from ..store import Store
 from .accounts import Accounts
+from .browse import Browse
 from .content import Content
 
 
@@ -15,3 +16,4 @@ class Domain:
         self.repos = store
         self.accounts = Accounts(store)
         self.content = Content(store, self.accounts)
+        self.browse = Browse(store, self.accounts, self.content)

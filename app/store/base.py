@@ -27,6 +27,7 @@ CHECKSUM_MODULUS = 2**256
 EMPTY_CHECKSUM = "0" * 64
 
 Document = dict[str, Any]
+DocumentPage = tuple[list[Document], int]  # one page of documents, and how many match in all
 
 
 class StoreError(Exception):
@@ -156,6 +157,9 @@ class RepoFilters:
     repo_type: str | None = None
     custom_validation_schema: str | None = None
     updated_since: str | None = None
+
+
+CHANGES = ("created", "updated", "retired", "deleted")
 
 
 @dataclass(frozen=True, order=True)
@@ -363,6 +367,24 @@ class Items:
 
     def newest(self, query: ContentQuery) -> Document | None:
         """The most recently updated selected item version."""
+        raise NotImplementedError
+
+    def search(self, query: ContentQuery, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]:
+        """One page (by id) of the items of `query.types[0]` that `query.filters` select, and how
+        many match: exact up to `count_limit`; a count above it means "more than count_limit".
+        Text is matched item by item (no index holds "contains"); the rest from indexes."""
+        raise NotImplementedError
+
+    def changes(self, source_url: str, since_seq: int, until_seq: int = HEAD_SEQ) -> dict[str, int]:
+        """How many items were created, updated, retired and deleted between the content at
+        `since_seq` and at `until_seq` (an item counts once, by how it ends up)."""
+        raise NotImplementedError
+
+    def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
+                        seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:
+        """Live mappings whose `end` ("from" or "to") concept url is `concept_url`, by source
+        then id: in `source_url` at `seq`, or (source_url None) in every source at HEAD."""
         raise NotImplementedError
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
@@ -606,6 +628,25 @@ class RateCounters:
         raise NotImplementedError
 
 
+class ConsoleSessions:
+    """Signed-in sessions of the web console, addressed by the sha256 of their id (the browser
+    holds the id; the store never does)."""
+
+    def insert(self, session: Document) -> None:
+        """Insert a session with `_id` and `expires_at`; DuplicateKey if the id exists."""
+        raise NotImplementedError
+
+    def get(self, key: str) -> Document | None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def purge(self, now: str) -> int:
+        """Delete the sessions that expired before `now`; how many."""
+        raise NotImplementedError
+
+
 class Store:
     """Every repository over one database, chosen by DATABASE_URI."""
 
@@ -622,6 +663,7 @@ class Store:
     leases: Leases
     heartbeats: Heartbeats
     rate_counters: RateCounters
+    console_sessions: ConsoleSessions
 
     def ensure_schema(self) -> None:
         """Create or upgrade tables/collections and their indexes (idempotent)."""

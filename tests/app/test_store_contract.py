@@ -8,11 +8,13 @@ import itertools
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from app.domain.browse import ItemMatch
 from app.store import Store, open_store
 from app.store.base import (
     EMPTY_CHECKSUM,
@@ -254,6 +256,169 @@ def test_mapping_keys_and_deleting_a_source(store: Store) -> None:
     store.items.delete_for_source(SOURCE)
     assert store.items.head(f"{SOURCE}concepts/A/") is None
     assert store.items.mapping_for_key("k2") is None
+
+
+# --- the console's reads -------------------------------------------------------------------------
+
+def test_orgs_and_sources_searched_by_id_and_name(store: Store) -> None:
+    store.orgs.insert({"_id": "Alpha", "name": "First org", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "Beta", "name": "Hidden alphabet", "public_access": "None",
+                       "members": ["bob"]})
+    store.orgs.insert({"_id": "C_1", "name": "100% org", "public_access": "View", "members": []})
+    anonymous = Visibility(None, frozenset())
+    assert [o["_id"] for o in store.orgs.search("ALPH", None, anonymous, 0, 10)[0]] == ["Alpha"]
+    bob = Visibility("bob", frozenset({"Beta"}))
+    assert store.orgs.search("alph", None, bob, 0, 10)[1] == 2
+    assert [o["_id"] for o in store.orgs.search("first", None, None, 0, 10)[0]] == ["Alpha"]
+    assert [o["_id"] for o in store.orgs.search("%", None, None, 0, 10)[0]] == ["C_1"]  # literal
+    assert [o["_id"] for o in store.orgs.search("_", None, None, 0, 10)[0]] == ["C_1"]
+    assert store.orgs.search("beta", None, bob, 0, 10)[0][0]["members"] == ["bob"]
+
+    store.sources.insert(dict(source_doc(SOURCE), name="Laboratory terms", full_name="Lab"))
+    store.sources.insert(dict(source_doc(OTHER), name="Drugs", full_name="Medicines list"))
+    store.sources.insert(dict(source_doc("/orgs/P/sources/Secret/", owner="P",
+                                         public_access="None"), name="Lab secrets"))
+    def found_ids(owner_url: str | None, visible_to: Visibility, text: str) -> list[str]:
+        return [s["id"] for s in store.sources.search(owner_url, visible_to,
+                                                      RepoFilters(q=text), 0, 10)[0]]
+
+    assert found_ids(None, anonymous, "lab") == ["S"]
+    member = Visibility("ann", frozenset({"P"}))
+    found, total = store.sources.search(None, member, RepoFilters(q="LAB"), 0, 1)
+    assert total == 2 and [s["id"] for s in found] == ["S"]
+    assert found_ids(None, anonymous, "medicines") == ["T"]
+    assert found_ids("/orgs/O/", anonymous, "drug") == ["T"]
+    assert store.sources.search("/orgs/P/", anonymous, RepoFilters(q="lab"), 0, 10) == ([], 0)
+
+
+def named(item_id: str, stamp: str, *names: str, **fields: Any) -> dict[str, Any]:
+    return item(item_id, stamp, names=[{"name": name, "locale": "en"} for name in names],
+                **fields)
+
+
+def test_items_searched_by_text_class_and_datatype(store: Store) -> None:
+    store.sources.insert(source_doc())
+    write(store, named("A1", t(1), "Malaria", "Paludism", concept_class="Diagnosis",
+                       datatype="N/A"))
+    write(store, named("B2", t(2), "Fever", concept_class="Symptom", datatype="N/A"))
+    write(store, named("C3", t(3), 'Say "aah"', concept_class="Diagnosis", datatype="Coded"))
+    write(store, named("MAL-4", t(4), "Other", concept_class="Diagnosis", datatype="N/A"))
+    write(store, named("E5", t(5), "Cerebral malaria", concept_class="Diagnosis",
+                       datatype="N/A", retired=True))
+    cut = store.sources.cut_state(SOURCE).seq
+    write(store, named("B2", t(6), "Pyrexia", concept_class="Symptom", datatype="N/A"))
+    write(store, named("A1", t(7), "Malaria", deleted=True))
+    write(store, item("M1", t(8), type_="Mapping", names=[{"name": "Malaria"}]))
+
+    def ids(query: ContentQuery, match: ItemMatch, skip: int = 0, limit: int = 10,
+            count_limit: int = 100) -> tuple[list[str], int]:
+        found, total = store.items.search(replace(query, filters=match.filters()), skip, limit,
+                                          count_limit)
+        return [i["id"] for i in found], total
+
+    live = ContentQuery(SOURCE, types=("Concept",), include_retired=False)
+    every = ContentQuery(SOURCE, types=("Concept",))
+    assert ids(live, ItemMatch()) == (["B2", "C3", "MAL-4"], 3)
+    assert ids(every, ItemMatch(text="MAL")) == (["E5", "MAL-4"], 2)  # a name, an id
+    assert ids(live, ItemMatch(text="mal")) == (["MAL-4"], 1)
+    assert ids(live, ItemMatch(text="pyrex")) == (["B2"], 1)
+    assert ids(live, ItemMatch(text="fever")) == ([], 0)  # no longer its name at HEAD
+    assert ids(live, ItemMatch(text='"aah"')) == (["C3"], 1)  # a quote: names matched directly
+    assert ids(live, ItemMatch(text="locale")) == ([], 0)  # a field name is no match
+    assert ids(every, ItemMatch(concept_class="Diagnosis")) == (["C3", "E5", "MAL-4"], 3)
+    assert ids(live, ItemMatch(concept_class="Diagnosis", datatype="N/A")) == (["MAL-4"], 1)
+    assert ids(live, ItemMatch(datatype="N/A")) == (["B2", "MAL-4"], 2)
+    assert ids(live, ItemMatch(text="a", datatype="N/A")) == (["B2", "MAL-4"], 2)
+    assert ids(live, ItemMatch(concept_class="Diag")) == ([], 0)  # classes match exactly
+
+    at_cut = ContentQuery(SOURCE, cut, ("Concept",), include_retired=False)
+    assert ids(at_cut, ItemMatch(text="mal")) == (["A1", "MAL-4"], 2)
+    assert ids(at_cut, ItemMatch(text="fever", concept_class="Symptom")) == (["B2"], 1)
+    assert ids(at_cut, ItemMatch(datatype="N/A"), skip=1, limit=1) == (["B2"], 3)
+
+    # a text search pages, and counts no further than the page and count_limit need
+    assert ids(every, ItemMatch(text="e")) == (["B2", "E5", "MAL-4"], 3)
+    assert ids(every, ItemMatch(text="e"), skip=1, limit=2, count_limit=1) == (["E5", "MAL-4"], 3)
+    assert ids(every, ItemMatch(text="e"), limit=1, count_limit=1) == (["B2"], 2)  # "more than 1"
+    assert ids(every, ItemMatch(text="e"), skip=10) == ([], 3)
+    assert ids(ContentQuery(SOURCE, types=("Mapping",)), ItemMatch(text="malaria")) == (["M1"], 1)
+
+
+def test_changes_between_two_seqs(store: Store) -> None:
+    store.sources.insert(source_doc())
+    for name in ("A", "B", "C", "D"):
+        write(store, item(name, t(1)))
+    write(store, item("Gone", t(1), retired=True))
+    released = store.sources.cut_state(SOURCE).seq
+    assert store.items.changes(SOURCE, 0, released) == {"created": 5, "updated": 0, "retired": 0,
+                                                        "deleted": 0}
+    assert store.items.changes(SOURCE, released) == {"created": 0, "updated": 0, "retired": 0,
+                                                     "deleted": 0}
+    write(store, item("A", t(2), datatype="Coded"))
+    write(store, item("A", t(3), datatype="Text"))  # twice is one updated item
+    write(store, item("B", t(4), retired=True))
+    write(store, item("C", t(5), deleted=True))
+    write(store, item("Gone", t(6), retired=False))  # un-retired: updated
+    write(store, item("New", t(7)))
+    write(store, item("Brief", t(8)))
+    write(store, item("Brief", t(9), deleted=True))  # created and deleted since: nothing
+    write(store, item("M", t(10), type_="Mapping"))
+    middle = store.sources.cut_state(SOURCE).seq
+    write(store, item("D", t(11), retired=True))
+    assert store.items.changes(SOURCE, released) == {"created": 2, "updated": 2, "retired": 2,
+                                                     "deleted": 1}
+    assert store.items.changes(SOURCE, released, middle) == {"created": 2, "updated": 2,
+                                                             "retired": 1, "deleted": 1}
+    assert store.items.changes(SOURCE, middle) == {"created": 0, "updated": 0, "retired": 1,
+                                                   "deleted": 0}
+    assert store.items.changes(OTHER, 0) == {"created": 0, "updated": 0, "retired": 0,
+                                             "deleted": 0}
+
+
+def test_mappings_linked_to_a_concept_both_ways(store: Store) -> None:
+    store.sources.insert(source_doc())
+    store.sources.insert(source_doc(OTHER))
+    a, b = f"{SOURCE}concepts/A/", f"{SOURCE}concepts/B/"
+    write(store, item("A", t(1)))
+    write(store, item("B", t(1)))
+    write(store, item("2", t(2), type_="Mapping", from_concept_url=a, to_concept_url=b))
+    write(store, item("1", t(2), type_="Mapping", from_concept_url=b, to_concept_url=a))
+    write(store, item("3", t(2), type_="Mapping", from_concept_url=a, to_source_url="/x/",
+                      to_concept_code="9"))
+    cut = store.sources.cut_state(SOURCE).seq
+    write(store, item("9", t(3), type_="Mapping", source=OTHER, from_concept_url=f"{OTHER}c/X/",
+                      to_concept_url=a))
+    write(store, item("3", t(4), type_="Mapping", deleted=True))
+    write(store, item("1", t(5), type_="Mapping", from_concept_url=b, to_concept_url=a,
+                      retired=True))
+    write(store, item("4", t(6), type_="Mapping", from_concept_url=a, to_concept_url=a))
+
+    def ids(found: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return [(i["source"], i["id"]) for i in found]
+
+    assert ids(store.items.linked_mappings(a, "from")) == [(SOURCE, "2"), (SOURCE, "4")]
+    assert ids(store.items.linked_mappings(a, "to")) == [(SOURCE, "1"), (SOURCE, "4"),
+                                                         (OTHER, "9")]
+    assert store.items.linked_mappings(a, "to")[0]["retired"] is True
+    assert ids(store.items.linked_mappings(a, "to", SOURCE)) == [(SOURCE, "1"), (SOURCE, "4")]
+    assert ids(store.items.linked_mappings(a, "from", SOURCE, cut)) == [(SOURCE, "2"),
+                                                                        (SOURCE, "3")]
+    assert store.items.linked_mappings(a, "to", SOURCE, cut)[0]["retired"] is False
+    assert ids(store.items.linked_mappings(a, "to", limit=1)) == [(SOURCE, "1")]
+    assert store.items.linked_mappings(f"{SOURCE}concepts/Z/", "from") == []
+
+
+def test_console_sessions_expire(store: Store) -> None:
+    sessions = store.console_sessions
+    sessions.insert({"_id": "k1", "username": "ann", "expires_at": t(10)})
+    sessions.insert({"_id": "k2", "username": "bob", "expires_at": t(30)})
+    with pytest.raises(DuplicateKey):
+        sessions.insert({"_id": "k1", "expires_at": t(10)})
+    assert sessions.get("k1") == {"_id": "k1", "username": "ann", "expires_at": t(10)}
+    assert sessions.purge(t(20)) == 1
+    assert sessions.get("k1") is None and sessions.get("k2")["username"] == "bob"
+    sessions.delete("k2")
+    assert sessions.get("k2") is None
 
 
 # --- jobs and the rest ---------------------------------------------------------------------------

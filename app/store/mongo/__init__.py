@@ -16,7 +16,7 @@ import pymongo
 from pymongo.errors import ConnectionFailure
 
 from .. import base
-from .content import Items, Orgs, Sources, Users, Versions
+from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
 from .work import (
     ExportRecords,
     Heartbeats,
@@ -67,6 +67,7 @@ class MongoStore(base.Store):
         self.leases = Leases(self.db)
         self.heartbeats = Heartbeats(self.db)
         self.rate_counters = RateCounters(self.db)
+        self.console_sessions = ConsoleSessions(self.db)
         # Writes to one source are serialised within a process; across processes the heads'
         # compare-and-swap guards items and a cut settles writes in flight.
         self._source_locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
@@ -75,7 +76,7 @@ class MongoStore(base.Store):
     def ensure_schema(self) -> None:
         for repository in (self.users, self.orgs, self.sources, self.versions, self.items,
                            self.jobs, self.exports, self.import_results, self.heartbeats,
-                           self.rate_counters):
+                           self.rate_counters, self.console_sessions):
             ensure = getattr(repository, "ensure_indexes", None)
             if ensure is not None:
                 ensure()

@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from .. import base
 from ..base import (
+    CHANGES,
     HEAD_SEQ,
     LIVE,
     ContentQuery,
@@ -202,7 +203,7 @@ def item_filters(filters: base.ItemFilters) -> list[Document]:
     for path, values in (("concept_class", filters.concept_class),
                          ("datatype", filters.datatype), ("map_type", filters.map_type)):
         if values:
-            parts.append({f"data.{path}": _any_case(values)})
+            parts.append({f"data.{path}": {"$in": list(values)}})
     if filters.locale:
         parts.append({"data.names.locale": _any_case(filters.locale)})
     if filters.q:
@@ -223,6 +224,32 @@ def item_filters(filters: base.ItemFilters) -> list[Document]:
         else:
             parts.append({f"data.{column}": {"$regex": f"^/(orgs|users)/{escaped}/"}})
     return parts
+
+
+class ConsoleSessions(base.ConsoleSessions):
+    """`console_sessions`: one document per signed-in console session."""
+
+    def __init__(self, db: Any) -> None:
+        self.collection = db["console_sessions"]
+
+    def ensure_indexes(self) -> None:
+        self.collection.create_index([("expires_at", ASCENDING)])
+
+    def insert(self, session: Document) -> None:
+        try:
+            self.collection.insert_one(dict(session))
+        except DuplicateKeyError:
+            raise DuplicateKey(str(session["_id"])) from None
+
+    def get(self, key: str) -> Document | None:
+        session: Document | None = self.collection.find_one({"_id": key})
+        return session
+
+    def delete(self, key: str) -> None:
+        self.collection.delete_one({"_id": key})
+
+    def purge(self, now: str) -> int:
+        return int(self.collection.delete_many({"expires_at": {"$lt": now}}).deleted_count)
 
 
 def visibility_filter(visible_to: Visibility | None) -> Document:
@@ -338,13 +365,18 @@ class Items(base.Items):
         self.items.create_index([("source", ASCENDING), ("updated_on", ASCENDING),
                                  ("type", ASCENDING), ("id", ASCENDING)], name="diffs")
         self.items.create_index([("url", ASCENDING), ("seq", DESCENDING)], name="by_url")
-        self.items.create_index([("source", ASCENDING), ("data.from_concept_url", ASCENDING),
-                                 ("sup", ASCENDING)], name="mappings_from")
-        self.items.create_index([("source", ASCENDING), ("data.to_concept_url", ASCENDING),
-                                 ("sup", ASCENDING)], name="mappings_to")
         self.items.create_index([("pending", ASCENDING)], sparse=True, name="pending")
         self.heads.create_index([("source", ASCENDING)])
         self.mapping_keys.create_index([("source", ASCENDING)])
+        # The console's reads: concepts by class or datatype, mappings both ways, changes.
+        for name, field in (("by_class", "data.concept_class"), ("by_datatype", "data.datatype")):
+            self.items.create_index([("source", ASCENDING), ("type", ASCENDING),
+                                     (field, ASCENDING), ("id", ASCENDING)], name=name)
+        for name, field in (("from_concept", "data.from_concept_url"),
+                            ("to_concept", "data.to_concept_url")):
+            self.items.create_index([(field, ASCENDING), ("source", ASCENDING),
+                                     ("id", ASCENDING)], name=name)
+        self.items.create_index([("source", ASCENDING), ("seq", ASCENDING)], name="by_seq")
 
     @staticmethod
     def at(seq: int) -> Document:
@@ -532,6 +564,46 @@ class Items(base.Items):
         found: Document | None = self.items.find_one(self._filter(query),
                                                       sort=[("updated_on", DESCENDING)])
         return found
+
+    def search(self, query: ContentQuery, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]:
+        selected = self._filter(replace(query, types=query.types[:1]))
+        page = list(self.items.find(selected).sort("id", ASCENDING).skip(offset(skip))
+                    .limit(limit))
+        if query.filters.q:  # a text search counts no further than the page and count_limit need
+            wanted = max(count_limit, offset(skip) + limit) + 1
+            return page, int(self.items.count_documents(selected, limit=min(wanted, 2**62)))
+        return page, int(self.items.count_documents(selected))
+
+    def changes(self, source_url: str, since_seq: int, until_seq: int = HEAD_SEQ) -> dict[str, int]:
+        counts = dict.fromkeys(CHANGES, 0)
+        changed = self.items.find({"source": source_url, "seq": {"$gt": since_seq, "$lte": until_seq},
+                                   "sup": {"$gt": until_seq}},
+                                  {"url": 1, "deleted": 1, "retired": 1})
+        for item in changed:
+            before = self.items.find_one({"url": item["url"], "seq": {"$lte": since_seq},
+                                          "sup": {"$gt": since_seq}, "deleted": False},
+                                         {"retired": 1})
+            if before is None:
+                if not item["deleted"]:
+                    counts["created"] += 1
+            elif item["deleted"]:
+                counts["deleted"] += 1
+            elif item["retired"] and not before["retired"]:
+                counts["retired"] += 1
+            else:
+                counts["updated"] += 1
+        return counts
+
+    def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
+                        seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:
+        field = {"from": "data.from_concept_url", "to": "data.to_concept_url"}[end]
+        selected: Document = {field: concept_url, "deleted": False,
+                              **self.at(HEAD_SEQ if source_url is None else seq)}
+        if source_url is not None:
+            selected["source"] = source_url
+        return list(self.items.find(selected).sort([("source", ASCENDING), ("id", ASCENDING)])
+                    .limit(limit))
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
         selected = self._filter(ContentQuery(source_url, seq))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .. import base
-from .content import Items, Orgs, Sources, Users, Versions
+from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
 from .db import SqliteDatabase, migrate
 from .schema import STEPS
 from .work import (
@@ -49,6 +49,7 @@ class SqliteStore(base.Store):
         self.leases = Leases(self.database)
         self.heartbeats = Heartbeats(self.database)
         self.rate_counters = RateCounters(self.database)
+        self.console_sessions = ConsoleSessions(self.database)
 
     def ensure_schema(self) -> None:
         migrate(self.database, STEPS)

@@ -1,4 +1,5 @@
-"""SQLite repositories of accounts and content: users, orgs, sources, versions and items.
+"""SQLite repositories of accounts and content: users, orgs, console sessions, sources, versions
+and items.
 
 An item write is one transaction: it allocates the source's next seq, supersedes the live version,
 inserts the new one and updates HEAD's checksum, so nothing is ever half written and a version
@@ -13,6 +14,7 @@ from typing import Any
 
 from .. import base
 from ..base import (
+    CHANGES,
     HEAD_SEQ,
     LIVE,
     ContentQuery,
@@ -28,6 +30,12 @@ from ..base import (
     version_url,
 )
 from .db import DocTable, SqliteDatabase, dumps, loads
+
+
+def survives_json(text: str) -> bool:
+    """Whether `text` appears unchanged in the JSON of a document that holds it (so a LIKE on
+    the whole document can pre-select rows): JSON escapes quotes, backslashes and controls."""
+    return not any(char in '"\\' or ord(char) < 0x20 for char in text)
 
 
 class DocumentRepository(base.DocumentRepository):
@@ -196,29 +204,39 @@ def like(text: str, prefix: str = "%", suffix: str = "%") -> str:
 NAMES = "json_each(items.doc, '$.data.names')"
 
 
+def text_match(text: str) -> tuple[str, list[Any]]:
+    """SQL for "`text` (any case, taken literally) is in the id, a name or (mappings) the map
+    type or an end": the whole document is matched first (cheap) where that can tell, the
+    parsed names and fields only where it found something."""
+    pattern = like(text)
+    fields = (f"EXISTS (SELECT 1 FROM {NAMES} AS n WHERE json_extract(n.value, '$.name') "
+              "LIKE ? ESCAPE '\\') OR json_extract(doc, '$.data.map_type') LIKE ? ESCAPE '\\' "
+              "OR from_concept_url LIKE ? ESCAPE '\\' OR to_concept_url LIKE ? ESCAPE '\\' "
+              "OR json_extract(doc, '$.data.to_concept_code') LIKE ? ESCAPE '\\'")
+    if survives_json(text):
+        return (f"(id LIKE ? ESCAPE '\\' OR (doc LIKE ? ESCAPE '\\' AND ({fields})))",
+                [pattern] * 7)
+    return f"(id LIKE ? ESCAPE '\\' OR {fields})", [pattern] * 6
+
+
 def filter_clauses(filters: base.ItemFilters) -> tuple[list[str], list[Any]]:
     """SQL for OCL's search parameters over `items` (see base.ItemFilters)."""
     clauses: list[str] = []
     params: list[Any] = []
-    for path, values in (("concept_class", filters.concept_class),
-                         ("datatype", filters.datatype), ("map_type", filters.map_type)):
+    for column, values in (("concept_class", filters.concept_class),
+                           ("datatype", filters.datatype),
+                           ("json_extract(doc, '$.data.map_type')", filters.map_type)):
         if values:
-            clauses.append(f"lower(json_extract(doc, '$.data.{path}')) IN "
-                           f"({', '.join('?' * len(values))})")
-            params.extend(value.lower() for value in values)
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
     if filters.locale:
         clauses.append(f"EXISTS (SELECT 1 FROM {NAMES} AS n WHERE lower(json_extract(n.value, "
                        f"'$.locale')) IN ({', '.join('?' * len(filters.locale))}))")
         params.extend(value.lower() for value in filters.locale)
     if filters.q:
-        pattern = like(filters.q)
-        clauses.append("(id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM "
-                       f"{NAMES} AS n WHERE json_extract(n.value, '$.name') LIKE ? ESCAPE '\\') "
-                       "OR json_extract(doc, '$.data.map_type') LIKE ? ESCAPE '\\' "
-                       "OR from_concept_url LIKE ? ESCAPE '\\' OR to_concept_url LIKE ? "
-                       "ESCAPE '\\' OR json_extract(doc, '$.data.to_concept_code') LIKE ? "
-                       "ESCAPE '\\')")
-        params.extend([pattern] * 6)
+        text, text_params = text_match(filters.q)
+        clauses.append(text)
+        params.extend(text_params)
     for column, kind, value in filters.ends():
         code = column.replace("_url", "_code")
         if kind == "concept":
@@ -234,6 +252,28 @@ def filter_clauses(filters: base.ItemFilters) -> tuple[list[str], list[Any]]:
             clauses.append(f"({column} LIKE ? ESCAPE '\\' OR {column} LIKE ? ESCAPE '\\')")
             params.extend((like(value, "/orgs/", "/%"), like(value, "/users/", "/%")))
     return clauses, params
+
+
+class ConsoleSessions(base.ConsoleSessions):
+    """`console_sessions`: one row per signed-in console session, `expires_at` indexed."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        self.table = DocTable(database, "console_sessions", ("expires_at",))
+
+    def insert(self, session: Document) -> None:
+        self.table.insert(session)
+
+    def get(self, key: str) -> Document | None:
+        return self.table.get(key)
+
+    def delete(self, key: str) -> None:
+        self.table.delete(key)
+
+    def purge(self, now: str) -> int:
+        with self.database.transaction() as connection:
+            done = connection.execute("DELETE FROM console_sessions WHERE expires_at < ?", (now,))
+        return done.rowcount
 
 
 def visibility_clause(visible_to: Visibility | None) -> tuple[str, tuple[Any, ...]]:
@@ -515,6 +555,71 @@ class Items(base.Items):
         clause, params = self._where(query)
         return self._one(f"{self.select} INDEXED BY items_diff WHERE {clause} "
                          "ORDER BY updated_on DESC, type DESC, id DESC LIMIT 1", params)
+
+    def search(self, query: ContentQuery, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]:
+        query = replace(query, types=query.types[:1])
+        filters = query.filters
+        clause, params = self._where(replace(query, filters=replace(filters, q=None)))
+        if filters.concept_class:
+            index = "items_class"
+        elif filters.datatype:
+            index = "items_datatype"
+        elif query.seq >= HEAD_SEQ and not query.include_deleted and not query.include_retired:
+            index = "items_head"
+        else:
+            index = "items_at"
+        if not filters.q:
+            page = self._documents(f"{self.select} INDEXED BY {index} WHERE {clause} ORDER BY id "
+                                   f"LIMIT {int(limit)} OFFSET {offset(skip)}", params)
+            row = self.database.one(f"SELECT count(*) FROM items WHERE {clause}", params)
+            return page, int(row[0]) if row else 0
+        # One walk in id order finds the matches up to what the page and the count need.
+        text, text_params = text_match(filters.q)
+        wanted = max(count_limit, offset(skip) + limit) + 1
+        found = [row[0] for row in self.database.all(
+            f"SELECT rowid FROM items INDEXED BY {index} WHERE {clause} AND {text} ORDER BY id "
+            f"LIMIT {min(int(wanted), 2**62)}", [*params, *text_params])]
+        rowids = found[offset(skip):offset(skip) + limit]
+        if not rowids:
+            return [], len(found)
+        by_rowid = {row[0]: row for row in self.database.all(
+            f"SELECT rowid, {self.table.select} FROM items WHERE rowid IN "
+            f"({', '.join('?' * len(rowids))})", rowids)}
+        return [self.table.document(key, by_rowid[key][1:]) for key in rowids], len(found)
+
+    def changes(self, source_url: str, since_seq: int, until_seq: int = HEAD_SEQ) -> dict[str, int]:
+        rows = self.database.all(
+            "SELECT CASE WHEN before.rowid IS NULL THEN "
+            "(CASE WHEN item.deleted THEN NULL ELSE 'created' END) "
+            "WHEN item.deleted THEN 'deleted' "
+            "WHEN item.retired AND NOT before.retired THEN 'retired' ELSE 'updated' END AS change, "
+            "count(*) FROM items AS item INDEXED BY items_seq "
+            "LEFT JOIN items AS before INDEXED BY items_url ON before.url = item.url "
+            "AND before.seq <= ? AND before.sup > ? AND before.deleted = 0 "
+            "WHERE item.source = ? AND item.seq > ? AND item.seq <= ? AND item.sup > ? "
+            "GROUP BY change",
+            (since_seq, since_seq, source_url, since_seq, until_seq, until_seq))
+        counts = dict.fromkeys(CHANGES, 0)
+        counts.update({change: int(count) for change, count in rows if change is not None})
+        return counts
+
+    def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
+                        seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:
+        column, index = {"from": ("from_concept_url", "items_from"),
+                         "to": ("to_concept_url", "items_to")}[end]
+        clause, params = f"{column} = ? AND deleted = 0", [concept_url]  # type: tuple[str, list[Any]]
+        if source_url is not None:
+            clause += " AND source = ?"
+            params.append(source_url)
+        if source_url is None or seq >= HEAD_SEQ:
+            clause += " AND sup = ?"
+            params.append(LIVE)
+        else:
+            clause += " AND sup > ? AND seq <= ?"
+            params.extend((seq, seq))
+        return self._documents(f"{self.select} INDEXED BY {index} WHERE {clause} "
+                               f"ORDER BY source, id LIMIT {int(limit)}", params)
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
         clause, params = self._where(ContentQuery(source_url, seq))

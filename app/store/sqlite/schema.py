@@ -61,8 +61,10 @@ def _step_1(connection: sqlite3.Connection) -> None:
         CREATE INDEX items_at ON items (source, type, id, sup, seq);
         CREATE INDEX items_diff ON items (source, updated_on, type, id, sup, seq, deleted,
                                           retired);
-        CREATE INDEX items_from ON items (from_concept_url, source, sup);
-        CREATE INDEX items_to ON items (to_concept_url, source, sup);
+        CREATE INDEX items_from ON items (from_concept_url, source, id, sup, seq, deleted)
+            WHERE from_concept_url IS NOT NULL;
+        CREATE INDEX items_to ON items (to_concept_url, source, id, sup, seq, deleted)
+            WHERE to_concept_url IS NOT NULL;
         CREATE TABLE mapping_keys (_id TEXT PRIMARY KEY, doc TEXT NOT NULL, source TEXT NOT NULL,
                                    mapping_id TEXT NOT NULL);
         CREATE INDEX mapping_keys_source ON mapping_keys (source);
@@ -103,4 +105,28 @@ def _step_1(connection: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: list[Migration] = [_step_1]
+def _step_2(connection: sqlite3.Connection) -> None:
+    """The console's reads: concepts by class or datatype, changes between two seqs, and
+    console sessions.
+
+    The fields these read live in `doc`; virtual generated columns name them (computed on read,
+    nothing stored) so that partial indexes hold only the items that have them.
+    """
+    run_script(connection, """
+        ALTER TABLE items ADD COLUMN concept_class TEXT
+            GENERATED ALWAYS AS (json_extract(doc, '$.data.concept_class')) VIRTUAL;
+        ALTER TABLE items ADD COLUMN datatype TEXT
+            GENERATED ALWAYS AS (json_extract(doc, '$.data.datatype')) VIRTUAL;
+        CREATE INDEX items_class ON items (source, type, concept_class, id, sup, seq, deleted,
+                                           retired) WHERE concept_class IS NOT NULL;
+        CREATE INDEX items_datatype ON items (source, type, datatype, id, sup, seq, deleted,
+                                              retired) WHERE datatype IS NOT NULL;
+        CREATE INDEX items_seq ON items (source, seq);
+
+        CREATE TABLE console_sessions (_id TEXT PRIMARY KEY, doc TEXT NOT NULL,
+                                       expires_at TEXT NOT NULL);
+        CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+    """)
+
+
+STEPS: list[Migration] = [_step_1, _step_2]
