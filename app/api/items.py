@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from ..domain import ocl
-from ..domain.content import CONCEPT
+from ..domain.content import CONCEPT, ItemFilters
+from ..domain.errors import Invalid
+from ..timeutil import parse_time
 from .common import (
     current_caller,
     domain,
@@ -28,6 +31,7 @@ from .schemas import (
     ItemListArgsSchema,
     NameOut,
 )
+from .sources import repo_filters
 
 
 def render_concept_with(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any],
@@ -40,6 +44,49 @@ def render_concept_with(args: dict[str, Any], source: dict[str, Any], version: d
             include_retired=bool(args.get("includeRetired")))
         rendered["mappings"] = [ocl.render_item(mapping, source) for mapping in mappings]
     return rendered
+
+
+def render_listed(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any],
+                  item: dict[str, Any]) -> dict[str, Any]:
+    """An item of a list: a concept with its mappings when the list asks for them."""
+    if item["type"] == CONCEPT:
+        return render_concept_with(args, source, version, item)
+    return ocl.render_item(item, source)
+
+
+def _values(text: str | None) -> tuple[str, ...]:
+    return tuple(value.strip() for value in (text or "").split(",") if value.strip())
+
+
+def _concept_end(value: str | None) -> str | None:
+    """A concept named by id or url, as its id appears in urls (%-quoted)."""
+    if not value:
+        return None
+    if value.startswith("/"):
+        value = value.rstrip("/").rsplit("/", 1)[-1]
+        return value
+    return quote(value, safe="")
+
+
+def item_filters(args: dict[str, Any]) -> tuple[ItemFilters, str | None]:
+    """OCL's concept and mapping search parameters as the store's filters (400: a bad time)."""
+    since = None
+    if args.get("updatedSince"):
+        try:
+            since = parse_time(args["updatedSince"])
+        except ValueError:
+            raise Invalid(f"updatedSince {args['updatedSince']!r} is not an ISO 8601 time.",
+                          errors={"updatedSince": ["Not an ISO 8601 time."]}) from None
+    filters = ItemFilters(
+        q=args.get("q") or None, concept_class=_values(args.get("conceptClass")),
+        datatype=_values(args.get("datatype")), locale=_values(args.get("locale")),
+        map_type=_values(args.get("mapType")), from_concept=_concept_end(args.get("fromConcept")),
+        from_source=args.get("fromConceptSource") or None,
+        from_owner=args.get("fromConceptOwner") or None,
+        to_concept=_concept_end(args.get("toConcept")),
+        to_source=args.get("toConceptSource") or None,
+        to_owner=args.get("toConceptOwner") or None)
+    return filters, since
 
 
 def whole_list(items: list[Any]) -> Response:
@@ -68,9 +115,34 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
         return json_response(ocl.render_item(item, source))
 
     def list_items(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any]) -> Response:
+        filters, since = item_filters(args)
         return list_response(args, lambda skip, limit: domain().content.list_items(
-            source, version, item_type, args["includeRetired"], skip, limit),
-            lambda item: ocl.render_item(item, source))
+            source, version, item_type, args["includeRetired"], skip, limit, filters, since),
+            lambda item: render_listed(args, source, version, item))
+
+    class Search(MethodView):
+        @blp.arguments(ItemListArgsSchema, location="query", error_status_code=400)
+        @blp.response(200, out_schema(many=True))
+        @errors(blp, 400, 401)
+        def get(self, args: dict[str, Any]) -> Response:
+            filters, since = item_filters(args)
+            content = domain().content
+            sources: dict[str, dict[str, Any]] = {}
+
+            def render(item: dict[str, Any]) -> dict[str, Any]:
+                if item["source"] not in sources:
+                    sources[item["source"]] = content.repos.sources.get(item["source"]) or {}
+                source = sources[item["source"]]
+                return render_listed(args, source, content.head_version(source), item)
+
+            return list_response(args, lambda skip, limit: content.search_items(
+                current_caller(), item_type, args["includeRetired"], filters,
+                repo_filters({"owner": args.get("owner"), "ownerType": args.get("ownerType")}),
+                skip, limit, since), render)
+
+    Search.get.__doc__ = (f"Search the {noun}s of every source the caller may see (HEAD), by "
+                          f"type then id (`q`, `owner`, ... narrow it).")
+    blp.route(f"/{path}/", endpoint=f"all_{path}")(Search)
 
     class Collection(MethodView):
         @blp.arguments(ItemListArgsSchema, location="query", error_status_code=400)

@@ -109,14 +109,49 @@ class VersionListArgsSchema(ListArgsSchema):
                                                     "ISO 8601 time."))
 
 
+def _choices(description: str) -> Any:
+    """A filter that takes one value or several, comma-separated."""
+    return fields.String(load_default=None,
+                         metadata=_describe(f"{description} (exact; several comma-separated)."))
+
+
 class ItemListArgsSchema(QuerySchema):
-    """Page through concepts or mappings of a version."""
+    """Page through concepts or mappings (of a version, or across sources), narrowed by OCL's
+    search parameters (every one given must hold)."""
 
     limit = Limit(100, MAX_CONTENT_LIMIT,
                   metadata=_describe(f"Items per page (default 100, at most {MAX_CONTENT_LIMIT})."))
     page = Page(load_default=1, metadata=_describe("Page number, from 1."))
     includeRetired = fields.Boolean(load_default=False,
                                     metadata=_describe("Include retired items."))
+    q = fields.String(load_default=None, metadata=_describe(
+        "Text (any case) in the id or a name; for mappings also the map type or an end."))
+    conceptClass = _choices("Concept class")
+    datatype = _choices("Datatype")
+    locale = _choices("Only concepts with a name in this locale")
+    mapType = _choices("Map type")
+    fromConcept = fields.String(load_default=None, metadata=_describe(
+        "Mappings from this concept (its id, or its url)."))
+    fromConceptSource = fields.String(load_default=None, metadata=_describe(
+        "Mappings from a concept of this source (its id)."))
+    fromConceptOwner = fields.String(load_default=None, metadata=_describe(
+        "Mappings from a concept of this owner."))
+    toConcept = fields.String(load_default=None, metadata=_describe(
+        "Mappings to this concept (its id or code, or its url)."))
+    toConceptSource = fields.String(load_default=None, metadata=_describe(
+        "Mappings to a concept of this source (its id)."))
+    toConceptOwner = fields.String(load_default=None, metadata=_describe(
+        "Mappings to a concept of this owner."))
+    updatedSince = fields.String(load_default=None, metadata=_describe(
+        "Only items updated at or after this ISO 8601 time (zone-less = UTC)."))
+    includeMappings = fields.Boolean(load_default=False, metadata=_describe(
+        "Concepts: add `mappings`, those from each concept in its source."))
+    includeInverseMappings = fields.Boolean(load_default=False, metadata=_describe(
+        "Concepts: add `mappings`, those from and to each concept in its source."))
+    owner = fields.String(load_default=None, metadata=_describe(
+        "Global search: only items of this owner's sources."))
+    ownerType = fields.String(load_default=None, metadata=_describe(
+        "Global search: 'Organization' or 'User' (also 'orgs'/'users')."))
 
 
 class HistoryArgsSchema(ListArgsSchema):

@@ -15,6 +15,7 @@ from ..store.base import (
     ContentQuery,
     DiffKey,
     DuplicateKey,
+    ItemFilters,
     RepoFilters,
     StaleHead,
 )
@@ -24,6 +25,7 @@ from .accounts import Accounts, Caller, Owner, owner_of, visibility
 from .errors import Conflict, Forbidden, Invalid, NotAllowed, NotFound
 
 logger = logging.getLogger(__name__)
+EXACT = 2**62  # count every match (Items.search may stop counting early when told a limit)
 
 CONCEPT_FIELDS = ("concept_class", "datatype", "names", "descriptions", "external_id", "extras",
                   "parent_concept_urls", "update_comment")
@@ -265,11 +267,35 @@ class Content:
                                                      inverse=inverse, include_retired=include_retired)
 
     def list_items(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
-                   include_retired: bool, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Concepts or mappings of a version, by id."""
+                   include_retired: bool, skip: int, limit: int,
+                   filters: ItemFilters | None = None,
+                   updated_since: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Concepts or mappings of a version by id, narrowed by OCL's search parameters."""
         query = ContentQuery(source["url"], version["seq"], (item_type,),
-                             include_retired=include_retired)
+                             include_retired=include_retired, updated_since=updated_since,
+                             filters=filters or ItemFilters())
+        if query.filters:
+            return self.repos.items.search(query, skip, limit, EXACT)
         return self.repos.items.page(query, skip, limit), self.count(source, version, query)
+
+    def search_items(self, caller: Caller, item_type: str, include_retired: bool,
+                     filters: ItemFilters, repos: RepoFilters, skip: int, limit: int,
+                     updated_since: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Concepts or mappings (HEAD) of every source the caller may see (narrowed by owner),
+        by type then id; the global `/concepts/` and `/mappings/`."""
+        sources: list[str] = []
+        page_skip = 0
+        while True:
+            found, total = self.list_repos(caller, None, repos, page_skip, 500)
+            sources.extend(source["url"] for source in found)
+            page_skip += len(found)
+            if not found or page_skip >= total:
+                break
+        if not sources:
+            return [], 0
+        query = ContentQuery(tuple(sources), HEAD_SEQ, (item_type,), include_retired=include_retired,
+                             updated_since=updated_since, filters=filters)
+        return self.repos.items.search(query, skip, limit, EXACT)
 
     def count(self, source: dict[str, Any], version: dict[str, Any], query: ContentQuery) -> int:
         """How many items a query selects: from the counts kept with HEAD or cut into a version

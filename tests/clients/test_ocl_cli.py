@@ -1,7 +1,7 @@
 """The real `ocl` command (PyPI `openconceptlab`), each call its own process, against a live
 termsync: exports through every state, imports of .jsonl, .csv and an OCL export .zip with
 `--wait`, import status, task list, org repos and members, repo list, concepts with their
-mappings, and item versions. (Concept and mapping search filters are the listing work's tests.)"""
+mappings, item versions, and concept and mapping search with filters."""
 
 from __future__ import annotations
 
@@ -148,3 +148,25 @@ def test_orgs_repos_concepts_and_versions(demo: Live, ocl: Callable[[str], Ocl])
     demo.call("PATCH", f"{DEMO}mappings/{created['id']}/", 200, json={"map_type": "SAME-AS"})
     mapping_history = output(run("mapping", "versions", "DemoOrg", "DemoSource", created["id"]))
     assert [v["map_type"] for v in mapping_history["results"]] == ["SAME-AS", "Related"]
+
+
+def test_concept_and_mapping_search_with_filters(demo: Live, ocl: Callable[[str], Ocl]) -> None:
+    run = ocl(demo.url)
+
+    def ids(*args: str) -> list[str]:
+        return [item["id"] for item in output(run(*args))["results"]]
+
+    in_demo = ("--owner", "DemoOrg", "--repo", "DemoSource")
+    assert ids("concept", "search", "apple", *in_demo) == ["Apple"]
+    assert ids("concept", "search", "--concept-class", "Category", *in_demo) == ["Fruit",
+                                                                                 "Vegetable"]
+    assert ids("concept", "search", "--concept-class", "Root", "--limit", "5") == ["Food"]
+    assert ids("concept", "search", "pomelo") == ["Pomelo"]  # global: every visible source
+    assert ids("concept", "list", "--datatype", "Text", *in_demo) == []
+    assert len(ids("concept", "list", "--locale", "en", "--limit", "50", *in_demo)) == 23
+    fruit = ids("mapping", "search", "--from-concept", "Fruit", *in_demo)
+    assert len(fruit) == 10  # Fruit has ten children
+    assert ids("mapping", "search", "--to-concept", "Apple", *in_demo) == \
+        ids("mapping", "search", "--to-concept", "Apple", "--map-type", "Has Child")
+    assert len(ids("mapping", "search", "--to-concept", "Apple")) == 1
+    assert ids("mapping", "search", "--map-type", "SAME-AS", *in_demo) == []

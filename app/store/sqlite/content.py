@@ -470,7 +470,10 @@ class Items(base.Items):
         return int(seq)
 
     @staticmethod
-    def _where(query: ContentQuery) -> tuple[str, list[Any]]:
+    def _where(query: ContentQuery, diff_order: bool = False) -> tuple[str, list[Any]]:
+        """The WHERE clause of a query. In diff order (updated_on, type, id) one type is matched
+        as `+type`: a filter, so the planner keeps reading items_diff in order instead of taking
+        type for a constant and sorting what follows it."""
         if isinstance(query.source, str):
             clauses = ["source = ?"]
             params: list[Any] = [query.source]
@@ -479,7 +482,7 @@ class Items(base.Items):
                        else "0"]
             params = list(query.source)
         if len(query.types) == 1:
-            clauses.append("type = ?")
+            clauses.append("+type = ?" if diff_order else "type = ?")
         else:
             clauses.append(f"type IN ({', '.join('?' * len(query.types))})")
         params.extend(query.types)
@@ -517,7 +520,7 @@ class Items(base.Items):
         return int(row[0]) if row else 0
 
     def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
-        clause, params = self._where(query)
+        clause, params = self._where(query, diff_order=True)
         if after is not None:
             clause += " AND (updated_on, type, id) > (?, ?, ?)"
             params.extend((after.updated_on, after.type, after.id))
@@ -526,7 +529,7 @@ class Items(base.Items):
 
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
                  limit: int) -> tuple[int, DiffKey | None, bool]:
-        clause, params = self._where(query)
+        clause, params = self._where(query, diff_order=True)
         if after is not None:
             clause += " AND (updated_on, type, id) > (?, ?, ?)"
             params.extend((after.updated_on, after.type, after.id))
@@ -552,7 +555,7 @@ class Items(base.Items):
             after = batch[-1]["id"]
 
     def newest(self, query: ContentQuery) -> Document | None:
-        clause, params = self._where(query)
+        clause, params = self._where(query, diff_order=True)
         return self._one(f"{self.select} INDEXED BY items_diff WHERE {clause} "
                          "ORDER BY updated_on DESC, type DESC, id DESC LIMIT 1", params)
 
