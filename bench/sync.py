@@ -5,14 +5,16 @@ on loopback (a separate process), and runs each sync in a fresh child process so
 RSS is its own: the real subscriber (download, sha256 check, streaming parse, batched writes,
 atomic swap, checksums.content verified against the server's) into SQLite (the default store),
 at full size and at 10k items (the RSS ratio shows memory stays flat), and into mongomock (the
-in-process MongoDB used for that backend's tests) for contrast. A baseline child runs
+in-process MongoDB used for that backend's tests) for contrast, both stores at 10k and 30k items
+with the incremental sync (mongomock grows quadratically: iterating a find re-scans its
+documents, so its first sync at 300k items had not finished after 16 minutes). A baseline child runs
 `json.load` on the same export.json. The incremental sync is a new release with 1,000 changes
 (edits, retirements, hard deletes) fetched as diff pages.
 
     .venv/bin/python bench/sync.py                       # 100k concepts + 200k mappings
     .venv/bin/python bench/sync.py --concepts 10000      # reduced
     .venv/bin/python bench/sync.py --synchronous FULL    # SQLite's power-loss durable setting
-    .venv/bin/python bench/sync.py --mongomock-items 0   # SQLite only
+    .venv/bin/python bench/sync.py --no-mongomock        # SQLite only
 """
 
 from __future__ import annotations
@@ -281,9 +283,10 @@ def store_uri(store: str, workdir: Path, items: int, synchronous: str) -> str:
     return f"{store}://"
 
 
-def measure(concepts: int, mappings: int, change_count: int, stores: list[str], workdir: Path,
-            incremental: bool, synchronous: str) -> dict[str, Any]:
-    """Build an export, serve it, sync it into each store in a child; return the figures."""
+def measure(concepts: int, mappings: int, change_count: int, stores: list[tuple[str, bool]],
+            workdir: Path, synchronous: str) -> dict[str, Any]:
+    """Build an export, serve it, sync it into each (store, with the incremental sync too) in a
+    child; return the figures."""
     export = workdir / f"export_{concepts + mappings}.zip"
     started = time.perf_counter()
     info = build_export(export, concepts, mappings)
@@ -297,7 +300,7 @@ def measure(concepts: int, mappings: int, change_count: int, stores: list[str], 
     runs: dict[str, Any] = {}
     try:
         url = f"http://127.0.0.1:{ports.get(timeout=300)}"
-        for store in stores:
+        for store, incremental in stores:
             uri = store_uri(store, workdir, concepts + mappings, synchronous)
             requests.post(f"{url}/_bench/reset", timeout=10)
             runs[store] = run_child("--child", "sync", "--server", url, "--store", uri,
@@ -345,11 +348,15 @@ def main() -> None:
     parser.add_argument("--mappings", type=int, default=None, help="default: 2 x concepts")
     parser.add_argument("--small", type=int, default=10_000, help="items of the small RSS run")
     parser.add_argument("--changes", type=int, default=1_000)
-    parser.add_argument("--mongomock-items", type=int, default=30_000,
-                        help="items of the SQLite vs mongomock run (0 skips it); mongomock "
-                             "filters every write by scanning all documents in Python, so its "
-                             "1,000 changes at 300k items take hours")
+    parser.add_argument("--mongomock-items", default="10000,30000",
+                        help="sizes of the SQLite vs mongomock runs, comma-separated (mongomock "
+                             "grows quadratically: 300k items take well over 15 minutes)")
+    parser.add_argument("--no-mongomock", action="store_true", help="skip the contrast runs")
     parser.add_argument("--synchronous", default="NORMAL", help="SQLite's synchronous setting")
+    parser.add_argument("--sections", default="large,small,contrast",
+                        help="which runs: large (SQLite at full size), small (SQLite at --small "
+                             "items; with large: the RSS ratio), contrast (both stores at "
+                             "--mongomock-items)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
@@ -361,24 +368,29 @@ def main() -> None:
         child(args)
         return
     mappings = 2 * args.concepts if args.mappings is None else args.mappings
+    sections = set(args.sections.split(","))
     with tempfile.TemporaryDirectory(prefix="termsync-bench-") as tmp:
         workdir = Path(tmp)
-        big = measure(args.concepts, mappings, args.changes, ["sqlite"], workdir, True,
-                      args.synchronous)
-        report("large", big)
-        small_concepts = args.small // 3
-        small = measure(small_concepts, args.small - small_concepts, args.changes, ["sqlite"],
-                        workdir, False, args.synchronous)
-        report("small", small)
-        ratio = big["runs"]["sqlite"]["full"]["maxrss_mb"] / \
-            small["runs"]["sqlite"]["full"]["maxrss_mb"]
-        base_ratio = big["json_load"]["maxrss_mb"] / small["json_load"]["maxrss_mb"]
-        print(f"peak RSS {big['items']:,} vs {small['items']:,} items: sqlite first sync "
-              f"x{ratio:.2f}, json.load x{base_ratio:.2f}", flush=True)
-        if args.mongomock_items:
-            third = args.mongomock_items // 3
-            contrast = measure(third, args.mongomock_items - third, args.changes,
-                               ["sqlite", "mongomock"], workdir, True, args.synchronous)
+        if "large" in sections:
+            big = measure(args.concepts, mappings, args.changes, [("sqlite", True)], workdir,
+                          args.synchronous)
+            report("large", big)
+        if "small" in sections:
+            small_concepts = args.small // 3
+            small = measure(small_concepts, args.small - small_concepts, args.changes,
+                            [("sqlite", False)], workdir, args.synchronous)
+            report("small", small)
+        if {"large", "small"} <= sections:
+            ratio = big["runs"]["sqlite"]["full"]["maxrss_mb"] / \
+                small["runs"]["sqlite"]["full"]["maxrss_mb"]
+            base_ratio = big["json_load"]["maxrss_mb"] / small["json_load"]["maxrss_mb"]
+            print(f"peak RSS {big['items']:,} vs {small['items']:,} items: sqlite first sync "
+                  f"x{ratio:.2f}, json.load x{base_ratio:.2f}", flush=True)
+        for items in ([] if args.no_mongomock or "contrast" not in sections
+                      else [int(n) for n in args.mongomock_items.split(",") if n]):
+            contrast = measure(items // 3, items - items // 3, args.changes,
+                               [("sqlite", True), ("mongomock", True)], workdir,
+                               args.synchronous)
             report("contrast", contrast)
     print(json.dumps({"cpu": os.cpu_count(), "python": sys.version.split()[0],
                       "synchronous": args.synchronous}))
