@@ -79,13 +79,15 @@ def test_post_refused_fails_clearly(faults, stub, downloader):
         downloader.fetch(f"{stub.path}v1/")
 
 
-@pytest.mark.parametrize("export_format", ["zip", "tar.gz"])
+@pytest.mark.parametrize("export_format, redirect", [("zip", 302), ("tar.gz", 303)])
 def test_redirect_to_another_host_goes_there_without_the_token(stub, downloader, file_host,
-                                                               export_format):
+                                                               sleeps, export_format, redirect):
     stub.file_host = file_host
-    version = stub.release("v1")
+    stub.redirect_status = redirect
+    version = stub.release("v1", pending=1)  # 208 first, then the redirect
     version.export_format = export_format
     export = downloader.fetch(f"{stub.path}v1/")
+    assert sleeps.waits == [7.0]
     assert not export.verified  # a bucket's ETag is no sha256: accepted, logged unverified
     assert export.path.read_bytes() == stub.export_bytes(version)
     assert export.last_updated == stub.version_payload(version)["lastUpdated"]  # from the 303
