@@ -1,11 +1,20 @@
-"""Subscriber benchmark: full sync of a synthetic export, then an incremental sync of 1,000 changes.
+"""Subscriber benchmark: first sync of a synthetic export into each local store, then 1,000 changes.
 
 Builds an OCL-shaped export zip (N concepts + 2N mappings) on disk, serves it from a stub server
 on loopback (a separate process), and runs each sync in a fresh child process so that its peak
-RSS is its own. Compares with a baseline `json.load` of the same export.json.
+RSS is its own: the real subscriber (download, sha256 check, streaming parse, batched writes,
+atomic swap, checksums.content verified against the server's) into SQLite (the default store),
+at full size and at 10k items (the RSS ratio shows memory stays flat), and into mongomock (the
+in-process MongoDB used for that backend's tests) for contrast, both stores at 10k and 30k items
+with the incremental sync (mongomock grows quadratically: iterating a find re-scans its
+documents, so its first sync at 300k items had not finished after 16 minutes). A baseline child runs
+`json.load` on the same export.json. The incremental sync is a new release with 1,000 changes
+(edits, retirements, hard deletes) fetched as diff pages.
 
     .venv/bin/python bench/sync.py                       # 100k concepts + 200k mappings
     .venv/bin/python bench/sync.py --concepts 10000      # reduced
+    .venv/bin/python bench/sync.py --synchronous FULL    # SQLite's power-loss durable setting
+    .venv/bin/python bench/sync.py --no-mongomock        # SQLite only
 """
 
 from __future__ import annotations
@@ -27,9 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from sync.items import content_checksum  # noqa: E402
 
 SOURCE = "/orgs/BENCH/sources/Synthetic/"
 TS = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -123,9 +135,24 @@ def changes(concepts: int, mappings: int, count: int, after: int) -> list[dict[s
 
 
 # --- stub server (its own process) ----------------------------------------------------------
+def expected_checksums(concepts: int, mappings: int, change_list: list[dict[str, Any]]
+                       ) -> tuple[str, str]:
+    """checksums.content of v1 (the export) and of v2 (after the changes), as termsync has them."""
+    content = {f"{SOURCE}concepts/{n:07d}/": f"{n}.1" for n in range(concepts)}
+    content.update({f"{SOURCE}mappings/{n}/": f"m{n}.1" for n in range(mappings)})
+    v1 = content_checksum(sorted(content.items()))
+    for item in change_list:
+        if item.get("deleted"):
+            content.pop(item["url"], None)
+        else:
+            content[item["url"]] = item["version"]
+    return v1, content_checksum(sorted(content.items()))
+
+
 def serve(export: Path, info: dict[str, Any], change_list: list[dict[str, Any]],
           port_queue: Any) -> None:
-    """A minimal OCL server: versions, v1 export (ETag, Range), v2 diff pages."""
+    """A minimal termsync-like server: versions (with checksums.content), v1 export (ETag,
+    Range), v2 diff pages."""
     import logging
 
     from werkzeug.serving import make_server
@@ -137,18 +164,25 @@ def serve(export: Path, info: dict[str, Any], change_list: list[dict[str, Any]],
     sha = bytes.fromhex(info["sha256"])
     released = ["v1"]
     by_key = sorted(change_list, key=lambda i: (i["updated_on"], i["type"], i["id"]))
+    checksums = dict(zip(("v1", "v2"), expected_checksums(info["concepts"], info["mappings"],
+                                                          change_list), strict=True))
 
     def version(vid: str) -> dict[str, Any]:
         return {"type": "Source Version", "id": vid, "url": f"{SOURCE}{vid}/",
                 "version_url": f"{SOURCE}{vid}/", "released": True,
                 "created_on": stamp(10**9 if vid == "v2" else 10**8),
-                "lastUpdated": by_key[-1]["updated_on"] if vid == "v2" else info["lastUpdated"]}
+                "lastUpdated": by_key[-1]["updated_on"] if vid == "v2" else info["lastUpdated"],
+                "checksums": {"content": checksums[vid]}}
 
     @Request.application
     def app(request: Request) -> Response:
         path = request.path
         if path == "/_bench/release-v2":
-            released.append("v2")
+            if "v2" not in released:
+                released.append("v2")
+            return Response("ok")
+        if path == "/_bench/reset":
+            del released[1:]
             return Response("ok")
         if path == f"{SOURCE}versions/":
             return Response(orjson.dumps([version(v) for v in reversed(released)]),
@@ -187,11 +221,11 @@ def serve(export: Path, info: dict[str, Any], change_list: list[dict[str, Any]],
 
 # --- the measured child process -------------------------------------------------------------
 def child(args: argparse.Namespace) -> None:
-    """Run a full (and optionally incremental) sync; print figures as JSON."""
+    """Run a first sync (and optionally an incremental one) into one store; print JSON figures."""
     import requests
 
     from sync.config import Subscription
-    from sync.store import LocalStore, _newest_per_url
+    from sync.store import open_store
     from sync.subscriber import build_subscriber
 
     if args.child == "json-load":
@@ -203,46 +237,16 @@ def child(args: argparse.Namespace) -> None:
                           "maxrss_mb": _maxrss_mb()}))
         return
 
-    class DiscardStore(LocalStore):
-        """Keeps sync state only: measures the subscriber without a database in-process."""
-
-        loaded = {"Concept": 0, "Mapping": 0}
-
-        def begin_load(self, name: str) -> Any:
-            return None
-
-        def load_batch(self, staging: Any, records: Any) -> int:
-            newest = _newest_per_url(records)
-            for record in newest.values():
-                self.loaded[record.type] += 1
-            return len(newest)
-
-        def finish_load(self, name: str, staging: Any) -> None:
-            pass
-
-        def apply_changes(self, name: str, records: Any) -> int:
-            return len(_newest_per_url(records))
-
-        def counts(self, name: str) -> dict[str, int]:
-            return {"concepts": self.loaded["Concept"], "mappings": self.loaded["Mapping"]}
-
-        def checksum(self, name: str) -> str:
-            return ""
-
-    import mongomock
-
-    if args.store == "discard":
-        store: LocalStore = DiscardStore(mongomock.MongoClient()["bench"])
-    else:
-        store = LocalStore.open(args.store)
+    store = open_store(args.store)
     sub = Subscription(name="bench", server=args.server, url=SOURCE, mode="release",
-                       page_size=500, work_dir=args.work_dir)
+                       page_size=500, work_dir=args.work_dir, database_uri=args.store)
     subscriber = build_subscriber(sub, store)
     out: dict[str, Any] = {}
     started = time.perf_counter()
     full = subscriber.sync()
     out["full"] = {"ok": full.ok, "error": full.error, "items": full.applied,
                    "seconds": time.perf_counter() - started, "counts": full.counts,
+                   "verified": full.checksum == full.server_checksum,
                    "maxrss_mb": _maxrss_mb()}
     if args.incremental:
         requests.post(f"{args.server}/_bench/release-v2", timeout=10)
@@ -251,7 +255,10 @@ def child(args: argparse.Namespace) -> None:
         out["incremental"] = {"ok": incremental.ok, "error": incremental.error,
                               "items": incremental.applied, "pages": incremental.pages,
                               "seconds": time.perf_counter() - started,
-                              "counts": incremental.counts, "maxrss_mb": _maxrss_mb()}
+                              "counts": incremental.counts,
+                              "verified": incremental.checksum == incremental.server_checksum,
+                              "maxrss_mb": _maxrss_mb()}
+    store.close()
     print(json.dumps(out))
 
 
@@ -269,44 +276,69 @@ def run_child(*argv: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(concepts: int, mappings: int, change_count: int, store: str, workdir: Path,
-            incremental: bool) -> dict[str, Any]:
-    """Build an export, serve it, sync it in a child; return the figures."""
+def store_uri(store: str, workdir: Path, items: int, synchronous: str) -> str:
+    """The database URI of a run: a fresh SQLite file, or mongomock's memory."""
+    if store == "sqlite":
+        return f"sqlite:///{workdir / f'bench-{items}.db'}?synchronous={synchronous}"
+    return f"{store}://"
+
+
+def measure(concepts: int, mappings: int, change_count: int, stores: list[tuple[str, bool]],
+            workdir: Path, synchronous: str) -> dict[str, Any]:
+    """Build an export, serve it, sync it into each (store, with the incremental sync too) in a
+    child; return the figures."""
     export = workdir / f"export_{concepts + mappings}.zip"
     started = time.perf_counter()
     info = build_export(export, concepts, mappings)
-    info["build_seconds"] = time.perf_counter() - started
+    info.update(build_seconds=time.perf_counter() - started, concepts=concepts,
+                mappings=mappings)
     change_list = changes(concepts, mappings, change_count, max(concepts, mappings))
     context = multiprocessing.get_context("fork")
     ports = context.Queue()
     server = context.Process(target=serve, args=(export, info, change_list, ports), daemon=True)
     server.start()
+    runs: dict[str, Any] = {}
     try:
-        url = f"http://127.0.0.1:{ports.get(timeout=120)}"
-        sync = run_child("--child", "sync", "--server", url, "--store", store,
-                         "--work-dir", str(workdir), *(["--incremental"] if incremental else []))
+        url = f"http://127.0.0.1:{ports.get(timeout=300)}"
+        for store, incremental in stores:
+            uri = store_uri(store, workdir, concepts + mappings, synchronous)
+            requests.post(f"{url}/_bench/reset", timeout=10)
+            runs[store] = run_child("--child", "sync", "--server", url, "--store", uri,
+                                    "--work-dir", str(workdir),
+                                    *(["--incremental"] if incremental else []))
+            database = workdir / f"bench-{concepts + mappings}.db"
+            if database.exists():
+                runs[store]["database_mb"] = database.stat().st_size / 2**20
+            for leftover in workdir.glob("bench-*.db*"):
+                leftover.unlink()
     finally:
         server.terminate()
         server.join()
     baseline = run_child("--child", "json-load", "--export", str(export))
     export.unlink()
-    return {"items": concepts + mappings, "export": info, "sync": sync, "json_load": baseline}
+    return {"items": concepts + mappings, "export": info, "runs": runs, "json_load": baseline}
 
 
 def report(label: str, figures: dict[str, Any]) -> None:
-    """Print one run."""
-    full = figures["sync"]["full"]
+    """Print one size's runs."""
     base = figures["json_load"]
     print(f"{label}: {figures['items']:,} items, export {figures['export']['size'] / 2**20:.1f} MiB "
           f"(built in {figures['export']['build_seconds']:.1f}s)")
-    print(f"  full sync   {full['seconds']:.2f}s  {full['items'] / full['seconds']:,.0f} items/s  "
-          f"peak RSS {full['maxrss_mb']:.0f} MiB  ok={full['ok']} {full['error'] or ''}")
-    print(f"  json.load   {base['seconds']:.2f}s  peak RSS {base['maxrss_mb']:.0f} MiB  "
-          f"(sync/json.load RSS ratio {full['maxrss_mb'] / base['maxrss_mb']:.2f})")
-    if "incremental" in figures["sync"]:
-        inc = figures["sync"]["incremental"]
-        print(f"  incremental {inc['items']:,} changes in {inc['pages']} pages: "
-              f"{inc['seconds']:.2f}s  {inc['items'] / inc['seconds']:,.0f} items/s  ok={inc['ok']}")
+    for store, run in figures["runs"].items():
+        full = run["full"]
+        size = f"  database {run['database_mb']:.0f} MiB" if "database_mb" in run else ""
+        print(f"  {store:9} first sync  {full['seconds']:6.2f}s  "
+              f"{full['items'] / full['seconds']:>8,.0f} items/s  peak RSS "
+              f"{full['maxrss_mb']:5.0f} MiB  ok={full['ok']} verified={full['verified']}{size} "
+              f"{full['error'] or ''}")
+        if "incremental" in run:
+            inc = run["incremental"]
+            print(f"  {store:9} {inc['items']:,} changes in {inc['pages']} pages  "
+                  f"{inc['seconds']:6.2f}s  {inc['items'] / max(inc['seconds'], 1e-9):>8,.0f} "
+                  f"items/s  peak RSS {inc['maxrss_mb']:5.0f} MiB  ok={inc['ok']} "
+                  f"verified={inc['verified']} {inc['error'] or ''}")
+    print(f"  json.load        {base['seconds']:6.2f}s  peak RSS {base['maxrss_mb']:5.0f} MiB",
+          flush=True)
 
 
 def main() -> None:
@@ -316,13 +348,18 @@ def main() -> None:
     parser.add_argument("--mappings", type=int, default=None, help="default: 2 x concepts")
     parser.add_argument("--small", type=int, default=10_000, help="items of the small RSS run")
     parser.add_argument("--changes", type=int, default=1_000)
-    parser.add_argument("--store", default="discard",
-                        help="discard (no database in-process), mongomock://, or mongodb://...")
-    parser.add_argument("--embedded-items", type=int, default=30_000,
-                        help="items of the end-to-end run into the embedded mongomock store "
-                             "(0 skips it)")
+    parser.add_argument("--mongomock-items", default="10000,30000",
+                        help="sizes of the SQLite vs mongomock runs, comma-separated (mongomock "
+                             "grows quadratically: 300k items take well over 15 minutes)")
+    parser.add_argument("--no-mongomock", action="store_true", help="skip the contrast runs")
+    parser.add_argument("--synchronous", default="NORMAL", help="SQLite's synchronous setting")
+    parser.add_argument("--sections", default="large,small,contrast",
+                        help="which runs: large (SQLite at full size), small (SQLite at --small "
+                             "items; with large: the RSS ratio), contrast (both stores at "
+                             "--mongomock-items)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--export", help=argparse.SUPPRESS)
     parser.add_argument("--work-dir", help=argparse.SUPPRESS)
     parser.add_argument("--incremental", action="store_true", help=argparse.SUPPRESS)
@@ -331,24 +368,32 @@ def main() -> None:
         child(args)
         return
     mappings = 2 * args.concepts if args.mappings is None else args.mappings
+    sections = set(args.sections.split(","))
     with tempfile.TemporaryDirectory(prefix="termsync-bench-") as tmp:
         workdir = Path(tmp)
-        big = measure(args.concepts, mappings, args.changes, args.store, workdir, True)
-        report(f"large ({args.store})", big)
-        small_concepts = args.small // 3
-        small = measure(small_concepts, args.small - small_concepts, args.changes, args.store,
-                        workdir, False)
-        report(f"small ({args.store})", small)
-        ratio = big["sync"]["full"]["maxrss_mb"] / small["sync"]["full"]["maxrss_mb"]
-        base_ratio = big["json_load"]["maxrss_mb"] / small["json_load"]["maxrss_mb"]
-        print(f"peak RSS {big['items']:,} vs {small['items']:,} items: sync x{ratio:.2f}, "
-              f"json.load x{base_ratio:.2f}")
-        if args.embedded_items:
-            third = args.embedded_items // 3
-            embedded = measure(third, args.embedded_items - third, args.changes, "mongomock://",
-                               workdir, True)
-            report("end to end into the embedded store (mongomock://)", embedded)
-    print(json.dumps({"cpu": os.cpu_count(), "python": sys.version.split()[0]}))
+        if "large" in sections:
+            big = measure(args.concepts, mappings, args.changes, [("sqlite", True)], workdir,
+                          args.synchronous)
+            report("large", big)
+        if "small" in sections:
+            small_concepts = args.small // 3
+            small = measure(small_concepts, args.small - small_concepts, args.changes,
+                            [("sqlite", False)], workdir, args.synchronous)
+            report("small", small)
+        if {"large", "small"} <= sections:
+            ratio = big["runs"]["sqlite"]["full"]["maxrss_mb"] / \
+                small["runs"]["sqlite"]["full"]["maxrss_mb"]
+            base_ratio = big["json_load"]["maxrss_mb"] / small["json_load"]["maxrss_mb"]
+            print(f"peak RSS {big['items']:,} vs {small['items']:,} items: sqlite first sync "
+                  f"x{ratio:.2f}, json.load x{base_ratio:.2f}", flush=True)
+        for items in ([] if args.no_mongomock or "contrast" not in sections
+                      else [int(n) for n in args.mongomock_items.split(",") if n]):
+            contrast = measure(items // 3, items - items // 3, args.changes,
+                               [("sqlite", True), ("mongomock", True)], workdir,
+                               args.synchronous)
+            report("contrast", contrast)
+    print(json.dumps({"cpu": os.cpu_count(), "python": sys.version.split()[0],
+                      "synchronous": args.synchronous}))
 
 
 if __name__ == "__main__":

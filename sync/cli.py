@@ -150,6 +150,7 @@ def cmd_run(config: SyncConfig, args: argparse.Namespace, stores: Stores) -> int
     selected = SyncConfig([s for s in config.subscriptions if s.name in subscribers])
 
     def run_one(subscription: Subscription) -> None:
+        """The scheduler job: one pass of one subscription."""
         subscribers[subscription.name].sync()
 
     run_until_stopped(build_scheduler(selected, run_one), stop_event)

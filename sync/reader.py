@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import re
 import tarfile
 import zipfile
 import zlib
@@ -10,9 +13,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
-
-import ijson
-from ijson.common import ObjectBuilder
 
 from .errors import InvalidExport
 
@@ -24,11 +24,12 @@ MAX_EXPORT_JSON_BYTES = 64 << 30
 MAX_COMPRESSION_RATIO = 200
 RATIO_FLOOR_BYTES = 64 << 20
 ITEM_ARRAYS = ("concepts", "mappings")
-_ITEM_PREFIXES = {"concepts.item": "concepts", "mappings.item": "mappings"}
+TEXT_CHUNK = 1 << 20  # characters read at a time
+MAX_VALUE_CHARS = 256 << 20  # the longest single item or header value a reader buffers
 
 
 class ExportReader:
-    """Reads an export file (zip, tar.gz or plain JSON) in one streaming pass."""
+    """Reads an export file (zip, tar.gz or plain JSON) in one streaming pass, one item at a time."""
 
     def __init__(self, path: str | Path, *, max_bytes: int = MAX_EXPORT_JSON_BYTES,
                  max_ratio: float = MAX_COMPRESSION_RATIO) -> None:
@@ -85,43 +86,140 @@ class ExportReader:
         return self._stack.enter_context(self.path.open("rb"))
 
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Yield ("concepts" | "mappings", item) in file order; fills `header` as it goes."""
-        stream = self._open_json()
-        builder: ObjectBuilder | None = None
-        kind = ""
-        header = ObjectBuilder()
-        in_items = False  # inside a top-level concepts/mappings array
+        """Yield ("concepts" | "mappings", item) in file order; fills `header` when done.
+
+        The top-level object is walked key by key; each item (and each header value) is decoded
+        on its own by the standard library's C decoder, so memory holds one item at a time.
+        """
+        text = _JsonText(self._stack.enter_context(
+            io.TextIOWrapper(self._open_json(), encoding="utf-8-sig")), self.path)
+        header: dict[str, Any] = {}
         try:
-            for prefix, event, value in ijson.parse(stream, use_float=True):
-                if builder is not None:
-                    builder.event(event, value)
-                    if event == "end_map" and prefix in _ITEM_PREFIXES:
-                        yield kind, builder.value
-                        builder = None
-                    continue
-                if in_items:
-                    if prefix in _ITEM_PREFIXES:
-                        if event == "start_map":
-                            kind = _ITEM_PREFIXES[prefix]
-                            builder = ObjectBuilder()
-                            builder.event(event, value)
-                        elif event != "null":
-                            raise InvalidExport(f"{prefix} holds a {event}, not an object")
-                    elif prefix in ITEM_ARRAYS and event != "start_array":
-                        in_items = False  # end of the array, or a null in its place
-                    continue
-                if prefix == "" and event == "map_key" and value in ITEM_ARRAYS:
-                    in_items = True
-                    continue
-                header.event(event, value)
-        except ijson.JSONError as exc:
-            raise InvalidExport(f"{self.path}: export.json is not valid JSON: {exc}") from exc
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            text.expect("{")
+            more = text.peek() != "}"
+            if not more:
+                text.pos += 1
+            while more:
+                key = text.value()
+                if not isinstance(key, str):
+                    raise InvalidExport(f"{self.path}: export.json has a non-string key")
+                text.expect(":")
+                if key in ITEM_ARRAYS and text.peek() == "[":
+                    yield from ((key, item) for item in text.array_items(key))
+                elif key in ITEM_ARRAYS:
+                    value = text.value()
+                    if value is not None:
+                        raise InvalidExport(f"{self.path}: {key} is a {type(value).__name__}, "
+                                            "not an array")
+                else:
+                    header[key] = text.value()
+                more = text.separator("}")
+            if text.peek() != "":
+                raise InvalidExport(f"{self.path}: export.json has data after its object")
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error,
+                UnicodeDecodeError) as exc:
             raise InvalidExport(f"{self.path}: archive is damaged: {exc}") from exc
-        value = getattr(header, "value", None)
-        if not isinstance(value, dict):
-            raise InvalidExport(f"{self.path}: export.json is not a JSON object")
-        self.header = value
+        self.header = header
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON."""
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_NUMBER_TAIL = re.compile(r"[0-9.eE+-]*")
+
+
+class _JsonText:
+    """The text of export.json read in chunks: whitespace, punctuation and whole values."""
+
+    def __init__(self, reader: IO[str], path: Path) -> None:
+        self.reader = reader
+        self.path = path
+        self.buffer = ""
+        self.pos = 0
+        self.eof = False
+
+    def _fill(self) -> bool:
+        """Append the next chunk (dropping what was consumed); False at the end of the file."""
+        chunk = self.reader.read(TEXT_CHUNK)
+        if not chunk:
+            self.eof = True
+            return False
+        if len(self.buffer) - self.pos + len(chunk) > MAX_VALUE_CHARS:
+            raise InvalidExport(f"{self.path}: export.json holds a value longer than "
+                                f"{MAX_VALUE_CHARS} characters")
+        self.buffer = self.buffer[self.pos:] + chunk
+        self.pos = 0
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not whitespace ("" at the end), not consumed."""
+        if self.pos < len(self.buffer) and self.buffer[self.pos] not in " \t\n\r":
+            return self.buffer[self.pos]  # compact JSON: no whitespace to skip
+        while True:
+            match = _WHITESPACE.match(self.buffer, self.pos)
+            self.pos = match.end() if match else self.pos
+            if self.pos < len(self.buffer):
+                return self.buffer[self.pos]
+            if not self._fill():
+                return ""
+
+    def expect(self, char: str) -> None:
+        """Consume `char` (after whitespace) or refuse the file."""
+        found = self.peek()
+        if found != char:
+            raise InvalidExport(f"{self.path}: export.json is not valid JSON: expected "
+                                f"{char!r}, found {found or 'the end'!r}")
+        self.pos += 1
+
+    def separator(self, closing: str) -> bool:
+        """After a member: True on ",", False on `closing` (both consumed)."""
+        if self.peek() == ",":
+            self.pos += 1
+            return True
+        self.expect(closing)
+        return False
+
+    def value(self) -> Any:
+        """The next whole JSON value, reading more text until it is complete."""
+        self.peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buffer, self.pos)
+            except json.JSONDecodeError as exc:
+                # a value cut by the chunk's end fails near the end (or as an unterminated
+                # string); anything else is bad JSON
+                cut = exc.pos >= len(self.buffer) - 8 or exc.msg.startswith("Unterminated")
+                if cut and self._fill():
+                    continue
+                raise InvalidExport(f"{self.path}: export.json is not valid JSON: {exc}") from None
+            except ValueError as exc:
+                raise InvalidExport(f"{self.path}: export.json is not valid JSON: {exc}") from None
+            if (end == len(self.buffer) or (type(value) in (int, float) and
+                                            _NUMBER_TAIL.fullmatch(self.buffer, end))) \
+                    and self._fill():
+                continue  # a number cut by the chunk's end ("-1." of "-1.5") goes on there
+            self.pos = end
+            return value
+
+    def array_items(self, key: str) -> Iterator[dict[str, Any]]:
+        """The objects of the array that starts here (nulls skipped)."""
+        self.expect("[")
+        if self.peek() == "]":
+            self.pos += 1
+            return
+        more = True
+        while more:
+            item = self.value()
+            if isinstance(item, dict):
+                yield item
+            elif item is not None:
+                raise InvalidExport(f"{self.path}: {key}.item holds a {type(item).__name__}, "
+                                    "not an object")
+            more = self.separator("]")
 
 
 def _check_member_name(name: str) -> None:

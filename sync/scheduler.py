@@ -49,6 +49,7 @@ def build_scheduler(config: SyncConfig, run: Callable[[Subscription], Any],
 def run_until_stopped(scheduler: BackgroundScheduler, stop_event: threading.Event) -> None:
     """Start the scheduler; on SIGTERM/SIGINT let running passes stop at a page boundary."""
     def request_stop(signum: int, frame: FrameType | None) -> None:
+        """The signal handler: ask running passes to stop at their next safe point."""
         logger.info("signal %s: stopping after the current page", signal.Signals(signum).name)
         stop_event.set()
 

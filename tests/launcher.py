@@ -50,6 +50,7 @@ def kill_after(method: Callable[..., Any], count: int, point: str) -> Callable[.
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        """The method; then SIGKILL if this was the N-th call."""
         nonlocal calls
         result = method(*args, **kwargs)
         calls += 1

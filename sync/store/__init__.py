@@ -124,6 +124,10 @@ def check_database_uri(uri: str) -> None:
         from .sqlite import parse_sqlite_uri
 
         parse_sqlite_uri(uri)
+    if uri.startswith("mongomock://") and uri.rstrip("/") != "mongomock:":
+        # the subscriber once kept a mongomock database in a file; that is SQLite's job now
+        raise ValueError(f"{uri!r}: mongomock:// is an in-memory database for tests and takes no "
+                         "path; keep a mirror in a file with sqlite:///path/mirror.db")
 
 
 def open_store(uri: str) -> LocalStore:

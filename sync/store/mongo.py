@@ -43,6 +43,7 @@ def _wrapped(method: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn a PyMongoError raised by a store method into a StoreError naming the database."""
     @functools.wraps(method)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """The method, its driver errors turned into StoreError."""
         try:
             return method(*args, **kwargs)
         except PyMongoError as exc:

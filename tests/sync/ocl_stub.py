@@ -84,6 +84,7 @@ class StubSource:
     ocl: bool = False
     tombstones_need_flag: bool = True
     file_host: FileHost | None = None
+    redirect_status: int = 303  # how exports on the file host are pointed at (OCL: 303)
     requests_seen: list[str] = field(default_factory=list)
     posts_seen: list[str] = field(default_factory=list)
     auth_seen: list[str | None] = field(default_factory=list)
@@ -295,7 +296,8 @@ def create_stub_app(stub: StubSource) -> Flask:
         if stub.file_host is not None:
             # OCL: a redirect to the file in a bucket elsewhere, with lastUpdated on the way
             location = stub.file_host.publish(data, version.export_format)
-            return Response("", 303, {"Location": location, "lastUpdated": last_updated})
+            return Response("", stub.redirect_status,
+                            {"Location": location, "lastUpdated": last_updated})
         sha = hashlib.sha256(data).digest()
         headers = {"ETag": f'"{sha.hex()}"',
                    "Repr-Digest": f"sha-256=:{base64.b64encode(sha).decode()}:",

@@ -59,6 +59,8 @@ def test_once_status_verify(stub, config_file, capsys):
     assert status["version"] == "v1" and status["checksum_matches"] is True
     assert status["counts"] == {"concepts": 30, "mappings": 20}
     assert status["last_success"] and status["last_error"] is None
+    assert status["last_updated"] == stub.version_payload(stub.version("v1"))["lastUpdated"]
+    assert status["database"].startswith("sqlite:///") and status["resuming"] is False
 
     code, out, _ = run_cli(capsys, "verify", "--config", str(config_file))
     assert code == 0 and "in sync" in out

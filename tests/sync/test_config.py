@@ -70,6 +70,7 @@ def test_environment_overrides_all_then_one_subscription():
     ({"cron": "every night"}, "is not a crontab expression"),
     ({"database_uri": "postgres://x"}, "database_uri = 'postgres://x' must start with sqlite:///"),
     ({"database_uri": "sqlite:///"}, "needs a file path"),
+    ({"mongo_uri": "mongomock://var/termsync-sync.db"}, "in-memory database for tests and takes no path"),
     ({"database_uri": "sqlite:///m.db?synchronous=sometimes"}, "synchronous must be one of"),
     ({"database_uri": "sqlite:///m.db?journal=x"}, "unknown option"),
     ({"server_kind": "ocl2"}, "server_kind = 'ocl2' must be one of auto, termsync, ocl"),

@@ -24,6 +24,7 @@ def dialect_stub(dialect: str, file_host: FileHost) -> StubSource:
     elif dialect.startswith("ocl"):
         stub.ocl = True
         stub.file_host = file_host
+        stub.redirect_status = 302 if dialect == "ocl-tar.gz" else 303
     return stub
 
 
