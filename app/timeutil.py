@@ -26,7 +26,7 @@ def now_iso() -> str:
 
 def to_datetime(stamp: str) -> datetime:
     """A stored time stamp as an aware UTC datetime."""
-    return datetime.strptime(stamp, FORMAT).replace(tzinfo=UTC)
+    return datetime.fromisoformat(stamp)  # the stored FORMAT, read several times faster
 
 
 def parse_time(text: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -26,7 +25,7 @@ from werkzeug.wsgi import wrap_file
 from ..domain.errors import NotAllowed, NotFound
 from ..exports import export_service
 from ..exports.service import BUILDING, FAILED, PENDING, READY, ExportStatus
-from ..timeutil import FORMAT, to_datetime
+from ..timeutil import to_datetime
 from .common import current_caller, date_header, domain, json_response, owner_routes, resolve_source
 from .docs import errors
 from .schemas import QuerySchema
@@ -92,9 +91,9 @@ def _file_headers(source: dict[str, Any], version_id: str, file: dict[str, Any],
                   cache_control: str) -> dict[str, str]:
     """The headers of a ready export, for GET, HEAD, 206 and 304 alike."""
     sha = file["sha256"]
-    created = datetime.strptime(file["created_on"], FORMAT)
+    created = to_datetime(file["created_on"])
     stamp_time = file.get("last_updated") or file["created_on"]
-    stamp = datetime.strptime(stamp_time, FORMAT).strftime("%Y%m%d%H%M%S")
+    stamp = to_datetime(stamp_time).strftime("%Y%m%d%H%M%S")
     name = f"{source['owner']}_{source['id']}_{version_id}.{stamp}.zip"
     headers = {
         "ETag": f'"{sha}"',
