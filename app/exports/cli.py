@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from . import export_service
+from .service import export_service
 
 
 def cmd_list(app: Any, args: argparse.Namespace) -> int:
