@@ -54,10 +54,13 @@ def test_private_source_is_404_to_outsiders_and_visible_to_members(
 
 def test_user_routes_and_tokens(client: Any, make_user: Any) -> None:
     alice = make_user("alice")
+    make_user("bob")
     assert client.get("/user/").status_code == 401
     assert client.get("/user/", headers=alice).get_json()["username"] == "alice"
     assert client.post("/users/", json={"username": "x"}, headers=alice).status_code == 403
-    assert client.post("/users/bob/tokens/", json={}, headers=alice).status_code in (403, 404)
+    # Alice sees bob (users are public) but may not act for him: 403, not 404 (docs/api.md, Auth)
+    assert client.get("/users/bob/", headers=alice).status_code == 200
+    assert client.post("/users/bob/tokens/", json={}, headers=alice).status_code == 403
     created = client.post("/user/sources/", json={"id": "Mine"}, headers=alice)
     assert created.status_code == 201
     assert created.get_json()["url"] == "/users/alice/sources/Mine/"
