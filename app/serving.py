@@ -1,7 +1,7 @@
 """HTTP servers that send the application's `Date` header instead of their own clock's.
 
 termsync sets `Date` on every response, and on diffs and export downloads it means "complete up
-to" (DESIGN, Content listings and diffs): the OpenMRS module sends it back as `updatedSince`. Both
+to" (docs/api.md, The Date header): the OpenMRS module sends it back as `updatedSince`. Both
 werkzeug's server and gunicorn add a `Date` of their own before the application's headers, and a
 client that reads the first one would skip changes. `AppDateRequestHandler` (werkzeug) and
 `keep_app_date_header()` (gunicorn) send the application's `Date` when it has one, and their own

@@ -1,5 +1,5 @@
-"""Exports through HTTP: DESIGN's status table (OCL v2's codes), headers, ranges, invalidation,
-takeover, GC.
+"""Exports through HTTP: the status table of docs/api.md (OCL v2's codes), headers, ranges,
+invalidation, takeover, GC.
 
 Every test runs against both storage backends (a local directory and GridFS).
 """
