@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, settings_of
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo:
         overrides["LOAD_DEMO"] = True
     app = _app(args, **overrides)
-    host = args.host or app.config["HOST"]
-    port = args.port if args.port is not None else app.config["PORT"]
+    settings = settings_of(app)
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
     from .serving import AppDateRequestHandler
     server = make_server(host, port, app, threaded=True, request_handler=AppDateRequestHandler)
 

@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 TYPES: dict[str, type] = {key: type(value) for key, value in DEFAULTS.items()}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -149,6 +150,8 @@ def _validate(config: dict[str, Any]) -> None:
                           "of any process) or FULL (also a power loss); OFF and EXTRA exist too")
     if config["SQLITE_BUSY_TIMEOUT"] <= 0:
         raise ConfigError("SQLITE_BUSY_TIMEOUT must be positive (seconds)")
+    if not 0 <= config["PORT"] <= 65535:
+        raise ConfigError("PORT must be 0 (any free port) to 65535")
     if config["MAX_CONTENT_LENGTH"] < 1:
         raise ConfigError("MAX_CONTENT_LENGTH must be 1 or more (bytes)")
     if config["BACKGROUND_WORKERS"] < 0:
@@ -190,9 +193,6 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("RATE_LIMIT_WINDOW_SECONDS must be >= 1, WORKER_HEARTBEAT_SECONDS > 0")
     if config["JOB_MAX_ATTEMPTS"] < 1:
         raise ConfigError("JOB_MAX_ATTEMPTS must be 1 or more")
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 # --- typed settings: what each part of the app reads, built once from a validated config ---
@@ -273,6 +273,8 @@ class Settings:
     admin_user: str
     admin_token: str
     load_demo: bool
+    host: str
+    port: int
     testing: bool
 
     @classmethod
@@ -313,7 +315,8 @@ class Settings:
                 worker_heartbeat_seconds=float(config["WORKER_HEARTBEAT_SECONDS"]),
                 maintenance_interval=float(config["MAINTENANCE_INTERVAL"])),
             admin_user=config["ADMIN_USER"], admin_token=config["ADMIN_TOKEN"],
-            load_demo=bool(config["LOAD_DEMO"]), testing=bool(config.get("TESTING")))
+            load_demo=bool(config["LOAD_DEMO"]), host=config["HOST"], port=int(config["PORT"]),
+            testing=bool(config.get("TESTING")))
 
 
 SETTINGS = "termsync.settings"
