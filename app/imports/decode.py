@@ -39,6 +39,7 @@ def read_units(uploads: UploadStore, payload: dict[str, Any], offset: int, line:
         return _csv_units(uploads, payload["upload"], lines, offset, line)
     return _json_units(lines, line)
 
+
 def _csv_units(uploads: UploadStore, upload_id: str, lines: Iterator[tuple[bytes, int]],
                offset: int, line: int) -> Iterator[Unit]:
     """OCL CSV rows as units: a row's OCL lines, or why it cannot be read."""
