@@ -75,10 +75,13 @@ def test_tokens_are_stored_hashed(app: Any, make_user: Any) -> None:
     assert stored and all(token not in str(document) for document in stored)
 
 
-def test_cli_creates_users_orgs_tokens_against_a_database(tmp_path: Any, capsys: Any) -> None:
+def test_cli_creates_users_orgs_tokens_against_a_database(tmp_path: Any, capsys: Any,
+                                                           monkeypatch: Any) -> None:
     from app.cli import main
 
     uri = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("TERMSYNC_EXPORT_DIR", str(tmp_path / "exports"))  # not var/ in the checkout
+    monkeypatch.setenv("TERMSYNC_IMPORT_DIR", str(tmp_path / "imports"))
     assert main(["--database-uri", uri, "create-user", "dana", "--token"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["--database-uri", uri, "create-org", "Clinic", "--owner", "dana"]) == 0
