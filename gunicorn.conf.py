@@ -18,7 +18,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 def _keep_app_date_header() -> None:
-    """gunicorn sends the app's Date (the diff protocol's clock, DESIGN.md) instead of its own."""
+    """gunicorn sends the app's Date (the diff protocol's clock, docs/api.md) instead of its own."""
     from app.serving import keep_app_date_header
 
     keep_app_date_header()

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from .config import load_config
+from .config import SETTINGS, Settings, load_config
 from .domain import Domain
 from .jobs import JobQueue, Workers
 from .store import open_store
@@ -21,18 +21,21 @@ logger = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; `config` overrides every other configuration layer."""
-    settings = load_config(config)
+    flat = load_config(config)  # every setting is checked here, before anything connects
+    settings = Settings.from_config(flat)
     app = Flask(__name__)
     # Slash-less URLs match their route directly (GET/HEAD are answered as is; see app.api).
     app.url_map.strict_slashes = False
-    app.config.update(settings)
+    app.config.update(flat)
+    app.extensions[SETTINGS] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    logging.basicConfig(level=settings["LOG_LEVEL"],
+    logging.basicConfig(level=settings.ops.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    store = open_store(settings["DATABASE_URI"], mongo_db=settings["MONGO_DB"],
-                       sqlite_synchronous=settings["SQLITE_SYNCHRONOUS"],
-                       sqlite_busy_timeout=settings["SQLITE_BUSY_TIMEOUT"])
+    database = settings.database
+    store = open_store(database.uri, mongo_db=database.mongo_db,
+                       sqlite_synchronous=database.sqlite_synchronous,
+                       sqlite_busy_timeout=database.sqlite_busy_timeout)
     store.ensure_schema()
     domain = Domain(store)
     # On MongoDB, writes interrupted by a crash are finished or discarded (only those old enough
@@ -41,42 +44,35 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["termsync"] = domain
     app.extensions["termsync.store"] = store
 
-    if settings["ADMIN_TOKEN"]:
-        domain.accounts.ensure_admin(settings["ADMIN_USER"], settings["ADMIN_TOKEN"])
-        logger.info("admin user %r has the token from TERMSYNC_ADMIN_TOKEN", settings["ADMIN_USER"])
+    if settings.admin_token:
+        domain.accounts.ensure_admin(settings.admin_user, settings.admin_token)
+        logger.debug("admin user %r has the token from TERMSYNC_ADMIN_TOKEN", settings.admin_user)
 
-    queue = JobQueue(store.jobs)
-    workers = Workers(app, queue, settings["JOB_LEASE_SECONDS"], settings["JOB_POLL_SECONDS"])
+    jobs = settings.jobs
+    workers = Workers(app, JobQueue(store.jobs), jobs.lease_seconds, jobs.poll_seconds)
     app.extensions["termsync.jobs"] = workers
 
     from .api import init_api
-    api = init_api(app)
-    # Feature modules register their blueprints on `api` and their job handlers on `workers`.
-    for init_feature in _features():
-        init_feature(app, api, domain, workers)
+    from .console import init as init_console
+    from .exports import init as init_exports
+    from .imports import init as init_imports
     from .ops import add_maintenance_task, init_ops
-    init_ops(app, api, domain, workers)  # after the features, so their job handlers are timed too
-    add_maintenance_task(app, "items-finish-pending", settings["MAINTENANCE_INTERVAL"],
+
+    api = init_api(app)
+    init_ops(app, api, domain, workers)
+    # Feature packages register their blueprints on `api` and their job handlers on `workers`;
+    # the console last: its pages use the services the others registered.
+    for init_feature in (init_exports, init_imports, init_console):
+        init_feature(app, api, domain, workers)
+    add_maintenance_task(app, "items-finish-pending", settings.ops.maintenance_interval,
                          lambda: store.items.finish_pending(older_than=format_time(
                              datetime.now(UTC) - timedelta(minutes=5))))
 
-    if settings["LOAD_DEMO"]:
+    if settings.load_demo:
         from .demo import load_demo
         load_demo(domain)
     # Tests run jobs by hand (workers.run_until_idle()) so that they stay deterministic.
-    if settings["BACKGROUND_WORKERS"] and not app.config.get("TESTING"):
-        workers.start(settings["BACKGROUND_WORKERS"])
+    if jobs.background_workers and not settings.testing:
+        workers.start(jobs.background_workers)
         atexit.register(workers.stop)
     return app
-
-
-def _features() -> list[Any]:
-    """init(app, api, domain, workers) of each feature module (exports, bulk imports, console)."""
-    features: list[Any] = []
-    from .exports import init as init_exports
-    features.append(init_exports)
-    from .imports import init as init_imports
-    features.append(init_imports)
-    from .console import init as init_console
-    features.append(init_console)  # last: its pages use the services the others registered
-    return features

@@ -11,14 +11,18 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, settings_of
 
 logger = logging.getLogger(__name__)
 
 
-def _app(args: argparse.Namespace, **overrides: Any) -> Any:
+def _app(args: argparse.Namespace, *, job_threads: bool = False, **overrides: Any) -> Any:
+    """The app a command works on; only `serve` runs job threads (and with them heartbeat and
+    maintenance): a one-shot command must not take jobs it would abandon when it exits."""
     from . import create_app
     config: dict[str, Any] = dict(overrides)
+    if not job_threads:
+        config["BACKGROUND_WORKERS"] = 0
     if getattr(args, "database_uri", None):
         config["DATABASE_URI"] = args.database_uri
     return create_app(config)
@@ -31,9 +35,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.demo:
         overrides["LOAD_DEMO"] = True
-    app = _app(args, **overrides)
-    host = args.host or app.config["HOST"]
-    port = args.port if args.port is not None else app.config["PORT"]
+    app = _app(args, job_threads=True, **overrides)
+    settings = settings_of(app)
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
     from .serving import AppDateRequestHandler
     server = make_server(host, port, app, threaded=True, request_handler=AppDateRequestHandler)
 
@@ -120,7 +125,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run queued jobs (export builds, bulk imports) in threads until SIGINT/SIGTERM."""
     import threading
 
-    app = _app(args, BACKGROUND_WORKERS=0)  # no threads from create_app: we start our own
+    app = _app(args)  # no threads from create_app: it starts its own below
     workers = app.extensions["termsync.jobs"]
     stopping = threading.Event()
 

@@ -1,4 +1,5 @@
-"""Server configuration: code defaults, then a TOML file, then TERMSYNC_* environment, then overrides."""
+"""Server configuration: code defaults, then a TOML file, then TERMSYNC_* environment, then
+overrides; validated in one place, before anything connects, and read as typed settings."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -71,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 TYPES: dict[str, type] = {key: type(value) for key, value in DEFAULTS.items()}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -133,7 +137,11 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _validate(config: dict[str, Any]) -> None:
-    """Reject values that cannot work, with a message that says which key."""
+    """Reject values that cannot work, with a message that says which key.
+
+    Every check of every feature is here, so that a bad value stops startup before anything
+    connects to a database or starts a thread.
+    """
     uri = config["DATABASE_URI"]
     if uri.startswith("sqlite://"):
         if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
@@ -148,15 +156,179 @@ def _validate(config: dict[str, Any]) -> None:
                           "of any process) or FULL (also a power loss); OFF and EXTRA exist too")
     if config["SQLITE_BUSY_TIMEOUT"] <= 0:
         raise ConfigError("SQLITE_BUSY_TIMEOUT must be positive (seconds)")
-    if config["EXPORT_STORAGE"] not in ("local", "gridfs"):
-        raise ConfigError("EXPORT_STORAGE must be 'local' or 'gridfs'")
-    if config["EXPORT_STORAGE"] == "gridfs" and not on_mongo:
-        raise ConfigError("EXPORT_STORAGE = 'gridfs' needs a MongoDB DATABASE_URI")
-    if config["IMPORT_STORAGE"] not in ("local", "mongo"):
-        raise ConfigError("IMPORT_STORAGE must be 'local' or 'mongo'")
-    if config["IMPORT_STORAGE"] == "mongo" and not on_mongo:
-        raise ConfigError("IMPORT_STORAGE = 'mongo' needs a MongoDB DATABASE_URI")
+    if not 0 <= config["PORT"] <= 65535:
+        raise ConfigError("PORT must be 0 (any free port) to 65535")
     if config["MAX_CONTENT_LENGTH"] < 1:
         raise ConfigError("MAX_CONTENT_LENGTH must be 1 or more (bytes)")
     if config["BACKGROUND_WORKERS"] < 0:
         raise ConfigError("BACKGROUND_WORKERS must be 0 or more")
+    if config["JOB_LEASE_SECONDS"] <= 0 or config["JOB_POLL_SECONDS"] <= 0:
+        raise ConfigError("JOB_LEASE_SECONDS and JOB_POLL_SECONDS must be positive (seconds)")
+    # exports
+    if config["EXPORT_STORAGE"] not in ("local", "gridfs"):
+        raise ConfigError("EXPORT_STORAGE must be 'local' or 'gridfs'")
+    if config["EXPORT_STORAGE"] == "gridfs" and not on_mongo:
+        raise ConfigError("EXPORT_STORAGE = 'gridfs' needs a MongoDB DATABASE_URI")
+    if not 0 <= config["EXPORT_COMPRESSLEVEL"] <= 9:
+        raise ConfigError("EXPORT_COMPRESSLEVEL must be 0 (store) to 9 (smallest)")
+    for key in ("EXPORT_HEARTBEAT_ITEMS", "EXPORT_RETRY_AFTER"):
+        if config[key] < 1:
+            raise ConfigError(f"{key} must be 1 or more")
+    for key in ("EXPORT_FAILED_RETRY_SECONDS", "EXPORT_GC_INTERVAL", "EXPORT_GC_GRACE_SECONDS"):
+        if config[key] < 0:
+            raise ConfigError(f"{key} must be 0 or more (seconds)")
+    # bulk imports
+    if config["IMPORT_STORAGE"] not in ("local", "mongo"):
+        raise ConfigError("IMPORT_STORAGE must be 'local' or 'mongo'")
+    if config["IMPORT_STORAGE"] == "mongo" and not on_mongo:
+        raise ConfigError("IMPORT_STORAGE = 'mongo' needs a MongoDB DATABASE_URI")
+    for key in ("IMPORT_MAX_BYTES", "IMPORT_MAX_LINES", "IMPORT_MAX_LINE_BYTES",
+                "IMPORT_MAX_ACTIVE_JOBS", "IMPORT_BATCH_SIZE"):
+        if config[key] < 1:
+            raise ConfigError(f"{key} must be 1 or more")
+    # operations
+    if config["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT must be 'text' or 'json'")
+    if str(config["LOG_LEVEL"]).upper() not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+    for key in ("RATE_LIMIT_EXPORTS", "RATE_LIMIT_IMPORTS", "RATE_LIMIT_DIFFS", "TRUSTED_PROXIES",
+                "READY_MIN_WORKERS", "MAINTENANCE_INTERVAL"):
+        if config[key] < 0:
+            raise ConfigError(f"{key} must be 0 or more")
+    if config["RATE_LIMIT_WINDOW_SECONDS"] < 1 or config["WORKER_HEARTBEAT_SECONDS"] <= 0:
+        raise ConfigError("RATE_LIMIT_WINDOW_SECONDS must be >= 1, WORKER_HEARTBEAT_SECONDS > 0")
+    if config["JOB_MAX_ATTEMPTS"] < 1:
+        raise ConfigError("JOB_MAX_ATTEMPTS must be 1 or more")
+
+
+# --- typed settings: what each part of the app reads, built once from a validated config ---
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Which database, and how SQLite commits (app/store)."""
+
+    uri: str
+    mongo_db: str
+    sqlite_synchronous: str
+    sqlite_busy_timeout: float
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The job queue and the worker threads of the web process (app/jobs.py)."""
+
+    background_workers: int
+    lease_seconds: float
+    poll_seconds: float
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Export builds, their storage and their garbage collection (app/exports)."""
+
+    storage: str
+    directory: str
+    gridfs_bucket: str
+    compresslevel: int
+    heartbeat_items: int
+    retry_after: int
+    failed_retry_seconds: float
+    on_release: bool
+    gc_interval: float
+    gc_grace_seconds: float
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """Bulk-import uploads and the limits of one job and one caller (app/imports)."""
+
+    storage: str
+    directory: str
+    max_bytes: int
+    max_lines: int
+    max_line_bytes: int
+    max_active_jobs: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """Logs, proxies, rate limits, probes, heartbeats and maintenance (app/ops)."""
+
+    log_format: str
+    log_level: str
+    access_log: bool
+    trusted_proxies: int
+    rate_limit_window_seconds: int
+    rate_limits: Mapping[str, int]  # bucket ("exports", "imports", "diffs") -> requests a window
+    ready_min_workers: int
+    worker_heartbeat_seconds: float
+    maintenance_interval: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of one app, by the part of it that reads them."""
+
+    database: DatabaseSettings
+    jobs: JobSettings
+    exports: ExportSettings
+    imports: ImportSettings
+    ops: OpsSettings
+    admin_user: str
+    admin_token: str
+    load_demo: bool
+    host: str
+    port: int
+    testing: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """The typed settings of a configuration `load_config` has built and validated."""
+        return cls(
+            database=DatabaseSettings(config["DATABASE_URI"], config["MONGO_DB"],
+                                      config["SQLITE_SYNCHRONOUS"].upper(),
+                                      float(config["SQLITE_BUSY_TIMEOUT"])),
+            jobs=JobSettings(int(config["BACKGROUND_WORKERS"]), float(config["JOB_LEASE_SECONDS"]),
+                             float(config["JOB_POLL_SECONDS"]), int(config["JOB_MAX_ATTEMPTS"])),
+            exports=ExportSettings(
+                storage=config["EXPORT_STORAGE"], directory=config["EXPORT_DIR"],
+                gridfs_bucket=config["EXPORT_GRIDFS_BUCKET"],
+                compresslevel=int(config["EXPORT_COMPRESSLEVEL"]),
+                heartbeat_items=int(config["EXPORT_HEARTBEAT_ITEMS"]),
+                retry_after=int(config["EXPORT_RETRY_AFTER"]),
+                failed_retry_seconds=float(config["EXPORT_FAILED_RETRY_SECONDS"]),
+                on_release=bool(config["EXPORT_ON_RELEASE"]),
+                gc_interval=float(config["EXPORT_GC_INTERVAL"]),
+                gc_grace_seconds=float(config["EXPORT_GC_GRACE_SECONDS"])),
+            imports=ImportSettings(
+                storage=config["IMPORT_STORAGE"], directory=config["IMPORT_DIR"],
+                max_bytes=int(config["IMPORT_MAX_BYTES"]), max_lines=int(config["IMPORT_MAX_LINES"]),
+                max_line_bytes=int(config["IMPORT_MAX_LINE_BYTES"]),
+                max_active_jobs=int(config["IMPORT_MAX_ACTIVE_JOBS"]),
+                batch_size=int(config["IMPORT_BATCH_SIZE"])),
+            ops=OpsSettings(
+                log_format=config["LOG_FORMAT"], log_level=str(config["LOG_LEVEL"]).upper(),
+                access_log=bool(config["ACCESS_LOG"]),
+                trusted_proxies=int(config["TRUSTED_PROXIES"]),
+                rate_limit_window_seconds=int(config["RATE_LIMIT_WINDOW_SECONDS"]),
+                rate_limits=MappingProxyType({
+                    "exports": int(config["RATE_LIMIT_EXPORTS"]),
+                    "imports": int(config["RATE_LIMIT_IMPORTS"]),
+                    "diffs": int(config["RATE_LIMIT_DIFFS"])}),
+                ready_min_workers=int(config["READY_MIN_WORKERS"]),
+                worker_heartbeat_seconds=float(config["WORKER_HEARTBEAT_SECONDS"]),
+                maintenance_interval=float(config["MAINTENANCE_INTERVAL"])),
+            admin_user=config["ADMIN_USER"], admin_token=config["ADMIN_TOKEN"],
+            load_demo=bool(config["LOAD_DEMO"]), host=config["HOST"], port=int(config["PORT"]),
+            testing=bool(config.get("TESTING")))
+
+
+SETTINGS = "termsync.settings"
+
+
+def settings_of(app: Any) -> Settings:
+    """The typed settings of an app (`create_app` builds them once, before it connects)."""
+    settings: Settings = app.extensions[SETTINGS]
+    return settings

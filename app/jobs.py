@@ -165,6 +165,8 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], "dict[str, Any] | None"]
+# Wraps the handler of a kind of job (timing, metrics); applied to every handler at run time.
+Middleware = Callable[[str, Handler], Handler]
 
 
 class Workers:
@@ -177,6 +179,9 @@ class Workers:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.handlers: dict[str, Handler] = {}
+        self._middleware: list[Middleware] = []
+        self._started: list[Callable[[int], object]] = []
+        self._stopped: list[Callable[[], object]] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -185,6 +190,25 @@ class Workers:
     def register(self, kind: str, handler: Handler) -> None:
         """Run jobs of `kind` with `handler(context) -> result dict`."""
         self.handlers[kind] = handler
+
+    def use(self, middleware: Middleware) -> None:
+        """Wrap every handler, registered before or after this call, in `middleware(kind, handler)`."""
+        self._middleware.append(middleware)
+
+    def on_start(self, callback: Callable[[int], object]) -> None:
+        """Call `callback(threads)` whenever this process starts job threads (`start`)."""
+        self._started.append(callback)
+
+    def on_stop(self, callback: Callable[[], object]) -> None:
+        """Call `callback()` after the job threads have stopped (`stop`)."""
+        self._stopped.append(callback)
+
+    def handler(self, kind: str) -> Handler:
+        """The handler of `kind` inside every middleware (the first one added outermost)."""
+        handler = self.handlers[kind]
+        for middleware in reversed(self._middleware):
+            handler = middleware(kind, handler)
+        return handler
 
     def wake(self) -> None:
         """Tell idle worker threads that a job was queued."""
@@ -200,7 +224,7 @@ class Workers:
         self.queue.mark_started(job["_id"], worker_id)
         with self.app.app_context():
             try:
-                result = self.handlers[job["kind"]](context)
+                result = self.handler(job["kind"])(context)
             except JobLost:
                 logger.info("job %s (%s) stopped: cancelled or taken over", job["_id"], job["kind"])
                 return self.queue.get(job["_id"])
@@ -219,13 +243,20 @@ class Workers:
         return count
 
     def start(self, threads: int) -> None:
-        """Start worker threads that poll the queue until stop()."""
+        """Start worker threads that poll the queue until stop(), then the `on_start` hooks.
+
+        Both ways a process runs jobs come through here: create_app (BACKGROUND_WORKERS > 0) and
+        `termsync worker` (--threads), so what hooks start (heartbeat, maintenance) never lags.
+        """
         for number in range(threads):
             worker_id = f"{self.name}:{number}:{uuid.uuid4().hex[:6]}"
             thread = threading.Thread(target=self._loop, args=(worker_id,), daemon=True,
                                       name=f"termsync-worker-{number}")
             thread.start()
             self._threads.append(thread)
+        if threads > 0:
+            for callback in self._started:
+                callback(threads)
 
     def _loop(self, worker_id: str) -> None:
         while not self._stop.is_set():
@@ -239,9 +270,11 @@ class Workers:
                 self._wake.clear()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Ask worker threads to stop after their current job, and wait for them."""
+        """Ask worker threads to stop after their current job, wait for them, run `on_stop` hooks."""
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        for callback in self._stopped:
+            callback()

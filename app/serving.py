@@ -1,11 +1,12 @@
 """HTTP servers that send the application's `Date` header instead of their own clock's.
 
 termsync sets `Date` on every response, and on diffs and export downloads it means "complete up
-to" (DESIGN, Content listings and diffs): the OpenMRS module sends it back as `updatedSince`. Both
+to" (docs/api.md, The Date header): the OpenMRS module sends it back as `updatedSince`. Both
 werkzeug's server and gunicorn add a `Date` of their own before the application's headers, and a
 client that reads the first one would skip changes. `AppDateRequestHandler` (werkzeug) and
 `keep_app_date_header()` (gunicorn) send the application's `Date` when it has one, and their own
-otherwise.
+otherwise. `AppDateRequestHandler` also leaves the line per request to termsync's access log
+(`termsync.access`, with the request id) when that is on, so that a request is logged once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler
 
+from .config import SETTINGS
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,6 +25,13 @@ class AppDateRequestHandler(WSGIRequestHandler):
     """werkzeug's request handler, sending the application's `Date` rather than its own."""
 
     _date_sent = True
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """werkzeug's line per request, unless the application writes its own access log."""
+        settings = getattr(getattr(self.server, "app", None), "extensions", {}).get(SETTINGS)
+        if settings is not None and settings.ops.access_log:
+            return
+        super().log_request(code, size)
 
     def send_response(self, code: int, message: str | None = None) -> None:
         """As the standard library's, minus the `Date` header (sent at the end if still missing)."""

@@ -77,7 +77,8 @@ class RssSampler:
         return max(self._peak, self.current())
 
 
-def run_one(lines: int, database_uri: str, batch_size: int) -> dict[str, Any]:
+def run_one(lines: int, database_uri: str, batch_size: int,
+            synchronous: str = "NORMAL") -> dict[str, Any]:
     """Import a fresh file twice in this process; return the figures."""
     import logging
 
@@ -90,7 +91,8 @@ def run_one(lines: int, database_uri: str, batch_size: int) -> dict[str, Any]:
     write_file(data, lines)
     if database_uri == "sqlite":
         database_uri = f"sqlite:///{workdir / 'termsync.db'}"
-    app = create_app({"DATABASE_URI": database_uri, "MONGO_DB": f"bench_{os.getpid()}",
+    app = create_app({"DATABASE_URI": database_uri, "SQLITE_SYNCHRONOUS": synchronous,
+                      "MONGO_DB": f"bench_{os.getpid()}",
                       "ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True, "LOG_LEVEL": "ERROR",
                       "IMPORT_DIR": str(workdir / "uploads"), "IMPORT_BATCH_SIZE": batch_size,
                       "IMPORT_MAX_LINES": max(lines * 2, 10)})
@@ -99,7 +101,8 @@ def run_one(lines: int, database_uri: str, batch_size: int) -> dict[str, Any]:
     assert client.post("/orgs/Bench/sources/", json={"id": "Synthetic"},
                        headers=HEADERS).status_code == 201
     workers = app.extensions["termsync.jobs"]
-    figures: dict[str, Any] = {"database": database_uri.split(":")[0], "lines": lines,
+    figures: dict[str, Any] = {"database": database_uri.split(":")[0], "synchronous": synchronous,
+                               "lines": lines,
                                "file_mb": round(data.stat().st_size / 2**20, 1)}
     for phase in ("first", "reimport"):
         baseline = sampler.reset()
@@ -136,12 +139,14 @@ def main() -> int:
                         help="'sqlite' (a new file, the default), mongomock:// or mongodb://...; "
                              "repeat to compare")
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--synchronous", default="NORMAL",
+                        help="SQLite's synchronous setting (NORMAL, FULL) for the SQLite runs")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.lines or [200_000]
     databases = args.database_uri or ["sqlite"]
     if args.child:
-        print(json.dumps(run_one(sizes[0], databases[0], args.batch_size)))
+        print(json.dumps(run_one(sizes[0], databases[0], args.batch_size, args.synchronous)))
         return 0
     results = []
     for size in sizes:
@@ -149,7 +154,8 @@ def main() -> int:
         for database in databases:
             output = subprocess.run(
                 [sys.executable, __file__, "--child", "--lines", str(size), "--database-uri",
-                 database, "--batch-size", str(args.batch_size)],
+                 database, "--batch-size", str(args.batch_size), "--synchronous",
+                 args.synchronous],
                 check=True, capture_output=True, text=True).stdout
             figures = json.loads(output.strip().splitlines()[-1])
             rates.append(figures["first"]["lines_per_s"])

@@ -15,7 +15,8 @@ import pytest
 
 from app import create_app
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocl"
+# OCL's sample files (DemoSource export, CIEL excerpts, CSV): part of the repository.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ADMIN_TOKEN = "admin-token-for-tests"
 ADMIN = {"Authorization": f"Token {ADMIN_TOKEN}"}
 # Export and upload files of every test app go under one temporary directory, removed at exit.
@@ -66,11 +67,6 @@ def app() -> Iterator[Any]:
 @pytest.fixture
 def client(app: Any) -> Any:
     return app.test_client()
-
-
-@pytest.fixture
-def runner(app: Any) -> Any:
-    return app.test_cli_runner()
 
 
 @pytest.fixture

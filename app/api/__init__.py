@@ -46,7 +46,7 @@ def init_api(app: Flask) -> Api:
 
 
 def register_http_rules(app: Flask) -> None:
-    """Slash-less URLs (DESIGN, Resources) and the `Date` header every response carries."""
+    """Slash-less URLs (docs/api.md, Conventions) and the `Date` header every response carries."""
 
     @app.before_request
     def redirect_slashless_writes() -> Response | None:

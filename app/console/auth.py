@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, redirect, request, url_for
 
 from ..domain.errors import Unauthorized
-from ..imports.service import render_job
+from ..imports.render import render_job
 from .imports import import_jobs
 from .web import (
     SESSION_COOKIE,

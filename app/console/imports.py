@@ -15,14 +15,8 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, request, 
 
 from ..domain.errors import Invalid
 from ..domain.loader import ACTIONS
-from ..imports.service import (
-    STATES,
-    ImportJobs,
-    ImportOptions,
-    parse_actions,
-    render_job,
-    summary_of,
-)
+from ..imports.render import STATES, render_job, summary_of
+from ..imports.service import ImportJobs, ImportOptions, parse_actions
 from ..jobs import ACTIVE
 from .web import Answer, page_number, pager, render, require_sign_in, services
 

@@ -1,47 +1,48 @@
-"""Exports: build, cache, serve and invalidate zipped OCL exports of source versions."""
+"""Exports: build, cache, serve and invalidate zipped OCL exports of source versions.
+
+`service.py` is the state machine, the build job and garbage collection; `builder.py` writes the
+zip; `storage.py` keeps the files (a directory or GridFS); `routes.py` and `schemas.py` are the
+HTTP layer; `cli.py` the `termsync exports` commands.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 
+from ..config import settings_of
 from ..domain import Domain
 from ..jobs import Workers
-from .service import JOB_KIND, ExportService
+from ..ops.maintenance import add_maintenance_task
+from .routes import blp
+from .service import EXTENSION, JOB_KIND, ExportService, export_service
 from .storage import make_storage
+
+__all__ = ["GC_TASK", "ExportService", "collect_garbage", "export_service", "init"]
 
 logger = logging.getLogger(__name__)
 
-EXTENSION = "termsync.exports"
 GC_TASK = "exports-gc"
 
 
 def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     """Wire exports into the app: service, job handler, content listener, HTTP routes, GC."""
-    storage = make_storage(app.config, domain.store)
-    service = ExportService(domain, workers.queue, storage, app.config, wake=workers.wake)
+    settings = settings_of(app).exports
+    storage = make_storage(settings, domain.store)
+    service = ExportService(domain, workers.queue, storage, settings, wake=workers.wake)
     app.extensions[EXTENSION] = service
     workers.register(JOB_KIND, service.build)
     domain.content.listeners.append(service.on_content_event)
-
-    from ..api.exports import blp
     api.register_blueprint(blp)
     # GET never builds: released versions missing a current export (an upgrade changed the
     # format, a file was lost, a build failed long ago) are queued now.
     service.ensure_released_exports()
 
     # Run once per interval across every worker process (under a lease in the database).
-    if float(app.config["EXPORT_GC_INTERVAL"]) > 0:
-        from ..ops import add_maintenance_task
-        add_maintenance_task(app, GC_TASK, app.config["EXPORT_GC_INTERVAL"],
-                             lambda: collect_garbage(app))
-
-
-def export_service(app: Flask | None = None) -> ExportService:
-    """The export service of an app (the current one by default)."""
-    return (app or current_app).extensions[EXTENSION]
+    if settings.gc_interval > 0:
+        add_maintenance_task(app, GC_TASK, settings.gc_interval, lambda: collect_garbage(app))
 
 
 def collect_garbage(app: Flask) -> None:

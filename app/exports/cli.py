@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from . import export_service
+from .service import export_service
 
 
 def cmd_list(app: Any, args: argparse.Namespace) -> int:
@@ -47,8 +47,8 @@ def add_commands(commands: Any, make_app: Callable[..., Any]) -> None:
     actions = exports.add_subparsers(dest="exports_command", required=True)
 
     def run(handler: Callable[[Any, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        # no worker threads or scheduler in a one-shot command: it must not race the workers
-        return lambda args: handler(make_app(args, BACKGROUND_WORKERS=0), args)
+        # `make_app` starts no job threads or scheduler: a one-shot command must not race workers
+        return lambda args: handler(make_app(args), args)
 
     listing = actions.add_parser("list", help="every export and its state")
     listing.set_defaults(func=run(cmd_list))

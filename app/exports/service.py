@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flask import Flask, current_app
+
+from ..config import ExportSettings
 from ..domain import Domain, ocl
 from ..domain.errors import NotFound
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
@@ -40,6 +43,7 @@ from .storage import SHA256_HEX, ExportStorage
 logger = logging.getLogger(__name__)
 
 JOB_KIND = "export"
+EXTENSION = "termsync.exports"
 READY, BUILDING, NONE = "READY", "BUILDING", "NONE"
 
 
@@ -103,12 +107,12 @@ class ExportService:
     """Everything about exports that is not HTTP: state, queueing, building, deleting, GC."""
 
     def __init__(self, domain: Domain, queue: JobQueue, storage: ExportStorage,
-                 config: dict[str, Any], wake: Callable[[], None] | None = None) -> None:
+                 settings: ExportSettings, wake: Callable[[], None] | None = None) -> None:
         self.domain = domain
         self.queue = queue
         self.storage = storage
         self.records = domain.store.exports
-        self.config = config
+        self.settings = settings
         self.wake = wake or (lambda: None)
 
     # --- state ----------------------------------------------------------------------------
@@ -131,7 +135,7 @@ class ExportService:
         return ExportStatus(NONE, key, stamp)
 
     def _failure_expired(self, job: dict[str, Any]) -> bool:
-        retry = float(self.config.get("EXPORT_FAILED_RETRY_SECONDS", 300.0))
+        retry = self.settings.failed_retry_seconds
         finished = job.get("finished_on") or job.get("updated_on")
         cutoff = format_time(self.queue.clock() - timedelta(seconds=retry))
         return finished is not None and str(finished) <= cutoff
@@ -248,8 +252,8 @@ class ExportService:
                         [("concepts", content.iter_content(source, version, CONCEPT)),
                          ("mappings", content.iter_content(source, version, MAPPING))],
                         progress=lambda done: context.heartbeat({"done": done, "total": total}),
-                        progress_every=int(self.config.get("EXPORT_HEARTBEAT_ITEMS", 1000)),
-                        compresslevel=int(self.config.get("EXPORT_COMPRESSLEVEL", 6)),
+                        progress_every=self.settings.heartbeat_items,
+                        compresslevel=self.settings.compresslevel,
                         zip64=zip64)
                     break
                 except ZipTooLarge:
@@ -267,7 +271,7 @@ class ExportService:
             # DELETE (or a newer request) replaced this build while it ran: discard the file
             self._delete_if_unreferenced(stats.sha256)
             raise JobLost(context.job["_id"])
-        logger.info("export %s built: %d concepts, %d mappings, %d bytes in %.1fs", key,
+        logger.debug("export %s built: %d concepts, %d mappings, %d bytes in %.1fs", key,
                     stats.concepts, stats.mappings, stats.size, stats.seconds_total)
         return {"sha256": stats.sha256, "size": stats.size, "concepts": stats.concepts,
                 "mappings": stats.mappings}
@@ -277,12 +281,12 @@ class ExportService:
                          version: dict[str, Any] | None) -> None:
         """Content listener: queue exports of released versions, drop those of deleted ones."""
         if event in ("version_created", "version_changed") and version is not None:
-            if version.get("released") and self.config.get("EXPORT_ON_RELEASE", True):
+            if version.get("released") and self.settings.on_release:
                 fresh = self.domain.repos.sources.get(source["url"]) or source
                 self.request(fresh, version)
         elif event == "source_changed":
             # the source's fields are in every export of it: released ones are rebuilt now
-            if self.config.get("EXPORT_ON_RELEASE", True):
+            if self.settings.on_release:
                 for released in self._released_versions(source["url"]):
                     self.request(source, released)
         elif event == "version_deleted" and version is not None:
@@ -308,7 +312,7 @@ class ExportService:
         Run at startup and after garbage collection: GET never builds, so this (with the
         listeners) is what keeps released versions downloadable.
         """
-        if not self.config.get("EXPORT_ON_RELEASE", True):
+        if not self.settings.on_release:
             return 0
         queued = 0
         sources: dict[str, dict[str, Any] | None] = {}
@@ -347,7 +351,7 @@ class ExportService:
         its record, and a client may still be downloading a file that was just replaced.
         """
         if grace_seconds is None:
-            grace_seconds = float(self.config.get("EXPORT_GC_GRACE_SECONDS", 3600.0))
+            grace_seconds = self.settings.gc_grace_seconds
         report = PurgeReport()
         for record in list(self.records.all()):
             current = self._current(record)
@@ -402,3 +406,9 @@ class ExportService:
             raise NotFound(f"Source {source_url}/ not found.")
         version = self.domain.content.get_version(source, version_id)
         return self.request(source, version, rebuild=True)
+
+
+def export_service(app: Flask | None = None) -> ExportService:
+    """The export service of an app (the current one by default)."""
+    service: ExportService = (app or current_app).extensions[EXTENSION]
+    return service

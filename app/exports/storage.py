@@ -21,6 +21,8 @@ from bson.binary import Binary
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
+from ..config import ExportSettings
+
 logger = logging.getLogger(__name__)
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -262,11 +264,11 @@ class _GridFSReader(io.RawIOBase):
         return written
 
 
-def make_storage(config: dict[str, Any], store: Any) -> ExportStorage:
+def make_storage(settings: ExportSettings, store: Any) -> ExportStorage:
     """The backend EXPORT_STORAGE names ('local' under EXPORT_DIR, or 'gridfs' on MongoDB)."""
-    if config["EXPORT_STORAGE"] == "gridfs":
-        storage = GridFSStorage(store.db, config.get("EXPORT_GRIDFS_BUCKET", "exports_fs"),
-                                temp_directory=os.path.join(config["EXPORT_DIR"], "tmp"))
+    if settings.storage == "gridfs":
+        storage = GridFSStorage(store.db, settings.gridfs_bucket,
+                                temp_directory=os.path.join(settings.directory, "tmp"))
         storage.ensure_indexes()
         return storage
-    return LocalStorage(config["EXPORT_DIR"])
+    return LocalStorage(settings.directory)

@@ -25,6 +25,7 @@ from ..domain.errors import Invalid, NotAllowed
 from ..timeutil import parse_time
 from .csvformat import template
 from .formats import format_of
+from .render import render_job, render_task
 from .schemas import (
     CancelTaskSchema,
     ImportArgsSchema,
@@ -37,13 +38,14 @@ from .schemas import (
     TaskOut,
     TemplateArgsSchema,
 )
-from .service import ImportJobs, ImportOptions, parse_actions, render_job, render_task
+from .service import ImportJobs, ImportOptions, parse_actions
 
 blp = Blueprint("imports", __name__,
                 description="Bulk import of OCL JSON lines, OCL CSV and OCL export zips as "
                             "asynchronous jobs.")
 tasks_blp = Blueprint("tasks", __name__, description="Import jobs as OCL's clients see tasks.")
 
+EXTENSION = "termsync.imports"
 IMPORTS = "/importers/bulk-import"
 # OCL's other paths to the same importer, as its clients use them (ocldev's parallel importer,
 # the `ocl` CLI's `bulk_import`).
@@ -68,7 +70,8 @@ UPLOAD_DOC = {"requestBody": {"required": True, "content": {
 
 def imports() -> ImportJobs:
     """The bulk-import service of the running app."""
-    return current_app.extensions["termsync.imports"]
+    service: ImportJobs = current_app.extensions[EXTENSION]
+    return service
 
 
 def _read(stream: Any, close: bool = False) -> Iterator[bytes]:

@@ -1,7 +1,7 @@
 """Operations: probes, Prometheus metrics, request ids and structured logs, rate limits, leases.
 
-`init_ops(app, api, domain, workers)` wires it all into an app; create_app calls it after the
-feature modules so that their job handlers get timed too.
+`init_ops(app, api, domain, workers)` wires it all into an app: a middleware of `workers` times
+every job handler, and its start and stop hooks start and stop heartbeat and maintenance.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ..config import ConfigError
+from ..config import OpsSettings, settings_of
 from ..domain import Domain
 from ..jobs import Workers
 from .health import READINESS, Readiness, blp
@@ -27,14 +27,7 @@ from .maintenance import (
     stop_worker_services,
 )
 from .metrics import EXTENSION, LiveCollector, Metrics
-from .ratelimit import (
-    BUCKET_CONFIG,
-    DIFF_ENDPOINTS,
-    RateLimiter,
-    bucket_of,
-    caller_key,
-    is_content_request,
-)
+from .ratelimit import DIFF_ENDPOINTS, RateLimiter, bucket_of, caller_key, is_content_request
 
 __all__ = ["MaintenanceLease", "add_maintenance_task", "init_ops", "run_exclusively",
            "start_worker_services", "stop_worker_services"]
@@ -47,63 +40,40 @@ PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
-    """Probes, metrics, request ids, logs, rate limits and maintenance for one app."""
-    config = app.config
-    if config["LOG_FORMAT"] not in ("text", "json"):
-        raise ConfigError("LOG_FORMAT must be 'text' or 'json'")
-    for key in (*BUCKET_CONFIG.values(), "TRUSTED_PROXIES", "READY_MIN_WORKERS"):
-        if config[key] < 0:
-            raise ConfigError(f"{key} must be 0 or more")
-    if config["RATE_LIMIT_WINDOW_SECONDS"] < 1 or config["WORKER_HEARTBEAT_SECONDS"] <= 0:
-        raise ConfigError("RATE_LIMIT_WINDOW_SECONDS must be >= 1, WORKER_HEARTBEAT_SECONDS > 0")
-    install_logging(config["LOG_FORMAT"], config["LOG_LEVEL"])
-    if config["TRUSTED_PROXIES"]:
-        hops = config["TRUSTED_PROXIES"]
+    """Probes, metrics, request ids, logs, rate limits and maintenance for one app.
+
+    Job handlers are timed by a middleware of `workers`, and heartbeat and maintenance follow the
+    job threads through its start and stop hooks, so features may register before or after this.
+    """
+    settings = settings_of(app).ops
+    install_logging(settings.log_format, settings.log_level)
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,  # type: ignore[method-assign]
                                 x_port=hops)
 
     store = domain.store
     heartbeats = WorkerHeartbeats(store.heartbeats)
-    heartbeat_timeout = float(config["WORKER_HEARTBEAT_SECONDS"]) * 3
+    heartbeat_timeout = settings.worker_heartbeat_seconds * 3
     metrics = Metrics()
     metrics.add_live(LiveCollector(store.jobs, heartbeats, heartbeat_timeout))
     app.extensions[EXTENSION] = metrics
-    for kind, handler in list(workers.handlers.items()):
-        workers.handlers[kind] = metrics.instrument_job(kind, handler)
-    limiter = RateLimiter(store.rate_counters, config["RATE_LIMIT_WINDOW_SECONDS"])
+    workers.use(metrics.instrument_job)
+    limiter = RateLimiter(store.rate_counters, settings.rate_limit_window_seconds)
     app.extensions[RATE_LIMITER] = limiter
-    app.extensions[READINESS] = Readiness(store, config["READY_MIN_WORKERS"], heartbeat_timeout)
+    app.extensions[READINESS] = Readiness(store, settings.ready_min_workers, heartbeat_timeout)
     api.register_blueprint(blp)
-    _register_hooks(app, metrics, limiter)
+    _register_hooks(app, settings, metrics, limiter)
 
-    max_attempts = int(config["JOB_MAX_ATTEMPTS"])
-    add_maintenance_task(app, "jobs-recover-leases", config["MAINTENANCE_INTERVAL"],
+    max_attempts = settings_of(app).jobs.max_attempts
+    add_maintenance_task(app, "jobs-recover-leases", settings.maintenance_interval,
                          lambda: recover_leases(workers.queue, max_attempts))
-    _follow_worker_threads(app, workers)
+    workers.on_start(lambda threads: start_worker_services(app, threads))
+    workers.on_stop(lambda: stop_worker_services(app))
 
 
-def _follow_worker_threads(app: Flask, workers: Workers) -> None:
-    """Start heartbeat and maintenance whenever this process starts job threads, stop them with.
-
-    Both ways a process runs jobs go through `Workers.start`: create_app (BACKGROUND_WORKERS > 0)
-    and `termsync worker` (--threads), so hooking it here keeps either from forgetting.
-    """
-    start, stop = workers.start, workers.stop
-
-    def start_with_services(threads: int) -> None:
-        start(threads)
-        if threads > 0:
-            start_worker_services(app, threads)
-
-    def stop_with_services(timeout: float = 30.0) -> None:
-        stop(timeout)
-        stop_worker_services(app)
-
-    workers.start = start_with_services  # type: ignore[method-assign]
-    workers.stop = stop_with_services  # type: ignore[method-assign]
-
-
-def _register_hooks(app: Flask, metrics: Metrics, limiter: RateLimiter) -> None:
+def _register_hooks(app: Flask, settings: OpsSettings, metrics: Metrics,
+                    limiter: RateLimiter) -> None:
     from ..api.common import error_response
 
     @app.before_request
@@ -118,7 +88,7 @@ def _register_hooks(app: Flask, metrics: Metrics, limiter: RateLimiter) -> None:
         bucket = bucket_of(request.method, request.path, endpoint, request.args)
         if bucket is None:
             return None
-        limit = int(app.config[BUCKET_CONFIG[bucket]])
+        limit = settings.rate_limits[bucket]
         if limit <= 0:
             return None
         who = caller_key(request.headers.get("Authorization", ""), request.remote_addr)
@@ -145,7 +115,7 @@ def _register_hooks(app: Flask, metrics: Metrics, limiter: RateLimiter) -> None:
         route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
         metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
         metrics.http_latency.labels(request.method, route).observe(elapsed)
-        if app.config["ACCESS_LOG"]:
+        if settings.access_log:
             level = logging.DEBUG if request.path in PROBES else logging.INFO
             access_logger.log(
                 level, "%s %s %s %.1fms", request.method, request.full_path.rstrip("?"),

@@ -83,5 +83,6 @@ def install_logging(log_format: str, level: str | int) -> None:
             handler.addFilter(RequestIdFilter())
         handler.setFormatter(JsonFormatter() if log_format == "json" else
                              logging.Formatter(TEXT_FORMAT))
-    # One INFO line per scheduler tick (heartbeats every few seconds) would drown the log.
-    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+    # APScheduler logs every job it adds and every tick (heartbeats every few seconds) at INFO;
+    # what termsync schedules it logs itself.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

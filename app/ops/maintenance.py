@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Flask
 
+from ..config import settings_of
 from ..jobs import JobQueue, utcnow
 from ..timeutil import format_time
 from .heartbeat import WorkerHeartbeats
@@ -76,7 +77,7 @@ class MaintenanceScheduler:
         self.threads = threads
         self.store = app.extensions["termsync.store"]
         self.heartbeats = WorkerHeartbeats(self.store.heartbeats)
-        self.heartbeat_seconds = float(app.config["WORKER_HEARTBEAT_SECONDS"])
+        self.heartbeat_seconds = settings_of(app).ops.worker_heartbeat_seconds
         self.scheduler: Any = None
 
     def beat(self) -> None:
@@ -94,8 +95,8 @@ class MaintenanceScheduler:
             except Exception:  # the scheduler keeps running; the next tick (anywhere) retries
                 logger.exception("maintenance task %s failed", task.name)
                 return
-        if ran:
-            logger.info("maintenance task %s ran: %s", task.name, result)
+        if ran:  # every interval: what a task changed it logs itself
+            logger.debug("maintenance task %s ran: %s", task.name, result)
 
     def start(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -125,7 +126,7 @@ class MaintenanceScheduler:
 def start_worker_services(app: Flask, threads: int) -> MaintenanceScheduler:
     """Heartbeat and scheduled maintenance for a process that runs `threads` job threads.
 
-    Called whenever `Workers.start` runs (init_ops hooks it), so create_app with
+    An `on_start` hook of the app's Workers (init_ops adds it), so create_app with
     BACKGROUND_WORKERS > 0 and `termsync worker` both get it. Idempotent per app.
     """
     existing = app.extensions.get(SCHEDULER)
@@ -146,4 +147,5 @@ def stop_worker_services(app: Flask) -> None:
     """Stop this app's heartbeat and maintenance scheduler (and remove its heartbeat)."""
     scheduler = app.extensions.pop(SCHEDULER, None)
     if scheduler is not None:
+        atexit.unregister(scheduler.stop)  # stopped now; at exit its database may be gone
         scheduler.stop()

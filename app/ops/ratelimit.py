@@ -19,8 +19,6 @@ from typing import Any
 from ..store.base import RateCounters
 
 EXPORTS, IMPORTS, DIFFS = "exports", "imports", "diffs"
-BUCKET_CONFIG = {EXPORTS: "RATE_LIMIT_EXPORTS", IMPORTS: "RATE_LIMIT_IMPORTS",
-                 DIFFS: "RATE_LIMIT_DIFFS"}
 DIFF_ENDPOINTS = frozenset({"sources.source", "sources.source_caller",
                             "versions.version", "versions.version_caller"})
 EXPORT_PATH = re.compile(r"/export/?$")

@@ -54,10 +54,13 @@ def test_private_source_is_404_to_outsiders_and_visible_to_members(
 
 def test_user_routes_and_tokens(client: Any, make_user: Any) -> None:
     alice = make_user("alice")
+    make_user("bob")
     assert client.get("/user/").status_code == 401
     assert client.get("/user/", headers=alice).get_json()["username"] == "alice"
     assert client.post("/users/", json={"username": "x"}, headers=alice).status_code == 403
-    assert client.post("/users/bob/tokens/", json={}, headers=alice).status_code in (403, 404)
+    # Alice sees bob (users are public) but may not act for him: 403, not 404 (docs/api.md, Auth)
+    assert client.get("/users/bob/", headers=alice).status_code == 200
+    assert client.post("/users/bob/tokens/", json={}, headers=alice).status_code == 403
     created = client.post("/user/sources/", json={"id": "Mine"}, headers=alice)
     assert created.status_code == 201
     assert created.get_json()["url"] == "/users/alice/sources/Mine/"
@@ -72,10 +75,13 @@ def test_tokens_are_stored_hashed(app: Any, make_user: Any) -> None:
     assert stored and all(token not in str(document) for document in stored)
 
 
-def test_cli_creates_users_orgs_tokens_against_a_database(tmp_path: Any, capsys: Any) -> None:
+def test_cli_creates_users_orgs_tokens_against_a_database(tmp_path: Any, capsys: Any,
+                                                           monkeypatch: Any) -> None:
     from app.cli import main
 
     uri = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("TERMSYNC_EXPORT_DIR", str(tmp_path / "exports"))  # not var/ in the checkout
+    monkeypatch.setenv("TERMSYNC_IMPORT_DIR", str(tmp_path / "imports"))
     assert main(["--database-uri", uri, "create-user", "dana", "--token"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["--database-uri", uri, "create-org", "Clinic", "--owner", "dana"]) == 0

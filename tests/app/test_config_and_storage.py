@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from app import create_app
-from app.config import DEFAULTS, ConfigError, load_config
+from app.config import DEFAULTS, ConfigError, load_config, settings_of
 from tests.conftest import ADMIN, concept
 
 
@@ -46,6 +47,29 @@ def test_bad_config_stops_with_a_clear_message(tmp_path: Path, monkeypatch: Any,
     monkeypatch.setenv("TERMSYNC_CONFIG", str(config_file))
     with pytest.raises(ConfigError, match=message):
         load_config()
+
+
+@pytest.mark.parametrize("key, value", [
+    ("IMPORT_BATCH_SIZE", 0), ("IMPORT_MAX_ACTIVE_JOBS", 0), ("LOG_FORMAT", "xml"),
+    ("LOG_LEVEL", "LOUD"), ("RATE_LIMIT_DIFFS", -1), ("WORKER_HEARTBEAT_SECONDS", 0),
+    ("EXPORT_COMPRESSLEVEL", 10), ("EXPORT_RETRY_AFTER", 0), ("JOB_MAX_ATTEMPTS", 0),
+])
+def test_a_bad_setting_of_any_feature_stops_startup_before_it_connects(
+        tmp_path: Path, key: str, value: Any) -> None:
+    database = tmp_path / "termsync.db"
+    with pytest.raises(ConfigError, match=key):
+        create_app({"DATABASE_URI": f"sqlite:///{database}", "TESTING": True, key: value})
+    assert not database.exists()
+
+
+def test_each_feature_reads_typed_settings(app: Any) -> None:
+    settings = settings_of(app)
+    assert settings.exports.retry_after == DEFAULTS["EXPORT_RETRY_AFTER"]
+    assert settings.imports.batch_size == DEFAULTS["IMPORT_BATCH_SIZE"]
+    assert settings.ops.rate_limits == {"exports": 0, "imports": 0, "diffs": 0}
+    assert settings.jobs.max_attempts == DEFAULTS["JOB_MAX_ATTEMPTS"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.exports.retry_after = 1  # type: ignore[misc]
 
 
 def test_example_config_documents_every_key_with_its_default(monkeypatch: Any) -> None:

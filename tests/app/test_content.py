@@ -7,13 +7,13 @@ import json
 import zipfile
 from typing import Any
 
-from tests.conftest import ADMIN, SHARED, concept, mapping
+from tests.conftest import ADMIN, FIXTURES, concept, mapping
 
 DEMO = "/orgs/DemoOrg/sources/DemoSource/"
 
 
 def ocl_export() -> dict[str, Any]:
-    with zipfile.ZipFile(SHARED / "DemoSource_v1.0.zip") as archive:
+    with zipfile.ZipFile(FIXTURES / "DemoSource_v1.0.zip") as archive:
         return json.loads(archive.read("export.json"))
 
 

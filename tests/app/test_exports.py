@@ -1,5 +1,5 @@
-"""Exports through HTTP: DESIGN's status table (OCL v2's codes), headers, ranges, invalidation,
-takeover, GC.
+"""Exports through HTTP: the status table of docs/api.md (OCL v2's codes), headers, ranges,
+invalidation, takeover, GC.
 
 Every test runs against both storage backends (a local directory and GridFS).
 """
@@ -23,7 +23,7 @@ from app import create_app
 from app.exports import export_service
 from app.exports.service import ExportService
 from app.jobs import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, Workers
-from tests.conftest import ADMIN, SHARED, app_config, concept, mapping, mongo_database_uri
+from tests.conftest import ADMIN, FIXTURES, app_config, concept, mapping, mongo_database_uri
 
 ORG, SOURCE = "TestOrg", "TestSource"
 BASE = f"/orgs/{ORG}/sources/{SOURCE}/"
@@ -425,7 +425,7 @@ def test_demo_export_matches_ocl(backend: str, tmp_path: Any) -> None:
     answer = client.get(url)
     assert answer.status_code == 200
     ours = unzip(answer.data)
-    with zipfile.ZipFile(SHARED / "DemoSource_v1.0.zip") as archive:
+    with zipfile.ZipFile(FIXTURES / "DemoSource_v1.0.zip") as archive:
         theirs = json.loads(archive.read("export.json"))
     assert set(theirs) <= set(ours), set(theirs) - set(ours)
     assert list(ours)[-2:] == ["concepts", "mappings"]

@@ -16,7 +16,7 @@ import pytest
 
 from app import create_app
 from app.jobs import utcnow
-from tests.conftest import ADMIN, SHARED, app_config, concept
+from tests.conftest import ADMIN, FIXTURES, app_config, concept
 
 IMPORTS = "/importers/bulk-import/"
 
@@ -94,9 +94,9 @@ def concept_line(concept_id: str, name: str | None = None, org: str = "O",
     return dict(concept(concept_id, name), type="Concept", owner=org, source=source)
 
 
-# --- the shared OCL files ------------------------------------------------------------------
+# --- OCL's sample files ---------------------------------------------------------------------
 def test_sample_ocldev_imports_and_equals_ocl_demo_export(app: Any, client: Any) -> None:
-    job_id = upload_file(client, SHARED / "sample_ocldev.jsonl")
+    job_id = upload_file(client, FIXTURES / "sample_ocldev.jsonl")
     assert job_of(client, job_id)["state"] == "SUBMITTED"
     run_jobs(app)
     job = job_of(client, job_id)
@@ -105,7 +105,7 @@ def test_sample_ocldev_imports_and_equals_ocl_demo_export(app: Any, client: Any)
     assert job["summary"]["processed"] == job["summary"]["total"] == 64
     assert job["started_on"] and job["finished_on"]
 
-    with zipfile.ZipFile(SHARED / "DemoSource_v1.0.zip") as archive:
+    with zipfile.ZipFile(FIXTURES / "DemoSource_v1.0.zip") as archive:
         expected = json.loads(archive.read(archive.namelist()[0]))
     version = "/orgs/DemoOrg/sources/DemoSource/v1.0/"
     concepts = client.get(f"{version}concepts/?limit=500", headers=ADMIN).get_json()
@@ -133,8 +133,8 @@ def _ciel_source(client: Any) -> None:
 def test_ciel_concepts_then_mappings_then_rerun_unchanged(app: Any, client: Any) -> None:
     _ciel_source(client)
     target = "?owner=CIEL&source=CIEL"
-    concepts_job = upload_file(client, SHARED / "ciel_2019_c2k.jsonl", target, multipart=False)
-    mappings_job = upload_file(client, SHARED / "ciel_2019_m2k.jsonl", target, multipart=False)
+    concepts_job = upload_file(client, FIXTURES / "ciel_2019_c2k.jsonl", target, multipart=False)
+    mappings_job = upload_file(client, FIXTURES / "ciel_2019_m2k.jsonl", target, multipart=False)
     run_jobs(app)
     summary = job_of(client, concepts_job)["summary"]
     assert summary["created"] == summary["total"] == summary["processed"]
@@ -152,7 +152,7 @@ def test_ciel_concepts_then_mappings_then_rerun_unchanged(app: Any, client: Any)
     assert int(mapping_count.headers["num_found"]) == mapping_summary["created"]
     checksum = client.get("/orgs/CIEL/sources/CIEL/", headers=ADMIN).get_json()["checksums"]
 
-    again = [upload_file(client, SHARED / name, target, multipart=False)
+    again = [upload_file(client, FIXTURES / name, target, multipart=False)
              for name in ("ciel_2019_c2k.jsonl", "ciel_2019_m2k.jsonl")]
     run_jobs(app)
     first, second = (job_of(client, job_id)["summary"] for job_id in again)
@@ -164,7 +164,7 @@ def test_ciel_concepts_then_mappings_then_rerun_unchanged(app: Any, client: Any)
 
 @pytest.mark.parametrize("name", ["invalid_import_json.jsonl", "invalid_import_without_type.jsonl"])
 def test_invalid_files_report_lines_and_import_the_rest(app: Any, client: Any, name: str) -> None:
-    job_id = upload_file(client, SHARED / name)
+    job_id = upload_file(client, FIXTURES / name)
     run_jobs(app)
     job = job_of(client, job_id)
     assert job["state"] == "FINISHED"
@@ -188,7 +188,7 @@ def test_msfocp_csv_imports(app: Any, client: Any) -> None:
     assert client.post("/orgs/", json={"id": "MSFOCP"}, headers=ADMIN).status_code == 201
     assert client.post("/orgs/MSFOCP/sources/", json={"id": "Implementationtest"},
                        headers=ADMIN).status_code == 201
-    job_id = upload_file(client, SHARED / "msfocp_concepts.csv", "?update_if_exists=true")
+    job_id = upload_file(client, FIXTURES / "msfocp_concepts.csv", "?update_if_exists=true")
     run_jobs(app)
     job = job_of(client, job_id)
     assert job["state"] == "FINISHED" and job["format"] == "csv"
@@ -205,7 +205,7 @@ def test_msfocp_csv_imports(app: Any, client: Any) -> None:
 
 # --- dry run, idempotency, rights, limits ---------------------------------------------------
 def test_dry_run_reports_the_real_summary_and_writes_nothing(app: Any, client: Any) -> None:
-    sample = (SHARED / "sample_ocldev.jsonl").read_bytes()
+    sample = (FIXTURES / "sample_ocldev.jsonl").read_bytes()
     dry = submit(client, sample, query="?dryRun=true")["id"]
     run_jobs(app)
     assert client.get("/orgs/DemoOrg/", headers=ADMIN).status_code == 404  # nothing written
@@ -462,7 +462,7 @@ def small_batches(tmp_path: Path) -> Callable[[], Any]:
 
 
 def run_sample(client: Any, app: Any, query: str = "", crash: int | None = None) -> str:
-    job_id = submit(client, (SHARED / "sample_ocldev.jsonl").read_bytes(), query=query)["id"]
+    job_id = submit(client, (FIXTURES / "sample_ocldev.jsonl").read_bytes(), query=query)["id"]
     if crash is not None:
         crash_after(app, crash)
         with pytest.raises(WorkerDied):
@@ -553,7 +553,7 @@ def test_jobs_survive_a_restart_of_the_database(
 
     first = create_app(config)
     client = first.test_client()
-    job_id = submit(client, (SHARED / "sample_ocldev.jsonl").read_bytes())["id"]
+    job_id = submit(client, (FIXTURES / "sample_ocldev.jsonl").read_bytes())["id"]
     crash_after(first, 25)
     with pytest.raises(WorkerDied):
         first.extensions["termsync.jobs"].run_until_idle()
@@ -599,7 +599,7 @@ def test_json_lines_body_as_application_json(app: Any, client: Any) -> None:
 
 
 def test_import_lines_are_counted_in_metrics(app: Any, client: Any) -> None:
-    body = (SHARED / "sample_ocldev.jsonl").read_bytes()
+    body = (FIXTURES / "sample_ocldev.jsonl").read_bytes()
     answer = client.post("/importers/bulk-import/", data=body, headers=dict(
         ADMIN, **{"Content-Type": "application/x-ndjson"}))
     assert answer.status_code == 202

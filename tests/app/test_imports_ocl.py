@@ -7,14 +7,12 @@ import csv
 import io
 import json
 import zipfile
-from pathlib import Path
 from typing import Any
 
 from app.imports.formats import CSV, JSONL, ZIP, format_of, sniff
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, FIXTURES
 
 IMPORTS = "/importers/bulk-import/"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEMO = "/orgs/DemoOrg/sources/DemoSource/"
 
 

@@ -1,11 +1,12 @@
-"""The job queue: deduplicated submission (also under a race), claims with leases, takeover."""
+"""The job queue: deduplicated submission (also under a race), claims with leases, takeover;
+workers: handler middleware and start/stop hooks."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from app.jobs import FINISHED, PENDING, JobLost, JobQueue, utcnow
+from app.jobs import FINISHED, PENDING, JobContext, JobLost, JobQueue, Workers, utcnow
 
 
 def queue(app: Any) -> JobQueue:
@@ -85,3 +86,33 @@ def test_cancel_stops_a_running_job_at_its_next_heartbeat(app: Any) -> None:
     job = workers.queue.submit("cancellable", {}, key="c")
     workers.run_once()
     assert seen == ["started"] and workers.queue.get(job["_id"])["state"] == "CANCELLED"
+
+
+def test_middleware_wraps_every_handler_and_hooks_follow_the_threads(app: Any) -> None:
+    workers = Workers(app, queue(app), lease_seconds=60, poll_seconds=0.05)
+    seen: list[str] = []
+
+    def middleware(name: str) -> Any:
+        def wrap(kind: str, handler: Any) -> Any:
+            def run(context: JobContext) -> Any:
+                seen.append(f"{name}:{kind}")
+                return handler(context)
+            return run
+        return wrap
+
+    workers.use(middleware("outer"))
+    workers.register("echo", lambda context: {"echo": context.job["payload"]["x"]})
+    workers.use(middleware("inner"))  # added after the handler: still wraps it
+    started: list[int] = []
+    stopped: list[bool] = []
+    workers.on_start(started.append)
+    workers.on_stop(lambda: stopped.append(True))
+    job = workers.queue.submit("echo", {"x": 1})
+    assert workers.run_until_idle() == 1
+    assert workers.queue.get(job["_id"])["result"] == {"echo": 1}
+    assert seen == ["outer:echo", "inner:echo"]
+    workers.start(0)  # no threads: nothing to follow
+    assert started == []
+    workers.start(2)
+    workers.stop()
+    assert started == [2] and stopped == [True]

@@ -26,7 +26,6 @@ from app import create_app, timeutil
 from app.serving import AppDateRequestHandler
 from tests.conftest import ADMIN, ADMIN_TOKEN, app_config
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEMO = "/orgs/DemoOrg/sources/DemoSource/"
 
 

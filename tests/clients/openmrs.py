@@ -1,5 +1,5 @@
 """A Python stand-in for the OpenMRS OCL subscription module (release 3.2.0): it sends exactly the
-requests DESIGN.md says the module sends and reads the answers as the module does.
+requests the module sends (docs/compatibility.md) and reads the answers as the module does.
 
 - The subscription URL loses its trailing slash, so every request is slash-less.
 - Release mode: `GET {url}/versions` (a JSON array, in the order given); for each id without

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import concept, mapping
+from tests.conftest import FIXTURES, concept, mapping
 
-from .conftest import DEMO, FIXTURES, Live
+from .conftest import DEMO, Live
 
 pytestmark = pytest.mark.slow
 

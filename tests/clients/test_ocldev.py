@@ -11,9 +11,9 @@ import pytest
 from ocldev.oclexport import OclExportFactory
 from ocldev.oclfleximporter import OclBulkImporter, OclImportResults
 
-from tests.conftest import ADMIN_TOKEN, concept
+from tests.conftest import ADMIN_TOKEN, FIXTURES, concept
 
-from .conftest import DEMO, FIXTURES, Live
+from .conftest import DEMO, Live
 
 # OclBulkImporter.post(file_path=...) opens the file and never closes it (an ocldev bug).
 pytestmark = [pytest.mark.slow,

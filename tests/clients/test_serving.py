@@ -48,8 +48,9 @@ def listening_url(process: subprocess.Popen[str]) -> str:
 
 def test_gunicorn_sends_the_apps_date(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TERMSYNC_")}
-    env.update(TERMSYNC_DATABASE_URI=f"sqlite:///{tmp_path / 'termsync.db'}",
-               TERMSYNC_LOAD_DEMO="true", TERMSYNC_ADMIN_TOKEN=ADMIN_TOKEN,
+    # its own database: the default (var/termsync.db in the checkout) outlives the test
+    env.update(TERMSYNC_LOAD_DEMO="true", TERMSYNC_ADMIN_TOKEN=ADMIN_TOKEN,
+               TERMSYNC_DATABASE_URI=f"sqlite:///{tmp_path / 'termsync.db'}",
                TERMSYNC_EXPORT_DIR=str(tmp_path / "exports"),
                TERMSYNC_IMPORT_DIR=str(tmp_path / "imports"), TERMSYNC_JOB_POLL_SECONDS="0.05",
                TERMSYNC_ACCESS_LOG="false", GUNICORN_WORKERS="1")

@@ -1,6 +1,6 @@
 """The auth matrix: every content and export route x {anonymous, wrong token, outsider, member,
-admin} x {View, Edit, None} sources, asserting DESIGN's 200/401/403/404 rules. A private source's
-existence never leaks: outsiders get exactly the answer a missing source gives. Bulk-import jobs
+admin} x {View, Edit, None} sources, asserting the 200/401/403/404 rules of docs/api.md. A private
+source's existence never leaks: outsiders get exactly the answer a missing source gives. Bulk-import jobs
 are visible to their submitter and admins only."""
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ ROUTES: list[tuple[str, str, str, Any, str]] = [
 
 
 def expected(kind: str, access: str, caller: str) -> int | str:
-    """DESIGN's rules: 401 for a bad token; private sources are 404 to those who cannot see
-    them; writes need edit rights (any user on an Edit source) else 401 anonymous / 403."""
+    """The contract's rules (docs/api.md, Auth): 401 for a bad token; private sources are 404 to
+    those who cannot see them; writes need edit rights (any user on an Edit source) else 401
+    anonymous / 403."""
     if caller == "wrong":
         return 401
     can_see = access != "None" or caller in ("member", "admin")

@@ -24,12 +24,12 @@ from sync.errors import InvalidExport
 from sync.reader import ExportReader
 from sync.store.mongo import MongoStore
 from sync.subscriber import Subscriber
-from tests.conftest import ADMIN, SHARED, app_config, concept
+from tests.conftest import ADMIN, FIXTURES, app_config, concept
 from tests.sync.ocl_stub import LiveServer, StubSource, StubVersion, create_stub_app
 
 IMPORTS = "/importers/bulk-import/"
 URL = "/orgs/O/sources/S/"
-DEMO_EXPORT = SHARED / "DemoSource_v1.0.zip"
+DEMO_EXPORT = FIXTURES / "DemoSource_v1.0.zip"
 MB = 1 << 20
 
 

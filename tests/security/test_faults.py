@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -27,13 +28,29 @@ def make_app(backend: str) -> Any:
                                     if backend == "mongodb" else {})))
 
 
+@dataclass
+class Fault:
+    """An error injected at the `fail_at`-th write; `fired` says whether that write happened."""
+
+    fail_at: int
+    calls: int = 0
+    fired: bool = False
+
+    def strikes(self) -> bool:
+        """Count one write; True (and fired) when it is the one that fails."""
+        self.calls += 1
+        if self.calls == self.fail_at:
+            self.fired = True
+        return self.calls == self.fail_at
+
+
 class FailingCollection:
     """Delegates to a MongoDB collection, raising ServerSelectionTimeoutError on the n-th write."""
 
     WRITES = ("insert_one", "update_one", "find_one_and_update", "delete_one", "replace_one")
 
-    def __init__(self, collection: Any, counter: list[int], fail_at: int) -> None:
-        self._collection, self._counter, self._fail_at = collection, counter, fail_at
+    def __init__(self, collection: Any, fault: Fault) -> None:
+        self._collection, self._fault = collection, fault
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._collection, name)
@@ -41,8 +58,7 @@ class FailingCollection:
             return attribute
 
         def write(*args: Any, **kwargs: Any) -> Any:
-            self._counter[0] += 1
-            if self._counter[0] == self._fail_at:
+            if self._fault.strikes():
                 raise ServerSelectionTimeoutError("injected: no primary available")
             return attribute(*args, **kwargs)
         return write
@@ -51,21 +67,20 @@ class FailingCollection:
 class FailingConnection:
     """Delegates to a sqlite3 connection, raising 'database is locked' on the n-th statement."""
 
-    def __init__(self, connection: Any, counter: list[int], fail_at: int) -> None:
-        self._connection, self._counter, self._fail_at = connection, counter, fail_at
+    def __init__(self, connection: Any, fault: Fault) -> None:
+        self._connection, self._fault = connection, fault
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
 
     def execute(self, *args: Any) -> Any:
-        self._counter[0] += 1
-        if self._counter[0] == self._fail_at:
+        if self._fault.strikes():
             raise sqlite3.OperationalError("database is locked")
         return self._connection.execute(*args)
 
 
 @contextmanager
-def faults(store: Any, counter: list[int], fail_at: int) -> Iterator[None]:
+def faults(store: Any, fault: Fault) -> Iterator[None]:
     """Inject the fault into every write the store makes for one item."""
     if store.kind == "sqlite":
         database = store.database
@@ -74,7 +89,7 @@ def faults(store: Any, counter: list[int], fail_at: int) -> Iterator[None]:
         @contextmanager
         def transaction(savepoint: bool = False) -> Iterator[Any]:
             with original(savepoint) as connection:
-                yield FailingConnection(connection, counter, fail_at)
+                yield FailingConnection(connection, fault)
 
         database.transaction = transaction
         try:
@@ -85,7 +100,7 @@ def faults(store: Any, counter: list[int], fail_at: int) -> Iterator[None]:
     items = store.items
     originals = (store.sources.collection, items.items, items.heads)
     store.sources.collection, items.items, items.heads = (
-        FailingCollection(collection, counter, fail_at) for collection in originals)
+        FailingCollection(collection, fault) for collection in originals)
     try:
         yield
     finally:
@@ -108,12 +123,12 @@ def test_error_at_any_step_of_a_write_is_503_and_never_half_applied(backend: str
     before = client.get(f"{URL}concepts/1/").get_json()
 
     store = app.extensions["termsync.store"]
-    counter = [0]
-    with faults(store, counter, fail_at):
+    fault = Fault(fail_at)
+    with faults(store, fault):
         answer = client.patch(f"{URL}concepts/1/", headers=ADMIN, json={
             "names": [{"name": "New name", "locale": "en", "locale_preferred": True}]})
 
-    assert counter[0] >= fail_at, "the fault was never injected"
+    assert fault.fired, f"the write made {fault.calls} calls: the fault never fired"
     assert answer.status_code == 503 and answer.headers["Retry-After"]
     assert answer.get_json()["code"] == 503
     store.items.finish_pending()
@@ -143,17 +158,23 @@ def test_unreachable_database_is_503_with_retry_after(backend: str) -> None:
     error: Exception = sqlite3.OperationalError("unable to open database file") \
         if backend == "sqlite" else ServerSelectionTimeoutError("injected: selection timed out")
 
+    raised: list[str] = []
+
     class Unreachable:
         def __getattr__(self, name: str) -> Any:
             def fail(*args: Any, **kwargs: Any) -> Any:
+                raised.append(name)
                 raise error
             return fail
 
     original = store.sources
     store.sources = Unreachable()
     try:
-        for answer in (client.get(URL), client.post(f"{URL}concepts/", json=concept("1"),
-                                                    headers=ADMIN)):
+        for request in (lambda: client.get(URL),
+                        lambda: client.post(f"{URL}concepts/", json=concept("1"), headers=ADMIN)):
+            before = len(raised)
+            answer = request()
+            assert len(raised) > before, "the request never reached the unreachable database"
             assert answer.status_code == 503
             assert answer.headers["Retry-After"] == "5"
             assert "injected" not in answer.get_json()["message"]
@@ -170,10 +191,12 @@ def test_a_bug_in_sql_is_a_500_not_a_503(client: Any, source: Any) -> None:
     if store.kind != "sqlite":
         pytest.skip("SQLite's errors")
     original = store.sources
+    raised: list[str] = []
 
     class Broken:
         def __getattr__(self, name: str) -> Any:
             def fail(*args: Any, **kwargs: Any) -> Any:
+                raised.append(name)
                 raise sqlite3.OperationalError("no such column: nope")
             return fail
 
@@ -182,6 +205,7 @@ def test_a_bug_in_sql_is_a_500_not_a_503(client: Any, source: Any) -> None:
         assert client.get(url).status_code == 500
     finally:
         store.sources = original
+    assert raised, "the request never reached the broken query"
 
 
 def _half_write(app: Any, concept_id: str, claim_head: bool) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Exports of source versions: probe (HEAD), download (GET), build (POST), delete (DELETE).
 
-The status table in DESIGN.md (section Exports) is exact and OCL v2's: 200 ready, 208 queued or
+The status table (docs/api.md, Exports) is exact and OCL v2's: 200 ready, 208 queued or
 building, 204 none (GET never builds: released versions are kept built, others are POSTed), POST
 303 to a ready export (`?force=true` rebuilds). A ready export is served with a strong ETag (its
 sha256), conditional requests and single byte ranges; its `exportURL` names the immutable,
@@ -18,17 +18,23 @@ from typing import Any
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
 from werkzeug.http import http_date, parse_etags
 from werkzeug.wsgi import wrap_file
 
+from ..api.common import (
+    current_caller,
+    date_header,
+    domain,
+    json_response,
+    owner_routes,
+    resolve_source,
+)
+from ..api.docs import errors
+from ..config import settings_of
 from ..domain.errors import NotAllowed, NotFound
-from ..exports import export_service
-from ..exports.service import BUILDING, FAILED, PENDING, READY, ExportStatus
 from ..timeutil import to_datetime
-from .common import current_caller, date_header, domain, json_response, owner_routes, resolve_source
-from .docs import errors
-from .schemas import QuerySchema
+from .schemas import ExportFailedOut, ExportPostArgsSchema, ExportStateOut
+from .service import BUILDING, FAILED, PENDING, READY, ExportStatus, export_service
 
 blp = Blueprint("exports", __name__, description=(
     "Zipped OCL exports of source versions: built in the background, cached, served with "
@@ -38,32 +44,6 @@ READ_BLOCK = 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
 # At most 18 digits per position: past that int() may refuse (and no file is that big anyway).
 RANGE = re.compile(r"^\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*$", re.IGNORECASE)
-
-
-class ExportPostArgsSchema(QuerySchema):
-    """How to ask for an export (OCL's parameters)."""
-
-    force = fields.Boolean(load_default=False,
-                           metadata={"description": "Rebuild even if the export is ready (202)."})
-    noRedirect = fields.Boolean(load_default=False,
-                                metadata={"description": "Answer a ready export with 204, not 303."})
-
-
-class ExportStateOut(Schema):
-    """A build that is queued or running (208, or 202 when a POST queued it)."""
-
-    state = fields.String(metadata={"description": "PENDING or BUILDING."})
-    progress = fields.Integer(metadata={"description": "Percent of items written (0..99)."})
-
-
-class ExportFailedOut(Schema):
-    """A build that failed (500), until a POST or a later GET queues a new one."""
-
-    state = fields.String(metadata={"description": "FAILED."})
-    error = fields.String(metadata={"description": "Why the build failed."})
-    code = fields.Integer()
-    status = fields.String()
-    message = fields.String()
 
 
 class FileGone(Exception):
@@ -108,7 +88,7 @@ def _file_headers(source: dict[str, Any], version_id: str, file: dict[str, Any],
     }
     if file.get("last_updated"):
         headers["lastUpdated"] = file["last_updated"]
-        # complete up to its version's lastUpdated (DESIGN, Content listings and diffs)
+        # complete up to its version's lastUpdated (docs/api.md, The Date header)
         headers.update(date_header(to_datetime(file["last_updated"])))
     return headers
 
@@ -200,7 +180,7 @@ def serve_file(source: dict[str, Any], version_id: str, file: dict[str, Any],
 
 def _pending(status: ExportStatus, code: int = 208) -> Response:
     """208 (202 for the POST that queued it): queued or building, when to ask again, how far."""
-    retry_after = str(current_app.config.get("EXPORT_RETRY_AFTER", 5))
+    retry_after = str(settings_of(current_app).exports.retry_after)
     return json_response({"state": status.state, "progress": status.progress}, code, {
         "Retry-After": retry_after, "X-Export-Progress": f"{status.progress}%",
         "Cache-Control": "no-cache"})
@@ -304,7 +284,7 @@ class Export(MethodView):
 
 def error_response_409(status: ExportStatus) -> Response:
     """409: a build of this export is queued or running already (its progress in the body)."""
-    retry_after = str(current_app.config.get("EXPORT_RETRY_AFTER", 5))
+    retry_after = str(settings_of(current_app).exports.retry_after)
     return json_response({"code": 409, "status": HTTPStatus(409).phrase,
                           "message": "This export is being built; GET it when it is ready.",
                           "state": status.state, "progress": status.progress}, 409,

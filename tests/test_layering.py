@@ -1,0 +1,153 @@
+"""The layering of the code, read from its imports with `ast` (docs/architecture.md, Layers):
+
+- no import cycle among the modules of `app/` (imports inside functions count: they run too);
+- `sync/` imports nothing from `app/` (a subscriber installs and runs without the server);
+- nothing under `app/api/` or `app/domain/` imports a database driver or builds a MongoDB query:
+  every query belongs to the repositories in `app/store/`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVERS = ("pymongo", "bson", "gridfs", "mongomock", "sqlite3")
+# A MongoDB operator or aggregation stage as a string: "$set", "$gt", "$match", ...
+MONGO_OPERATOR = re.compile(r"^\$[A-Za-z]")
+
+
+def module_name(path: Path) -> str:
+    """`app/api/common.py` -> `app.api.common`; `app/api/__init__.py` -> `app.api`."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules(package: str) -> dict[str, Path]:
+    """Every module of a top-level package, by its dotted name."""
+    return {module_name(path): path for path in sorted((ROOT / package).rglob("*.py"))}
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node except those under `if TYPE_CHECKING:` (never imported at run time)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for branch in node.orelse:
+                yield from ast.walk(branch)
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """The modules a module imports, absolute; `from pkg import sub` names `pkg.sub` when `sub`
+    is a module, so a package is not blamed for what its submodules import."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                origin = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                origin = node.module or ""
+            for alias in node.names:
+                submodule = f"{origin}.{alias.name}"
+                found.add(submodule if submodule in known else origin)
+    return found
+
+
+def import_graph(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the same package it imports."""
+    found = modules(package)
+    known = set(found)
+    return {name: {imported for imported in imports_of(name, path, known) if imported in known}
+            for name, path in found.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (or a self-import)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_graph_sees_imports_inside_functions_and_relative_ones() -> None:
+    graph = import_graph("app")
+    assert "app.api" in graph["app"]  # create_app imports the features inside the function
+    assert "app.domain.errors" in graph["app.api.common"]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_in_app() -> None:
+    assert cycles(import_graph("app")) == []
+
+
+def test_sync_imports_nothing_from_app() -> None:
+    known = set(modules("app"))
+    offenders = {name: sorted(m for m in imports_of(name, path, known)
+                              if m == "app" or m.startswith("app."))
+                 for name, path in modules("sync").items()}
+    assert len(offenders) > 10
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_api_and_domain_import_no_database_driver() -> None:
+    known = set(modules("app"))
+    offenders = {}
+    for name, path in modules("app").items():
+        if not name.startswith(("app.api", "app.domain")):
+            continue
+        drivers = sorted(m for m in imports_of(name, path, known)
+                         if m.split(".")[0] in DRIVERS)
+        if drivers:
+            offenders[name] = drivers
+    assert offenders == {}
+
+
+def test_api_and_domain_build_no_mongodb_query() -> None:
+    offenders = {}
+    for name, path in modules("app").items():
+        if not name.startswith(("app.api", "app.domain")):
+            continue
+        operators = sorted({node.value for node in ast.walk(ast.parse(path.read_text()))
+                            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                            and MONGO_OPERATOR.match(node.value)})
+        if operators:
+            offenders[name] = operators
+    assert offenders == {}
