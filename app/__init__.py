@@ -71,12 +71,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _features() -> list[Any]:
-    """init(app, api, domain, workers) of each feature module (exports, bulk imports, console)."""
+    """init(app, api, domain, workers) of each feature module (exports, bulk imports,
+    collections, console)."""
     features: list[Any] = []
     from .exports import init as init_exports
     features.append(init_exports)
     from .imports import init as init_imports
     features.append(init_imports)
+    from .collections import init as init_collections
+    features.append(init_collections)
     from .console import init as init_console
     features.append(init_console)  # last: its pages use the services the others registered
     return features

@@ -65,7 +65,7 @@ class ListArgsSchema(QuerySchema):
 
 
 class RepoListArgsSchema(ListArgsSchema):
-    """Page through repositories (sources; termsync has no collections yet)."""
+    """Page through repositories (sources and collections)."""
 
     q = fields.String(load_default=None,
                       metadata=_describe("Text in the id, short code, name or full name."))
@@ -73,8 +73,8 @@ class RepoListArgsSchema(ListArgsSchema):
     ownerType = fields.String(load_default=None,
                               metadata=_describe("'Organization' or 'User' (also 'orgs'/'users')."))
     repoType = fields.String(load_default=None,
-                             metadata=_describe("'Source' or 'Collection' (termsync has no "
-                                                "collections: 'Collection' lists none)."))
+                             metadata=_describe("'Source' or 'Collection' (on /repos/ and an "
+                                                "owner's repos/; absent: both)."))
     customValidationSchema = fields.String(load_default=None,
                                            metadata=_describe("e.g. 'OpenMRS'."))
     updatedSince = fields.String(load_default=None,
