@@ -10,14 +10,18 @@ from typing import Any
 
 import pytest
 
+from app import create_app
+from app.domain.accounts import Caller
 from app.store.base import checksum_of
-from tests.conftest import ADMIN, concept, mapping
+from tests.conftest import ADMIN, app_config, concept, mapping, mongo_database_uri
+from tests.conftest import test_database_uri as fresh_database_uri
 
 DEMO = "/orgs/DemoOrg/sources/DemoSource/"
 OTHER = "/orgs/DemoOrg/sources/Other/"
 DICT = "/orgs/DemoOrg/collections/Dict/"
 # Vegetable's mappings in the demo: Has Child to ten vegetables
 VEGETABLE_MAPPINGS = {str(n) for n in range(13, 23)}
+ADMIN_CALLER = Caller(username="admin", is_admin=True)
 
 
 def call(client: Any, method: str, path: str, expect: int, headers: dict[str, str] | None = None,
@@ -381,3 +385,39 @@ def test_bulk_import_of_collections_and_reference_lines(dictionary: Any, demo_ap
                                          f"{OTHER}concepts/Banana/"}
     assert {m["id"] for m in version["mappings"]} == {"1", "2"}
     assert call(client, "GET", imported, 200)["collection_type"] == "Value Set"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongodb"])
+def test_a_crash_between_an_item_write_and_its_followers_is_repaired(
+        backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite writes the item and its followers in one transaction: a crash leaves neither.
+    MongoDB writes the item first: the mark left behind lets the sweep bring the followers."""
+    uri = fresh_database_uri() if backend == "sqlite" else mongo_database_uri()
+    application = create_app(app_config(DATABASE_URI=uri, LOAD_DEMO=True))
+    try:
+        client = application.test_client()
+        call(client, "POST", "/orgs/DemoOrg/collections/", 201, json={"id": "Dict"})
+        put_references(client, [f"{DEMO}concepts/Apple/"])
+        domain = application.extensions["termsync"]
+
+        def crash(url: str) -> int:
+            raise RuntimeError("the process died")
+
+        monkeypatch.setattr(domain.collections, "follow", crash)
+        with pytest.raises(RuntimeError):
+            domain.content.update_concept(ADMIN_CALLER, domain.repos.sources.get(DEMO), "Apple",
+                                          {"datatype": "Text"})
+        monkeypatch.undo()
+        source_side = call(client, "GET", f"{DEMO}concepts/Apple/", 200)["datatype"]
+        in_collection = call(client, "GET", f"{DICT}concepts/Apple/", 200)["datatype"]
+        marked = domain.repos.collection_entries.marked_following()
+        if backend == "sqlite":
+            assert (source_side, in_collection, marked) == ("None", "None", [])
+        else:
+            assert (source_side, in_collection) == ("Text", "None")
+            assert marked == [f"{DEMO}concepts/Apple/"]
+        assert domain.collections.finish_following() == len(marked)
+        assert call(client, "GET", f"{DICT}concepts/Apple/", 200)["datatype"] == source_side
+        assert domain.repos.collection_entries.marked_following() == []
+    finally:
+        application.extensions["termsync.store"].drop()
