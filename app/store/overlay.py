@@ -126,6 +126,13 @@ class OverlayItems(base.Items):
         self.live[item["url"]] = dict(item, seq=seq, sup=LIVE)
         return seq
 
+    def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
+                             inverse: bool = False,
+                             include_retired: bool = False) -> list[Document]:
+        # a cascade in a dry run reaches the mappings stored already (not those staged)
+        return self.real.mappings_for_concept(source_url, seq, concept_url, inverse=inverse,
+                                              include_retired=include_retired)
+
     def mapping_for_key(self, key: str) -> str | None:
         if key in self.mapping_keys:
             return self.mapping_keys[key]

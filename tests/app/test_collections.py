@@ -371,15 +371,22 @@ def test_bulk_import_of_collections_and_reference_lines(dictionary: Any, demo_ap
          "collection": "Imported"},
     ]
     body = "".join(json.dumps(line) + "\n" for line in lines)
-    submitted = client.post("/importers/bulk-import/", data=body, headers={
-        **ADMIN, "Content-Type": "application/x-ndjson"})
-    assert submitted.status_code == 202, submitted.get_json()
-    demo_app.extensions["termsync.jobs"].run_until_idle()
-    job = call(client, "GET", f"/importers/bulk-import/{submitted.get_json()['id']}/", 200)
-    assert job["state"] == "FINISHED"
-    assert job["summary"]["created"] == 4 and job["summary"]["unchanged"] == 1
-    assert job["summary"]["failed"] == 1
+
+    def run(query: str = "") -> dict[str, Any]:
+        submitted = client.post(f"/importers/bulk-import/{query}", data=body, headers={
+            **ADMIN, "Content-Type": "application/x-ndjson"})
+        assert submitted.status_code == 202, submitted.get_json()
+        demo_app.extensions["termsync.jobs"].run_until_idle()
+        job = call(client, "GET", f"/importers/bulk-import/{submitted.get_json()['id']}/", 200)
+        assert job["state"] == "FINISHED"
+        return dict(job["summary"])
+
     imported = "/orgs/DemoOrg/collections/Imported/"
+    dry = run("?dryRun=true")  # the same summary, and nothing written
+    call(client, "GET", imported, 404)
+    summary = run()
+    assert summary == dry
+    assert summary["created"] == 4 and summary["unchanged"] == 1 and summary["failed"] == 1
     version = content(client, f"{imported}v1/")
     assert urls(version["concepts"]) == {f"{DEMO}concepts/Fruit/", f"{DEMO}concepts/Food/",
                                          f"{OTHER}concepts/Banana/"}
