@@ -166,7 +166,7 @@ class Source(MethodView):
 
     @blp.arguments(SourceUpdateSchema)
     @blp.response(200, SourceOut)
-    @errors(blp, 401, 403, 404, 422)
+    @errors(blp, 400, 401, 403, 404, 422)
     def put(self, changes: dict[str, Any], source_id: str, owner_kind: str | None = None,
             owner_id: str | None = None) -> Response:
         """Change a source's (or collection's) metadata."""
@@ -174,7 +174,7 @@ class Source(MethodView):
 
     @blp.arguments(SourceUpdateSchema)
     @blp.response(200, SourceOut)
-    @errors(blp, 401, 403, 404, 422)
+    @errors(blp, 400, 401, 403, 404, 422)
     def patch(self, changes: dict[str, Any], source_id: str, owner_kind: str | None = None,
               owner_id: str | None = None) -> Response:
         """Change some of a source's (or collection's) metadata."""

@@ -170,7 +170,7 @@ class Collections:
                 now = now_iso()
                 self.repos.references.add(url, [dict(c.document, created_on=now,
                                                      created_by=caller.username) for c in new])
-                self._resolve_urls(url, {c.expression.url for c in new}, now)
+                self._settle(url, {c.expression.url for c in new}, now)
         return list(results.values())
 
     def _consider(self, caller: Caller, collection: Document, raw: Any, cascaded_from: str | None,
@@ -225,6 +225,19 @@ class Collections:
             return True
         return collection.get("public_access") == "None" \
             and collection.get("owner_url") == source.get("owner_url")
+
+    def check_exposable(self, collection: Document) -> None:
+        """A collection about to be seen by more people may not hold a private source's items
+        that those people may not see (Invalid naming the sources)."""
+        hidden = []
+        for source_url in self.repos.collection_entries.sources_held(collection["url"]):
+            source = self.repos.sources.get(source_url)
+            if source is not None and not self.exposable(collection, source):
+                hidden.append(source_url)
+        if hidden:
+            raise Invalid(f"Collection '{collection['id']}' holds items of private source(s) "
+                          f"{', '.join(hidden)}: it cannot be made visible to more people.",
+                          errors={"public_access": ["Would expose private sources."]})
 
     def _resolve_expression(self, parsed: Expression, lookups: _Lookups) -> Document | None:
         """The reference document for an expression naming an existing item, else None."""
@@ -289,7 +302,7 @@ class Collections:
                 if cascade in CASCADES:
                     chunk = chunk + self._cascaded_mappings(url, chunk)
                 ended = self.repos.references.remove(url, chunk)
-                self._resolve_urls(url, {reference["url"] for reference in ended}, now_iso())
+                self._settle(url, {reference["url"] for reference in ended}, now_iso())
                 removed.extend(reference["expression"] for reference in ended)
         return removed
 
@@ -313,6 +326,16 @@ class Collections:
         return self.repos.references.page(collection["url"], version["seq"], q, skip, limit)
 
     # --- resolution -----------------------------------------------------------------------
+    def _settle(self, collection_url: str, urls: Iterable[str], now: str) -> int:
+        """`_resolve_urls`, again if another writer of one of these entries came first (only
+        where writes of one collection are not serialised: MongoDB across processes)."""
+        for _ in range(3):
+            try:
+                return self._resolve_urls(collection_url, urls, now)
+            except StaleHead:
+                continue
+        raise Conflict(f"Collection {collection_url} changed concurrently; retry.")
+
     def _resolve_urls(self, collection_url: str, urls: Iterable[str], now: str) -> int:
         """Bring the entries of these item urls in line with the collection's references; return
         how many entry versions were written. Runs inside the caller's transaction."""
@@ -366,16 +389,8 @@ class Collections:
         written = 0
         now = now_iso()
         for entry in self.repos.collection_entries.followers(url):
-            collection_url = entry["collection"]
-            for _ in range(3):
-                try:
-                    with self.repos.transaction(collection_url):
-                        written += self._resolve_urls(collection_url, [url], now)
-                    break
-                except StaleHead:  # a reference change of that collection came first: again
-                    continue
-            else:
-                raise Conflict(f"Collection {collection_url} changed concurrently; retry.")
+            with self.repos.transaction(entry["collection"]):
+                written += self._settle(entry["collection"], [url], now)
         return written
 
     def finish_following(self, older_than: str | None = None) -> int:

@@ -177,6 +177,8 @@ class Content:
         if "public_access" in changes and not self.accounts.owns(caller, owner_of(source)):
             raise Forbidden(f"Only the owner may change who can see a {noun(source)} "
                             "(public_access).")
+        if is_collection(source) and changes.get("public_access") in ("View", "Edit"):
+            self.collections.check_exposable(dict(source, **changes))
         kind_only = COLLECTION_FIELDS if not is_collection(source) else ("source_type",)
         changes = {key: value for key, value in changes.items() if key not in kind_only}
         changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)

@@ -551,6 +551,10 @@ class CollectionEntries:
         """The collections whose HEAD or one of whose versions holds an item of a source."""
         raise NotImplementedError
 
+    def sources_held(self, collection_url: str) -> list[str]:
+        """The sources whose items a collection holds or held (HEAD, versions, history)."""
+        raise NotImplementedError
+
     def mark_following(self, url: str, since: str) -> None:
         """Note that the followers of an item are about to be brought up to date, where that is
         not atomic with the item's write (MongoDB); no-op where it is."""

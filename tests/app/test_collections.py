@@ -180,6 +180,10 @@ def test_put_reports_each_expression(filled: Any) -> None:
     assert put_references(client, ["/orgs/Secret/sources/S/concepts/X/"],
                           collection="/orgs/Secret/collections/C/") == {
         "/orgs/Secret/sources/S/concepts/X/": "added"}
+    # ... and may not become public while it holds them
+    answer = client.patch("/orgs/Secret/collections/C/", json={"public_access": "View"},
+                          headers=ADMIN)
+    assert answer.status_code == 400 and "/orgs/Secret/sources/S/" in answer.get_json()["message"]
     call(client, "PUT", f"{DICT}references/?cascade=everything", 400,
          json={"data": {"expressions": [f"{DEMO}concepts/Pear/"]}})
     call(client, "PUT", f"{DICT}references/", 422, json={"expressions": ["x"]})

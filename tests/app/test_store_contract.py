@@ -398,6 +398,7 @@ def test_collection_entries_name_item_versions_and_keep_checksums(store: Store) 
     store.versions.insert({"_id": f"{COLLECTION}v1/", "id": "v1", "source": COLLECTION,
                            "released": True, "seq": cut.seq, "created_on": t(20)})
     assert entries.holding(OTHER) == [COLLECTION]
+    assert entries.sources_held(COLLECTION) == sorted([SOURCE, OTHER])
 
     entries.mark_following(a, t(30))
     assert entries.marked_following(t(31)) in ([], [a])  # kept where writes are not atomic

@@ -279,6 +279,9 @@ class CollectionEntries(base.CollectionEntries):
                     break
         return holding
 
+    def sources_held(self, collection_url: str) -> list[str]:
+        return sorted(self.entries.distinct("source", {"collection": collection_url}))
+
     def mark_following(self, url: str, since: str) -> None:
         self.marks.update_one({"_id": url}, {"$setOnInsert": {"since": since}}, upsert=True)
 

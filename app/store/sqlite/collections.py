@@ -257,6 +257,11 @@ class CollectionEntries(base.CollectionEntries):
             "AND v.seq >= e.seq AND v.seq < e.sup)) ORDER BY e.collection", (source_url, LIVE))
         return [row[0] for row in rows]
 
+    def sources_held(self, collection_url: str) -> list[str]:
+        return [row[0] for row in self.database.all(
+            "SELECT DISTINCT source FROM collection_entries INDEXED BY entries_url "
+            "WHERE collection = ?", (collection_url,))]
+
     def recompute_checksums(self) -> None:
         for (url,) in self.database.all("SELECT _id FROM sources WHERE repo_type = ? ORDER BY _id",
                                         (COLLECTION_TYPE,)):
