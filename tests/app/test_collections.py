@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import zipfile
 from typing import Any
 
@@ -13,8 +14,7 @@ import pytest
 from app import create_app
 from app.domain.accounts import Caller
 from app.store.base import checksum_of
-from tests.conftest import ADMIN, app_config, concept, mapping, mongo_database_uri
-from tests.conftest import test_database_uri as fresh_database_uri
+from tests.conftest import ADMIN, FILES_ROOT, app_config, concept, mapping, mongo_database_uri
 
 DEMO = "/orgs/DemoOrg/sources/DemoSource/"
 OTHER = "/orgs/DemoOrg/sources/Other/"
@@ -187,6 +187,21 @@ def test_put_reports_each_expression(filled: Any) -> None:
     call(client, "PUT", f"{DICT}references/?cascade=everything", 400,
          json={"data": {"expressions": [f"{DEMO}concepts/Pear/"]}})
     call(client, "PUT", f"{DICT}references/", 422, json={"expressions": ["x"]})
+
+
+def test_sourcetoconcepts_also_brings_the_targets_pinned_as_the_concept_is(
+        dictionary: Any) -> None:
+    client = dictionary
+    results = put_references(client, [f"{DEMO}v1.0/concepts/Food/"], cascade="sourcetoconcepts")
+    assert results == {f"{DEMO}v1.0/concepts/Food/": "added",
+                       f"{DEMO}v1.0/mappings/1/": "added", f"{DEMO}v1.0/mappings/2/": "added",
+                       f"{DEMO}v1.0/concepts/Fruit/": "added",
+                       f"{DEMO}v1.0/concepts/Vegetable/": "added"}
+    head = content(client, DICT)
+    assert {c["id"] for c in head["concepts"]} == {"Food", "Fruit", "Vegetable"}
+    assert {m["id"] for m in head["mappings"]} == {"1", "2"}
+    call(client, "PATCH", f"{DEMO}concepts/Fruit/", 200, json={"datatype": "Text"})
+    assert call(client, "GET", f"{DICT}concepts/Fruit/", 200)["datatype"] == "None"  # pinned
 
 
 def test_rights_are_those_of_sources(filled: Any) -> None:
@@ -403,7 +418,8 @@ def test_a_crash_between_an_item_write_and_its_followers_is_repaired(
         backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite writes the item and its followers in one transaction: a crash leaves neither.
     MongoDB writes the item first: the mark left behind lets the sweep bring the followers."""
-    uri = fresh_database_uri() if backend == "sqlite" else mongo_database_uri()
+    uri = f"sqlite:///{tempfile.mkdtemp(dir=FILES_ROOT)}/termsync.db" if backend == "sqlite" \
+        else mongo_database_uri()
     application = create_app(app_config(DATABASE_URI=uri, LOAD_DEMO=True))
     try:
         client = application.test_client()
