@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import http_date
@@ -46,7 +46,13 @@ def init_api(app: Flask) -> Api:
 
 
 def register_http_rules(app: Flask) -> None:
-    """Slash-less URLs (docs/api.md, Conventions) and the `Date` header every response carries."""
+    """Slash-less URLs (docs/api.md, Conventions), the `Date` header every response carries, and the
+    kind of repository a URL names (`sources` or `collections`, see common.owner_routes)."""
+
+    @app.url_value_preprocessor
+    def take_repo_kind(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values and "repo_kind" in values:
+            g.repo_kind = values.pop("repo_kind")
 
     @app.before_request
     def redirect_slashless_writes() -> Response | None:

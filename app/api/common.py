@@ -18,6 +18,7 @@ from ..domain import Domain
 from ..domain.accounts import Caller, Owner
 from ..domain.content import DiffCursor
 from ..domain.errors import Invalid, Unauthorized
+from ..store.base import COLLECTION_TYPE, SOURCE_TYPE
 from ..timeutil import to_datetime
 
 # How much earlier than the moment a query read the data a diff says it is complete up to: a
@@ -45,11 +46,27 @@ def current_caller() -> Caller:
     return g.caller
 
 
+# A route under one source serves the collection of the same name too (docs/api.md, Collections:
+# "versions, exports, diffs and subscriptions work exactly as for sources"): its collections/ rule
+# carries `repo_kind`, which goes to `g.repo_kind` (app.api.register_http_rules) where
+# `resolve_source` reads it, and the domain answers a write a collection does not take with 405.
+SOURCE_PREFIX = "sources/<source_id>/"
+COLLECTION_PREFIX = "collections/<source_id>/"
+
+
 def owner_routes(blp: Any, suffix: str, name: str) -> Callable[[Any], Any]:
-    """Register a view under /orgs/{owner}/, /users/{owner}/ and /user/ (the caller)."""
+    """Register a view under /orgs/{owner}/, /users/{owner}/ and /user/ (the caller); a view of
+    one source (`sources/<source_id>/...`) also serves collections (`collections/<source_id>/...`)."""
+    variants: list[tuple[str, str, dict[str, Any]]] = [(suffix, name, {})]
+    if suffix.startswith(SOURCE_PREFIX):
+        variants.append((COLLECTION_PREFIX + suffix[len(SOURCE_PREFIX):], f"{name}_in_collection",
+                         {"defaults": {"repo_kind": "collections"}}))
+
     def decorator(view: Any) -> Any:
-        blp.route(f"/<any(orgs,users):owner_kind>/<owner_id>/{suffix}", endpoint=name)(view)
-        blp.route(f"/user/{suffix}", endpoint=f"{name}_caller")(view)
+        for rule, endpoint, options in variants:
+            blp.route(f"/<any(orgs,users):owner_kind>/<owner_id>/{rule}", endpoint=endpoint,
+                      **options)(view)
+            blp.route(f"/user/{rule}", endpoint=f"{endpoint}_caller", **options)(view)
         return view
     return decorator
 
@@ -61,9 +78,21 @@ def resolve_owner(owner_kind: str | None, owner_id: str | None) -> Owner:
 
 def resolve_source(owner_kind: str | None, owner_id: str | None,
                    source_id: str) -> tuple[Owner, dict[str, Any]]:
-    """The owner and source named by the URL (404 if unknown or hidden)."""
+    """The owner and the source (or collection: the URL says which) named by the URL (404 if
+    unknown or hidden)."""
     owner = resolve_owner(owner_kind, owner_id)
-    return owner, domain().content.get_source(current_caller(), owner, source_id)
+    kind = COLLECTION_TYPE if g.get("repo_kind") == "collections" else SOURCE_TYPE
+    return owner, domain().content.get_source(current_caller(), owner, source_id, kind)
+
+
+def render_item(item: dict[str, Any], repo: dict[str, Any]) -> dict[str, Any]:
+    """An item read from a repository in OCL's shape, with its own source's fields (a
+    collection's items keep their source identity); sources are looked up once per request."""
+    renderers = g.setdefault("renderers", {})
+    if repo["url"] not in renderers:
+        renderers[repo["url"]] = domain().content.renderer(repo)
+    rendered: dict[str, Any] = renderers[repo["url"]](item)
+    return rendered
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -184,7 +213,7 @@ def zip_stream(parts: Iterator[bytes], name: str = "export.json") -> Iterator[by
 
 
 def complete_up_to(read_at: datetime, last_returned: str | None = None) -> datetime:
-    """The `Date` of a diff or listing: when it is complete up to (DESIGN, Content listings).
+    """The `Date` of a diff or listing: when it is complete up to (docs/api.md, Content listings).
 
     `read_at` is taken just before the query reads the data; `last_returned` is the
     `updated_on` of the last item sent when more items matched than were sent. Second precision,

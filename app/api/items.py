@@ -20,6 +20,7 @@ from .common import (
     list_response,
     owner_routes,
     paging_headers,
+    render_item,
     resolve_source,
 )
 from .docs import errors
@@ -37,12 +38,12 @@ from .sources import repo_filters
 def render_concept_with(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any],
                         item: dict[str, Any]) -> dict[str, Any]:
     """A concept, with `mappings` when includeMappings / includeInverseMappings ask for them."""
-    rendered = ocl.render_item(item, source)
+    rendered = render_item(item, source)
     if args.get("includeMappings") or args.get("includeInverseMappings"):
         mappings = domain().content.concept_mappings(
             source, version, item, inverse=bool(args.get("includeInverseMappings")),
             include_retired=bool(args.get("includeRetired")))
-        rendered["mappings"] = [ocl.render_item(mapping, source) for mapping in mappings]
+        rendered["mappings"] = [render_item(mapping, source) for mapping in mappings]
     return rendered
 
 
@@ -51,7 +52,7 @@ def render_listed(args: dict[str, Any], source: dict[str, Any], version: dict[st
     """An item of a list: a concept with its mappings when the list asks for them."""
     if item["type"] == CONCEPT:
         return render_concept_with(args, source, version, item)
-    return ocl.render_item(item, source)
+    return render_item(item, source)
 
 
 def _values(text: str | None) -> tuple[str, ...]:
@@ -112,7 +113,7 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
         content = domain().content
         update_item = content.update_concept if item_type == CONCEPT else content.update_mapping
         item = update_item(current_caller(), source, item_id, changes)[1]
-        return json_response(ocl.render_item(item, source))
+        return json_response(render_item(item, source))
 
     def list_items(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any]) -> Response:
         filters, since = item_filters(args)
@@ -155,12 +156,12 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
 
         @blp.arguments(create_schema)
         @blp.response(201, out_schema)
-        @errors(blp, 401, 403, 404, 409, 422)
+        @errors(blp, 401, 403, 404, 405, 409, 422)
         def post(self, payload: dict[str, Any], source_id: str, owner_kind: str | None = None,
                  owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)
             _, item = save(source, payload, "new")
-            return json_response(ocl.render_item(item, source), 201, {"Location": item["url"]})
+            return json_response(render_item(item, source), 201, {"Location": item["url"]})
 
     Collection.get.__doc__ = f"List the {noun}s of HEAD, by id."
     Collection.post.__doc__ = f"Create a {noun} in HEAD."
@@ -181,7 +182,7 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
     class Item(MethodView):
         @blp.arguments(ConceptArgsSchema, location="query", error_status_code=400)
         @blp.response(200, out_schema)
-        @errors(blp, 400, 401, 404)
+        @errors(blp, 400, 401, 404, 409)
         def get(self, args: dict[str, Any], source_id: str, item_id: str,
                 owner_kind: str | None = None, owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)
@@ -190,25 +191,25 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
             item = content.get_item(source, head, item_type, item_id)
             if item_type == CONCEPT:
                 return json_response(render_concept_with(args, source, head, item))
-            return json_response(ocl.render_item(item, source))
+            return json_response(render_item(item, source))
 
         @blp.arguments(update_schema)
         @blp.response(200, out_schema)
-        @errors(blp, 401, 403, 404, 409, 422)
+        @errors(blp, 401, 403, 404, 405, 409, 422)
         def put(self, changes: dict[str, Any], source_id: str, item_id: str,
                 owner_kind: str | None = None, owner_id: str | None = None) -> Response:
             return update(changes, source_id, item_id, owner_kind, owner_id)
 
         @blp.arguments(update_schema)
         @blp.response(200, out_schema)
-        @errors(blp, 401, 403, 404, 409, 422)
+        @errors(blp, 401, 403, 404, 405, 409, 422)
         def patch(self, changes: dict[str, Any], source_id: str, item_id: str,
                   owner_kind: str | None = None, owner_id: str | None = None) -> Response:
             return update(changes, source_id, item_id, owner_kind, owner_id)
 
         @blp.arguments(HardDeleteArgsSchema, location="query", error_status_code=400)
         @blp.response(204)
-        @errors(blp, 400, 401, 403, 404)
+        @errors(blp, 400, 401, 403, 404, 405, 409)
         def delete(self, args: dict[str, Any], source_id: str, item_id: str,
                    owner_kind: str | None = None, owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)
@@ -224,7 +225,7 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
     class VersionItem(MethodView):
         @blp.arguments(ConceptArgsSchema, location="query", error_status_code=400)
         @blp.response(200, out_schema)
-        @errors(blp, 400, 401, 404)
+        @errors(blp, 400, 401, 404, 409)
         def get(self, args: dict[str, Any], source_id: str, version_id: str, item_id: str,
                 owner_kind: str | None = None, owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)
@@ -233,19 +234,19 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
             item = content.get_item(source, version, item_type, item_id)
             if item_type == CONCEPT:
                 return json_response(render_concept_with(args, source, version, item))
-            return json_response(ocl.render_item(item, source))
+            return json_response(render_item(item, source))
 
     VersionItem.get.__doc__ = f"A {noun} as it is in a version."
     owner_routes(blp, f"sources/<source_id>/<version_id>/{path}/<item_id>/", f"version_{noun}")(VersionItem)
 
     class ItemVersion(MethodView):
         @blp.response(200, out_schema)
-        @errors(blp, 401, 404)
+        @errors(blp, 401, 404, 409)
         def get(self, source_id: str, item_id: str, item_version: int,
                 owner_kind: str | None = None, owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)
             item = domain().content.get_item_version(source, item_type, item_id, item_version)
-            return json_response(ocl.render_item(item, source))
+            return json_response(render_item(item, source))
 
     ItemVersion.get.__doc__ = f"One version of a {noun}: what its `version_url` names."
     owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/<int:item_version>/",
@@ -254,19 +255,19 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
     class History(MethodView):
         @blp.arguments(HistoryArgsSchema, location="query", error_status_code=400)
         @blp.response(200, out_schema(many=True))
-        @errors(blp, 400, 401, 404)
+        @errors(blp, 400, 401, 404, 409)
         def get(self, args: dict[str, Any], source_id: str, item_id: str,
                 owner_kind: str | None = None, owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)
             return list_response(args, lambda skip, limit: domain().content.item_history(
-                source, item_type, item_id, skip, limit), lambda item: ocl.render_item(item, source))
+                source, item_type, item_id, skip, limit), lambda item: render_item(item, source))
 
     History.get.__doc__ = f"The versions of a {noun}, newest first (its history)."
     owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/versions/", f"{noun}_history")(History)
 
     class Extras(MethodView):
         @blp.response(200, {"type": "object"})
-        @errors(blp, 401, 404)
+        @errors(blp, 401, 404, 409)
         def get(self, source_id: str, item_id: str, owner_kind: str | None = None,
                 owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)
@@ -290,7 +291,7 @@ def _localized_view(blp: Blueprint, part: str, schema: Any, render: Any) -> type
 
     class Localized(MethodView):
         @blp.response(200, schema(many=True))
-        @errors(blp, 401, 404)
+        @errors(blp, 401, 404, 409)
         def get(self, source_id: str, item_id: str, owner_kind: str | None = None,
                 owner_id: str | None = None) -> Response:
             _, source = resolve_source(owner_kind, owner_id, source_id)

@@ -19,7 +19,7 @@ class QuerySchema(Schema):
     """Base for query strings: unknown parameters are ignored and an empty value means absent.
 
     Real OCL clients send parameters termsync has no use for, and empty ones (`?sortAsc=`); none
-    of them is a 400 (DESIGN, Resources; docs/compatibility.md lists them).
+    of them is a 400 (docs/api.md; docs/compatibility.md lists them).
     """
 
     class Meta:
@@ -65,7 +65,7 @@ class ListArgsSchema(QuerySchema):
 
 
 class RepoListArgsSchema(ListArgsSchema):
-    """Page through repositories (sources; termsync has no collections yet)."""
+    """Page through repositories (sources and collections)."""
 
     q = fields.String(load_default=None,
                       metadata=_describe("Text in the id, short code, name or full name."))
@@ -73,8 +73,8 @@ class RepoListArgsSchema(ListArgsSchema):
     ownerType = fields.String(load_default=None,
                               metadata=_describe("'Organization' or 'User' (also 'orgs'/'users')."))
     repoType = fields.String(load_default=None,
-                             metadata=_describe("'Source' or 'Collection' (termsync has no "
-                                                "collections: 'Collection' lists none)."))
+                             metadata=_describe("'Source' or 'Collection' (on /repos/ and an "
+                                                "owner's repos/; absent: both)."))
     customValidationSchema = fields.String(load_default=None,
                                            metadata=_describe("e.g. 'OpenMRS'."))
     updatedSince = fields.String(load_default=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Response, request
@@ -11,7 +12,7 @@ from flask_smorest import Blueprint
 from .. import timeutil
 from ..domain import ocl
 from ..domain.accounts import ORG, USER, Owner
-from ..domain.content import CONCEPT, MAPPING, RepoFilters
+from ..domain.content import CONCEPT, MAPPING, SOURCE_TYPE, RepoFilters
 from ..domain.errors import Invalid
 from ..domain.payloads import SourceSchema, SourceUpdateSchema
 from ..timeutil import parse_time
@@ -42,7 +43,7 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
                      body: dict[str, Any]) -> Response:
     """`body` plus a keyset page of concepts/mappings when asked (the diff protocol).
 
-    `Date` says up to when the answer is complete (DESIGN, Content listings and diffs): the
+    `Date` says up to when the answer is complete (docs/api.md, Content listings and diffs): the
     moment the query read the data, or the last item's `updated_on` when more items matched
     than were sent, because the OpenMRS module sends it back as its next `updatedSince`.
     """
@@ -68,8 +69,9 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
     next_url = page_url(cursor=encode_cursor(page.next_cursor)) if page.next_cursor else None
     headers = paging_headers(page.num_found, page.returned, next_url)
     headers.update(date_header(complete_up_to(read_at, page.last_updated_on)))
+    render = content.renderer(source)  # a collection's items are rendered with their sources
     parts = json_object_stream(body, [
-        (key, (ocl.render_item(item, source) for item in page.items(kind)))
+        (key, (render(item) for item in page.items(kind)))
         for key, kind in (("concepts", CONCEPT), ("mappings", MAPPING))])
     if request.headers.get("Compress", "").lower() == "true":
         headers["Content-Disposition"] = \
@@ -104,10 +106,12 @@ def repo_filters(args: dict[str, Any]) -> RepoFilters:
                        updated_since=updated_since)
 
 
-def list_repos(args: dict[str, Any], owner: Owner | None) -> Response:
-    """A page of the repositories (sources) the caller may see."""
+def list_repos(args: dict[str, Any], owner: Owner | None, kind: str | None = None) -> Response:
+    """A page of the repositories the caller may see: of one kind, or as `repoType` says."""
     caller = current_caller()
     filters = repo_filters(args)
+    if kind is not None:
+        filters = replace(filters, repo_type=kind)
     return list_response(args, lambda skip, limit: domain().content.list_repos(
         caller, owner, filters, skip, limit), ocl.render_source)
 
@@ -119,7 +123,7 @@ class AllSources(MethodView):
     @errors(blp, 400, 401)
     def get(self, args: dict[str, Any]) -> Response:
         """List every source the caller may see (`q`, `owner`, `ownerType`, ... narrow it)."""
-        return list_repos(args, None)
+        return list_repos(args, None, SOURCE_TYPE)
 
 
 @owner_routes(blp, "sources/", "owner_sources")
@@ -130,7 +134,7 @@ class OwnerSources(MethodView):
     def get(self, args: dict[str, Any], owner_kind: str | None = None,
             owner_id: str | None = None) -> Response:
         """List an owner's sources."""
-        return list_repos(args, resolve_owner(owner_kind, owner_id))
+        return list_repos(args, resolve_owner(owner_kind, owner_id), SOURCE_TYPE)
 
     @blp.arguments(SourceSchema)
     @blp.response(201, SourceOut)
@@ -151,7 +155,8 @@ class Source(MethodView):
     @errors(blp, 400, 401, 404)
     def get(self, args: dict[str, Any], source_id: str, owner_kind: str | None = None,
             owner_id: str | None = None) -> Response:
-        """A source (HEAD); with includeConcepts/includeMappings, a page of its content or diff."""
+        """A source or collection (HEAD); with includeConcepts/includeMappings, a page of its
+        content or diff."""
         _, source = resolve_source(owner_kind, owner_id, source_id)
         content = domain().content
         head = content.head_version(source)
@@ -161,25 +166,26 @@ class Source(MethodView):
 
     @blp.arguments(SourceUpdateSchema)
     @blp.response(200, SourceOut)
-    @errors(blp, 401, 403, 404, 422)
+    @errors(blp, 400, 401, 403, 404, 422)
     def put(self, changes: dict[str, Any], source_id: str, owner_kind: str | None = None,
             owner_id: str | None = None) -> Response:
-        """Change a source's metadata."""
+        """Change a source's (or collection's) metadata."""
         return _update_source(changes, source_id, owner_kind, owner_id)
 
     @blp.arguments(SourceUpdateSchema)
     @blp.response(200, SourceOut)
-    @errors(blp, 401, 403, 404, 422)
+    @errors(blp, 400, 401, 403, 404, 422)
     def patch(self, changes: dict[str, Any], source_id: str, owner_kind: str | None = None,
               owner_id: str | None = None) -> Response:
-        """Change some of a source's metadata."""
+        """Change some of a source's (or collection's) metadata."""
         return _update_source(changes, source_id, owner_kind, owner_id)
 
     @blp.response(204)
-    @errors(blp, 401, 403, 404)
+    @errors(blp, 401, 403, 404, 409)
     def delete(self, source_id: str, owner_kind: str | None = None,
                owner_id: str | None = None) -> Response:
-        """Delete a source with all its versions, items and exports."""
+        """Delete a source with all its versions, items and exports (409 while a collection
+        holds its items), or a collection with its versions, references and exports."""
         _, source = resolve_source(owner_kind, owner_id, source_id)
         domain().content.delete_source(current_caller(), source)
         return Response(status=204)

@@ -16,4 +16,5 @@ class Domain:
         self.repos = store
         self.accounts = Accounts(store)
         self.content = Content(store, self.accounts)
+        self.collections = self.content.collections
         self.browse = Browse(store, self.accounts, self.content)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store import Store
-from ..store.base import DuplicateKey, Visibility
+from ..store.base import COLLECTION_TYPE, DuplicateKey, Visibility
 from ..timeutil import now_iso
 from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 
@@ -181,17 +181,19 @@ class Accounts:
             raise NotFound(f"'{username}' is not a member of '{org_id}'.")
 
     def org_counts(self, org: dict[str, Any]) -> dict[str, int]:
-        """OCL's counts on an organization: members and public sources (no collections here)."""
+        """OCL's counts on an organization: members, public sources and public collections."""
+        url = f"/orgs/{org['_id']}/"
         return {"members": len(org.get("members") or []),
-                "public_sources": self.repos.sources.count_public(f"/orgs/{org['_id']}/"),
-                "public_collections": 0}
+                "public_sources": self.repos.sources.count_public(url),
+                "public_collections": self.repos.sources.count_public(url, COLLECTION_TYPE)}
 
     def user_counts(self, user: dict[str, Any]) -> dict[str, int]:
-        """OCL's counts on a user: organizations and public sources (no collections here)."""
+        """OCL's counts on a user: organizations, public sources and public collections."""
         orgs = len(self.repos.orgs.for_member(user["_id"]))
+        url = f"/users/{user['_id']}/"
         return {"orgs": orgs, "organizations": orgs,
-                "public_sources": self.repos.sources.count_public(f"/users/{user['_id']}/"),
-                "public_collections": 0}
+                "public_sources": self.repos.sources.count_public(url),
+                "public_collections": self.repos.sources.count_public(url, COLLECTION_TYPE)}
 
     # --- owners and rights ----------------------------------------------------------------
     def resolve_owner(self, caller: Caller, kind: str | None, owner_id: str | None) -> Owner:
@@ -229,7 +231,8 @@ class Accounts:
         if self.can_edit(caller, source):
             return
         require_login(caller)
-        raise Forbidden(f"You may not change source '{source['id']}'.")
+        noun = "collection" if source.get("repo_type") == COLLECTION_TYPE else "source"
+        raise Forbidden(f"You may not change {noun} '{source['id']}'.")
 
     def require_owner(self, caller: Caller, owner: Owner) -> None:
         """Creating under an owner needs to be (a member of) that owner."""

@@ -19,6 +19,7 @@ from ..store.base import (
     HEAD_SEQ,
     LIVE,
     MAPPING,
+    SOURCE_TYPE,
     ContentQuery,
     ItemFilters,
     RepoFilters,
@@ -127,7 +128,9 @@ class Browse:
                        limit: int) -> tuple[list[Document], int]:
         """Sources the caller may see (under one owner or all); with `text`, those whose id,
         name or full name holds it."""
-        return self.content.list_repos(caller, owner, RepoFilters(q=text or None), skip, limit)
+        return self.content.list_repos(caller, owner, RepoFilters(q=text or None,
+                                                                  repo_type=SOURCE_TYPE),
+                                       skip, limit)
 
     def source_summary(self, source: Document) -> SourceSummary:
         """Concept and mapping counts (and how many are retired) and checksums.content of HEAD."""

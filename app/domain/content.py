@@ -1,4 +1,11 @@
-"""Sources, versions, concepts and mappings: the content domain, over the repositories."""
+"""Sources, collections, versions, concepts and mappings: the content domain, over the
+repositories.
+
+Sources and collections are both repositories (`repo_type`), with the same versions, diffs,
+checksums and exports: what differs is where their content is read from, a source's items or a
+collection's entries (`reader`), and that a collection's content changes through its references
+(`app.domain.collections`), never by writing items into it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,13 @@ from typing import Any
 
 from ..store import Store
 from ..store.base import (
+    COLLECTION_TYPE,
     CONCEPT,
     HEAD_SEQ,
     MAPPING,
+    SOURCE_TYPE,
     ContentQuery,
+    ContentReader,
     DiffKey,
     DuplicateKey,
     ItemFilters,
@@ -22,6 +32,7 @@ from ..store.base import (
 from ..timeutil import now_iso
 from . import ocl
 from .accounts import Accounts, Caller, Owner, owner_of, visibility
+from .collections import Collections
 from .errors import Conflict, Forbidden, Invalid, NotAllowed, NotFound
 
 logger = logging.getLogger(__name__)
@@ -29,6 +40,22 @@ EXACT = 2**62  # count every match (Items.search may stop counting early when to
 
 CONCEPT_FIELDS = ("concept_class", "datatype", "names", "descriptions", "external_id", "extras",
                   "parent_concept_urls", "update_comment")
+COLLECTION_FIELDS = ("collection_type", "canonical_url", "preferred_source",
+                     "custom_resources_linked_source", "immutable", "locked_date")
+# URL segment of each kind of repository, and its kind
+REPO_PATHS = {SOURCE_TYPE: "sources", COLLECTION_TYPE: "collections"}
+REPO_KINDS = {"sources": SOURCE_TYPE, "collections": COLLECTION_TYPE, "source": SOURCE_TYPE,
+              "collection": COLLECTION_TYPE}
+
+
+def is_collection(repo: dict[str, Any]) -> bool:
+    """Whether a repository document is a collection (else a source)."""
+    return repo.get("repo_type") == COLLECTION_TYPE
+
+
+def noun(repo: dict[str, Any]) -> str:
+    """'source' or 'collection', for messages."""
+    return "collection" if is_collection(repo) else "source"
 MAPPING_FIELDS = ("map_type", "from_concept_url", "to_concept_url", "to_source_url",
                   "to_concept_code", "to_concept_name", "external_id", "extras", "sort_weight",
                   "update_comment")
@@ -68,6 +95,7 @@ class Content:
         self.repos = repos
         self.accounts = accounts
         self.listeners: list[Any] = []  # callables(event, source, version) for exports etc.
+        self.collections = Collections(self)
 
     def _notify(self, event: str, source: dict[str, Any], version: dict[str, Any] | None = None) -> None:
         for listener in self.listeners:
@@ -77,19 +105,50 @@ class Content:
                 logger.exception("content listener failed on %s", event)
 
     # --- sources --------------------------------------------------------------------------
-    def get_source(self, caller: Caller, owner: Owner, source_id: str) -> dict[str, Any]:
-        """A source the caller may see; a private one is 404 to outsiders."""
-        source = self.repos.sources.get(ocl.source_url(owner.url, source_id))
+    def get_source(self, caller: Caller, owner: Owner, source_id: str,
+                   kind: str = SOURCE_TYPE) -> dict[str, Any]:
+        """A source (or with `kind`, a collection) the caller may see; a private one is 404 to
+        outsiders."""
+        source = self.repos.sources.get(f"{owner.url}{REPO_PATHS[kind]}/{source_id}/")
         if source is None or not self.accounts.can_view(caller, source):
-            raise NotFound(f"Source '{source_id}' of '{owner.id}' not found.")
+            raise NotFound(f"{kind} '{source_id}' of '{owner.id}' not found.")
         return source
+
+    def reader(self, repo: dict[str, Any]) -> ContentReader:
+        """Where a repository's content is read: a source's items, a collection's entries."""
+        if is_collection(repo):
+            return self.repos.collection_entries
+        return self.repos.items
+
+    def renderer(self, repo: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """Renders items read from a repository in OCL's shape, each with its own source (a
+        collection's items keep their source identity); sources are looked up once per renderer."""
+        sources: dict[str, dict[str, Any]] = {repo["url"]: repo}
+
+        def render(item: dict[str, Any]) -> dict[str, Any]:
+            source = sources.get(item["source"])
+            if source is None:
+                source = self.repos.sources.get(item["source"]) or _missing_source(item)
+                sources[item["source"]] = source
+            return ocl.render_item(item, source)
+
+        return render
 
     def create_source(self, caller: Caller, owner: Owner, payload: dict[str, Any]) -> dict[str, Any]:
         """Create a source under an owner the caller belongs to."""
+        return self._create_repo(caller, owner, payload, SOURCE_TYPE)
+
+    def create_collection(self, caller: Caller, owner: Owner,
+                          payload: dict[str, Any]) -> dict[str, Any]:
+        """Create a collection under an owner the caller belongs to."""
+        return self._create_repo(caller, owner, payload, COLLECTION_TYPE)
+
+    def _create_repo(self, caller: Caller, owner: Owner, payload: dict[str, Any],
+                     kind: str) -> dict[str, Any]:
         self.accounts.require_owner(caller, owner)
-        url = ocl.source_url(owner.url, payload["id"])
+        url = f"{owner.url}{REPO_PATHS[kind]}/{payload['id']}/"
         now = now_iso()
-        source = {"_id": url, "url": url, "id": payload["id"],
+        source = {"_id": url, "url": url, "id": payload["id"], "repo_type": kind,
                   "short_code": payload.get("short_code") or payload["id"],
                   "name": payload.get("name") or payload["id"],
                   "full_name": payload.get("full_name") or payload.get("name") or payload["id"],
@@ -100,13 +159,17 @@ class Content:
                     "public_access", "website", "custom_validation_schema", "external_id",
                     "extras"):
             source[key] = payload.get(key)
+        if kind == COLLECTION_TYPE:
+            source.pop("source_type")
+            for key in COLLECTION_FIELDS:
+                source[key] = payload.get(key)
         source["public_access"] = source["public_access"] or "View"
         source["extras"] = source["extras"] or {}
         source["supported_locales"] = source["supported_locales"] or []
         try:
             self.repos.sources.insert(source)
         except DuplicateKey:
-            raise Conflict(f"Source '{payload['id']}' already exists.") from None
+            raise Conflict(f"{kind} '{payload['id']}' already exists.") from None
         return source
 
     def update_source(self, caller: Caller, source: dict[str, Any],
@@ -114,7 +177,12 @@ class Content:
         """Change a source's metadata (HEAD); exports of HEAD become stale."""
         self.accounts.require_edit(caller, source)
         if "public_access" in changes and not self.accounts.owns(caller, owner_of(source)):
-            raise Forbidden("Only the owner may change who can see a source (public_access).")
+            raise Forbidden(f"Only the owner may change who can see a {noun(source)} "
+                            "(public_access).")
+        if is_collection(source) and changes.get("public_access") in ("View", "Edit"):
+            self.collections.check_exposable(dict(source, **changes))
+        kind_only = COLLECTION_FIELDS if not is_collection(source) else ("source_type",)
+        changes = {key: value for key, value in changes.items() if key not in kind_only}
         changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)
         updated = self.repos.sources.update(source["_id"], changes)
         assert updated is not None
@@ -122,18 +190,29 @@ class Content:
         return updated
 
     def delete_source(self, caller: Caller, source: dict[str, Any]) -> None:
-        """Delete a source with its versions and items (owners only)."""
+        """Delete a source with its versions and items, or a collection with its versions,
+        references and entries (owners only). A source whose items a collection holds stays."""
         self.accounts.require_owner(caller, owner_of(source))
-        self._notify("source_deleted", source)
-        self.repos.items.delete_for_source(source["_id"])
+        if is_collection(source):
+            self._notify("source_deleted", source)
+            self.repos.collection_entries.delete_for_collection(source["_id"])
+            self.repos.references.delete_for_collection(source["_id"])
+        else:
+            self.collections.check_source_deletable(source)
+            self._notify("source_deleted", source)
+            self.repos.items.delete_for_source(source["_id"])
         self.repos.versions.delete_for_source(source["_id"])
         self.repos.sources.delete(source["_id"])
 
     def list_repos(self, caller: Caller, owner: Owner | None, filters: RepoFilters, skip: int,
                    limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Repositories (sources) the caller may see, under one owner or everywhere."""
-        if filters.repo_type is not None and filters.repo_type.lower() not in ("source", "sources"):
-            return [], 0  # termsync has sources only: a request for collections finds none
+        """Repositories the caller may see, under one owner or everywhere: sources, collections
+        or (`filters.repo_type` None) both."""
+        if filters.repo_type is not None:
+            kind = REPO_KINDS.get(filters.repo_type.strip().lower())
+            if kind is None:
+                return [], 0  # a kind of repository termsync does not have: none of them
+            filters = replace(filters, repo_type=kind)
         return self.repos.sources.search(owner.url if owner is not None else None,
                                          visibility(caller), filters, skip, limit)
 
@@ -161,11 +240,12 @@ class Content:
         if version_id == "latest":
             version = self.repos.versions.latest_released(source["url"])
             if version is None:
-                raise NotFound(f"Source '{source['id']}' has no released version.")
+                raise NotFound(f"{noun(source).capitalize()} '{source['id']}' has no released "
+                               "version.")
             return version
         version = self.repos.versions.get(f"{source['url']}{version_id}/")
         if version is None:
-            raise NotFound(f"Version '{version_id}' of source '{source['id']}' not found.")
+            raise NotFound(f"Version '{version_id}' of {noun(source)} '{source['id']}' not found.")
         return version
 
     def create_version(self, caller: Caller, source: dict[str, Any],
@@ -175,7 +255,7 @@ class Content:
         url = f"{source['url']}{payload['id']}/"
         with self.repos.transaction(source["url"]):
             state = self.repos.sources.cut_state(source["url"])
-            self.repos.items.settle(source["url"], state.seq)
+            self.reader(source).settle(source["url"], state.seq)
             previous = self.repos.versions.list(source["url"], None, 0, 1)[0]
             now = now_iso()
             version = {"_id": url, "id": payload["id"], "source": source["url"],
@@ -226,19 +306,29 @@ class Content:
     def checksum(self, source: dict[str, Any], version: dict[str, Any]) -> str:
         """checksums.content of a version (cached: a version's content never changes)."""
         if version.get("is_head"):
-            return self.repos.items.head_checksum(source["url"])
+            return self.reader(source).head_checksum(source["url"])
         if version.get("checksum"):
             return str(version["checksum"])
-        value = self.repos.items.scan_checksum(source["url"], version["seq"])
+        value = self.reader(source).scan_checksum(source["url"], version["seq"])
         self.repos.versions.update(version["_id"], {"checksum": value})
         return value
 
     # --- reading items --------------------------------------------------------------------
     def get_item(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
                  item_id: str) -> dict[str, Any]:
-        """One concept or mapping as it is in a version."""
-        item = self.repos.items.current(ocl.item_url(source["url"], item_type, item_id),
-                                        version["seq"])
+        """One concept or mapping as it is in a version (of a collection: 409 when two sources'
+        items there have this id)."""
+        if is_collection(source):
+            found = [item for item in self.repos.collection_entries.find(
+                source["url"], version["seq"], item_type, item_id) if not item["deleted"]]
+            if len(found) > 1:
+                raise Conflict(f"{len(found)} {item_type.lower()}s with id '{item_id}' are in "
+                               f"{version['id']} of '{source['id']}': "
+                               f"{', '.join(item['url'] for item in found)}.")
+            item = found[0] if found else None
+        else:
+            item = self.repos.items.current(ocl.item_url(source["url"], item_type, item_id),
+                                            version["seq"])
         if item is None or item["deleted"]:
             raise NotFound(f"{item_type} '{item_id}' not found in {version['id']} of "
                            f"'{source['id']}'.")
@@ -246,9 +336,12 @@ class Content:
 
     def get_item_version(self, source: dict[str, Any], item_type: str, item_id: str,
                          item_version: int) -> dict[str, Any]:
-        """One item version by its `version` (an item's `version_url`), even a superseded one."""
-        item = self.repos.items.item_version(ocl.item_url(source["url"], item_type, item_id),
-                                             item_version)
+        """One item version by its `version` (an item's `version_url`), even a superseded one
+        (of a collection: of the item with that id in its HEAD)."""
+        url = ocl.item_url(source["url"], item_type, item_id)
+        if is_collection(source):
+            url = self.get_item(source, self.head_version(source), item_type, item_id)["url"]
+        item = self.repos.items.item_version(url, item_version)
         if item is None or item["deleted"]:
             raise NotFound(f"{item_type} '{item_id}' has no version {item_version}.")
         return item
@@ -257,13 +350,14 @@ class Content:
                      limit: int) -> tuple[list[dict[str, Any]], int]:
         """The versions of a concept or mapping, newest first (404 if it is not in HEAD)."""
         item = self.get_item(source, self.head_version(source), item_type, item_id)
-        return self.repos.items.history(source["url"], item["url"], skip, limit)
+        return self.repos.items.history(item["source"], item["url"], skip, limit)
 
     def concept_mappings(self, source: dict[str, Any], version: dict[str, Any],
                          concept: dict[str, Any], inverse: bool,
                          include_retired: bool) -> list[dict[str, Any]]:
-        """Mappings of the concept's source (at `version`) from it, and with `inverse` to it."""
-        return self.repos.items.mappings_for_concept(source["url"], version["seq"], concept["url"],
+        """Mappings of the concept's source (of a collection: of the collection) at `version`
+        from it, and with `inverse` to it."""
+        return self.reader(source).mappings_for_concept(source["url"], version["seq"], concept["url"],
                                                      inverse=inverse, include_retired=include_retired)
 
     def list_items(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
@@ -274,9 +368,13 @@ class Content:
         query = ContentQuery(source["url"], version["seq"], (item_type,),
                              include_retired=include_retired, updated_since=updated_since,
                              filters=filters or ItemFilters())
-        if query.filters:
+        if query.filters or updated_since is not None:
+            if is_collection(source):
+                raise Invalid("A collection's lists cannot be searched yet: list it whole, or "
+                              "search the sources it references.",
+                              errors={"q": ["Not supported on collections."]})
             return self.repos.items.search(query, skip, limit, EXACT)
-        return self.repos.items.page(query, skip, limit), self.count(source, version, query)
+        return self.reader(source).page(query, skip, limit), self.count(source, version, query)
 
     def search_items(self, caller: Caller, item_type: str, include_retired: bool,
                      filters: ItemFilters, repos: RepoFilters, skip: int, limit: int,
@@ -300,10 +398,12 @@ class Content:
     def count(self, source: dict[str, Any], version: dict[str, Any], query: ContentQuery) -> int:
         """How many items a query selects: from the counts kept with HEAD or cut into a version
         where the backend keeps them and the query selects by type and state alone."""
-        counts = self.repos.items.head_counts(source["url"]) if version.get("is_head") \
+        if query.filters and is_collection(source):
+            raise Invalid("Search filters do not apply to collections yet.")
+        counts = self.reader(source).head_counts(source["url"]) if version.get("is_head") \
             else version.get("counts")
         if counts is None or query.updated_since is not None or query.filters:
-            return self.repos.items.count(query)
+            return self.reader(source).count(query)
         total = 0
         for kind in query.types:
             active, retired, deleted = counts.get(kind, [0, 0, 0])
@@ -326,7 +426,7 @@ class Content:
                              updated_since=updated_since)
         num_found = self.count(source, version, query) if cursor is None else cursor.num_found
         after = None if cursor is None else DiffKey(cursor.updated_on, cursor.type, cursor.id)
-        items = self.repos.items
+        items = self.reader(source)
         returned, until, more = items.diff_end(query, after, limit)
         next_cursor = DiffCursor(until.updated_on, until.type, until.id, num_found) \
             if more and until is not None else None
@@ -342,7 +442,7 @@ class Content:
                      batch_size: int = 1000) -> Iterator[dict[str, Any]]:
         """Every live item of one type in a version, streamed by id (for exports)."""
         query = ContentQuery(source["url"], version["seq"], (item_type,))
-        yield from self.repos.items.iter_content(query, batch_size)
+        yield from self.reader(source).iter_content(query, batch_size)
 
     # --- writing items --------------------------------------------------------------------
     def _live(self, url: str) -> dict[str, Any] | None:
@@ -359,6 +459,7 @@ class Content:
         same content as HEAD is 'unchanged' and writes nothing, so subscribers see no noise.
         """
         url = ocl.item_url(source["url"], item_type, item_id)
+        self._require_source(source)
         with self.repos.transaction(source["url"]):
             current = self.repos.items.current(url)
             live = None if current is None or current["deleted"] else current
@@ -378,11 +479,17 @@ class Content:
                     "created_on": live["created_on"] if live is not None else now,
                     "created_by": live["created_by"] if live is not None else caller.username,
                     "updated_by": caller.username, "data": data if not deleted else {}}
+            followed = self.collections.followed(url)
+            if followed:  # where the two are not one transaction, a crash leaves this mark
+                self.repos.collection_entries.mark_following(url, now)
             try:
                 item["seq"] = self.repos.items.write(item, current["seq"] if current else None)
             except StaleHead:
                 raise Conflict(f"{item_type} '{item_id}' was changed concurrently; "
                                "retry.") from None
+            if followed:
+                self.collections.follow(url)
+                self.repos.collection_entries.unmark_following(url)
         action = "deleted" if deleted else ("updated" if live is not None else "created")
         self._notify("content_changed", source)
         return action, item
@@ -392,6 +499,7 @@ class Content:
                      ) -> tuple[str, dict[str, Any]]:
         """Create or replace a concept from a validated ConceptSchema payload."""
         self.accounts.require_edit(caller, source)
+        self._require_source(source)
         data = {key: payload.get(key) for key in CONCEPT_FIELDS}
         return self._put(caller, source, CONCEPT, payload["id"], data, bool(payload.get("retired")),
                          expect=expect, update_if_exists=update_if_exists)
@@ -400,6 +508,7 @@ class Content:
                        changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Change some fields of a concept (PATCH/PUT); un-retire with retired=false."""
         self.accounts.require_edit(caller, source)
+        self._require_source(source)
         current = self.get_item(source, self.head_version(source), CONCEPT, concept_id)
         data = dict(current["data"])
         data.update({key: value for key, value in changes.items() if key in CONCEPT_FIELDS})
@@ -438,6 +547,7 @@ class Content:
         """
         self.accounts.require_edit(caller, source)
         data = {key: payload.get(key) for key in MAPPING_FIELDS}
+        self._require_source(source)
         self._check_concept_ref(data["from_concept_url"], "from_concept_url")
         self._check_concept_ref(data.get("to_concept_url"), "to_concept_url")
         key = self._mapping_key(source["url"], data)
@@ -487,6 +597,7 @@ class Content:
                     hard: bool) -> tuple[str, dict[str, Any]]:
         """Retire an item, or with hard=True delete it (a tombstone version stays for diffs)."""
         self.accounts.require_edit(caller, source)
+        self._require_source(source)
         current = self.get_item(source, self.head_version(source), item_type, item_id)
         if not hard:
             return self._put(caller, source, item_type, item_id, current["data"], True,
@@ -500,5 +611,20 @@ class Content:
     def last_item(self, source: dict[str, Any], version: dict[str, Any]) -> dict[str, Any] | None:
         """The newest item version in a version (its updated_on is the version's lastUpdated)."""
         query = ContentQuery(source["url"], version["seq"], include_deleted=True)
-        return self.repos.items.newest(query)
+        return self.reader(source).newest(query)
+
+    def _require_source(self, repo: dict[str, Any]) -> None:
+        """Items are written into sources; a collection's come from its references."""
+        if is_collection(repo):
+            raise NotAllowed(f"Collection '{repo['id']}' holds references, not items: PUT "
+                             f"expressions to {repo['url']}references/ instead.")
+
+
+def _missing_source(item: dict[str, Any]) -> dict[str, Any]:
+    """Rendering fields for an item whose source document is gone (never expected: a source
+    whose items a collection holds cannot be deleted)."""
+    parsed = ocl.parse_source_url(item["source"]) or {}
+    return {"url": item["source"], "id": parsed.get("source", ""), "owner": parsed.get("owner"),
+            "owner_type": parsed.get("owner_type"), "owner_url": item["source"].rsplit(
+                "/sources/", 1)[0] + "/", "default_locale": None}
 

@@ -17,17 +17,29 @@ from marshmallow import ValidationError
 from ..store.overlay import Overlay
 from . import ocl
 from .accounts import OWNER_KINDS, Accounts, Caller, Owner
-from .content import CONCEPT, MAPPING, Content
+from .collections import ADDED, EXISTS, check_cascade
+from .content import COLLECTION_TYPE, CONCEPT, MAPPING, SOURCE_TYPE, Content
 from .errors import DomainError, Forbidden, NotFound, Unauthorized
-from .payloads import ConceptSchema, MappingSchema, OrganizationSchema, SourceSchema, VersionSchema
+from .payloads import (
+    CollectionSchema,
+    ConceptSchema,
+    MappingSchema,
+    OrganizationSchema,
+    ReferenceLineSchema,
+    SourceSchema,
+    VersionSchema,
+)
 
 logger = logging.getLogger(__name__)
 
-LINE_TYPES = ("Organization", "Source", "Source Version", "Concept", "Mapping")
+LINE_TYPES = ("Organization", "Source", "Source Version", "Concept", "Mapping", "Collection",
+              "Collection Version", "Reference")
 ACTIONS = ("created", "updated", "unchanged", "skipped", "failed")
 _SCHEMAS = {"Organization": OrganizationSchema(), "Source": SourceSchema(),
             "Source Version": VersionSchema(), "Concept": ConceptSchema(),
-            "Mapping": MappingSchema()}
+            "Mapping": MappingSchema(), "Collection": CollectionSchema(),
+            "Collection Version": VersionSchema(), "Reference": ReferenceLineSchema()}
+REPO_LINES = ("Organization", "Source", "Source Version", "Collection", "Collection Version")
 
 
 @dataclass
@@ -140,11 +152,18 @@ class Loader:
     # --- per type -------------------------------------------------------------------------
     def _apply(self, line_type: str, record: dict[str, Any],
                payload: dict[str, Any]) -> tuple[str, str | None]:
-        if line_type in ("Organization", "Source", "Source Version"):
+        if line_type in REPO_LINES:
             self._owners.clear()
             self._sources.clear()
         if line_type == "Organization":
             return self._organization(payload)
+        if line_type == "Collection":
+            return self._source(self._owner(record), payload, COLLECTION_TYPE)
+        if line_type in ("Collection Version", "Reference"):
+            collection = self._collection_for(record)
+            if line_type == "Reference":
+                return self._references(collection, payload)
+            return self._version(collection, payload)
         source = self._source_for(record, create_payload=payload if line_type == "Source" else None)
         if line_type == "Source":
             return source
@@ -208,14 +227,49 @@ class Loader:
         self._sources[url] = source
         return source
 
-    def _source(self, owner: Owner, payload: dict[str, Any]) -> tuple[str, str]:
-        url = ocl.source_url(owner.url, payload["id"])
+    def _collection_for(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The collection a Collection Version or Reference line names (OCL: owner, owner_type
+        and collection, or collection_url)."""
+        url = record.get("collection_url")
+        if isinstance(url, str) and url:
+            url = url if url.endswith("/") else url + "/"
+        else:
+            if not record.get("collection"):
+                raise NotFound("Missing 'collection': which collection does this belong to?")
+            url = f"{self._owner(record).url}collections/{record['collection']}/"
+        collection = self._sources.get(url) or self.accounts.repos.sources.get(url)
+        if collection is None or collection.get("repo_type") != COLLECTION_TYPE \
+                or not self.accounts.can_view(self.caller, collection):
+            raise NotFound(f"Collection {url} does not exist.")
+        self._sources[url] = collection
+        return collection
+
+    def _references(self, collection: dict[str, Any],
+                    payload: dict[str, Any]) -> tuple[str, str]:
+        results = self.content.collections.add_references(
+            self.caller, collection, payload["data"]["expressions"],
+            check_cascade(payload.get("cascade")))
+        failed = [f"{result.expression}: {result.message}" for result in results
+                  if result.result not in (ADDED, EXISTS)]
+        if failed:
+            added = sum(result.result == ADDED for result in results)
+            raise DomainError(f"{added} reference(s) added; these were not: {'; '.join(failed)}")
+        if any(result.result == ADDED for result in results):
+            return "created", collection["url"]
+        return "unchanged", collection["url"]
+
+    def _source(self, owner: Owner, payload: dict[str, Any],
+                kind: str = SOURCE_TYPE) -> tuple[str, str]:
+        collection = kind == COLLECTION_TYPE
+        url = f"{owner.url}{'collections' if collection else 'sources'}/{payload['id']}/"
         existing = self.accounts.repos.sources.get(url)
         if existing is None:
-            self.content.create_source(self.caller, owner, payload)
+            create = self.content.create_collection if collection else self.content.create_source
+            create(self.caller, owner, payload)
             return "created", url
-        keys = ("name", "full_name", "description", "source_type", "default_locale",
-                "supported_locales", "public_access", "website", "custom_validation_schema")
+        keys = ("name", "full_name", "description", "default_locale", "supported_locales",
+                "public_access", "website", "custom_validation_schema",
+                *(("collection_type", "canonical_url") if collection else ("source_type",)))
         changes = {key: payload.get(key) for key in keys
                    if payload.get(key) is not None and payload.get(key) != existing.get(key)}
         if not changes:

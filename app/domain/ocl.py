@@ -181,8 +181,19 @@ SOURCE_FIELDS = ("short_code", "name", "full_name", "description", "source_type"
                  "created_on", "updated_on", "created_by", "updated_by")
 
 
+COLLECTION_FIELDS = (*(key for key in SOURCE_FIELDS if key != "source_type"), "collection_type",
+                     "canonical_url", "preferred_source", "custom_resources_linked_source",
+                     "immutable", "locked_date")
+
+
+def _is_collection(repo: dict[str, Any]) -> bool:
+    return repo.get("repo_type") == "Collection"
+
+
 def render_source(source: dict[str, Any], checksum: str | None = None) -> dict[str, Any]:
-    """A source (its HEAD) in OCL's shape."""
+    """A source or a collection (its HEAD) in OCL's shape."""
+    if _is_collection(source):
+        return render_collection(source, checksum)
     rendered = {"type": "Source", "id": source["id"], "uuid": source["id"]}
     rendered.update({key: source.get(key) for key in SOURCE_FIELDS})
     rendered.update({
@@ -195,11 +206,31 @@ def render_source(source: dict[str, Any], checksum: str | None = None) -> dict[s
     return rendered
 
 
+def render_collection(collection: dict[str, Any], checksum: str | None = None) -> dict[str, Any]:
+    """A collection (its HEAD) in OCL's shape."""
+    rendered = {"type": "Collection", "id": collection["id"], "uuid": collection["id"]}
+    rendered.update({key: collection.get(key) for key in COLLECTION_FIELDS})
+    url = collection["url"]
+    rendered.update({
+        "url": url, "version": "HEAD", "retired": False, "autoexpand_head": True,
+        "concepts_url": f"{url}concepts/", "mappings_url": f"{url}mappings/",
+        "versions_url": f"{url}versions/", "references_url": f"{url}references/",
+        "lastUpdated": collection.get("last_updated") or None,
+    })
+    if checksum is not None:
+        rendered["checksums"] = {"content": checksum}
+    return rendered
+
+
 def render_version(version: dict[str, Any], source: dict[str, Any],
                    checksum: str | None = None) -> dict[str, Any]:
-    """A source version in OCL's shape (source fields, then the version's own)."""
-    rendered = {"type": "Source Version", "id": version["id"], "uuid": version["_id"]}
-    rendered.update({key: source.get(key) for key in SOURCE_FIELDS})
+    """A source or collection version in OCL's shape (the repository's fields, then the
+    version's own, then the repository as `source` or `collection`)."""
+    collection = _is_collection(source)
+    rendered = {"type": "Collection Version" if collection else "Source Version",
+                "id": version["id"], "uuid": version["_id"]}
+    rendered.update({key: source.get(key)
+                     for key in (COLLECTION_FIELDS if collection else SOURCE_FIELDS)})
     rendered.update({
         "url": version["_id"], "version_url": version["_id"], "version": version["id"],
         "description": version.get("description"), "released": bool(version.get("released")),
@@ -210,8 +241,12 @@ def render_version(version: dict[str, Any], source: dict[str, Any],
         "created_by": version.get("created_by"), "updated_by": version.get("updated_by"),
         "concepts_url": f"{version['_id']}concepts/", "mappings_url": f"{version['_id']}mappings/",
         "lastUpdated": version.get("last_updated"),
-        "source": render_source(source),
     })
+    if collection:
+        rendered.update({"references_url": f"{version['_id']}references/", "autoexpand": True,
+                         "collection": render_collection(source)})
+    else:
+        rendered["source"] = render_source(source)
     if checksum is not None:
         rendered["checksums"] = {"content": checksum}
     return rendered
@@ -226,6 +261,7 @@ def render_org(org: dict[str, Any], counts: dict[str, int] | None = None) -> dic
             "extras": org.get("extras") or {}, "url": f"/orgs/{org['_id']}/",
             "members_url": f"/orgs/{org['_id']}/members/",
             "sources_url": f"/orgs/{org['_id']}/sources/",
+            "collections_url": f"/orgs/{org['_id']}/collections/",
             "created_on": org.get("created_on"), "updated_on": org.get("updated_on"),
             "created_by": org.get("created_by"), "updated_by": org.get("updated_by")}
 
@@ -237,5 +273,28 @@ def render_user(user: dict[str, Any], counts: dict[str, int] | None = None) -> d
             "email": user.get("email"), "company": user.get("company"),
             "is_admin": bool(user.get("is_admin")), "url": f"/users/{user['_id']}/",
             "sources_url": f"/users/{user['_id']}/sources/",
+            "collections_url": f"/users/{user['_id']}/collections/",
             "orgs_url": f"/users/{user['_id']}/orgs/",
             "created_on": user.get("created_on"), "updated_on": user.get("updated_on")}
+
+
+def render_reference(reference: dict[str, Any]) -> dict[str, Any]:
+    """A collection's reference in OCL's shape (its detailed one, as exports carry it)."""
+    collection_url = reference["collection"]
+    kind = "concepts" if reference["type"] == "Concept" else "mappings"
+    return {
+        "type": "CollectionReference", "id": reference["seq"],
+        "uuid": uuid_for(f"{collection_url}references/{reference['seq']}/"),
+        "expression": reference["expression"], "reference_type": kind,
+        "uri": f"{collection_url}references/{reference['seq']}/", "include": True,
+        "code": reference.get("id"), "system": reference.get("source"),
+        "version": reference.get("source_version"),
+        "resource_version": str(reference["item_version"]) if reference.get("item_version")
+        else None,
+        "namespace": None, "valueset": None, "filter": None, "display": None,
+        "cascade": reference.get("cascade"), "cascaded_from": reference.get("cascaded_from"),
+        "transform": None, "translation": None,
+        "concepts": 1 if kind == "concepts" else 0, "mappings": 1 if kind == "mappings" else 0,
+        "created_at": reference.get("created_on"), "updated_at": reference.get("created_on"),
+        "last_resolved_at": reference.get("created_on"), "created_by": reference.get("created_by"),
+    }

@@ -268,8 +268,38 @@ class SourceSchema(OclSchema):
     extras = Extras(load_default=dict, allow_none=True)
 
 
+class CollectionSchema(SourceSchema):
+    """A collection as OCL sends it (a source's fields, with a collection's own)."""
+
+    collection_type = fields.String(load_default=None, allow_none=True,
+                                    metadata=_describe("e.g. 'Dictionary', 'Value Set'."))
+    canonical_url = fields.String(load_default=None, allow_none=True)
+    preferred_source = fields.String(load_default=None, allow_none=True)
+    custom_resources_linked_source = fields.String(load_default=None, allow_none=True)
+    immutable = fields.Boolean(load_default=None, allow_none=True)
+    locked_date = fields.String(load_default=None, allow_none=True)
+
+
+class ExpressionListSchema(OclSchema):
+    """OCL's `data` of a reference: the expressions to add."""
+
+    expressions = fields.List(fields.String(), required=True,
+                              validate=validate.Length(min=1, error="No expressions."))
+
+
+class ReferenceLineSchema(OclSchema):
+    """A `Reference` line of a bulk import (OCL's format): expressions to add to a collection
+    named by owner, owner_type and collection, or by collection_url."""
+
+    data = fields.Nested(ExpressionListSchema, required=True)
+    collection = fields.String(load_default=None, allow_none=True)
+    collection_url = fields.String(load_default=None, allow_none=True)
+    cascade = fields.String(load_default=None, allow_none=True, data_key="__cascade",
+                            metadata=_describe("sourcemappings or sourcetoconcepts"))
+
+
 class SourceUpdateSchema(OclSchema):
-    """Fields of a source that may change."""
+    """Fields of a source (or collection: its own as well) that may change."""
 
     name = fields.String(allow_none=True)
     full_name = fields.String(allow_none=True)
@@ -282,13 +312,21 @@ class SourceUpdateSchema(OclSchema):
     custom_validation_schema = fields.String(allow_none=True)
     external_id = fields.String(allow_none=True)
     extras = Extras(allow_none=True)
+    collection_type = fields.String(allow_none=True, metadata=_describe("Collections only."))
+    canonical_url = fields.String(allow_none=True, metadata=_describe("Collections only."))
+    preferred_source = fields.String(allow_none=True, metadata=_describe("Collections only."))
+    custom_resources_linked_source = fields.String(allow_none=True,
+                                                   metadata=_describe("Collections only."))
+    immutable = fields.Boolean(allow_none=True, metadata=_describe("Collections only."))
+    locked_date = fields.String(allow_none=True, metadata=_describe("Collections only."))
 
 
 class VersionSchema(OclSchema):
     """A source version to cut from HEAD."""
 
     id = fields.String(required=True, validate=mnemonic(
-        validate.NoneOf(("HEAD", "latest", "versions", "concepts", "mappings", "export"),
+        validate.NoneOf(("HEAD", "latest", "versions", "concepts", "mappings", "export",
+                         "references"),
                         error="This id is reserved.")))
     description = fields.String(load_default=None, allow_none=True)
     released = fields.Boolean(load_default=False, allow_none=True)

@@ -1,6 +1,7 @@
 """Streaming build of an export file: a zip holding one `export.json`, in OCL's format.
 
-The version's fields are written first, then `concepts` and `mappings`, each item rendered and
+The version's fields are written first, then `concepts` and `mappings` (and a collection's
+`references`, rendered already), each item rendered and
 encoded one at a time straight from the database cursor into the deflate stream, so memory stays
 flat however large the source. The zip is written to a temp file through a hashing writer: the
 sha256 that names the file is known when the last byte is written, without reading it back.
@@ -104,15 +105,20 @@ def build_export(path: str, header: dict[str, Any], source: dict[str, Any],
                  sections: Iterable[tuple[str, Iterable[dict[str, Any]]]],
                  progress: Callable[[int], None] | None = None,
                  progress_every: int = 1000, compresslevel: int = 6,
-                 zip64: bool = False) -> BuildStats:
-    """Write the zip to `path`; `sections` are ("concepts", cursor), ("mappings", cursor).
+                 zip64: bool = False,
+                 render: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> BuildStats:
+    """Write the zip to `path`; `sections` are ("concepts", cursor), ("mappings", cursor) and,
+    for a collection, ("references", rendered references).
 
+    Items are rendered with `render` (a collection's: each with its own source), by default
+    with `source`.
     `progress(items_done)` is called every `progress_every` items (the job heartbeats there; it
     may raise to abort the build). Without `zip64` the file has no zip64 records, as Java's
     `ZipInputStream` (the OpenMRS module) needs; ZipTooLarge if it passes 4 GiB that way.
     """
+    render = render or (lambda item: ocl.render_item(item, source))
     try:
-        return _build(path, header, source, sections, progress, progress_every, compresslevel,
+        return _build(path, header, render, sections, progress, progress_every, compresslevel,
                       zip64)
     except RuntimeError as exc:
         # zipfile refuses, when the entry closes, sizes past 4 GiB without zip64 records
@@ -121,7 +127,7 @@ def build_export(path: str, header: dict[str, Any], source: dict[str, Any],
         raise
 
 
-def _build(path: str, header: dict[str, Any], source: dict[str, Any],
+def _build(path: str, header: dict[str, Any], render: Callable[[dict[str, Any]], dict[str, Any]],
            sections: Iterable[tuple[str, Iterable[dict[str, Any]]]],
            progress: Callable[[int], None] | None, progress_every: int, compresslevel: int,
            zip64: bool) -> BuildStats:
@@ -153,7 +159,7 @@ def _build(path: str, header: dict[str, Any], source: dict[str, Any],
                         stats.seconds_read += after_read - mark
                         if item is None:
                             break
-                        rendered = ocl.render_item(item, source)
+                        rendered = item if name == "references" else render(item)
                         after_render = clock()
                         stats.seconds_render += after_render - after_read
                         encoded = orjson.dumps(rendered)
@@ -161,7 +167,7 @@ def _build(path: str, header: dict[str, Any], source: dict[str, Any],
                         first = False
                         if name == "concepts":
                             stats.concepts += 1
-                        else:
+                        elif name == "mappings":
                             stats.mappings += 1
                         done += 1
                         if len(parts) >= WRITE_BATCH:

@@ -33,6 +33,7 @@ from flask import Flask, current_app
 
 from ..config import ExportSettings
 from ..domain import Domain, ocl
+from ..domain.content import is_collection
 from ..domain.errors import NotFound
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
 from ..store.base import CONCEPT, MAPPING, ContentQuery
@@ -237,8 +238,8 @@ class ExportService:
             last_updated = newest["updated_on"] if newest else None
         created_on = format_time(datetime.now(UTC))
         header = export_header(fields, last_updated, created_on)
-        items = self.domain.repos.items
-        total = items.count(ContentQuery(source["url"], version["seq"], (CONCEPT, MAPPING)))
+        total = content.count(source, version,
+                              ContentQuery(source["url"], version["seq"], (CONCEPT, MAPPING)))
         context.heartbeat({"done": 0, "total": total})
         path = temp_path(self.storage.temp_dir())
         try:
@@ -247,14 +248,18 @@ class ExportService:
             # 4 GiB needs them, and that one is built again with them.
             for zip64 in (False, True):
                 try:
+                    sections = [("concepts", content.iter_content(source, version, CONCEPT)),
+                                ("mappings", content.iter_content(source, version, MAPPING))]
+                    if is_collection(source):
+                        sections.append(("references", (ocl.render_reference(reference) for
+                                                        reference in self.domain.repos.references
+                                                        .iter_at(source["url"], version["seq"]))))
                     stats = build_export(
-                        path, header, source,
-                        [("concepts", content.iter_content(source, version, CONCEPT)),
-                         ("mappings", content.iter_content(source, version, MAPPING))],
+                        path, header, source, sections,
                         progress=lambda done: context.heartbeat({"done": done, "total": total}),
                         progress_every=self.settings.heartbeat_items,
                         compresslevel=self.settings.compresslevel,
-                        zip64=zip64)
+                        zip64=zip64, render=content.renderer(source))
                     break
                 except ZipTooLarge:
                     logger.info("export %s passes 4 GiB: building it again with zip64", key)

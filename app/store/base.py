@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 LIVE = 2**62  # `sup` of an item version that nothing superseded yet
 HEAD_SEQ = LIVE - 1  # reading HEAD is reading "a version cut at the end of time"
 CONCEPT = "Concept"
 MAPPING = "Mapping"
+SOURCE_TYPE = "Source"  # a repository's `repo_type`: a source holds items,
+COLLECTION_TYPE = "Collection"  # a collection references items of sources
 CHECKSUM_MODULUS = 2**256
 EMPTY_CHECKSUM = "0" * 64
 
@@ -154,7 +156,7 @@ class RepoFilters:
     q: str | None = None
     owner: str | None = None
     owner_type: str | None = None
-    repo_type: str | None = None
+    repo_type: str | None = None  # SOURCE_TYPE or COLLECTION_TYPE; None: both
     custom_validation_schema: str | None = None
     updated_since: str | None = None
 
@@ -246,7 +248,8 @@ class Orgs(DocumentRepository):
 
 
 class Sources(DocumentRepository):
-    """Sources: HEAD metadata, the seq counter of their item versions and HEAD's checksum."""
+    """Repositories, sources and collections (`repo_type`): HEAD metadata, the seq counter of
+    their item versions (a collection's: of its entries and references) and HEAD's checksum."""
 
     def next_mapping_number(self, url: str) -> int:
         raise NotImplementedError
@@ -258,13 +261,13 @@ class Sources(DocumentRepository):
 
     def search(self, owner_url: str | None, visible_to: Visibility | None,
                filters: RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
-        """Sources by url that `visible_to` may see (None: an admin, all), under one owner or
-        all, narrowed by `filters` (owner, text in the id or names, validation schema, a change of
-        metadata or content at or after `updated_since`)."""
+        """Repositories by url that `visible_to` may see (None: an admin, all), under one owner
+        or all, narrowed by `filters` (kind, owner, text in the id or names, validation schema, a
+        change of metadata or content at or after `updated_since`)."""
         raise NotImplementedError
 
-    def count_public(self, owner_url: str) -> int:
-        """How many sources of an owner anyone may see (an owner's `public_sources`)."""
+    def count_public(self, owner_url: str, repo_type: str = SOURCE_TYPE) -> int:
+        """How many sources (or collections) of an owner anyone may see (`public_sources`)."""
         raise NotImplementedError
 
 
@@ -418,6 +421,224 @@ class Items:
 
     def load(self, documents: Iterable[Document]) -> int:
         raise NotImplementedError
+
+
+class ContentReader(Protocol):
+    """The reads of a repository's content, the same for a source's items and a collection's
+    entries (item versions joined with the entries that name them): `query.source` is the
+    repository's url. In a collection a `DiffKey`'s `id` is the item's url (two sources' items
+    may share an id there), and its `updated_on` the collection-side one."""
+
+    def page(self, query: ContentQuery, skip: int, limit: int) -> list[Document]: ...
+
+    def count(self, query: ContentQuery) -> int: ...
+
+    def diff_end(self, query: ContentQuery, after: DiffKey | None,
+                 limit: int) -> tuple[int, DiffKey | None, bool]: ...
+
+    def iter_diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
+                  batch_size: int = 1000) -> Iterator[Document]: ...
+
+    def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]: ...
+
+    def newest(self, query: ContentQuery) -> Document | None: ...
+
+    def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
+                             inverse: bool = False,
+                             include_retired: bool = False) -> list[Document]: ...
+
+    def settle(self, source_url: str, seq: int) -> int: ...
+
+    def scan_checksum(self, source_url: str, seq: int) -> str: ...
+
+    def head_checksum(self, source_url: str) -> str: ...
+
+    def head_counts(self, source_url: str) -> Counts | None: ...
+
+
+class References:
+    """The references of collections, versioned like item versions: a reference added at the
+    collection's seq s and removed at seq t belongs to the versions cut at s..t-1 (`sup` LIVE
+    while it stays).
+
+    A reference: `collection`, `expression` (normalised), `url` (the item it names), `type`,
+    `item_seq` (a pin: the item version it names; None: it follows the item), `pin` (the source
+    version or item version its expression names, or None), `cascade` (the expression whose
+    cascade added it, or None), `created_on`, `created_by`, `seq`, `sup`.
+    """
+
+    def add(self, collection_url: str, references: list[Document]) -> int:
+        """Insert live references, each at the collection's next seq; return the last seq."""
+        raise NotImplementedError
+
+    def remove(self, collection_url: str, expressions: list[str]) -> list[Document]:
+        """End the live references with these expressions (at the collection's next seq each);
+        return those ended."""
+        raise NotImplementedError
+
+    def live(self, collection_url: str, expressions: Iterable[str]) -> dict[str, Document]:
+        """The live references with these expressions, by expression."""
+        raise NotImplementedError
+
+    def bringing(self, collection_url: str, url: str) -> list[Document]:
+        """The live references of a collection that name an item url."""
+        raise NotImplementedError
+
+    def page(self, collection_url: str, seq: int, q: str | None, skip: int,
+             limit: int) -> DocumentPage:
+        """A page of the references at `seq` (HEAD_SEQ: the live ones) by expression, with `q`
+        (taken literally, any case) in the expression when given; and how many match."""
+        raise NotImplementedError
+
+    def iter_at(self, collection_url: str, seq: int,
+                batch_size: int = 1000) -> Iterator[Document]:
+        """Every reference at `seq`, by expression, read a batch at a time (for exports)."""
+        raise NotImplementedError
+
+    def delete_for_collection(self, collection_url: str) -> None:
+        raise NotImplementedError
+
+    def dump(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        raise NotImplementedError
+
+
+class CollectionEntries:
+    """The item versions of collections: which item version (`item_seq`) each item url of a
+    collection resolves to, versioned by the collection's seq exactly as items are by their
+    source's, with the collection's HEAD checksum and counts kept with every write.
+
+    An entry: `collection`, `url`, `type`, `id`, `source`, `item_seq`, `deleted` (the item left
+    the collection, or was deleted in its source), `retired`, `follow` (an unversioned reference
+    brings it in: it follows its item), `updated_on` (collection-side: when the item entered,
+    changed in or left the collection), `seq`, `sup`.
+
+    Content reads (the `ContentReader` methods) return the item versions the entries name, as
+    `Items` returns them, with the entry's `deleted` and `retired`, the entry's `updated_on` as
+    `entry_updated_on` (a tombstone's `updated_on` is the entry's), ordered by `url` where items
+    are by `id`. Search filters (`query.filters`) are not applied to collections.
+    """
+
+    def head(self, collection_url: str, url: str) -> Document | None:
+        """The live entry of an item url in a collection (a tombstone included), or None."""
+        raise NotImplementedError
+
+    def write(self, collection_url: str, entries: list[tuple[Document, int | None]]) -> int:
+        """Make each entry the live one of its url, each at the collection's next seq, with the
+        collection's checksum, counts and lastUpdated; return the last seq.
+
+        Each entry comes with the seq of the live entry its writer read (None: none); StaleHead
+        if another write came first. Urls are distinct within one call.
+        """
+        raise NotImplementedError
+
+    def set_follow(self, collection_url: str, url: str, follow: bool) -> None:
+        """Change whether the live entry follows its item: not content, so in place."""
+        raise NotImplementedError
+
+    def followers(self, url: str) -> list[Document]:
+        """The live entries, in every collection, that follow an item url."""
+        raise NotImplementedError
+
+    def find(self, collection_url: str, seq: int, item_type: str,
+             item_id: str) -> list[Document]:
+        """The item versions of one type and id in a collection at `seq` (one per source)."""
+        raise NotImplementedError
+
+    def holding(self, source_url: str) -> list[str]:
+        """The collections whose HEAD or one of whose versions holds an item of a source."""
+        raise NotImplementedError
+
+    def sources_held(self, collection_url: str) -> list[str]:
+        """The sources whose items a collection holds or held (HEAD, versions, history)."""
+        raise NotImplementedError
+
+    def mark_following(self, url: str, since: str) -> None:
+        """Note that the followers of an item are about to be brought up to date, where that is
+        not atomic with the item's write (MongoDB); no-op where it is."""
+
+    def unmark_following(self, url: str) -> None:
+        """The followers of an item are up to date."""
+
+    def marked_following(self, older_than: str | None = None) -> list[str]:
+        """Item urls whose followers a crash may have left behind (marked before older_than)."""
+        return []
+
+    def finish_pending(self, older_than: str | None = None) -> int:
+        """Roll forward or drop entry writes interrupted by a crash (0 where writes are atomic)."""
+        return 0
+
+    def recompute_checksums(self) -> None:
+        """Bring every collection's HEAD checksum and counts in line with its entries."""
+
+    def delete_for_collection(self, collection_url: str) -> None:
+        raise NotImplementedError
+
+    def dump(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        raise NotImplementedError
+
+    # the ContentReader reads
+    def page(self, query: ContentQuery, skip: int, limit: int) -> list[Document]:
+        """One page of the collection's selected items, by type then url."""
+        raise NotImplementedError
+
+    def count(self, query: ContentQuery) -> int:
+        raise NotImplementedError
+
+    def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
+        """Up to `limit` selected items after `after`, in (entry updated_on, type, url) order."""
+        raise NotImplementedError
+
+    def diff_end(self, query: ContentQuery, after: DiffKey | None,
+                 limit: int) -> tuple[int, DiffKey | None, bool]:
+        raise NotImplementedError
+
+    def iter_diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
+                  batch_size: int = 1000) -> Iterator[Document]:
+        """As Items.iter_diff, in (entry updated_on, type, url) order."""
+        while True:
+            batch = self.diff(query, after, batch_size)
+            for item in batch:
+                after = DiffKey(item["entry_updated_on"], item["type"], item["url"])
+                if until is not None and after > until:
+                    return
+                yield item
+            if len(batch) < batch_size:
+                return
+
+    def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
+        """Every selected item of `query.types[0]`, by url, read a batch at a time."""
+        raise NotImplementedError
+
+    def newest(self, query: ContentQuery) -> Document | None:
+        """The selected item whose entry changed last."""
+        raise NotImplementedError
+
+    def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
+                             inverse: bool = False,
+                             include_retired: bool = False) -> list[Document]:
+        """The mappings of a collection (`source_url`) at `seq` from a concept (with `inverse`,
+        also to it), by url."""
+        raise NotImplementedError
+
+    def settle(self, source_url: str, seq: int) -> int:
+        """Before a cut at `seq`: finish or discard entry writes in flight (0 where atomic)."""
+        return 0
+
+    def scan_checksum(self, source_url: str, seq: int) -> str:
+        """`checksums.content` of the collection at `seq`, from every entry (any order)."""
+        raise NotImplementedError
+
+    def head_checksum(self, source_url: str) -> str:
+        raise NotImplementedError
+
+    def head_counts(self, source_url: str) -> Counts | None:
+        return None
 
 
 class Jobs:
@@ -664,6 +885,8 @@ class Store:
     heartbeats: Heartbeats
     rate_counters: RateCounters
     console_sessions: ConsoleSessions
+    references: References
+    collection_entries: CollectionEntries
 
     def ensure_schema(self) -> None:
         """Create or upgrade tables/collections and their indexes (idempotent)."""
@@ -692,8 +915,9 @@ class Store:
     def repositories(self) -> dict[str, Any]:
         """The repositories `termsync db copy` moves, in the order they must be loaded."""
         return {"users": self.users, "orgs": self.orgs, "sources": self.sources,
-                "versions": self.versions, "items": self.items, "jobs": self.jobs,
-                "import_results": self.import_results}
+                "versions": self.versions, "items": self.items,
+                "references": self.references, "collection_entries": self.collection_entries,
+                "jobs": self.jobs, "import_results": self.import_results}
 
 
 Clock = Callable[[], datetime]

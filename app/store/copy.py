@@ -1,8 +1,9 @@
 """`termsync db copy FROM TO`: stream every document from one backend to another.
 
 Used when a deployment outgrows one machine (SQLite to MongoDB) or comes back. Everything that
-is content or history moves: users and tokens, orgs, sources, versions, every item version and
-tombstone (so version cuts stay exact and diffs go on), mapping keys, jobs and import results.
+is content or history moves: users and tokens, orgs, sources and collections, versions, every item
+version and tombstone (so version cuts stay exact and diffs go on), mapping keys, the references
+and entries of collections, jobs and import results.
 Export files and their records do not: the target rebuilds exports of released versions at its
 first start. Leases, heartbeats and rate counters are transient and start afresh.
 """
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from .base import Document, Store
+from .base import COLLECTION_TYPE, Document, Store
 
 logger = logging.getLogger(__name__)
 
@@ -59,19 +60,23 @@ def copy_store(source: Store, target: Store, progress: Progress | None = None) -
         counts[name] = getattr(target, name).load(_counted(repository.dump(), progress.tick))
         progress.done()
     target.items.recompute_checksums()
+    target.collection_entries.recompute_checksums()
     return {"copied": counts, "checksums": compare_checksums(source, target)}
 
 
 def compare_checksums(source: Store, target: Store) -> dict[str, int]:
-    """Every source's HEAD and every version: `checksums.content` equal on both sides?"""
+    """Every repository's HEAD and every version: `checksums.content` equal on both sides?"""
     equal = different = 0
     for source_doc in source.sources.dump():
         url = source_doc["_id"]
-        pairs = [(source.items.head_checksum(url), target.items.head_checksum(url))]
+        collection = source_doc.get("repo_type") == COLLECTION_TYPE
+        before = source.collection_entries if collection else source.items
+        after = target.collection_entries if collection else target.items
+        pairs = [(before.head_checksum(url), after.head_checksum(url))]
         versions, _ = source.versions.list(url, None, 0, 0)
         for version in versions:
-            expected = version.get("checksum") or source.items.scan_checksum(url, version["seq"])
-            pairs.append((expected, target.items.scan_checksum(url, version["seq"])))
+            expected = version.get("checksum") or before.scan_checksum(url, version["seq"])
+            pairs.append((expected, after.scan_checksum(url, version["seq"])))
         for left, right in pairs:
             if left == right:
                 equal += 1

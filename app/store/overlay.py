@@ -2,7 +2,8 @@
 memory. The loader runs a dry run through the very same domain code as a real one, over this.
 
 Only what the domain's write paths use is overlaid (accounts, sources, versions, items and their
-mapping keys); every other repository is the real one, read-only by convention.
+mapping keys, the references and entries of collections); every other repository is the real one,
+read-only by convention.
 """
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ class OverlayItems(base.Items):
         self.live[item["url"]] = dict(item, seq=seq, sup=LIVE)
         return seq
 
+    def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
+                             inverse: bool = False,
+                             include_retired: bool = False) -> list[Document]:
+        # a cascade in a dry run reaches the mappings stored already (not those staged)
+        return self.real.mappings_for_concept(source_url, seq, concept_url, inverse=inverse,
+                                              include_retired=include_retired)
+
     def mapping_for_key(self, key: str) -> str | None:
         if key in self.mapping_keys:
             return self.mapping_keys[key]
@@ -132,6 +140,86 @@ class OverlayItems(base.Items):
 
     def set_mapping_key(self, key: str, source_url: str, mapping_id: str | None) -> None:
         self.mapping_keys[key] = mapping_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class OverlayReferences:
+    """References added and removed in memory; reads of the live ones merge them in."""
+
+    def __init__(self, real: base.References) -> None:
+        self.real = real
+        self.staged: dict[tuple[str, str], Document | None] = {}  # None: removed
+
+    def add(self, collection_url: str, references: list[Document]) -> int:
+        for reference in references:
+            self.staged[collection_url, reference["expression"]] = dict(
+                reference, collection=collection_url, seq=0, sup=LIVE)
+        return 0
+
+    def remove(self, collection_url: str, expressions: list[str]) -> list[Document]:
+        found = self.live(collection_url, expressions)
+        for expression in found:
+            self.staged[collection_url, expression] = None
+        return list(found.values())
+
+    def live(self, collection_url: str, expressions: Any) -> dict[str, Document]:
+        wanted = list(expressions)
+        found = self.real.live(collection_url, wanted)
+        for expression in wanted:
+            if (collection_url, expression) in self.staged:
+                staged = self.staged[collection_url, expression]
+                if staged is None:
+                    found.pop(expression, None)
+                else:
+                    found[expression] = staged
+        return found
+
+    def bringing(self, collection_url: str, url: str) -> list[Document]:
+        found = {reference["expression"]: reference
+                 for reference in self.real.bringing(collection_url, url)}
+        for (collection, expression), staged in self.staged.items():
+            if collection != collection_url:
+                continue
+            if staged is None:
+                found.pop(expression, None)
+            elif staged["url"] == url:
+                found[expression] = staged
+        return list(found.values())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class OverlayEntries:
+    """Entry writes kept in memory, by (collection, url); other reads fall through."""
+
+    def __init__(self, real: base.CollectionEntries) -> None:
+        self.real = real
+        self.live: dict[tuple[str, str], Document] = {}
+
+    def head(self, collection_url: str, url: str) -> Document | None:
+        if (collection_url, url) in self.live:
+            return self.live[collection_url, url]
+        return self.real.head(collection_url, url)
+
+    def write(self, collection_url: str, entries: list[tuple[Document, int | None]]) -> int:
+        for entry, _ in entries:
+            self.live[collection_url, entry["url"]] = dict(entry, collection=collection_url,
+                                                           seq=0, sup=LIVE)
+        return 0
+
+    def set_follow(self, collection_url: str, url: str, follow: bool) -> None:
+        entry = self.head(collection_url, url)
+        if entry is not None:
+            self.live[collection_url, url] = dict(entry, follow=follow)
+
+    def mark_following(self, url: str, since: str) -> None:
+        pass
+
+    def unmark_following(self, url: str) -> None:
+        pass
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
@@ -150,6 +238,9 @@ class Overlay(base.Store):
         self.sources = sources  # type: ignore[assignment]
         self.versions = OverlayDocuments(real.versions)  # type: ignore[assignment]
         self.items = OverlayItems(real.items, sources)
+        self.references = OverlayReferences(real.references)  # type: ignore[assignment]
+        self.collection_entries = OverlayEntries(  # type: ignore[assignment]
+            real.collection_entries)
         for name in ("jobs", "exports", "import_results", "import_keys", "leases", "heartbeats",
                      "rate_counters"):
             setattr(self, name, getattr(real, name))

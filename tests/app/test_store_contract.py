@@ -258,6 +258,156 @@ def test_mapping_keys_and_deleting_a_source(store: Store) -> None:
     assert store.items.mapping_for_key("k2") is None
 
 
+# --- collections ---------------------------------------------------------------------------------
+
+COLLECTION = "/orgs/O/collections/K/"
+
+
+def collection_doc(url: str = COLLECTION) -> dict[str, Any]:
+    return dict(source_doc(url), repo_type="Collection")
+
+
+def entry(url: str, item_seq: int, updated_on: str, *, deleted: bool = False,
+          retired: bool = False, follow: bool = True) -> dict[str, Any]:
+    """An entry naming one item version of SOURCE (or OTHER), as the domain writes it."""
+    parts = url.split("/")
+    return {"url": url, "type": "Concept" if parts[-3] == "concepts" else "Mapping",
+            "id": parts[-2], "source": "/".join(parts[:-3]) + "/", "item_seq": item_seq,
+            "deleted": deleted, "retired": retired, "follow": follow, "updated_on": updated_on}
+
+
+def put_entry(store: Store, document: dict[str, Any]) -> int:
+    head = store.collection_entries.head(COLLECTION, document["url"])
+    return store.collection_entries.write(COLLECTION, [(document, head["seq"] if head else None)])
+
+
+def reference(expression: str, url: str, item_seq: int | None = None) -> dict[str, Any]:
+    return {"expression": expression, "url": url, "type": "Concept", "id": url.split("/")[-2],
+            "source": SOURCE, "item_seq": item_seq, "retired": False, "created_on": t(1)}
+
+
+def test_collections_are_repositories_of_their_own_kind(store: Store) -> None:
+    store.sources.insert(source_doc())
+    store.sources.insert(collection_doc())
+    store.sources.insert(dict(collection_doc("/orgs/O/collections/P/"), public_access="None"))
+    assert store.sources.get(SOURCE)["repo_type"] == "Source"
+    assert store.sources.get(COLLECTION)["repo_type"] == "Collection"
+
+    def urls(kind: str | None) -> list[str]:
+        found, total = store.sources.search("/orgs/O/", None, RepoFilters(repo_type=kind), 0, 10)
+        assert total == len(found)
+        return [document["_id"] for document in found]
+
+    assert urls("Source") == [SOURCE]
+    assert urls("Collection") == [COLLECTION, "/orgs/O/collections/P/"]
+    assert urls(None) == [COLLECTION, "/orgs/O/collections/P/", SOURCE]
+    assert store.sources.count_public("/orgs/O/") == 1
+    assert store.sources.count_public("/orgs/O/", "Collection") == 1
+
+
+def test_references_are_versioned_by_the_collection_seq(store: Store) -> None:
+    store.sources.insert(collection_doc())
+    a, b = f"{SOURCE}concepts/A/", f"{SOURCE}concepts/B/"
+    assert store.references.add(COLLECTION, [reference(a, a), reference(f"{SOURCE}v1/concepts/B/",
+                                                                          b, 7)]) == 2
+    assert store.references.add(COLLECTION, [reference(f"{b}3/", b, 3)]) == 3
+    cut = store.sources.cut_state(COLLECTION).seq
+    assert sorted(store.references.live(COLLECTION, [a, f"{b}3/", "nothing"])) == [a, f"{b}3/"]
+    assert {r["expression"] for r in store.references.bringing(COLLECTION, b)} == {
+        f"{SOURCE}v1/concepts/B/", f"{b}3/"}
+    ended = store.references.remove(COLLECTION, [f"{b}3/", "nothing"])
+    assert [(r["expression"], r["sup"]) for r in ended] == [(f"{b}3/", 4)]
+    assert store.references.remove(COLLECTION, [f"{b}3/"]) == []
+    assert store.sources.cut_state(COLLECTION).seq == 4
+
+    page, total = store.references.page(COLLECTION, HEAD_SEQ, None, 0, 10)
+    assert [r["expression"] for r in page] == [a, f"{SOURCE}v1/concepts/B/"] and total == 2
+    page, total = store.references.page(COLLECTION, cut, None, 1, 1)
+    assert [r["expression"] for r in page] == [f"{b}3/"] and total == 3
+    assert store.references.page(COLLECTION, cut, "V1/CONCEPTS", 0, 10)[1] == 1  # any case
+    assert [r["item_seq"] for r in store.references.iter_at(COLLECTION, cut, 2)] == [None, 3, 7]
+    assert store.references.page(COLLECTION, 1, None, 0, 10)[1] == 1
+    store.references.delete_for_collection(COLLECTION)
+    assert store.references.page(COLLECTION, cut, None, 0, 10) == ([], 0)
+
+
+def test_collection_entries_name_item_versions_and_keep_checksums(store: Store) -> None:
+    store.sources.insert(source_doc())
+    store.sources.insert(source_doc(OTHER))
+    store.sources.insert(collection_doc())
+    a1 = write(store, item("A", t(1), datatype="Coded"))
+    write(store, item("A", t(2), datatype="Text"))
+    m = write(store, item("M", t(3), type_="Mapping", from_concept_url=f"{SOURCE}concepts/A/",
+                          to_concept_url=f"{OTHER}concepts/A/"))
+    x = write(store, item("A", t(4), source=OTHER))
+    a, ma, xa = f"{SOURCE}concepts/A/", f"{SOURCE}mappings/M/", f"{OTHER}concepts/A/"
+    entries = store.collection_entries
+
+    assert put_entry(store, entry(a, a1, t(10), follow=False)) == 1
+    assert entries.write(COLLECTION, [(entry(ma, m, t(11)), None),
+                                      (entry(xa, x, t(11)), None)]) == 3
+    cut = store.sources.cut_state(COLLECTION)
+    assert (cut.seq, cut.last_updated) == (3, t(11))
+    assert put_entry(store, entry(a, 2, t(12))) == 4  # now follows A's newer version
+    with pytest.raises(StaleHead):
+        entries.write(COLLECTION, [(entry(a, 2, t(13)), 1)])
+    put_entry(store, entry(xa, x, t(13), deleted=True, follow=False))  # left the collection
+
+    assert entries.head(COLLECTION, a)["item_seq"] == 2
+    assert entries.head(COLLECTION, xa)["deleted"] is True
+    head = ContentQuery(COLLECTION)
+    assert [(i["url"], i["seq"], i["data"]["datatype"]) for i in entries.page(
+        ContentQuery(COLLECTION, types=("Concept",)), 0, 10)] == [(a, 2, "Text")]
+    at_cut = ContentQuery(COLLECTION, cut.seq, ("Concept",))
+    listed = entries.page(at_cut, 0, 10)
+    assert [(i["url"], i["seq"], i["source"]) for i in listed] == [(a, 1, SOURCE), (xa, x, OTHER)]
+    assert listed[0]["updated_on"] == t(1) and listed[0]["entry_updated_on"] == t(10)
+    assert entries.count(at_cut) == 2 and entries.count(head) == 2
+    assert entries.count(ContentQuery(COLLECTION, include_deleted=True)) == 3
+    assert [i["id"] for i in entries.find(COLLECTION, cut.seq, "Concept", "A")] == ["A", "A"]
+    assert [i["url"] for i in entries.find(COLLECTION, HEAD_SEQ, "Concept", "A")
+            if not i["deleted"]] == [a]
+
+    since = ContentQuery(COLLECTION, updated_since=t(11), include_deleted=True)
+    diff = entries.diff(since, None, 2)
+    assert [(i["entry_updated_on"], i["url"]) for i in diff] == [(t(11), ma), (t(12), a)]
+    assert entries.diff_end(since, None, 2) == (2, DiffKey(t(12), "Concept", a), True)
+    rest = list(entries.iter_diff(since, DiffKey(t(12), "Concept", a), None, batch_size=1))
+    assert [(i["url"], i["deleted"], i["updated_on"]) for i in rest] == [(xa, True, t(13))]
+    assert entries.newest(since)["url"] == xa
+    assert [i["url"] for i in entries.iter_content(ContentQuery(COLLECTION, cut.seq), 1)] == \
+        [a, xa]
+    assert [i["id"] for i in entries.mappings_for_concept(COLLECTION, HEAD_SEQ, a)] == ["M"]
+    assert entries.mappings_for_concept(COLLECTION, HEAD_SEQ, xa) == []
+    assert [i["id"] for i in entries.mappings_for_concept(COLLECTION, HEAD_SEQ, xa,
+                                                          inverse=True)] == ["M"]
+
+    expected = checksum_of([(a, 2), (ma, m)])
+    assert entries.head_checksum(COLLECTION) == expected == entries.scan_checksum(
+        COLLECTION, HEAD_SEQ)
+    assert entries.scan_checksum(COLLECTION, cut.seq) == checksum_of([(a, 1), (ma, m), (xa, x)])
+    assert cut.checksum in (None, entries.scan_checksum(COLLECTION, cut.seq))
+    assert entries.head_counts(COLLECTION) in (None, {"Concept": [1, 0, 1], "Mapping": [1, 0, 0]})
+
+    assert [e["collection"] for e in entries.followers(ma)] == [COLLECTION]
+    assert entries.followers(xa) == []
+    entries.set_follow(COLLECTION, ma, False)
+    assert entries.followers(ma) == [] and entries.head(COLLECTION, ma)["seq"] == 2
+    assert entries.holding(SOURCE) == [COLLECTION]
+    assert entries.holding(OTHER) == []  # it left HEAD, and no version holds it
+    store.versions.insert({"_id": f"{COLLECTION}v1/", "id": "v1", "source": COLLECTION,
+                           "released": True, "seq": cut.seq, "created_on": t(20)})
+    assert entries.holding(OTHER) == [COLLECTION]
+    assert entries.sources_held(COLLECTION) == sorted([SOURCE, OTHER])
+
+    entries.mark_following(a, t(30))
+    assert entries.marked_following(t(31)) in ([], [a])  # kept where writes are not atomic
+    entries.unmark_following(a)
+    assert entries.marked_following() == []
+    entries.delete_for_collection(COLLECTION)
+    assert entries.head(COLLECTION, a) is None and entries.count(head) == 0
+
+
 # --- the console's reads -------------------------------------------------------------------------
 
 def test_orgs_and_sources_searched_by_id_and_name(store: Store) -> None:
@@ -557,6 +707,14 @@ def fill(store: Store) -> None:
     write(store, item("C3", t(50), datatype="Coded"))
     write(store, item("C4", t(51), deleted=True))
     store.items.set_mapping_key("k", SOURCE, "1")
+    store.sources.insert(collection_doc())
+    c3 = f"{SOURCE}concepts/C3/"
+    store.references.add(COLLECTION, [reference(c3, c3)])
+    put_entry(store, entry(c3, 4, t(52)))
+    store.versions.insert({"_id": f"{COLLECTION}v1/", "id": "v1", "source": COLLECTION,
+                           "released": True, "seq": store.sources.cut_state(COLLECTION).seq,
+                           "created_on": t(53)})
+    put_entry(store, entry(c3, store.items.head(c3)["seq"], t(54)))
     store.jobs.insert(job("j", t(1), state="FINISHED"))
     store.import_results.add("j", 0, {"line": 1, "action": "created"})
 
@@ -568,7 +726,7 @@ def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...]) -> N
         fill(stores[0])
         for source, target in itertools.pairwise(stores):
             report = copy_store(source, target, Progress(io.StringIO()))
-            assert report["checksums"]["different"] == 0 and report["checksums"]["equal"] == 2
+            assert report["checksums"]["different"] == 0 and report["checksums"]["equal"] == 4
         first, last = stores[0], stores[-1]
         assert last.users.user_for_token("hash")["_id"] == "ann"
         assert last.orgs.for_member("ann") == ["O"]
@@ -578,6 +736,12 @@ def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...]) -> N
         assert last.items.current(f"{SOURCE}concepts/C3/", 30)["data"] == {"datatype": "N/A"}
         assert last.items.mapping_for_key("k") == "1"
         assert last.jobs.get("j")["state"] == "FINISHED"
+        assert last.collection_entries.head_checksum(COLLECTION) == \
+            first.collection_entries.head_checksum(COLLECTION) != EMPTY_CHECKSUM
+        assert last.collection_entries.head_counts(COLLECTION) in (
+            None, {"Concept": [1, 0, 0], "Mapping": [0, 0, 0]})
+        assert [r["expression"] for r in last.references.iter_at(COLLECTION, HEAD_SEQ)] == [
+            f"{SOURCE}concepts/C3/"]
         assert last.import_results.get("j", 1)["action"] == "created"
         # writing goes on after the copy: seqs continue, nothing is reused
         assert write(last, item("New", t(59))) == first.sources.get(SOURCE)["seq"] + 1

@@ -19,6 +19,7 @@ from app.store.sqlite.db import migrate
 from app.store.sqlite.schema import STEPS
 
 SOURCE = "/orgs/O/sources/S/"
+COLLECTION = "/orgs/O/collections/K/"
 
 
 class PlanRecorder:
@@ -51,6 +52,20 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
                                "deleted": False, "retired": number % 7 == 0,
                                "updated_on": f"2026-01-01T00:00:{number:02d}.000000Z",
                                "data": {}}, None)
+    store.sources.insert({"_id": COLLECTION, "url": COLLECTION, "owner_url": "/orgs/O/",
+                          "owner": "O", "owner_type": "Organization", "public_access": "View",
+                          "repo_type": "Collection"})
+    for number in range(50):
+        for kind in ("Concept", "Mapping"):
+            url = f"{SOURCE}{kind.lower()}s/{number}/"
+            store.references.add(COLLECTION, [{"expression": url, "url": url, "type": kind,
+                                               "id": str(number), "source": SOURCE,
+                                               "item_seq": None}])
+            store.collection_entries.write(COLLECTION, [(
+                {"url": url, "type": kind, "id": str(number), "source": SOURCE,
+                 "item_seq": store.items.head(url)["seq"], "deleted": False,
+                 "retired": number % 7 == 0, "follow": True,
+                 "updated_on": f"2026-01-02T00:00:{number:02d}.000000Z"}, None)])
     store.database.connection().execute("ANALYZE")
     yield store
     store.drop()
@@ -152,6 +167,50 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
                                                                 SOURCE)),
     ("mappings to a concept at a version", lambda s: s.items.linked_mappings(
         f"{SOURCE}concepts/3/", "to", SOURCE, 60)),
+    # collections
+    ("collection diff page", lambda s: s.collection_entries.diff(ContentQuery(
+        COLLECTION, include_deleted=True, updated_since="2026-01-02T00:00:10Z"), None, 500)),
+    ("next collection diff page", lambda s: s.collection_entries.diff(
+        ContentQuery(COLLECTION, include_deleted=True),
+        DiffKey("2026-01-02T00:00:20.000000Z", "Concept", f"{SOURCE}concepts/20/"), 500)),
+    ("collection diff end", lambda s: s.collection_entries.diff_end(
+        ContentQuery(COLLECTION, updated_since="2026-01-02T00:00:10Z"), None, 500)),
+    ("collection diff of a version", lambda s: s.collection_entries.diff(
+        ContentQuery(COLLECTION, seq=150), None, 500)),
+    ("collection head list", lambda s: s.collection_entries.page(
+        ContentQuery(COLLECTION, types=("Concept",), include_retired=False), 0, 50)),
+    ("collection version list", lambda s: s.collection_entries.page(
+        ContentQuery(COLLECTION, seq=150, types=("Concept",)), 10, 50)),
+    ("collection content by url (exports)", lambda s: list(s.collection_entries.iter_content(
+        ContentQuery(COLLECTION, seq=150, types=("Mapping",)), 20))),
+    ("collection count at a version", lambda s: s.collection_entries.count(
+        ContentQuery(COLLECTION, seq=150, updated_since="2026-01-02"))),
+    ("collection newest entry", lambda s: s.collection_entries.newest(
+        ContentQuery(COLLECTION, include_deleted=True))),
+    ("collection item by id", lambda s: s.collection_entries.find(COLLECTION, 150, "Concept",
+                                                                  "3")),
+    ("collection mappings of a concept", lambda s: s.collection_entries.mappings_for_concept(
+        COLLECTION, 2**62 - 1, f"{SOURCE}concepts/3/", inverse=True)),
+    ("entry head", lambda s: s.collection_entries.head(COLLECTION, f"{SOURCE}concepts/3/")),
+    ("entry write", lambda s: s.collection_entries.write(COLLECTION, [(
+        {"url": f"{SOURCE}concepts/3/", "type": "Concept", "id": "3", "source": SOURCE,
+         "item_seq": 7, "deleted": False, "retired": False, "follow": True,
+         "updated_on": "2026-02-01T00:00:00.000000Z"},
+        s.collection_entries.head(COLLECTION, f"{SOURCE}concepts/3/")["seq"])])),
+    ("followers of an item", lambda s: s.collection_entries.followers(f"{SOURCE}concepts/3/")),
+    ("collections holding a source", lambda s: s.collection_entries.holding(SOURCE)),
+    ("collection head checksum", lambda s: s.collection_entries.head_checksum(COLLECTION)),
+    ("references naming an item", lambda s: s.references.bringing(COLLECTION,
+                                                                  f"{SOURCE}concepts/3/")),
+    ("references by expression", lambda s: s.references.live(COLLECTION, [
+        f"{SOURCE}concepts/3/", f"{SOURCE}concepts/4/"])),
+    ("references of HEAD", lambda s: s.references.page(COLLECTION, 2**62 - 1, None, 10, 20)),
+    ("references of a version", lambda s: s.references.page(COLLECTION, 150, "concepts", 0,
+                                                            20)),
+    ("references of a version (exports)", lambda s: list(s.references.iter_at(COLLECTION, 150,
+                                                                               30))),
+    ("collections of an owner", lambda s: s.sources.search(
+        "/orgs/O/", None, RepoFilters(repo_type="Collection"), 0, 10)),
     ("console session", lambda s: s.console_sessions.get("k")),
     ("console sessions purge", lambda s: s.console_sessions.purge("2026-01-01")),
 ])
@@ -210,8 +269,9 @@ def test_step_2_indexes_what_a_step_1_file_holds(tmp_path: Path) -> None:
     upgrade: the generated columns read the documents already there."""
     store = SqliteStore(str(tmp_path / "old.db"))
     migrate(store.database, STEPS[:1])
-    store.sources.insert({"_id": SOURCE, "url": SOURCE, "owner_url": "/orgs/O/", "owner": "O",
-                          "owner_type": "Organization", "public_access": "View"})
+    with store.database.transaction() as connection:  # as step 1's code wrote it
+        connection.execute("INSERT INTO sources (_id, doc, owner_url) VALUES (?, '{}', ?)",
+                           (SOURCE, "/orgs/O/"))
     concept_url = f"{SOURCE}concepts/A/"
     for kind, item_id, data in (("Concept", "A", {"concept_class": "Drug", "datatype": "N/A"}),
                                 ("Mapping", "1", {"from_concept_url": concept_url,
@@ -227,4 +287,19 @@ def test_step_2_indexes_what_a_step_1_file_holds(tmp_path: Path) -> None:
     assert [item["id"] for item in found] == ["A"] and total == 1
     assert [m["id"] for m in store.items.linked_mappings(concept_url, "to")] == ["1"]
     assert store.items.changes(SOURCE, 0)["created"] == 2
+    store.close()
+
+
+def test_step_3_makes_every_existing_repository_a_source(tmp_path: Path) -> None:
+    """A file from before collections: its sources stay sources, listed and counted as such."""
+    store = SqliteStore(str(tmp_path / "old.db"))
+    migrate(store.database, STEPS[:2])
+    with store.database.transaction() as connection:
+        connection.execute("INSERT INTO sources (_id, doc, owner_url, public_access) "
+                           "VALUES (?, '{}', ?, 'View')", (SOURCE, "/orgs/O/"))
+    store.ensure_schema()
+    assert store.sources.get(SOURCE)["repo_type"] == "Source"
+    found, total = store.sources.search("/orgs/O/", None, RepoFilters(repo_type="Source"), 0, 10)
+    assert [source["_id"] for source in found] == [SOURCE] and total == 1
+    assert store.sources.count_public("/orgs/O/", "Collection") == 0
     store.close()

@@ -16,6 +16,7 @@ import pymongo
 from pymongo.errors import ConnectionFailure
 
 from .. import base
+from .collections import CollectionEntries, References
 from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
 from .work import (
     ExportRecords,
@@ -68,6 +69,8 @@ class MongoStore(base.Store):
         self.heartbeats = Heartbeats(self.db)
         self.rate_counters = RateCounters(self.db)
         self.console_sessions = ConsoleSessions(self.db)
+        self.references = References(self.db, self.sources)
+        self.collection_entries = CollectionEntries(self.db, self.sources, self.items)
         # Writes to one source are serialised within a process; across processes the heads'
         # compare-and-swap guards items and a cut settles writes in flight.
         self._source_locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
@@ -76,7 +79,8 @@ class MongoStore(base.Store):
     def ensure_schema(self) -> None:
         for repository in (self.users, self.orgs, self.sources, self.versions, self.items,
                            self.jobs, self.exports, self.import_results, self.heartbeats,
-                           self.rate_counters, self.console_sessions):
+                           self.rate_counters, self.console_sessions, self.references,
+                           self.collection_entries):
             ensure = getattr(repository, "ensure_indexes", None)
             if ensure is not None:
                 ensure()

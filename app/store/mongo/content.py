@@ -264,6 +264,13 @@ def visibility_filter(visible_to: Visibility | None) -> Document:
     return {"$or": visible}
 
 
+def repo_type_filter(repo_type: str) -> Document:
+    """Repositories of one kind (documents written before collections existed are sources)."""
+    if repo_type == base.COLLECTION_TYPE:
+        return {"repo_type": repo_type}
+    return {"repo_type": {"$ne": base.COLLECTION_TYPE}}
+
+
 class Sources(DocumentRepository, base.Sources):
     """`sources`: metadata plus the seq counter of their item versions."""
 
@@ -274,7 +281,8 @@ class Sources(DocumentRepository, base.Sources):
         self.collection.create_index([("owner_url", ASCENDING), ("_id", ASCENDING)])
 
     def insert(self, document: Document) -> None:
-        super().insert(dict(document, seq=document.get("seq") or 0,
+        super().insert(dict(document, repo_type=document.get("repo_type") or base.SOURCE_TYPE,
+                            seq=document.get("seq") or 0,
                             mapping_counter=document.get("mapping_counter") or 0,
                             last_updated=document.get("last_updated") or ""))
 
@@ -304,14 +312,17 @@ class Sources(DocumentRepository, base.Sources):
                             ("custom_validation_schema", filters.custom_validation_schema)):
             if value is not None:
                 parts.append({name: value})
+        if filters.repo_type is not None:
+            parts.append(repo_type_filter(filters.repo_type))
         if filters.updated_since is not None:
             parts.append({"$or": [{"updated_on": {"$gte": filters.updated_since}},
                                   {"last_updated": {"$gte": filters.updated_since}}]})
         return self.page(all_of(parts), [("_id", ASCENDING)], skip, limit)
 
-    def count_public(self, owner_url: str) -> int:
+    def count_public(self, owner_url: str, repo_type: str = base.SOURCE_TYPE) -> int:
         return int(self.collection.count_documents(
-            {"owner_url": owner_url, "public_access": {"$in": ["View", "Edit"]}}))
+            {"owner_url": owner_url, "public_access": {"$in": ["View", "Edit"]},
+             **repo_type_filter(repo_type)}))
 
     def load(self, documents: Iterable[Document]) -> int:
         # HEAD's checksum is kept by seq here: recomputed on first use, never copied

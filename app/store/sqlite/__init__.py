@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .. import base
+from .collections import CollectionEntries, References
 from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
 from .db import SqliteDatabase, migrate
 from .schema import STEPS
@@ -50,6 +51,8 @@ class SqliteStore(base.Store):
         self.heartbeats = Heartbeats(self.database)
         self.rate_counters = RateCounters(self.database)
         self.console_sessions = ConsoleSessions(self.database)
+        self.references = References(self.database)
+        self.collection_entries = CollectionEntries(self.database, self.items)
 
     def ensure_schema(self) -> None:
         migrate(self.database, STEPS)

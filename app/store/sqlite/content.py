@@ -299,11 +299,13 @@ class Sources(DocumentRepository, base.Sources):
         self.database = database
         self.table = DocTable(database, "sources", ("owner_url", "owner", "owner_type",
                                                     "public_access", "seq", "mapping_counter",
-                                                    "last_updated", "content_checksum"),
+                                                    "last_updated", "content_checksum",
+                                                    "repo_type"),
                               json_columns=("counts",))
 
     def insert(self, document: Document) -> None:
-        self.table.insert(dict(document, seq=document.get("seq") or 0,
+        self.table.insert(dict(document, repo_type=document.get("repo_type") or base.SOURCE_TYPE,
+                               seq=document.get("seq") or 0,
                                mapping_counter=document.get("mapping_counter") or 0,
                                last_updated=document.get("last_updated") or "",
                                content_checksum=document.get("content_checksum")
@@ -329,6 +331,7 @@ class Sources(DocumentRepository, base.Sources):
         params: list[Any] = []
         for column, value in (("owner_url", owner_url), ("owner", filters.owner),
                               ("owner_type", filters.owner_type),
+                              ("repo_type", filters.repo_type),
                               ("json_extract(doc, '$.custom_validation_schema')",
                                filters.custom_validation_schema)):
             if value is not None:
@@ -349,9 +352,9 @@ class Sources(DocumentRepository, base.Sources):
             params.extend((filters.updated_since, filters.updated_since))
         return self.table.page(" AND ".join(clauses), params, "_id", skip, limit)
 
-    def count_public(self, owner_url: str) -> int:
-        return self.table.count("owner_url = ? AND public_access IN ('View', 'Edit')",
-                                (owner_url,))
+    def count_public(self, owner_url: str, repo_type: str = base.SOURCE_TYPE) -> int:
+        return self.table.count("owner_url = ? AND repo_type = ? AND "
+                                "public_access IN ('View', 'Edit')", (owner_url, repo_type))
 
 
 class Versions(DocumentRepository, base.Versions):
@@ -639,7 +642,8 @@ class Items(base.Items):
         return loads(row[0]) if row else None
 
     def recompute_checksums(self) -> None:
-        for (url,) in self.database.all("SELECT _id FROM sources ORDER BY _id"):
+        for (url,) in self.database.all("SELECT _id FROM sources WHERE repo_type = ? ORDER BY _id",
+                                        (base.SOURCE_TYPE,)):
             checksum = self.scan_checksum(url, HEAD_SEQ)
             counts = base.empty_counts()
             for kind, deleted, retired, number in self.database.all(

@@ -127,9 +127,12 @@ def migrate(database: SqliteDatabase, steps: list[Migration]) -> int:
             raise RuntimeError(f"{database.path} has schema version {version}, newer than this "
                                f"termsync ({len(steps)}): upgrade termsync")
         for number in range(version, len(steps)):
-            logger.info("database %s: schema step %d", database.path, number + 1)
             steps[number](connection)
             connection.execute(f"PRAGMA user_version = {number + 1}")
+        if version < len(steps):
+            logger.info("database %s: schema %s", database.path,
+                        f"steps {version + 1} to {len(steps)}" if version + 1 < len(steps)
+                        else f"step {len(steps)}")
     return len(steps)
 
 

@@ -129,4 +129,41 @@ def _step_2(connection: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: list[Migration] = [_step_1, _step_2]
+def _step_3(connection: sqlite3.Connection) -> None:
+    """Collections: a repository's kind, the references of collections and their entries (which
+    item version each item url of a collection resolves to), versioned by the collection's seq.
+
+    Entries keep no document: their reads join `items` on (url, item_seq) for the data, through
+    `items_url`. `entries_followers` (only the entries that follow their item) finds what an item
+    write must bring up to date.
+    """
+    run_script(connection, """
+        ALTER TABLE sources ADD COLUMN repo_type TEXT NOT NULL DEFAULT 'Source';
+        CREATE INDEX sources_kind ON sources (repo_type, owner_url, _id);
+
+        CREATE TABLE collection_references (
+            doc TEXT NOT NULL, collection TEXT NOT NULL, expression TEXT NOT NULL,
+            url TEXT NOT NULL, seq INTEGER NOT NULL, sup INTEGER NOT NULL);
+        CREATE UNIQUE INDEX references_expression ON collection_references
+            (collection, expression, seq);
+        CREATE INDEX references_head ON collection_references (collection, sup, expression);
+        CREATE INDEX references_url ON collection_references (collection, url, sup);
+
+        CREATE TABLE collection_entries (
+            collection TEXT NOT NULL, url TEXT NOT NULL, seq INTEGER NOT NULL,
+            sup INTEGER NOT NULL, type TEXT NOT NULL, item_id TEXT NOT NULL,
+            source TEXT NOT NULL, item_seq INTEGER NOT NULL, deleted INTEGER NOT NULL,
+            retired INTEGER NOT NULL, follow INTEGER NOT NULL, updated_on TEXT NOT NULL);
+        CREATE UNIQUE INDEX entries_url ON collection_entries (collection, url, seq);
+        CREATE INDEX entries_head ON collection_entries (collection, type, sup, deleted, retired,
+                                                         url);
+        CREATE INDEX entries_at ON collection_entries (collection, type, url, sup, seq);
+        CREATE INDEX entries_diff ON collection_entries (collection, updated_on, type, url, sup,
+                                                         seq, deleted, retired);
+        CREATE INDEX entries_id ON collection_entries (collection, type, item_id, sup, seq);
+        CREATE INDEX entries_followers ON collection_entries (url, sup) WHERE follow = 1;
+        CREATE INDEX entries_source ON collection_entries (source, collection, seq, sup);
+    """)
+
+
+STEPS: list[Migration] = [_step_1, _step_2, _step_3]
