@@ -434,7 +434,8 @@ class Content:
         def of_type(item_type: str) -> Iterator[dict[str, Any]]:
             if item_type not in types or until is None:
                 return iter(())
-            return items.iter_diff(replace(query, types=(item_type,)), after, until)
+            return items.iter_diff(replace(query, types=(item_type,)), after, until,
+                                   batch_size=max(1, min(1000, returned)))
 
         return DiffPage(num_found, returned, next_cursor, of_type)
 

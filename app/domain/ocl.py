@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import Counter
 from typing import Any
@@ -15,9 +16,17 @@ ITEM_PATHS = {"Concept": "concepts", "Mapping": "mappings"}
 UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://termsync.invalid/uuid/")
 
 
+_NAMESPACE_BYTES = UUID_NAMESPACE.bytes
+
+
 def uuid_for(key: str) -> str:
-    """The uuid a server-wide unique key names (the same key, the same uuid)."""
-    return str(uuid.uuid5(UUID_NAMESPACE, key))
+    """The uuid a server-wide unique key names (the same key, the same uuid): uuid5, computed
+    without building UUID objects (rendering a page of concepts asks for thousands)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + key.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _text_uuids(item_url: str, kind: str, entries: list[dict[str, Any]], text: str,

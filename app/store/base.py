@@ -361,7 +361,7 @@ class Items:
                 if until is not None and after > until:
                     return
                 yield item
-            if len(batch) < batch_size:
+            if len(batch) < batch_size or (until is not None and after == until):
                 return
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
@@ -608,7 +608,7 @@ class CollectionEntries:
                 if until is not None and after > until:
                     return
                 yield item
-            if len(batch) < batch_size:
+            if len(batch) < batch_size or (until is not None and after == until):
                 return
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
