@@ -81,7 +81,7 @@ def prepare(directory: str, megabytes: int) -> dict[str, str]:
     domain.repos.sources.update(SOURCE, {"seq": count, "last_updated": now})
     items.recompute_checksums()
     client.post(f"{SOURCE}versions/", json={"id": "v1"}, headers=ADMIN)
-    client.get(EXPORT)
+    client.post(EXPORT, headers=ADMIN)  # GET never builds (OCL v2): a POST queues it
     app.extensions["termsync.jobs"].run_until_idle()
     answer = client.head(EXPORT)
     assert answer.status_code == 200, answer.status_code
