@@ -9,6 +9,8 @@ FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 def format_time(moment: datetime) -> str:
     """Render a datetime as 'YYYY-MM-DDTHH:MM:SS.ffffffZ' in UTC (zone-less means UTC)."""
+    if moment.tzinfo is UTC:  # what now() gives: '+00:00' becomes 'Z'
+        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment.isoformat(timespec="microseconds") + "Z"  # FORMAT, but several times faster

@@ -446,18 +446,14 @@ class Content:
         yield from self.reader(source).iter_content(query, batch_size)
 
     # --- writing items --------------------------------------------------------------------
-    def _live(self, url: str) -> dict[str, Any] | None:
-        """The live item version of an item url (None if absent or deleted)."""
-        item = self.repos.items.current(url)
-        return None if item is None or item["deleted"] else item
-
     def _put(self, caller: Caller, source: dict[str, Any], item_type: str, item_id: str,
              data: dict[str, Any], retired: bool, *, expect: str, deleted: bool = False,
              update_if_exists: bool = True) -> tuple[str, dict[str, Any]]:
         """Write one item version; return (action, item).
 
         expect: 'new' (409 if it exists), 'existing' (404 if it does not) or 'any'. Writing the
-        same content as HEAD is 'unchanged' and writes nothing, so subscribers see no noise.
+        same content as HEAD is 'unchanged' and writes nothing, so subscribers see no noise. A
+        mapping's key (from, type, target) moves with it in the same unit.
         """
         url = ocl.item_url(source["url"], item_type, item_id)
         self._require_source(source)
@@ -488,6 +484,8 @@ class Content:
             except StaleHead:
                 raise Conflict(f"{item_type} '{item_id}' was changed concurrently; "
                                "retry.") from None
+            if item_type == MAPPING:
+                self._move_mapping_key(source, live, item)
             if followed:
                 self.collections.follow(url)
                 self.repos.collection_entries.unmark_following(url)
@@ -559,21 +557,25 @@ class Content:
                 if mapping_id is None:
                     mapping_id = self._next_mapping_id(source)
                     expect = "new"
-            previous = self._live(ocl.item_url(source["url"], MAPPING, mapping_id))
-            action, item = self._put(caller, source, MAPPING, mapping_id, data,
-                                     bool(payload.get("retired")), expect=expect,
-                                     update_if_exists=update_if_exists)
-            if action in ("created", "updated"):
-                self._set_mapping_key(source, previous, None)
-                self._set_mapping_key(source, item, mapping_id)
-        return action, item
+            return self._put(caller, source, MAPPING, mapping_id, data,
+                             bool(payload.get("retired")), expect=expect,
+                             update_if_exists=update_if_exists)
 
-    def _set_mapping_key(self, source: dict[str, Any], item: dict[str, Any] | None,
-                         mapping_id: str | None) -> None:
-        if item is None or item.get("deleted") or not item.get("data"):
+    def _move_mapping_key(self, source: dict[str, Any], previous: dict[str, Any] | None,
+                          item: dict[str, Any]) -> None:
+        """The key of a mapping's previous live version stops naming it; its new one names it."""
+        def key(version: dict[str, Any] | None) -> str | None:
+            if version is None or version["deleted"] or not version["data"]:
+                return None
+            return self._mapping_key(source["url"], version["data"])
+
+        old, new = key(previous), key(item)
+        if old == new:
             return
-        key = self._mapping_key(source["url"], item["data"])
-        self.repos.items.set_mapping_key(key, source["url"], mapping_id)
+        if old is not None:
+            self.repos.items.set_mapping_key(old, source["url"], None)
+        if new is not None:
+            self.repos.items.set_mapping_key(new, source["url"], item["id"])
 
     def _next_mapping_id(self, source: dict[str, Any]) -> str:
         while True:
@@ -603,11 +605,8 @@ class Content:
         if not hard:
             return self._put(caller, source, item_type, item_id, current["data"], True,
                              expect="existing")
-        action, item = self._put(caller, source, item_type, item_id, {}, False,
-                                 expect="existing", deleted=True)
-        if item_type == MAPPING:
-            self._set_mapping_key(source, current, None)
-        return action, item
+        return self._put(caller, source, item_type, item_id, {}, False, expect="existing",
+                         deleted=True)
 
     def last_item(self, source: dict[str, Any], version: dict[str, Any]) -> dict[str, Any] | None:
         """The newest item version in a version (its updated_on is the version's lastUpdated)."""

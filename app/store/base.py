@@ -893,8 +893,10 @@ class Store:
         raise NotImplementedError
 
     def transaction(self, source_url: str | None = None) -> AbstractContextManager[None]:
-        """A unit of work: on SQLite one transaction (a savepoint when nested), on MongoDB the
-        process-wide lock of `source_url` (single documents are atomic there)."""
+        """A unit of work: on SQLite one transaction (inside a transaction, a savepoint; inside
+        a unit, part of that unit), on MongoDB the process-wide lock of `source_url` (single
+        documents are atomic there). Code inside a unit does not catch an exception that leaves
+        a unit nested in it: it leaves both."""
         raise NotImplementedError
 
     def ping(self) -> None:

@@ -249,6 +249,15 @@ def test_a_failed_transaction_leaves_nothing_and_a_nested_unit_is_a_savepoint(
             store.users.insert({"_id": "eve"})
             raise RuntimeError("inner")
     assert store.users.get("bob") is not None and store.users.get("eve") is None
+    with database.transaction():  # a unit in a unit is part of it: one savepoint for both
+        with pytest.raises(RuntimeError), store.transaction():
+            store.users.insert({"_id": "kim"})
+            with store.transaction():
+                store.users.insert({"_id": "lee"})
+                assert database.depth() == 2
+                raise RuntimeError("innermost")
+        assert database.depth() == 1
+    assert store.users.get("kim") is None and store.users.get("lee") is None
 
 
 def test_threads_have_their_own_connections_and_see_committed_writes(store: SqliteStore) -> None:
