@@ -8,6 +8,7 @@ the first's. Each size and backend runs in its own process, so peak RSS figures 
 
     .venv/bin/python bench/import.py --lines 20000
     .venv/bin/python bench/import.py --lines 200000 --database-uri sqlite --database-uri mongomock://
+    .venv/bin/python bench/import.py --lines 200000 --shape icd10cm   # concepts as ICD-10-CM's
 """
 
 from __future__ import annotations
@@ -30,8 +31,31 @@ HEADERS = {"Authorization": f"Token {ADMIN_TOKEN}"}
 SOURCE = "/orgs/Bench/sources/Synthetic/"
 
 
-def write_file(path: Path, lines: int) -> None:
-    """`lines` OCL lines: lines/2 concepts, then lines/2 mappings between them."""
+def write_icd10cm_file(path: Path, lines: int) -> None:
+    """`lines` concepts shaped as OCL's ICD-10-CM lines are: a code, a fully specified and a
+    short name, a class, billable flags in extras, the parent code; no mappings."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for number in range(lines):
+            code = f"{chr(65 + number % 26)}{number // 26 % 100:02d}.{number // 2600}"
+            parent = code.split(".")[0]
+            handle.write(json.dumps({
+                "type": "Concept", "owner": "Bench", "source": "Synthetic", "id": code,
+                "concept_class": "Diagnosis", "datatype": "N/A", "retired": False,
+                "names": [{"name": f"Diagnosis {code}, unspecified site of the condition",
+                           "locale": "en", "locale_preferred": True,
+                           "name_type": "FULLY_SPECIFIED"},
+                          {"name": f"Diag {code}", "locale": "en", "locale_preferred": False,
+                           "name_type": "SHORT"}],
+                "extras": {"is_billable": number % 3 != 0, "parent_code": parent},
+                "parent_concept_urls": [f"{SOURCE}concepts/{parent}/"]}) + "\n")
+
+
+def write_file(path: Path, lines: int, shape: str = "mixed") -> None:
+    """`lines` OCL lines: lines/2 concepts, then lines/2 mappings between them (or with
+    shape='icd10cm', concepts only, as ICD-10-CM's are)."""
+    if shape == "icd10cm":
+        write_icd10cm_file(path, lines)
+        return
     concepts = lines // 2
     mappings = lines - concepts
     with open(path, "w", encoding="utf-8") as handle:
@@ -78,7 +102,7 @@ class RssSampler:
 
 
 def run_one(lines: int, database_uri: str, batch_size: int,
-            synchronous: str = "NORMAL") -> dict[str, Any]:
+            synchronous: str = "NORMAL", shape: str = "mixed") -> dict[str, Any]:
     """Import a fresh file twice in this process; return the figures."""
     import logging
 
@@ -88,7 +112,7 @@ def run_one(lines: int, database_uri: str, batch_size: int,
     sampler = RssSampler()
     workdir = Path(tempfile.mkdtemp(prefix="termsync-bench-"))
     data = workdir / "synthetic.jsonl"
-    write_file(data, lines)
+    write_file(data, lines, shape)
     if database_uri == "sqlite":
         database_uri = f"sqlite:///{workdir / 'termsync.db'}"
     app = create_app({"DATABASE_URI": database_uri, "SQLITE_SYNCHRONOUS": synchronous,
@@ -102,7 +126,7 @@ def run_one(lines: int, database_uri: str, batch_size: int,
                        headers=HEADERS).status_code == 201
     workers = app.extensions["termsync.jobs"]
     figures: dict[str, Any] = {"database": database_uri.split(":")[0], "synchronous": synchronous,
-                               "lines": lines,
+                               "shape": shape, "lines": lines,
                                "file_mb": round(data.stat().st_size / 2**20, 1)}
     for phase in ("first", "reimport"):
         baseline = sampler.reset()
@@ -141,12 +165,16 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--synchronous", default="NORMAL",
                         help="SQLite's synchronous setting (NORMAL, FULL) for the SQLite runs")
+    parser.add_argument("--shape", choices=("mixed", "icd10cm"), default="mixed",
+                        help="mixed: half concepts, half mappings; icd10cm: concepts shaped as "
+                             "ICD-10-CM's (two names, extras, a parent), no mappings")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.lines or [200_000]
     databases = args.database_uri or ["sqlite"]
     if args.child:
-        print(json.dumps(run_one(sizes[0], databases[0], args.batch_size, args.synchronous)))
+        print(json.dumps(run_one(sizes[0], databases[0], args.batch_size, args.synchronous,
+                                 args.shape)))
         return 0
     results = []
     for size in sizes:
@@ -155,7 +183,7 @@ def main() -> int:
             output = subprocess.run(
                 [sys.executable, __file__, "--child", "--lines", str(size), "--database-uri",
                  database, "--batch-size", str(args.batch_size), "--synchronous",
-                 args.synchronous],
+                 args.synchronous, "--shape", args.shape],
                 check=True, capture_output=True, text=True).stdout
             figures = json.loads(output.strip().splitlines()[-1])
             rates.append(figures["first"]["lines_per_s"])
