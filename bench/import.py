@@ -9,6 +9,7 @@ the first's. Each size and backend runs in its own process, so peak RSS figures 
     .venv/bin/python bench/import.py --lines 20000
     .venv/bin/python bench/import.py --lines 200000 --database-uri sqlite --database-uri mongomock://
     .venv/bin/python bench/import.py --lines 200000 --shape icd10cm   # concepts as ICD-10-CM's
+    .venv/bin/python bench/import.py --lines 200000 --shape icd10cm-shuffled  # interleaved
 """
 
 from __future__ import annotations
@@ -31,12 +32,22 @@ HEADERS = {"Authorization": f"Token {ADMIN_TOKEN}"}
 SOURCE = "/orgs/Bench/sources/Synthetic/"
 
 
-def write_icd10cm_file(path: Path, lines: int) -> None:
+def icd10cm_code(number: int) -> str:
+    """The number-th of a set of codes shaped as ICD-10-CM's (a letter, two digits, a suffix)."""
+    return f"{chr(65 + number % 26)}{number // 26 % 100:02d}.{number // 2600}"
+
+
+def write_icd10cm_file(path: Path, lines: int, shuffled: bool = False) -> None:
     """`lines` concepts shaped as OCL's ICD-10-CM lines are: a code, a fully specified and a
-    short name, a class, billable flags in extras, the parent code; no mappings."""
+    short name, a class, billable flags in extras, the parent code; no mappings. In code order,
+    as the CMS order file (and so OCL's ICD-10-CM import) lists them, or `shuffled`: letters
+    interleaved, so that consecutive lines land far apart in every index keyed by id (the worst
+    case for the indexes' upkeep: each line dirties its own pages)."""
+    codes = [icd10cm_code(number) for number in range(lines)]
+    if not shuffled:
+        codes.sort()
     with open(path, "w", encoding="utf-8") as handle:
-        for number in range(lines):
-            code = f"{chr(65 + number % 26)}{number // 26 % 100:02d}.{number // 2600}"
+        for number, code in enumerate(codes):
             parent = code.split(".")[0]
             handle.write(json.dumps({
                 "type": "Concept", "owner": "Bench", "source": "Synthetic", "id": code,
@@ -52,9 +63,10 @@ def write_icd10cm_file(path: Path, lines: int) -> None:
 
 def write_file(path: Path, lines: int, shape: str = "mixed") -> None:
     """`lines` OCL lines: lines/2 concepts, then lines/2 mappings between them (or with
-    shape='icd10cm', concepts only, as ICD-10-CM's are)."""
-    if shape == "icd10cm":
-        write_icd10cm_file(path, lines)
+    shape='icd10cm', concepts only, as ICD-10-CM's are, in code order; 'icd10cm-shuffled',
+    interleaved)."""
+    if shape.startswith("icd10cm"):
+        write_icd10cm_file(path, lines, shuffled=shape == "icd10cm-shuffled")
         return
     concepts = lines // 2
     mappings = lines - concepts
@@ -165,9 +177,11 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--synchronous", default="NORMAL",
                         help="SQLite's synchronous setting (NORMAL, FULL) for the SQLite runs")
-    parser.add_argument("--shape", choices=("mixed", "icd10cm"), default="mixed",
+    parser.add_argument("--shape", choices=("mixed", "icd10cm", "icd10cm-shuffled"),
+                        default="mixed",
                         help="mixed: half concepts, half mappings; icd10cm: concepts shaped as "
-                             "ICD-10-CM's (two names, extras, a parent), no mappings")
+                             "ICD-10-CM's (two names, extras, a parent), no mappings, in code "
+                             "order as ICD-10-CM files are; icd10cm-shuffled: interleaved")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.lines or [200_000]

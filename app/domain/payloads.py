@@ -12,6 +12,8 @@ from urllib.parse import quote, unquote
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
+from .fastload import Unsure, compile_schema
+
 ACCESS_CHOICES = ("View", "Edit", "None")
 
 
@@ -73,10 +75,25 @@ class LocaleList(fields.Field):
 
 
 class OclSchema(Schema):
-    """Base: ignore unknown fields, as OCL does."""
+    """Base: ignore unknown fields, as OCL does. A plain `load` tries the schema's compiled
+    fast path first (`fastload`: the same result for input valid as it is) and runs
+    marshmallow for anything else, so errors are always marshmallow's."""
 
     class Meta:
         unknown = EXCLUDE
+
+    def load(self, data: Any, *, many: bool | None = None, partial: Any = None,
+             unknown: Any = None) -> Any:
+        if many is None and partial is None and unknown is None:
+            fast = self.__dict__.get("_fast_load", False)
+            if fast is False:
+                fast = self.__dict__["_fast_load"] = compile_schema(self)
+            if fast is not None:
+                try:
+                    return fast(data)
+                except Unsure:
+                    pass
+        return super().load(data, many=many, partial=partial, unknown=unknown)
 
 
 def concept_id_from(value: str) -> str:

@@ -340,8 +340,10 @@ class Items:
     def count(self, query: ContentQuery) -> int:
         raise NotImplementedError
 
-    def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
-        """Up to `limit` selected items after `after`, in (updated_on, type, id) order."""
+    def diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
+             limit: int) -> list[Document]:
+        """Up to `limit` selected items after `after` and up to `until` (inclusive; None: no
+        end), in (updated_on, type, id) order."""
         raise NotImplementedError
 
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
@@ -355,14 +357,11 @@ class Items:
         """The selected items after `after` up to `until` (inclusive), in diff order, read a
         batch at a time: a page of any size in flat memory."""
         while True:
-            batch = self.diff(query, after, batch_size)
-            for item in batch:
-                after = DiffKey(item["updated_on"], item["type"], item["id"])
-                if until is not None and after > until:
-                    return
-                yield item
-            if len(batch) < batch_size or (until is not None and after == until):
+            batch = self.diff(query, after, until, batch_size)
+            yield from batch
+            if len(batch) < batch_size:
                 return
+            after = DiffKey(batch[-1]["updated_on"], batch[-1]["type"], batch[-1]["id"])
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         """Every selected item of `query.types[0]`, by id, read a batch at a time."""
@@ -590,8 +589,9 @@ class CollectionEntries:
     def count(self, query: ContentQuery) -> int:
         raise NotImplementedError
 
-    def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
-        """Up to `limit` selected items after `after`, in (entry updated_on, type, url) order."""
+    def diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
+             limit: int) -> list[Document]:
+        """As Items.diff, in (entry updated_on, type, url) order."""
         raise NotImplementedError
 
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
@@ -602,14 +602,11 @@ class CollectionEntries:
                   batch_size: int = 1000) -> Iterator[Document]:
         """As Items.iter_diff, in (entry updated_on, type, url) order."""
         while True:
-            batch = self.diff(query, after, batch_size)
-            for item in batch:
-                after = DiffKey(item["entry_updated_on"], item["type"], item["url"])
-                if until is not None and after > until:
-                    return
-                yield item
-            if len(batch) < batch_size or (until is not None and after == until):
+            batch = self.diff(query, after, until, batch_size)
+            yield from batch
+            if len(batch) < batch_size:
                 return
+            after = DiffKey(batch[-1]["entry_updated_on"], batch[-1]["type"], batch[-1]["url"])
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         """Every selected item of `query.types[0]`, by url, read a batch at a time."""

@@ -211,12 +211,20 @@ def test_lists_diffs_and_streams(store: Store) -> None:
     assert [i["id"] for i in store.items.page(both, 0, 0)][-1] == "M1"
 
     since = ContentQuery(SOURCE, updated_since=t(11))
-    page = store.items.diff(since, None, 3)
+    page = store.items.diff(since, None, None, 3)
     assert [(i["updated_on"], i["type"], i["id"]) for i in page] == [
         (t(11), "Concept", "C2"), (t(11), "Concept", "C3"), (t(11), "Mapping", "M1")]
     last = page[-1]
-    rest = store.items.diff(since, DiffKey(last["updated_on"], last["type"], last["id"]), 10)
+    rest = store.items.diff(since, DiffKey(last["updated_on"], last["type"], last["id"]), None,
+                            10)
     assert [i["id"] for i in rest] == ["C4", "C5"]
+    # bounded on both sides, one type: only what lies between
+    concepts_since = ContentQuery(SOURCE, types=("Concept",), updated_since=t(11))
+    assert [i["id"] for i in store.items.diff(concepts_since, DiffKey(t(11), "Concept", "C2"),
+                                              DiffKey(t(12), "Concept", "C4"), 10)] == ["C3", "C4"]
+    assert store.items.diff(ContentQuery(SOURCE, types=("Mapping",)),
+                            DiffKey(t(11), "Mapping", "M1"), DiffKey(t(20), "Concept", "C5"),
+                            10) == []
     assert store.items.count(since) == 5
 
     assert [i["id"] for i in store.items.iter_content(concepts, batch_size=4)] == \
@@ -369,7 +377,9 @@ def test_collection_entries_name_item_versions_and_keep_checksums(store: Store) 
             if not i["deleted"]] == [a]
 
     since = ContentQuery(COLLECTION, updated_since=t(11), include_deleted=True)
-    diff = entries.diff(since, None, 2)
+    diff = entries.diff(since, None, None, 2)
+    assert [i["url"] for i in entries.diff(since, DiffKey(t(11), "Mapping", ma),
+                                           DiffKey(t(12), "Concept", a), 5)] == [a]
     assert [(i["entry_updated_on"], i["url"]) for i in diff] == [(t(11), ma), (t(12), a)]
     assert entries.diff_end(since, None, 2) == (2, DiffKey(t(12), "Concept", a), True)
     rest = list(entries.iter_diff(since, DiffKey(t(12), "Concept", a), None, batch_size=1))

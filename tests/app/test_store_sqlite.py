@@ -106,14 +106,19 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
 @pytest.mark.parametrize("name, action", [
     ("diff page", lambda s: s.items.diff(ContentQuery(SOURCE, include_deleted=True,
                                                       updated_since="2026-01-01T00:00:10Z"),
-                                         None, 500)),
+                                         None, None, 500)),
     ("next diff page", lambda s: s.items.diff(ContentQuery(SOURCE, include_deleted=True),
                                               DiffKey("2026-01-01T00:00:20.000000Z", "Concept",
-                                                      "20"), 500)),
-    ("diff of a version", lambda s: s.items.diff(ContentQuery(SOURCE, seq=60), None, 500)),
+                                                      "20"), None, 500)),
+    ("one type of a diff page", lambda s: s.items.diff(
+        ContentQuery(SOURCE, types=("Mapping",)),
+        DiffKey("2026-01-01T00:00:20.000000Z", "Concept", "20"),
+        DiffKey("2026-01-01T00:00:30.000000Z", "Concept", "30"), 500)),
+    ("diff of a version", lambda s: s.items.diff(ContentQuery(SOURCE, seq=60), None, None,
+                                                 500)),
     ("diff of one type", lambda s: s.items.diff(ContentQuery(SOURCE, types=("Mapping",)),
                                                 DiffKey("2026-01-01T00:00:20.000000Z", "Mapping",
-                                                        "20"), 500)),
+                                                        "20"), None, 500)),
     ("end of a diff page", lambda s: s.items.diff_end(ContentQuery(SOURCE, types=("Concept",)),
                                                       None, 10)),
     ("diff count", lambda s: s.items.count(ContentQuery(SOURCE, updated_since="2026-01-01"))),
@@ -169,14 +174,19 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
         f"{SOURCE}concepts/3/", "to", SOURCE, 60)),
     # collections
     ("collection diff page", lambda s: s.collection_entries.diff(ContentQuery(
-        COLLECTION, include_deleted=True, updated_since="2026-01-02T00:00:10Z"), None, 500)),
+        COLLECTION, include_deleted=True, updated_since="2026-01-02T00:00:10Z"), None, None,
+        500)),
     ("next collection diff page", lambda s: s.collection_entries.diff(
         ContentQuery(COLLECTION, include_deleted=True),
-        DiffKey("2026-01-02T00:00:20.000000Z", "Concept", f"{SOURCE}concepts/20/"), 500)),
+        DiffKey("2026-01-02T00:00:20.000000Z", "Concept", f"{SOURCE}concepts/20/"), None, 500)),
+    ("one type of a collection diff page", lambda s: s.collection_entries.diff(
+        ContentQuery(COLLECTION, types=("Mapping",)),
+        DiffKey("2026-01-02T00:00:20.000000Z", "Concept", f"{SOURCE}concepts/20/"),
+        DiffKey("2026-01-02T00:00:30.000000Z", "Concept", f"{SOURCE}concepts/30/"), 500)),
     ("collection diff end", lambda s: s.collection_entries.diff_end(
         ContentQuery(COLLECTION, updated_since="2026-01-02T00:00:10Z"), None, 500)),
     ("collection diff of a version", lambda s: s.collection_entries.diff(
-        ContentQuery(COLLECTION, seq=150), None, 500)),
+        ContentQuery(COLLECTION, seq=150), None, None, 500)),
     ("collection head list", lambda s: s.collection_entries.page(
         ContentQuery(COLLECTION, types=("Concept",), include_retired=False), 0, 50)),
     ("collection version list", lambda s: s.collection_entries.page(
@@ -216,6 +226,27 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
 ])
 def test_hot_queries_use_an_index(store: SqliteStore, name: str, action: Any) -> None:
     assert_indexed(plans_of(store, lambda: action(store)))
+
+
+def test_one_type_of_a_diff_page_scans_only_the_page(store: SqliteStore) -> None:
+    """A page's items of one type are read between the page's two ends, both in the index
+    search: the scan stops where the page does, however many items of the other type follow."""
+    after = DiffKey("2026-01-01T00:00:20.000000Z", "Concept", "20")
+    until = DiffKey("2026-01-01T00:00:30.000000Z", "Concept", "30")
+    plans = plans_of(store, lambda: store.items.diff(ContentQuery(SOURCE, types=("Mapping",)),
+                                                     after, until, 500))
+    [(_, [detail])] = plans
+    assert "(updated_on,type,id)>(?,?,?) AND (updated_on,type,id)<(?,?,?)" in detail, detail
+    entries_after = DiffKey(after.updated_on.replace("01T", "02T"), "Concept",
+                            f"{SOURCE}concepts/20/")
+    entries_until = DiffKey(until.updated_on.replace("01T", "02T"), "Concept",
+                            f"{SOURCE}concepts/30/")
+    plans = plans_of(store, lambda: store.collection_entries.diff(
+        ContentQuery(COLLECTION, types=("Mapping",)), entries_after, entries_until, 500))
+    assert "(updated_on,type,url)>(?,?,?) AND (updated_on,type,url)<(?,?,?)" in plans[0][1][0]
+    ids = [item["id"] for item in store.items.diff(ContentQuery(SOURCE, types=("Mapping",)),
+                                                   after, until, 500)]
+    assert ids == [str(number) for number in range(20, 30)]
 
 
 def test_schema_steps_run_once_and_a_newer_file_is_refused(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from ..base import (
     offset,
     version_url,
 )
-from .content import Items, Sources, bulk_replace
+from .content import Items, Sources, bulk_replace, diff_range
 
 logger = logging.getLogger(__name__)
 DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("url", ASCENDING)]
@@ -365,25 +365,16 @@ class CollectionEntries(base.CollectionEntries):
     def count(self, query: ContentQuery) -> int:
         return int(self.entries.count_documents(self._filter(query)))
 
-    @staticmethod
-    def _after(after: DiffKey) -> Document:
-        return {"$or": [
-            {"updated_on": {"$gt": after.updated_on}},
-            {"updated_on": after.updated_on, "type": {"$gt": after.type}},
-            {"updated_on": after.updated_on, "type": after.type, "url": {"$gt": after.id}}]}
-
-    def _diff_filter(self, query: ContentQuery, after: DiffKey | None) -> Document:
-        selected = self._filter(query)
-        return selected if after is None else {"$and": [selected, self._after(after)]}
-
-    def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
-        return self._joined(list(self.entries.find(self._diff_filter(query, after))
+    def diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
+             limit: int) -> list[Document]:
+        return self._joined(list(self.entries.find(diff_range(self._filter(query), after, until,
+                                                              "url"))
                                  .sort(DIFF_SORT).limit(limit)))
 
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
                  limit: int) -> tuple[int, DiffKey | None, bool]:
         count, last = 0, None
-        for entry in self.entries.find(self._diff_filter(query, after),
+        for entry in self.entries.find(diff_range(self._filter(query), after, None, "url"),
                                        {"updated_on": 1, "type": 1, "url": 1}).sort(
                 DIFF_SORT).limit(limit + 1):
             count += 1

@@ -356,6 +356,20 @@ class Versions(DocumentRepository, base.Versions):
         return iter(self.collection.find({"released": True}).sort("_id", ASCENDING))
 
 
+def diff_range(selected: Document, after: DiffKey | None, until: DiffKey | None,
+               id_field: str) -> Document:
+    """`selected` narrowed to the diff positions after `after` and up to `until` (inclusive),
+    in (updated_on, type, id_field) order."""
+    def side(key: DiffKey, before: str, last: str) -> Document:
+        return {"$or": [
+            {"updated_on": {before: key.updated_on}},
+            {"updated_on": key.updated_on, "type": {before: key.type}},
+            {"updated_on": key.updated_on, "type": key.type, id_field: {last: key.id}}]}
+    bounds = ([side(after, "$gt", "$gt")] if after is not None else []) \
+        + ([side(until, "$lt", "$lte")] if until is not None else [])
+    return {"$and": [selected, *bounds]} if bounds else selected
+
+
 class Items(base.Items):
     """`items` (item versions by version url), `heads` (each item's live seq, by item url) and
     `mapping_keys`. A head is claimed with compare-and-swap on its seq, so two concurrent
@@ -540,25 +554,14 @@ class Items(base.Items):
     def count(self, query: ContentQuery) -> int:
         return int(self.items.count_documents(self._filter(query)))
 
-    def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
-        selected = self._filter(query)
-        if after is not None:
-            selected = {"$and": [selected, self._after(after)]}
+    def diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
+             limit: int) -> list[Document]:
+        selected = diff_range(self._filter(query), after, until, "id")
         return list(self.items.find(selected).sort(DIFF_SORT).limit(limit))
-
-    @staticmethod
-    def _after(after: DiffKey) -> Document:
-        """Items after a position in diff order."""
-        return {"$or": [
-            {"updated_on": {"$gt": after.updated_on}},
-            {"updated_on": after.updated_on, "type": {"$gt": after.type}},
-            {"updated_on": after.updated_on, "type": after.type, "id": {"$gt": after.id}}]}
 
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
                  limit: int) -> tuple[int, DiffKey | None, bool]:
-        selected = self._filter(query)
-        if after is not None:
-            selected = {"$and": [selected, self._after(after)]}
+        selected = diff_range(self._filter(query), after, None, "id")
         count, last = 0, None
         for item in self.items.find(selected, {"updated_on": 1, "type": 1, "id": 1}).sort(
                 DIFF_SORT).limit(limit + 1):

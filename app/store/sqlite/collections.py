@@ -27,8 +27,10 @@ from ..base import (
     count_item,
     offset,
 )
-from .content import Items, like
+from .content import Items, diff_range, like
 from .db import DocTable, SqliteDatabase, dumps, loads
+
+DIFF_KEY = "e.updated_on, e.type, e.url"  # the order of a collection's diff (entries_diff)
 
 REFERENCE_COLUMNS = ("collection", "expression", "url", "seq", "sup")
 
@@ -309,13 +311,14 @@ class CollectionEntries(base.CollectionEntries):
                 connection.executemany(ENTRY_REPLACE, rows)
 
     # --- content reads --------------------------------------------------------------------
-    def _where(self, query: ContentQuery) -> tuple[str, list[Any]]:
+    def _where(self, query: ContentQuery, diff_order: bool = False) -> tuple[str, list[Any]]:
+        """As Items._where: in diff order one type is a filter (`+e.type`)."""
         if not isinstance(query.source, str):
             raise ValueError("a collection's content is read one collection at a time")
         clauses = ["e.collection = ?"]
         params: list[Any] = [query.source]
         if len(query.types) == 1:
-            clauses.append("e.type = ?")
+            clauses.append("+e.type = ?" if diff_order else "e.type = ?")
         else:
             clauses.append(f"e.type IN ({', '.join('?' * len(query.types))})")
         params.extend(query.types)
@@ -362,23 +365,17 @@ class CollectionEntries(base.CollectionEntries):
                                 params)
         return int(row[0]) if row else 0
 
-    @staticmethod
-    def _after(clause: str, params: list[Any], after: DiffKey | None) -> str:
-        if after is None:
-            return clause
-        params.extend((after.updated_on, after.type, after.id))
-        return clause + " AND (e.updated_on, e.type, e.url) > (?, ?, ?)"
-
-    def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
-        clause, params = self._where(query)
-        clause = self._after(clause, params, after)
+    def diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
+             limit: int) -> list[Document]:
+        clause, params = self._where(query, diff_order=True)
+        clause += diff_range(params, after, until, DIFF_KEY)
         return self._documents(f"{self._joined('entries_diff')} WHERE {clause} "
                                f"ORDER BY e.updated_on, e.type, e.url LIMIT {int(limit)}", params)
 
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
                  limit: int) -> tuple[int, DiffKey | None, bool]:
-        clause, params = self._where(query)
-        clause = self._after(clause, params, after)
+        clause, params = self._where(query, diff_order=True)
+        clause += diff_range(params, after, None, DIFF_KEY)
         count, last = 0, None
         for row in self.database.execute(
                 "SELECT e.updated_on, e.type, e.url FROM collection_entries AS e INDEXED BY "
@@ -401,7 +398,7 @@ class CollectionEntries(base.CollectionEntries):
             after = batch[-1]["url"]
 
     def newest(self, query: ContentQuery) -> Document | None:
-        clause, params = self._where(query)
+        clause, params = self._where(query, diff_order=True)
         found = self._documents(f"{self._joined('entries_diff')} WHERE {clause} ORDER BY "
                                 "e.updated_on DESC, e.type DESC, e.url DESC LIMIT 1", params)
         return found[0] if found else None

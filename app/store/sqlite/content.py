@@ -389,6 +389,19 @@ ITEM_COLUMNS = ("source", "type", "id", "url", "seq", "sup", "updated_on")
 ITEM_FLAGS = ("deleted", "retired")
 
 
+def diff_range(params: list[Any], after: DiffKey | None, until: DiffKey | None,
+               key: str) -> str:
+    """The SQL that narrows a query to the diff positions after `after` and up to `until`
+    (inclusive), `key` naming the columns of the order; their values go into `params`. Bounded
+    on both sides, a page's scan of the diff index ends where the page does."""
+    clause = ""
+    for bound, operator in ((after, ">"), (until, "<=")):
+        if bound is not None:
+            clause += f" AND ({key}) {operator} (?, ?, ?)"
+            params.extend((bound.updated_on, bound.type, bound.id))
+    return clause
+
+
 class Items(base.Items):
     """`items` (every item version, keyed by its version url) and `mapping_keys`."""
 
@@ -522,20 +535,17 @@ class Items(base.Items):
         row = self.database.one(f"SELECT count(*) FROM items WHERE {clause}", params)
         return int(row[0]) if row else 0
 
-    def diff(self, query: ContentQuery, after: DiffKey | None, limit: int) -> list[Document]:
+    def diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
+             limit: int) -> list[Document]:
         clause, params = self._where(query, diff_order=True)
-        if after is not None:
-            clause += " AND (updated_on, type, id) > (?, ?, ?)"
-            params.extend((after.updated_on, after.type, after.id))
+        clause += diff_range(params, after, until, "updated_on, type, id")
         return self._documents(f"{self.select} INDEXED BY items_diff WHERE {clause} "
                                f"ORDER BY updated_on, type, id LIMIT {int(limit)}", params)
 
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
                  limit: int) -> tuple[int, DiffKey | None, bool]:
         clause, params = self._where(query, diff_order=True)
-        if after is not None:
-            clause += " AND (updated_on, type, id) > (?, ?, ?)"
-            params.extend((after.updated_on, after.type, after.id))
+        clause += diff_range(params, after, None, "updated_on, type, id")
         count, last = 0, None
         for row in self.database.execute(
                 f"SELECT updated_on, type, id FROM items INDEXED BY items_diff WHERE {clause} "
