@@ -10,6 +10,7 @@ the first's. Each size and backend runs in its own process, so peak RSS figures 
     .venv/bin/python bench/import.py --lines 200000 --database-uri sqlite --database-uri mongomock://
     .venv/bin/python bench/import.py --lines 200000 --shape icd10cm   # concepts as ICD-10-CM's
     .venv/bin/python bench/import.py --lines 200000 --shape icd10cm-shuffled  # interleaved
+    .venv/bin/python bench/import.py --shape icd10cm-shuffled --statements  # time per statement
 """
 
 from __future__ import annotations
@@ -113,10 +114,54 @@ class RssSampler:
         return max(self._peak, self.current())
 
 
+class StatementTimer:
+    """Times every SQL statement of the SQLite store (`--statements`): where a first import's
+    time goes in the database, statement by statement."""
+
+    def __init__(self) -> None:
+        from app.store.sqlite import db
+
+        self.totals: dict[str, list[float]] = {}
+        self.timing = False
+        connect = db.SqliteDatabase.connection
+        timer = self
+
+        class Timed:
+            def __init__(self, connection: Any) -> None:
+                self.connection = connection
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.connection, name)
+
+            def execute(self, sql: str, params: Any = ()) -> Any:
+                if not timer.timing:
+                    return self.connection.execute(sql, params)
+                started = time.perf_counter()
+                try:
+                    return self.connection.execute(sql, params)
+                finally:
+                    total = timer.totals.setdefault(" ".join(sql.split())[:90], [0, 0.0])
+                    total[0] += 1
+                    total[1] += time.perf_counter() - started
+
+        def timed(database: Any) -> Any:
+            return Timed(connect(database))
+
+        db.SqliteDatabase.connection = timed  # type: ignore[method-assign]
+
+    def top(self, count: int = 8) -> list[dict[str, Any]]:
+        ranked = sorted(self.totals.items(), key=lambda item: -item[1][1])[:count]
+        return [{"statement": sql, "calls": int(calls), "seconds": round(seconds, 2),
+                 "us_each": round(seconds / calls * 1e6, 1)} for sql, (calls, seconds) in ranked]
+
+
 def run_one(lines: int, database_uri: str, batch_size: int,
-            synchronous: str = "NORMAL", shape: str = "mixed") -> dict[str, Any]:
+            synchronous: str = "NORMAL", shape: str = "mixed",
+            statements: bool = False) -> dict[str, Any]:
     """Import a fresh file twice in this process; return the figures."""
     import logging
+
+    timer = StatementTimer() if statements else None
 
     logging.disable(logging.WARNING)
     from app import create_app
@@ -149,8 +194,12 @@ def run_one(lines: int, database_uri: str, batch_size: int,
         assert answer.status_code == 202, answer.get_json()
         uploaded = time.perf_counter()
         upload_peak = sampler.peak()
+        if timer is not None:
+            timer.timing = phase == "first"
         workers.run_until_idle()
         finished = time.perf_counter()
+        if timer is not None:
+            timer.timing = False
         job = client.get(f"/importers/bulk-import/{answer.get_json()['id']}/",
                          headers=HEADERS).get_json()
         assert job["state"] == "FINISHED", job
@@ -163,6 +212,8 @@ def run_one(lines: int, database_uri: str, batch_size: int,
             "upload_rss_delta_mb": round((upload_peak - baseline) / 2**20, 1),
             "peak_rss_mb": round(sampler.peak() / 2**20),
             "job_rss_delta_mb": round((sampler.peak() - baseline) / 2**20)}
+    if timer is not None:
+        figures["first"]["statements"] = timer.top()
     return figures
 
 
@@ -182,13 +233,15 @@ def main() -> int:
                         help="mixed: half concepts, half mappings; icd10cm: concepts shaped as "
                              "ICD-10-CM's (two names, extras, a parent), no mappings, in code "
                              "order as ICD-10-CM files are; icd10cm-shuffled: interleaved")
+    parser.add_argument("--statements", action="store_true",
+                        help="time every SQL statement of the first import (SQLite; slower)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.lines or [200_000]
     databases = args.database_uri or ["sqlite"]
     if args.child:
         print(json.dumps(run_one(sizes[0], databases[0], args.batch_size, args.synchronous,
-                                 args.shape)))
+                                 args.shape, args.statements)))
         return 0
     results = []
     for size in sizes:
@@ -197,7 +250,8 @@ def main() -> int:
             output = subprocess.run(
                 [sys.executable, __file__, "--child", "--lines", str(size), "--database-uri",
                  database, "--batch-size", str(args.batch_size), "--synchronous",
-                 args.synchronous, "--shape", args.shape],
+                 args.synchronous, "--shape", args.shape,
+                 *(["--statements"] if args.statements else [])],
                 check=True, capture_output=True, text=True).stdout
             figures = json.loads(output.strip().splitlines()[-1])
             rates.append(figures["first"]["lines_per_s"])
