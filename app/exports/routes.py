@@ -64,7 +64,7 @@ def _export_target(owner_kind: str | None, owner_id: str | None, source_id: str,
 
 def _file_url(source: dict[str, Any], sha256: str) -> str:
     """The absolute, immutable URL of an export file (content-addressed by its sha256)."""
-    return f"{request.host_url.rstrip('/')}{source['url']}exports/{sha256}.zip"
+    return f"{request.scheme}://{request.host}{source['url']}exports/{sha256}.zip"
 
 
 def _file_headers(source: dict[str, Any], version_id: str, file: dict[str, Any],
