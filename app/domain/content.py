@@ -369,11 +369,7 @@ class Content:
                              include_retired=include_retired, updated_since=updated_since,
                              filters=filters or ItemFilters())
         if query.filters or updated_since is not None:
-            if is_collection(source):
-                raise Invalid("A collection's lists cannot be searched yet: list it whole, or "
-                              "search the sources it references.",
-                              errors={"q": ["Not supported on collections."]})
-            return self.repos.items.search(query, skip, limit, EXACT)
+            return self.reader(source).search(query, skip, limit, EXACT)
         return self.reader(source).page(query, skip, limit), self.count(source, version, query)
 
     def search_items(self, caller: Caller, item_type: str, include_retired: bool,

@@ -440,6 +440,9 @@ class ContentReader(Protocol):
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]: ...
 
+    def search(self, query: ContentQuery, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]: ...
+
     def newest(self, query: ContentQuery) -> Document | None: ...
 
     def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
@@ -596,6 +599,12 @@ class CollectionEntries:
 
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
                  limit: int) -> tuple[int, DiffKey | None, bool]:
+        raise NotImplementedError
+
+    def search(self, query: ContentQuery, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]:
+        """As Items.search: one page (by url) of the entries of `query.types[0]` whose item
+        versions `query.filters` select, and how many match (exact up to `count_limit`)."""
         raise NotImplementedError
 
     def iter_diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,

@@ -150,6 +150,34 @@ def test_references_resolve_to_items_that_keep_their_source_identity(filled: Any
         (f"{DEMO}v1.0/concepts/Mango/", "v1.0")]
 
 
+def test_a_collections_lists_take_ocls_search_parameters(filled: Any) -> None:
+    """q, conceptClass, datatype, mapType, toConcept... narrow a collection's lists as they
+    narrow a source's, on the item versions the collection holds (HEAD or a version)."""
+    client = filled
+
+    def found(path: str) -> tuple[list[str], str]:
+        answer = client.get(path, headers=ADMIN)
+        assert answer.status_code == 200, answer.get_data()
+        return [item["url"] for item in answer.get_json()], answer.headers["num_found"]
+
+    apples = [f"{DEMO}concepts/Apple/", f"{OTHER}concepts/Apple/"]
+    assert found(f"{DICT}concepts/?q=apple") == (apples, "2")
+    assert found(f"{DICT}concepts/?q=apple&limit=1&page=2") == (apples[1:], "2")
+    assert found(f"{DICT}concepts/?datatype=N/A") == ([f"{OTHER}concepts/Apple/"], "1")
+    assert found(f"{DICT}concepts/?q=pear") == ([], "0")  # in the demo, not in the collection
+    mappings, count = found(f"{DICT}mappings/?toConcept=Carrot")
+    assert count == "1" and mappings[0].endswith("/mappings/13/")
+    assert found(f"{DICT}mappings/?mapType=Has%20Child")[1] == str(len(VEGETABLE_MAPPINGS))
+
+    call(client, "POST", f"{DICT}versions/", 201, json={"id": "v1"})
+    call(client, "PATCH", f"{OTHER}concepts/Apple/", 200,
+         json={"names": [{"name": "Pomme", "locale": "fr"}]})
+    assert found(f"{DICT}concepts/?q=pomme") == ([f"{OTHER}concepts/Apple/"], "1")
+    assert found(f"{DICT}v1/concepts/?q=pomme") == ([], "0")
+    assert found(f"{DICT}v1/concepts/?q=apple") == (apples, "2")
+    assert found(f"{DICT}concepts/?locale=fr") == ([f"{OTHER}concepts/Apple/"], "1")
+
+
 def test_put_reports_each_expression(filled: Any) -> None:
     client = filled
     call(client, "POST", "/orgs/", 201, json={"id": "Secret", "public_access": "None"})

@@ -23,6 +23,7 @@ from app.store.base import (
     ContentQuery,
     DiffKey,
     DuplicateKey,
+    ItemFilters,
     RepoFilters,
     StaleHead,
     Visibility,
@@ -375,6 +376,13 @@ def test_collection_entries_name_item_versions_and_keep_checksums(store: Store) 
     assert [i["id"] for i in entries.find(COLLECTION, cut.seq, "Concept", "A")] == ["A", "A"]
     assert [i["url"] for i in entries.find(COLLECTION, HEAD_SEQ, "Concept", "A")
             if not i["deleted"]] == [a]
+
+    # searched by the fields of the item versions the entries name, in url order
+    coded = replace(at_cut, filters=ItemFilters(datatype=("Coded",)))
+    assert [(i["url"], i["seq"]) for i in entries.search(coded, 0, 10, 100)[0]] == [(a, 1)]
+    assert entries.search(replace(coded, seq=HEAD_SEQ), 0, 10, 100) == ([], 0)
+    page, total = entries.search(replace(at_cut, filters=ItemFilters(q="a")), 1, 1, 100)
+    assert [i["url"] for i in page] == [xa] and total == 2
 
     since = ContentQuery(COLLECTION, updated_since=t(11), include_deleted=True)
     diff = entries.diff(since, None, None, 2)

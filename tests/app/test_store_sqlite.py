@@ -187,6 +187,10 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
         ContentQuery(COLLECTION, updated_since="2026-01-02T00:00:10Z"), None, 500)),
     ("collection diff of a version", lambda s: s.collection_entries.diff(
         ContentQuery(COLLECTION, seq=150), None, None, 500)),
+    ("collection search", lambda s: s.collection_entries.search(matching(ContentQuery(
+        COLLECTION, types=("Concept",), include_retired=False), text="1"), 0, 50, 1000)),
+    ("collection search at a version", lambda s: s.collection_entries.search(matching(
+        ContentQuery(COLLECTION, seq=150, types=("Concept",)), datatype="N"), 0, 50, 1000)),
     ("collection head list", lambda s: s.collection_entries.page(
         ContentQuery(COLLECTION, types=("Concept",), include_retired=False), 0, 50)),
     ("collection version list", lambda s: s.collection_entries.page(

@@ -37,7 +37,7 @@ from ..base import (
     offset,
     version_url,
 )
-from .content import Items, Sources, bulk_replace, diff_range
+from .content import Items, Sources, all_of, bulk_replace, diff_range, item_filters
 
 logger = logging.getLogger(__name__)
 DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("url", ASCENDING)]
@@ -361,6 +361,32 @@ class CollectionEntries(base.CollectionEntries):
         if limit:
             cursor = cursor.limit(limit)
         return self._joined(list(cursor))
+
+    def search(self, query: ContentQuery, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]:
+        """The entries in url order, their item versions matched a batch at a time."""
+        query = replace(query, types=query.types[:1])
+        narrowing = item_filters(query.filters)
+        wanted = max(count_limit, offset(skip) + limit) + 1
+        found: list[Document] = []
+        batch: list[Document] = []
+
+        def matches() -> list[Document]:
+            keys = [version_url(entry["url"], entry["item_seq"]) for entry in batch]
+            hits = {item["_id"] for item in self.items.items.find(
+                all_of([{"_id": {"$in": keys}}, *narrowing]), {"_id": 1})}
+            return [entry for key, entry in zip(keys, batch, strict=True) if key in hits]
+
+        for entry in self.entries.find(self._filter(query)).sort("url", ASCENDING):
+            batch.append(entry)
+            if len(batch) >= 1000:
+                found.extend(matches())
+                batch.clear()
+                if len(found) >= wanted:
+                    break
+        found.extend(matches() if batch else [])
+        found = found[:wanted]
+        return self._joined(found[offset(skip):offset(skip) + limit]), len(found)
 
     def count(self, query: ContentQuery) -> int:
         return int(self.entries.count_documents(self._filter(query)))

@@ -27,7 +27,7 @@ from ..base import (
     count_item,
     offset,
 )
-from .content import Items, diff_range, like
+from .content import Items, diff_range, filter_clauses, like
 from .db import DocTable, SqliteDatabase, dumps, loads
 
 DIFF_KEY = "e.updated_on, e.type, e.url"  # the order of a collection's diff (entries_diff)
@@ -358,6 +358,29 @@ class CollectionEntries(base.CollectionEntries):
         if limit:
             sql += f" LIMIT {int(limit)} OFFSET {offset(skip)}"
         return self._documents(sql, params)
+
+    def search(self, query: ContentQuery, skip: int, limit: int,
+               count_limit: int) -> tuple[list[Document], int]:
+        """As Items.search, by url: the entries in url order, narrowed by their item versions'
+        fields; one walk finds the matches' urls up to what the page and the count need."""
+        query = replace(query, types=query.types[:1])
+        clause, params = self._where(query)
+        filters, filter_params = filter_clauses(query.filters)
+        where = " AND ".join([clause, *filters])
+        index = "entries_head" if query.seq >= HEAD_SEQ and not query.include_deleted \
+            and not query.include_retired else "entries_at"
+        wanted = max(count_limit, offset(skip) + limit) + 1
+        found = [row[0] for row in self.database.all(
+            f"SELECT e.url FROM collection_entries AS e INDEXED BY {index} JOIN items ON "
+            f"items.url = e.url AND items.seq = e.item_seq WHERE {where} ORDER BY e.url "
+            f"LIMIT {min(int(wanted), 2**62)}", [*params, *filter_params])]
+        urls = found[offset(skip):offset(skip) + limit]
+        if not urls:
+            return [], len(found)
+        page = self._documents(f"{self._joined(index)} WHERE {clause} AND e.url IN "
+                               f"({', '.join('?' * len(urls))}) ORDER BY e.url",
+                               [*params, *urls])
+        return page, len(found)
 
     def count(self, query: ContentQuery) -> int:
         clause, params = self._where(query)
