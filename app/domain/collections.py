@@ -404,6 +404,20 @@ class Collections:
         return len(urls)
 
     # --- checks ---------------------------------------------------------------------------
+    def check_hideable(self, source: Document) -> None:
+        """A source about to be seen by fewer people may not stay in a collection that shows
+        its items to more (HEAD or a version): Invalid naming those collections."""
+        exposing = []
+        for collection_url in self.repos.collection_entries.holding(source["url"]):
+            collection = self.repos.sources.get(collection_url)
+            if collection is not None and not self.exposable(collection, source):
+                exposing.append(collection_url)
+        if exposing:
+            raise Invalid(f"Source '{source['id']}' has items in collection(s) "
+                          f"{', '.join(exposing)} that more people may see: make them private "
+                          "or remove those references (and versions) first.",
+                          errors={"public_access": ["Collections would expose it."]})
+
     def check_source_deletable(self, source: Document) -> None:
         """A source whose items a collection (HEAD or a version) holds cannot be deleted: a
         released collection version never changes."""

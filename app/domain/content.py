@@ -181,6 +181,8 @@ class Content:
                             "(public_access).")
         if is_collection(source) and changes.get("public_access") in ("View", "Edit"):
             self.collections.check_exposable(dict(source, **changes))
+        elif not is_collection(source) and changes.get("public_access") == "None":
+            self.collections.check_hideable(dict(source, **changes))
         kind_only = COLLECTION_FIELDS if not is_collection(source) else ("source_type",)
         changes = {key: value for key, value in changes.items() if key not in kind_only}
         changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)

@@ -212,6 +212,13 @@ def test_put_reports_each_expression(filled: Any) -> None:
     answer = client.patch("/orgs/Secret/collections/C/", json={"public_access": "View"},
                           headers=ADMIN)
     assert answer.status_code == 400 and "/orgs/Secret/sources/S/" in answer.get_json()["message"]
+    # nor may a source become private while a collection shows its items to more people
+    answer = client.patch(OTHER, json={"public_access": "None"}, headers=ADMIN)
+    assert answer.status_code == 400 and DICT in answer.get_json()["message"]
+    assert call(client, "GET", OTHER, 200)["public_access"] == "View"
+    call(client, "PATCH", DICT, 200, json={"public_access": "None"})  # same owner, private
+    call(client, "PATCH", OTHER, 200, json={"public_access": "None"})
+    call(client, "PATCH", DICT, 400, json={"public_access": "View"})
     call(client, "PUT", f"{DICT}references/?cascade=everything", 400,
          json={"data": {"expressions": [f"{DEMO}concepts/Pear/"]}})
     call(client, "PUT", f"{DICT}references/", 422, json={"expressions": ["x"]})
