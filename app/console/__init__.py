@@ -1,11 +1,11 @@
 """The web console: server-rendered pages for curators and operators under /console/.
 
-Sources and versions (with export state and actions), concepts, and bulk imports with live
-progress, for a visitor signed in with an API token kept server-side (`sessions.py`) or for
-anonymous visitors, who see what the public may see. Pages are built on the domain and feature
-services (`Browse`, `Content`, `ExportService`, `ImportJobs`), never on repositories, with the
-API's rights. Each section is a child blueprint of `web.console` plus an entry in `SECTIONS`:
-a collections section plugs in the same way.
+Sources and collections and their versions (with export state and actions), concepts, and bulk
+imports with live progress, for a visitor signed in with an API token kept server-side
+(`sessions.py`) or for anonymous visitors, who see what the public may see. Pages are built on
+the domain and feature services (`Browse`, `Content`, `ExportService`, `ImportJobs`), never on
+repositories, with the API's rights. Each section is a child blueprint of `web.console` plus an
+entry in `SECTIONS`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ SESSION_PURGE_TASK = "console-sessions-purge"
 
 # The navigation, in order; a section's pages are one child blueprint.
 SECTIONS = [Section("Sources", "console.sources.sources"),
+            Section("Collections", "console.sources.collections"),
             Section("Organizations", "console.sources.orgs"),
             Section("Imports", "console.imports.jobs", signed_in_only=True)]
 for child in (auth.bp, sources.bp, concepts.bp, imports.bp):

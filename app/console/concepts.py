@@ -6,13 +6,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, redirect, request, url_for
 
 from ..domain import ocl
 from ..domain.browse import ItemMatch, LinkedMapping
-from ..domain.content import CONCEPT
+from ..domain.content import CONCEPT, is_collection
 from .sources import SOURCE, resolve_source
-from .web import Answer, caller, domain, owner_kind, page_number, pager, render, services, text_arg
+from .web import (
+    Answer,
+    caller,
+    domain,
+    owner_kind,
+    page_number,
+    pager,
+    render,
+    services,
+    source_args,
+    text_arg,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +44,8 @@ def concept_page_url(concept_url: str | None, version: str | None = None) -> str
     if parsed is None:
         return None
     arguments: dict[str, Any] = {"owner_kind": owner_kind(parsed["owner_type"]),
-                                 "owner_id": parsed["owner"], "source_id": parsed["source"],
-                                 "concept_id": parsed["code"]}
+                                 "owner_id": parsed["owner"], "repo_path": "sources",
+                                 "source_id": parsed["source"], "concept_id": parsed["code"]}
     if version:
         arguments["version"] = version
     return url_for("console.concepts.concept", **arguments)
@@ -53,9 +64,10 @@ def linked(link: LinkedMapping, direction: str, source: dict[str, Any],
 
 
 @bp.route(f"{SOURCE}/concepts/")
-def concepts(owner_kind: str, owner_id: str, source_id: str) -> Answer:
-    """A page of concepts by id, narrowed by `q` (id or name), class and datatype."""
-    _, found = resolve_source(owner_kind, owner_id, source_id)
+def concepts(owner_kind: str, owner_id: str, repo_path: str, source_id: str) -> Answer:
+    """A page of concepts by id (a collection's: by url), narrowed by `q` (id or name), class
+    and datatype. A collection's concepts link to their pages in their own sources."""
+    _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     version = selected_version(found)
     match = ItemMatch(text=text_arg("q"), concept_class=text_arg("concept_class"),
                       datatype=text_arg("datatype"))
@@ -65,18 +77,31 @@ def concepts(owner_kind: str, owner_id: str, source_id: str) -> Answer:
     result = domain().browse.find_concepts(found, version, match, include_retired,
                                            (page - 1) * limit, limit, settings.search_count_limit)
     versions, _ = domain().content.list_versions(found, None, 0, VERSION_CHOICES)
+    render_item = domain().content.renderer(found)  # a collection's items keep their sources
+    version_id = None if version.get("is_head") else version["id"]
+    rows = []
+    for item in result.items:
+        rendered = render_item(item)
+        arguments: dict[str, Any] = dict(source_args(found), concept_id=rendered["id"],
+                                         version=version_id)
+        link = concept_page_url(rendered["url"]) if is_collection(found) else url_for(
+            "console.concepts.concept", **arguments)
+        rows.append((rendered, link))
     return render("console/concepts.html", source=found, version=version, versions=versions,
-                  match=match, include_retired=include_retired,
-                  concepts=[ocl.render_concept(item, found) for item in result.items],
+                  match=match, include_retired=include_retired, concepts=rows,
                   found=result, pager=pager(page, limit, result.num_found, result.more))
 
 
 @bp.route(f"{SOURCE}/concepts/<concept_id>/")
-def concept(owner_kind: str, owner_id: str, source_id: str, concept_id: str) -> Answer:
-    """A concept as it is in a version (HEAD by default), with its mappings and history."""
-    _, found = resolve_source(owner_kind, owner_id, source_id)
+def concept(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
+            concept_id: str) -> Answer:
+    """A concept as it is in a version (HEAD by default), with its mappings and history; a
+    collection's concept is shown on its own source's page."""
+    _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     version = selected_version(found)
     item = domain().content.get_item(found, version, CONCEPT, concept_id)
+    if is_collection(found):
+        return redirect(concept_page_url(item["url"]) or url_for("console.home"), 303)
     browse = domain().browse
     links = browse.concept_links(caller(), found, version, item["url"])
     version_id = None if version.get("is_head") else version["id"]

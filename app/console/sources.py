@@ -1,6 +1,8 @@
-"""Organizations, sources and a source's page: counts, checksum, changes since the last release,
-versions with their export state, and the actions of those with edit rights (cut and release a
-version, build or delete an export), plus the download of a ready export."""
+"""Organizations, sources and collections, and a repository's page: counts, checksum, changes
+since the last release (sources) or references (collections), versions with their export state,
+and the actions of those with edit rights (cut and release a version, build or delete an export),
+plus the download of a ready export. A collection's page is a source's page: the same routes
+under `collections/`, on the same services."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from marshmallow import ValidationError
 from werkzeug.wsgi import wrap_file
 
 from ..domain.accounts import ORG, Owner
+from ..domain.content import COLLECTION_TYPE, SOURCE_TYPE, is_collection
 from ..domain.errors import Invalid, NotAllowed, NotFound
 from ..domain.loader import flatten_errors
 from ..domain.payloads import VersionSchema
@@ -36,7 +39,9 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("sources", __name__)
 
-SOURCE = "/<any(orgs,users):owner_kind>/<owner_id>/sources/<source_id>"
+SOURCE = "/<any(orgs,users):owner_kind>/<owner_id>/<any(sources,collections):repo_path>/<source_id>"
+REPO_KINDS = {"sources": SOURCE_TYPE, "collections": COLLECTION_TYPE}
+REFERENCES_PER_PAGE = 20
 VERSIONS_PER_PAGE = 20
 READ_BLOCK = 1024 * 1024
 EXPORT_LABELS = {READY: "ready", PENDING: "queued", BUILDING: "building", FAILED: "failed",
@@ -53,11 +58,13 @@ def export_service() -> ExportService:
     return service()
 
 
-def resolve_source(owner_kind: str, owner_id: str, source_id: str) -> tuple[Owner, dict[str, Any]]:
-    """The owner and source a console URL names, for this caller (404 if hidden, as the API)."""
+def resolve_source(owner_kind: str, owner_id: str, repo_path: str,
+                   source_id: str) -> tuple[Owner, dict[str, Any]]:
+    """The owner and the source or collection a console URL names, for this caller (404 if
+    hidden, as the API)."""
     who = caller()
     owner = domain().accounts.resolve_owner(who, owner_kind, owner_id)
-    return owner, domain().content.get_source(who, owner, source_id)
+    return owner, domain().content.get_source(who, owner, source_id, REPO_KINDS[repo_path])
 
 
 def resolve_version(source: dict[str, Any], version_id: str) -> dict[str, Any]:
@@ -110,41 +117,61 @@ def orgs() -> Answer:
     return render("console/orgs.html", orgs=found, q=query, pager=pager(page, limit, total))
 
 
-@bp.route("/sources/")
-def sources() -> Answer:
-    """Sources the visitor may see, searchable by id, name and full name."""
+def _repos(owner: Owner | None, repo_path: str, **context: Any) -> Answer:
+    """A page of the sources or collections the visitor may see (of one owner, or all),
+    searchable by id, name and full name."""
     query = text_arg("q")
     page, limit = page_number(), services().settings.page_size
-    found, total = domain().browse.search_sources(caller(), None, query, (page - 1) * limit,
-                                                  limit)
-    return render("console/sources.html", sources=found, q=query, owner=None,
-                  pager=pager(page, limit, total))
+    found, total = domain().browse.search_sources(caller(), owner, query, (page - 1) * limit,
+                                                  limit, REPO_KINDS[repo_path])
+    return render("console/sources.html", sources=found, q=query, owner=owner,
+                  repo_path=repo_path, pager=pager(page, limit, total), **context)
 
 
-@bp.route("/<any(orgs,users):owner_kind>/<owner_id>/")
-def owner(owner_kind: str, owner_id: str) -> Answer:
-    """An organization (or user) and its sources."""
+@bp.route("/sources/")
+def sources() -> Answer:
+    """Sources the visitor may see."""
+    return _repos(None, "sources")
+
+
+@bp.route("/collections/")
+def collections() -> Answer:
+    """Collections the visitor may see."""
+    return _repos(None, "collections")
+
+
+@bp.route("/<any(orgs,users):owner_kind>/<owner_id>/", defaults={"repo_path": "sources"})
+@bp.route("/<any(orgs,users):owner_kind>/<owner_id>/<any(sources,collections):repo_path>/")
+def owner(owner_kind: str, owner_id: str, repo_path: str) -> Answer:
+    """An organization (or user) and its sources (or collections)."""
     who = caller()
     accounts = domain().accounts
     found_owner = accounts.resolve_owner(who, owner_kind, owner_id)
     org = accounts.get_org(who, owner_id) if found_owner.kind == ORG else None
-    query = text_arg("q")
-    page, limit = page_number(), services().settings.page_size
-    found, total = domain().browse.search_sources(who, found_owner, query, (page - 1) * limit,
-                                                  limit)
-    return render("console/sources.html", sources=found, q=query, owner=found_owner, org=org,
-                  pager=pager(page, limit, total))
+    return _repos(found_owner, repo_path, org=org)
 
 
 # --- a source -------------------------------------------------------------------------------
 
 @bp.route(f"{SOURCE}/")
-def source(owner_kind: str, owner_id: str, source_id: str) -> Answer:
-    """A source: counts, checksum, changes since the last release, versions and exports."""
-    found_owner, found = resolve_source(owner_kind, owner_id, source_id)
+def source(owner_kind: str, owner_id: str, repo_path: str, source_id: str) -> Answer:
+    """A source (a collection): counts, checksum, changes since the last release (its
+    references, searchable by text), versions and exports."""
+    found_owner, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     content, browse = domain().content, domain().browse
     summary = browse.source_summary(found)
-    changes = browse.changes_since_release(found, summary)
+    changes = references = None
+    if is_collection(found):
+        query = text_arg("references_q")
+        ref_page = page_number("references_page")
+        found_references, ref_total = domain().collections.references(
+            found, content.head_version(found), query, (ref_page - 1) * REFERENCES_PER_PAGE,
+            REFERENCES_PER_PAGE)
+        references = {"items": found_references, "q": query,
+                      "pager": pager(ref_page, REFERENCES_PER_PAGE, ref_total,
+                                     name="references_page")}
+    else:
+        changes = browse.changes_since_release(found, summary)
     page = page_number("versions_page")
     versions, total = content.list_versions(found, None, (page - 1) * VERSIONS_PER_PAGE,
                                             VERSIONS_PER_PAGE)
@@ -152,7 +179,7 @@ def source(owner_kind: str, owner_id: str, source_id: str) -> Answer:
     rows = [VersionRow(version, exports.status(found, version)) for version in versions]
     notice = NOTICES.get(request.args.get("notice", ""))
     return render("console/source.html", source=found, owner=found_owner, summary=summary,
-                  changes=changes, versions=rows,
+                  changes=changes, references=references, versions=rows,
                   pager=pager(page, VERSIONS_PER_PAGE, total, name="versions_page"),
                   can_edit=domain().accounts.can_edit(caller(), found),
                   notice=notice.format(version=request.args.get("version", "")) if notice else None,
@@ -165,10 +192,10 @@ def _back(source: dict[str, Any], notice: str, version_id: str) -> Answer:
 
 
 @bp.route(f"{SOURCE}/versions/", methods=["POST"])
-def cut_version(owner_kind: str, owner_id: str, source_id: str) -> Answer:
+def cut_version(owner_kind: str, owner_id: str, repo_path: str, source_id: str) -> Answer:
     """Cut a version from HEAD (released at once if asked: that queues its export)."""
     who = require_sign_in()
-    _, found = resolve_source(owner_kind, owner_id, source_id)
+    _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     form = request.form
     try:
         payload = VersionSchema().load({"id": form.get("id", "").strip(),
@@ -182,20 +209,22 @@ def cut_version(owner_kind: str, owner_id: str, source_id: str) -> Answer:
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/release", methods=["POST"])
-def release(owner_kind: str, owner_id: str, source_id: str, version_id: str) -> Answer:
+def release(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
+        version_id: str) -> Answer:
     """Mark a version released (which queues its export)."""
     who = require_sign_in()
-    _, found = resolve_source(owner_kind, owner_id, source_id)
+    _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     version = resolve_version(found, version_id)
     domain().content.update_version(who, found, version, {"released": True})
     return _back(found, "released", version["id"])
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export/build", methods=["POST"])
-def build_export(owner_kind: str, owner_id: str, source_id: str, version_id: str) -> Answer:
+def build_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
+        version_id: str) -> Answer:
     """Queue a build (or a rebuild) of a version's export: edit rights, as POST ?force=true."""
     who = require_sign_in()
-    _, found = resolve_source(owner_kind, owner_id, source_id)
+    _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     domain().accounts.require_edit(who, found)
     version = resolve_version(found, version_id)
     export_service().request(found, version, rebuild=True)
@@ -203,10 +232,11 @@ def build_export(owner_kind: str, owner_id: str, source_id: str, version_id: str
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export/delete", methods=["POST"])
-def delete_export(owner_kind: str, owner_id: str, source_id: str, version_id: str) -> Answer:
+def delete_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
+        version_id: str) -> Answer:
     """Delete a version's export file, or cancel its build."""
     who = require_sign_in()
-    _, found = resolve_source(owner_kind, owner_id, source_id)
+    _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     domain().accounts.require_edit(who, found)
     version = resolve_version(found, version_id)
     if not export_service().delete(found, version):
@@ -215,17 +245,19 @@ def delete_export(owner_kind: str, owner_id: str, source_id: str, version_id: st
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export.json")
-def export_progress(owner_kind: str, owner_id: str, source_id: str, version_id: str) -> Answer:
+def export_progress(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
+        version_id: str) -> Answer:
     """The state of a version's export, for the page's progress bar."""
-    _, found = resolve_source(owner_kind, owner_id, source_id)
+    _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     return jsonify(export_progress_of(export_service().status(
         found, resolve_version(found, version_id))))
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export.zip")
-def download_export(owner_kind: str, owner_id: str, source_id: str, version_id: str) -> Answer:
+def download_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
+        version_id: str) -> Answer:
     """The ready export file of a version (view rights, as GET .../export/), with its ETag."""
-    _, found = resolve_source(owner_kind, owner_id, source_id)
+    _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     version = resolve_version(found, version_id)
     service = export_service()
     status = service.status(found, version)

@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response as Answer
 
 from ..domain import Domain
 from ..domain.accounts import ANONYMOUS, ORG, Caller
+from ..domain.content import is_collection
 from ..domain.errors import DomainError, Unauthorized
 from .sessions import ConsoleSession, SessionService, same_token
 
@@ -208,7 +209,7 @@ def render(template: str, http_status: int = 200, **context: Any) -> Answer:
     sections = [section for section in services().sections
                 if current.signed_in or not section.signed_in_only]
     body = render_template(template, visitor=current, sections=sections,
-                           csrf_field=CSRF_FIELD, csrf_token=csrf_token(),
+                           csrf_field=CSRF_FIELD, csrf_token=csrf_token(), repo_args=source_args,
                            poll_seconds=settings.poll_seconds, **context)
     return Response(body, status=http_status, mimetype="text/html")
 
@@ -219,8 +220,9 @@ def owner_kind(owner_type: str) -> str:
 
 
 def source_args(source: dict[str, Any]) -> dict[str, str]:
-    """url_for arguments naming a source."""
+    """url_for arguments naming a source or a collection (templates: `repo_args`)."""
     return {"owner_kind": owner_kind(source["owner_type"]), "owner_id": source["owner"],
+            "repo_path": "collections" if is_collection(source) else "sources",
             "source_id": source["id"]}
 
 

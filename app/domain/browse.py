@@ -125,11 +125,10 @@ class Browse:
         return self.accounts.list_orgs(caller, skip, limit, q=text or None)
 
     def search_sources(self, caller: Caller, owner: Owner | None, text: str | None, skip: int,
-                       limit: int) -> tuple[list[Document], int]:
-        """Sources the caller may see (under one owner or all); with `text`, those whose id,
-        name or full name holds it."""
-        return self.content.list_repos(caller, owner, RepoFilters(q=text or None,
-                                                                  repo_type=SOURCE_TYPE),
+                       limit: int, kind: str = SOURCE_TYPE) -> tuple[list[Document], int]:
+        """Sources (or with `kind`, collections) the caller may see, under one owner or all;
+        with `text`, those whose id, name or full name holds it."""
+        return self.content.list_repos(caller, owner, RepoFilters(q=text or None, repo_type=kind),
                                        skip, limit)
 
     def source_summary(self, source: Document) -> SourceSummary:
@@ -172,7 +171,7 @@ class Browse:
         """
         query = ContentQuery(source["url"], version["seq"], (CONCEPT,),
                              include_retired=include_retired, filters=match.filters())
-        items, found = self.repos.items.search(query, skip, limit, count_limit)
+        items, found = self.content.reader(source).search(query, skip, limit, count_limit)
         more = bool(match.text) and found > max(count_limit, skip + limit)
         return ItemPage(items, min(found, max(count_limit, skip + limit)) if more else found,
                         more)

@@ -324,6 +324,54 @@ def test_source_page_versions_and_exports(browser: Browser) -> None:
     assert "reserved" in answer.text
 
 
+def test_collection_pages_references_concepts_versions_and_exports(browser: Browser) -> None:
+    """A collection has a source's page (counts, checksum, versions, exports and their
+    actions) with its references in place of the changes, and its concepts link to their
+    pages in their own sources."""
+    app = browser.app
+    api = app.test_client()
+    assert api.post("/orgs/DemoOrg/collections/", json={"id": "Dict", "name": "Starter set"},
+                    headers=ADMIN).status_code == 201
+    answer = api.put("/orgs/DemoOrg/collections/Dict/references/", headers=ADMIN, json={
+        "data": {"expressions": ["/orgs/DemoOrg/sources/DemoSource/concepts/Apple/",
+                                 "/orgs/DemoOrg/sources/DemoSource/v1.0/concepts/Mango/"]}})
+    assert answer.status_code == 200, answer.get_json()
+    collection = "/console/orgs/DemoOrg/collections/Dict/"
+    browser.sign_in(ADMIN_TOKEN)
+    listed = text(browser.get("/console/collections/").text)
+    assert "1 collection." in listed and "DemoOrg/Dict" in listed
+    assert "DemoOrg/Dict" in text(browser.get("/console/orgs/DemoOrg/collections/").text)
+    assert "DemoOrg/Dict" not in text(browser.get("/console/sources/").text)
+    assert 'href="/console/collections/"' in browser.get("/console/").text  # navigation
+
+    page = browser.get(collection).text
+    checksum = api.get("/orgs/DemoOrg/collections/Dict/").get_json()["checksums"]["content"]
+    assert checksum in page and re.search(r'id="concept-count">2<', page)
+    assert "2 references at HEAD." in text(page) and "Changes since" not in page
+    assert "/orgs/DemoOrg/sources/DemoSource/v1.0/concepts/Mango/" in page
+    found = text(browser.get(f"{collection}?references_q=v1.0").text)
+    assert "1 reference at HEAD matching “v1.0”." in found
+
+    concepts = browser.get(f"{collection}concepts/?q=mango").text
+    assert 'href="/console/orgs/DemoOrg/sources/DemoSource/concepts/Mango/"' in concepts
+    assert "DemoOrg/DemoSource/Mango" in text(concepts) and "Apple" not in text(concepts)
+    moved = browser.get(f"{collection}concepts/Apple/", status=303)
+    assert moved.headers["Location"].endswith("/console/orgs/DemoOrg/sources/DemoSource/"
+                                              "concepts/Apple/")
+
+    browser.get(collection)
+    browser.post(f"{collection}versions/", {"id": "c1", "released": "on"})
+    assert 'id="version-c1" data-export-state="PENDING"' in browser.get(collection).text
+    app.extensions["termsync.jobs"].run_until_idle()
+    page = browser.get(collection).text
+    etag = re.search(r'<tr id="version-c1".*?<code class="etag">(\w+)</code>', page, re.S)
+    assert etag
+    download = browser.get(f"{collection}versions/c1/export.zip")
+    assert hashlib.sha256(download.data).hexdigest() == etag.group(1)
+    assert api.head("/orgs/DemoOrg/collections/Dict/c1/export/").headers["ETag"] == \
+        f'"{etag.group(1)}"'
+
+
 def test_lists_and_searches(browser: Browser) -> None:
     assert "DemoSource" in browser.get("/console/sources/?q=demo").text
     page = text(browser.get("/console/sources/?q=zzz").text)
