@@ -11,6 +11,8 @@ straight through the store's bulk load), on a new SQLite file by default. Then, 
   and the collection's HEAD checksum compared with a scan of its entries;
 - a version cut of that collection, and of a second collection of 1,000 references: both record
   a seq, so they cost the same (the median of `--cuts` cuts each);
+- searches of the collection's concepts (text in the id or names; a datatype), against the same
+  searches of the source as the baseline, the median of 5 each;
 - the released version's export built by the real job (concepts, mappings, references), timed,
   and its size;
 - one edit of a referenced concept (the item write plus its follower's entry), against an edit
@@ -52,6 +54,10 @@ def call(client: Any, method: str, path: str, expect: int, **kwargs: Any) -> Any
     answer = client.open(path, method=method, headers=ADMIN, **kwargs)
     assert answer.status_code == expect, (method, path, answer.status_code, answer.get_data()[:500])
     return answer.get_json(silent=True)
+
+
+def median_seconds(action: Any, repeat: int = 5) -> float:
+    return statistics.median(timed(action)[0] for _ in range(repeat))
 
 
 def expressions(items: int, count: int, start: int = 0) -> list[str]:
@@ -103,6 +109,15 @@ def run(items: int, references: int, small: int, cuts: int, database: str) -> di
         references: round(statistics.median(big_cuts) * 1000, 2)})
     result["cut_ratio_large_to_small"] = round(statistics.median(big_cuts)
                                                / statistics.median(small_cuts), 2)
+
+    searches = {"text": "concepts/?q=C00001&limit=50",
+                "datatype": "concepts/?datatype=N/A&limit=50"}
+    for name, query in searches.items():
+        in_collection = median_seconds(lambda url=f"{big}{query}": call(client, "GET", url, 200))
+        in_source = median_seconds(lambda url=f"{SOURCE}{query}": call(client, "GET", url, 200))
+        result[f"search_{name}_ms"] = {"collection": round(in_collection * 1000, 1),
+                                       "source": round(in_source * 1000, 1),
+                                       "ratio": round(in_collection / in_source, 2)}
 
     call(client, "POST", f"{big}versions/", 201, json={"id": "v1", "released": True})
     jobs = app.extensions["termsync.jobs"]
