@@ -210,7 +210,7 @@ def cut_version(owner_kind: str, owner_id: str, repo_path: str, source_id: str) 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/release", methods=["POST"])
 def release(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
-        version_id: str) -> Answer:
+            version_id: str) -> Answer:
     """Mark a version released (which queues its export)."""
     who = require_sign_in()
     _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
@@ -221,7 +221,7 @@ def release(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export/build", methods=["POST"])
 def build_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
-        version_id: str) -> Answer:
+                 version_id: str) -> Answer:
     """Queue a build (or a rebuild) of a version's export: edit rights, as POST ?force=true."""
     who = require_sign_in()
     _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
@@ -233,7 +233,7 @@ def build_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export/delete", methods=["POST"])
 def delete_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
-        version_id: str) -> Answer:
+                  version_id: str) -> Answer:
     """Delete a version's export file, or cancel its build."""
     who = require_sign_in()
     _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
@@ -246,7 +246,7 @@ def delete_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export.json")
 def export_progress(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
-        version_id: str) -> Answer:
+                    version_id: str) -> Answer:
     """The state of a version's export, for the page's progress bar."""
     _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     return jsonify(export_progress_of(export_service().status(
@@ -255,7 +255,7 @@ def export_progress(owner_kind: str, owner_id: str, repo_path: str, source_id: s
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export.zip")
 def download_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
-        version_id: str) -> Answer:
+                    version_id: str) -> Answer:
     """The ready export file of a version (view rights, as GET .../export/), with its ETag."""
     _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     version = resolve_version(found, version_id)
