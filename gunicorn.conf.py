@@ -29,9 +29,12 @@ _keep_app_date_header()
 bind = os.environ.get("TERMSYNC_BIND", "127.0.0.1:8000")
 # Processes: CPU-bound JSON/zip work scales with processes, not threads (the GIL).
 workers = _env_int("GUNICORN_WORKERS", _env_int("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-# Threads per process: requests mostly wait on the database or stream files.
+# Threads per process: some keep a process answering while others stream files to slow clients;
+# the Python work itself is serialised by the GIL, so more threads on busy CPUs only lengthen
+# the latency tail (p99 of 16 concurrent probes: 19-21 ms with 8, 14-17 ms with 4, 11-13 ms
+# with 2; docs/performance.md, HEAD probes). Idle keep-alive connections hold no thread.
 worker_class = "gthread"
-threads = _env_int("GUNICORN_THREADS", 8)
+threads = _env_int("GUNICORN_THREADS", 4)
 # A request that takes longer than this kills its worker; exports stream from storage, so this
 # bounds slow clients only through the send buffer. Downloads of large exports by slow clients
 # should go through a buffering proxy (see docs/deployment.md).
@@ -39,9 +42,13 @@ timeout = _env_int("GUNICORN_TIMEOUT", 60)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 backlog = _env_int("GUNICORN_BACKLOG", 2048)
-# Recycle processes now and then (with jitter, so they do not all restart together).
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 10000)
-max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
+# Recycle processes now and then (with jitter, so they do not all restart together): rarely. A
+# process boots in about a second of CPU and serves nothing meanwhile, so at monitoring's rates
+# (thousands of probes a second) recycling every 10,000 requests booted a process every few
+# seconds (docs/performance.md, HEAD probes); termsync's memory stays flat, so this is only a
+# safety net.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 1_000_000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 100_000)
 # Each process opens its own database connections after the fork (neither pymongo nor sqlite3
 # connections survive a fork).
 preload_app = False
@@ -54,10 +61,22 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # additionally needs TERMSYNC_TRUSTED_PROXIES=<hops> to use them).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 proc_name = "termsync"
+# Each process listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new
+# connections over them. On one shared socket, whichever process wakes first accepts a whole
+# burst of keep-alive connections (a load balancer's pool, a monitor's clients) and keeps them,
+# while the others idle: measured, half the throughput of HEAD probes (docs/performance.md).
+# `on_starting` turns this off where it cannot work: an ephemeral port (":0" would give each
+# process a port of its own), a unix socket, or sockets handed over by systemd.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() not in ("0", "false", "no")
 
 
 def on_starting(server: Any) -> None:
-    """Prepare multiprocess metrics: stale files of an earlier run would be summed in."""
+    """Keep one shared socket where per-process sockets cannot work; prepare multiprocess
+    metrics (stale files of an earlier run would be summed in)."""
+    per_process = all(isinstance(address, tuple) and address[1] != 0
+                      for address in server.cfg.address)
+    if server.cfg.reuse_port and (not per_process or os.environ.get("LISTEN_FDS")):
+        server.cfg.set("reuse_port", False)
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         shutil.rmtree(directory, ignore_errors=True)

@@ -1,14 +1,20 @@
 """Benchmark: monitoring's HEAD probes of a released version's export, through gunicorn on SQLite.
 
     .venv/bin/python bench/probes.py                  # 2 workers; 1 and 16 clients, 8 s each
-    .venv/bin/python bench/probes.py --workers 4 --clients 1,16,64
+    .venv/bin/python bench/probes.py --workers 4 --clients 1,16,64 --threads 8
+    GUNICORN_REUSE_PORT=false GUNICORN_MAX_REQUESTS=10000 .venv/bin/python bench/probes.py
+
+gunicorn runs with gunicorn.conf.py as production does, on a fixed free port (so that every
+process has a socket of its own); its settings come from the environment as there.
 
 A new SQLite database gets a released source version with a built export (not timed); gunicorn
 serves it with --workers processes; ApacheBench (`ab`, Debian's apache2-utils: a load generator in
 C, so that it takes little of the CPUs it shares with the server) sends keep-alive HEAD requests
-of the export URL from each number of concurrent clients. Reported: requests/s, p50 and p99
-latency. The baseline, measured in the same run the same way, is `GET /healthz` (the cheapest
-route: no database), as a ratio.
+of the export URL from each number of concurrent clients, after a warm-up burst that every
+worker has booted for. Reported: requests/s, p50 and p99 latency, and how many workers gunicorn
+booted during the measured runs (a recycled worker serves nothing while it boots, so that number
+should be 0). The baseline, measured in the same run the same way, is `GET /healthz` (the
+cheapest route: no database), as a ratio.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from typing import Any
 
 import requests
 
@@ -59,6 +68,29 @@ def seed(work: str) -> dict[str, str]:
     return env
 
 
+class BootCounter:
+    """Reads gunicorn's log (so that its pipe never fills) and counts the workers it boots."""
+
+    def __init__(self, log: Any) -> None:
+        self.count = 0
+        threading.Thread(target=self._read, args=(log,), daemon=True).start()
+
+    def _read(self, log: Any) -> None:
+        try:
+            for line in log:
+                if "Booting worker" in line:
+                    self.count += 1
+        except (ValueError, OSError):
+            return  # the log was closed: the server stopped
+
+
+def serving(url: str) -> bool:
+    try:
+        return requests.head(url, timeout=10).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def ab(url: str, clients: int, seconds: float, head: bool) -> dict[str, float]:
     """ApacheBench's figures for one level."""
     command = ["ab", "-q", "-k", "-c", str(clients), "-t", str(seconds), "-n", "10000000"]
@@ -78,7 +110,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int,
+                        help="threads per process (default: gunicorn.conf.py's)")
     parser.add_argument("--clients", default="1,16")
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
@@ -86,26 +119,31 @@ def main() -> int:
         raise SystemExit("bench/probes.py needs ApacheBench: apt-get install apache2-utils")
     work = tempfile.mkdtemp(prefix="termsync-bench-probes-")
     env = {key: value for key, value in os.environ.items() if not key.startswith("TERMSYNC_")}
-    env.update(seed(work), GUNICORN_WORKERS=str(args.workers),
-               GUNICORN_THREADS=str(args.threads), GUNICORN_LOG_LEVEL="info")
+    env.update(seed(work), GUNICORN_WORKERS=str(args.workers), GUNICORN_LOG_LEVEL="info")
+    if args.threads is not None:
+        env["GUNICORN_THREADS"] = str(args.threads)
+    # A fixed port, as production binds: each process then has a socket of its own
+    # (gunicorn.conf.py, reuse_port), which an ephemeral port (":0") would not allow.
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b",
-                               "127.0.0.1:0", "wsgi:app"], cwd=ROOT, env=env,
+                               f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,
                               stderr=subprocess.PIPE, text=True)
     try:
-        assert server.stderr is not None
-        base = ""
-        while not base:
-            line = server.stderr.readline()
-            if not line:
-                raise SystemExit("gunicorn did not start")
-            match = re.search(r"Listening at: (http://\S+)", line)
-            base = match.group(1) if match else ""
+        boots = BootCounter(server.stderr)
         deadline = time.monotonic() + 60
-        while requests.head(base + EXPORT, timeout=10).status_code != 200:
-            if time.monotonic() > deadline:
-                raise SystemExit("the export is not served")
+        while not serving(base + EXPORT):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("gunicorn does not serve the export")
             time.sleep(0.2)  # gunicorn's workers still booting
-        print(f"gunicorn {args.workers} workers x {args.threads} threads, SQLite; "
+        while boots.count < args.workers and time.monotonic() < deadline:
+            time.sleep(0.2)  # every worker boots (each says so once)
+        ab(base + EXPORT, 16, 2.0, head=True)  # warm-up, not reported
+        booted_before = boots.count
+        threads = args.threads or "the configured"
+        print(f"gunicorn {args.workers} workers x {threads} threads, SQLite; "
               f"{os.cpu_count()} CPUs shared with ab")
         for clients in (int(text) for text in args.clients.split(",")):
             probe = ab(base + EXPORT, clients, args.seconds, head=True)
@@ -116,6 +154,7 @@ def main() -> int:
                   f"{health['requests_per_second']:7.0f}/s p99 {health['p99_ms']:.0f} ms; "
                   f"ratio {probe['requests_per_second'] / health['requests_per_second']:.2f}",
                   flush=True)
+        print(f"workers booted during the measured runs: {boots.count - booted_before}")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
