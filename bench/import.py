@@ -147,7 +147,7 @@ class StatementTimer:
         def timed(database: Any) -> Any:
             return Timed(connect(database))
 
-        db.SqliteDatabase.connection = timed  # type: ignore[method-assign]
+        db.SqliteDatabase.connection = timed  # type: ignore[method-assign,assignment]
 
     def top(self, count: int = 8) -> list[dict[str, Any]]:
         ranked = sorted(self.totals.items(), key=lambda item: -item[1][1])[:count]

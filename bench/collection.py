@@ -1,7 +1,7 @@
 """Benchmark: a collection of 50,000 references into a 200,000-item source.
 
-    .venv/bin/python bench/collections.py                          # 200,000 items, 50,000 refs
-    .venv/bin/python bench/collections.py --items 30000 --references 5000 --database mongomock://
+    .venv/bin/python bench/collection.py                          # 200,000 items, 50,000 refs
+    .venv/bin/python bench/collection.py --items 30000 --references 5000 --database mongomock://
 
 The source is loaded as bench/export_build.py loads it (N/3 concepts with 2 mappings each,
 straight through the store's bulk load), on a new SQLite file by default. Then, through HTTP
