@@ -232,6 +232,14 @@ def test_hot_queries_use_an_index(store: SqliteStore, name: str, action: Any) ->
     assert_indexed(plans_of(store, lambda: action(store)))
 
 
+def test_an_items_history_reads_only_its_own_versions(store: SqliteStore) -> None:
+    """By url (items_url), never by the source's other items, whatever the planner estimates."""
+    plans = plans_of(store, lambda: store.items.history(SOURCE, f"{SOURCE}concepts/3/", 0, 10))
+    assert len(plans) == 2
+    for _, details in plans:
+        assert any("items_url (url=?)" in detail for detail in details), details
+
+
 def test_one_type_of_a_diff_page_scans_only_the_page(store: SqliteStore) -> None:
     """A page's items of one type are read between the page's two ends, both in the index
     search: the scan stops where the page does, however many items of the other type follow."""
@@ -331,6 +339,29 @@ def test_step_2_indexes_what_a_step_1_file_holds(tmp_path: Path) -> None:
     assert [item["id"] for item in found] == ["A"] and total == 1
     assert [m["id"] for m in store.items.linked_mappings(concept_url, "to")] == ["1"]
     assert store.items.changes(SOURCE, 0)["created"] == 2
+    store.close()
+
+
+def test_step_4_lists_by_one_index_of_ids(tmp_path: Path) -> None:
+    """A step-3 file gets `items_id` in place of `items_head` and `items_at`; what it holds is
+    listed at HEAD and at a version as before."""
+    store = SqliteStore(str(tmp_path / "old.db"))
+    migrate(store.database, STEPS[:3])
+    store.sources.insert({"_id": SOURCE, "url": SOURCE, "owner_url": "/orgs/O/", "owner": "O",
+                          "owner_type": "Organization", "public_access": "View"})
+    for number in range(5):
+        store.items.write({"source": SOURCE, "type": "Concept", "id": str(number),
+                           "url": f"{SOURCE}concepts/{number}/", "deleted": False,
+                           "retired": number == 4, "updated_on": f"2026-01-0{number + 1}",
+                           "data": {}}, None)
+    store.ensure_schema()
+    indexes = {row[0] for row in store.database.all(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items'")}
+    assert "items_id" in indexes and not {"items_head", "items_at"} & indexes
+    live = ContentQuery(SOURCE, types=("Concept",), include_retired=False)
+    assert [item["id"] for item in store.items.page(live, 1, 2)] == ["1", "2"]
+    assert [item["id"] for item in store.items.page(ContentQuery(SOURCE, seq=3), 0, 0)] == \
+        ["0", "1", "2"]
     store.close()
 
 

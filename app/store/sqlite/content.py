@@ -437,10 +437,14 @@ class Items(base.Items):
 
     def history(self, source_url: str, url: str, skip: int,
                 limit: int) -> tuple[list[Document], int]:
+        # items_url by name: otherwise the planner may take `source = ?` for the better bound
+        # and walk the whole source
         clause = "url = ? AND source = ? AND deleted = 0"
-        page = self._documents(f"{self.select} WHERE {clause} ORDER BY seq DESC "
-                               f"LIMIT {int(limit) or -1} OFFSET {offset(skip)}", (url, source_url))
-        row = self.database.one(f"SELECT count(*) FROM items WHERE {clause}", (url, source_url))
+        page = self._documents(f"{self.select} INDEXED BY items_url WHERE {clause} ORDER BY seq "
+                               f"DESC LIMIT {int(limit) or -1} OFFSET {offset(skip)}",
+                               (url, source_url))
+        row = self.database.one(f"SELECT count(*) FROM items INDEXED BY items_url WHERE {clause}",
+                                (url, source_url))
         return page, int(row[0]) if row else 0
 
     def mappings_for_concept(self, source_url: str, seq: int, concept_url: str, *,
@@ -523,9 +527,7 @@ class Items(base.Items):
 
     def page(self, query: ContentQuery, skip: int, limit: int) -> list[Document]:
         clause, params = self._where(query)
-        index = "items_head" if query.seq >= HEAD_SEQ and not query.include_deleted \
-            and not query.include_retired else "items_at"
-        sql = f"{self.select} INDEXED BY {index} WHERE {clause} ORDER BY type, id"
+        sql = f"{self.select} INDEXED BY items_id WHERE {clause} ORDER BY type, id"
         if limit:
             sql += f" LIMIT {int(limit)} OFFSET {offset(skip)}"
         return self._documents(sql, params)
@@ -559,7 +561,7 @@ class Items(base.Items):
         clause, params = self._where(replace(query, types=query.types[:1]))
         after = ""
         while True:
-            batch = self._documents(f"{self.select} INDEXED BY items_at WHERE {clause} "
+            batch = self._documents(f"{self.select} INDEXED BY items_id WHERE {clause} "
                                     f"AND id > ? ORDER BY id LIMIT {int(batch_size)}",
                                     [*params, after])
             yield from batch
@@ -581,10 +583,8 @@ class Items(base.Items):
             index = "items_class"
         elif filters.datatype:
             index = "items_datatype"
-        elif query.seq >= HEAD_SEQ and not query.include_deleted and not query.include_retired:
-            index = "items_head"
         else:
-            index = "items_at"
+            index = "items_id"
         if not filters.q:
             page = self._documents(f"{self.select} INDEXED BY {index} WHERE {clause} ORDER BY id "
                                    f"LIMIT {int(limit)} OFFSET {offset(skip)}", params)

@@ -166,4 +166,17 @@ def _step_3(connection: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: list[Migration] = [_step_1, _step_2, _step_3]
+def _step_4(connection: sqlite3.Connection) -> None:
+    """One index of a source's items by id instead of two: `items_id` (source, type, id, sup,
+    seq, deleted, retired) lists HEAD (sup = LIVE, live and not retired, filtered in the index)
+    as `items_head` did and a version's content as `items_at` did. Each item write maintains
+    one index fewer, the one that costs most when ids arrive in no order (docs/performance.md,
+    Imports)."""
+    run_script(connection, """
+        CREATE INDEX items_id ON items (source, type, id, sup, seq, deleted, retired);
+        DROP INDEX items_head;
+        DROP INDEX items_at;
+    """)
+
+
+STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4]
