@@ -173,6 +173,17 @@ class DiffKey:
     id: str
 
 
+def page_end(keys: Iterable[DiffKey], limit: int) -> tuple[int, DiffKey | None, bool]:
+    """Where a diff page of up to `limit` items ends, from the keys of up to `limit` + 1 items
+    in diff order: (how many it holds, the key of its last one, whether more follow)."""
+    count, last = 0, None
+    for key in keys:
+        count += 1
+        if count <= limit:
+            last = key
+    return min(count, limit), last, count > limit
+
+
 @dataclass(frozen=True)
 class Visibility:
     """Who is asking, for lists that hide private documents: None for an admin (sees all)."""

@@ -35,6 +35,7 @@ from ..base import (
     StaleHead,
     checksum_of,
     offset,
+    page_end,
     version_url,
 )
 from .content import Items, Sources, all_of, bulk_replace, diff_range, item_filters
@@ -399,14 +400,10 @@ class CollectionEntries(base.CollectionEntries):
 
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
                  limit: int) -> tuple[int, DiffKey | None, bool]:
-        count, last = 0, None
-        for entry in self.entries.find(diff_range(self._filter(query), after, None, "url"),
-                                       {"updated_on": 1, "type": 1, "url": 1}).sort(
-                DIFF_SORT).limit(limit + 1):
-            count += 1
-            if count <= limit:
-                last = DiffKey(entry["updated_on"], entry["type"], entry["url"])
-        return min(count, limit), last, count > limit
+        return page_end((DiffKey(entry["updated_on"], entry["type"], entry["url"]) for entry in
+                         self.entries.find(diff_range(self._filter(query), after, None, "url"),
+                                           {"updated_on": 1, "type": 1, "url": 1})
+                         .sort(DIFF_SORT).limit(limit + 1)), limit)
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         cursor = self.entries.find(self._filter(replace(query, types=query.types[:1]))) \

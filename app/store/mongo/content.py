@@ -31,6 +31,7 @@ from ..base import (
     Visibility,
     checksum_of,
     offset,
+    page_end,
     version_url,
 )
 
@@ -569,13 +570,9 @@ class Items(base.Items):
     def diff_end(self, query: ContentQuery, after: DiffKey | None,
                  limit: int) -> tuple[int, DiffKey | None, bool]:
         selected = diff_range(self._filter(query), after, None, "id")
-        count, last = 0, None
-        for item in self.items.find(selected, {"updated_on": 1, "type": 1, "id": 1}).sort(
-                DIFF_SORT).limit(limit + 1):
-            count += 1
-            if count <= limit:
-                last = DiffKey(item["updated_on"], item["type"], item["id"])
-        return min(count, limit), last, count > limit
+        return page_end((DiffKey(item["updated_on"], item["type"], item["id"]) for item in
+                         self.items.find(selected, {"updated_on": 1, "type": 1, "id": 1})
+                         .sort(DIFF_SORT).limit(limit + 1)), limit)
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         selected = self._filter(replace(query, types=query.types[:1]))

@@ -26,6 +26,7 @@ from ..base import (
     checksum_term,
     count_item,
     offset,
+    page_end,
 )
 from .content import Items, diff_range, filter_clauses, like
 from .db import DocTable, SqliteDatabase, dumps, loads
@@ -399,15 +400,10 @@ class CollectionEntries(base.CollectionEntries):
                  limit: int) -> tuple[int, DiffKey | None, bool]:
         clause, params = self._where(query, diff_order=True)
         clause += diff_range(params, after, None, DIFF_KEY)
-        count, last = 0, None
-        for row in self.database.execute(
-                "SELECT e.updated_on, e.type, e.url FROM collection_entries AS e INDEXED BY "
-                f"entries_diff WHERE {clause} ORDER BY e.updated_on, e.type, e.url "
-                f"LIMIT {int(limit) + 1}", params):
-            count += 1
-            if count <= limit:
-                last = row
-        return min(count, limit), DiffKey(*last) if last else None, count > limit
+        return page_end((DiffKey(*row) for row in self.database.execute(
+            "SELECT e.updated_on, e.type, e.url FROM collection_entries AS e INDEXED BY "
+            f"entries_diff WHERE {clause} ORDER BY e.updated_on, e.type, e.url "
+            f"LIMIT {int(limit) + 1}", params)), limit)
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         clause, params = self._where(replace(query, types=query.types[:1]))

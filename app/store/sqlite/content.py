@@ -27,6 +27,7 @@ from ..base import (
     checksum_term,
     count_item,
     offset,
+    page_end,
     version_url,
 )
 from .db import DocTable, SqliteDatabase, dumps, loads
@@ -548,14 +549,9 @@ class Items(base.Items):
                  limit: int) -> tuple[int, DiffKey | None, bool]:
         clause, params = self._where(query, diff_order=True)
         clause += diff_range(params, after, None, "updated_on, type, id")
-        count, last = 0, None
-        for row in self.database.execute(
-                f"SELECT updated_on, type, id FROM items INDEXED BY items_diff WHERE {clause} "
-                f"ORDER BY updated_on, type, id LIMIT {int(limit) + 1}", params):
-            count += 1
-            if count <= limit:
-                last = row
-        return min(count, limit), DiffKey(*last) if last else None, count > limit
+        return page_end((DiffKey(*row) for row in self.database.execute(
+            f"SELECT updated_on, type, id FROM items INDEXED BY items_diff WHERE {clause} "
+            f"ORDER BY updated_on, type, id LIMIT {int(limit) + 1}", params)), limit)
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         clause, params = self._where(replace(query, types=query.types[:1]))
