@@ -173,6 +173,20 @@ class DiffKey:
     id: str
 
 
+def keyset_batches(read: Callable[[Any], list[Any]], key: Callable[[Any], Any], start: Any,
+                   batch_size: int) -> Iterator[Any]:
+    """Everything `read(after)` returns, a batch at a time: the first read starts after `start`,
+    each next one after the `key` of the batch before's last row; a short batch is the last.
+    Any size in flat memory, with no read held open between batches."""
+    after = start
+    while True:
+        batch = read(after)
+        yield from batch
+        if len(batch) < batch_size:
+            return
+        after = key(batch[-1])
+
+
 def page_end(keys: Iterable[DiffKey], limit: int) -> tuple[int, DiffKey | None, bool]:
     """Where a diff page of up to `limit` items ends, from the keys of up to `limit` + 1 items
     in diff order: (how many it holds, the key of its last one, whether more follow)."""
@@ -367,12 +381,9 @@ class Items:
                   batch_size: int = 1000) -> Iterator[Document]:
         """The selected items after `after` up to `until` (inclusive), in diff order, read a
         batch at a time: a page of any size in flat memory."""
-        while True:
-            batch = self.diff(query, after, until, batch_size)
-            yield from batch
-            if len(batch) < batch_size:
-                return
-            after = DiffKey(batch[-1]["updated_on"], batch[-1]["type"], batch[-1]["id"])
+        return keyset_batches(lambda start: self.diff(query, start, until, batch_size),
+                              lambda item: DiffKey(item["updated_on"], item["type"], item["id"]),
+                              after, batch_size)
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         """Every selected item of `query.types[0]`, by id, read a batch at a time."""
@@ -621,12 +632,10 @@ class CollectionEntries:
     def iter_diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
                   batch_size: int = 1000) -> Iterator[Document]:
         """As Items.iter_diff, in (entry updated_on, type, url) order."""
-        while True:
-            batch = self.diff(query, after, until, batch_size)
-            yield from batch
-            if len(batch) < batch_size:
-                return
-            after = DiffKey(batch[-1]["entry_updated_on"], batch[-1]["type"], batch[-1]["url"])
+        return keyset_batches(lambda start: self.diff(query, start, until, batch_size),
+                              lambda item: DiffKey(item["entry_updated_on"], item["type"],
+                                                   item["url"]),
+                              after, batch_size)
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         """Every selected item of `query.types[0]`, by url, read a batch at a time."""

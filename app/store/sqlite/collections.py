@@ -25,6 +25,7 @@ from ..base import (
     checksum_of,
     checksum_term,
     count_item,
+    keyset_batches,
     offset,
     page_end,
 )
@@ -136,15 +137,10 @@ class References(base.References):
                 batch_size: int = 1000) -> Iterator[Document]:
         clause, params = self._where(collection_url, seq, None)
         index = "references_head" if seq >= HEAD_SEQ else "references_expression"
-        after = ""
-        while True:
-            batch = self._documents(f"{self.select} INDEXED BY {index} WHERE {clause} AND "
-                                    f"expression > ? ORDER BY expression LIMIT {int(batch_size)}",
-                                    [*params, after])
-            yield from batch
-            if len(batch) < batch_size:
-                return
-            after = batch[-1]["expression"]
+        return keyset_batches(lambda after: self._documents(
+            f"{self.select} INDEXED BY {index} WHERE {clause} AND expression > ? "
+            f"ORDER BY expression LIMIT {int(batch_size)}", [*params, after]),
+            lambda reference: reference["expression"], "", batch_size)
 
     def delete_for_collection(self, collection_url: str) -> None:
         with self.database.transaction() as connection:
@@ -407,14 +403,10 @@ class CollectionEntries(base.CollectionEntries):
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         clause, params = self._where(replace(query, types=query.types[:1]))
-        after = ""
-        while True:
-            batch = self._documents(f"{self._joined('entries_at')} WHERE {clause} AND e.url > ? "
-                                    f"ORDER BY e.url LIMIT {int(batch_size)}", [*params, after])
-            yield from batch
-            if len(batch) < batch_size:
-                return
-            after = batch[-1]["url"]
+        return keyset_batches(lambda after: self._documents(
+            f"{self._joined('entries_at')} WHERE {clause} AND e.url > ? ORDER BY e.url "
+            f"LIMIT {int(batch_size)}", [*params, after]), lambda item: item["url"], "",
+            batch_size)
 
     def newest(self, query: ContentQuery) -> Document | None:
         clause, params = self._where(query, diff_order=True)

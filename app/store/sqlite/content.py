@@ -26,6 +26,7 @@ from ..base import (
     checksum_of,
     checksum_term,
     count_item,
+    keyset_batches,
     offset,
     page_end,
     version_url,
@@ -555,15 +556,9 @@ class Items(base.Items):
 
     def iter_content(self, query: ContentQuery, batch_size: int = 1000) -> Iterator[Document]:
         clause, params = self._where(replace(query, types=query.types[:1]))
-        after = ""
-        while True:
-            batch = self._documents(f"{self.select} INDEXED BY items_id WHERE {clause} "
-                                    f"AND id > ? ORDER BY id LIMIT {int(batch_size)}",
-                                    [*params, after])
-            yield from batch
-            if len(batch) < batch_size:
-                return
-            after = batch[-1]["id"]
+        return keyset_batches(lambda after: self._documents(
+            f"{self.select} INDEXED BY items_id WHERE {clause} AND id > ? ORDER BY id "
+            f"LIMIT {int(batch_size)}", [*params, after]), lambda item: item["id"], "", batch_size)
 
     def newest(self, query: ContentQuery) -> Document | None:
         clause, params = self._where(query, diff_order=True)
@@ -680,15 +675,10 @@ class Items(base.Items):
 
     def dump(self) -> Iterator[Document]:
         yield from self.table.dump()
-        after = ""
-        while True:
-            rows = self.database.all("SELECT _id, source, mapping_id FROM mapping_keys "
-                                     "WHERE _id > ? ORDER BY _id LIMIT 1000", (after,))
-            for key, source, mapping_id in rows:
-                yield {"mapping_key": key, "source": source, "mapping_id": mapping_id}
-            if len(rows) < 1000:
-                return
-            after = rows[-1][0]
+        for key, source, mapping_id in keyset_batches(lambda after: self.database.all(
+                "SELECT _id, source, mapping_id FROM mapping_keys WHERE _id > ? ORDER BY _id "
+                "LIMIT 1000", (after,)), lambda row: row[0], "", 1000):
+            yield {"mapping_key": key, "source": source, "mapping_id": mapping_id}
 
     def load(self, documents: Iterable[Document]) -> int:
         count = 0

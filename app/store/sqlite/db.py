@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ..base import Document, DuplicateKey, offset
+from ..base import Document, DuplicateKey, keyset_batches, offset
 
 logger = logging.getLogger(__name__)
 
@@ -263,15 +263,12 @@ class DocTable:
 
     def dump(self, batch_size: int = 1000) -> Iterator[Document]:
         """Every document by key, a batch at a time (no long-lived read transaction)."""
-        after: Any = "" if self.derive_id is None else 0
         key = self.key
-        while True:
-            rows = self.database.all(f"SELECT {key}, {self.select} FROM {self.table} WHERE "
-                                     f"{key} > ? ORDER BY {key} LIMIT {int(batch_size)}", (after,))
-            yield from (self.document(row[0], row[1:]) for row in rows)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+        rows = keyset_batches(lambda after: self.database.all(
+            f"SELECT {key}, {self.select} FROM {self.table} WHERE {key} > ? ORDER BY {key} "
+            f"LIMIT {int(batch_size)}", (after,)), lambda row: row[0],
+            "" if self.derive_id is None else 0, batch_size)
+        return (self.document(row[0], row[1:]) for row in rows)
 
     def load(self, documents: Iterable[Document], batch_size: int = 1000) -> int:
         count = 0
