@@ -49,7 +49,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         logger.debug("admin user %r has the token from TERMSYNC_ADMIN_TOKEN", settings.admin_user)
 
     jobs = settings.jobs
-    workers = Workers(app, JobQueue(store.jobs), jobs.lease_seconds, jobs.poll_seconds)
+    workers = Workers(app, JobQueue(store.jobs), jobs.lease_seconds, jobs.poll_seconds,
+                      jobs.max_attempts)
     app.extensions["termsync.jobs"] = workers
 
     from .api import init_api

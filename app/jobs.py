@@ -5,6 +5,11 @@ whose lease expired: its worker died) with one atomic update, so any number of t
 processes can share the queue. While it works it heartbeats; a heartbeat that finds the job
 cancelled or taken over raises JobLost and the worker stops without writing a result.
 
+A job that hits a storage fault (a full or read-only disk, app/faults.py) is not failed at once:
+its worker keeps the claim but lets the lease run out later than usual (the lease times its
+attempt number), then any worker takes it over as after a crash, resuming where it stopped; at
+JOB_MAX_ATTEMPTS it fails, marked as a fault so that what serves it answers 503, not 500.
+
 A job may name a `queue` (bulk imports: OCL's named queues): the jobs of one queue run in the
 order they were submitted, one at a time. A job is claimable only while no older job of its
 queue is still active, which a claimer checks before its atomic claim; a job whose queue is
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .faults import StorageFault, fault_of
 from .store.base import DuplicateKey, Jobs
 from .timeutil import format_time
 
@@ -121,9 +127,18 @@ class JobQueue:
         """Mark our job FINISHED; False if it was cancelled or taken over meanwhile."""
         return self.jobs.end(job_id, worker_id, FINISHED, self._now(), {"result": result})
 
-    def fail(self, job_id: str, worker_id: str, error: str) -> bool:
-        """Mark our job FAILED with a message."""
-        return self.jobs.end(job_id, worker_id, FAILED, self._now(), {"error": error})
+    def fail(self, job_id: str, worker_id: str, error: str, fault: str | None = None) -> bool:
+        """Mark our job FAILED with a message (`fault`: the storage that failed it, if one did;
+        kept in its result as {"fault": ...})."""
+        changes: dict[str, Any] = {"error": error}
+        if fault is not None:
+            changes["result"] = {"fault": fault}
+        return self.jobs.end(job_id, worker_id, FAILED, self._now(), changes)
+
+    def retry_later(self, job_id: str, worker_id: str, seconds: float) -> None:
+        """Keep our claim for `seconds` more, then let any worker take the job over (as after a
+        crash, so it resumes where it stopped); JobLost if it is no longer ours."""
+        self.heartbeat(job_id, worker_id, seconds)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a PENDING or RUNNING job (its worker stops at its next heartbeat)."""
@@ -173,11 +188,12 @@ class Workers:
     """Runs queued jobs with registered handlers, in threads of this process or by hand."""
 
     def __init__(self, app: Any, queue: JobQueue, lease_seconds: float = 60.0,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, max_attempts: int = 5) -> None:
         self.app = app
         self.queue = queue
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.max_attempts = max_attempts
         self.handlers: dict[str, Handler] = {}
         self._middleware: list[Middleware] = []
         self._started: list[Callable[[int], object]] = []
@@ -228,12 +244,35 @@ class Workers:
             except JobLost:
                 logger.info("job %s (%s) stopped: cancelled or taken over", job["_id"], job["kind"])
                 return self.queue.get(job["_id"])
-            except Exception as exc:  # the job fails; the worker goes on
+            except Exception as exc:  # the job fails (or waits out a fault); the worker goes on
+                fault = fault_of(exc, self.app.extensions.get("termsync.store"))
+                if fault is not None:
+                    self._wait_out(job, worker_id, fault)
+                    return self.queue.get(job["_id"])
                 logger.exception("job %s (%s) failed", job["_id"], job["kind"])
                 self.queue.fail(job["_id"], worker_id, f"{exc.__class__.__name__}: {exc}")
                 return self.queue.get(job["_id"])
         self.queue.finish(job["_id"], worker_id, result)
         return self.queue.get(job["_id"])
+
+    def _wait_out(self, job: dict[str, Any], worker_id: str, fault: StorageFault) -> None:
+        """A storage fault stopped the job: retry it later (the claim's lease is stretched to
+        attempts x JOB_LEASE_SECONDS), or fail it, as a fault, after JOB_MAX_ATTEMPTS."""
+        attempts = int(job.get("attempts") or 1)
+        if attempts >= self.max_attempts:
+            logger.error("job %s (%s) failed: %s, %d attempts", job["_id"], job["kind"], fault,
+                         attempts)
+            self.queue.fail(job["_id"], worker_id,
+                            f"{fault.message.removesuffix(' Try again later.')} "
+                            f"({attempts} attempts)", fault=fault.where or "storage")
+            return
+        delay = self.lease_seconds * attempts
+        logger.warning("job %s (%s) stopped by a storage fault: %s; retried in %.0f s",
+                       job["_id"], job["kind"], fault, delay)
+        try:
+            self.queue.retry_later(job["_id"], worker_id, delay)
+        except Exception:  # the database itself cannot be written: its lease runs out as is
+            logger.warning("job %s: could not stretch its lease", job["_id"], exc_info=True)
 
     def run_until_idle(self, limit: int = 1000) -> int:
         """Run jobs until none is left (tests and the CLI use this); return how many ran."""

@@ -3,6 +3,7 @@
     .venv/bin/python bench/probes.py                  # 2 workers; 1 and 16 clients, 8 s each
     .venv/bin/python bench/probes.py --workers 4 --clients 1,16,64 --threads 8
     GUNICORN_REUSE_PORT=false GUNICORN_MAX_REQUESTS=10000 .venv/bin/python bench/probes.py
+    git worktree add /tmp/before main && .venv/bin/python bench/probes.py --before /tmp/before
 
 gunicorn runs with gunicorn.conf.py as production does, on a fixed free port (so that every
 process has a socket of its own); its settings come from the environment as there.
@@ -14,12 +15,14 @@ of the export URL from each number of concurrent clients, after a warm-up burst 
 worker has booted for. Reported: requests/s, p50 and p99 latency, and how many workers gunicorn
 booted during the measured runs (a recycled worker serves nothing while it boots, so that number
 should be 0). The baseline, measured in the same run the same way, is `GET /healthz` (the
-cheapest route: no database), as a ratio.
+cheapest route: no database), as a ratio; with `--before DIR`, also the same probes served by
+the code checked out in DIR (each tree seeds its own database and runs its own gunicorn).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -106,20 +109,24 @@ def ab(url: str, clients: int, seconds: float, head: bool) -> dict[str, float]:
     return figures
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int,
-                        help="threads per process (default: gunicorn.conf.py's)")
-    parser.add_argument("--clients", default="1,16")
-    parser.add_argument("--seconds", type=float, default=8.0)
-    args = parser.parse_args()
-    if shutil.which("ab") is None:
-        raise SystemExit("bench/probes.py needs ApacheBench: apt-get install apache2-utils")
+def seeded(tree: str, work: str) -> dict[str, str]:
+    """`seed` as the code of `tree` does it, in a process of its own (its `app`, its schema)."""
+    if tree == ROOT:
+        return seed(work)
+    output = subprocess.run(
+        [sys.executable, "-c", "import json, sys; from bench.probes import seed; "
+                               "print(json.dumps(seed(sys.argv[1])))", work],
+        cwd=tree, check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def measure(tree: str, args: argparse.Namespace) -> dict[int, tuple[dict[str, float],
+                                                                  dict[str, float]]]:
+    """Serve a new seeded database with gunicorn from the code in `tree`; per number of
+    clients, ab's figures of HEAD on the export and of GET /healthz."""
     work = tempfile.mkdtemp(prefix="termsync-bench-probes-")
     env = {key: value for key, value in os.environ.items() if not key.startswith("TERMSYNC_")}
-    env.update(seed(work), GUNICORN_WORKERS=str(args.workers), GUNICORN_LOG_LEVEL="info")
+    env.update(seeded(tree, work), GUNICORN_WORKERS=str(args.workers), GUNICORN_LOG_LEVEL="info")
     if args.threads is not None:
         env["GUNICORN_THREADS"] = str(args.threads)
     # A fixed port, as production binds: each process then has a socket of its own
@@ -129,8 +136,9 @@ def main() -> int:
         port = free.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b",
-                               f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,
+                               f"127.0.0.1:{port}", "wsgi:app"], cwd=tree, env=env,
                               stderr=subprocess.PIPE, text=True)
+    figures = {}
     try:
         boots = BootCounter(server.stderr)
         deadline = time.monotonic() + 60
@@ -143,11 +151,12 @@ def main() -> int:
         ab(base + EXPORT, 16, 2.0, head=True)  # warm-up, not reported
         booted_before = boots.count
         threads = args.threads or "the configured"
-        print(f"gunicorn {args.workers} workers x {threads} threads, SQLite; "
+        print(f"{tree}: gunicorn {args.workers} workers x {threads} threads, SQLite; "
               f"{os.cpu_count()} CPUs shared with ab")
         for clients in (int(text) for text in args.clients.split(",")):
             probe = ab(base + EXPORT, clients, args.seconds, head=True)
             health = ab(base + "/healthz", clients, args.seconds, head=False)
+            figures[clients] = (probe, health)
             print(f"{clients:>3} clients: HEAD export {probe['requests_per_second']:7.0f}/s "
                   f"p50 {probe['p50_ms']:.0f} ms p99 {probe['p99_ms']:.0f} ms "
                   f"(failed {probe['failed']:.0f}); GET /healthz "
@@ -161,6 +170,43 @@ def main() -> int:
         if server.stderr is not None:
             server.stderr.close()
         shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int,
+                        help="threads per process (default: gunicorn.conf.py's)")
+    parser.add_argument("--clients", default="1,16")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--before", metavar="DIR",
+                        help="a checkout of the code to compare with (git worktree add DIR "
+                             "main): both are measured in this run, in turn, --rounds times")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --before: how many times to measure each, alternating")
+    args = parser.parse_args()
+    if shutil.which("ab") is None:
+        raise SystemExit("bench/probes.py needs ApacheBench: apt-get install apache2-utils")
+    if args.before is None:
+        measure(ROOT, args)
+        return 0
+    before = os.path.abspath(args.before)
+    runs: dict[str, list[dict[int, tuple[dict[str, float], dict[str, float]]]]] = {
+        before: [], ROOT: []}
+    for _ in range(args.rounds):
+        for tree in (before, ROOT):
+            runs[tree].append(measure(tree, args))
+    for clients in (int(text) for text in args.clients.split(",")):
+        for tree, name in ((before, "before"), (ROOT, "after")):
+            probes = [run[clients][0] for run in runs[tree]]
+            ratios = [run[clients][0]["requests_per_second"] /
+                      run[clients][1]["requests_per_second"] for run in runs[tree]]
+            print(f"{clients:>3} clients, {name}: HEAD export "
+                  + ", ".join(f"{probe['requests_per_second']:.0f}/s p99 {probe['p99_ms']:.0f} ms"
+                              for probe in probes)
+                  + "; HEAD / healthz " + ", ".join(f"{ratio:.2f}" for ratio in ratios))
     return 0
 
 

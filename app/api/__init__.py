@@ -12,6 +12,7 @@ from werkzeug.http import http_date
 
 from .. import timeutil
 from ..domain.errors import DomainError
+from ..faults import RETRY_AFTER, fault_of
 from . import concepts, mappings, orgs, repos, sources, users, versions
 from .common import error_response
 
@@ -85,8 +86,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Any:
-        """The database down or busy is a 503 with Retry-After; anything else a logged 500."""
-        if current_app.extensions["termsync.store"].is_unavailable(error):
+        """A storage fault (a full or read-only disk) or the database down or busy is a 503 with
+        Retry-After; anything else a logged 500."""
+        store = current_app.extensions["termsync.store"]
+        fault = fault_of(error, store)
+        if fault is not None:
+            logger.error("storage fault: %s", fault)
+            return error_response(503, fault.message, headers={"Retry-After": str(RETRY_AFTER)})
+        if store.is_unavailable(error):
             logger.error("database unavailable: %s: %s", error.__class__.__name__, error)
             return error_response(503, "The database is unavailable; try again shortly.",
                                   headers={"Retry-After": "5"})

@@ -24,6 +24,7 @@ from ..domain import Domain
 from ..domain.accounts import ANONYMOUS, ORG, Caller
 from ..domain.content import is_collection
 from ..domain.errors import DomainError, Unauthorized
+from ..faults import RETRY_AFTER, fault_of
 from .sessions import ConsoleSession, SessionService, same_token
 
 logger = logging.getLogger(__name__)
@@ -301,7 +302,15 @@ def _http_error(error: HTTPException) -> Answer:
 
 @console.errorhandler(Exception)
 def _unexpected(error: Exception) -> Answer:
-    if current_app.extensions["termsync.store"].is_unavailable(error):
+    store = current_app.extensions["termsync.store"]
+    fault = fault_of(error, store)
+    if fault is not None:
+        logger.error("storage fault: %s", fault)
+        response = render("console/error.html", 503, status=503, errors=None,
+                          message=fault.message)
+        response.headers["Retry-After"] = str(RETRY_AFTER)
+        return response
+    if store.is_unavailable(error):
         logger.error("database unavailable: %s: %s", error.__class__.__name__, error)
         response = render("console/error.html", 503, status=503, errors=None,
                           message="The database is unavailable; try again shortly.")

@@ -32,6 +32,7 @@ from ..api.common import (
 from ..api.docs import errors
 from ..config import settings_of
 from ..domain.errors import NotAllowed, NotFound
+from ..faults import RETRY_AFTER
 from ..timeutil import to_datetime
 from .schemas import ExportFailedOut, ExportPostArgsSchema, ExportStateOut
 from .service import BUILDING, FAILED, PENDING, READY, ExportStatus, export_service
@@ -188,12 +189,16 @@ def _pending(status: ExportStatus, code: int = 208) -> Response:
 
 
 def _failed(status: ExportStatus) -> Response:
-    """500: the latest build failed, until a POST queues another one."""
+    """500: the latest build failed, until a POST queues another one; 503 with Retry-After if a
+    storage fault (a full or read-only disk) failed it: the server's fault, not the export's."""
     error = status.error or "The export build failed."
-    return json_response({"state": FAILED, "error": error, "code": 500,
-                          "status": HTTPStatus(500).phrase,
-                          "message": f"The export build failed: {error}"}, 500,
-                         {"Cache-Control": "no-cache"})
+    code, headers = 500, {"Cache-Control": "no-cache"}
+    if ((status.job or {}).get("result") or {}).get("fault"):
+        code = 503
+        headers["Retry-After"] = str(RETRY_AFTER)
+    return json_response({"state": FAILED, "error": error, "code": code,
+                          "status": HTTPStatus(code).phrase,
+                          "message": f"The export build failed: {error}"}, code, headers)
 
 
 def _none() -> Response:
@@ -226,6 +231,8 @@ class Export(MethodView):
     @blp.alt_response(204, description="No export (POST builds one).")
     @blp.alt_response(208, schema=ExportStateOut, description="Queued or being built.")
     @blp.alt_response(500, schema=ExportFailedOut, description="The build failed.")
+    @blp.alt_response(503, schema=ExportFailedOut, description=(
+        "The build failed on a storage fault (a full or read-only disk): Retry-After."))
     @errors(blp, 401, 404, 405)
     def get(self, source_id: str, version_id: str, owner_kind: str | None = None,
             owner_id: str | None = None) -> Response:
@@ -237,6 +244,8 @@ class Export(MethodView):
     @blp.alt_response(204, description="No export (POST builds one).")
     @blp.alt_response(208, schema=ExportStateOut, description="Queued or being built.")
     @blp.alt_response(500, schema=ExportFailedOut, description="The build failed.")
+    @blp.alt_response(503, schema=ExportFailedOut, description=(
+        "The build failed on a storage fault (a full or read-only disk): Retry-After."))
     @errors(blp, 401, 404, 405)
     def head(self, source_id: str, version_id: str, owner_kind: str | None = None,
              owner_id: str | None = None) -> Response:

@@ -42,6 +42,7 @@ from ..config import ExportSettings
 from ..domain import Domain, ocl
 from ..domain.content import is_collection
 from ..domain.errors import NotFound
+from ..faults import EXPORTS, storage_boundary
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
 from ..store.base import CONCEPT, MAPPING, ContentQuery
 from ..timeutil import format_time
@@ -286,7 +287,8 @@ class ExportService:
         total = content.count(source, version,
                               ContentQuery(source["url"], version["seq"], (CONCEPT, MAPPING)))
         context.heartbeat({"done": 0, "total": total})
-        path = temp_path(self.storage.temp_dir())
+        with storage_boundary(EXPORTS):  # a full disk fails the build, to be retried (app/jobs.py)
+            path = temp_path(self.storage.temp_dir())
         try:
             stats = None
             # Without zip64 records first (Java's ZipInputStream misreads them); only a file past
@@ -299,12 +301,14 @@ class ExportService:
                         sections.append(("references", (ocl.render_reference(reference) for
                                                         reference in self.domain.repos.references
                                                         .iter_at(source["url"], version["seq"]))))
-                    stats = build_export(
-                        path, header, source, sections,
-                        progress=lambda done: context.heartbeat({"done": done, "total": total}),
-                        progress_every=self.settings.heartbeat_items,
-                        compresslevel=self.settings.compresslevel,
-                        zip64=zip64, render=content.renderer(source))
+                    with storage_boundary(EXPORTS):
+                        stats = build_export(
+                            path, header, source, sections,
+                            progress=lambda done: context.heartbeat({"done": done,
+                                                                     "total": total}),
+                            progress_every=self.settings.heartbeat_items,
+                            compresslevel=self.settings.compresslevel,
+                            zip64=zip64, render=content.renderer(source))
                     break
                 except ZipTooLarge:
                     logger.info("export %s passes 4 GiB: building it again with zip64", key)

@@ -22,6 +22,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from ..config import ExportSettings
+from ..faults import EXPORTS, faults_in
 
 logger = logging.getLogger(__name__)
 
@@ -90,13 +91,15 @@ def _check(sha256: str) -> str:
 
 
 class LocalStorage(ExportStorage):
-    """Files under a directory, as `<dir>/<sha[:2]>/<sha>.zip`; temp files in `<dir>/tmp/`."""
+    """Files under a directory, as `<dir>/<sha[:2]>/<sha>.zip`; temp files in `<dir>/tmp/`. A full
+    or read-only disk raises StorageFault (app/faults.py)."""
 
     name = "local"
 
     def __init__(self, directory: str) -> None:
         self.directory = os.path.abspath(directory)
 
+    @faults_in(EXPORTS)
     def temp_dir(self) -> str:
         path = os.path.join(self.directory, "tmp")
         os.makedirs(path, exist_ok=True)
@@ -107,6 +110,7 @@ class LocalStorage(ExportStorage):
         _check(sha256)
         return os.path.join(self.directory, sha256[:2], f"{sha256}.zip")
 
+    @faults_in(EXPORTS)
     def put(self, path: str, sha256: str) -> None:
         target = self.path(sha256)
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -118,6 +122,7 @@ class LocalStorage(ExportStorage):
     def exists(self, sha256: str) -> bool:
         return os.path.isfile(self.path(sha256))
 
+    @faults_in(EXPORTS)
     def stat(self, sha256: str) -> StoredFile | None:
         try:
             found = os.stat(self.path(sha256))
@@ -125,6 +130,7 @@ class LocalStorage(ExportStorage):
             return None
         return StoredFile(sha256, found.st_size, datetime.fromtimestamp(found.st_mtime, UTC))
 
+    @faults_in(EXPORTS)
     def open(self, sha256: str) -> BinaryIO:
         return open(self.path(sha256), "rb")
 

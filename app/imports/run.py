@@ -22,6 +22,7 @@ from typing import Any
 from ..domain import Domain
 from ..domain.accounts import Caller
 from ..domain.loader import LineResult, Loader, Target
+from ..faults import fault_of
 from ..jobs import CANCELLED, JobContext, JobLost, JobQueue
 from ..ops.metrics import IMPORT_LINES
 from ..store.base import DuplicateKey
@@ -108,8 +109,9 @@ class ImportRun:
         except JobLost:
             self._stopped(context, state)
             raise
-        except Exception:
-            self.uploads.delete(payload["upload"])
+        except Exception as exc:
+            if fault_of(exc, self.domain.store) is None:  # a fault is retried: keep the upload
+                self.uploads.delete(payload["upload"])
             raise
         summary["total"] = summary["processed"]
         context.heartbeat(state)

@@ -11,6 +11,8 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
+from ..faults import IMPORTS, faults_in
+
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 255 * 1024  # GridFS's default chunk size: one document per chunk, well under 16 MB
@@ -30,7 +32,8 @@ class UploadStore(Protocol):
 
 
 class LocalUploads:
-    """Uploads as files in a directory: the default, for one host (and the embedded database)."""
+    """Uploads as files in a directory: the default, for one host (and the embedded database).
+    A full or read-only disk raises StorageFault (app/faults.py), and the part file is gone."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -38,6 +41,7 @@ class LocalUploads:
     def _path(self, upload_id: str) -> str:
         return os.path.join(self.directory, f"{upload_id}.upload")
 
+    @faults_in(IMPORTS)
     def save(self, upload_id: str, chunks: Iterable[bytes]) -> int:
         os.makedirs(self.directory, exist_ok=True)
         final = self._path(upload_id)
@@ -57,6 +61,7 @@ class LocalUploads:
             raise
         return size
 
+    @faults_in(IMPORTS)
     def read_lines(self, upload_id: str, offset: int = 0) -> Iterator[tuple[bytes, int]]:
         with open(self._path(upload_id), "rb") as handle:
             handle.seek(offset)

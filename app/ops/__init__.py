@@ -7,6 +7,7 @@ every job handler, and its start and stop hooks start and stop heartbeat and mai
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -15,8 +16,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..config import OpsSettings, settings_of
 from ..domain import Domain
+from ..faults import DATABASE, EXPORTS, IMPORTS
 from ..jobs import Workers
-from .health import READINESS, Readiness, blp
+from .health import READINESS, Readiness, StorageCheck, blp
 from .heartbeat import WorkerHeartbeats
 from .lease import MaintenanceLease, run_exclusively
 from .logs import REQUEST_ID_HEADER, install_logging, request_id_from
@@ -61,7 +63,8 @@ def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     workers.use(metrics.instrument_job)
     limiter = RateLimiter(store.rate_counters, settings.rate_limit_window_seconds)
     app.extensions[RATE_LIMITER] = limiter
-    app.extensions[READINESS] = Readiness(store, settings.ready_min_workers, heartbeat_timeout)
+    app.extensions[READINESS] = Readiness(store, settings.ready_min_workers, heartbeat_timeout,
+                                          storage_check(app, store))
     api.register_blueprint(blp)
     _register_hooks(app, settings, metrics, limiter)
 
@@ -70,6 +73,20 @@ def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
                          lambda: recover_leases(workers.queue, max_attempts))
     workers.on_start(lambda threads: start_worker_services(app, threads))
     workers.on_stop(lambda: stop_worker_services(app))
+
+
+def storage_check(app: Flask, store: Any) -> StorageCheck:
+    """What /readyz writes to: the database's directory (SQLite), EXPORT_DIR (local files, and
+    the temp files of every build) and IMPORT_DIR (local uploads)."""
+    settings = settings_of(app)
+    directories: dict[str, str] = {}
+    database_file = store.writable_path()
+    if database_file is not None:
+        directories[DATABASE] = os.path.dirname(database_file)
+    directories[EXPORTS] = os.path.abspath(settings.exports.directory)
+    if settings.imports.storage == "local":
+        directories[IMPORTS] = os.path.abspath(settings.imports.directory)
+    return StorageCheck(directories, database_file)
 
 
 def _register_hooks(app: Flask, settings: OpsSettings, metrics: Metrics,

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..faults import StorageFault
+
 LIVE = 2**62  # `sup` of an item version that nothing superseded yet
 HEAD_SEQ = LIVE - 1  # reading HEAD is reading "a version cut at the end of time"
 CONCEPT = "Concept"
@@ -42,6 +44,11 @@ class DuplicateKey(StoreError):
 
 class StaleHead(StoreError):
     """An item's live version is not the one the writer read: another write came first."""
+
+
+class DatabaseUnusable(StoreError):
+    """The database cannot be opened or written at startup; the message names the path (or
+    URI) and the cause, and startup stops with it."""
 
 
 def offset(skip: int) -> int:
@@ -932,6 +939,15 @@ class Store:
     def is_unavailable(self, error: BaseException) -> bool:
         """Whether `error` means the database is down or busy (503), not a bug (500)."""
         raise NotImplementedError
+
+    def fault_of(self, error: BaseException) -> StorageFault | None:
+        """The storage fault a database error means (its disk full, read-only, not writable by
+        this user: 503 and a degraded /readyz), or None."""
+        return None
+
+    def writable_path(self) -> str | None:
+        """The file whose directory must stay writable (SQLite), or None (a server's)."""
+        return None
 
     def close(self) -> None:
         raise NotImplementedError

@@ -9,6 +9,7 @@ survives a power loss (docs/performance.md has the cost).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from ...faults import FAULT_ERRNOS
 from ..base import Document, DuplicateKey, keyset_batches, offset
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,50 @@ class SqliteDatabase:
         self._local = threading.local()
 
 
+def diagnose(path: str) -> tuple[str, str, str] | None:
+    """Why the database file at `path` cannot be opened or written, read from the filesystem:
+    (errno name, the reason in a client's words, the reason with paths and user for the
+    operator); None if nothing there explains it."""
+    path = os.path.abspath(path)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        return ("ENOENT", "its directory does not exist",
+                f"its directory {directory} does not exist and cannot be created")
+    if os.path.isdir(path):
+        return "EISDIR", "it is a directory", "it is a directory"
+    user = _user()
+    try:
+        filesystem = os.statvfs(directory)
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, "OSError")
+        return code, str(exc.strerror).lower(), f"{directory}: {exc.strerror}"
+    if filesystem.f_flag & os.ST_RDONLY:
+        return ("EROFS", FAULT_ERRNOS[errno.EROFS],
+                f"it is on a read-only file system ({directory})")
+    for name in (path, path + "-wal", path + "-shm"):
+        if os.path.exists(name) and not os.access(name, os.R_OK | os.W_OK):
+            return ("EACCES", FAULT_ERRNOS[errno.EACCES],
+                    f"{name} may not be read and written by user {user}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return ("EACCES", FAULT_ERRNOS[errno.EACCES],
+                f"user {user} may not create files in {directory} (SQLite keeps its -wal and "
+                "-shm files beside the database)")
+    if filesystem.f_bavail == 0:
+        return ("ENOSPC", FAULT_ERRNOS[errno.ENOSPC],
+                f"its file system is full ({directory})")
+    return None
+
+
+def _user() -> str:
+    """The name of the user this process runs as (its uid if it has none)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
 # --- schema ---------------------------------------------------------------------------------
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -143,6 +189,9 @@ def migrate(database: SqliteDatabase, steps: list[Migration]) -> int:
         for number in range(version, len(steps)):
             steps[number](connection)
             connection.execute(f"PRAGMA user_version = {number + 1}")
+        # Written even when nothing changed: a file that cannot be written stops startup here,
+        # not at the first request that writes.
+        connection.execute(f"PRAGMA user_version = {len(steps)}")
         if version < len(steps):
             logger.info("database %s: schema %s", database.path,
                         f"steps {version + 1} to {len(steps)}" if version + 1 < len(steps)
