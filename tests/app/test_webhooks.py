@@ -336,3 +336,47 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     for attempt, wait in enumerate(waits, start=1):
         ceiling = min(3600.0, 10.0 * 2 ** (attempt - 1))
         assert ceiling / 2 <= wait <= ceiling
+
+
+def test_the_termsync_command_manages_hooks(tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
+    from app.cli import main
+
+    uri = f"sqlite:///{tmp_path}/termsync.db"
+    monkeypatch.setenv("TERMSYNC_EXPORT_DIR", str(tmp_path / "exports"))
+    monkeypatch.setenv("TERMSYNC_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+    application = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests",
+                              "TESTING": True})
+    client = application.test_client()
+    client.post("/orgs/", json={"id": "HookOrg"}, headers=ADMIN)
+    client.post("/orgs/HookOrg/sources/", json={"id": "Hooked"}, headers=ADMIN)
+
+    def run(*argv: str) -> list[dict[str, Any]]:
+        capsys.readouterr()
+        code = main(["--database-uri", uri, "webhooks", *argv])
+        lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert code == 0, (argv, lines)
+        return lines
+
+    try:
+        with Receiver() as receiver:
+            [created] = run("create", BASE, receiver.url, "--event", "release.created",
+                            "--origin", "https://terms.example.org")
+            assert created["events"] == ["release.created"] and len(created["secret"]) >= 32
+            [listed] = run("list", BASE)
+            assert listed["id"] == created["id"] and "secret" not in listed
+            [pinged] = run("ping", BASE, created["id"], "--now")
+            assert pinged["state"] == "DELIVERED"
+            body = verify(created["secret"], receiver.requests[0])
+            assert body["repository"]["url"] == f"https://terms.example.org{BASE}"
+            [logged] = run("deliveries", BASE, created["id"])
+            assert logged["id"] == pinged["id"]
+            [off] = run("update", BASE, created["id"], "--off")
+            assert off["active"] is False
+            assert run("disabled") == []  # switched off by hand: no alert
+            run("delete", BASE, created["id"])
+            assert run("list", BASE) == []
+        assert main(["--database-uri", uri, "webhooks", "create", BASE,
+                     "ftp://example.org/"]) == 1
+        assert main(["--database-uri", uri, "webhooks", "list", "/orgs/No/sources/Such/"]) == 1
+    finally:
+        application.extensions["termsync.store"].close()
