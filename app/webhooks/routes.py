@@ -63,9 +63,9 @@ class Webhooks(MethodView):
         service, repo = _target(owner_kind, owner_id, source_id)
         return [shown(hook) for hook in service.of_repository(current_caller(), repo)]
 
-    @blp.arguments(WebhookInSchema, error_status_code=400)
+    @blp.arguments(WebhookInSchema)
     @blp.response(201, WebhookCreatedOut)
-    @errors(blp, 400, 401, 403, 404)
+    @errors(blp, 400, 401, 403, 404, 422)
     def post(self, payload: dict[str, Any], owner_id: str | None = None, source_id: str = "",
              owner_kind: str | None = None) -> Any:
         """Register a hook. The answer holds its secret, which is never shown again."""
@@ -84,9 +84,9 @@ class Webhook(MethodView):
         service, repo = _target(owner_kind, owner_id, source_id)
         return shown(service.get(current_caller(), repo, hook_id))
 
-    @blp.arguments(WebhookPatchSchema, error_status_code=400)
+    @blp.arguments(WebhookPatchSchema)
     @blp.response(200, WebhookOut)
-    @errors(blp, 400, 401, 403, 404)
+    @errors(blp, 400, 401, 403, 404, 422)
     def patch(self, payload: dict[str, Any], hook_id: str, owner_id: str | None = None,
               source_id: str = "", owner_kind: str | None = None) -> Any:
         """Change a hook; `active: true` switches it back on after failures."""
@@ -104,9 +104,9 @@ class Webhook(MethodView):
 
 @owner_routes(blp, HOOK + "secret/", "webhook_secret")
 class WebhookSecret(MethodView):
-    @blp.arguments(SecretInSchema, error_status_code=400)
+    @blp.arguments(SecretInSchema)
     @blp.response(200, WebhookCreatedOut)
-    @errors(blp, 400, 401, 403, 404)
+    @errors(blp, 400, 401, 403, 404, 422)
     def post(self, payload: dict[str, Any], hook_id: str, owner_id: str | None = None,
              source_id: str = "", owner_kind: str | None = None) -> Any:
         """Give a hook a new secret (the server makes one unless given); shown this once."""
