@@ -100,13 +100,14 @@ class WebhookService:
     def of_repository(self, caller: Caller, repo: dict[str, Any]) -> list[dict[str, Any]]:
         """The hooks of a repository, oldest first."""
         self.require_manager(caller, repo)
-        return self.hooks.for_repository(repo["url"])
+        return [hook for hook in self.hooks.for_repository(repo["url"])
+                if not hook.get("repository_deleted")]
 
     def get(self, caller: Caller, repo: dict[str, Any], hook_id: str) -> dict[str, Any]:
         """One hook of a repository (404 if it is another's)."""
         self.require_manager(caller, repo)
         hook = self.hooks.get(hook_id)
-        if hook is None or hook["repository"] != repo["url"]:
+        if hook is None or hook["repository"] != repo["url"] or hook.get("repository_deleted"):
             raise NotFound(f"Webhook '{hook_id}' not found.")
         return hook
 

@@ -19,6 +19,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ from ..domain.errors import Invalid
 
 MAX_URL_LENGTH = 2000
 RESPONSE_EXCERPT = 200  # bytes of a failed answer's body kept in the log
+TOTAL_TIMEOUTS = 3  # an attempt ends after this many timeouts in all, however it trickles
 
 
 class TargetRefused(Exception):
@@ -158,10 +160,22 @@ class Attempt:
         return self.error is None and self.status is not None and 200 <= self.status < 300
 
 
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """End an attempt that ran out of time: a shutdown wakes a thread blocked reading."""
+    expired.set()
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
          allow_private: bool) -> Attempt:
     """POST `body` to a target once: checked (and pinned) first, no redirects, `timeout`
-    seconds for the connection and for each read."""
+    seconds for the connection and for each read, and TOTAL_TIMEOUTS times that in all (a
+    receiver that trickles its answer a byte at a time is cut off)."""
     started = time.perf_counter()
 
     def took() -> float:
@@ -174,6 +188,10 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
     connection: http.client.HTTPConnection = (
         _PinnedHTTPSConnection(target, timeout) if target.scheme == "https"
         else _PinnedHTTPConnection(target, timeout))
+    expired = threading.Event()
+    deadline = threading.Timer(timeout * TOTAL_TIMEOUTS, _cut, args=(connection, expired))
+    deadline.daemon = True
+    deadline.start()
     try:
         connection.request("POST", target.path, body=body,
                            headers=dict(headers, **{"Content-Length": str(len(body))}))
@@ -184,7 +202,10 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
         return Attempt(None, took(), f"{exc.__class__.__name__}: {exc}" if str(exc)
                        else exc.__class__.__name__)
     finally:
+        deadline.cancel()
         connection.close()
+    if expired.is_set():  # what was read before the cut is no answer
+        return Attempt(None, took(), f"no complete answer within {timeout * TOTAL_TIMEOUTS:g} s")
     if 300 <= status < 400:
         location = response.getheader("Location") or "nowhere"
         return Attempt(status, took(), f"redirect to {location[:200]} not followed")

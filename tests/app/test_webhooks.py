@@ -380,3 +380,36 @@ def test_the_termsync_command_manages_hooks(tmp_path: Any, monkeypatch: Any, cap
         assert main(["--database-uri", uri, "webhooks", "list", "/orgs/No/sources/Such/"]) == 1
     finally:
         application.extensions["termsync.store"].close()
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off(tmp_path: Any) -> None:
+    from app.webhooks.targets import post
+
+    stop = threading.Event()
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            try:
+                while not stop.is_set():  # a header line, a byte at a time, for ever
+                    self.wfile.write(b"X")
+                    self.wfile.flush()
+                    stop.wait(0.05)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        attempt = post(f"http://127.0.0.1:{server.server_address[1]}/", b"{}", {},
+                       timeout=0.3, allow_private=True)
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+    assert not attempt.ok and attempt.status is None and attempt.error

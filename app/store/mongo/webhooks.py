@@ -45,7 +45,7 @@ class Webhooks(DocumentRepository, base.Webhooks):
 
     def disabled(self, limit: int = 100) -> tuple[list[Document], int]:
         return self.page({"active": False, "disabled_on": {"$ne": None}},
-                         [("disabled_on", DESCENDING), ("_id", ASCENDING)], 0, limit)
+                         [("disabled_on", DESCENDING), ("_id", DESCENDING)], 0, limit)
 
 
 class WebhookDeliveries(DocumentRepository, base.WebhookDeliveries):

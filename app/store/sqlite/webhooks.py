@@ -42,7 +42,7 @@ class Webhooks(DocumentRepository, base.Webhooks):
 
     def disabled(self, limit: int = 100) -> tuple[list[Document], int]:
         clause = "active = 0 AND disabled_on IS NOT NULL"
-        return self.table.page(clause, (), "disabled_on DESC, _id", 0, limit)
+        return self.table.page(clause, (), "disabled_on DESC, _id DESC", 0, limit)
 
 
 class WebhookDeliveries(DocumentRepository, base.WebhookDeliveries):
