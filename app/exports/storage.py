@@ -54,6 +54,11 @@ class ExportStorage:
     def exists(self, sha256: str) -> bool:
         raise NotImplementedError
 
+    def stat(self, sha256: str) -> StoredFile | None:
+        """The stored file's size and time, or None if it is absent: the cheapest look (one
+        stat, one files lookup), for probes that must not answer 200 for a file that is gone."""
+        raise NotImplementedError
+
     def open(self, sha256: str) -> BinaryIO:
         """A seekable binary reader of a stored file; FileNotFoundError if absent."""
         raise NotImplementedError
@@ -112,6 +117,13 @@ class LocalStorage(ExportStorage):
 
     def exists(self, sha256: str) -> bool:
         return os.path.isfile(self.path(sha256))
+
+    def stat(self, sha256: str) -> StoredFile | None:
+        try:
+            found = os.stat(self.path(sha256))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return StoredFile(sha256, found.st_size, datetime.fromtimestamp(found.st_mtime, UTC))
 
     def open(self, sha256: str) -> BinaryIO:
         return open(self.path(sha256), "rb")
@@ -196,6 +208,10 @@ class GridFSStorage(ExportStorage):
     def exists(self, sha256: str) -> bool:
         return self.files.find_one({"_id": _check(sha256)}, {"_id": 1}) is not None
 
+    def stat(self, sha256: str) -> StoredFile | None:
+        document = self.files.find_one({"_id": _check(sha256)}, {"length": 1, "uploadDate": 1})
+        return None if document is None else _stored(document)
+
     def open(self, sha256: str) -> BinaryIO:
         document = self.files.find_one({"_id": _check(sha256)})
         if document is None:
@@ -209,10 +225,15 @@ class GridFSStorage(ExportStorage):
 
     def list(self) -> Iterator[StoredFile]:
         for document in self.files.find({}, {"length": 1, "uploadDate": 1}):
-            uploaded = document["uploadDate"]
-            if uploaded.tzinfo is None:
-                uploaded = uploaded.replace(tzinfo=UTC)
-            yield StoredFile(document["_id"], int(document["length"]), uploaded)
+            yield _stored(document)
+
+
+def _stored(document: dict[str, Any]) -> StoredFile:
+    """A GridFS files document as a StoredFile (MongoDB hands times back without a zone)."""
+    uploaded = document["uploadDate"]
+    if uploaded.tzinfo is None:
+        uploaded = uploaded.replace(tzinfo=UTC)
+    return StoredFile(document["_id"], int(document["length"]), uploaded)
 
 
 class _GridFSReader(io.RawIOBase):
