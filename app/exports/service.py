@@ -126,6 +126,9 @@ class ExportService:
         self.records = domain.store.exports
         self.settings = settings
         self.wake = wake or (lambda: None)
+        # called with (source, version, file) when a build commits its file (webhooks)
+        self.ready_listeners: list[Callable[[dict[str, Any], dict[str, Any], dict[str, Any]],
+                                            None]] = []
 
     # --- state ----------------------------------------------------------------------------
     def status(self, source: dict[str, Any], version: dict[str, Any]) -> ExportStatus:
@@ -327,6 +330,11 @@ class ExportService:
             raise JobLost(context.job["_id"])
         logger.debug("export %s built: %d concepts, %d mappings, %d bytes in %.1fs", key,
                     stats.concepts, stats.mappings, stats.size, stats.seconds_total)
+        for listener in self.ready_listeners:
+            try:
+                listener(source, version, file)
+            except Exception:  # a listener never fails a build that is committed
+                logger.exception("export %s: a ready listener failed", key)
         return {"sha256": stats.sha256, "size": stats.size, "concepts": stats.concepts,
                 "mappings": stats.mappings}
 

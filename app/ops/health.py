@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app
@@ -45,7 +46,9 @@ class ReadyOut(Schema):
     checks = fields.Dict(metadata={"description": (
         "`database` {ok, latency_ms}, `workers` {ok, alive, expected}, "
         "`queue` {depth, oldest_pending_seconds}, `storage` {database, exports, imports: "
-        "{ok, error?}} (whether a file can be written where each keeps its files).")})
+        "{ok, error?}} (whether a file can be written where each keeps its files), `webhooks` "
+        "{disabled, hooks} (hooks switched off after failing: an alert, never a reason to be "
+        "unready).")})
 
 
 class NotReadyOut(Schema):
@@ -102,6 +105,8 @@ class Readiness:
         self.min_workers = min_workers
         self.heartbeat_timeout = heartbeat_timeout
         self.storage = storage or StorageCheck({})
+        # Facts features add to the report (webhooks switched off): shown, never unready.
+        self.details: dict[str, Callable[[], dict[str, Any]]] = {}
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         """(database answers, report). Workers below the minimum degrade but do not fail."""
@@ -130,6 +135,11 @@ class Readiness:
                 raise
             return False, {"status": "unavailable", "checks": dict(
                 checks, database={"ok": False, "error": exc.__class__.__name__})}
+        for name, detail in self.details.items():
+            try:
+                checks[name] = detail()
+            except Exception:  # a detail never makes the instance unready
+                logger.warning("readiness detail %s failed", name, exc_info=True)
         checks["storage"] = self.storage.report()
         healthy = checks["workers"]["ok"] and all(
             check["ok"] for check in checks["storage"].values())

@@ -133,6 +133,12 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
     ("mappings of a concept", lambda s: s.items.mappings_for_concept(
         SOURCE, 2**62 - 1, f"{SOURCE}concepts/3/", inverse=True)),
     ("jobs of a queue", lambda s: s.jobs.list("bulk_import", None, None, 0, 10, queues=["q"])),
+    ("hooks of a repository", lambda s: s.webhooks.for_repository(SOURCE)),
+    ("hooks switched off", lambda s: s.webhooks.disabled()),
+    ("a hook's attempt", lambda s: s.webhooks.record_attempt("h", False, "2026-01-01", 3, "")),
+    ("a hook's delivery log", lambda s: s.webhook_deliveries.page("h", 0, 10)),
+    ("a hook's log pruned", lambda s: s.webhook_deliveries.prune("h", 100)),
+    ("newest releases (server feed)", lambda s: s.versions.newest_released(0, 50)),
     ("item write", lambda s: s.items.write({
         "source": SOURCE, "type": "Concept", "id": "3", "url": f"{SOURCE}concepts/3/",
         "deleted": False, "retired": False, "updated_on": "2026-02-01T00:00:00.000000Z",

@@ -15,6 +15,7 @@ from .collections import CollectionEntries, References
 from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
 from .db import SqliteDatabase, diagnose, migrate
 from .schema import STEPS
+from .webhooks import WebhookDeliveries, Webhooks
 from .work import (
     ExportRecords,
     Heartbeats,
@@ -63,6 +64,8 @@ class SqliteStore(base.Store):
         self.console_sessions = ConsoleSessions(self.database)
         self.references = References(self.database)
         self.collection_entries = CollectionEntries(self.database, self.items)
+        self.webhooks = Webhooks(self.database)
+        self.webhook_deliveries = WebhookDeliveries(self.database)
 
     def ensure_schema(self) -> None:
         """Create or upgrade the schema, and write once: a file that cannot be opened or
