@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "IMPORT_MAX_LINE_BYTES": 4 * 1024 * 1024,
     "IMPORT_MAX_ACTIVE_JOBS": 3,
     "IMPORT_BATCH_SIZE": 500,
+    "IMPORT_UPLOAD_LEASE_SECONDS": 60.0,
     "BACKGROUND_WORKERS": 2,
     "JOB_LEASE_SECONDS": 60.0,
     "JOB_POLL_SECONDS": 1.0,
@@ -193,6 +194,8 @@ def _validate(config: dict[str, Any]) -> None:
                 "IMPORT_MAX_ACTIVE_JOBS", "IMPORT_BATCH_SIZE"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be 1 or more")
+    if config["IMPORT_UPLOAD_LEASE_SECONDS"] <= 0:
+        raise ConfigError("IMPORT_UPLOAD_LEASE_SECONDS must be positive (seconds)")
     # operations
     if config["LOG_FORMAT"] not in ("text", "json"):
         raise ConfigError("LOG_FORMAT must be 'text' or 'json'")
@@ -265,6 +268,9 @@ class ImportSettings:
     max_line_bytes: int
     max_active_jobs: int
     batch_size: int
+    # An upload's Idempotency-Key claim lasts this long unless the upload renews it (it does
+    # while bytes arrive); part files idle for twice this long are collected.
+    upload_lease_seconds: float
 
 
 @dataclass(frozen=True)
@@ -336,7 +342,8 @@ class Settings:
                 max_bytes=int(config["IMPORT_MAX_BYTES"]), max_lines=int(config["IMPORT_MAX_LINES"]),
                 max_line_bytes=int(config["IMPORT_MAX_LINE_BYTES"]),
                 max_active_jobs=int(config["IMPORT_MAX_ACTIVE_JOBS"]),
-                batch_size=int(config["IMPORT_BATCH_SIZE"])),
+                batch_size=int(config["IMPORT_BATCH_SIZE"]),
+                upload_lease_seconds=float(config["IMPORT_UPLOAD_LEASE_SECONDS"])),
             ops=OpsSettings(
                 log_format=config["LOG_FORMAT"], log_level=str(config["LOG_LEVEL"]).upper(),
                 access_log=bool(config["ACCESS_LOG"]),

@@ -9,9 +9,12 @@ resumable job handler, `render.py` shows jobs as termsync and as OCL's clients s
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..config import ImportSettings
@@ -20,6 +23,8 @@ from ..domain.accounts import Caller, require_login
 from ..domain.errors import Conflict, DomainError, Invalid, NotFound
 from ..domain.loader import ACTIONS, Target
 from ..jobs import ACTIVE, PENDING, JobQueue
+from ..store.base import IdempotencyKeys
+from ..timeutil import format_time, to_datetime
 from .render import DEFAULT_QUEUE, OCL_STATES, TASK_NAME, empty_summary, ocl_json_result, summary_of
 from .run import ImportRun
 from .store import UploadStore
@@ -87,24 +92,38 @@ class ImportJobs:
 
     def submit(self, caller: Caller, chunks: Iterable[bytes], options: ImportOptions,
                idempotency_key: str | None = None) -> dict[str, Any]:
-        """Store the streamed upload and queue its job; a repeated Idempotency-Key returns the earlier job."""
+        """Store the streamed upload and queue its job; a repeated Idempotency-Key returns the
+        earlier job.
+
+        The key is claimed before the body is read, by this request (its `owner`) under a lease
+        that the upload renews while bytes arrive. If the process receiving it dies (a killed
+        worker), nothing releases the claim: its lease ends, and a retry takes it over.
+        """
         key = _job_key(caller, idempotency_key) if idempotency_key else None
-        if key is not None:
-            earlier = self.keys.claim(key)
-            if earlier is not None:
-                job = self.queue.get(earlier["job"]) if earlier.get("job") else None
-                if job is None:  # the first request with this key is still being received
-                    raise Conflict("A submission with this Idempotency-Key is still being "
-                                   "received; retry shortly.", headers={"Retry-After": "5"})
-                return job
+        if key is None:
+            return self._submit(caller, chunks, options, None)
+        claim = UploadClaim(self.keys, key, self.queue.clock, self.limits.upload_lease_seconds)
+        earlier = claim.take()
+        if earlier is not None:
+            job = self.queue.get(earlier["job"]) if earlier.get("job") else None
+            if job is None:  # the first request with this key is still being received
+                raise Conflict("A submission with this Idempotency-Key is still being "
+                               "received; retry shortly.",
+                               headers={"Retry-After": str(claim.retry_after(earlier))})
+            return job
         try:
-            job = self._submit(caller, chunks, options, key)
+            job = self._submit(caller, claim.renewing(chunks), options, key)
         except BaseException:
-            if key is not None:
-                self.keys.release(key)
+            claim.release()
             raise
-        if key is not None:
-            self.keys.bind(key, job["_id"])
+        if not claim.bind(job["_id"]):
+            # the claim lapsed while this upload stalled and a retry took it over: that
+            # retry's job is the key's; this one is not wanted
+            self.queue.cancel(job["_id"])
+            self.uploads.delete(job["payload"]["upload"])
+            raise Conflict("This upload stalled for longer than its Idempotency-Key's lease "
+                           "and another submission took the key; GET that one.",
+                           headers={"Retry-After": "1"})
         return job
 
     def _submit(self, caller: Caller, chunks: Iterable[bytes], options: ImportOptions,
@@ -133,6 +152,22 @@ class ImportJobs:
                                 queue=options.queue)
         self.queue.update(job["_id"], {"progress": {"summary": empty_summary(lines)}})
         return self.queue.get(job["_id"]) or job
+
+    # --- maintenance ----------------------------------------------------------------------
+    def collect_garbage(self) -> dict[str, int]:
+        """Collect what dead uploads left: part files (and chunks) idle for two upload leases,
+        uploads no waiting or running job holds (a job failed for good keeps its own), and
+        Idempotency-Key claims whose upload died (lapsed, naming no job)."""
+        now = self.queue.clock()
+        active, _ = self.queue.list(kind=KIND, states=ACTIVE)
+        keep = {job["payload"]["upload"] for job in active}
+        idle = now - 2 * timedelta(seconds=self.limits.upload_lease_seconds)
+        report = {"uploads": self.uploads.collect(idle, keep),
+                  "keys": self.keys.purge(format_time(now))}
+        if any(report.values()):
+            logger.info("imports GC: %d dead upload(s), %d lapsed Idempotency-Key claim(s)",
+                        report["uploads"], report["keys"])
+        return report
 
     # --- reading --------------------------------------------------------------------------
     def job_or_none(self, caller: Caller, job_id: str) -> dict[str, Any] | None:
@@ -202,6 +237,53 @@ class ImportJobs:
         for result in self.results.iter_all(job["_id"]):
             yield [result["line"], result.get("type") or "", result["action"],
                    result.get("url") or "", "; ".join(result.get("errors") or [])]
+
+
+class UploadClaim:
+    """One request's claim of an Idempotency-Key: taken before the upload is read, renewed
+    while its bytes arrive (every third of the lease), bound to the job at the end."""
+
+    def __init__(self, keys: IdempotencyKeys, key: str, clock: Callable[[], datetime],
+                 lease_seconds: float) -> None:
+        self.keys = keys
+        self.key = key
+        self.clock = clock
+        self.lease = timedelta(seconds=lease_seconds)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        self._renewed = clock()
+
+    def _until(self) -> str:
+        return format_time(self.clock() + self.lease)
+
+    def take(self) -> dict[str, Any] | None:
+        """None if this request holds the key now, else the claim that holds it."""
+        self._renewed = self.clock()
+        return self.keys.claim(self.key, self.owner, format_time(self._renewed), self._until())
+
+    def retry_after(self, claim: dict[str, Any]) -> int:
+        """Seconds until a claim still being received may lapse (at least 1)."""
+        until = claim.get("lease_until")
+        if not until:
+            return 1
+        left = (to_datetime(str(until)) - self.clock()).total_seconds()
+        return max(1, min(int(left) + 1, int(self.lease.total_seconds()) + 1))
+
+    def renewing(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The chunks, renewing the lease as they arrive; Conflict if the claim was lost."""
+        for chunk in chunks:
+            if self.clock() - self._renewed >= self.lease / 3:
+                self._renewed = self.clock()
+                if not self.keys.renew(self.key, self.owner, self._until()):
+                    raise Conflict("This upload stalled for longer than its Idempotency-Key's "
+                                   "lease and another submission took the key; GET that one.",
+                                   headers={"Retry-After": "1"})
+            yield chunk
+
+    def bind(self, job_id: str) -> bool:
+        return self.keys.bind(self.key, self.owner, job_id)
+
+    def release(self) -> None:
+        self.keys.release(self.key, self.owner)
 
 
 def _job_key(caller: Caller, idempotency_key: str) -> str:

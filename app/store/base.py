@@ -830,20 +830,36 @@ class ImportResults:
 
 
 class IdempotencyKeys:
-    """Idempotency-Key of each import submission, claimed atomically before the upload is read."""
+    """Idempotency-Key of each import submission, claimed atomically before the upload is read.
 
-    def claim(self, key: str) -> Document | None:
-        """Claim a key; None if claimed now, else the earlier claim ({job: id or None})."""
+    A claim has an `owner` (the request receiving the upload) and a lease (`lease_until`, a
+    time as format_time writes it) that the owner renews while bytes arrive. A claim that names
+    no job yet and whose lease has ended (its upload died with its process) may be taken over;
+    one that names a job is the key's for good.
+    """
+
+    def claim(self, key: str, owner: str, now: str, lease_until: str) -> Document | None:
+        """Claim a key (or take over a lapsed unbound claim); None if `owner` holds it now,
+        else the claim that holds it ({job: id or None, owner, lease_until})."""
         raise NotImplementedError
 
-    def bind(self, key: str, job_id: str) -> None:
+    def renew(self, key: str, owner: str, lease_until: str) -> bool:
+        """Extend `owner`'s claim; False if the claim is no longer `owner`'s."""
+        raise NotImplementedError
+
+    def bind(self, key: str, owner: str, job_id: str) -> bool:
+        """Name the job of `owner`'s claim; False if the claim is no longer `owner`'s."""
         raise NotImplementedError
 
     def job_for(self, key: str) -> str | None:
         raise NotImplementedError
 
-    def release(self, key: str) -> None:
-        """Free a key whose submission failed (only while it names no job)."""
+    def release(self, key: str, owner: str) -> None:
+        """Free `owner`'s claim of a key whose submission failed (only while it names no job)."""
+        raise NotImplementedError
+
+    def purge(self, now: str) -> int:
+        """Delete the claims that name no job and whose lease ended before `now`; how many."""
         raise NotImplementedError
 
 

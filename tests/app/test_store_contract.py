@@ -675,15 +675,29 @@ def test_import_results_and_keys(store: Store) -> None:
     assert results.page("a", None, None, 0) == []
 
     keys = store.import_keys
-    assert keys.claim("k") is None
-    assert keys.claim("k") == {"_id": "k", "job": None}
-    keys.bind("k", "j1")
-    assert keys.job_for("k") == "j1" and keys.claim("k")["job"] == "j1"
-    keys.release("k")  # bound keys stay
+    t0, t1, t2, t3 = (f"2026-01-01T00:00:0{second}.000000Z" for second in range(4))
+    assert keys.claim("k", "a", t0, t2) is None
+    held = keys.claim("k", "b", t1, t3)  # a's lease holds: b is told whose it is
+    assert held is not None and (held["job"], held["owner"], held["lease_until"]) == (None, "a", t2)
+    assert keys.renew("k", "a", t3) and not keys.renew("k", "b", t3)
+    assert keys.claim("k", "b", t2, t3) is not None  # renewed: still a's at t2
+    assert not keys.bind("k", "b", "j0")  # only the holder binds
+    assert keys.bind("k", "a", "j1")
+    assert keys.job_for("k") == "j1" and keys.claim("k", "b", t3, t3)["job"] == "j1"
+    keys.release("k", "a")  # bound keys stay
     assert keys.job_for("k") == "j1"
-    assert keys.claim("free") is None
-    keys.release("free")
-    assert keys.claim("free") is None
+    assert keys.claim("free", "a", t0, t1) is None
+    keys.release("free", "b")  # another's claim is not freed
+    assert keys.claim("free", "b", t0, t1) is not None
+    keys.release("free", "a")
+    assert keys.claim("free", "b", t0, t1) is None
+    # a claim whose upload died is taken over when its lease ends, not before
+    assert keys.claim("dead", "a", t0, t1) is None
+    assert keys.claim("dead", "b", t0, t2) is not None
+    assert keys.claim("dead", "b", t1, t2) is None and not keys.renew("dead", "a", t3)
+    assert keys.purge(t2) == 1  # "free" lapsed at t1; "dead" is b's until t2: not yet
+    assert keys.purge(t3) == 1 and keys.job_for("dead") is None
+    assert keys.job_for("k") == "j1"  # bound keys are never purged
 
 
 def test_leases_heartbeats_and_rate_counters(store: Store) -> None:

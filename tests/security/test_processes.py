@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -244,3 +247,82 @@ def test_each_process_killed_mid_work_loses_nothing(cluster: Cluster) -> None:
     assert hashlib.sha256(answer.content).hexdigest() == answer.headers["ETag"].strip('"')
     finals = [path for path in (cluster.root / "exports").rglob("*.zip") if path.is_file()]
     assert all(hashlib.sha256(path.read_bytes()).hexdigest() == path.stem for path in finals)
+
+
+def worker_pids(master: int) -> list[int]:
+    """The processes gunicorn's master has forked (its web workers), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # it ended meanwhile
+            if int(fields[1]) == master:
+                found.append(int(entry.name))
+    return found
+
+
+def test_upload_killed_with_its_web_workers_leaves_no_key_locked_and_no_part_file(
+        cluster: Cluster) -> None:
+    """SIGKILL every gunicorn worker while an upload sent with an Idempotency-Key is half
+    received: the key's claim ends with its lease and a retry with the same key makes the one
+    job; the dead upload's `.upload.part` is collected by the job process's maintenance."""
+    lease = 4.0
+    cluster.env.update(TERMSYNC_IMPORT_UPLOAD_LEASE_SECONDS=str(lease),
+                       TERMSYNC_MAINTENANCE_INTERVAL="0.5")
+    cluster.start_web()
+    cluster.start_worker()
+    setup_source(cluster, concepts=0)
+    body = b"".join(json.dumps(dict(concept(f"U{number}"), type="Concept", owner="O",
+                                    source="S", descriptions=[{"description": "d" * 10_000,
+                                                               "locale": "en"}])).encode() + b"\n"
+                    for number in range(400))  # 4 MB, 400 lines
+    headers = {"Authorization": f"Token {ADMIN_TOKEN}", "Idempotency-Key": "big-upload",
+               "Content-Type": "application/x-ndjson"}
+    address = cluster.url.removeprefix("http://")
+    host, port = address.rsplit(":", 1)
+    claimed_after = time.monotonic()  # the claim is taken after this and lasts `lease` at least
+    upload = http.client.HTTPConnection(host, int(port), timeout=DEADLINE)
+    upload.putrequest("POST", "/importers/bulk-import/")
+    for name, value in dict(headers, **{"Content-Length": str(len(body))}).items():
+        upload.putheader(name, value)
+    upload.endheaders()
+    upload.send(body[:len(body) // 2])
+    imports = cluster.root / "imports"
+
+    def receiving() -> list[Path]:
+        return [part for part in imports.glob("*.upload.part") if part.stat().st_size > 0]
+
+    parts = wait_for(receiving, "the upload to be half received", DEADLINE)
+    assert cluster.web is not None
+    for pid in worker_pids(cluster.web.pid):
+        os.kill(pid, signal.SIGKILL)
+    upload.close()
+
+    def retried() -> Any:
+        try:
+            answer = requests.post(cluster.url + "/importers/bulk-import/", data=body,
+                                   headers=headers, timeout=DEADLINE)
+        except requests.ConnectionError:  # gunicorn still booting the new workers
+            return None
+        if time.monotonic() - claimed_after < lease:  # the dead upload's claim still holds
+            assert answer.status_code == 409, answer.text
+            assert 1 <= int(answer.headers["Retry-After"]) <= lease + 1
+        assert answer.status_code in (202, 409), answer.text
+        return answer if answer.status_code == 202 else None
+
+    job_url = wait_for(retried, "a retry with the same key to be taken", DEADLINE).headers[
+        "Location"]
+    job = wait_for(job_ended(cluster, job_url), "the import to end", DEADLINE)
+    assert job["state"] == "FINISHED" and job["summary"]["created"] == 400, job
+    jobs = cluster.call("GET", "/importers/bulk-import/", 200).json()
+    assert len(jobs) == 1  # one job for the key
+    again = cluster.call("POST", "/importers/bulk-import/", 202, data=body, headers=headers)
+    assert again.headers["Location"] == job_url
+
+    def collected() -> bool:
+        return not any(part.exists() for part in parts)
+
+    wait_for(collected, "maintenance to collect the dead upload's part file", DEADLINE)
+    assert not list(imports.glob("*.upload*"))

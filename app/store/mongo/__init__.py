@@ -81,9 +81,10 @@ class MongoStore(base.Store):
 
     def ensure_schema(self) -> None:
         for repository in (self.users, self.orgs, self.sources, self.versions, self.items,
-                           self.jobs, self.exports, self.import_results, self.heartbeats,
-                           self.rate_counters, self.console_sessions, self.references,
-                           self.collection_entries, self.webhooks, self.webhook_deliveries):
+                           self.jobs, self.exports, self.import_results, self.import_keys,
+                           self.heartbeats, self.rate_counters, self.console_sessions,
+                           self.references, self.collection_entries, self.webhooks,
+                           self.webhook_deliveries):
             ensure = getattr(repository, "ensure_indexes", None)
             if ensure is not None:
                 ensure()

@@ -255,28 +255,52 @@ class ImportResults(base.ImportResults):
 
 
 class IdempotencyKeys(base.IdempotencyKeys):
-    """The `import_keys` collection, claimed atomically by `_id`."""
+    """The `import_keys` collection, claimed atomically by `_id`: an insert, or an update that
+    matches only a lapsed claim naming no job (a missing `lease_until`: a claim from before
+    leases, lapsed too)."""
 
     def __init__(self, db: Any) -> None:
         self.keys = db["import_keys"]
 
-    def claim(self, key: str) -> Document | None:
-        try:
-            self.keys.insert_one({"_id": key, "job": None})
-        except DuplicateKeyError:
-            found: Document = self.keys.find_one({"_id": key}) or {"_id": key, "job": None}
-            return found
-        return None
+    def ensure_indexes(self) -> None:
+        self.keys.create_index([("lease_until", ASCENDING)])
 
-    def bind(self, key: str, job_id: str) -> None:
-        self.keys.update_one({"_id": key}, {"$set": {"job": job_id}})
+    def claim(self, key: str, owner: str, now: str, lease_until: str) -> Document | None:
+        try:
+            self.keys.insert_one({"_id": key, "job": None, "owner": owner,
+                                  "lease_until": lease_until})
+            return None
+        except DuplicateKeyError:
+            pass
+        lapsed = {"_id": key, "job": None,
+                  "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}]}
+        if self.keys.find_one_and_update(lapsed, {"$set": {"owner": owner,
+                                                           "lease_until": lease_until}}):
+            return None
+        found: Document = self.keys.find_one({"_id": key}) or {"_id": key, "job": None}
+        return found
+
+    def renew(self, key: str, owner: str, lease_until: str) -> bool:
+        done = self.keys.update_one({"_id": key, "owner": owner, "job": None},
+                                    {"$set": {"lease_until": lease_until}})
+        return bool(done.matched_count)
+
+    def bind(self, key: str, owner: str, job_id: str) -> bool:
+        done = self.keys.update_one({"_id": key, "owner": owner, "job": None},
+                                    {"$set": {"job": job_id, "lease_until": None}})
+        return bool(done.matched_count)
 
     def job_for(self, key: str) -> str | None:
         found = self.keys.find_one({"_id": key})
         return found["job"] if found else None
 
-    def release(self, key: str) -> None:
-        self.keys.delete_one({"_id": key, "job": None})
+    def release(self, key: str, owner: str) -> None:
+        self.keys.delete_one({"_id": key, "owner": owner, "job": None})
+
+    def purge(self, now: str) -> int:
+        done = self.keys.delete_many({"job": None, "$or": [{"lease_until": None},
+                                                           {"lease_until": {"$lt": now}}]})
+        return int(done.deleted_count)
 
 
 class Leases(base.Leases):

@@ -197,4 +197,15 @@ def _step_5(connection: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5]
+def _step_6(connection: sqlite3.Connection) -> None:
+    """An Idempotency-Key claim has an owner (the request receiving the upload) and a lease it
+    renews while bytes arrive: a claim whose upload died is taken over when its lease ends.
+    Claims from before this step have no lease: they are free (their uploads are long gone)."""
+    run_script(connection, """
+        ALTER TABLE import_keys ADD COLUMN owner TEXT;
+        ALTER TABLE import_keys ADD COLUMN lease_until TEXT;
+        CREATE INDEX import_keys_unbound ON import_keys (lease_until) WHERE job IS NULL;
+    """)
+
+
+STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5, _step_6]

@@ -248,30 +248,53 @@ class ImportResults(base.ImportResults):
 
 
 class IdempotencyKeys(base.IdempotencyKeys):
-    """`import_keys`: claimed by inserting the key, bound to its job once it exists."""
+    """`import_keys`: claimed by one upsert that only overwrites a lapsed claim naming no job,
+    bound to its job once it exists."""
 
     def __init__(self, database: SqliteDatabase) -> None:
         self.database = database
 
-    def claim(self, key: str) -> Document | None:
+    def claim(self, key: str, owner: str, now: str, lease_until: str) -> Document | None:
         with self.database.transaction() as connection:
-            row = connection.execute("SELECT job FROM import_keys WHERE _id = ?", (key,)).fetchone()
-            if row is not None:
-                return {"_id": key, "job": row[0]}
-            connection.execute("INSERT INTO import_keys (_id, job) VALUES (?, NULL)", (key,))
-        return None
+            taken = connection.execute(
+                "INSERT INTO import_keys (_id, job, owner, lease_until) VALUES (?, NULL, ?, ?) "
+                "ON CONFLICT (_id) DO UPDATE SET owner = excluded.owner, "
+                "lease_until = excluded.lease_until WHERE import_keys.job IS NULL AND "
+                "(import_keys.lease_until IS NULL OR import_keys.lease_until <= ?) "
+                "RETURNING owner", (key, owner, lease_until, now)).fetchone()
+            if taken is not None and taken[0] == owner:
+                return None
+            row = connection.execute("SELECT job, owner, lease_until FROM import_keys "
+                                     "WHERE _id = ?", (key,)).fetchone()
+        return {"_id": key, "job": row[0], "owner": row[1], "lease_until": row[2]}
 
-    def bind(self, key: str, job_id: str) -> None:
+    def renew(self, key: str, owner: str, lease_until: str) -> bool:
         with self.database.transaction() as connection:
-            connection.execute("UPDATE import_keys SET job = ? WHERE _id = ?", (job_id, key))
+            done = connection.execute("UPDATE import_keys SET lease_until = ? WHERE _id = ? AND "
+                                      "owner = ? AND job IS NULL", (lease_until, key, owner))
+        return done.rowcount == 1
+
+    def bind(self, key: str, owner: str, job_id: str) -> bool:
+        with self.database.transaction() as connection:
+            done = connection.execute("UPDATE import_keys SET job = ?, lease_until = NULL "
+                                      "WHERE _id = ? AND owner = ? AND job IS NULL",
+                                      (job_id, key, owner))
+        return done.rowcount == 1
 
     def job_for(self, key: str) -> str | None:
         row = self.database.one("SELECT job FROM import_keys WHERE _id = ?", (key,))
         return row[0] if row else None
 
-    def release(self, key: str) -> None:
+    def release(self, key: str, owner: str) -> None:
         with self.database.transaction() as connection:
-            connection.execute("DELETE FROM import_keys WHERE _id = ? AND job IS NULL", (key,))
+            connection.execute("DELETE FROM import_keys WHERE _id = ? AND owner = ? AND "
+                               "job IS NULL", (key, owner))
+
+    def purge(self, now: str) -> int:
+        with self.database.transaction() as connection:
+            done = connection.execute("DELETE FROM import_keys WHERE job IS NULL AND "
+                                      "(lease_until IS NULL OR lease_until < ?)", (now,))
+        return done.rowcount
 
 
 def _time(value: str | None) -> datetime | None:
