@@ -262,6 +262,7 @@ def run_one(lines: int, database_uri: str, batch_size: int,
     for phase in ("first", "reimport"):
         baseline = sampler.reset()
         started = time.perf_counter()
+        cpu_started = time.process_time()
         with open(data, "rb") as handle:  # input_stream: the test client must not read it whole
             answer = client.post("/importers/bulk-import/", input_stream=handle,
                                  content_type="application/x-ndjson", headers=HEADERS)
@@ -272,6 +273,7 @@ def run_one(lines: int, database_uri: str, batch_size: int,
             timer.timing = phase == "first"
         workers.run_until_idle()
         finished = time.perf_counter()
+        cpu = time.process_time() - cpu_started
         if timer is not None:
             timer.timing = False
         job = client.get(f"/importers/bulk-import/{answer.get_json()['id']}/",
@@ -282,6 +284,9 @@ def run_one(lines: int, database_uri: str, batch_size: int,
             "summary": {key: value for key, value in job["summary"].items() if value},
             "wall_s": round(wall, 1), "upload_s": round(uploaded - started, 2),
             "lines_per_s": round(lines / wall),
+            # CPU seconds of this process (the database is in it too): on a machine shared with
+            # other work, lines per CPU second moves far less than lines per second
+            "cpu_s": round(cpu, 1), "lines_per_cpu_s": round(lines / cpu),
             "rss_before_mb": round(baseline / 2**20),
             "upload_rss_delta_mb": round((upload_peak - baseline) / 2**20, 1),
             "peak_rss_mb": round(sampler.peak() / 2**20),
@@ -324,6 +329,7 @@ def main() -> int:
     results = []
     for size in sizes:
         rates: dict[tuple[str, str], int] = {}
+        cpu_rates: dict[tuple[str, str], int] = {}
         for shape in shapes:
             for database in databases:
                 output = subprocess.run(
@@ -334,14 +340,17 @@ def main() -> int:
                     check=True, capture_output=True, text=True).stdout
                 figures = json.loads(output.strip().splitlines()[-1])
                 rates[shape, database] = figures["first"]["lines_per_s"]
+                cpu_rates[shape, database] = figures["first"]["lines_per_cpu_s"]
                 print(json.dumps(figures, indent=2), flush=True)
                 if database == databases[0] and shape == shapes[0]:
                     results.append(figures)
         first = (shapes[0], databases[0])
         for (shape, database), rate in rates.items():
             if (shape, database) != first:
+                cpu_rate = cpu_rates[shape, database]
                 print(f"{size} lines: {shape} on {database} imports at {rate} lines/s, "
-                      f"{rate / rates[first]:.2f}x {first[0]} on {first[1]}", flush=True)
+                      f"{rate / rates[first]:.2f}x {first[0]} on {first[1]}; {cpu_rate} lines "
+                      f"per CPU second, {cpu_rate / cpu_rates[first]:.2f}x", flush=True)
     if len(results) > 1:
         small, large = results[0], results[-1]
         print(f"size ratio {large['lines'] / small['lines']:.0f}x: upload RSS delta "

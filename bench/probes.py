@@ -90,7 +90,7 @@ class BootCounter:
 def serving(url: str) -> bool:
     try:
         return requests.head(url, timeout=10).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # still booting (a busy machine)
         return False
 
 
@@ -141,7 +141,7 @@ def measure(tree: str, args: argparse.Namespace) -> dict[int, tuple[dict[str, fl
     figures = {}
     try:
         boots = BootCounter(server.stderr)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while not serving(base + EXPORT):
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("gunicorn does not serve the export")
