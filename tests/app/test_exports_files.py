@@ -145,3 +145,14 @@ def test_startup_requeues_released_versions_whose_files_are_gone(backend: str, t
     assert client.head(V1).status_code == 208
     jobs.run_until_idle()
     assert client.get(V1).status_code == 200
+
+
+def test_garbage_collection_requeues_a_released_version_whose_file_is_gone(env: Env) -> None:
+    sha = release(env)
+    remove_file(env, sha)
+    report = env.service.purge()  # before any request noticed
+    assert report.lost_files == 1
+    assert [job["state"] for job in env.jobs("PENDING")] == ["PENDING"]
+    assert answers(env) == {"HEAD": 208, "GET": 208, "POST": 409}
+    env.build()
+    assert answers(env) == {"HEAD": 200, "GET": 200, "POST": 303}
