@@ -197,8 +197,13 @@ def test_full_upload_disk_is_503_errno(tmp_path: Path, monkeypatch: Any) -> None
     assert import_upload(client).status_code == 202
 
 
-def test_full_database_disk_is_503_errno(tmp_path: Path, monkeypatch: Any) -> None:
-    """The errno variant: SQLite's own words for a full disk, raised where SQLite raises them."""
+@pytest.mark.parametrize(("said", "answered"), [
+    ("database or disk is full", "no space left on device (ENOSPC)"),
+    ("attempt to write a readonly database", "the database is read-only (EROFS)")])
+def test_database_fault_is_503_errno(tmp_path: Path, monkeypatch: Any, said: str,
+                                     answered: str) -> None:
+    """The errno variant: SQLite's own words for a full disk or a read-only file, raised where
+    SQLite raises them (the filesystem itself is fine here, so the words alone tell)."""
     application = make_app(tmp_path)
     client = application.test_client()
     setup_source(client)
@@ -213,7 +218,7 @@ def test_full_database_disk_is_503_errno(tmp_path: Path, monkeypatch: Any) -> No
 
         def execute(self, sql: str, *args: Any) -> Any:
             if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
-                raise sqlite3.OperationalError("database or disk is full")
+                raise sqlite3.OperationalError(said)
             return self.connection.execute(sql, *args)
 
     original = database.transaction
@@ -225,7 +230,7 @@ def test_full_database_disk_is_503_errno(tmp_path: Path, monkeypatch: Any) -> No
 
     monkeypatch.setattr(database, "transaction", transaction)
     assert_fault(client.post(f"{URL}concepts/", json=concept("B"), headers=ADMIN),
-                 "The database cannot be written: no space left on device (ENOSPC)")
+                 f"The database cannot be written: {answered}")
     assert client.get(f"{URL}concepts/A/").status_code == 200
 
 
