@@ -103,8 +103,11 @@ class Accounts:
         """Bootstrap an admin user holding this token (TERMSYNC_ADMIN_TOKEN)."""
         user = self.repos.users.get(username)
         if user is None:
-            self.create_user(username, is_admin=True)
-        elif not user.get("is_admin"):
+            try:
+                self.create_user(username, is_admin=True)
+            except Conflict:  # another process starting at the same moment created it
+                user = self.repos.users.get(username)
+        if user is not None and not user.get("is_admin"):
             self.repos.users.update(username, {"is_admin": True})
         self.create_token(username, token)
 

@@ -119,9 +119,11 @@ class Users(DocumentRepository, base.Users):
         return self.page({"_id": {"$in": usernames}}, [("_id", ASCENDING)], skip, limit)
 
     def add_token(self, username: str, token_hash: str, created_on: str) -> None:
-        self.tokens.replace_one({"_id": token_hash},
-                                {"_id": token_hash, "username": username, "created_on": created_on},
-                                upsert=True)
+        token = {"_id": token_hash, "username": username, "created_on": created_on}
+        try:
+            self.tokens.replace_one({"_id": token_hash}, token, upsert=True)
+        except DuplicateKeyError:  # two upserts raced to insert it; the second one now replaces
+            self.tokens.replace_one({"_id": token_hash}, token, upsert=True)
 
     def user_for_token(self, token_hash: str) -> Document | None:
         token = self.tokens.find_one({"_id": token_hash})
