@@ -268,6 +268,10 @@ class Orgs(DocumentRepository):
         """Ids of the orgs a user belongs to."""
         raise NotImplementedError
 
+    def is_public(self, org_id: str) -> bool:
+        """Whether an org exists and anyone may see it (its `public_access` is not "None")."""
+        raise NotImplementedError
+
     def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
                skip: int, limit: int) -> tuple[list[Document], int]:
         """Orgs by id: public ones and the caller's (all for None, an admin), with `q` (any
@@ -291,11 +295,16 @@ class Sources(DocumentRepository):
                filters: RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
         """Repositories by url that `visible_to` may see (None: an admin, all), under one owner
         or all, narrowed by `filters` (kind, owner, text in the id or names, validation schema, a
-        change of metadata or content at or after `updated_since`)."""
+        change of metadata or content at or after `updated_since`).
+
+        A repository is visible when it is the caller's or their orgs', or when it is public
+        (`public_access` View or Edit) and so is its owner: any user, an org whose own
+        `public_access` is not "None" (a private org hides all its repositories)."""
         raise NotImplementedError
 
     def count_public(self, owner_url: str, repo_type: str = SOURCE_TYPE) -> int:
-        """How many sources (or collections) of an owner anyone may see (`public_sources`)."""
+        """How many sources (or collections) of an owner anyone may see (`public_sources`: none
+        of a private org's)."""
         raise NotImplementedError
 
 

@@ -126,8 +126,13 @@ def test_orgs_members_and_visibility(store: Store) -> None:
 
 
 def test_sources_list_by_owner_and_visibility(store: Store) -> None:
+    store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "P", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "Q", "public_access": "None", "members": []})
     store.sources.insert(source_doc(SOURCE))
     store.sources.insert(source_doc("/orgs/P/sources/Hidden/", owner="P", public_access="None"))
+    # public itself, but its org is private: hidden from everyone but the org's members
+    store.sources.insert(source_doc("/orgs/Q/sources/InPrivateOrg/", owner="Q"))
     store.sources.insert(dict(source_doc("/users/ann/sources/Mine/", public_access="None"),
                               owner="ann", owner_type="User", owner_url="/users/ann/"))
     everyone = Visibility(None, frozenset())
@@ -135,6 +140,13 @@ def test_sources_list_by_owner_and_visibility(store: Store) -> None:
     assert [s["_id"] for s in store.sources.search(None, everyone, none, 0, 10)[0]] == [SOURCE]
     ann = Visibility("ann", frozenset({"P"}))
     assert store.sources.search(None, ann, none, 0, 10)[1] == 3
+    member_of_q = Visibility("bob", frozenset({"Q"}))
+    assert [s["_id"] for s in store.sources.search(None, member_of_q, none, 0, 10)[0]] == \
+        ["/orgs/O/sources/S/", "/orgs/Q/sources/InPrivateOrg/"]
+    assert store.sources.search(None, None, none, 0, 10)[1] == 4
+    assert store.sources.count_public("/orgs/Q/") == 0 and store.sources.count_public("/orgs/O/") == 1
+    assert store.orgs.is_public("O") and not store.orgs.is_public("Q")
+    assert not store.orgs.is_public("Nobody")
     assert [s["_id"] for s in store.sources.search("/orgs/P/", ann, none, 0, 10)[0]] == \
         ["/orgs/P/sources/Hidden/"]
     assert store.sources.search("/orgs/P/", everyone, none, 0, 10) == ([], 0)
@@ -300,6 +312,7 @@ def reference(expression: str, url: str, item_seq: int | None = None) -> dict[st
 
 
 def test_collections_are_repositories_of_their_own_kind(store: Store) -> None:
+    store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
     store.sources.insert(source_doc())
     store.sources.insert(collection_doc())
     store.sources.insert(dict(collection_doc("/orgs/O/collections/P/"), public_access="None"))
@@ -437,6 +450,7 @@ def test_orgs_and_sources_searched_by_id_and_name(store: Store) -> None:
     store.orgs.insert({"_id": "Beta", "name": "Hidden alphabet", "public_access": "None",
                        "members": ["bob"]})
     store.orgs.insert({"_id": "C_1", "name": "100% org", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
     anonymous = Visibility(None, frozenset())
     assert [o["_id"] for o in store.orgs.search("ALPH", None, anonymous, 0, 10)[0]] == ["Alpha"]
     bob = Visibility("bob", frozenset({"Beta"}))
