@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from .files import ExportStorage, UploadStore
+
 LIVE = 2**62  # `sup` of an item version that nothing superseded yet
 HEAD_SEQ = LIVE - 1  # reading HEAD is reading "a version cut at the end of time"
 CONCEPT = "Concept"
@@ -266,6 +268,10 @@ class Orgs(DocumentRepository):
         """Ids of the orgs a user belongs to."""
         raise NotImplementedError
 
+    def is_public(self, org_id: str) -> bool:
+        """Whether an org exists and anyone may see it (its `public_access` is not "None")."""
+        raise NotImplementedError
+
     def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
                skip: int, limit: int) -> tuple[list[Document], int]:
         """Orgs by id: public ones and the caller's (all for None, an admin), with `q` (any
@@ -289,11 +295,16 @@ class Sources(DocumentRepository):
                filters: RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
         """Repositories by url that `visible_to` may see (None: an admin, all), under one owner
         or all, narrowed by `filters` (kind, owner, text in the id or names, validation schema, a
-        change of metadata or content at or after `updated_since`)."""
+        change of metadata or content at or after `updated_since`).
+
+        A repository is visible when it is the caller's or their orgs', or when it is public
+        (`public_access` View or Edit) and so is its owner: any user, an org whose own
+        `public_access` is not "None" (a private org hides all its repositories)."""
         raise NotImplementedError
 
     def count_public(self, owner_url: str, repo_type: str = SOURCE_TYPE) -> int:
-        """How many sources (or collections) of an owner anyone may see (`public_sources`)."""
+        """How many sources (or collections) of an owner anyone may see (`public_sources`: none
+        of a private org's)."""
         raise NotImplementedError
 
 
@@ -871,12 +882,20 @@ class Heartbeats:
         """Processes seen since `since`."""
         raise NotImplementedError
 
+    def purge(self, now: datetime) -> int:
+        """Delete the heartbeats that expired before `now`; how many."""
+        raise NotImplementedError
+
 
 class RateCounters:
     """Fixed-window request counters shared by every web process."""
 
     def hit(self, key: str, expires_at: datetime) -> int:
         """Count one hit on `key`; return the count (the counter expires at `expires_at`)."""
+        raise NotImplementedError
+
+    def purge(self, now: datetime) -> int:
+        """Delete the counters of windows that ended before `now`; how many."""
         raise NotImplementedError
 
 
@@ -1016,6 +1035,17 @@ class Store:
     def drop(self) -> None:
         """Delete everything (tests on a shared server)."""
         raise NotImplementedError
+
+    def export_files(self, bucket: str, temp_directory: str) -> ExportStorage:
+        """Export files kept in this database (GridFS's layout in `bucket` on MongoDB), so that
+        every host serves them; builds write their temp files under `temp_directory`. ValueError
+        where the database keeps no files (configuration refuses that before)."""
+        raise ValueError(f"the {self.kind} store keeps no export files; use a directory")
+
+    def import_uploads(self) -> UploadStore:
+        """Bulk-import uploads kept in this database (chunks on MongoDB), so that a job runs on
+        any host; ValueError where the database keeps no files."""
+        raise ValueError(f"the {self.kind} store keeps no uploads; use a directory")
 
     def repositories(self) -> dict[str, Any]:
         """The repositories `termsync db copy` moves, in the order they must be loaded."""

@@ -197,4 +197,14 @@ def _step_5(connection: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5]
+def _step_6(connection: sqlite3.Connection) -> None:
+    """Global lists of repositories count what the caller may see: `sources_visibility` holds
+    every column the visibility rule reads (kind, access, owner), so a count reads this small
+    index instead of every repository's document, and a page of anonymous callers' reads only
+    the public ones."""
+    run_script(connection, """
+        CREATE INDEX sources_visibility ON sources (repo_type, public_access, owner_type, owner);
+    """)
+
+
+STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5, _step_6]

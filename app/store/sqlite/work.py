@@ -344,6 +344,11 @@ class Heartbeats(base.Heartbeats):
                                  (format_time(since),))
         return [dict(loads(doc), _id=name) for name, doc in rows]
 
+    def purge(self, now: datetime) -> int:
+        with self.database.transaction() as connection:
+            return int(connection.execute("DELETE FROM heartbeats WHERE expires_at < ?",
+                                          (format_time(now),)).rowcount)
+
 
 class RateCounters(base.RateCounters):
     """`rate_counters`: an upsert per hit; expired windows are deleted as time moves on."""
@@ -363,4 +368,9 @@ class RateCounters(base.RateCounters):
                 "ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count",
                 (key, expiry)).fetchone()
         return int(row[0])
+
+    def purge(self, now: datetime) -> int:
+        with self.database.transaction() as connection:
+            return int(connection.execute("DELETE FROM rate_counters WHERE expires_at < ?",
+                                          (format_time(now),)).rowcount)
 
