@@ -34,7 +34,6 @@ from flask import Flask, current_app
 from ..config import WebhookSettings
 from ..domain import Domain
 from ..domain.accounts import Caller, owner_of
-from ..domain.content import is_collection
 from ..domain.errors import Invalid, NotFound
 from ..jobs import JobContext, JobQueue
 from ..store.base import SOURCE_TYPE
@@ -404,11 +403,6 @@ class WebhookService:
             {"id": hook["_id"], "repository": hook["repository"],
              "disabled_on": hook["disabled_on"], "reason": hook.get("disabled_reason")}
             for hook in hooks]}
-
-
-def kind_path(repo: dict[str, Any]) -> str:
-    """`collections` or `sources`: the URL segment of a repository's kind."""
-    return "collections" if is_collection(repo) else "sources"
 
 
 def webhook_service(app: Flask | None = None) -> WebhookService:
