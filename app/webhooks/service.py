@@ -315,8 +315,12 @@ class WebhookService:
                     "event": event, "body": body, "state": PENDING, "created_on": now,
                     "attempts": [], "attempt_count": 0, "next_attempt_on": now,
                     "delivered_on": None, "redelivery_of": redelivery_of}
-        self.log.insert(delivery)
-        self.queue.submit(JOB_KIND, {"delivery": delivery["_id"]}, key=delivery["_id"])
+        # One unit on SQLite: a crash leaves both the delivery and its job or neither. (On
+        # MongoDB these are two writes; a crash between them leaves a PENDING delivery that only
+        # a redelivery sends.)
+        with self.domain.store.transaction():
+            self.log.insert(delivery)
+            self.queue.submit(JOB_KIND, {"delivery": delivery["_id"]}, key=delivery["_id"])
         self.log.prune(hook["_id"], DELIVERIES_KEPT)
         self.wake()
         return delivery
