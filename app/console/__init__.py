@@ -20,7 +20,7 @@ from flask import Flask
 from ..config import ConfigError
 from ..domain import Domain
 from ..jobs import Workers
-from . import account, auth, concepts, imports, landing, sources
+from . import account, auth, concepts, imports, landing, sources, webhooks
 from .sessions import SessionService
 from .web import EXTENSION, ConsoleServices, ConsoleSettings, Section, console
 
@@ -35,7 +35,7 @@ SECTIONS = [Section("Sources", "console.sources.sources"),
             Section("Imports", "console.imports.jobs", signed_in_only=True),
             Section("Account", "console.account.account", signed_in_only=True),
             Section("Users", "console.account.users", signed_in_only=True, admins_only=True)]
-for child in (auth.bp, sources.bp, concepts.bp, imports.bp, account.bp):
+for child in (auth.bp, sources.bp, concepts.bp, imports.bp, webhooks.bp, account.bp):
     console.register_blueprint(child)
 
 

@@ -225,9 +225,9 @@ class Accounts:
         if user is None:
             try:
                 self.create_user(username, is_admin=True)
-            except Conflict:
-                pass  # another process starting at the same moment created it
-        elif not user.get("is_admin"):
+            except Conflict:  # another process starting at the same moment created it
+                user = self.repos.users.get(username)
+        if user is not None and not user.get("is_admin"):
             self.repos.users.update(username, {"is_admin": True})
         token_hash = hash_token(token)
         record = self.repos.users.token(token_hash)

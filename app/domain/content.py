@@ -289,6 +289,10 @@ class Content:
         if updated is None:
             raise NotFound(f"Version '{version['id']}' not found.")
         self._notify("version_changed", source, updated)
+        if bool(updated.get("released")) != bool(version.get("released")):
+            # webhooks announce a release (or its withdrawal) once, when the flag flips
+            self._notify("version_released" if updated.get("released") else "version_unreleased",
+                         source, updated)
         return updated
 
     def delete_version(self, caller: Caller, source: dict[str, Any], version: dict[str, Any]) -> None:

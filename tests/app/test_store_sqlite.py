@@ -146,6 +146,12 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
     ("mappings of a concept", lambda s: s.items.mappings_for_concept(
         SOURCE, 2**62 - 1, f"{SOURCE}concepts/3/", inverse=True)),
     ("jobs of a queue", lambda s: s.jobs.list("bulk_import", None, None, 0, 10, queues=["q"])),
+    ("hooks of a repository", lambda s: s.webhooks.for_repository(SOURCE)),
+    ("hooks switched off", lambda s: s.webhooks.disabled()),
+    ("a hook's attempt", lambda s: s.webhooks.record_attempt("h", False, "2026-01-01", 3, "")),
+    ("a hook's delivery log", lambda s: s.webhook_deliveries.page("h", 0, 10)),
+    ("a hook's log pruned", lambda s: s.webhook_deliveries.prune("h", 100)),
+    ("newest releases (server feed)", lambda s: s.versions.newest_released(0, 50)),
     ("item write", lambda s: s.items.write({
         "source": SOURCE, "type": "Concept", "id": "3", "url": f"{SOURCE}concepts/3/",
         "deleted": False, "retired": False, "updated_on": "2026-02-01T00:00:00.000000Z",
@@ -406,11 +412,11 @@ def test_step_3_makes_every_existing_repository_a_source(tmp_path: Path) -> None
     store.close()
 
 
-def test_step_6_gives_tokens_stored_before_an_id_and_a_lifecycle(tmp_path: Path) -> None:
-    """Tokens of a step-5 file keep working, each with a random id of its own, nothing revoked,
-    nothing expiring; step 5's `sources_visibility` index is there."""
+def test_step_7_gives_tokens_stored_before_an_id_and_a_lifecycle(tmp_path: Path) -> None:
+    """Tokens of a step-6 file keep working, each with a random id of its own, nothing revoked,
+    nothing expiring; step 6's `sources_visibility` index is there."""
     store = SqliteStore(str(tmp_path / "old.db"))
-    migrate(store.database, STEPS[:5])
+    migrate(store.database, STEPS[:6])
     with store.database.transaction() as connection:
         for number in range(3):
             connection.execute("INSERT INTO tokens (hash, username, created_on) VALUES (?, ?, ?)",

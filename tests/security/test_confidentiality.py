@@ -34,7 +34,8 @@ OWNER_VALUES: dict[str, tuple[str, ...]] = {
     "org_id": (PRIVATE_ORG, "OpenOrg"), "username": ("insider", "outsider", "revoked"),
     "repo_path": ("sources", "collections"), "segment": ("default",)}
 ONE_THING = {"source_id", "collection_id", "version_id", "item_id", "item_version", "sha256",
-             "job_id", "task_id", "filename", "unknown", "token_id", "concept_id"}
+             "job_id", "task_id", "filename", "unknown", "token_id", "concept_id", "hook_id",
+             "delivery_id"}
 # A value for every query parameter the OpenAPI document gives a listing, chosen to select the
 # private org's content; a parameter missing here fails the test (choose one for it).
 PARAMETER_VALUES = {

@@ -8,6 +8,7 @@ HEAD's checksum is computed by one scan and cached by seq.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import secrets
@@ -395,6 +396,7 @@ class Versions(DocumentRepository, base.Versions):
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("source", ASCENDING), ("created_on", DESCENDING)])
+        self.collection.create_index([("released", ASCENDING), ("created_on", DESCENDING)])
 
     def delete_for_source(self, source_url: str) -> None:
         self.collection.delete_many({"source": source_url})
@@ -410,6 +412,11 @@ class Versions(DocumentRepository, base.Versions):
 
     def all_released(self) -> Iterator[Document]:
         return iter(self.collection.find({"released": True}).sort("_id", ASCENDING))
+
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Document]:
+        return list(self.collection.find({"released": True})
+                    .sort([("created_on", DESCENDING), ("_id", DESCENDING)])
+                    .skip(offset(skip)).limit(limit))
 
 
 def diff_range(selected: Document, after: DiffKey | None, until: DiffKey | None,

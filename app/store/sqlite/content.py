@@ -8,6 +8,7 @@ cut (which reads seq and checksum in one row) never gains an item afterwards.
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -459,6 +460,9 @@ class Versions(DocumentRepository, base.Versions):
 
     def all_released(self) -> Iterator[Document]:
         return iter(self.table.where("released = 1"))
+
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Document]:
+        return self.table.where("released = 1", (), "created_on DESC, _id DESC", skip, limit)
 
 
 ITEM_COLUMNS = ("source", "type", "id", "url", "seq", "sup", "updated_on")
