@@ -8,6 +8,10 @@ One `StubSource` speaks either dialect:
 Exports: 200 with the file, or (`file_host` set) a 303 to a `FileHost` on another loopback
 address that refuses any request carrying `Authorization`; `pending` not-ready answers first
 (`building_status` 208, or 202 as termsync answered before); `needs_post`: 204 until a POST.
+Delta packages (`export/?since=`, termsync only): `deltas` "build" (termsync now: a zip with
+export.json and manifest.json, or 400 for a `since` that cannot start one), "ignore" (termsync
+before deltas, and OCL: the parameter is unknown, so the answer is the whole export) or
+"refuse" (400 to every `since`).
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ class StubSource:
     tombstones_need_flag: bool = True
     file_host: FileHost | None = None
     redirect_status: int = 303  # how exports on the file host are pointed at (OCL: 303)
+    deltas: str = "build"  # "build" | "ignore" | "refuse" (see the module docstring)
+    delta_cache: dict[tuple[str, str], bytes] = field(default_factory=dict)
     requests_seen: list[str] = field(default_factory=list)
     posts_seen: list[str] = field(default_factory=list)
     auth_seen: list[str | None] = field(default_factory=list)
@@ -191,6 +197,50 @@ class StubSource:
         return version.export_bytes
 
 
+def delta_bytes(stub: StubSource, base: StubVersion, version: StubVersion) -> bytes:
+    """A delta package as termsync builds it: export.json (the version's fields, the items
+    created or changed since `base`, then `deleted`) and manifest.json."""
+    key = (base.id, version.id)
+    if key not in stub.delta_cache:
+        before, after = stub.live(base.items), stub.live(version.items)
+        changed = [item for url, item in after.items()
+                   if before.get(url, {}).get("version") != item["version"]]
+        deleted = [{"type": item["type"], "id": item["id"], "url": url, "deleted": True,
+                    "version": version.items.get(url, {}).get("version", ""),
+                    "updated_on": version.items.get(url, {}).get("updated_on")
+                    or version.created_on}
+                   for url, item in before.items() if url not in after]
+        body = stub.version_payload(version)
+        body.pop("checksums")
+        body["concepts"] = [i for i in changed if i["type"] == "Concept"]
+        body["mappings"] = [i for i in changed if i["type"] == "Mapping"]
+        body["deleted"] = deleted
+
+        def mark(end: StubVersion) -> dict[str, Any]:
+            payload = stub.version_payload(end)
+            return {"id": end.id, "url": payload["url"], "checksums": payload["checksums"],
+                    "lastUpdated": payload["lastUpdated"], "created_on": end.created_on}
+
+        counts = {kind: {"created": 0, "updated": 0, "retired": 0, "deleted": 0}
+                  for kind in ("concepts", "mappings")}
+        for item in changed:
+            kind = "concepts" if item["type"] == "Concept" else "mappings"
+            counts[kind]["updated" if item["url"] in before else "created"] += 1
+        for item in deleted:
+            counts["concepts" if item["type"] == "Concept" else "mappings"]["deleted"] += 1
+        manifest = {"type": "Delta Package", "format": 1,
+                    "repository": {"type": "Source", "id": stub.source, "owner": stub.owner,
+                                   "url": stub.path},
+                    "from": mark(base), "to": mark(version), "counts": counts,
+                    "items": len(changed) + len(deleted)}
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("export.json", json.dumps(body))
+            archive.writestr("manifest.json", json.dumps(manifest))
+        stub.delta_cache[key] = buffer.getvalue()
+    return stub.delta_cache[key]
+
+
 def load_export_items(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """(header, items by url) of a real OCL export zip."""
     with zipfile.ZipFile(path) as archive:
@@ -245,6 +295,19 @@ def create_stub_app(stub: StubSource) -> Flask:
             headers.update({"next": nxt, "Link": f'<{nxt}>; rel="next"'})
         return Response(json.dumps(body), headers=headers, mimetype="application/json")
 
+    def delta_base(version: StubVersion) -> StubVersion | Response | None:
+        """The base of the delta `since` asks for (None: the whole export), or the 400."""
+        since = request.args.get("since")
+        if not since or stub.ocl or stub.deltas == "ignore":
+            return None
+        found = [v for v in stub.versions if v.id == since and v.released]
+        if stub.deltas == "refuse" or not found or not version.released \
+                or found[0].created_on >= version.created_on:
+            return Response(json.dumps({"code": 400, "status": "Bad Request",
+                                        "message": f"since={since} cannot start a delta"}), 400,
+                            mimetype="application/json")
+        return found[0]
+
     base = stub.path
 
     @app.get("/redirect")
@@ -280,6 +343,9 @@ def create_stub_app(stub: StubSource) -> Flask:
             return Response(json.dumps({"code": 404, "status": "Not Found", "message": "nope"}),
                             404, mimetype="application/json")
         version = found[0]
+        base = delta_base(version)
+        if isinstance(base, Response):
+            return base
         if version.failed:
             return Response(json.dumps({"state": "FAILED", "error": "disk full"}), 500,
                             mimetype="application/json")
@@ -291,7 +357,7 @@ def create_stub_app(stub: StubSource) -> Flask:
                             version.building_status,
                             {"Retry-After": "7", "X-Export-Progress": "41%"},
                             mimetype="application/json")
-        data = stub.export_bytes(version)
+        data = stub.export_bytes(version) if base is None else delta_bytes(stub, base, version)
         last_updated = stub.version_payload(version)["lastUpdated"] or ""
         if stub.file_host is not None:
             # OCL: a redirect to the file in a bucket elsewhere, with lastUpdated on the way
@@ -321,6 +387,9 @@ def create_stub_app(stub: StubSource) -> Flask:
         if not found:
             return Response(json.dumps({"detail": "Not found."}), 404, mimetype="application/json")
         version = found[0]
+        base = delta_base(version)
+        if isinstance(base, Response):
+            return base
         if version.needs_post and not version.requested:
             version.requested = True
             return Response(json.dumps({"state": "PENDING"}), 202, {"Retry-After": "3"},

@@ -179,4 +179,12 @@ def _step_4(connection: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4]
+def _step_5(connection: sqlite3.Connection) -> None:
+    """A collection's entries by seq (`entries_seq`), as `items_seq` has a source's items: what
+    changed between two versions of a collection (a delta package) is one range of it."""
+    run_script(connection, """
+        CREATE INDEX entries_seq ON collection_entries (collection, seq);
+    """)
+
+
+STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5]
