@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .client import (
     ApiError,
@@ -507,12 +507,14 @@ class Subscriber:
             self.state.cursor = None
             self._save()
 
-    def _page(self, url: str, cursor: DiffCursor) -> JsonResponse | None:
-        """A diff page; None when the server says there is nothing new.
+    def _page(self, result: SyncResult, url: str, cursor: DiffCursor) -> JsonResponse | None:
+        """A diff page; None when the pass has nothing more to read from the diff.
 
-        A real OCL v2 answers a diff that selects nothing with `404 {"detail": "Not found."}`;
-        that means "no changes" when the repository itself answers 200. A 404 for a later page
-        (a stale cursor) or for the repository itself stays an error.
+        A real OCL v2 answers the first page of a diff with `404 {"detail": "Not found."}` when
+        the repository itself was not edited since (`updatedSince` filters the repository, not
+        its concepts), however many of its concepts changed. So when the repository answers 200,
+        the 404 is not trusted as "no changes": `_cross_check` asks its listings. A 404 for a
+        later page (a stale cursor) or for the repository itself stays an error.
         """
         try:
             return self.client.get_json(url)
@@ -523,19 +525,80 @@ class Subscriber:
                 self.client.get_json(cursor.target)
             except NotFound:
                 raise exc from None
-            logger.info("[%s] %s answered 404 to the diff and 200 itself: no changes",
-                        self.name, cursor.target)
+            self._cross_check(result, cursor, "answered 404 to the diff, and 200 itself")
             return None
+
+    def _cross_check(self, result: SyncResult, cursor: DiffCursor, why: str) -> None:
+        """When a diff cannot be trusted (OCL): ask `concepts/` and `mappings/` of the diff's
+        repository how many items changed since (`updatedSince`, `limit=1`, `num_found`), and
+        when they list any, fetch them through those listings."""
+        base = self.client.absolute(cursor.target).rstrip("/") + "/"
+        since = _since_param(cursor.next_url)
+        asked = {"includeRetired": "true", "limit": 1, **({"updatedSince": since} if since else {})}
+        found = {kind: _num_found(self.client.get_json(f"{base}{kind}/", asked))
+                 for kind in ITEM_ARRAYS}
+        if not any(found.values()):
+            logger.info("[%s] %s %s; its concepts/ and mappings/ list nothing changed since %s "
+                        "either: no changes (cross-checked)", self.name, cursor.target, why, since)
+            return
+        logger.info("[%s] %s %s, but its listings hold %d concepts and %d mappings updated "
+                    "since %s (the overlap included): reading them through concepts/ and "
+                    "mappings/", self.name, cursor.target, why, found["concepts"],
+                    found["mappings"], since)
+        for kind, count in found.items():
+            if count:
+                self._read_listing(result, cursor, f"{base}{kind}/", kind, since)
+
+    def _read_listing(self, result: SyncResult, cursor: DiffCursor, listing: str, kind: str,
+                      since: str | None) -> None:
+        """Apply every item a listing holds since `since`, page by page (`next`). A listing
+        sorted newest first shifts when an item changes while it is paged, so it is read again
+        (at most LISTING_ROUNDS times) until every item it counted was seen."""
+        params = {"includeRetired": "true", "verbose": "true", "limit": self.sub.page_size,
+                  **({"updatedSince": since} if since else {})}
+        for attempt in range(1, LISTING_ROUNDS + 1):
+            seen: set[str] = set()
+            expected: int | None = None
+            url: str | None = f"{listing}?{urlencode(params)}"
+            while url:
+                self._check_stop()
+                page = self.client.get_json(url)
+                if expected is None:
+                    expected = _num_found(page)
+                payloads = page.body if isinstance(page.body, list) else \
+                    (page.body.get("results") or []) if isinstance(page.body, dict) else []
+                records = [record for payload in payloads if isinstance(payload, dict)
+                           and (record := self._item(result, payload, kind, "listing"))
+                           is not None]
+                applied = self.store.apply_changes(self.name, records)
+                cursor.max_seen = _max_ts(cursor.max_seen, *(r.updated_on for r in records))
+                cursor.applied += applied
+                result.pages += 1
+                result.applied += applied
+                seen.update(record.url for record in records)
+                url = page.next_url
+            if len(seen) >= (expected or 0):
+                return
+            logger.warning("[%s] %s changed while it was read (%d of %d items seen): reading it "
+                           "again (%d/%d)", self.name, listing, len(seen), expected, attempt,
+                           LISTING_ROUNDS)
 
     def _follow(self, result: SyncResult, cursor: DiffCursor, resumed: bool = False) -> None:
         """Apply pages from the cursor on, saving it after each page; finish the pass."""
         url: str | None = cursor.next_url
         while url:
             self._check_stop()
-            page = self._page(url, cursor)
+            page = self._page(result, url, cursor)
             if page is None:
                 break
             body = page.body if isinstance(page.body, dict) else {}
+            if cursor.pages == 0 and not page.next_url and not cursor.include_deleted and any(
+                    len(body.get(kind) or []) >= self.sub.page_size for kind in ITEM_ARRAYS):
+                # OCL cuts a repository's diff at `limit` and links no next page: the rest
+                # would be lost, so the listings, which page, are read instead
+                self._cross_check(result, cursor, f"cut its diff at {self.sub.page_size} items "
+                                                  "with no next page")
+                break
             records = [record for kind in ITEM_ARRAYS for payload in body.get(kind) or []
                        if (record := self._item(result, payload, kind, "diff")) is not None]
             applied = self.store.apply_changes(self.name, records)
@@ -594,6 +657,24 @@ class Subscriber:
         if matches is False:
             logger.warning("[%s] local checksum differs from HEAD's as of the last page "
                            "(HEAD may have changed since); the next pass catches up", self.name)
+
+
+LISTING_ROUNDS = 3  # readings of a listing that shifts while it is paged
+
+
+def _since_param(url: str) -> str | None:
+    """The `updatedSince` a diff URL asks with."""
+    values = [value for key, value in parse_qsl(urlsplit(url).query) if key == "updatedSince"]
+    return values[0] if values else None
+
+
+def _num_found(answer: JsonResponse) -> int:
+    """How many items a listing holds: its `num_found` header, else what it returned."""
+    try:
+        return int(answer.headers.get("num_found") or "")
+    except ValueError:
+        body = answer.body
+        return len(body) if isinstance(body, list) else len((body or {}).get("results") or [])
 
 
 def _file_sha256(path: Path) -> str:
