@@ -443,6 +443,19 @@ class Items:
         Text is matched item by item (no index holds "contains"); the rest from indexes."""
         raise NotImplementedError
 
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        """The item versions of one type in the content at `until_seq` that were written after
+        `since_seq`, tombstones (`deleted`) or not, in seq order, read a batch at a time; each
+        with `before`: the item at `since_seq` (None: absent or deleted, else "active" or
+        "retired"). What a delta package from `since_seq` to `until_seq` holds."""
+        raise NotImplementedError
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        """How many item versions `iter_changed` reads between the two seqs (both types, both
+        states): an upper bound of a delta's items, for progress."""
+        raise NotImplementedError
+
     def changes(self, source_url: str, since_seq: int, until_seq: int = HEAD_SEQ) -> dict[str, int]:
         """How many items were created, updated, retired and deleted between the content at
         `since_seq` and at `until_seq` (an item counts once, by how it ends up)."""
@@ -515,6 +528,11 @@ class ContentReader(Protocol):
                              include_retired: bool = False) -> list[Document]: ...
 
     def settle(self, source_url: str, seq: int) -> int: ...
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]: ...
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int: ...
 
     def scan_checksum(self, source_url: str, seq: int) -> str: ...
 
@@ -698,6 +716,15 @@ class CollectionEntries:
     def settle(self, source_url: str, seq: int) -> int:
         """Before a cut at `seq`: finish or discard entry writes in flight (0 where atomic)."""
         return 0
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        """As Items.iter_changed, over the collection's entries (its seqs): the entries live at
+        `until_seq` written after `since_seq`, joined with their item versions."""
+        raise NotImplementedError
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        raise NotImplementedError
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
         """`checksums.content` of the collection at `seq`, from every entry (any order)."""

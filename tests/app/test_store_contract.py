@@ -592,6 +592,43 @@ def test_changes_between_two_seqs(store: Store) -> None:
                                              "deleted": 0}
 
 
+def test_the_items_a_delta_holds(store: Store) -> None:
+    """iter_changed: the item versions live at one seq written after another, by kind and state,
+    each with its state before; what test_changes_between_two_seqs counts."""
+    store.sources.insert(source_doc())
+    for name in ("A", "B", "C", "D", "Gone"):
+        write(store, item(name, t(1), retired=name == "Gone"))
+    released = store.sources.cut_state(SOURCE).seq
+    write(store, item("A", t(2), datatype="Coded"))
+    write(store, item("A", t(3), datatype="Text"))
+    write(store, item("B", t(4), retired=True))
+    write(store, item("C", t(5), deleted=True))
+    write(store, item("Gone", t(6), retired=False))
+    write(store, item("New", t(7)))
+    write(store, item("Brief", t(8)))
+    write(store, item("Brief", t(9), deleted=True))
+    write(store, item("M", t(10), type_="Mapping"))
+    middle = store.sources.cut_state(SOURCE).seq
+    write(store, item("D", t(11), retired=True))
+
+    def changed(kind: str, deleted: bool, until: int = middle,
+                batch_size: int = 2) -> list[tuple[str, str | None, str]]:
+        return [(found["id"], found["before"], found["data"].get("datatype", "-"))
+                for found in store.items.iter_changed(SOURCE, released, until, kind, deleted,
+                                                      batch_size)]
+
+    assert changed("Concept", False) == [("A", "active", "Text"), ("B", "active", "N/A"),
+                                         ("Gone", "retired", "N/A"), ("New", None, "N/A")]
+    assert changed("Concept", True) == [("C", "active", "-"), ("Brief", None, "-")]
+    assert changed("Mapping", False) == [("M", None, "N/A")]
+    assert changed("Mapping", True) == []
+    assert [found["id"] for found in store.items.iter_changed(
+        SOURCE, middle, HEAD_SEQ, "Concept", False)] == ["D"]
+    assert store.items.count_changed(SOURCE, released, middle) == 7
+    assert store.items.count_changed(SOURCE, middle, HEAD_SEQ) == 1
+    assert list(store.items.iter_changed(OTHER, 0, HEAD_SEQ, "Concept", False)) == []
+
+
 def test_mappings_linked_to_a_concept_both_ways(store: Store) -> None:
     store.sources.insert(source_doc())
     store.sources.insert(source_doc(OTHER))

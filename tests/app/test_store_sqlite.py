@@ -198,6 +198,11 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
         VERSION_QUERY, text="1", concept_class="D", datatype="N"), 0, 50, 1000)),
     ("changes since a release", lambda s: s.items.changes(SOURCE, 30)),
     ("changes between versions", lambda s: s.items.changes(SOURCE, 30, 60)),
+    ("changed items of a delta", lambda s: list(s.items.iter_changed(SOURCE, 30, 60, "Concept",
+                                                                     False, 10))),
+    ("tombstones of a delta", lambda s: list(s.items.iter_changed(SOURCE, 30, 60, "Mapping",
+                                                                  True, 10))),
+    ("size of a delta", lambda s: s.items.count_changed(SOURCE, 30, 60)),
     ("mappings from a concept", lambda s: s.items.linked_mappings(f"{SOURCE}concepts/3/",
                                                                   "from")),
     ("mappings to a concept", lambda s: s.items.linked_mappings(f"{SOURCE}concepts/3/", "to",
@@ -237,6 +242,10 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
                                                                   "3")),
     ("collection mappings of a concept", lambda s: s.collection_entries.mappings_for_concept(
         COLLECTION, 2**62 - 1, f"{SOURCE}concepts/3/", inverse=True)),
+    ("changed entries of a collection's delta", lambda s: list(
+        s.collection_entries.iter_changed(COLLECTION, 100, 150, "Concept", False, 10))),
+    ("size of a collection's delta", lambda s: s.collection_entries.count_changed(
+        COLLECTION, 100, 150)),
     ("entry head", lambda s: s.collection_entries.head(COLLECTION, f"{SOURCE}concepts/3/")),
     ("entry write", lambda s: s.collection_entries.write(COLLECTION, [(
         {"url": f"{SOURCE}concepts/3/", "type": "Concept", "id": "3", "source": SOURCE,

@@ -440,6 +440,13 @@ def diff_range(selected: Document, after: DiffKey | None, until: DiffKey | None,
     return {"$and": [selected, {"updated_on": span}, *bounds]} if bounds else selected
 
 
+def with_before(changed: list[Document], before: Iterable[Document]) -> list[Document]:
+    """Changed item versions, each with `before`: the state of its url in the earlier content
+    (`before` lists the live, undeleted versions there), None where it had none."""
+    states = {old["url"]: "retired" if old["retired"] else "active" for old in before}
+    return [dict(item, before=states.get(item["url"])) for item in changed]
+
+
 class Items(base.Items):
     """`items` (item versions by version url), `heads` (each item's live seq, by item url) and
     `mapping_keys`. A head is claimed with compare-and-swap on its seq, so two concurrent
@@ -674,6 +681,27 @@ class Items(base.Items):
             else:
                 counts["updated"] += 1
         return counts
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        after = since_seq
+        while True:
+            batch = list(self.items.find({"source": source_url, "seq": {"$gt": after,
+                                                                        "$lte": until_seq},
+                                          "sup": {"$gt": until_seq}, "type": item_type,
+                                          "deleted": deleted})
+                         .sort("seq", ASCENDING).limit(batch_size))
+            yield from with_before(batch, self.items.find(
+                {"url": {"$in": [item["url"] for item in batch]}, **self.at(since_seq),
+                 "deleted": False}, {"url": 1, "retired": 1}) if batch else [])
+            if len(batch) < batch_size:
+                return
+            after = batch[-1]["seq"]
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        return int(self.items.count_documents({"source": source_url,
+                                               "seq": {"$gt": since_seq, "$lte": until_seq},
+                                               "sup": {"$gt": until_seq}}))
 
     def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
                         seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:

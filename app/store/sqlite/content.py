@@ -689,6 +689,33 @@ class Items(base.Items):
         counts.update({change: int(count) for change, count in rows if change is not None})
         return counts
 
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        # the seq range from items_seq; the state before from items_url, one lookup a row
+        sql = (f"SELECT rowid, {self.table.select}, (SELECT CASE WHEN before.retired THEN "
+               "'retired' ELSE 'active' END FROM items AS before INDEXED BY items_url WHERE "
+               "before.url = items.url AND before.seq <= ? AND before.sup > ? AND "
+               "before.deleted = 0) FROM items INDEXED BY items_seq WHERE source = ? AND seq > ? "
+               "AND seq <= ? AND sup > ? AND type = ? AND deleted = ? ORDER BY seq "
+               f"LIMIT {int(batch_size)}")
+
+        def read(after: int) -> list[Document]:
+            found = []
+            for row in self.database.all(sql, (since_seq, since_seq, source_url, after, until_seq,
+                                               until_seq, item_type, int(deleted))):
+                item = self.table.document(row[0], row[1:-1])
+                item["before"] = row[-1]
+                found.append(item)
+            return found
+
+        return keyset_batches(read, lambda item: item["seq"], since_seq, batch_size)
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        row = self.database.one("SELECT count(*) FROM items INDEXED BY items_seq WHERE source = ? "
+                                "AND seq > ? AND seq <= ? AND sup > ?",
+                                (source_url, since_seq, until_seq, until_seq))
+        return int(row[0]) if row else 0
+
     def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
                         seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:
         column, index = {"from": ("from_concept_url", "items_from"),

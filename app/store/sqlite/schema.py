@@ -226,4 +226,13 @@ def _step_7(connection: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5, _step_6, _step_7]
+def _step_8(connection: sqlite3.Connection) -> None:
+    """A collection's entries by seq (`entries_seq`), as `items_seq` has a source's items: what
+    changed between two versions of a collection (a delta package) is one range of it."""
+    run_script(connection, """
+        CREATE INDEX entries_seq ON collection_entries (collection, seq);
+    """)
+
+
+STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5, _step_6, _step_7,
+                          _step_8]
