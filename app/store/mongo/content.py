@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from bson.regex import Regex
 from pymongo import ASCENDING, DESCENDING, ReplaceOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -197,7 +198,9 @@ def all_of(parts: list[Document]) -> Document:
 
 
 def _any_case(values: tuple[str, ...]) -> Document:
-    return {"$in": [re.compile(f"^{re.escape(value)}$", re.IGNORECASE) for value in values]}
+    # bson's Regex, not re.compile: Python marks its patterns Unicode, which pymongo sends as the
+    # flag "u"; MongoDB ignores it, FerretDB refuses it ("invalid flag in regex options: u")
+    return {"$in": [Regex(f"^{re.escape(value)}$", "i") for value in values]}
 
 
 def item_filters(filters: base.ItemFilters) -> list[Document]:
