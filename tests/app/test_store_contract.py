@@ -824,3 +824,22 @@ def test_jobs_of_one_queue_run_in_order(store: Store) -> None:
     assert jobs.claim(["export"], "w", t(12), t(20))["_id"] == "q2"
     assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=["q"])[0]] == ["q2", "q1"]
     assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=[None])[0]] == ["free"]
+
+
+@pytest.mark.parametrize("kind", ["mongodb", "ferretdb"])
+def test_copy_again_into_the_same_target_changes_nothing(kind: str, request: Any) -> None:
+    """A copy run twice (say, after an interruption) upserts what is there already."""
+    server = request.getfixturevalue("ferretdb_uri") if kind == "ferretdb" else None
+    source, target = new_store("sqlite"), new_store(kind, server)
+    try:
+        fill(source)
+        first = copy_store(source, target, Progress(io.StringIO()))
+        again = copy_store(source, target, Progress(io.StringIO()))
+        assert again["copied"] == first["copied"]
+        assert again["checksums"] == first["checksums"] == {"equal": 4, "different": 0}
+        assert target.items.count(ContentQuery(SOURCE, include_deleted=True)) == \
+            source.items.count(ContentQuery(SOURCE, include_deleted=True))
+    finally:
+        for store in (source, target):
+            store.drop()
+            store.close()
