@@ -22,6 +22,7 @@ __all__ = ["SHA256_HEX", "ExportStorage", "LocalStorage", "StoredFile", "make_st
 
 logger = logging.getLogger(__name__)
 
+
 class LocalStorage(ExportStorage):
     """Files under a directory, as `<dir>/<sha[:2]>/<sha>.zip`; temp files in `<dir>/tmp/`."""
 
@@ -50,6 +51,13 @@ class LocalStorage(ExportStorage):
 
     def exists(self, sha256: str) -> bool:
         return os.path.isfile(self.path(sha256))
+
+    def stat(self, sha256: str) -> StoredFile | None:
+        try:
+            found = os.stat(self.path(sha256))
+        except FileNotFoundError:
+            return None
+        return StoredFile(sha256, found.st_size, datetime.fromtimestamp(found.st_mtime, UTC))
 
     def open(self, sha256: str) -> BinaryIO:
         return open(self.path(sha256), "rb")

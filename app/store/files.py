@@ -56,6 +56,11 @@ class ExportStorage:
     def exists(self, sha256: str) -> bool:
         raise NotImplementedError
 
+    def stat(self, sha256: str) -> StoredFile | None:
+        """The stored file's size and time, or None if it is absent: the cheapest look (one
+        stat, one files lookup), for probes that must not answer 200 for a file that is gone."""
+        raise NotImplementedError
+
     def open(self, sha256: str) -> BinaryIO:
         """A seekable binary reader of a stored file; FileNotFoundError if absent."""
         raise NotImplementedError

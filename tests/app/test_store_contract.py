@@ -126,8 +126,13 @@ def test_orgs_members_and_visibility(store: Store) -> None:
 
 
 def test_sources_list_by_owner_and_visibility(store: Store) -> None:
+    store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "P", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "Q", "public_access": "None", "members": []})
     store.sources.insert(source_doc(SOURCE))
     store.sources.insert(source_doc("/orgs/P/sources/Hidden/", owner="P", public_access="None"))
+    # public itself, but its org is private: hidden from everyone but the org's members
+    store.sources.insert(source_doc("/orgs/Q/sources/InPrivateOrg/", owner="Q"))
     store.sources.insert(dict(source_doc("/users/ann/sources/Mine/", public_access="None"),
                               owner="ann", owner_type="User", owner_url="/users/ann/"))
     everyone = Visibility(None, frozenset())
@@ -135,6 +140,13 @@ def test_sources_list_by_owner_and_visibility(store: Store) -> None:
     assert [s["_id"] for s in store.sources.search(None, everyone, none, 0, 10)[0]] == [SOURCE]
     ann = Visibility("ann", frozenset({"P"}))
     assert store.sources.search(None, ann, none, 0, 10)[1] == 3
+    member_of_q = Visibility("bob", frozenset({"Q"}))
+    assert [s["_id"] for s in store.sources.search(None, member_of_q, none, 0, 10)[0]] == \
+        ["/orgs/O/sources/S/", "/orgs/Q/sources/InPrivateOrg/"]
+    assert store.sources.search(None, None, none, 0, 10)[1] == 4
+    assert store.sources.count_public("/orgs/Q/") == 0 and store.sources.count_public("/orgs/O/") == 1
+    assert store.orgs.is_public("O") and not store.orgs.is_public("Q")
+    assert not store.orgs.is_public("Nobody")
     assert [s["_id"] for s in store.sources.search("/orgs/P/", ann, none, 0, 10)[0]] == \
         ["/orgs/P/sources/Hidden/"]
     assert store.sources.search("/orgs/P/", everyone, none, 0, 10) == ([], 0)
@@ -300,6 +312,7 @@ def reference(expression: str, url: str, item_seq: int | None = None) -> dict[st
 
 
 def test_collections_are_repositories_of_their_own_kind(store: Store) -> None:
+    store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
     store.sources.insert(source_doc())
     store.sources.insert(collection_doc())
     store.sources.insert(dict(collection_doc("/orgs/O/collections/P/"), public_access="None"))
@@ -437,6 +450,7 @@ def test_orgs_and_sources_searched_by_id_and_name(store: Store) -> None:
     store.orgs.insert({"_id": "Beta", "name": "Hidden alphabet", "public_access": "None",
                        "members": ["bob"]})
     store.orgs.insert({"_id": "C_1", "name": "100% org", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
     anonymous = Visibility(None, frozenset())
     assert [o["_id"] for o in store.orgs.search("ALPH", None, anonymous, 0, 10)[0]] == ["Alpha"]
     bob = Visibility("bob", frozenset({"Beta"}))
@@ -843,3 +857,75 @@ def test_copy_again_into_the_same_target_changes_nothing(kind: str, request: Any
         for store in (source, target):
             store.drop()
             store.close()
+
+
+def test_jobs_wait_until_their_not_before(store: Store) -> None:
+    jobs = store.jobs
+    jobs.insert(job("later", t(1), not_before=t(30)))
+    jobs.insert(job("now", t(2), not_before=None))
+    assert jobs.claim(["export"], "w", t(10), t(20))["_id"] == "now"
+    assert jobs.claim(["export"], "w", t(10), t(20)) is None  # `later` is not due
+    assert jobs.claim(["export"], "w", t(30), t(40))["_id"] == "later"
+
+
+def webhook(hook_id: str, repository: str = SOURCE, created_on: str = "") -> dict[str, Any]:
+    return {"_id": hook_id, "repository": repository, "url": "https://example.org/hook",
+            "events": ["release.created"], "active": True, "secret": "s" * 32, "failures": 0,
+            "disabled_on": None, "disabled_reason": None, "created_on": created_on or t(1)}
+
+
+def test_webhooks_count_failures_and_switch_off(store: Store) -> None:
+    hooks = store.webhooks
+    hooks.insert(webhook("h2", created_on=t(2)))
+    hooks.insert(webhook("h1", created_on=t(1)))
+    hooks.insert(webhook("h3", OTHER))
+    with pytest.raises(DuplicateKey):
+        hooks.insert(webhook("h1"))
+    assert [hook["_id"] for hook in hooks.for_repository(SOURCE)] == ["h1", "h2"]
+    assert hooks.record_attempt("h1", False, t(3), 3, "down")["failures"] == 1
+    assert hooks.record_attempt("h1", True, t(4), 3, "down")["failures"] == 0
+    for second in (5, 6):
+        hook = hooks.record_attempt("h1", False, t(second), 3, "down")
+        assert hook["active"] is True and hook["disabled_on"] is None
+    hook = hooks.record_attempt("h1", False, t(7), 3, "down")
+    assert hook["active"] is False and hook["disabled_on"] == t(7)
+    assert hook["disabled_reason"] == "down" and hook["failures"] == 3
+    # a later failure keeps the moment and reason it was switched off
+    hook = hooks.record_attempt("h1", False, t(8), 3, "other")
+    assert hook["disabled_on"] == t(7) and hook["disabled_reason"] == "down"
+    hooks.update("h2", {"active": False})  # switched off by its owner: no alert
+    found, total = hooks.disabled()
+    assert total == 1 and [hook["_id"] for hook in found] == ["h1"]
+    assert hooks.update("h1", {"active": True, "failures": 0, "disabled_on": None})["active"]
+    assert hooks.disabled()[1] == 0
+    hooks.delete("h1")
+    assert hooks.get("h1") is None and hooks.record_attempt("h1", True, t(9), 3, "") is None
+
+
+def test_webhook_deliveries_page_newest_first_and_prune(store: Store) -> None:
+    log = store.webhook_deliveries
+    for second in range(1, 6):
+        log.insert({"_id": f"d{second}", "hook": "h1", "created_on": t(second), "state": "PENDING",
+                    "body": "{}", "attempts": []})
+    log.insert({"_id": "x", "hook": "h2", "created_on": t(1), "state": "PENDING", "body": "{}",
+                "attempts": []})
+    page, total = log.page("h1", 1, 2)
+    assert total == 5 and [delivery["_id"] for delivery in page] == ["d4", "d3"]
+    assert log.update("d5", {"state": "DELIVERED", "attempts": [{"status": 200}]})["state"] \
+        == "DELIVERED"
+    assert log.get("d5")["attempts"] == [{"status": 200}]
+    assert log.prune("h1", 2) == 3
+    assert [delivery["_id"] for delivery in log.page("h1", 0, 10)[0]] == ["d5", "d4"]
+    log.delete_for_hook("h1")
+    assert log.page("h1", 0, 10) == ([], 0) and log.get("x") is not None
+
+
+def test_released_versions_of_every_repository_newest_first(store: Store) -> None:
+    for number, (repository, released) in enumerate([(SOURCE, True), (OTHER, True),
+                                                     (SOURCE, False), (OTHER, True)]):
+        store.versions.insert({"_id": f"{repository}v{number}/", "id": f"v{number}",
+                               "source": repository, "released": released, "seq": number,
+                               "created_on": t(number)})
+    newest = store.versions.newest_released(0, 2)
+    assert [version["_id"] for version in newest] == [f"{OTHER}v3/", f"{OTHER}v1/"]
+    assert [version["id"] for version in store.versions.newest_released(2, 5)] == ["v0"]

@@ -19,6 +19,7 @@ from .. import base
 from .collections import CollectionEntries, References
 from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
 from .files import GRIDFS_CHUNK_SIZE, UPLOAD_CHUNK_SIZE, GridFSStorage, MongoUploads
+from .webhooks import WebhookDeliveries, Webhooks
 from .work import (
     ExportRecords,
     Heartbeats,
@@ -77,6 +78,8 @@ class MongoStore(base.Store):
         self.console_sessions = ConsoleSessions(self.db)
         self.references = References(self.db, self.sources)
         self.collection_entries = CollectionEntries(self.db, self.sources, self.items)
+        self.webhooks = Webhooks(self.db)
+        self.webhook_deliveries = WebhookDeliveries(self.db)
         # Writes to one source are serialised within a process; across processes the heads'
         # compare-and-swap guards items and a cut settles writes in flight.
         self._source_locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
@@ -86,7 +89,7 @@ class MongoStore(base.Store):
         for repository in (self.users, self.orgs, self.sources, self.versions, self.items,
                            self.jobs, self.exports, self.import_results, self.heartbeats,
                            self.rate_counters, self.console_sessions, self.references,
-                           self.collection_entries):
+                           self.collection_entries, self.webhooks, self.webhook_deliveries):
             ensure = getattr(repository, "ensure_indexes", None)
             if ensure is not None:
                 ensure()

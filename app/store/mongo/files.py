@@ -81,6 +81,11 @@ class GridFSStorage(ExportStorage):
     def exists(self, sha256: str) -> bool:
         return self.files.find_one({"_id": checked_sha256(sha256)}, {"_id": 1}) is not None
 
+    def stat(self, sha256: str) -> StoredFile | None:
+        document = self.files.find_one({"_id": checked_sha256(sha256)},
+                                       {"length": 1, "uploadDate": 1})
+        return None if document is None else _stored(document)
+
     def open(self, sha256: str) -> BinaryIO:
         document = self.files.find_one({"_id": checked_sha256(sha256)})
         if document is None:
@@ -94,10 +99,15 @@ class GridFSStorage(ExportStorage):
 
     def list(self) -> Iterator[StoredFile]:
         for document in self.files.find({}, {"length": 1, "uploadDate": 1}):
-            uploaded = document["uploadDate"]
-            if uploaded.tzinfo is None:
-                uploaded = uploaded.replace(tzinfo=UTC)
-            yield StoredFile(document["_id"], int(document["length"]), uploaded)
+            yield _stored(document)
+
+
+def _stored(document: dict[str, Any]) -> StoredFile:
+    """A GridFS files document as a StoredFile (MongoDB hands times back without a zone)."""
+    uploaded = document["uploadDate"]
+    if uploaded.tzinfo is None:
+        uploaded = uploaded.replace(tzinfo=UTC)
+    return StoredFile(document["_id"], int(document["length"]), uploaded)
 
 
 class _GridFSReader(io.RawIOBase):

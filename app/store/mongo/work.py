@@ -52,9 +52,9 @@ class Jobs(base.Jobs):
         return job
 
     def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Document | None:
-        claimable = {"kind": {"$in": kinds}, "$or": [
-            {"state": "PENDING"},
-            {"state": "RUNNING", "lease_until": {"$lt": now}}]}
+        claimable = {"kind": {"$in": kinds}, "$and": [
+            {"$or": [{"state": "PENDING"}, {"state": "RUNNING", "lease_until": {"$lt": now}}]},
+            {"$or": [{"not_before": None}, {"not_before": {"$lte": now}}]}]}
         update = {"$set": {"state": "RUNNING", "worker": worker, "updated_on": now,
                            "lease_until": lease_until},
                   "$inc": {"attempts": 1}}

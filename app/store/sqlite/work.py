@@ -49,11 +49,13 @@ class Jobs(base.Jobs):
                 "UPDATE jobs SET state = 'RUNNING', worker = ?, updated_on = ?, lease_until = ?, "
                 "attempts = attempts + 1 WHERE _id = (SELECT j._id FROM jobs AS j INDEXED BY "
                 f"jobs_active WHERE j.{ACTIVE_SQL} AND j.kind IN ({marks}) AND "
-                "(j.state = 'PENDING' OR j.lease_until < ?) AND (j.queue IS NULL OR NOT EXISTS "
+                "(j.state = 'PENDING' OR j.lease_until < ?) AND "
+                "coalesce(json_extract(j.doc, '$.not_before'), '') <= ? AND "
+                "(j.queue IS NULL OR NOT EXISTS "
                 "(SELECT 1 FROM jobs AS o INDEXED BY jobs_queue WHERE o.queue = j.queue AND "
                 f"o.{ACTIVE_SQL} AND (o.created_on, o._id) < (j.created_on, j._id))) "
                 "ORDER BY j.created_on LIMIT 1) RETURNING _id",
-                (worker, now, lease_until, *kinds, now)).fetchone()
+                (worker, now, lease_until, *kinds, now, now)).fetchone()
         return None if row is None else self.get(row[0])
 
     def heartbeat(self, job_id: str, worker: str, now: str, lease_until: str,
