@@ -1,4 +1,5 @@
-"""Benchmark: monitoring's HEAD probes of a released version's export, through gunicorn on SQLite.
+"""Benchmark: monitoring's HEAD probes of a released version's export, through gunicorn on SQLite
+(or --database-uri: a MongoDB, or `ferretdb`, one started for the run).
 
     .venv/bin/python bench/probes.py                  # 2 workers; 1 and 16 clients, 8 s each
     .venv/bin/python bench/probes.py --workers 4 --clients 1,16,64 --threads 8
@@ -41,17 +42,23 @@ TOKEN = "bench-probes-token"
 EXPORT = "/orgs/Bench/sources/Probed/v1/export/"
 
 
-def seed(work: str) -> dict[str, str]:
-    """A released version with its export built; the server's environment."""
+def seed(work: str, database_uri: str = "sqlite") -> dict[str, str]:
+    """A released version with its export built; the server's environment. On MongoDB (a
+    `mongodb://` URI) the export is in GridFS, as several hosts keep it."""
     from app import create_app
 
     env = {"TERMSYNC_DATABASE_URI": f"sqlite:///{work}/bench.db",
            "TERMSYNC_EXPORT_DIR": f"{work}/exports", "TERMSYNC_ADMIN_TOKEN": TOKEN,
            "TERMSYNC_ACCESS_LOG": "false", "TERMSYNC_LOG_LEVEL": "WARNING",
            "TERMSYNC_BACKGROUND_WORKERS": "0"}
+    if database_uri != "sqlite":
+        env.update(TERMSYNC_DATABASE_URI=database_uri, TERMSYNC_EXPORT_STORAGE="gridfs",
+                   TERMSYNC_MONGO_DB=f"bench_probes_{os.getpid()}")
     app = create_app({"DATABASE_URI": env["TERMSYNC_DATABASE_URI"], "TESTING": True,
                       "EXPORT_DIR": env["TERMSYNC_EXPORT_DIR"], "ADMIN_TOKEN": TOKEN,
-                      "LOG_LEVEL": "WARNING"})
+                      "LOG_LEVEL": "WARNING",
+                      "MONGO_DB": env.get("TERMSYNC_MONGO_DB", "termsync"),
+                      "EXPORT_STORAGE": env.get("TERMSYNC_EXPORT_STORAGE", "local")})
     client = app.test_client()
     headers = {"Authorization": f"Token {TOKEN}"}
     client.post("/orgs/", json={"id": "Bench"}, headers=headers)
@@ -114,12 +121,18 @@ def main() -> int:
                         help="threads per process (default: gunicorn.conf.py's)")
     parser.add_argument("--clients", default="1,16")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--database-uri", default="sqlite",
+                        help="'sqlite' (a new file, the default), mongodb://... or 'ferretdb' "
+                             "(one started for the run; exports in GridFS on MongoDB)")
     args = parser.parse_args()
     if shutil.which("ab") is None:
         raise SystemExit("bench/probes.py needs ApacheBench: apt-get install apache2-utils")
     work = tempfile.mkdtemp(prefix="termsync-bench-probes-")
     env = {key: value for key, value in os.environ.items() if not key.startswith("TERMSYNC_")}
-    env.update(seed(work), GUNICORN_WORKERS=str(args.workers), GUNICORN_LOG_LEVEL="info")
+    from tests.ferretdb import resolve
+
+    env.update(seed(work, resolve(args.database_uri)), GUNICORN_WORKERS=str(args.workers),
+               GUNICORN_LOG_LEVEL="info")
     if args.threads is not None:
         env["GUNICORN_THREADS"] = str(args.threads)
     # A fixed port, as production binds: each process then has a socket of its own

@@ -91,10 +91,10 @@ class FerretDB:
 
     def _announced_uri(self) -> str:
         """The URI the server prints once it accepts connections (it prints nothing before)."""
-        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        assert stdout is not None
         line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()),
-                                  daemon=True)
+        reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(START_TIMEOUT)
         if not line or not line[0].startswith("mongodb://"):
@@ -120,6 +120,12 @@ class FerretDB:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.log.close()
+
+
+def resolve(uri: str) -> str:
+    """A benchmark's database option: `ferretdb` names this process's FerretDB (`shared()`),
+    anything else is itself."""
+    return shared() if uri == "ferretdb" else uri
 
 
 _shared: FerretDB | None = None
