@@ -8,7 +8,7 @@ the collection; the ratio of the larger size to the smaller says whether it does
 measured. Against FerretDB (`--database-uri ferretdb`, the default: one started for the run) it
 tells what is FerretDB's cost in termsync's figures.
 
-    .venv/bin/python bench/wire_floor.py --sizes 1000,10000
+    .venv/bin/python bench/wire_floor.py --sizes 1000,4000
     .venv/bin/python bench/wire_floor.py --database-uri mongodb://localhost:27017
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROUNDS = 200
+ROUNDS = 100
 
 
 def median_ms(operation: Callable[[int], Any], rounds: int = ROUNDS) -> float:
@@ -69,7 +69,7 @@ def measure(uri: str, size: int) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000", help="two collection sizes")
+    parser.add_argument("--sizes", default="1000,4000", help="two collection sizes")
     parser.add_argument("--database-uri", default="ferretdb",
                         help="mongodb://... or 'ferretdb' (one started for the run)")
     args = parser.parse_args()

@@ -15,9 +15,11 @@ started on first use and stopped at exit; `TEST_DATABASE_URI=ferretdb` runs the 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -75,6 +77,15 @@ def build() -> Path:
     return target
 
 
+def _ended_with_its_parent() -> None:
+    """In the child before it runs FerretDB: SIGTERM when the test process dies, even by
+    SIGKILL (Linux's PR_SET_PDEATHSIG), so that no server outlives the run that started it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: atexit alone stops it
+        pass
+
+
 class FerretDB:
     """One FerretDB process on SQLite (a directory) or PostgreSQL (a URL); `uri` once started."""
 
@@ -86,7 +97,7 @@ class FerretDB:
         self.command = [*command_prefix, str(build()), "-listen", listen, *backend]
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=self.log,
-                                        text=True)
+                                        text=True, preexec_fn=_ended_with_its_parent)
         self.uri = self._announced_uri()
 
     def _announced_uri(self) -> str:
