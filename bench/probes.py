@@ -42,7 +42,7 @@ TOKEN = "bench-probes-token"
 EXPORT = "/orgs/Bench/sources/Probed/v1/export/"
 
 
-def seed(work: str, database_uri: str = "sqlite") -> dict[str, str]:
+def seed(work: str, database_uri: str = "sqlite", concepts: int = 1000) -> dict[str, str]:
     """A released version with its export built; the server's environment. On MongoDB (a
     `mongodb://` URI) the export is in GridFS, as several hosts keep it."""
     from app import create_app
@@ -63,7 +63,7 @@ def seed(work: str, database_uri: str = "sqlite") -> dict[str, str]:
     headers = {"Authorization": f"Token {TOKEN}"}
     client.post("/orgs/", json={"id": "Bench"}, headers=headers)
     client.post("/orgs/Bench/sources/", json={"id": "Probed"}, headers=headers)
-    for number in range(1000):
+    for number in range(concepts):
         client.post("/orgs/Bench/sources/Probed/concepts/", headers=headers, json={
             "id": str(number), "concept_class": "Diagnosis", "datatype": "N/A",
             "names": [{"name": f"Concept {number}", "locale": "en"}]})
@@ -94,7 +94,7 @@ class BootCounter:
 def serving(url: str) -> bool:
     try:
         return requests.head(url, timeout=10).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # not up yet, or still booting
         return False
 
 
@@ -121,6 +121,7 @@ def main() -> int:
                         help="threads per process (default: gunicorn.conf.py's)")
     parser.add_argument("--clients", default="1,16")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concepts", type=int, default=1000, help="concepts in the export")
     parser.add_argument("--database-uri", default="sqlite",
                         help="'sqlite' (a new file, the default), mongodb://... or 'ferretdb' "
                              "(one started for the run; exports in GridFS on MongoDB)")
@@ -131,7 +132,8 @@ def main() -> int:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TERMSYNC_")}
     from tests.ferretdb import resolve
 
-    env.update(seed(work, resolve(args.database_uri)), GUNICORN_WORKERS=str(args.workers),
+    env.update(seed(work, resolve(args.database_uri), args.concepts),
+               GUNICORN_WORKERS=str(args.workers),
                GUNICORN_LOG_LEVEL="info")
     if args.threads is not None:
         env["GUNICORN_THREADS"] = str(args.threads)
@@ -156,7 +158,8 @@ def main() -> int:
         ab(base + EXPORT, 16, 2.0, head=True)  # warm-up, not reported
         booted_before = boots.count
         threads = args.threads or "the configured"
-        print(f"gunicorn {args.workers} workers x {threads} threads, SQLite; "
+        database = "SQLite" if args.database_uri == "sqlite" else args.database_uri
+        print(f"gunicorn {args.workers} workers x {threads} threads, {database}; "
               f"{os.cpu_count()} CPUs shared with ab")
         for clients in (int(text) for text in args.clients.split(",")):
             probe = ab(base + EXPORT, clients, args.seconds, head=True)
