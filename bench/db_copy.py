@@ -19,6 +19,7 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -176,6 +177,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(figures, indent=2))
     return 0 if figures["checksums_equal"] else 1
 
