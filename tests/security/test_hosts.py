@@ -1,8 +1,8 @@
 """Several hosts on one MongoDB-wire server, built from network namespaces (root, iproute2):
 
     db       FerretDB on PostgreSQL (FerretDB's SQLite backend where no PostgreSQL is installed)
-    web1     gunicorn, 2 processes, each with a job thread      (curators import and release)
-    web2     gunicorn, 2 processes, no job threads              (subscribers read)
+    web1     gunicorn, 2 processes, each with a job thread      (takes the import, writes)
+    web2     gunicorn, 2 processes, no job threads              (releases, writes; subscribers read)
     worker   `termsync worker`
     sub      `termsync-sync` (release and snapshot subscriptions against web2)
 
