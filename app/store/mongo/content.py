@@ -712,6 +712,8 @@ class Items(base.Items):
     def load(self, documents: Iterable[Document]) -> int:
         count = 0
         items: list[Document] = []
+        keys: list[Document] = []  # mapping keys, in batches too (one upsert each was a scan
+        # each on FerretDB: a copy of 100,000 mappings' keys never ended)
 
         def flush() -> None:
             bulk_replace(self.items, items)
@@ -719,16 +721,18 @@ class Items(base.Items):
                                        "type": item["type"], "id": item["id"], "seq": item["seq"],
                                        "deleted": item["deleted"], "retired": item["retired"]}
                                       for item in items if item["sup"] == LIVE))
+            bulk_replace(self.mapping_keys, keys)
             items.clear()
+            keys.clear()
 
         for document in documents:
             count += 1
             if "mapping_key" in document:
-                self.set_mapping_key(document["mapping_key"], document["source"],
-                                     document["mapping_id"])
-                continue
-            items.append(document)
-            if len(items) >= 1000:
+                keys.append({"_id": document["mapping_key"], "source": document["source"],
+                             "mapping_id": document["mapping_id"]})
+            else:
+                items.append(document)
+            if len(items) + len(keys) >= 1000:
                 flush()
         flush()
         return count
