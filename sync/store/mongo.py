@@ -156,7 +156,9 @@ class MongoStore(LocalStore):
         """Complete a swap in steps that a dead process left half done (see `_swap_in_steps`)."""
         live, aside, loading = self.items(name).name, f"items_{name}__replaced", \
             f"items_{name}__loading"
-        present = set(self.db.list_collection_names())  # a few per subscription
+        # every name, unfiltered (a few per subscription): mongomock takes no operator in a
+        # filter there, and its plain name filter matched a dropped collection
+        present = set(self.db.list_collection_names()) & {live, aside, loading}
         if aside not in present:
             return
         if live not in present:
