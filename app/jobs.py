@@ -235,11 +235,23 @@ class Workers:
                 logger.info("job %s (%s) stopped: cancelled or taken over", job["_id"], job["kind"])
                 return self.queue.get(job["_id"])
             except Exception as exc:  # the job fails; the worker goes on
+                if self._database_unavailable(exc):
+                    # not the job's fault (a database or network outage): it keeps its lease,
+                    # and when that expires any worker, this one included, takes it over and
+                    # resumes; failing it here could land once the link is back
+                    logger.warning("job %s (%s) interrupted, the database is unavailable: %s",
+                                   job["_id"], job["kind"], exc)
+                    return None
                 logger.exception("job %s (%s) failed", job["_id"], job["kind"])
                 self.queue.fail(job["_id"], worker_id, f"{exc.__class__.__name__}: {exc}")
                 return self.queue.get(job["_id"])
         self.queue.finish(job["_id"], worker_id, result)
         return self.queue.get(job["_id"])
+
+    def _database_unavailable(self, error: BaseException) -> bool:
+        """Whether `error` says the database is down or unreachable (the store knows)."""
+        store = getattr(self.app, "extensions", {}).get("termsync.store")
+        return store is not None and bool(store.is_unavailable(error))
 
     def run_until_idle(self, limit: int = 1000) -> int:
         """Run jobs until none is left (tests and the CLI use this); return how many ran."""

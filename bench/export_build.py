@@ -228,7 +228,8 @@ def main() -> int:
                         help="database (load + build from the embedded database), builder "
                              "(build from generated documents: the builder alone)")
     parser.add_argument("--database", default="sqlite",
-                        help="'sqlite' (a new file, the default), mongomock:// or mongodb://...")
+                        help="'sqlite' (a new file, the default), mongomock://, mongodb://... or "
+                             "'ferretdb' (one started for the run)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--builder-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -236,6 +237,9 @@ def main() -> int:
         print(json.dumps(run_builder_only(args.one) if args.builder_only
                          else run_one(args.one, args.database)))
         return 0
+    from tests.ferretdb import resolve
+
+    args.database = resolve(args.database)  # `ferretdb`: one started for the run, shared
     sizes = [int(text) for text in args.sizes.split(",")]
     modes = args.modes.split(",")
     results = []

@@ -1,4 +1,5 @@
-"""Benchmark: monitoring's HEAD probes of a released version's export, through gunicorn on SQLite.
+"""Benchmark: monitoring's HEAD probes of a released version's export, through gunicorn on SQLite
+(or --database-uri: a MongoDB, or `ferretdb`, one started for the run).
 
     .venv/bin/python bench/probes.py                  # 2 workers; 1 and 16 clients, 8 s each
     .venv/bin/python bench/probes.py --workers 4 --clients 1,16,64 --threads 8
@@ -49,33 +50,40 @@ TOKEN = "bench-probes-token-0123456789abcdef"
 EXPORT = "/orgs/Bench/sources/Probed/v1/export/"
 
 
-def seed(work: str, root: str) -> dict[str, str]:
+def seed(work: str, root: str, database_uri: str = "sqlite", concepts: int = 1000) -> dict[str, str]:
     """A released version with its export built, by the code of `root` (in a process of its
-    own: its schema is its own); the server's environment."""
+    own: its schema is its own); the server's environment. On MongoDB (a `mongodb://` URI) the
+    export is in GridFS, as several hosts keep it."""
     env = {"TERMSYNC_DATABASE_URI": f"sqlite:///{work}/bench.db",
            "TERMSYNC_EXPORT_DIR": f"{work}/exports", "TERMSYNC_ADMIN_TOKEN": TOKEN,
            "TERMSYNC_ACCESS_LOG": "false", "TERMSYNC_LOG_LEVEL": "WARNING",
            "TERMSYNC_BACKGROUND_WORKERS": "0"}
+    if database_uri != "sqlite":
+        env.update(TERMSYNC_DATABASE_URI=database_uri, TERMSYNC_EXPORT_STORAGE="gridfs",
+                   TERMSYNC_MONGO_DB=f"bench_probes_{os.getpid()}_{len(root)}")
     subprocess.run([sys.executable, os.path.abspath(__file__), "--seed-into", work, "--root",
-                    root], check=True, cwd=root,
+                    root, "--database-uri", env["TERMSYNC_DATABASE_URI"], "--concepts",
+                    str(concepts), "--mongo-db", env.get("TERMSYNC_MONGO_DB", "termsync")],
+                   check=True, cwd=root,
                    env={key: value for key, value in os.environ.items()
                         if not key.startswith("TERMSYNC_")})
     return env
 
 
-def seed_into(work: str, root: str) -> None:
+def seed_into(work: str, root: str, database_uri: str, concepts: int, mongo_db: str) -> None:
     """What `seed` runs: the data, written by the code of `root`."""
     sys.path.insert(0, root)
     from app import create_app
 
-    app = create_app({"DATABASE_URI": f"sqlite:///{work}/bench.db", "TESTING": True,
+    app = create_app({"DATABASE_URI": database_uri, "TESTING": True,
                       "EXPORT_DIR": f"{work}/exports", "ADMIN_TOKEN": TOKEN,
-                      "LOG_LEVEL": "WARNING"})
+                      "LOG_LEVEL": "WARNING", "MONGO_DB": mongo_db,
+                      "EXPORT_STORAGE": "local" if database_uri.startswith("sqlite") else "gridfs"})
     client = app.test_client()
     headers = {"Authorization": f"Token {TOKEN}"}
     client.post("/orgs/", json={"id": "Bench"}, headers=headers)
     client.post("/orgs/Bench/sources/", json={"id": "Probed"}, headers=headers)
-    for number in range(1000):
+    for number in range(concepts):
         client.post("/orgs/Bench/sources/Probed/concepts/", headers=headers, json={
             "id": str(number), "concept_class": "Diagnosis", "datatype": "N/A",
             "names": [{"name": f"Concept {number}", "locale": "en"}]})
@@ -105,7 +113,7 @@ class BootCounter:
 def serving(url: str) -> bool:
     try:
         return requests.head(url, timeout=10).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # not up yet, or still booting
         return False
 
 
@@ -134,7 +142,8 @@ def measure(root: str, args: argparse.Namespace, label: str) -> dict[int, float]
     """One tree's figures, printed: its probes' requests/s by number of clients."""
     work = tempfile.mkdtemp(prefix="termsync-bench-probes-")
     env = {key: value for key, value in os.environ.items() if not key.startswith("TERMSYNC_")}
-    env.update(seed(work, root), GUNICORN_WORKERS=str(args.workers), GUNICORN_LOG_LEVEL="info")
+    env.update(seed(work, root, args.database_uri, args.concepts),
+               GUNICORN_WORKERS=str(args.workers), GUNICORN_LOG_LEVEL="info")
     if args.threads is not None:
         env["GUNICORN_THREADS"] = str(args.threads)
     # A fixed port, as production binds: each process then has a socket of its own
@@ -193,16 +202,26 @@ def main() -> int:
     parser.add_argument("--baseline-tree", help="another checkout to measure the same way")
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --baseline-tree: how many times to measure each, alternating")
+    parser.add_argument("--concepts", type=int, default=1000, help="concepts in the export")
+    parser.add_argument("--database-uri", default="sqlite",
+                        help="'sqlite' (a new file, the default), mongodb://... or 'ferretdb' "
+                             "(one started for the run; exports in GridFS on MongoDB)")
+    parser.add_argument("--mongo-db", default="termsync", help=argparse.SUPPRESS)
     parser.add_argument("--seed-into", help=argparse.SUPPRESS)
     parser.add_argument("--root", default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed_into:
-        seed_into(args.seed_into, args.root)
+        seed_into(args.seed_into, args.root, args.database_uri, args.concepts, args.mongo_db)
         return 0
+    if args.database_uri != "sqlite":
+        from tests.ferretdb import resolve
+
+        args.database_uri = resolve(args.database_uri)
     if shutil.which("ab") is None:
         raise SystemExit("bench/probes.py needs ApacheBench: apt-get install apache2-utils")
     threads = args.threads or "the configured"
-    print(f"gunicorn {args.workers} workers x {threads} threads, SQLite; "
+    database = "SQLite" if args.database_uri == "sqlite" else args.database_uri
+    print(f"gunicorn {args.workers} workers x {threads} threads, {database}; "
           f"{os.cpu_count()} CPUs shared with ab; probes "
           f"{'with' if args.token else 'without'} a token")
     if not args.baseline_tree:

@@ -108,8 +108,11 @@ class ImportRun:
         except JobLost:
             self._stopped(context, state)
             raise
-        except Exception:
-            self.uploads.delete(payload["upload"])
+        except Exception as exc:
+            # an outage of the database is not the import's failure: the job keeps its lease and
+            # is taken over (app/jobs.py), and its successor needs the upload
+            if not self.domain.store.is_unavailable(exc):
+                self.uploads.delete(payload["upload"])
             raise
         summary["total"] = summary["processed"]
         context.heartbeat(state)

@@ -156,7 +156,7 @@ class MongoStore(LocalStore):
         there leaves the collections that `_finish_swap` (run by `load_state`) completes."""
         live, aside = self.items(name).name, f"items_{name}__replaced"
         self.db[aside].drop()
-        if live in self.db.list_collection_names(filter={"name": live}):
+        if live in self.db.list_collection_names():
             self.db[live].rename(aside)
         self.db[f"items_{name}__loading"].rename(live)
         self.db[aside].drop()
@@ -165,16 +165,15 @@ class MongoStore(LocalStore):
         """Complete a swap in steps that a dead process left half done (see `_swap_in_steps`)."""
         live, aside, loading = self.items(name).name, f"items_{name}__replaced", \
             f"items_{name}__loading"
-        # one name per filter: mongomock takes no operator there
-        present = {collection for collection in (live, aside)
-                   if self.db.list_collection_names(filter={"name": collection})}
+        # every name, unfiltered (a few per subscription): mongomock takes no operator in a
+        # filter there, and its plain name filter matched a dropped collection
+        present = set(self.db.list_collection_names()) & {live, aside, loading}
         if aside not in present:
             return
         if live not in present:
             # the loaded copy was renamed aside, not yet replaced: the staging one is complete
             # (a swap starts only once everything is loaded); without it, the old one goes back
-            has_loading = bool(self.db.list_collection_names(filter={"name": loading}))
-            self.db[loading if has_loading else aside].rename(live)
+            self.db[loading if loading in present else aside].rename(live)
             logger.warning("[%s] completed an interrupted swap of the local copy", name)
         self.db[aside].drop()
 

@@ -911,6 +911,25 @@ def test_jobs_of_one_queue_run_in_order(store: Store) -> None:
     assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=[None])[0]] == ["free"]
 
 
+@pytest.mark.parametrize("kind", ["mongodb", "ferretdb"])
+def test_copy_again_into_the_same_target_changes_nothing(kind: str, request: Any) -> None:
+    """A copy run twice (say, after an interruption) upserts what is there already."""
+    server = request.getfixturevalue("ferretdb_uri") if kind == "ferretdb" else None
+    source, target = new_store("sqlite"), new_store(kind, server)
+    try:
+        fill(source)
+        first = copy_store(source, target, Progress(io.StringIO()))
+        again = copy_store(source, target, Progress(io.StringIO()))
+        assert again["copied"] == first["copied"]
+        assert again["checksums"] == first["checksums"] == {"equal": 4, "different": 0}
+        assert target.items.count(ContentQuery(SOURCE, include_deleted=True)) == \
+            source.items.count(ContentQuery(SOURCE, include_deleted=True))
+    finally:
+        for store in (source, target):
+            store.drop()
+            store.close()
+
+
 def test_jobs_wait_until_their_not_before(store: Store) -> None:
     jobs = store.jobs
     jobs.insert(job("later", t(1), not_before=t(30)))

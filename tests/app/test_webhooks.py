@@ -19,7 +19,7 @@ import pytest
 from app import create_app
 from app.webhooks.service import backoff_seconds
 from tests.app.test_console import Browser, text
-from tests.conftest import ADMIN, app_config
+from tests.conftest import ADMIN, ADMIN_TOKEN, app_config
 
 BASE = "/orgs/HookOrg/sources/Hooked/"
 
@@ -304,7 +304,7 @@ def test_unrelease_delete_and_redeliver(hook_app: Any) -> None:
 
 def test_the_console_shows_hooks_their_log_and_the_alert(hook_app: Any) -> None:
     browser = Browser(hook_app)
-    browser.sign_in("admin-token-for-tests")
+    browser.sign_in(ADMIN_TOKEN)
     page = "/console/orgs/HookOrg/sources/Hooked/webhooks/"
     browser.get("/console/orgs/HookOrg/sources/Hooked/")
     assert 'id="webhooks-link"' in browser.page
@@ -349,7 +349,7 @@ def test_the_termsync_command_manages_hooks(tmp_path: Any, monkeypatch: Any, cap
     uri = f"sqlite:///{tmp_path}/termsync.db"
     monkeypatch.setenv("TERMSYNC_EXPORT_DIR", str(tmp_path / "exports"))
     monkeypatch.setenv("TERMSYNC_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
-    application = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests",
+    application = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": ADMIN_TOKEN,
                               "TESTING": True})
     client = application.test_client()
     client.post("/orgs/", json={"id": "HookOrg"}, headers=ADMIN)

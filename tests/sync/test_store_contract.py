@@ -13,6 +13,7 @@ import pytest
 from sync.items import ItemRecord, content_checksum, item_record
 from sync.state import DiffCursor, SyncState
 from sync.store import StoreError, open_store
+from sync.store.mongo import MongoStore
 from sync.store.sqlite import SCHEMA_VERSION, SQLiteStore, parse_sqlite_uri
 
 from .conftest import sqlite_uri
@@ -329,3 +330,22 @@ def test_changes_a_crash_interrupted_are_rolled_back(store_factory, backend):
     again.recover("s")
     assert again.get_item("s", f"{SOURCE}concepts/C/").version == "C.12"
     assert again.load_state("s").version == "v2"
+
+
+@pytest.mark.parametrize("interrupted_after", ["aside", "nothing loaded"])
+def test_a_swap_in_steps_cut_short_is_completed_at_the_next_load_state(store, interrupted_after):
+    """Where the server has no one-step swap (FerretDB), a process that dies between renaming
+    the live copy aside and the loaded one in leaves what `load_state` completes: the loaded
+    copy when it is there, else the old one back."""
+    if not isinstance(store, MongoStore):
+        pytest.skip("SQLite swaps in one transaction")
+    store.apply_changes("s", [concept("Old", 1)])
+    staging = store.begin_load("s")
+    store.load_batch(staging, [concept("New", 1)])
+    store.items("s").rename("items_s__replaced")  # died here: the live copy renamed aside
+    if interrupted_after == "nothing loaded":
+        staging.handle.drop()
+    store.load_state("s")
+    expected = "New" if interrupted_after == "aside" else "Old"
+    assert set(live(store)) == {f"{SOURCE}concepts/{expected}/"}
+    assert "items_s__replaced" not in store.db.list_collection_names()
