@@ -250,11 +250,18 @@ class Workers:
             except JobLost:
                 logger.info("job %s (%s) stopped: cancelled or taken over", job["_id"], job["kind"])
                 return self.queue.get(job["_id"])
-            except Exception as exc:  # the job fails (or waits out a fault); the worker goes on
+            except Exception as exc:  # the job fails (or waits something out); the worker goes on
                 fault = fault_of(exc, self.app.extensions.get("termsync.store"))
                 if fault is not None:
                     self._wait_out(job, worker_id, fault)
                     return self.queue.get(job["_id"])
+                if self._database_unavailable(exc):
+                    # not the job's fault (a database or network outage): it keeps its lease,
+                    # and when that expires any worker, this one included, takes it over and
+                    # resumes; failing it here could land once the link is back
+                    logger.warning("job %s (%s) interrupted, the database is unavailable: %s",
+                                   job["_id"], job["kind"], exc)
+                    return None
                 logger.exception("job %s (%s) failed", job["_id"], job["kind"])
                 self.queue.fail(job["_id"], worker_id, f"{exc.__class__.__name__}: {exc}")
                 return self.queue.get(job["_id"])
@@ -279,6 +286,11 @@ class Workers:
             self.queue.retry_later(job["_id"], worker_id, delay)
         except Exception:  # the database itself cannot be written: its lease runs out as is
             logger.warning("job %s: could not stretch its lease", job["_id"], exc_info=True)
+
+    def _database_unavailable(self, error: BaseException) -> bool:
+        """Whether `error` says the database is down or unreachable (the store knows)."""
+        store = getattr(self.app, "extensions", {}).get("termsync.store")
+        return store is not None and bool(store.is_unavailable(error))
 
     def run_until_idle(self, limit: int = 1000) -> int:
         """Run jobs until none is left (tests and the CLI use this); return how many ran."""

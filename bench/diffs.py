@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from app import create_app
 from app.domain.accounts import Caller
 
-ADMIN = {"Authorization": "Token bench-admin-token"}
+ADMIN = {"Authorization": "Token bench-admin-token-0123456789abcdef"}
 CALLER = Caller(username="admin", is_admin=True)
 SOURCE = "/orgs/Bench/sources/Big/"
 
@@ -64,10 +64,13 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--database", default="sqlite",
-                        help="'sqlite' (a new file), mongomock:// or mongodb://...")
+                        help="'sqlite' (a new file), mongomock://, mongodb://... or 'ferretdb' "
+                             "(one started for the run)")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="termsync-bench-diffs-")
-    uri = f"sqlite:///{work}/bench.db" if args.database == "sqlite" else args.database
+    from tests.ferretdb import resolve
+
+    uri = f"sqlite:///{work}/bench.db" if args.database == "sqlite" else resolve(args.database)
     app = create_app({"DATABASE_URI": uri, "MONGO_DB": f"bench_diffs_{os.getpid()}",
                       "ADMIN_TOKEN": ADMIN["Authorization"].split()[1], "TESTING": True,
                       "LOG_LEVEL": "WARNING", "EXPORT_ON_RELEASE": False})

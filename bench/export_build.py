@@ -69,15 +69,17 @@ def _item(source: dict[str, Any], kind: str, item_id: str, seq: int, now: str,
             "created_by": "bench", "updated_by": "bench", "data": data, "seq": seq, "sup": LIVE}
 
 
-def load(domain: Domain, items: int) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """A source with items // 3 concepts and 2 mappings each, and a version v1 of it."""
+def load(domain: Domain, items: int, now: str | None = None,
+         ) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """A source with items // 3 concepts and 2 mappings each, all stamped `now` (default: the
+    present), and a version v1 of it."""
     content = domain.content
     source = content.create_source(CALLER, Owner(ORG, "Bench"),
                                    {"id": "Synthetic", "default_locale": "en"})
     concepts = items // 3
     seq = 0
     batch: list[dict[str, Any]] = []
-    now = now_iso()
+    now = now or now_iso()
     for number in range(concepts):
         code = f"C{number:07d}"
         seq += 1
@@ -226,7 +228,8 @@ def main() -> int:
                         help="database (load + build from the embedded database), builder "
                              "(build from generated documents: the builder alone)")
     parser.add_argument("--database", default="sqlite",
-                        help="'sqlite' (a new file, the default), mongomock:// or mongodb://...")
+                        help="'sqlite' (a new file, the default), mongomock://, mongodb://... or "
+                             "'ferretdb' (one started for the run)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--builder-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -234,6 +237,9 @@ def main() -> int:
         print(json.dumps(run_builder_only(args.one) if args.builder_only
                          else run_one(args.one, args.database)))
         return 0
+    from tests.ferretdb import resolve
+
+    args.database = resolve(args.database)  # `ferretdb`: one started for the run, shared
     sizes = [int(text) for text in args.sizes.split(",")]
     modes = args.modes.split(",")
     results = []

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ADMIN_TOKEN = "bench-admin-token"
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 HEADERS = {"Authorization": f"Token {ADMIN_TOKEN}"}
 SOURCE = "/orgs/Bench/sources/Synthetic/"
 
@@ -302,7 +302,8 @@ def main() -> int:
     parser.add_argument("--lines", type=int, action="append",
                         help="lines in the file (repeat to compare sizes); default 200000")
     parser.add_argument("--database-uri", action="append",
-                        help="'sqlite' (a new file, the default), mongomock:// or mongodb://...; "
+                        help="'sqlite' (a new file, the default), mongomock://, mongodb://... or "
+                             "'ferretdb' (one started for the run); "
                              "repeat to compare")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--synchronous", default="NORMAL",
@@ -320,7 +321,10 @@ def main() -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.lines or [200_000]
-    databases = args.database_uri or ["sqlite"]
+    from tests.ferretdb import resolve
+
+    # `ferretdb`: a FerretDB started here for the run (tests/ferretdb), which the children share
+    databases = [resolve(uri) for uri in args.database_uri or ["sqlite"]]
     shapes = args.shape or ["mixed"]
     if args.child:
         print(json.dumps(run_one(sizes[0], databases[0], args.batch_size, args.synchronous,

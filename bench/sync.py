@@ -277,9 +277,12 @@ def run_child(*argv: str) -> dict[str, Any]:
 
 
 def store_uri(store: str, workdir: Path, items: int, synchronous: str) -> str:
-    """The database URI of a run: a fresh SQLite file, or mongomock's memory."""
+    """The database URI of a run: a fresh SQLite file, mongomock's memory, or a new database on
+    a MongoDB-wire server."""
     if store == "sqlite":
         return f"sqlite:///{workdir / f'bench-{items}.db'}?synchronous={synchronous}"
+    if store.startswith("mongodb"):
+        return f"{store.rstrip('/')}/bench_sync_{items}_{os.getpid()}"
     return f"{store}://"
 
 
@@ -352,6 +355,9 @@ def main() -> None:
                         help="sizes of the SQLite vs mongomock runs, comma-separated (mongomock "
                              "grows quadratically: 300k items take well over 15 minutes)")
     parser.add_argument("--no-mongomock", action="store_true", help="skip the contrast runs")
+    parser.add_argument("--contrast-store", default="mongomock",
+                        help="the contrast runs' MongoDB: mongomock, mongodb://... or 'ferretdb' "
+                             "(one started for the run)")
     parser.add_argument("--synchronous", default="NORMAL", help="SQLite's synchronous setting")
     parser.add_argument("--sections", default="large,small,contrast",
                         help="which runs: large (SQLite at full size), small (SQLite at --small "
@@ -386,10 +392,13 @@ def main() -> None:
             base_ratio = big["json_load"]["maxrss_mb"] / small["json_load"]["maxrss_mb"]
             print(f"peak RSS {big['items']:,} vs {small['items']:,} items: sqlite first sync "
                   f"x{ratio:.2f}, json.load x{base_ratio:.2f}", flush=True)
+        from tests.ferretdb import resolve
+
+        contrast_store = resolve(args.contrast_store)
         for items in ([] if args.no_mongomock or "contrast" not in sections
                       else [int(n) for n in args.mongomock_items.split(",") if n]):
             contrast = measure(items // 3, items - items // 3, args.changes,
-                               [("sqlite", True), ("mongomock", True)], workdir,
+                               [("sqlite", True), (contrast_store, True)], workdir,
                                args.synchronous)
             report("contrast", contrast)
     print(json.dumps({"cpu": os.cpu_count(), "python": sys.version.split()[0],

@@ -1,4 +1,5 @@
-"""`termsync-sync once|run|listen|status|verify --config FILE`: the subscriber's command line."""
+"""`termsync-sync once|run|listen|status|verify|apply --config FILE`: the subscriber's command
+line."""
 
 from __future__ import annotations
 
@@ -185,6 +186,31 @@ def cmd_listen(config: SyncConfig, args: argparse.Namespace, stores: Stores) -> 
     return 0
 
 
+def cmd_apply(config: SyncConfig, args: argparse.Namespace, stores: Stores) -> int:
+    """Apply an export or delta package from disk to one subscription (no network); 0 when
+    applied, 1 when refused or failed (the local copy is then unchanged)."""
+    chosen = config.select(args.subscription)
+    if len(chosen) != 1:
+        sys.stderr.write("termsync-sync: apply needs exactly one subscription: name it with "
+                         f"--subscription ({', '.join(s.name for s in chosen)})\n")
+        return 2
+    subscription = chosen[0]
+    subscriber = build_subscriber(subscription, stores(subscription))
+    try:
+        result = subscriber.apply_file(args.file, sha256=args.sha256)
+    finally:
+        subscriber.client.close()
+    line = (f"{result.name}: {'ok' if result.ok else 'REFUSED'} {result.action or ''} "
+            f"version={result.version} applied={result.applied} "
+            f"concepts={result.counts.get('concepts', '-')} "
+            f"mappings={result.counts.get('mappings', '-')}"
+            + (f" checksum={'ok' if result.checksum == result.server_checksum else 'DIFFERS'}"
+               if result.server_checksum else "")
+            + (f"\n  error: {result.error}" if result.error else ""))
+    _emit([result.as_dict()], args.json, [line])
+    return 0 if result.ok else 1
+
+
 def _server_checksum(subscription: Subscription, state: SyncState) -> tuple[str | None,
                                                                           str | None]:
     """(server checksums.content of what the subscription follows, error message)."""
@@ -254,7 +280,7 @@ def cmd_verify(config: SyncConfig, args: argparse.Namespace, stores: Stores) -> 
 
 
 COMMANDS = {"once": cmd_once, "run": cmd_run, "listen": cmd_listen, "status": cmd_status,
-            "verify": cmd_verify}
+            "verify": cmd_verify, "apply": cmd_apply}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("status", parents=[common], help="where each subscription stands")
     commands.add_parser("verify", parents=[common],
                         help="recompute local checksums and compare with the server")
+    apply = commands.add_parser("apply", parents=[common],
+                                help="apply an export or delta package zip from disk (offline)")
+    apply.add_argument("file", help="an export (zip, tar.gz, JSON) or a delta package (zip)")
+    apply.add_argument("--sha256", help="refuse the file unless its sha256 is this (as the "
+                                        "feed or the server's ETag gives it)")
     return parser
 
 

@@ -110,7 +110,10 @@ class ImportRun:
             self._stopped(context, state)
             raise
         except Exception as exc:
-            if fault_of(exc, self.domain.store) is None:  # a fault is retried: keep the upload
+            # a storage fault or an outage of the database is not the import's failure: the
+            # job is taken over later (app/jobs.py), and its successor needs the upload
+            store = self.domain.store
+            if fault_of(exc, store) is None and not store.is_unavailable(exc):
                 self.uploads.delete(payload["upload"])
             raise
         summary["total"] = summary["processed"]

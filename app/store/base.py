@@ -253,10 +253,37 @@ class Users(DocumentRepository):
         """One page of the named users (an org's members), by username."""
         raise NotImplementedError
 
-    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
+    def add_token(self, token: Document) -> None:
+        """Store an API token's record: `_id` its sha256, `username`, `id` (public, unique per
+        user), `prefix`, `label`, `created_on`, `created_by`, `expires_on`, `last_used_on`,
+        `revoked_on`, `bootstrap` (ADMIN_TOKEN's). DuplicateKey if that hash is stored already:
+        a token is never taken over, nor a revoked one brought back."""
         raise NotImplementedError
 
-    def user_for_token(self, token_hash: str) -> Document | None:
+    def token(self, token_hash: str) -> Document | None:
+        """The record of a token by its sha256 (revoked and expired ones too)."""
+        raise NotImplementedError
+
+    def token_of(self, username: str, token_id: str) -> Document | None:
+        """One token record of a user, by its public id."""
+        raise NotImplementedError
+
+    def tokens_of(self, username: str, include_revoked: bool) -> list[Document]:
+        """A user's token records, newest first."""
+        raise NotImplementedError
+
+    def update_token(self, token_hash: str, changes: Document) -> None:
+        """Set fields of a token record (`revoked_on` revokes it: the record stays, so its
+        value is never accepted again)."""
+        raise NotImplementedError
+
+    def touch_token(self, token_hash: str, used_on: str, before: str) -> None:
+        """Record a token's use at `used_on` unless it was recorded at or after `before`
+        (so a busy token is written once per interval, not on every request)."""
+        raise NotImplementedError
+
+    def bootstrap_tokens(self) -> list[Document]:
+        """The records of tokens issued from ADMIN_TOKEN that are not revoked."""
         raise NotImplementedError
 
 
@@ -422,6 +449,19 @@ class Items:
         Text is matched item by item (no index holds "contains"); the rest from indexes."""
         raise NotImplementedError
 
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        """The item versions of one type in the content at `until_seq` that were written after
+        `since_seq`, tombstones (`deleted`) or not, in seq order, read a batch at a time; each
+        with `before`: the item at `since_seq` (None: absent or deleted, else "active" or
+        "retired"). What a delta package from `since_seq` to `until_seq` holds."""
+        raise NotImplementedError
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        """How many item versions `iter_changed` reads between the two seqs (both types, both
+        states): an upper bound of a delta's items, for progress."""
+        raise NotImplementedError
+
     def changes(self, source_url: str, since_seq: int, until_seq: int = HEAD_SEQ) -> dict[str, int]:
         """How many items were created, updated, retired and deleted between the content at
         `since_seq` and at `until_seq` (an item counts once, by how it ends up)."""
@@ -494,6 +534,11 @@ class ContentReader(Protocol):
                              include_retired: bool = False) -> list[Document]: ...
 
     def settle(self, source_url: str, seq: int) -> int: ...
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]: ...
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int: ...
 
     def scan_checksum(self, source_url: str, seq: int) -> str: ...
 
@@ -677,6 +722,15 @@ class CollectionEntries:
     def settle(self, source_url: str, seq: int) -> int:
         """Before a cut at `seq`: finish or discard entry writes in flight (0 where atomic)."""
         return 0
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        """As Items.iter_changed, over the collection's entries (its seqs): the entries live at
+        `until_seq` written after `since_seq`, joined with their item versions."""
+        raise NotImplementedError
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        raise NotImplementedError
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
         """`checksums.content` of the collection at `seq`, from every entry (any order)."""

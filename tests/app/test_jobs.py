@@ -116,3 +116,32 @@ def test_middleware_wraps_every_handler_and_hooks_follow_the_threads(app: Any) -
     workers.start(2)
     workers.stop()
     assert started == [2] and stopped == [True]
+
+
+def test_a_job_cut_off_from_its_database_keeps_its_lease_for_a_takeover(app: Any) -> None:
+    """A database outage mid-job (the store says "unavailable") is not the job's failure: the job
+    stays RUNNING under its lease, and the next worker to claim it after expiry resumes it."""
+    workers: Workers = app.extensions["termsync.jobs"]
+    store = app.extensions["termsync.store"]
+    outage = RuntimeError("database unreachable")
+    attempts: list[str] = []
+
+    def handler(context: JobContext) -> dict[str, Any]:
+        attempts.append(context.worker_id)
+        if len(attempts) == 1:
+            raise outage
+        return {"done": True}
+
+    workers.register("flaky", handler)
+    original = store.is_unavailable
+    store.is_unavailable = lambda error: error is outage or original(error)
+    try:
+        job = workers.queue.submit("flaky", {}, key="outage")
+        assert workers.run_once("first") is None
+        assert workers.queue.get(job["_id"])["state"] == "RUNNING"
+        assert workers.run_once("second") is None  # its lease has not expired yet
+        workers.queue.clock = lambda: utcnow() + timedelta(seconds=workers.lease_seconds + 1)
+        assert workers.run_once("second")["state"] == FINISHED
+    finally:
+        store.is_unavailable = original
+    assert attempts == ["first", "second"]

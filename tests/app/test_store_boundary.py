@@ -54,7 +54,7 @@ store.close()
 
 @pytest.mark.parametrize("backend", ["sqlite", "ferretdb"])
 def test_the_server_runs_without_mongomock(backend: str, request: Any, tmp_path: Path) -> None:
-    config: dict[str, Any] = {"ADMIN_TOKEN": "boundary-token", "LOAD_DEMO": False,
+    config: dict[str, Any] = {"ADMIN_TOKEN": "boundary-token-0123456789abcdef0123", "LOAD_DEMO": False,
                               "BACKGROUND_WORKERS": 0, "EXPORT_DIR": str(tmp_path / "exports"),
                               "IMPORT_DIR": str(tmp_path / "uploads")}
     if backend == "sqlite":

@@ -82,6 +82,40 @@ def t(second: int) -> str:
 
 # --- documents ----------------------------------------------------------------------------------
 
+def token_record(token_hash: str, username: str, token_id: str, created_on: str,
+                 **fields: Any) -> dict[str, Any]:
+    record = {"_id": token_hash, "username": username, "id": token_id, "prefix": "abc",
+              "label": None, "created_on": created_on, "created_by": None, "expires_on": None,
+              "last_used_on": None, "revoked_on": None, "bootstrap": False}
+    record.update(fields)
+    return record
+
+
+def test_tokens_are_records_under_their_hash(store: Store) -> None:
+    store.users.insert({"_id": "ann"})
+    store.users.add_token(token_record("h1", "ann", "a1", t(1), label="first"))
+    store.users.add_token(token_record("h2", "ann", "a2", t(2), bootstrap=True))
+    store.users.add_token(token_record("h3", "bob", "b1", t(3)))
+    with pytest.raises(DuplicateKey):  # a token value is never taken over by another user
+        store.users.add_token(token_record("h1", "bob", "b2", t(4)))
+    assert store.users.token("h1") == token_record("h1", "ann", "a1", t(1), label="first")
+    assert store.users.token("nope") is None
+    assert store.users.token_of("ann", "a2")["_id"] == "h2"
+    assert store.users.token_of("bob", "a2") is None
+    assert [token["id"] for token in store.users.tokens_of("ann", False)] == ["a2", "a1"]
+    assert [token["_id"] for token in store.users.bootstrap_tokens()] == ["h2"]
+    store.users.update_token("h2", {"revoked_on": t(5)})
+    assert [token["id"] for token in store.users.tokens_of("ann", False)] == ["a1"]
+    assert [token["id"] for token in store.users.tokens_of("ann", True)] == ["a2", "a1"]
+    assert store.users.bootstrap_tokens() == []
+    # a use is recorded unless one was at or after `before`
+    store.users.touch_token("h1", t(10), t(9))
+    store.users.touch_token("h1", t(11), t(9))
+    assert store.users.token("h1")["last_used_on"] == t(10)
+    store.users.touch_token("h1", t(20), t(19))
+    assert store.users.token("h1")["last_used_on"] == t(20)
+
+
 def test_documents_insert_get_update_delete(store: Store) -> None:
     store.users.insert({"_id": "ann", "username": "ann", "is_admin": False, "extras": {"a": [1]}})
     with pytest.raises(DuplicateKey):
@@ -90,9 +124,6 @@ def test_documents_insert_get_update_delete(store: Store) -> None:
                                       "extras": {"a": [1]}}
     assert store.users.update("ann", {"is_admin": True})["is_admin"] is True
     assert store.users.update("nobody", {"x": 1}) is None
-    store.users.add_token("ann", "hash1", t(1))
-    assert store.users.user_for_token("hash1")["_id"] == "ann"
-    assert store.users.user_for_token("nope") is None
     store.users.insert({"_id": "bob"})
     store.users.update("bob", {"name": "Robert Smith"})
     assert [user["_id"] for user in store.users.search(None, 0, 1)[0]] == ["ann"]
@@ -561,6 +592,43 @@ def test_changes_between_two_seqs(store: Store) -> None:
                                              "deleted": 0}
 
 
+def test_the_items_a_delta_holds(store: Store) -> None:
+    """iter_changed: the item versions live at one seq written after another, by kind and state,
+    each with its state before; what test_changes_between_two_seqs counts."""
+    store.sources.insert(source_doc())
+    for name in ("A", "B", "C", "D", "Gone"):
+        write(store, item(name, t(1), retired=name == "Gone"))
+    released = store.sources.cut_state(SOURCE).seq
+    write(store, item("A", t(2), datatype="Coded"))
+    write(store, item("A", t(3), datatype="Text"))
+    write(store, item("B", t(4), retired=True))
+    write(store, item("C", t(5), deleted=True))
+    write(store, item("Gone", t(6), retired=False))
+    write(store, item("New", t(7)))
+    write(store, item("Brief", t(8)))
+    write(store, item("Brief", t(9), deleted=True))
+    write(store, item("M", t(10), type_="Mapping"))
+    middle = store.sources.cut_state(SOURCE).seq
+    write(store, item("D", t(11), retired=True))
+
+    def changed(kind: str, deleted: bool, until: int = middle,
+                batch_size: int = 2) -> list[tuple[str, str | None, str]]:
+        return [(found["id"], found["before"], found["data"].get("datatype", "-"))
+                for found in store.items.iter_changed(SOURCE, released, until, kind, deleted,
+                                                      batch_size)]
+
+    assert changed("Concept", False) == [("A", "active", "Text"), ("B", "active", "N/A"),
+                                         ("Gone", "retired", "N/A"), ("New", None, "N/A")]
+    assert changed("Concept", True) == [("C", "active", "-"), ("Brief", None, "-")]
+    assert changed("Mapping", False) == [("M", None, "N/A")]
+    assert changed("Mapping", True) == []
+    assert [found["id"] for found in store.items.iter_changed(
+        SOURCE, middle, HEAD_SEQ, "Concept", False)] == ["D"]
+    assert store.items.count_changed(SOURCE, released, middle) == 7
+    assert store.items.count_changed(SOURCE, middle, HEAD_SEQ) == 1
+    assert list(store.items.iter_changed(OTHER, 0, HEAD_SEQ, "Concept", False)) == []
+
+
 def test_mappings_linked_to_a_concept_both_ways(store: Store) -> None:
     store.sources.insert(source_doc())
     store.sources.insert(source_doc(OTHER))
@@ -766,7 +834,8 @@ def test_expired_heartbeats_and_rate_counters_are_purged(store: Store) -> None:
 
 def fill(store: Store) -> None:
     store.users.insert({"_id": "ann", "username": "ann"})
-    store.users.add_token("ann", "hash", t(1))
+    store.users.add_token(token_record("hash", "ann", "t1", t(1), label="sync", bootstrap=True,
+                                       expires_on=t(59), last_used_on=t(2)))
     store.orgs.insert({"_id": "O", "public_access": "View", "members": ["ann"]})
     store.sources.insert(source_doc())
     for number in range(30):
@@ -799,7 +868,9 @@ def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...], requ
             report = copy_store(source, target, Progress(io.StringIO()))
             assert report["checksums"]["different"] == 0 and report["checksums"]["equal"] == 4
         first, last = stores[0], stores[-1]
-        assert last.users.user_for_token("hash")["_id"] == "ann"
+        assert last.users.token("hash") == first.users.token("hash") == token_record(
+            "hash", "ann", "t1", t(1), label="sync", bootstrap=True, expires_on=t(59),
+            last_used_on=t(2))
         assert last.orgs.for_member("ann") == ["O"]
         assert last.items.head_checksum(SOURCE) == first.items.head_checksum(SOURCE)
         assert last.items.head_counts(SOURCE) in (None, {"Concept": [29, 0, 1],
@@ -852,6 +923,25 @@ def test_jobs_of_one_queue_run_in_order(store: Store) -> None:
     assert jobs.claim(["export"], "w", t(12), t(20))["_id"] == "q2"
     assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=["q"])[0]] == ["q2", "q1"]
     assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=[None])[0]] == ["free"]
+
+
+@pytest.mark.parametrize("kind", ["mongodb", "ferretdb"])
+def test_copy_again_into_the_same_target_changes_nothing(kind: str, request: Any) -> None:
+    """A copy run twice (say, after an interruption) upserts what is there already."""
+    server = request.getfixturevalue("ferretdb_uri") if kind == "ferretdb" else None
+    source, target = new_store("sqlite"), new_store(kind, server)
+    try:
+        fill(source)
+        first = copy_store(source, target, Progress(io.StringIO()))
+        again = copy_store(source, target, Progress(io.StringIO()))
+        assert again["copied"] == first["copied"]
+        assert again["checksums"] == first["checksums"] == {"equal": 4, "different": 0}
+        assert target.items.count(ContentQuery(SOURCE, include_deleted=True)) == \
+            source.items.count(ContentQuery(SOURCE, include_deleted=True))
+    finally:
+        for store in (source, target):
+            store.drop()
+            store.close()
 
 
 def test_jobs_wait_until_their_not_before(store: Store) -> None:

@@ -15,9 +15,11 @@ started on first use and stopped at exit; `TEST_DATABASE_URI=ferretdb` runs the 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -75,6 +77,15 @@ def build() -> Path:
     return target
 
 
+def _ended_with_its_parent() -> None:
+    """In the child before it runs FerretDB: SIGTERM when the test process dies, even by
+    SIGKILL (Linux's PR_SET_PDEATHSIG), so that no server outlives the run that started it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: atexit alone stops it
+        pass
+
+
 class FerretDB:
     """One FerretDB process on SQLite (a directory) or PostgreSQL (a URL); `uri` once started."""
 
@@ -86,15 +97,15 @@ class FerretDB:
         self.command = [*command_prefix, str(build()), "-listen", listen, *backend]
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=self.log,
-                                        text=True)
+                                        text=True, preexec_fn=_ended_with_its_parent)
         self.uri = self._announced_uri()
 
     def _announced_uri(self) -> str:
         """The URI the server prints once it accepts connections (it prints nothing before)."""
-        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        assert stdout is not None
         line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()),
-                                  daemon=True)
+        reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(START_TIMEOUT)
         if not line or not line[0].startswith("mongodb://"):
@@ -120,6 +131,12 @@ class FerretDB:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.log.close()
+
+
+def resolve(uri: str) -> str:
+    """A benchmark's database option: `ferretdb` names this process's FerretDB (`shared()`),
+    anything else is itself."""
+    return shared() if uri == "ferretdb" else uri
 
 
 _shared: FerretDB | None = None

@@ -13,6 +13,7 @@ import pytest
 from sync.items import ItemRecord, content_checksum, item_record
 from sync.state import DiffCursor, SyncState
 from sync.store import StoreError, open_store
+from sync.store.mongo import MongoStore
 from sync.store.sqlite import SCHEMA_VERSION, SQLiteStore, parse_sqlite_uri
 
 from .conftest import sqlite_uri
@@ -273,3 +274,78 @@ def test_sqlite_errors_name_the_database(tmp_path):
     blocker.write_text("")
     with pytest.raises(StoreError, match=r"local database \(sqlite:///.*file/m.db\)"):
         SQLiteStore(f"sqlite:///{blocker}/m.db")
+
+
+def test_changes_are_all_or_nothing(store_factory):
+    store = store_factory()
+    store.apply_changes("s", [concept("A", 10), concept("B", 10), mapping("1", 10)])
+    before = {url: store.get_item("s", url) for url in live(store)}
+    changes = [concept("A", 5, version="older"),  # replaced whatever it is: a verified delta
+               tombstone("Concept", "B", 11), concept("C", 11), mapping("2", 11)]
+    # abandoned: as it was
+    changeset = store.begin_changes("s")
+    assert store.write_changes(changeset, changes[:2]) == 2
+    store.write_changes(changeset, changes[2:])
+    assert store.changes_checksum(changeset) == content_checksum(
+        [(f"{SOURCE}concepts/A/", "older"), (f"{SOURCE}concepts/C/", "C.11"),
+         (f"{SOURCE}mappings/1/", "m1.10"), (f"{SOURCE}mappings/2/", "m2.11")])
+    store.abandon_changes(changeset)
+    assert {url: store.get_item("s", url) for url in live(store)} == before
+    assert store.get_item("s", f"{SOURCE}concepts/C/") is None
+    # committed: the changes and the state that records them, together
+    changeset = store.begin_changes("s")
+    store.write_changes(changeset, changes)
+    store.commit_changes(changeset, SyncState(version="v2", last_updated="x"))
+    assert store.get_item("s", f"{SOURCE}concepts/A/").version == "older"
+    assert store.get_item("s", f"{SOURCE}concepts/B/").deleted
+    state = store.load_state("s")
+    assert state.version == "v2" and state.last_changeset == changeset.id
+    assert store.recover("s") is False  # nothing left to roll back
+
+
+def test_changes_a_crash_interrupted_are_rolled_back(store_factory, backend):
+    store = store_factory()
+    store.apply_changes("s", [concept("A", 10), concept("B", 10)])
+    store.save_state("s", SyncState(version="v1"))
+    before = live(store)
+    changeset = store.begin_changes("s")
+    store.write_changes(changeset, [concept("A", 11), tombstone("Concept", "B", 11),
+                                    concept("C", 11)])
+    # the process dies here: no commit, no abandon; another process opens the database
+    if backend == "sqlite":
+        store.close()  # what a dead process's connection amounts to: its transaction is gone
+    reopened = store_factory()
+    reopened.recover("s")
+    assert live(reopened) == before and reopened.load_state("s").version == "v1"
+    assert reopened.get_item("s", f"{SOURCE}concepts/C/") is None
+    # a crash after the state was committed (only the journal's removal was lost) keeps it
+    changeset = reopened.begin_changes("s")
+    reopened.write_changes(changeset, [concept("C", 12)])
+    state = SyncState(version="v2", last_changeset=changeset.id)
+    if backend == "sqlite":
+        reopened.commit_changes(changeset, state)
+    else:
+        reopened.save_state("s", state)  # the commit point, and then the crash
+    again = store_factory()
+    again.recover("s")
+    assert again.get_item("s", f"{SOURCE}concepts/C/").version == "C.12"
+    assert again.load_state("s").version == "v2"
+
+
+@pytest.mark.parametrize("interrupted_after", ["aside", "nothing loaded"])
+def test_a_swap_in_steps_cut_short_is_completed_at_the_next_load_state(store, interrupted_after):
+    """Where the server has no one-step swap (FerretDB), a process that dies between renaming
+    the live copy aside and the loaded one in leaves what `load_state` completes: the loaded
+    copy when it is there, else the old one back."""
+    if not isinstance(store, MongoStore):
+        pytest.skip("SQLite swaps in one transaction")
+    store.apply_changes("s", [concept("Old", 1)])
+    staging = store.begin_load("s")
+    store.load_batch(staging, [concept("New", 1)])
+    store.items("s").rename("items_s__replaced")  # died here: the live copy renamed aside
+    if interrupted_after == "nothing loaded":
+        staging.handle.drop()
+    store.load_state("s")
+    expected = "New" if interrupted_after == "aside" else "Old"
+    assert set(live(store)) == {f"{SOURCE}concepts/{expected}/"}
+    assert "items_s__replaced" not in store.db.list_collection_names()

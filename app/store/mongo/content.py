@@ -11,13 +11,15 @@ from __future__ import annotations
 import builtins
 import logging
 import re
+import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from bson.regex import Regex
 from pymongo import ASCENDING, DESCENDING, ReplaceOne, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .. import base
 from ..base import (
@@ -76,6 +78,14 @@ class DocumentRepository(base.DocumentRepository):
         return bulk_replace(self.collection, documents)
 
 
+def count_up_to(collection: Any, query: Document, most: int) -> int:
+    """How many documents match, counting no further than `most`. A bound past any real count
+    is left out: FerretDB 1.24 counts nothing under a `$limit` of 2**62 (MongoDB counts all)."""
+    if most >= 2**31:
+        return int(collection.count_documents(query))
+    return int(collection.count_documents(query, limit=most))
+
+
 def bulk_replace(collection: Any, documents: Iterable[Document], batch_size: int = 1000) -> int:
     """Upsert documents by `_id` in batches (what `termsync db copy` writes)."""
     count = 0
@@ -95,9 +105,20 @@ def _replace_batch(collection: Any, documents: list[Document]) -> int:
         # mongomock's bulk_write rejects what pymongo 4.20's ReplaceOne sends (tests only)
         for document in documents:
             collection.replace_one({"_id": document["_id"]}, document, upsert=True)
-    else:
+        return len(documents)
+    # Into an empty target (the usual copy) every document is new: one insert of the batch, and
+    # upserts only for those already there (a copy run again). An upsert costs a lookup by `_id`
+    # each; on FerretDB 1.24 one that grows with the collection (a copy of 7,107 documents took
+    # 392 s by upserts, bench/db_copy.py).
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors", [])
+        if any(write_error.get("code") != 11000 for write_error in errors):
+            raise
+        present = [documents[write_error["index"]] for write_error in errors]
         collection.bulk_write([ReplaceOne({"_id": document["_id"]}, document, upsert=True)
-                               for document in documents], ordered=False)
+                               for document in present], ordered=False)
     return len(documents)
 
 
@@ -109,7 +130,9 @@ class Users(DocumentRepository, base.Users):
         self.tokens = db["tokens"]
 
     def ensure_indexes(self) -> None:
-        self.tokens.create_index([("username", ASCENDING)])
+        self.tokens.create_index([("username", ASCENDING), ("created_on", ASCENDING),
+                                  ("id", ASCENDING)])
+        self.tokens.create_index([("bootstrap", ASCENDING)])
 
     def search(self, q: str | None, skip: int, limit: int) -> tuple[list[Document], int]:
         return self.page(text_filter(q, ("_id", "name")), [("_id", ASCENDING)], skip, limit)
@@ -118,22 +141,51 @@ class Users(DocumentRepository, base.Users):
                 limit: int) -> tuple[list[Document], int]:
         return self.page({"_id": {"$in": usernames}}, [("_id", ASCENDING)], skip, limit)
 
-    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
-        token = {"_id": token_hash, "username": username, "created_on": created_on}
+    def add_token(self, token: Document) -> None:
         try:
-            self.tokens.replace_one({"_id": token_hash}, token, upsert=True)
-        except DuplicateKeyError:  # two upserts raced to insert it; the second one now replaces
-            self.tokens.replace_one({"_id": token_hash}, token, upsert=True)
+            self.tokens.insert_one(dict(token))
+        except DuplicateKeyError:
+            raise DuplicateKey("token") from None
 
-    def user_for_token(self, token_hash: str) -> Document | None:
-        token = self.tokens.find_one({"_id": token_hash})
-        return self.get(token["username"]) if token else None
+    def _with_id(self, token: Document | None) -> Document | None:
+        """Tokens stored before they had ids get a random one when first read."""
+        if token is not None and not token.get("id"):
+            token_id = secrets.token_hex(8)
+            self.tokens.update_one({"_id": token["_id"], "id": {"$exists": False}},
+                                   {"$set": {"id": token_id}})
+            token = self.tokens.find_one({"_id": token["_id"]})
+        return token
+
+    def token(self, token_hash: str) -> Document | None:
+        return self._with_id(self.tokens.find_one({"_id": token_hash}))
+
+    def token_of(self, username: str, token_id: str) -> Document | None:
+        self.tokens_of(username, True)  # gives ids to any tokens stored before they had them
+        token: Document | None = self.tokens.find_one({"username": username, "id": token_id})
+        return token
+
+    def tokens_of(self, username: str, include_revoked: bool) -> list[Document]:
+        query: Document = {"username": username}
+        if not include_revoked:
+            query["revoked_on"] = None
+        found = self.tokens.find(query).sort([("created_on", DESCENDING), ("id", DESCENDING)])
+        return [token for token in map(self._with_id, found) if token is not None]
+
+    def update_token(self, token_hash: str, changes: Document) -> None:
+        self.tokens.update_one({"_id": token_hash}, {"$set": changes})
+
+    def touch_token(self, token_hash: str, used_on: str, before: str) -> None:
+        self.tokens.update_one({"_id": token_hash, "$or": [{"last_used_on": None},
+                                                           {"last_used_on": {"$lt": before}}]},
+                               {"$set": {"last_used_on": used_on}})
+
+    def bootstrap_tokens(self) -> list[Document]:
+        return list(self.tokens.find({"bootstrap": True, "revoked_on": None}))
 
     def dump(self) -> Iterator[Document]:
         for user in super().dump():
             tokens = self.tokens.find({"username": user["_id"]}).sort("_id", ASCENDING)
-            yield dict(user, tokens=[{"hash": token["_id"], "created_on": token["created_on"]}
-                                     for token in tokens])
+            yield dict(user, tokens=[self._with_id(token) for token in tokens])
 
     def load(self, documents: Iterable[Document]) -> int:
         count = 0
@@ -141,7 +193,10 @@ class Users(DocumentRepository, base.Users):
             tokens = user.pop("tokens", [])
             self.collection.replace_one({"_id": user["_id"]}, user, upsert=True)
             for token in tokens:
-                self.add_token(user["_id"], token["hash"], token["created_on"])
+                record = {key: value for key, value in token.items() if key != "hash"}
+                record.update(_id=token.get("_id") or token["hash"], username=user["_id"])
+                record.setdefault("id", secrets.token_hex(8))
+                self.tokens.replace_one({"_id": record["_id"]}, record, upsert=True)
             count += 1
         return count
 
@@ -208,7 +263,9 @@ def all_of(parts: list[Document]) -> Document:
 
 
 def _any_case(values: tuple[str, ...]) -> Document:
-    return {"$in": [re.compile(f"^{re.escape(value)}$", re.IGNORECASE) for value in values]}
+    # bson's Regex, not re.compile: Python marks its patterns Unicode, which pymongo sends as the
+    # flag "u"; MongoDB ignores it, FerretDB refuses it ("invalid flag in regex options: u")
+    return {"$in": [Regex(f"^{re.escape(value)}$", "i") for value in values]}
 
 
 def item_filters(filters: base.ItemFilters) -> list[Document]:
@@ -403,6 +460,13 @@ def diff_range(selected: Document, after: DiffKey | None, until: DiffKey | None,
         bounds.append(side(until, "$lt", "$lte"))
         span["$lte"] = until.updated_on
     return {"$and": [selected, {"updated_on": span}, *bounds]} if bounds else selected
+
+
+def with_before(changed: list[Document], before: Iterable[Document]) -> list[Document]:
+    """Changed item versions, each with `before`: the state of its url in the earlier content
+    (`before` lists the live, undeleted versions there), None where it had none."""
+    states = {old["url"]: "retired" if old["retired"] else "active" for old in before}
+    return [dict(item, before=states.get(item["url"])) for item in changed]
 
 
 class Items(base.Items):
@@ -616,8 +680,8 @@ class Items(base.Items):
         page = list(self.items.find(selected).sort("id", ASCENDING).skip(offset(skip))
                     .limit(limit))
         if query.filters.q:  # a text search counts no further than the page and count_limit need
-            wanted = max(count_limit, offset(skip) + limit) + 1
-            return page, int(self.items.count_documents(selected, limit=min(wanted, 2**62)))
+            return page, count_up_to(self.items, selected,
+                                     max(count_limit, offset(skip) + limit) + 1)
         return page, int(self.items.count_documents(selected))
 
     def changes(self, source_url: str, since_seq: int, until_seq: int = HEAD_SEQ) -> dict[str, int]:
@@ -639,6 +703,27 @@ class Items(base.Items):
             else:
                 counts["updated"] += 1
         return counts
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        after = since_seq
+        while True:
+            batch = list(self.items.find({"source": source_url, "seq": {"$gt": after,
+                                                                        "$lte": until_seq},
+                                          "sup": {"$gt": until_seq}, "type": item_type,
+                                          "deleted": deleted})
+                         .sort("seq", ASCENDING).limit(batch_size))
+            yield from with_before(batch, self.items.find(
+                {"url": {"$in": [item["url"] for item in batch]}, **self.at(since_seq),
+                 "deleted": False}, {"url": 1, "retired": 1}) if batch else [])
+            if len(batch) < batch_size:
+                return
+            after = batch[-1]["seq"]
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        return int(self.items.count_documents({"source": source_url,
+                                               "seq": {"$gt": since_seq, "$lte": until_seq},
+                                               "sup": {"$gt": until_seq}}))
 
     def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
                         seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:
@@ -690,6 +775,8 @@ class Items(base.Items):
     def load(self, documents: Iterable[Document]) -> int:
         count = 0
         items: list[Document] = []
+        keys: list[Document] = []  # mapping keys, in batches too (one upsert each was a scan
+        # each on FerretDB: a copy of 100,000 mappings' keys never ended)
 
         def flush() -> None:
             bulk_replace(self.items, items)
@@ -697,16 +784,18 @@ class Items(base.Items):
                                        "type": item["type"], "id": item["id"], "seq": item["seq"],
                                        "deleted": item["deleted"], "retired": item["retired"]}
                                       for item in items if item["sup"] == LIVE))
+            bulk_replace(self.mapping_keys, keys)
             items.clear()
+            keys.clear()
 
         for document in documents:
             count += 1
             if "mapping_key" in document:
-                self.set_mapping_key(document["mapping_key"], document["source"],
-                                     document["mapping_id"])
-                continue
-            items.append(document)
-            if len(items) >= 1000:
+                keys.append({"_id": document["mapping_key"], "source": document["source"],
+                             "mapping_id": document["mapping_id"]})
+            else:
+                items.append(document)
+            if len(items) + len(keys) >= 1000:
                 flush()
         flush()
         return count
