@@ -169,6 +169,11 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("MAX_CONTENT_LENGTH must be 1 or more (bytes)")
     if config["BACKGROUND_WORKERS"] < 0:
         raise ConfigError("BACKGROUND_WORKERS must be 0 or more")
+    token = config["ADMIN_TOKEN"]
+    if token and (not 32 <= len(token) <= 256 or not all("!" <= char <= "~" for char in token)):
+        raise ConfigError("ADMIN_TOKEN must have 32 to 256 visible ASCII characters, as any "
+                          "token someone chooses (docs/security.md); draw one with: python3 -c "
+                          "'import secrets; print(secrets.token_urlsafe(32))'")
     if config["JOB_LEASE_SECONDS"] <= 0 or config["JOB_POLL_SECONDS"] <= 0:
         raise ConfigError("JOB_LEASE_SECONDS and JOB_POLL_SECONDS must be positive (seconds)")
     # exports

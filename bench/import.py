@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ADMIN_TOKEN = "bench-admin-token"
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 HEADERS = {"Authorization": f"Token {ADMIN_TOKEN}"}
 SOURCE = "/orgs/Bench/sources/Synthetic/"
 

@@ -19,7 +19,7 @@ from tests import ferretdb
 
 # OCL's sample files (DemoSource export, CIEL excerpts, CSV): part of the repository.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-ADMIN_TOKEN = "admin-token-for-tests"
+ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef"
 ADMIN = {"Authorization": f"Token {ADMIN_TOKEN}"}
 # Export and upload files of every test app go under one temporary directory, removed at exit.
 FILES_ROOT = tempfile.mkdtemp(prefix="termsync-test-files-")

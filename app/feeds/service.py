@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain import Domain
-from ..domain.accounts import ANONYMOUS, ORG
 from .atom import DELTA_LINKS, FeedEntry
 
 ENTRIES = 50  # entries of a feed: the newest released versions
@@ -36,13 +35,9 @@ class FeedService:
                 for index, version in enumerate(released[:limit])]
 
     def is_public(self, repo: dict[str, Any]) -> bool:
-        """Whether anyone may see a repository: its access and, for an org's, the org's."""
-        if not self.domain.accounts.can_view(ANONYMOUS, repo):
-            return False
-        if repo.get("owner_type") == ORG:
-            org = self.domain.store.orgs.get(repo["owner"])
-            return org is not None and org.get("public_access", "View") != "None"
-        return True
+        """Whether anyone may see a repository (its access and its owner's: the rule of every
+        global list)."""
+        return self.domain.accounts.is_public(repo)
 
     def server_entries(self, limit: int = ENTRIES) -> list[FeedEntry]:
         """The newest released versions of every public repository."""

@@ -247,10 +247,37 @@ class Users(DocumentRepository):
         """One page of the named users (an org's members), by username."""
         raise NotImplementedError
 
-    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
+    def add_token(self, token: Document) -> None:
+        """Store an API token's record: `_id` its sha256, `username`, `id` (public, unique per
+        user), `prefix`, `label`, `created_on`, `created_by`, `expires_on`, `last_used_on`,
+        `revoked_on`, `bootstrap` (ADMIN_TOKEN's). DuplicateKey if that hash is stored already:
+        a token is never taken over, nor a revoked one brought back."""
         raise NotImplementedError
 
-    def user_for_token(self, token_hash: str) -> Document | None:
+    def token(self, token_hash: str) -> Document | None:
+        """The record of a token by its sha256 (revoked and expired ones too)."""
+        raise NotImplementedError
+
+    def token_of(self, username: str, token_id: str) -> Document | None:
+        """One token record of a user, by its public id."""
+        raise NotImplementedError
+
+    def tokens_of(self, username: str, include_revoked: bool) -> list[Document]:
+        """A user's token records, newest first."""
+        raise NotImplementedError
+
+    def update_token(self, token_hash: str, changes: Document) -> None:
+        """Set fields of a token record (`revoked_on` revokes it: the record stays, so its
+        value is never accepted again)."""
+        raise NotImplementedError
+
+    def touch_token(self, token_hash: str, used_on: str, before: str) -> None:
+        """Record a token's use at `used_on` unless it was recorded at or after `before`
+        (so a busy token is written once per interval, not on every request)."""
+        raise NotImplementedError
+
+    def bootstrap_tokens(self) -> list[Document]:
+        """The records of tokens issued from ADMIN_TOKEN that are not revoked."""
         raise NotImplementedError
 
 

@@ -34,7 +34,6 @@ from flask import Flask, current_app
 from ..config import WebhookSettings
 from ..domain import Domain
 from ..domain.accounts import Caller, owner_of
-from ..domain.content import is_collection
 from ..domain.errors import Invalid, NotFound
 from ..jobs import JobContext, JobQueue
 from ..store.base import SOURCE_TYPE
@@ -316,8 +315,12 @@ class WebhookService:
                     "event": event, "body": body, "state": PENDING, "created_on": now,
                     "attempts": [], "attempt_count": 0, "next_attempt_on": now,
                     "delivered_on": None, "redelivery_of": redelivery_of}
-        self.log.insert(delivery)
-        self.queue.submit(JOB_KIND, {"delivery": delivery["_id"]}, key=delivery["_id"])
+        # One unit on SQLite: a crash leaves both the delivery and its job or neither. (On
+        # MongoDB these are two writes; a crash between them leaves a PENDING delivery that only
+        # a redelivery sends.)
+        with self.domain.store.transaction():
+            self.log.insert(delivery)
+            self.queue.submit(JOB_KIND, {"delivery": delivery["_id"]}, key=delivery["_id"])
         self.log.prune(hook["_id"], DELIVERIES_KEPT)
         self.wake()
         return delivery
@@ -404,11 +407,6 @@ class WebhookService:
             {"id": hook["_id"], "repository": hook["repository"],
              "disabled_on": hook["disabled_on"], "reason": hook.get("disabled_reason")}
             for hook in hooks]}
-
-
-def kind_path(repo: dict[str, Any]) -> str:
-    """`collections` or `sources`: the URL segment of a repository's kind."""
-    return "collections" if is_collection(repo) else "sources"
 
 
 def webhook_service(app: Flask | None = None) -> WebhookService:

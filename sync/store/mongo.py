@@ -165,9 +165,9 @@ class MongoStore(LocalStore):
         """Complete a swap in steps that a dead process left half done (see `_swap_in_steps`)."""
         live, aside, loading = self.items(name).name, f"items_{name}__replaced", \
             f"items_{name}__loading"
-        # by equality, one name at a time: mongomock's filter knows no $in
-        present = {name for name in (live, aside)
-                   if self.db.list_collection_names(filter={"name": name})}
+        # one name per filter: mongomock takes no operator there
+        present = {collection for collection in (live, aside)
+                   if self.db.list_collection_names(filter={"name": collection})}
         if aside not in present:
             return
         if live not in present:

@@ -138,6 +138,12 @@ def test_private_repositories_are_hidden_from_feeds(app: Any, client: Any) -> No
     for base in (public, hidden):
         add_concept(client, base, "A")
         cut(client, base, "v1")
+    assert client.post("/orgs/", json={"id": "QuietOrg", "public_access": "None"},
+                       headers=ADMIN).status_code == 201
+    in_private_org = make_source(client, org="QuietOrg", source_id="Open")  # public, its org not
+    add_concept(client, in_private_org, "A")
+    cut(client, in_private_org, "v1")
+    assert client.get(f"{in_private_org}feed.xml").status_code == 404
     assert client.get(f"{hidden}feed.xml").status_code == 404
     assert client.get(hidden.rstrip("/") + "/feed.xml").status_code == 404
     assert entries(parse_atom(client.get(f"{hidden}feed.xml", headers=ADMIN))).keys() == {"v1"}

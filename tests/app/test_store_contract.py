@@ -82,6 +82,40 @@ def t(second: int) -> str:
 
 # --- documents ----------------------------------------------------------------------------------
 
+def token_record(token_hash: str, username: str, token_id: str, created_on: str,
+                 **fields: Any) -> dict[str, Any]:
+    record = {"_id": token_hash, "username": username, "id": token_id, "prefix": "abc",
+              "label": None, "created_on": created_on, "created_by": None, "expires_on": None,
+              "last_used_on": None, "revoked_on": None, "bootstrap": False}
+    record.update(fields)
+    return record
+
+
+def test_tokens_are_records_under_their_hash(store: Store) -> None:
+    store.users.insert({"_id": "ann"})
+    store.users.add_token(token_record("h1", "ann", "a1", t(1), label="first"))
+    store.users.add_token(token_record("h2", "ann", "a2", t(2), bootstrap=True))
+    store.users.add_token(token_record("h3", "bob", "b1", t(3)))
+    with pytest.raises(DuplicateKey):  # a token value is never taken over by another user
+        store.users.add_token(token_record("h1", "bob", "b2", t(4)))
+    assert store.users.token("h1") == token_record("h1", "ann", "a1", t(1), label="first")
+    assert store.users.token("nope") is None
+    assert store.users.token_of("ann", "a2")["_id"] == "h2"
+    assert store.users.token_of("bob", "a2") is None
+    assert [token["id"] for token in store.users.tokens_of("ann", False)] == ["a2", "a1"]
+    assert [token["_id"] for token in store.users.bootstrap_tokens()] == ["h2"]
+    store.users.update_token("h2", {"revoked_on": t(5)})
+    assert [token["id"] for token in store.users.tokens_of("ann", False)] == ["a1"]
+    assert [token["id"] for token in store.users.tokens_of("ann", True)] == ["a2", "a1"]
+    assert store.users.bootstrap_tokens() == []
+    # a use is recorded unless one was at or after `before`
+    store.users.touch_token("h1", t(10), t(9))
+    store.users.touch_token("h1", t(11), t(9))
+    assert store.users.token("h1")["last_used_on"] == t(10)
+    store.users.touch_token("h1", t(20), t(19))
+    assert store.users.token("h1")["last_used_on"] == t(20)
+
+
 def test_documents_insert_get_update_delete(store: Store) -> None:
     store.users.insert({"_id": "ann", "username": "ann", "is_admin": False, "extras": {"a": [1]}})
     with pytest.raises(DuplicateKey):
@@ -90,9 +124,6 @@ def test_documents_insert_get_update_delete(store: Store) -> None:
                                       "extras": {"a": [1]}}
     assert store.users.update("ann", {"is_admin": True})["is_admin"] is True
     assert store.users.update("nobody", {"x": 1}) is None
-    store.users.add_token("ann", "hash1", t(1))
-    assert store.users.user_for_token("hash1")["_id"] == "ann"
-    assert store.users.user_for_token("nope") is None
     store.users.insert({"_id": "bob"})
     store.users.update("bob", {"name": "Robert Smith"})
     assert [user["_id"] for user in store.users.search(None, 0, 1)[0]] == ["ann"]
@@ -789,7 +820,8 @@ def test_expired_heartbeats_and_rate_counters_are_purged(store: Store) -> None:
 
 def fill(store: Store) -> None:
     store.users.insert({"_id": "ann", "username": "ann"})
-    store.users.add_token("ann", "hash", t(1))
+    store.users.add_token(token_record("hash", "ann", "t1", t(1), label="sync", bootstrap=True,
+                                       expires_on=t(59), last_used_on=t(2)))
     store.orgs.insert({"_id": "O", "public_access": "View", "members": ["ann"]})
     store.sources.insert(source_doc())
     for number in range(30):
@@ -822,7 +854,9 @@ def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...], requ
             report = copy_store(source, target, Progress(io.StringIO()))
             assert report["checksums"]["different"] == 0 and report["checksums"]["equal"] == 4
         first, last = stores[0], stores[-1]
-        assert last.users.user_for_token("hash")["_id"] == "ann"
+        assert last.users.token("hash") == first.users.token("hash") == token_record(
+            "hash", "ann", "t1", t(1), label="sync", bootstrap=True, expires_on=t(59),
+            last_used_on=t(2))
         assert last.orgs.for_member("ann") == ["O"]
         assert last.items.head_checksum(SOURCE) == first.items.head_checksum(SOURCE)
         assert last.items.head_counts(SOURCE) in (None, {"Concept": [29, 0, 1],

@@ -176,7 +176,12 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
     ("export records of a source", lambda s: s.exports.for_source(SOURCE)),
     ("import results page", lambda s: s.import_results.page("j", (3, 0), ["failed"], 100)),
     ("rate counter", lambda s: s.rate_counters.hit("k", __import__("datetime").datetime.now())),
-    ("token", lambda s: s.users.user_for_token("h")),
+    ("token", lambda s: s.users.token("h")),
+    ("token of a user", lambda s: s.users.token_of("ann", "a1")),
+    ("tokens of a user", lambda s: s.users.tokens_of("ann", False)),
+    ("token use", lambda s: s.users.touch_token("h", "2026-01-01T00:01:00.000000Z",
+                                                 "2026-01-01T00:00:00.000000Z")),
+    ("admin tokens", lambda s: s.users.bootstrap_tokens()),
     ("orgs of a member", lambda s: s.orgs.for_member("ann")),
     # the console's reads
     ("concept list", lambda s: s.items.search(HEAD_QUERY, 50, 50, 1000)),
@@ -413,4 +418,26 @@ def test_step_3_makes_every_existing_repository_a_source(tmp_path: Path) -> None
     found, total = store.sources.search("/orgs/O/", None, RepoFilters(repo_type="Source"), 0, 10)
     assert [source["_id"] for source in found] == [SOURCE] and total == 1
     assert store.sources.count_public("/orgs/O/", "Collection") == 0
+    store.close()
+
+
+def test_step_7_gives_tokens_stored_before_an_id_and_a_lifecycle(tmp_path: Path) -> None:
+    """Tokens of a step-6 file keep working, each with a random id of its own, nothing revoked,
+    nothing expiring; step 6's `sources_visibility` index is there."""
+    store = SqliteStore(str(tmp_path / "old.db"))
+    migrate(store.database, STEPS[:6])
+    with store.database.transaction() as connection:
+        for number in range(3):
+            connection.execute("INSERT INTO tokens (hash, username, created_on) VALUES (?, ?, ?)",
+                               (f"h{number}", "ann", f"2026-01-0{number + 1}"))
+    store.ensure_schema()
+    tokens = store.users.tokens_of("ann", False)
+    assert [token["_id"] for token in tokens] == ["h2", "h1", "h0"]
+    assert len({token["id"] for token in tokens}) == 3 and all(len(t["id"]) == 16 for t in tokens)
+    assert all(token["revoked_on"] is None and token["expires_on"] is None
+               and token["bootstrap"] is False for token in tokens)
+    assert store.users.token_of("ann", tokens[0]["id"])["_id"] == "h2"
+    indexes = {row[0] for row in store.database.all(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"sources_visibility", "tokens_user", "tokens_bootstrap"} <= indexes
     store.close()

@@ -84,9 +84,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def hook_app() -> Iterator[Any]:
-    config = app_config(WEBHOOK_ALLOW_PRIVATE_TARGETS=True)
+def make_hook_app(**settings: Any) -> Any:
+    """An app that allows loopback targets (the receivers here), with a source to hook."""
+    config = app_config(WEBHOOK_ALLOW_PRIVATE_TARGETS=True, **settings)
     application = create_app(config)
     application.config["TEST_CONFIG"] = config
     client = application.test_client()
@@ -96,6 +96,12 @@ def hook_app() -> Iterator[Any]:
     assert client.post(f"{BASE}concepts/", headers=ADMIN, json={
         "id": "C1", "concept_class": "Misc", "datatype": "N/A",
         "names": [{"name": "One", "locale": "en"}]}).status_code == 201
+    return application
+
+
+@pytest.fixture
+def hook_app() -> Iterator[Any]:
+    application = make_hook_app()
     yield application
     application.extensions["termsync.store"].drop()
 
@@ -224,17 +230,15 @@ def test_private_targets_are_checked_again_at_delivery_and_redirects_not_followe
         assert len(redirecting.requests) == 1 and elsewhere.requests == []
 
 
-def test_a_hook_failing_again_and_again_is_switched_off_with_an_alert(hook_app: Any) -> None:
+def test_a_hook_failing_again_and_again_is_switched_off_with_an_alert() -> None:
+    limit = 3
+    hook_app = make_hook_app(WEBHOOK_DISABLE_AFTER=limit, WEBHOOK_MAX_ATTEMPTS=1)
     client = hook_app.test_client()
     with Receiver(status=500) as receiver:
         hook = register(client, receiver.url)
         store = hook_app.extensions["termsync.store"]
-        limit = 3
         for _ in range(limit):
             assert client.post(f"{BASE}webhooks/{hook['id']}/ping/", headers=ADMIN).status_code == 202
-        settings = hook_app.extensions["termsync.webhooks"].settings
-        object.__setattr__(settings, "disable_after", limit)  # the app's WEBHOOK_DISABLE_AFTER
-        object.__setattr__(settings, "max_attempts", 1)
         run_jobs(hook_app)
         assert len(receiver.requests) == limit
     shown = client.get(f"{BASE}webhooks/{hook['id']}/", headers=ADMIN).get_json()
@@ -254,6 +258,7 @@ def test_a_hook_failing_again_and_again_is_switched_off_with_an_alert(hook_app: 
     assert answer.get_json()["active"] is True and answer.get_json()["failures"] == 0
     assert client.get("/readyz").get_json()["checks"]["webhooks"]["disabled"] == 0
     assert store.webhooks.disabled()[1] == 0
+    store.drop()
 
 
 def test_only_owners_and_admins_manage_hooks(hook_app: Any) -> None:

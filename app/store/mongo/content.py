@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import logging
 import re
+import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -109,7 +110,9 @@ class Users(DocumentRepository, base.Users):
         self.tokens = db["tokens"]
 
     def ensure_indexes(self) -> None:
-        self.tokens.create_index([("username", ASCENDING)])
+        self.tokens.create_index([("username", ASCENDING), ("created_on", ASCENDING),
+                                  ("id", ASCENDING)])
+        self.tokens.create_index([("bootstrap", ASCENDING)])
 
     def search(self, q: str | None, skip: int, limit: int) -> tuple[list[Document], int]:
         return self.page(text_filter(q, ("_id", "name")), [("_id", ASCENDING)], skip, limit)
@@ -118,22 +121,51 @@ class Users(DocumentRepository, base.Users):
                 limit: int) -> tuple[list[Document], int]:
         return self.page({"_id": {"$in": usernames}}, [("_id", ASCENDING)], skip, limit)
 
-    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
-        token = {"_id": token_hash, "username": username, "created_on": created_on}
+    def add_token(self, token: Document) -> None:
         try:
-            self.tokens.replace_one({"_id": token_hash}, token, upsert=True)
-        except DuplicateKeyError:  # two upserts raced to insert it; the second one now replaces
-            self.tokens.replace_one({"_id": token_hash}, token, upsert=True)
+            self.tokens.insert_one(dict(token))
+        except DuplicateKeyError:
+            raise DuplicateKey("token") from None
 
-    def user_for_token(self, token_hash: str) -> Document | None:
-        token = self.tokens.find_one({"_id": token_hash})
-        return self.get(token["username"]) if token else None
+    def _with_id(self, token: Document | None) -> Document | None:
+        """Tokens stored before they had ids get a random one when first read."""
+        if token is not None and not token.get("id"):
+            token_id = secrets.token_hex(8)
+            self.tokens.update_one({"_id": token["_id"], "id": {"$exists": False}},
+                                   {"$set": {"id": token_id}})
+            token = self.tokens.find_one({"_id": token["_id"]})
+        return token
+
+    def token(self, token_hash: str) -> Document | None:
+        return self._with_id(self.tokens.find_one({"_id": token_hash}))
+
+    def token_of(self, username: str, token_id: str) -> Document | None:
+        self.tokens_of(username, True)  # gives ids to any tokens stored before they had them
+        token: Document | None = self.tokens.find_one({"username": username, "id": token_id})
+        return token
+
+    def tokens_of(self, username: str, include_revoked: bool) -> list[Document]:
+        query: Document = {"username": username}
+        if not include_revoked:
+            query["revoked_on"] = None
+        found = self.tokens.find(query).sort([("created_on", DESCENDING), ("id", DESCENDING)])
+        return [token for token in map(self._with_id, found) if token is not None]
+
+    def update_token(self, token_hash: str, changes: Document) -> None:
+        self.tokens.update_one({"_id": token_hash}, {"$set": changes})
+
+    def touch_token(self, token_hash: str, used_on: str, before: str) -> None:
+        self.tokens.update_one({"_id": token_hash, "$or": [{"last_used_on": None},
+                                                           {"last_used_on": {"$lt": before}}]},
+                               {"$set": {"last_used_on": used_on}})
+
+    def bootstrap_tokens(self) -> list[Document]:
+        return list(self.tokens.find({"bootstrap": True, "revoked_on": None}))
 
     def dump(self) -> Iterator[Document]:
         for user in super().dump():
             tokens = self.tokens.find({"username": user["_id"]}).sort("_id", ASCENDING)
-            yield dict(user, tokens=[{"hash": token["_id"], "created_on": token["created_on"]}
-                                     for token in tokens])
+            yield dict(user, tokens=[self._with_id(token) for token in tokens])
 
     def load(self, documents: Iterable[Document]) -> int:
         count = 0
@@ -141,7 +173,10 @@ class Users(DocumentRepository, base.Users):
             tokens = user.pop("tokens", [])
             self.collection.replace_one({"_id": user["_id"]}, user, upsert=True)
             for token in tokens:
-                self.add_token(user["_id"], token["hash"], token["created_on"])
+                record = {key: value for key, value in token.items() if key != "hash"}
+                record.update(_id=token.get("_id") or token["hash"], username=user["_id"])
+                record.setdefault("id", secrets.token_hex(8))
+                self.tokens.replace_one({"_id": record["_id"]}, record, upsert=True)
             count += 1
         return count
 

@@ -9,6 +9,7 @@ cut (which reads seq and checksum in one row) never gains an item afterwards.
 from __future__ import annotations
 
 import builtins
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -82,31 +83,91 @@ class Users(DocumentRepository, base.Users):
         return self.table.page(f"_id IN ({marks})" if usernames else "0", usernames, "_id", skip,
                                limit)
 
-    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
-        with self.database.transaction() as connection:
-            connection.execute("INSERT OR REPLACE INTO tokens (hash, username, created_on) "
-                               "VALUES (?, ?, ?)", (token_hash, username, created_on))
+    def add_token(self, token: Document) -> None:
+        try:
+            with self.database.transaction() as connection:
+                connection.execute(f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ({TOKEN_MARKS})",
+                                   token_row(token))
+        except sqlite3.IntegrityError as exc:
+            raise base.DuplicateKey("token") from exc
 
-    def user_for_token(self, token_hash: str) -> Document | None:
-        row = self.database.one("SELECT username FROM tokens WHERE hash = ?", (token_hash,))
-        return self.get(row[0]) if row else None
+    def token(self, token_hash: str) -> Document | None:
+        row = self.database.one(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?",
+                                (token_hash,))
+        return token_document(row) if row else None
+
+    def token_of(self, username: str, token_id: str) -> Document | None:
+        row = self.database.one(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = ? AND "
+                                "id = ?", (username, token_id))
+        return token_document(row) if row else None
+
+    def tokens_of(self, username: str, include_revoked: bool) -> list[Document]:
+        state = "" if include_revoked else " AND revoked_on IS NULL"
+        return [token_document(row) for row in self.database.all(
+            f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = ?{state} "
+            "ORDER BY created_on DESC, id DESC", (username,))]
+
+    def update_token(self, token_hash: str, changes: Document) -> None:
+        with self.database.transaction() as connection:
+            row = connection.execute(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?",
+                                     (token_hash,)).fetchone()
+            if row is not None:
+                token = dict(token_document(row), **changes)
+                connection.execute(f"REPLACE INTO tokens ({TOKEN_COLUMNS}) VALUES "
+                                   f"({TOKEN_MARKS})", token_row(token))
+
+    def touch_token(self, token_hash: str, used_on: str, before: str) -> None:
+        with self.database.transaction() as connection:
+            connection.execute("UPDATE tokens SET last_used_on = ? WHERE hash = ? AND "
+                               "(last_used_on IS NULL OR last_used_on < ?)",
+                               (used_on, token_hash, before))
+
+    def bootstrap_tokens(self) -> list[Document]:
+        return [token_document(row) for row in self.database.all(
+            f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE bootstrap = 1 AND revoked_on IS NULL")]
 
     def dump(self) -> Iterator[Document]:
         for user in self.table.dump():
-            tokens = self.database.all("SELECT hash, created_on FROM tokens WHERE username = ? "
+            tokens = self.database.all(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = ? "
                                        "ORDER BY hash", (user["_id"],))
-            yield dict(user, tokens=[{"hash": hash_, "created_on": created}
-                                     for hash_, created in tokens])
+            yield dict(user, tokens=[token_document(row) for row in tokens])
 
     def load(self, documents: Iterable[Document]) -> int:
         count = 0
         for user in documents:
             tokens = user.pop("tokens", [])
             self.table.load([user])
-            for token in tokens:
-                self.add_token(user["_id"], token["hash"], token["created_on"])
+            with self.database.transaction() as connection:
+                for token in tokens:
+                    connection.execute(f"REPLACE INTO tokens ({TOKEN_COLUMNS}) VALUES "
+                                       f"({TOKEN_MARKS})", token_row(dict(
+                                           token, _id=token.get("_id") or token["hash"],
+                                           username=user["_id"])))
             count += 1
         return count
+
+
+# A token's row: its sha256 (`_id` of its record), the columns lookups and lists read, and the
+# rest of its record (prefix, label, who issued it) as JSON in `doc`.
+TOKEN_KEYS = ("username", "id", "created_on", "expires_on", "last_used_on", "revoked_on",
+              "bootstrap")
+TOKEN_COLUMNS = ", ".join(("hash", *TOKEN_KEYS, "doc"))
+TOKEN_MARKS = ", ".join("?" * (len(TOKEN_KEYS) + 2))
+
+
+def token_row(token: Document) -> tuple[Any, ...]:
+    """A token record as the values of TOKEN_COLUMNS."""
+    rest = {key: value for key, value in token.items() if key not in ("_id", *TOKEN_KEYS)}
+    return (token["_id"], *(int(bool(token.get(key))) if key == "bootstrap" else token.get(key)
+                            for key in TOKEN_KEYS), dumps(rest))
+
+
+def token_document(row: tuple[Any, ...]) -> Document:
+    """A row of TOKEN_COLUMNS as a token record."""
+    token: Document = {"_id": row[0], **dict(zip(TOKEN_KEYS, row[1:-1], strict=True))}
+    token["bootstrap"] = bool(token["bootstrap"])
+    token.update(loads(row[-1] or "{}"))
+    return token
 
 
 class Orgs(DocumentRepository, base.Orgs):

@@ -208,6 +208,25 @@ def _step_6(connection: sqlite3.Connection) -> None:
 
 
 def _step_7(connection: sqlite3.Connection) -> None:
+    """Tokens have a lifecycle: a public id (tokens stored before get a random one), what else
+    is known of them in `doc` (prefix, label, who issued it), an expiry, when they were last
+    used, when they were revoked (the row stays: a revoked value is never accepted again), and
+    whether ADMIN_TOKEN issued them (`tokens_bootstrap`: those a new ADMIN_TOKEN revokes)."""
+    run_script(connection, """
+        ALTER TABLE tokens ADD COLUMN id TEXT;
+        ALTER TABLE tokens ADD COLUMN doc TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE tokens ADD COLUMN expires_on TEXT;
+        ALTER TABLE tokens ADD COLUMN last_used_on TEXT;
+        ALTER TABLE tokens ADD COLUMN revoked_on TEXT;
+        ALTER TABLE tokens ADD COLUMN bootstrap INTEGER NOT NULL DEFAULT 0;
+        UPDATE tokens SET id = lower(hex(randomblob(8)));
+        DROP INDEX tokens_user;
+        CREATE INDEX tokens_user ON tokens (username, created_on, id);
+        CREATE INDEX tokens_bootstrap ON tokens (hash) WHERE bootstrap = 1 AND revoked_on IS NULL;
+    """)
+
+
+def _step_8(connection: sqlite3.Connection) -> None:
     """A collection's entries by seq (`entries_seq`), as `items_seq` has a source's items: what
     changed between two versions of a collection (a delta package) is one range of it."""
     run_script(connection, """
@@ -215,4 +234,5 @@ def _step_7(connection: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5, _step_6, _step_7]
+STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5, _step_6, _step_7,
+                          _step_8]
