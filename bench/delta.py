@@ -49,7 +49,7 @@ from app.domain.accounts import Caller  # noqa: E402
 from app.exports import export_service  # noqa: E402
 from app.timeutil import format_time  # noqa: E402
 
-ADMIN_TOKEN = "bench-admin-token"
+ADMIN_TOKEN = "bench-admin-token-of-32-characters-or-more"
 CALLER = Caller(username="admin", is_admin=True)
 SOURCE = "/orgs/Bench/sources/Synthetic/"
 
