@@ -3,6 +3,7 @@ to the next through it against through diffs, in the same run.
 
     .venv/bin/python bench/delta.py                        # 200,000 items, 1% changed, 3 rounds
     .venv/bin/python bench/delta.py --items 30000 --rounds 1
+    .venv/bin/python bench/delta.py --percent 10           # a release that changes 10%
 
 A source of N items (N/3 concepts with three names and a description, two mappings each) is
 bulk-loaded on SQLite, stamped a day ago (one concept edited since), and released as v1. A
@@ -37,15 +38,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from app import create_app
-from app.domain.accounts import Caller
-from app.exports import export_service
-from app.timeutil import format_time
-from bench.export_build import _reset_peak, _status_kb, load
+from export_build import _reset_peak, _status_kb, load  # noqa: E402
 
-ADMIN_TOKEN = "bench-admin-token"
+from app import create_app  # noqa: E402
+from app.domain.accounts import Caller  # noqa: E402
+from app.exports import export_service  # noqa: E402
+from app.timeutil import format_time  # noqa: E402
+
+ADMIN_TOKEN = "bench-admin-token-of-32-characters-or-more"
 CALLER = Caller(username="admin", is_admin=True)
 SOURCE = "/orgs/Bench/sources/Synthetic/"
 
@@ -83,13 +87,13 @@ class Server:
 
 
 # --- the source and its changes ----------------------------------------------------------------
-def change(app: Any, items: int) -> dict[str, int]:
-    """About 1% of the items changed through the domain: {kind of change: how many}."""
+def change(app: Any, items: int, percent: float) -> dict[str, int]:
+    """`percent` of the items changed through the domain: {kind of change: how many}."""
     domain = app.extensions["termsync"]
     content = domain.content
     source = domain.repos.sources.get(SOURCE)
     concepts = items // 3
-    budget = max(10, items // 100)
+    budget = max(10, int(items * percent / 100))
     picked = list(range(0, concepts, max(1, concepts // budget)))  # spread over the source
     counts = dict.fromkeys(("concept edits", "mapping edits", "retirements", "hard deletes",
                             "new items"), 0)
@@ -176,14 +180,42 @@ def move(server: Server, base_database: Path, work: Path, through: str) -> dict[
         state.version = "v1-without-delta"
         subscriber.store.save_state("bench", state)
     started = time.perf_counter()
+    checksum = subscriber.store.checksum("bench")  # what reading the whole copy costs
+    checksum_seconds = time.perf_counter() - started
+    asked: list[str] = []
+    subscriber.client.session.hooks["response"].append(
+        lambda response, *args, **kwargs: asked.append(response.url))
+    started = time.perf_counter()
     result = subscriber.sync()
     seconds = time.perf_counter() - started
+    assert checksum
     subscriber.store.close()
     subscriber.client.close()
     assert result.ok, result.error
     assert result.action == ("delta" if through == "delta" else "diff"), result.action
     assert result.version == "v2" and result.checksum == result.server_checksum
-    return {"seconds": seconds, "applied": result.applied, "pages": result.pages}
+    return {"seconds": seconds, "applied": result.applied, "pages": result.pages,
+            "requests": len(asked), "checksum_seconds": checksum_seconds}
+
+
+def diff_volume(server: Server) -> int:
+    """Bytes of JSON the diff from v1 to v2 sends, 500 items a page (what the diff path reads,
+    where the delta path reads the package's bytes)."""
+    import requests
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {ADMIN_TOKEN}"
+    v1 = session.get(f"{server.url}{SOURCE}v1/", timeout=60).json()
+    url: str | None = (f"{server.url}{SOURCE}v2/?includeConcepts=true&includeMappings=true&"
+                       f"includeRetired=true&includeDeleted=true&limit=500&updatedSince="
+                       f"{v1['lastUpdated']}")
+    total = 0
+    while url:
+        answer = session.get(url, timeout=60)
+        total += len(answer.content)
+        url = answer.headers.get("next")
+    session.close()
+    return total
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -191,7 +223,7 @@ def summary(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
-def run(items: int, rounds: int) -> dict[str, Any]:
+def run(items: int, rounds: int, percent: float) -> dict[str, Any]:
     """Everything in the module docstring; the figures."""
     work = Path(tempfile.mkdtemp(prefix="termsync-bench-delta-"))
     try:
@@ -222,7 +254,7 @@ def run(items: int, rounds: int) -> dict[str, Any]:
             first.client.close()
 
             started = time.perf_counter()
-            counts = change(app, items)
+            counts = change(app, items, percent)
             change_seconds = time.perf_counter() - started
             source = domain.repos.sources.get(SOURCE)
             v2 = domain.content.create_version(CALLER, source, {"id": "v2", "released": True})
@@ -234,13 +266,14 @@ def run(items: int, rounds: int) -> dict[str, Any]:
             for _ in range(rounds):
                 moves["delta"].append(move(server, base_database, work, "delta"))
                 moves["diffs"].append(move(server, base_database, work, "diffs"))
+            volume = diff_volume(server)
         finally:
             server.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"items": items, "changes": counts, "load_seconds": load_seconds,
             "change_seconds": change_seconds, "first_sync_seconds": first_sync_seconds,
-            "builds": builds, "moves": moves}
+            "builds": builds, "moves": moves, "diff_bytes": volume}
 
 
 def report(figures: dict[str, Any]) -> None:
@@ -261,7 +294,12 @@ def report(figures: dict[str, Any]) -> None:
     for how in ("delta", "diffs"):
         runs = moves[how]
         print(f"  v1 -> v2 through {how:6} {summary(values(runs, 'seconds'))} s  "
-              f"{runs[0]['applied']:,} items applied in {runs[0]['pages']} page(s)")
+              f"{runs[0]['applied']:,} items applied, {runs[0]['requests']} requests, "
+              f"{runs[0]['pages']} diff page(s); reading the whole copy once (its checksum) "
+              f"{summary(values(runs, 'checksum_seconds'))} s")
+    package = statistics.median(values(builds["delta"], "bytes")) / 2**20
+    print(f"  bytes read: the delta package {package:.3f} MiB, the diff's pages "
+          f"{figures['diff_bytes'] / 2**20:.3f} MiB of JSON")
     median = {what: {key: statistics.median(values(runs, key)) for key in ("seconds", "bytes")}
               for what, runs in builds.items()}
     move_median = {how: statistics.median(values(runs, "seconds")) for how, runs in moves.items()}
@@ -276,12 +314,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--percent", type=float, default=1.0,
+                        help="share of the items the second release changes")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(Path(args.serve))
         return 0
-    report(run(args.items, args.rounds))
+    report(run(args.items, args.rounds, args.percent))
     return 0
 
 

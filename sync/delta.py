@@ -12,8 +12,12 @@ before anything is visible:
    local terms of the urls it replaces out, the file's in) and compares it with `to`'s, so a
    damaged or tampered file is refused before a write;
 3. a second pass writes it through the store's changeset (one transaction on SQLite; an undo
-   journal on MongoDB), and the checksum is computed once more before it commits, with the state
+   journal on MongoDB), reading back what the copy then holds for each url it wrote: with the
+   untouched rest, the copy's checksum, which must be `to`'s before it commits, with the state
    that records the new version; any error leaves the copy as it was.
+
+The local copy is read whole once (the checksum of step 1); everything else is in proportion to
+the delta, so a subscriber's move costs the delta's size plus one checksum, as a diff's does.
 """
 
 from __future__ import annotations
@@ -138,14 +142,19 @@ def apply_delta(store: LocalStore, name: str, path: Path, manifest: DeltaManifes
         raise DeltaRefused(f"{path} applies to {manifest.start.id} with checksums.content "
                            f"{manifest.start.checksum}; the local copy's is {local} (it is not "
                            f"exactly {manifest.start.id})")
+    # the copy's checksum without the urls the file replaces (a sum: kept as a number, so any
+    # size of delta is checked in flat memory), then with the file's versions of them
+    untouched = local
     predicted = local
     header: dict[str, Any] = {}
     for batch, seen in _batches(path, record, batch_size):
         header = seen
         stored = store.live_versions(name, [item.url for item in batch])
+        replaced = [(item.url, stored[item.url]) for item in batch if item.url in stored]
+        untouched = shifted_checksum(untouched, (), replaced)
         predicted = shifted_checksum(
             predicted, ((item.url, item.version) for item in batch if not item.deleted),
-            ((item.url, stored[item.url]) for item in batch if item.url in stored))
+            replaced)
     if header.get("id") not in (None, manifest.end.id):
         raise DeltaRefused(f"{path}: export.json is version {header.get('id')}, its manifest "
                            f"says {manifest.end.id}")
@@ -155,10 +164,14 @@ def apply_delta(store: LocalStore, name: str, path: Path, manifest: DeltaManifes
                            f"{manifest.end.checksum}")
     changeset = store.begin_changes(name)
     try:
+        after = untouched
         for batch, _ in _batches(path, record, batch_size):
             store.write_changes(changeset, batch)
+            # what the copy now holds for these urls, read back: with the untouched rest (no
+            # other writer comes between), the copy's checksum
+            written = store.changed_versions(changeset, [item.url for item in batch])
+            after = shifted_checksum(after, written.items(), ())
             should_stop()
-        after = store.changes_checksum(changeset)
         if after != manifest.end.checksum:  # the file changed between the passes, or a bug
             raise DeltaRefused(f"applying {path} gave checksums.content {after}, not "
                                f"{manifest.end.id}'s {manifest.end.checksum}; rolled back")

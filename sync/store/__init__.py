@@ -116,8 +116,9 @@ class LocalStore(ABC):
         base was verified, so they are authoritative."""
 
     @abstractmethod
-    def changes_checksum(self, changeset: Changeset) -> str:
-        """`checksums.content` of the copy as it stands with the changes."""
+    def changed_versions(self, changeset: Changeset, urls: list[str]) -> dict[str, str]:
+        """The live (not deleted) version of each of these urls as the copy stands with the
+        changes (read back to check what was written)."""
 
     @abstractmethod
     def commit_changes(self, changeset: Changeset, state: SyncState) -> None:

@@ -229,9 +229,9 @@ class MongoStore(LocalStore):
         changeset.written += len(newest)
         return len(newest)
 
-    def changes_checksum(self, changeset: Changeset) -> str:
-        """The live collection's checksum: the changes are in it."""
-        return self.checksum(changeset.name)
+    def changed_versions(self, changeset: Changeset, urls: list[str]) -> dict[str, str]:
+        """Read from the live collection: the changes are in it."""
+        return self.live_versions(changeset.name, urls)
 
     @_wrapped
     def commit_changes(self, changeset: Changeset, state: SyncState) -> None:

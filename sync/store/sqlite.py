@@ -390,11 +390,11 @@ class SQLiteStore(LocalStore):
         changeset.written += written
         return written
 
-    def changes_checksum(self, changeset: Changeset) -> str:
-        """checksums.content read inside the transaction: the copy with the changes."""
+    def changed_versions(self, changeset: Changeset, urls: list[str]) -> dict[str, str]:
+        """Read inside the transaction: the copy with the changes."""
         db, tables = changeset.handle
         with self._errors():
-            return content_checksum(_live_pairs(db, tables.values()))
+            return _versions_of(db, tables.values(), urls)
 
     def commit_changes(self, changeset: Changeset, state: SyncState) -> None:
         """The state in the same transaction, then COMMIT."""
@@ -449,15 +449,8 @@ class SQLiteStore(LocalStore):
         tables = self._existing_tables(name)
         if tables is None or not urls:
             return {}
-        found: dict[str, str] = {}
         with self._snapshot() as db:
-            for start in range(0, len(urls), 500):
-                chunk = urls[start:start + 500]
-                marks = ", ".join("?" * len(chunk))
-                for table in tables.values():
-                    found.update(db.execute(f'SELECT url, version FROM "{table}" WHERE url IN '
-                                            f"({marks}) AND deleted = 0", chunk))
-        return found
+            return _versions_of(db, tables.values(), urls)
 
     def get_item(self, name: str, url: str) -> StoredItem | None:
         """One stored item or tombstone by url."""
@@ -499,6 +492,18 @@ def _write_rows(db: sqlite3.Connection, tables: dict[str, str], rows: dict[str, 
                                     rows[schema.kind])
             written += max(cursor.rowcount, 0)
     return written
+
+
+def _versions_of(db: sqlite3.Connection, tables: Iterable[str], urls: list[str]) -> dict[str, str]:
+    """The live rows among `urls` in item tables, by the url index: {url: version}."""
+    found: dict[str, str] = {}
+    for start in range(0, len(urls), 500):
+        chunk = urls[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for table in tables:
+            found.update(db.execute(f'SELECT url, version FROM "{table}" WHERE url IN ({marks}) '
+                                    "AND deleted = 0", chunk))
+    return found
 
 
 def _live_pairs(db: sqlite3.Connection, tables: Iterable[str]) -> Iterator[tuple[str, str]]:
