@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..domain import ocl
 from ..domain.accounts import require_login
@@ -15,6 +14,7 @@ from ..domain.payloads import UserSchema
 from .common import current_caller, domain, json_response, list_response
 from .docs import errors
 from .orgs import render_org
+from .parsing import Blueprint
 from .schemas import ListArgsSchema, OrgOut, SearchListArgsSchema, TokenIn, TokenOut, UserOut
 
 blp = Blueprint("users", __name__, description="User accounts and API tokens.")

@@ -17,7 +17,6 @@ from typing import Any
 
 from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from werkzeug.http import http_date, parse_etags
 from werkzeug.wsgi import wrap_file
 
@@ -30,6 +29,7 @@ from ..api.common import (
     resolve_source,
 )
 from ..api.docs import errors
+from ..api.parsing import Blueprint
 from ..config import settings_of
 from ..domain.errors import NotAllowed, NotFound
 from ..timeutil import to_datetime

@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from ..api.parsing import Blueprint
 from ..store import Store
 from .heartbeat import WorkerHeartbeats
 from .metrics import CONTENT_TYPE, EXTENSION, oldest_pending_seconds
