@@ -86,19 +86,64 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _accounts(args: argparse.Namespace) -> Any:
+    """The accounts service of the database a command works on."""
+    return _app(args).extensions["termsync"].accounts
+
+
 def cmd_create_user(args: argparse.Namespace) -> int:
-    app = _app(args)
-    accounts = app.extensions["termsync"].accounts
+    from .domain.accounts import OPERATOR
+
+    accounts = _accounts(args)
     accounts.create_user(args.username, name=args.name, email=args.email, is_admin=args.admin)
     print(f"created user {args.username}")
     if args.token:
-        print(accounts.create_token(args.username))
+        print(accounts.issue_token(OPERATOR, args.username)[0])
     return 0
 
 
 def cmd_create_token(args: argparse.Namespace) -> int:
-    app = _app(args)
-    print(app.extensions["termsync"].accounts.create_token(args.username, args.value))
+    """Issue a token and print it (its value is shown this once); details go to stderr."""
+    from .domain.accounts import OPERATOR, token_expiry
+
+    token, record = _accounts(args).issue_token(
+        OPERATOR, args.username, token=args.value, label=args.label,
+        expires_on=token_expiry(args.expires_on, args.expires_in_days))
+    print(f"token {record['id']} of {args.username}"
+          + (f", expires {record['expires_on']}" if record["expires_on"] else "")
+          + ": shown this once", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_list_tokens(args: argparse.Namespace) -> int:
+    """A user's tokens, one a line (never their values)."""
+    from .domain.accounts import OPERATOR, token_state
+
+    records = _accounts(args).list_tokens(OPERATOR, args.username, args.all)
+    columns = ("id", "prefix", "state", "created_on", "last_used_on", "expires_on", "label")
+    print("\t".join(columns))
+    for record in records:
+        values = dict(record, state=token_state(record),
+                      label=("ADMIN_TOKEN" if record.get("bootstrap") else record.get("label")))
+        print("\t".join(str(values.get(column) or "-") for column in columns))
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    from .domain.accounts import OPERATOR
+
+    _accounts(args).revoke_token(OPERATOR, args.username, args.token_id)
+    print(f"token {args.token_id} of {args.username} is revoked")
+    return 0
+
+
+def cmd_set_active(args: argparse.Namespace) -> int:
+    from .domain.accounts import OPERATOR
+
+    active = args.users_command == "reactivate"
+    _accounts(args).set_active(OPERATOR, args.username, active)
+    print(f"user {args.username} is {'active' if active else 'deactivated'}")
     return 0
 
 
@@ -189,10 +234,37 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--token", action="store_true", help="also issue and print a token")
     user.set_defaults(func=cmd_create_user)
 
-    token = commands.add_parser("create-token", help="issue an API token for a user")
-    token.add_argument("username")
-    token.add_argument("--value", help="use this token instead of a random one")
-    token.set_defaults(func=cmd_create_token)
+    def token_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--value", help="use this token (32+ visible ASCII characters) "
+                                            "instead of one the server draws")
+        parser.add_argument("--label", help="what the token is for")
+        expiry = parser.add_mutually_exclusive_group()
+        expiry.add_argument("--expires-in-days", type=int, help="it stops working after this")
+        expiry.add_argument("--expires-on", help="it stops working then (ISO 8601 time)")
+        parser.set_defaults(func=cmd_create_token)
+
+    token_options(commands.add_parser("create-token", help="issue an API token for a user "
+                                                           "(the same as tokens create)"))
+    tokens = commands.add_parser("tokens", help="list, issue and revoke API tokens")
+    tokens_commands = tokens.add_subparsers(dest="tokens_command", required=True)
+    token_options(tokens_commands.add_parser("create", help="issue a token for a user"))
+    listing = tokens_commands.add_parser("list", help="a user's tokens (never their values)")
+    listing.add_argument("username")
+    listing.add_argument("--all", action="store_true", help="revoked ones too")
+    listing.set_defaults(func=cmd_list_tokens)
+    revoke = tokens_commands.add_parser("revoke", help="revoke a token (by its id)")
+    revoke.add_argument("username")
+    revoke.add_argument("token_id")
+    revoke.set_defaults(func=cmd_revoke_token)
+
+    users = commands.add_parser("users", help="deactivate or reactivate a user")
+    users_commands = users.add_subparsers(dest="users_command", required=True)
+    for name, text in (("deactivate", "tokens refused at once, console sessions end"),
+                       ("reactivate", "the account works again")):
+        command = users_commands.add_parser(name, help=text)
+        command.add_argument("username")
+        command.set_defaults(func=cmd_set_active)
 
     org = commands.add_parser("create-org", help="create an organization")
     org.add_argument("org_id")
@@ -221,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     copy.set_defaults(func=cmd_db_copy)
 
     from .exports.cli import add_commands as add_export_commands
+    from .webhooks.cli import add_commands as add_webhook_commands
     add_export_commands(commands, _app)
+    add_webhook_commands(commands, _app)
     return parser
 
 

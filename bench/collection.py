@@ -39,7 +39,7 @@ from export_build import load  # noqa: E402
 from app import create_app  # noqa: E402
 from app.store.base import HEAD_SEQ  # noqa: E402
 
-TOKEN = "bench-collections-token"
+TOKEN = "bench-collections-token-0123456789abcdef"
 ADMIN = {"Authorization": f"Token {TOKEN}"}
 SOURCE = "/orgs/Bench/sources/Synthetic/"
 

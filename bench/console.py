@@ -36,7 +36,7 @@ from app.domain.accounts import ORG, Caller, Owner
 from app.store.base import CONCEPT, LIVE, MAPPING
 from app.timeutil import now_iso
 
-TOKEN = "bench-console-admin-token"
+TOKEN = "bench-console-admin-token-0123456789abcdef"
 ADMIN = {"Authorization": f"Token {TOKEN}"}
 CALLER = Caller(username="admin", is_admin=True)
 BUDGET_MS = 300.0

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from app import create_app
 from app.domain.accounts import Caller
 
-ADMIN = {"Authorization": "Token bench-admin-token"}
+ADMIN = {"Authorization": "Token bench-admin-token-0123456789abcdef"}
 CALLER = Caller(username="admin", is_admin=True)
 SOURCE = "/orgs/Bench/sources/Big/"
 

@@ -69,15 +69,17 @@ def _item(source: dict[str, Any], kind: str, item_id: str, seq: int, now: str,
             "created_by": "bench", "updated_by": "bench", "data": data, "seq": seq, "sup": LIVE}
 
 
-def load(domain: Domain, items: int) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """A source with items // 3 concepts and 2 mappings each, and a version v1 of it."""
+def load(domain: Domain, items: int, now: str | None = None,
+         ) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """A source with items // 3 concepts and 2 mappings each, all stamped `now` (default: the
+    present), and a version v1 of it."""
     content = domain.content
     source = content.create_source(CALLER, Owner(ORG, "Bench"),
                                    {"id": "Synthetic", "default_locale": "en"})
     concepts = items // 3
     seq = 0
     batch: list[dict[str, Any]] = []
-    now = now_iso()
+    now = now or now_iso()
     for number in range(concepts):
         code = f"C{number:07d}"
         seq += 1

@@ -34,7 +34,7 @@ import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-ADMIN_TOKEN = "bench-admin-token"
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 ADMIN = {"Authorization": f"Token {ADMIN_TOKEN}"}
 SOURCE = "/orgs/Bench/sources/Served/"
 EXPORT = f"{SOURCE}v1/export/"

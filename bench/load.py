@@ -41,7 +41,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-TOKEN = "bench-load-admin-token"
+TOKEN = "bench-load-admin-token-0123456789abcdef"
 ADMIN = {"Authorization": f"Token {TOKEN}"}
 BASE = "/orgs/Load/sources/Terms/"
 EXPORT = f"{BASE}v1/export/"

@@ -32,7 +32,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-TOKEN = "bench-snapshot-token"
+TOKEN = "bench-snapshot-token-0123456789abcdef"
 SOURCE = "/orgs/Bench/sources/Snap/"
 
 

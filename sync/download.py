@@ -1,6 +1,8 @@
 """Export download: wait for (or request) the build, stream to a temp file, resume, verify sha256.
 
-What a server may answer to `GET {version}export/` (OCL v2, termsync old and new):
+What a server may answer to `GET {version}export/` (OCL v2, termsync old and new), and termsync to
+`GET {version}export/?since={earlier}` (a delta package: the same answers, or 400 when it cannot
+start one):
 - 200: the file (termsync), or a 302/303 to it on another host (OCL: a storage bucket), which
   the client follows without the `Authorization` header;
 - 208 (OCL v2, termsync) or 202 (termsync before it followed OCL): queued or building; wait as
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import requests
@@ -202,9 +205,12 @@ class ExportDownloader:
         self.progress = progress
         self.should_stop = should_stop
 
-    def fetch(self, version_url: str) -> ExportFile:
-        """Download the export of a version; retry from scratch when the sha256 does not match."""
+    def fetch(self, version_url: str, since: str | None = None) -> ExportFile:
+        """Download the export of a version (`since`: its delta package from that earlier
+        version); retry from scratch when the sha256 does not match."""
         export_url = version_url.rstrip("/") + "/export/"
+        if since is not None:
+            export_url += "?" + urlencode({"since": since})
         for attempt in range(1, self.attempts + 1):
             export = self._download(self._wait_until_ready(export_url))
             if export.expected_sha256 is None:

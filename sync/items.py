@@ -98,10 +98,24 @@ def content_checksum_of(payload: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def checksum_term(url: str, version: str) -> int:
+    """One live item's share of `checksums.content`."""
+    return int.from_bytes(hashlib.sha256(f"{url}\t{version}\n".encode()).digest(), "big")
+
+
 def content_checksum(pairs: Iterable[tuple[str, str]]) -> str:
     """`checksums.content`: the sum modulo 2**256 of sha256(f"{url}\\t{version}\\n") over live
     items, as 64 hex digits. Order does not matter, so the pairs may come in any order."""
-    total = 0
-    for url, version in pairs:
-        total += int.from_bytes(hashlib.sha256(f"{url}\t{version}\n".encode()).digest(), "big")
+    return shifted_checksum(format(0, "064x"), pairs, ())
+
+
+def shifted_checksum(checksum: str, added: Iterable[tuple[str, str]],
+                     removed: Iterable[tuple[str, str]]) -> str:
+    """`checksums.content` with some live items added and some removed: a sum, so what a copy's
+    checksum will be after changes is known before they are written."""
+    total = int(checksum, 16)
+    for url, version in added:
+        total += checksum_term(url, version)
+    for url, version in removed:
+        total -= checksum_term(url, version)
     return format(total % 2**256, "064x")

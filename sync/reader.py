@@ -32,8 +32,10 @@ class ExportReader:
     """Reads an export file (zip, tar.gz or plain JSON) in one streaming pass, one item at a time."""
 
     def __init__(self, path: str | Path, *, max_bytes: int = MAX_EXPORT_JSON_BYTES,
-                 max_ratio: float = MAX_COMPRESSION_RATIO) -> None:
+                 max_ratio: float = MAX_COMPRESSION_RATIO,
+                 arrays: tuple[str, ...] = ITEM_ARRAYS) -> None:
         self.path = Path(path)
+        self.arrays = arrays  # the top-level arrays streamed item by item (a delta's: `deleted`)
         self.max_bytes = max_bytes
         self.max_ratio = max_ratio
         self.header: dict[str, Any] = {}
@@ -86,7 +88,8 @@ class ExportReader:
         return self._stack.enter_context(self.path.open("rb"))
 
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Yield ("concepts" | "mappings", item) in file order; fills `header` when done.
+        """Yield (array, item) in file order, for each of `arrays` ("concepts", "mappings"; a
+        delta's "deleted" too); fills `header` when done.
 
         The top-level object is walked key by key; each item (and each header value) is decoded
         on its own by the standard library's C decoder, so memory holds one item at a time.
@@ -104,9 +107,9 @@ class ExportReader:
                 if not isinstance(key, str):
                     raise InvalidExport(f"{self.path}: export.json has a non-string key")
                 text.expect(":")
-                if key in ITEM_ARRAYS and text.peek() == "[":
+                if key in self.arrays and text.peek() == "[":
                     yield from ((key, item) for item in text.array_items(key))
-                elif key in ITEM_ARRAYS:
+                elif key in self.arrays:
                     value = text.value()
                     if value is not None:
                         raise InvalidExport(f"{self.path}: {key} is a {type(value).__name__}, "

@@ -57,6 +57,7 @@ class SyncState:
     counts: dict[str, int] = field(default_factory=dict)
     checksum: str | None = None
     checksum_ok: bool | None = None
+    last_changeset: str | None = None  # the delta applied last (MongoDB: its commit point)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the cursor nested), as the store saves it."""

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, fields, pre_load, validate
+from marshmallow import (
+    EXCLUDE,
+    INCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+from ..domain.accounts import MAX_TOKEN_LENGTH, MIN_CHOSEN_TOKEN_LENGTH
+from ..timeutil import parse_time
 
 # The most items one content listing or diff answers (the OpenMRS module asks for 100000).
 MAX_CONTENT_LIMIT = 100_000
@@ -353,23 +365,78 @@ class UserOut(OutSchema):
     id = fields.String()
     username = fields.String()
     name = fields.String(allow_none=True)
-    email = fields.String(allow_none=True)
+    email = fields.String(allow_none=True, metadata=_describe(
+        "Only to the user themself and admins; null to others."))
     company = fields.String(allow_none=True)
     is_admin = fields.Boolean()
+    is_active = fields.Boolean(metadata=_describe(
+        "Whether the account may sign in (only to the user themself and admins)."))
     url = fields.String()
 
 
-class TokenOut(OutSchema):
-    """A newly issued API token (shown once)."""
+class TokenInfoOut(OutSchema):
+    """An API token as it is listed: never its value (shown once, when it is issued)."""
 
+    id = fields.String(metadata=_describe("Names the token in its URL."))
     username = fields.String()
+    url = fields.String()
+    prefix = fields.String(allow_none=True, metadata=_describe(
+        "The token's first characters, to tell it apart (none for tokens issued before they "
+        "were kept)."))
+    label = fields.String(allow_none=True)
+    state = fields.String(metadata=_describe("active, expired or revoked."))
+    created_on = fields.String()
+    created_by = fields.String(allow_none=True, metadata=_describe(
+        "Who issued it (null: the command line or ADMIN_TOKEN)."))
+    expires_on = fields.String(allow_none=True, metadata=_describe("Null: never."))
+    last_used_on = fields.String(allow_none=True, metadata=_describe(
+        "When it was last used, to the minute (recorded at most once a minute)."))
+    revoked_on = fields.String(allow_none=True)
+    admin_token = fields.Boolean(metadata=_describe(
+        "Issued from the ADMIN_TOKEN setting (a new value revokes it)."))
+
+
+class TokenOut(TokenInfoOut):
+    """A newly issued API token, with its value: shown this once."""
+
     token = fields.String(metadata=_describe("Send as 'Authorization: Token <token>'."))
 
 
 class TokenIn(Schema):
-    """Optionally choose the token value (at least 8 characters)."""
+    """A new API token: the server draws it (256 random bits) unless `token` brings one."""
 
     class Meta:
         unknown = EXCLUDE
 
-    token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8))
+    token = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(
+        rf"^[\x21-\x7e]{{{MIN_CHOSEN_TOKEN_LENGTH},{MAX_TOKEN_LENGTH}}}$",
+        error=f"A token you choose must have {MIN_CHOSEN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH} "
+              "visible ASCII characters (no spaces); leave it out to have the server draw one."),
+        metadata=_describe(f"A token you choose ({MIN_CHOSEN_TOKEN_LENGTH}+ visible ASCII "
+                           "characters); leave it out and the server draws one."))
+    label = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200),
+                          metadata=_describe("What the token is for (shown in lists)."))
+    expires_on = fields.String(load_default=None, allow_none=True, metadata=_describe(
+        "When it stops working: an ISO 8601 time in the future (zone-less is UTC)."))
+    expires_in_days = fields.Integer(load_default=None, allow_none=True,
+                                     validate=validate.Range(min=1, max=36500),
+                                     metadata=_describe("Or: how many days it works."))
+
+    @validates_schema
+    def _one_expiry(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("expires_on") is not None and data.get("expires_in_days") is not None:
+            raise ValidationError("Give expires_on or expires_in_days, not both.",
+                                  "expires_in_days")
+        if data.get("expires_on") is not None:
+            try:
+                parse_time(data["expires_on"])
+            except ValueError:
+                raise ValidationError("Not an ISO 8601 time.", "expires_on") from None
+
+
+class TokenListArgsSchema(ListArgsSchema):
+    """A user's tokens, newest first."""
+
+    includeRevoked = fields.Boolean(load_default=False, metadata=_describe(
+        "Also list revoked tokens."))
+

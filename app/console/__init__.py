@@ -1,7 +1,8 @@
 """The web console: server-rendered pages for curators and operators under /console/.
 
-Sources and collections and their versions (with export state and actions), concepts, and bulk
-imports with live progress, for a visitor signed in with an API token kept server-side
+Sources and collections and their versions (with export state and actions), concepts, bulk
+imports with live progress, and accounts (API tokens; users, for admins), for a visitor signed
+in with an API token kept server-side
 (`sessions.py`) or for anonymous visitors, who see what the public may see. Pages are built on
 the domain and feature services (`Browse`, `Content`, `ExportService`, `ImportJobs`), never on
 repositories, with the API's rights. Each section is a child blueprint of `web.console` plus an
@@ -19,7 +20,7 @@ from flask import Flask
 from ..config import ConfigError
 from ..domain import Domain
 from ..jobs import Workers
-from . import auth, concepts, imports, landing, sources
+from . import account, auth, concepts, imports, landing, sources, webhooks
 from .sessions import SessionService
 from .web import EXTENSION, ConsoleServices, ConsoleSettings, Section, console
 
@@ -31,8 +32,10 @@ SESSION_PURGE_TASK = "console-sessions-purge"
 SECTIONS = [Section("Sources", "console.sources.sources"),
             Section("Collections", "console.sources.collections"),
             Section("Organizations", "console.sources.orgs"),
-            Section("Imports", "console.imports.jobs", signed_in_only=True)]
-for child in (auth.bp, sources.bp, concepts.bp, imports.bp):
+            Section("Imports", "console.imports.jobs", signed_in_only=True),
+            Section("Account", "console.account.account", signed_in_only=True),
+            Section("Users", "console.account.users", signed_in_only=True, admins_only=True)]
+for child in (auth.bp, sources.bp, concepts.bp, imports.bp, webhooks.bp, account.bp):
     console.register_blueprint(child)
 
 

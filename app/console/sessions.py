@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ..domain.accounts import Accounts, Caller
+from ..domain.accounts import Accounts, Caller, hash_token
 from ..domain.errors import Unauthorized
 from ..store.base import ConsoleSessions, DuplicateKey
 from ..timeutil import format_time
@@ -35,6 +35,7 @@ class ConsoleSession:
     username: str
     csrf_token: str
     expires_at: str
+    token_hash: str = ""  # the sha256 of the API token it signed in with (the account page marks it)
 
 
 def session_key(session_id: str) -> str:
@@ -91,7 +92,7 @@ class SessionService:
             except DuplicateKey:  # 256 random bits: never, but never is not a proof
                 continue
             logger.info("console: %s signed in", caller.username)
-            return session_id, caller, self._session(document)
+            return session_id, caller, self._session(document, token.strip())
 
     def resume(self, session_id: str | None) -> tuple[Caller, ConsoleSession] | None:
         """The caller and session of a session id; None when it is unknown, expired, or its
@@ -105,14 +106,15 @@ class SessionService:
         if document["expires_at"] <= format_time(datetime.now(UTC)):
             self.sessions.delete(key)
             return None
+        token = unseal(document["token"], session_id)
         try:
-            caller = self.accounts.caller_for_token(unseal(document["token"], session_id))
+            caller = self.accounts.caller_for_token(token)
         except Unauthorized:
             logger.info("console: session of %s ended: its token no longer signs in",
                         document.get("username"))
             self.sessions.delete(key)
             return None
-        return caller, self._session(document)
+        return caller, self._session(document, token)
 
     def sign_out(self, session_id: str | None) -> None:
         """End a session (nothing happens for an unknown one)."""
@@ -124,6 +126,6 @@ class SessionService:
         return self.sessions.purge(format_time(datetime.now(UTC)))
 
     @staticmethod
-    def _session(document: dict[str, str]) -> ConsoleSession:
+    def _session(document: dict[str, str], token: str) -> ConsoleSession:
         return ConsoleSession(document["_id"], document["username"], document["csrf"],
-                              document["expires_at"])
+                              document["expires_at"], hash_token(token))

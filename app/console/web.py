@@ -54,6 +54,7 @@ class Section:
     label: str
     endpoint: str
     signed_in_only: bool = False
+    admins_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,8 @@ def render(template: str, http_status: int = 200, **context: Any) -> Answer:
     settings = services().settings
     current = visitor()
     sections = [section for section in services().sections
-                if current.signed_in or not section.signed_in_only]
+                if (current.signed_in or not section.signed_in_only)
+                and (current.caller.is_admin or not section.admins_only)]
     body = render_template(template, visitor=current, sections=sections,
                            csrf_field=CSRF_FIELD, csrf_token=csrf_token(), repo_args=source_args,
                            poll_seconds=settings.poll_seconds, **context)

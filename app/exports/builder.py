@@ -106,9 +106,12 @@ def build_export(path: str, header: dict[str, Any], source: dict[str, Any],
                  progress: Callable[[int], None] | None = None,
                  progress_every: int = 1000, compresslevel: int = 6,
                  zip64: bool = False,
-                 render: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> BuildStats:
+                 render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 extra_entries: Callable[[], dict[str, bytes]] | None = None) -> BuildStats:
     """Write the zip to `path`; `sections` are ("concepts", cursor), ("mappings", cursor) and,
-    for a collection, ("references", rendered references).
+    for a collection, ("references", rendered references); a delta package adds ("deleted",
+    tombstones) and, after export.json, the `extra_entries` (asked for once the sections are
+    written: its manifest).
 
     Items are rendered with `render` (a collection's: each with its own source), by default
     with `source`.
@@ -119,7 +122,7 @@ def build_export(path: str, header: dict[str, Any], source: dict[str, Any],
     render = render or (lambda item: ocl.render_item(item, source))
     try:
         return _build(path, header, render, sections, progress, progress_every, compresslevel,
-                      zip64)
+                      zip64, extra_entries)
     except RuntimeError as exc:
         # zipfile refuses, when the entry closes, sizes past 4 GiB without zip64 records
         if not zip64 and "force_zip64" in str(exc):
@@ -130,7 +133,7 @@ def build_export(path: str, header: dict[str, Any], source: dict[str, Any],
 def _build(path: str, header: dict[str, Any], render: Callable[[dict[str, Any]], dict[str, Any]],
            sections: Iterable[tuple[str, Iterable[dict[str, Any]]]],
            progress: Callable[[int], None] | None, progress_every: int, compresslevel: int,
-           zip64: bool) -> BuildStats:
+           zip64: bool, extra_entries: Callable[[], dict[str, bytes]] | None = None) -> BuildStats:
     stats = BuildStats()
     started = time.perf_counter()
     clock = time.perf_counter
@@ -188,6 +191,12 @@ def _build(path: str, header: dict[str, Any], render: Callable[[dict[str, Any]],
                 entry.write(b"}")
                 stats.json_bytes += 1
             stats.seconds_encode_compress += clock() - mark  # the final flush of deflate
+            for name, data in (extra_entries() if extra_entries else {}).items():
+                extra = zipfile.ZipInfo(name, date_time=info.date_time)
+                extra.compress_type = zipfile.ZIP_DEFLATED  # Java streams only deflated entries
+                extra.external_attr = 0o644 << 16
+                with archive.open(extra, "w", force_zip64=zip64) as entry:
+                    entry.write(data)
         writer.flush()
     stats.sha256 = writer.hexdigest()
     stats.size = writer.size

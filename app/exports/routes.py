@@ -6,6 +6,9 @@ building, 204 none (GET never builds: released versions are kept built, others a
 sha256), conditional requests and single byte ranges; its `exportURL` names the immutable,
 content-addressed file, cacheable for a year. Its `Date` is its version's `lastUpdated`, because
 the OpenMRS module sends that back as the `updatedSince` of its first snapshot.
+
+`?since={version}` names the version's delta package from that earlier release instead
+(`delta.py`): the same table, headers and caching; a `since` that cannot start one is a 400.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import base64
 import re
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Response, current_app, request
 from flask.views import MethodView
@@ -33,7 +37,8 @@ from ..api.parsing import Blueprint
 from ..config import settings_of
 from ..domain.errors import NotAllowed, NotFound
 from ..timeutil import to_datetime
-from .schemas import ExportFailedOut, ExportPostArgsSchema, ExportStateOut
+from .delta import delta_base
+from .schemas import ExportArgsSchema, ExportFailedOut, ExportPostArgsSchema, ExportStateOut
 from .service import BUILDING, FAILED, PENDING, READY, ExportStatus, export_service
 
 blp = Blueprint("exports", __name__, description=(
@@ -51,15 +56,18 @@ class FileGone(Exception):
 
 
 def _export_target(owner_kind: str | None, owner_id: str | None, source_id: str,
-                   version_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The source and version named by the URL: 404 if unknown or hidden, 405 for HEAD."""
+                   version_id: str, since: str | None = None,
+                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """The source and version named by the URL (404 if unknown or hidden, 405 for HEAD) and the
+    base of the delta package `since` asks for (400 if it cannot start one), or None."""
     _, source = resolve_source(owner_kind, owner_id, source_id)
     if version_id == "HEAD":
         raise NotAllowed("HEAD has no export; cut a version and export that.")
     version = domain().content.get_version(source, version_id)
     if version.get("is_head"):
         raise NotAllowed("HEAD has no export; cut a version and export that.")
-    return source, version
+    base = delta_base(domain(), source, version, since) if since is not None else None
+    return source, version, base
 
 
 def _file_url(source: dict[str, Any], sha256: str) -> str:
@@ -68,13 +76,14 @@ def _file_url(source: dict[str, Any], sha256: str) -> str:
 
 
 def _file_headers(source: dict[str, Any], version_id: str, file: dict[str, Any],
-                  cache_control: str) -> dict[str, str]:
+                  cache_control: str, since_id: str | None = None) -> dict[str, str]:
     """The headers of a ready export, for GET, HEAD, 206 and 304 alike."""
     sha = file["sha256"]
     created = to_datetime(file["created_on"])
     stamp_time = file.get("last_updated") or file["created_on"]
     stamp = to_datetime(stamp_time).strftime("%Y%m%d%H%M%S")
-    name = f"{source['owner']}_{source['id']}_{version_id}.{stamp}.zip"
+    versions = version_id if since_id is None else f"{since_id}_to_{version_id}"
+    name = f"{source['owner']}_{source['id']}_{versions}.{stamp}.zip"
     headers = {
         "ETag": f'"{sha}"',
         "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(sha)).decode()}:",
@@ -142,9 +151,11 @@ def _stream(handle: Any, remaining: int) -> Any:
 
 
 def serve_file(source: dict[str, Any], version_id: str, file: dict[str, Any],
-               cache_control: str, head_only: bool) -> Response:
-    """200, 206, 304 or 416 for a ready export file; HEAD never opens the file."""
-    headers = _file_headers(source, version_id, file, cache_control)
+               cache_control: str, head_only: bool, since_id: str | None = None) -> Response:
+    """200, 206, 304 or 416 for a ready export file that its caller has found in storage
+    (`ExportService.current`, `file_problem`), `since_id` a delta package's; HEAD never opens
+    the file."""
+    headers = _file_headers(source, version_id, file, cache_control, since_id)
     size = int(file["size"])
     if _not_modified(file["sha256"]):
         for name in ("Content-Type", "Content-Disposition"):
@@ -200,17 +211,19 @@ def _none() -> Response:
     return Response(status=204, headers={"Cache-Control": "no-cache"})
 
 
-def _answer(source: dict[str, Any], version: dict[str, Any], head_only: bool) -> Response:
+def _answer(source: dict[str, Any], version: dict[str, Any], base: dict[str, Any] | None,
+            head_only: bool) -> Response:
     """GET and HEAD: 200 ready, 208 queued or building, 204 none, 500 failed; never builds."""
     service = export_service()
-    status = service.status(source, version)
+    status = service.current(source, version, base)  # a READY file has been found in storage
     if status.state == READY:
         assert status.file is not None
         try:
-            return serve_file(source, version["id"], status.file, "no-cache", head_only)
+            return serve_file(source, version["id"], status.file, "no-cache", head_only,
+                              base["id"] if base is not None else None)
         except FileGone:
-            # the record outlived its file (lost disk, another host's EXPORT_DIR): rebuild
-            status = service.file_lost(source, version, status.file["sha256"])
+            # removed between the look and the open (another host's EXPORT_DIR, a purge)
+            status = service.file_lost(source, version, status.file["sha256"], base=base)
     if status.state == FAILED:
         return _failed(status)
     if status.state in (PENDING, BUILDING):
@@ -220,28 +233,33 @@ def _answer(source: dict[str, Any], version: dict[str, Any], head_only: bool) ->
 
 @owner_routes(blp, "sources/<source_id>/<version_id>/export/", "export")
 class Export(MethodView):
-    @blp.response(200, description="The export file (zip holding export.json).",
-                  content_type="application/zip")
+    @blp.arguments(ExportArgsSchema, location="query", error_status_code=400)
+    @blp.response(200, description="The export file (zip holding export.json; a delta package "
+                                    "also manifest.json).", content_type="application/zip")
     @blp.alt_response(204, description="No export (POST builds one).")
     @blp.alt_response(208, schema=ExportStateOut, description="Queued or being built.")
     @blp.alt_response(500, schema=ExportFailedOut, description="The build failed.")
-    @errors(blp, 401, 404, 405)
-    def get(self, source_id: str, version_id: str, owner_kind: str | None = None,
-            owner_id: str | None = None) -> Response:
-        """Download the export of a version: 200, 208 while it is built, 204 if there is none."""
-        source, version = _export_target(owner_kind, owner_id, source_id, version_id)
-        return _answer(source, version, head_only=False)
+    @errors(blp, 400, 401, 404, 405)
+    def get(self, args: dict[str, Any], source_id: str, version_id: str,
+            owner_kind: str | None = None, owner_id: str | None = None) -> Response:
+        """Download the export of a version (`since`: its delta package from an earlier release):
+        200, 208 while it is built, 204 if there is none."""
+        source, version, base = _export_target(owner_kind, owner_id, source_id, version_id,
+                                               args.get("since"))
+        return _answer(source, version, base, head_only=False)
 
+    @blp.arguments(ExportArgsSchema, location="query", error_status_code=400)
     @blp.response(200, description="The export's headers (the file is not read).")
     @blp.alt_response(204, description="No export (POST builds one).")
     @blp.alt_response(208, schema=ExportStateOut, description="Queued or being built.")
     @blp.alt_response(500, schema=ExportFailedOut, description="The build failed.")
-    @errors(blp, 401, 404, 405)
-    def head(self, source_id: str, version_id: str, owner_kind: str | None = None,
-             owner_id: str | None = None) -> Response:
+    @errors(blp, 400, 401, 404, 405)
+    def head(self, args: dict[str, Any], source_id: str, version_id: str,
+             owner_kind: str | None = None, owner_id: str | None = None) -> Response:
         """Probe: 200 with the file's headers, 208 building, 204 none."""
-        source, version = _export_target(owner_kind, owner_id, source_id, version_id)
-        return _answer(source, version, head_only=True)
+        source, version, base = _export_target(owner_kind, owner_id, source_id, version_id,
+                                               args.get("since"))
+        return _answer(source, version, base, head_only=True)
 
     @blp.arguments(ExportPostArgsSchema, location="query", error_status_code=400)
     @blp.response(202, ExportStateOut)
@@ -255,30 +273,38 @@ class Export(MethodView):
         On a released version this fills a cache, so view rights are enough; otherwise, and for
         `force`, it needs edit rights.
         """
-        source, version = _export_target(owner_kind, owner_id, source_id, version_id)
+        source, version, base = _export_target(owner_kind, owner_id, source_id, version_id,
+                                               args.get("since"))
         accounts, caller = domain().accounts, current_caller()
         if args["force"] or not version.get("released"):
             accounts.require_edit(caller, source)
         service = export_service()
-        status = service.status(source, version)
+        status = service.current(source, version, base)
+        if status.requeued:  # its file was lost: this request queued the rebuild
+            return _pending(status, code=202)
         if status.state in (PENDING, BUILDING) and not args["force"]:
             return error_response_409(status)
         if status.state == READY and not args["force"]:
             if args["noRedirect"]:
                 return Response(status=204)
             location = f"{version['_id']}export/"
+            if base is not None:
+                location += f"?{urlencode({'since': base['id']})}"
             return Response(status=303, headers={"Location": location, "URL": location})
-        return _pending(service.request(source, version, rebuild=True), code=202)
+        return _pending(service.request(source, version, rebuild=True, base=base), code=202)
 
+    @blp.arguments(ExportArgsSchema, location="query", error_status_code=400)
     @blp.response(204)
-    @errors(blp, 401, 403, 404, 405)
-    def delete(self, source_id: str, version_id: str, owner_kind: str | None = None,
-               owner_id: str | None = None) -> Response:
+    @errors(blp, 400, 401, 403, 404, 405)
+    def delete(self, args: dict[str, Any], source_id: str, version_id: str,
+               owner_kind: str | None = None, owner_id: str | None = None) -> Response:
         """Delete the export's file and cancel its build; 404 if there is none."""
-        source, version = _export_target(owner_kind, owner_id, source_id, version_id)
+        source, version, base = _export_target(owner_kind, owner_id, source_id, version_id,
+                                               args.get("since"))
         domain().accounts.require_edit(current_caller(), source)
-        if not export_service().delete(source, version):
-            raise NotFound(f"Version '{version['id']}' of '{source['id']}' has no export.")
+        if not export_service().delete(source, version, base):
+            what = "export" if base is None else f"delta package since '{base['id']}'"
+            raise NotFound(f"Version '{version['id']}' of '{source['id']}' has no {what}.")
         return Response(status=204)
 
 
@@ -312,10 +338,12 @@ class ExportFile(MethodView):
     def _serve(source_id: str, sha256: str, owner_kind: str | None, owner_id: str | None,
                head_only: bool) -> Response:
         _, source = resolve_source(owner_kind, owner_id, source_id)
-        record = export_service().file_record(source, sha256)
-        if record is None:
+        service = export_service()
+        record = service.file_record(source, sha256)
+        if record is None or service.file_problem(record["file"]) is not None:
             raise NotFound(f"No export file {sha256} in '{source['id']}'.")
         try:
-            return serve_file(source, record["version_id"], record["file"], IMMUTABLE, head_only)
+            return serve_file(source, record["version_id"], record["file"], IMMUTABLE, head_only,
+                              record.get("since_id"))
         except FileGone:
             raise NotFound(f"No export file {sha256} in '{source['id']}'.") from None

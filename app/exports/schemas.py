@@ -7,7 +7,15 @@ from marshmallow import Schema, fields
 from ..api.schemas import QuerySchema
 
 
-class ExportPostArgsSchema(QuerySchema):
+class ExportArgsSchema(QuerySchema):
+    """Which export: the version's, or with `since` its delta package from an earlier release."""
+
+    since = fields.String(metadata={"description": (
+        "A delta package instead of the whole export: the items created, changed, retired or "
+        "deleted since this earlier released version (its id) of the same repository.")})
+
+
+class ExportPostArgsSchema(ExportArgsSchema):
     """How to ask for an export (OCL's parameters)."""
 
     force = fields.Boolean(load_default=False,

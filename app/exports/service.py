@@ -18,10 +18,22 @@ and `updated_on`. Listeners only speed things up; the stamp check alone makes se
 GET never builds (OCL clients answer a 204 with a POST, the OpenMRS module never POSTs), so a
 released version always has a current export: releasing queues it, and so do a source change
 that makes it stale, startup and garbage collection (`ensure_released_exports`).
+
+A record is not its file: a new disk, a restore or an `rm` can take the file away. What GET, HEAD
+and POST answer (`current`) looks the file up in storage first (its size, one stat); startup
+does the same for every released version, and garbage collection also hashes the bytes. A file
+that is gone, truncated or corrupt is lost: its record drops it and the export is rebuilt, so
+nothing answers 200 (or 303) for it.
+
+A delta package (`{version}export/?since={base}`, `delta.py`) is an export of a version with a
+`base`: its key and stamp name both versions, and everything above holds for it too; releasing
+a version also queues its delta from the release before it, and a version unreleased or deleted
+drops the deltas that start or end at it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -39,6 +51,7 @@ from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
 from ..store.base import CONCEPT, MAPPING, ContentQuery
 from ..timeutil import format_time
 from .builder import ZipTooLarge, build_export, export_header, temp_path
+from .delta import DELTA_FORMAT, manifest_entry, plan_delta
 from .storage import SHA256_HEX, ExportStorage
 
 logger = logging.getLogger(__name__)
@@ -46,6 +59,7 @@ logger = logging.getLogger(__name__)
 JOB_KIND = "export"
 EXTENSION = "termsync.exports"
 READY, BUILDING, NONE = "READY", "BUILDING", "NONE"
+HASH_BLOCK = 1024 * 1024
 
 
 @dataclass
@@ -57,6 +71,7 @@ class ExportStatus:
     stamp: str
     file: dict[str, Any] | None = None
     job: dict[str, Any] | None = None
+    requeued: bool = False  # its file was lost and this request queued the rebuild
 
     @property
     def progress(self) -> int:
@@ -80,12 +95,17 @@ class PurgeReport:
 
     records: int = 0
     stale_files: int = 0
+    lost_files: int = 0  # missing, truncated or corrupt: dropped from their records, rebuilt
     files: int = 0
     temp_files: int = 0
 
 
-def export_key(source: dict[str, Any], version: dict[str, Any]) -> str:
-    """The identity of an export: its version url (HEAD: the source url + 'HEAD/')."""
+def export_key(source: dict[str, Any], version: dict[str, Any],
+               base: dict[str, Any] | None = None) -> str:
+    """The identity of an export: its version url (HEAD: the source url + 'HEAD/'; a delta
+    package from `base`: the version url + 'since/{base id}/')."""
+    if base is not None:
+        return f"{version['_id']}since/{base['id']}/"
     if version.get("is_head"):
         return f"{source['url']}HEAD/"
     return str(version["_id"])
@@ -96,8 +116,13 @@ def export_key(source: dict[str, Any], version: dict[str, Any]) -> str:
 EXPORT_FORMAT = 2
 
 
-def content_stamp(source: dict[str, Any], version: dict[str, Any]) -> str:
-    """What must not change for an export to stay valid (see the module docstring)."""
+def content_stamp(source: dict[str, Any], version: dict[str, Any],
+                  base: dict[str, Any] | None = None) -> str:
+    """What must not change for an export to stay valid (see the module docstring); a delta's
+    names both versions (unreleasing one changes its `updated_on`)."""
+    if base is not None:
+        return (f"delta:{EXPORT_FORMAT}.{DELTA_FORMAT}:{int(base['seq'])}:{base['updated_on']}:"
+                f"{int(version['seq'])}:{version['updated_on']}:{source['updated_on']}")
     if version.get("is_head"):
         return f"head:{EXPORT_FORMAT}:{int(source.get('seq', 0))}:{source['updated_on']}"
     return (f"version:{EXPORT_FORMAT}:{int(version['seq'])}:{version['updated_on']}:"
@@ -115,12 +140,16 @@ class ExportService:
         self.records = domain.store.exports
         self.settings = settings
         self.wake = wake or (lambda: None)
+        # called with (source, version, file) when a build commits its file (webhooks)
+        self.ready_listeners: list[Callable[[dict[str, Any], dict[str, Any], dict[str, Any]],
+                                            None]] = []
 
     # --- state ----------------------------------------------------------------------------
-    def status(self, source: dict[str, Any], version: dict[str, Any]) -> ExportStatus:
+    def status(self, source: dict[str, Any], version: dict[str, Any],
+               base: dict[str, Any] | None = None) -> ExportStatus:
         """The export's state at the current content stamp; reads, never queues."""
-        key = export_key(source, version)
-        stamp = content_stamp(source, version)
+        key = export_key(source, version, base)
+        stamp = content_stamp(source, version, base)
         record = self.records.get(key)
         if record is None:
             return ExportStatus(NONE, key, stamp)
@@ -135,6 +164,40 @@ class ExportService:
             return ExportStatus(FAILED, key, stamp, job=job)
         return ExportStatus(NONE, key, stamp)
 
+    def current(self, source: dict[str, Any], version: dict[str, Any],
+                base: dict[str, Any] | None = None) -> ExportStatus:
+        """The state GET, HEAD and POST answer with: `status`, with a READY file looked up in
+        storage (one stat, or one GridFS files lookup). A file that is gone or whose size is
+        not its record's is lost: the export is queued again and the answer is that build's."""
+        status = self.status(source, version, base)
+        if status.state == READY and status.file is not None:
+            problem = self.file_problem(status.file)
+            if problem is not None:
+                return self.file_lost(source, version, status.file["sha256"], problem, base)
+        return status
+
+    def file_problem(self, file: dict[str, Any], deep: bool = False) -> str | None:
+        """What is wrong with a record's file in storage (None: nothing): absent, another size
+        than recorded, or (`deep`: its bytes are read and hashed) another sha256."""
+        sha = file["sha256"]
+        stored = self.storage.stat(sha)
+        if stored is None:
+            return f"is missing from {self.storage.name} storage"
+        if stored.size != int(file["size"]):
+            return f"has {stored.size} bytes in {self.storage.name} storage, not {file['size']}"
+        if not deep:
+            return None
+        digest = hashlib.sha256()
+        try:
+            with self.storage.open(sha) as handle:
+                while block := handle.read(HASH_BLOCK):
+                    digest.update(block)
+        except OSError as exc:
+            return f"cannot be read from {self.storage.name} storage ({exc})"
+        if digest.hexdigest() != sha:
+            return f"does not match its sha256 in {self.storage.name} storage (corrupt)"
+        return None
+
     def _failure_expired(self, job: dict[str, Any]) -> bool:
         retry = self.settings.failed_retry_seconds
         finished = job.get("finished_on") or job.get("updated_on")
@@ -142,9 +205,9 @@ class ExportService:
         return finished is not None and str(finished) <= cutoff
 
     def request(self, source: dict[str, Any], version: dict[str, Any],
-                rebuild: bool = False) -> ExportStatus:
+                rebuild: bool = False, base: dict[str, Any] | None = None) -> ExportStatus:
         """GET (rebuild=False) or POST (rebuild=True): queue a build unless one is due already."""
-        status = self.status(source, version)
+        status = self.status(source, version, base)
         if status.state in (PENDING, BUILDING):
             if status.job and status.job["payload"].get("stamp") == status.stamp:
                 return status  # a second request joins the running build
@@ -155,23 +218,27 @@ class ExportService:
                 return status
             if status.state == FAILED and status.job and not self._failure_expired(status.job):
                 return status
-        return self.submit(source, version, status.stamp)
+        return self.submit(source, version, status.stamp, base)
 
-    def submit(self, source: dict[str, Any], version: dict[str, Any], stamp: str) -> ExportStatus:
+    def submit(self, source: dict[str, Any], version: dict[str, Any], stamp: str,
+               base: dict[str, Any] | None = None) -> ExportStatus:
         """Queue a build of this export (an active build of the same export is returned)."""
-        key = export_key(source, version)
+        key = export_key(source, version, base)
+        target = {"source": source["url"], "version_id": version["id"]}
+        if base is not None:
+            target["since_id"] = base["id"]
         payload = {"source_url": source["url"], "version_id": version["id"], "key": key,
-                   "stamp": stamp}
+                   "stamp": stamp, "since_id": target.get("since_id")}
         job = self.queue.submit(JOB_KIND, payload, key=key)
-        self.records.set_job(key, {"source": source["url"], "version_id": version["id"]},
-                             job["_id"])
+        self.records.set_job(key, target, job["_id"])
         self.wake()
         state = PENDING if job["state"] == PENDING else BUILDING
         return ExportStatus(state, key, stamp, job=job)
 
-    def delete(self, source: dict[str, Any], version: dict[str, Any]) -> bool:
+    def delete(self, source: dict[str, Any], version: dict[str, Any],
+               base: dict[str, Any] | None = None) -> bool:
         """DELETE: remove the file and/or cancel the build; False if there was nothing."""
-        status = self.status(source, version)
+        status = self.status(source, version, base)
         record = self.records.get(status.key)
         if record is None:
             return False
@@ -185,13 +252,16 @@ class ExportService:
             self._delete_if_unreferenced(file["sha256"])
         return found
 
-    def file_lost(self, source: dict[str, Any], version: dict[str, Any],
-                  sha256: str) -> ExportStatus:
-        """The record's file is missing from storage: drop it and queue a rebuild."""
-        logger.warning("export %s: file %s is missing from %s storage; rebuilding",
-                       export_key(source, version), sha256, self.storage.name)
-        self.records.drop_file_if(export_key(source, version), sha256)
-        return self.request(source, version)
+    def file_lost(self, source: dict[str, Any], version: dict[str, Any], sha256: str,
+                  problem: str = "is missing from storage",
+                  base: dict[str, Any] | None = None) -> ExportStatus:
+        """The record's file is gone (or truncated, or corrupt): drop it and queue a rebuild."""
+        key = export_key(source, version, base)
+        logger.warning("export %s: file %s %s; rebuilding", key, sha256, problem)
+        self.records.drop_file_if(key, sha256)
+        status = self.request(source, version, base=base)
+        status.requeued = True
+        return status
 
     def forget(self, key: str) -> None:
         """Drop an export whose version or source is gone: cancel its build, delete its file."""
@@ -224,10 +294,12 @@ class ExportService:
             return {"skipped": "source deleted"}
         try:
             version = content.get_version(source, payload["version_id"])
+            base = content.get_version(source, payload["since_id"]) \
+                if payload.get("since_id") else None
         except NotFound:
             return {"skipped": "version deleted"}
-        key = export_key(source, version)
-        stamp = content_stamp(source, version)  # of the very documents the header renders
+        key = export_key(source, version, base)
+        stamp = content_stamp(source, version, base)  # of the very documents the header renders
         if version.get("is_head"):
             fields = ocl.render_source(source, content.checksum(source, version))
         else:
@@ -238,8 +310,12 @@ class ExportService:
             last_updated = newest["updated_on"] if newest else None
         created_on = format_time(datetime.now(UTC))
         header = export_header(fields, last_updated, created_on)
-        total = content.count(source, version,
-                              ContentQuery(source["url"], version["seq"], (CONCEPT, MAPPING)))
+        if base is None:
+            total = content.count(source, version,
+                                  ContentQuery(source["url"], version["seq"], (CONCEPT, MAPPING)))
+        else:
+            total = content.reader(source).count_changed(source["url"], base["seq"],
+                                                         version["seq"])
         context.heartbeat({"done": 0, "total": total})
         path = temp_path(self.storage.temp_dir())
         try:
@@ -248,18 +324,14 @@ class ExportService:
             # 4 GiB needs them, and that one is built again with them.
             for zip64 in (False, True):
                 try:
-                    sections = [("concepts", content.iter_content(source, version, CONCEPT)),
-                                ("mappings", content.iter_content(source, version, MAPPING))]
-                    if is_collection(source):
-                        sections.append(("references", (ocl.render_reference(reference) for
-                                                        reference in self.domain.repos.references
-                                                        .iter_at(source["url"], version["seq"]))))
+                    sections, extra_entries = self._sections(source, version, base, created_on)
                     stats = build_export(
                         path, header, source, sections,
                         progress=lambda done: context.heartbeat({"done": done, "total": total}),
                         progress_every=self.settings.heartbeat_items,
                         compresslevel=self.settings.compresslevel,
-                        zip64=zip64, render=content.renderer(source))
+                        zip64=zip64, render=content.renderer(source),
+                        extra_entries=extra_entries)
                     break
                 except ZipTooLarge:
                     logger.info("export %s passes 4 GiB: building it again with zip64", key)
@@ -278,17 +350,44 @@ class ExportService:
             raise JobLost(context.job["_id"])
         logger.debug("export %s built: %d concepts, %d mappings, %d bytes in %.1fs", key,
                     stats.concepts, stats.mappings, stats.size, stats.seconds_total)
+        for listener in self.ready_listeners if base is None else ():  # export.ready: exports
+            try:
+                listener(source, version, file)
+            except Exception:  # a listener never fails a build that is committed
+                logger.exception("export %s: a ready listener failed", key)
         return {"sha256": stats.sha256, "size": stats.size, "concepts": stats.concepts,
                 "mappings": stats.mappings}
+
+    def _sections(self, source: dict[str, Any], version: dict[str, Any],
+                  base: dict[str, Any] | None, created_on: str,
+                  ) -> tuple[list[tuple[str, Any]], Callable[[], dict[str, bytes]] | None]:
+        """What export.json holds, read lazily (and, for a delta, its manifest entry)."""
+        content = self.domain.content
+        if base is not None:
+            plan = plan_delta(self.domain, source, base, version, created_on)
+            return plan.sections, manifest_entry(plan)
+        sections: list[tuple[str, Any]] = [
+            ("concepts", content.iter_content(source, version, CONCEPT)),
+            ("mappings", content.iter_content(source, version, MAPPING))]
+        if is_collection(source):
+            sections.append(("references", (ocl.render_reference(reference) for reference in
+                                            self.domain.repos.references.iter_at(
+                                                source["url"], version["seq"]))))
+        return sections, None
 
     # --- events ---------------------------------------------------------------------------
     def on_content_event(self, event: str, source: dict[str, Any],
                          version: dict[str, Any] | None) -> None:
         """Content listener: queue exports of released versions, drop those of deleted ones."""
         if event in ("version_created", "version_changed") and version is not None:
-            if version.get("released") and self.settings.on_release:
+            if not version.get("released"):
+                self._forget_deltas(source, version)  # deltas are between released versions
+            elif self.settings.on_release:
                 fresh = self.domain.repos.sources.get(source["url"]) or source
                 self.request(fresh, version)
+                previous = self._previous_release(fresh, version)
+                if previous is not None:  # one download for subscribers of the last release
+                    self.request(fresh, version, base=previous)
         elif event == "source_changed":
             # the source's fields are in every export of it: released ones are rebuilt now
             if self.settings.on_release:
@@ -296,9 +395,25 @@ class ExportService:
                     self.request(source, released)
         elif event == "version_deleted" and version is not None:
             self.forget(export_key(source, version))
+            self._forget_deltas(source, version)
         elif event == "source_deleted":
             for record in self.records.for_source(source["url"]):
                 self.forget(record["_id"])
+
+    def _forget_deltas(self, source: dict[str, Any], version: dict[str, Any]) -> None:
+        """Drop the delta packages that start or end at a version (unreleased or deleted)."""
+        for record in self.records.for_source(source["url"]):
+            if record.get("since_id") and version["id"] in (record.get("since_id"),
+                                                            record.get("version_id")):
+                self.forget(record["_id"])
+
+    def _previous_release(self, source: dict[str, Any],
+                          version: dict[str, Any]) -> dict[str, Any] | None:
+        """The released version created last before `version`, if any."""
+        for released in self._released_versions(source["url"]):
+            if released["created_on"] < version["created_on"]:
+                return released
+        return None
 
     def _released_versions(self, source_url: str) -> Iterator[dict[str, Any]]:
         versions = self.domain.repos.versions
@@ -328,6 +443,12 @@ class ExportService:
             if source is None:
                 continue
             status = self.status(source, version)
+            if status.state == READY and status.file is not None:
+                problem = self.file_problem(status.file)
+                if problem is not None:  # a new disk, a restore, someone's rm
+                    self.file_lost(source, version, status.file["sha256"], problem)
+                    queued += 1
+                continue
             expired = status.state == FAILED and status.job is not None \
                 and self._failure_expired(status.job)
             if status.state == NONE or expired:
@@ -339,18 +460,28 @@ class ExportService:
         return queued
 
     # --- garbage collection and listing ----------------------------------------------------
-    def _current(self, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """The (source, version) a record belongs to, or None if either is gone."""
+    def _current(self, record: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
+        """The (source, version, delta base or None) a record belongs to, or None if any is
+        gone (or, for a delta, no longer released)."""
         source = self.domain.repos.sources.get(record.get("source", ""))
         if source is None:
             return None
         try:
-            return source, self.domain.content.get_version(source, record["version_id"])
+            version = self.domain.content.get_version(source, record["version_id"])
+            if not record.get("since_id"):
+                return source, version, None
+            base = self.domain.content.get_version(source, record["since_id"])
         except (NotFound, KeyError):
             return None
+        if not (version.get("released") and base.get("released")):
+            return None
+        return source, version, base
 
     def purge(self, grace_seconds: float | None = None) -> PurgeReport:
-        """Collect garbage: records of deleted versions, stale files, orphaned and temp files.
+        """Collect garbage: records of deleted versions, stale files, orphaned and temp files;
+        and check every current file in storage (its size, and its bytes against its sha256):
+        one that is missing, truncated or corrupt is rebuilt.
 
         Files newer than the grace period are kept: a build commits its file a moment before
         its record, and a client may still be downloading a file that was just replaced.
@@ -368,6 +499,11 @@ class ExportService:
             if file and file.get("stamp") != content_stamp(*current):
                 if self.records.drop_file_if(record["_id"], file["sha256"]):
                     report.stale_files += 1
+            elif file:
+                problem = self.file_problem(file, deep=True)
+                if problem is not None:
+                    self.file_lost(current[0], current[1], file["sha256"], problem, current[2])
+                    report.lost_files += 1
         referenced = self.records.shas()
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
         for stored in list(self.storage.list()):
@@ -380,7 +516,8 @@ class ExportService:
                 report.temp_files += 1
             except FileNotFoundError:
                 pass
-        if report.records or report.files or report.stale_files or report.temp_files:
+        if report.records or report.files or report.stale_files or report.temp_files \
+                or report.lost_files:
             logger.info("export GC: %s", report)
         self.ensure_released_exports()
         return report
@@ -404,7 +541,12 @@ class ExportService:
         return rows
 
     def rebuild(self, export: str) -> ExportStatus:
-        """Queue a rebuild of one export named by its version url (HEAD: source url + HEAD/)."""
+        """Queue a rebuild of one export named by its version url (HEAD: source url + HEAD/) or
+        by its key (`exports list`: a delta's is its version url + since/{base}/)."""
+        record = self.records.get(export)
+        current = self._current(record) if record is not None else None
+        if current is not None:
+            return self.request(current[0], current[1], rebuild=True, base=current[2])
         source_url, version_id = export.rstrip("/").rsplit("/", 1)
         source = self.domain.repos.sources.get(source_url + "/")
         if source is None:

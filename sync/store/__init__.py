@@ -4,6 +4,11 @@
 (`sync/store/mongo.py`; `mongomock://` is an in-memory MongoDB for that backend's tests). Both keep
 each subscription's concepts and mappings exactly as the server sent them, deleted items as
 tombstones, and the subscription's `SyncState`; both pass `tests/sync/test_store_contract.py`.
+
+Three ways in: a first sync's load into a staging area swapped in whole (`begin_load`); a diff
+page applied idempotently, newest wins (`apply_changes`); and a delta package applied all or
+nothing (`begin_changes`): SQLite holds one transaction open until it commits with the state,
+MongoDB keeps an undo journal that a failure (or the next open, after a crash) rolls back.
 """
 
 from __future__ import annotations
@@ -42,6 +47,17 @@ class StoredItem:
     updated_on: str
     deleted: bool
     payload: dict[str, Any]
+
+
+@dataclass
+class Changeset:
+    """Changes applied all or nothing (a delta package): invisible to readers (SQLite) or
+    undone (MongoDB) unless committed, with the state that records them."""
+
+    name: str
+    id: str
+    handle: Any = None
+    written: int = 0
 
 
 @dataclass
@@ -84,6 +100,38 @@ class LocalStore(ABC):
     def abandon_load(self, staging: Staging) -> None:
         """Drop a staging area left by a failed or stopped load."""
 
+    @abstractmethod
+    def staged_checksum(self, staging: Staging) -> str:
+        """`checksums.content` of what a staging area holds (checked before it is swapped in)."""
+
+    # --- all or nothing (a delta package) --------------------------------------------------
+    @abstractmethod
+    def begin_changes(self, name: str) -> Changeset:
+        """Start applying changes all or nothing; nothing else may write this subscription until
+        they are committed or abandoned."""
+
+    @abstractmethod
+    def write_changes(self, changeset: Changeset, records: Iterable[ItemRecord]) -> int:
+        """Replace each item (or tombstone) by url, whatever the stored copy: the changes'
+        base was verified, so they are authoritative."""
+
+    @abstractmethod
+    def changes_checksum(self, changeset: Changeset) -> str:
+        """`checksums.content` of the copy as it stands with the changes."""
+
+    @abstractmethod
+    def commit_changes(self, changeset: Changeset, state: SyncState) -> None:
+        """Make the changes and the state that records them durable together."""
+
+    @abstractmethod
+    def abandon_changes(self, changeset: Changeset) -> None:
+        """Leave the copy exactly as it was before `begin_changes`."""
+
+    def recover(self, name: str) -> bool:
+        """Roll back changes a crash interrupted (True if there were some); a no-op where a
+        crash rolls them back by itself."""
+        return False
+
     # --- incremental changes ---------------------------------------------------------------
     @abstractmethod
     def apply_changes(self, name: str, records: Iterable[ItemRecord]) -> int:
@@ -105,6 +153,10 @@ class LocalStore(ABC):
     @abstractmethod
     def get_item(self, name: str, url: str) -> StoredItem | None:
         """One stored item (or tombstone) by url."""
+
+    @abstractmethod
+    def live_versions(self, name: str, urls: list[str]) -> dict[str, str]:
+        """The stored version of each of these urls that is live (not a tombstone)."""
 
     def checksum(self, name: str) -> str:
         """The local `checksums.content`, computed as the server computes it, from an index."""
@@ -142,5 +194,5 @@ def open_store(uri: str) -> LocalStore:
     return MongoStore.open(uri)
 
 
-__all__ = ["LocalStore", "Staging", "StoreError", "StoredItem", "check_database_uri",
-           "open_store", "utcnow"]
+__all__ = ["Changeset", "LocalStore", "Staging", "StoreError", "StoredItem",
+           "check_database_uri", "open_store", "utcnow"]

@@ -3,28 +3,38 @@
 Per subscription the collection `items_<name>` holds each item as the server sent it, `_id` = its
 url, plus `_sync: {type, version, updated_on, deleted}`; `sync_state` holds one document per
 subscription (`_id` = name, the fields of `SyncState`).
+
+A delta package is applied all or nothing without multi-document transactions: before a batch
+is written, the documents it replaces (or the fact that there were none) go into an undo journal,
+`items_<name>__undo`, whose control document names the changeset. The state (one document, so
+one atomic write) records the changeset when it commits; then the journal is dropped. A failure
+rolls the journal back; a crash leaves it, and the next `begin_changes`, `recover` or pass finds
+it: rolled back unless the state says that changeset committed.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 import pymongo
 from pymongo import ReplaceOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
-from ..items import ItemRecord
+from ..items import ItemRecord, content_checksum
 from ..state import SyncState
-from . import LocalStore, Staging, StoredItem, StoreError
+from . import Changeset, LocalStore, Staging, StoredItem, StoreError, utcnow
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "termsync_sync"
 STATE_COLLECTION = "sync_state"
+NOT_IMPLEMENTED = 238  # MongoDB's error code, as FerretDB answers what it lacks
 _LIVE_INDEX = [("_sync.type", pymongo.ASCENDING), ("_sync.deleted", pymongo.ASCENDING)]
+UNDO_CONTROL = "\x00changeset"  # the undo journal's control document (no url starts with NUL)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -97,7 +107,8 @@ class MongoStore(LocalStore):
     # --- state -----------------------------------------------------------------------------
     @_wrapped
     def load_state(self, name: str) -> SyncState:
-        """The saved state of a subscription."""
+        """The saved state of a subscription (an interrupted swap of its items completed)."""
+        self._finish_swap(name)
         return SyncState.from_dict(self.states.find_one({"_id": name}))
 
     @_wrapped
@@ -131,12 +142,135 @@ class MongoStore(LocalStore):
     @_wrapped
     def finish_load(self, staging: Staging) -> None:
         """Rename the staging collection over the live one (atomic for readers)."""
-        staging.handle.rename(self.items(staging.name).name, dropTarget=True)
+        try:
+            staging.handle.rename(self.items(staging.name).name, dropTarget=True)
+        except OperationFailure as exc:
+            if exc.code != NOT_IMPLEMENTED:
+                raise
+            self._swap_in_steps(staging.name)
+
+    def _swap_in_steps(self, name: str) -> None:
+        """The swap for servers without renameCollection's dropTarget (FerretDB 1.24): the live
+        collection is renamed aside, the staging one into its place, then the old one dropped.
+        Readers may find no items between the two renames (milliseconds); a process that dies
+        there leaves the collections that `_finish_swap` (run by `load_state`) completes."""
+        live, aside = self.items(name).name, f"items_{name}__replaced"
+        self.db[aside].drop()
+        if live in self.db.list_collection_names(filter={"name": live}):
+            self.db[live].rename(aside)
+        self.db[f"items_{name}__loading"].rename(live)
+        self.db[aside].drop()
+
+    def _finish_swap(self, name: str) -> None:
+        """Complete a swap in steps that a dead process left half done (see `_swap_in_steps`)."""
+        live, aside, loading = self.items(name).name, f"items_{name}__replaced", \
+            f"items_{name}__loading"
+        # one name per filter: mongomock takes no operator there
+        present = {collection for collection in (live, aside)
+                   if self.db.list_collection_names(filter={"name": collection})}
+        if aside not in present:
+            return
+        if live not in present:
+            # the loaded copy was renamed aside, not yet replaced: the staging one is complete
+            # (a swap starts only once everything is loaded); without it, the old one goes back
+            has_loading = bool(self.db.list_collection_names(filter={"name": loading}))
+            self.db[loading if has_loading else aside].rename(live)
+            logger.warning("[%s] completed an interrupted swap of the local copy", name)
+        self.db[aside].drop()
 
     @_wrapped
     def abandon_load(self, staging: Staging) -> None:
         """Drop the staging collection."""
         staging.handle.drop()
+
+    @_wrapped
+    def staged_checksum(self, staging: Staging) -> str:
+        """checksums.content of the staging collection (any order: the sum does not care)."""
+        return content_checksum((doc["_id"], doc["_sync"]["version"]) for doc in
+                                staging.handle.find({"_sync.deleted": False},
+                                                    {"_sync.version": 1}))
+
+    # --- all or nothing --------------------------------------------------------------------
+    def journal(self, name: str) -> Any:
+        """The undo journal of a subscription's changes in progress."""
+        return self.db[f"items_{name}__undo"]
+
+    @_wrapped
+    def begin_changes(self, name: str) -> Changeset:
+        """A fresh journal (after rolling back any a crash left) naming a new changeset."""
+        self.recover(name)
+        journal = self.journal(name)
+        journal.drop()
+        changeset = Changeset(name, uuid.uuid4().hex, journal)
+        journal.insert_one({"_id": UNDO_CONTROL, "changeset": changeset.id, "started": utcnow()})
+        return changeset
+
+    @_wrapped
+    def write_changes(self, changeset: Changeset, records: Iterable[ItemRecord]) -> int:
+        """Journal what the batch replaces (the first image of a url wins), then replace."""
+        newest = _newest_per_url(records)
+        if not newest:
+            return 0
+        live = self.items(changeset.name)
+        live.create_index(_LIVE_INDEX)  # a no-op once it exists
+        before = {doc["_id"]: doc for doc in live.find({"_id": {"$in": list(newest)}})}
+        images = [{"_id": url, "before": before.get(url)} for url in newest]
+        try:
+            changeset.handle.insert_many(images, ordered=False)
+        except (BulkWriteError, DuplicateKeyError) as exc:
+            details = getattr(exc, "details", None) or {}
+            if any(e.get("code") != 11000 for e in details.get("writeErrors", [])):
+                raise
+        if self.embedded:
+            for url, record in newest.items():
+                live.replace_one({"_id": url}, _stored(record), upsert=True)
+        else:
+            live.bulk_write([ReplaceOne({"_id": url}, _stored(record), upsert=True)
+                             for url, record in newest.items()], ordered=False)
+        changeset.written += len(newest)
+        return len(newest)
+
+    def changes_checksum(self, changeset: Changeset) -> str:
+        """The live collection's checksum: the changes are in it."""
+        return self.checksum(changeset.name)
+
+    @_wrapped
+    def commit_changes(self, changeset: Changeset, state: SyncState) -> None:
+        """The state naming the changeset (the commit point), then the journal goes."""
+        state.last_changeset = changeset.id
+        self.save_state(changeset.name, state)
+        changeset.handle.drop()
+
+    @_wrapped
+    def abandon_changes(self, changeset: Changeset) -> None:
+        """Put back every journaled document."""
+        self._undo(changeset.name)
+
+    @_wrapped
+    def recover(self, name: str) -> bool:
+        """Roll back a journal a crash left, unless the state says its changeset committed."""
+        journal = self.journal(name)
+        control = journal.find_one({"_id": UNDO_CONTROL})
+        if control is None:
+            journal.drop()  # nothing was written under a journal without its control document
+            return False
+        if self.load_state(name).last_changeset == control["changeset"]:
+            journal.drop()  # committed; only the journal's removal was interrupted
+            return False
+        logger.warning("%s: rolling back changes to %s interrupted on %s", self.uri, name,
+                       control.get("started"))
+        self._undo(name)
+        return True
+
+    def _undo(self, name: str) -> None:
+        live = self.items(name)
+        journal = self.journal(name)
+        for image in journal.find({"_id": {"$ne": UNDO_CONTROL}}):
+            if image.get("before") is None:
+                live.delete_one({"_id": image["_id"]})
+            else:
+                live.replace_one({"_id": image["_id"]}, image["before"], upsert=True)
+        journal.drop()
 
     # --- incremental changes ---------------------------------------------------------------
     @_wrapped
@@ -157,14 +291,7 @@ class MongoStore(LocalStore):
         if not replacements:
             return 0
         if self.embedded:
-            written = 0
-            for query, document in replacements:
-                try:
-                    collection.replace_one(query, document, upsert=True)
-                    written += 1
-                except DuplicateKeyError:
-                    pass
-            return written
+            return self._replace_one_by_one(collection, replacements)
         operations = [ReplaceOne(query, document, upsert=True) for query, document in replacements]
         try:
             result = collection.bulk_write(operations, ordered=False)
@@ -174,7 +301,27 @@ class MongoStore(LocalStore):
                 raise
             details = exc.details
             return int(details.get("nMatched", 0)) + int(details.get("nUpserted", 0))
+        except KeyError as exc:
+            # FerretDB 1.24 answers an update batch whose only errors are duplicate keys without
+            # `nModified`, which pymongo's bulk_write needs. The batch is idempotent: the writes
+            # it did are redone one by one (each a no-op now) and the others done.
+            if exc.args != ("nModified",):
+                raise
+            return self._replace_one_by_one(collection, replacements)
         return result.matched_count + result.upserted_count
+
+    @staticmethod
+    def _replace_one_by_one(collection: Any, replacements: list[tuple[dict[str, Any],
+                                                                      dict[str, Any]]]) -> int:
+        """The conditional upserts of `_upsert_newest`, one round trip each."""
+        written = 0
+        for query, document in replacements:
+            try:
+                collection.replace_one(query, document, upsert=True)
+                written += 1
+            except DuplicateKeyError:
+                pass
+        return written
 
     @_wrapped
     def clear(self, name: str) -> None:
@@ -202,6 +349,12 @@ class MongoStore(LocalStore):
                 yield doc["_id"], doc["_sync"]["version"]
         except PyMongoError as exc:
             raise StoreError(f"local database ({self.uri}): {exc}") from exc
+
+    @_wrapped
+    def live_versions(self, name: str, urls: list[str]) -> dict[str, str]:
+        """The live documents among `urls`, by `_id`."""
+        return {doc["_id"]: doc["_sync"]["version"] for doc in self.items(name).find(
+            {"_id": {"$in": urls}, "_sync.deleted": False}, {"_sync.version": 1})}
 
     @_wrapped
     def get_item(self, name: str, url: str) -> StoredItem | None:

@@ -11,7 +11,8 @@ key columns to query and the server's payload in `json`; deleted items stay as t
 (`deleted = 1`) so that an older copy arriving late cannot bring them back. The table
 `subscriptions` holds each subscription's state (JSON). Each thread has its own connection;
 every write is one explicit transaction; a first sync loads into `<table>__loading` and renames it
-over the live table in one transaction, so readers see the old copy or the new one.
+over the live table in one transaction, so readers see the old copy or the new one; a delta
+package is written in one transaction held open until it is verified and committed with the state.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import re
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,9 +33,9 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ..items import ItemRecord, as_bool
+from ..items import ItemRecord, as_bool, content_checksum
 from ..state import SyncState
-from . import LocalStore, Staging, StoredItem, StoreError
+from . import Changeset, LocalStore, Staging, StoredItem, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +86,15 @@ class ItemTable:
                           "WHERE deleted = 0")
         return statements
 
-    def upsert_sql(self, table: str) -> str:
-        """Insert a row, or replace it unless the stored copy is newer (newest wins)."""
+    def upsert_sql(self, table: str, newest_wins: bool = True) -> str:
+        """Insert a row, or replace it unless the stored copy is newer (newest wins); without
+        `newest_wins`, replace it whatever it is (a verified delta)."""
         columns = self.columns
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "url")
         return (f'INSERT INTO "{table}" ({", ".join(columns)}) '
                 f"VALUES ({', '.join('?' for _ in columns)}) "
-                f"ON CONFLICT (url) DO UPDATE SET {updates} "
-                f'WHERE excluded.updated_on >= "{table}".updated_on')
+                f"ON CONFLICT (url) DO UPDATE SET {updates}"
+                + (f' WHERE excluded.updated_on >= "{table}".updated_on' if newest_wins else ""))
 
     def row(self, record: ItemRecord) -> list[Any]:
         """The column values of a record, in `columns` order (the hot path of a first sync)."""
@@ -351,6 +354,11 @@ class SQLiteStore(LocalStore):
             for table in staging.handle.values():
                 db.execute(f'DROP TABLE IF EXISTS "{table}"')
 
+    def staged_checksum(self, staging: Staging) -> str:
+        """checksums.content of the loading tables (their url index gives the order)."""
+        with self._snapshot() as db:
+            return content_checksum(_live_pairs(db, staging.handle.values()))
+
     # --- incremental changes ---------------------------------------------------------------
     def apply_changes(self, name: str, records: Iterable[ItemRecord]) -> int:
         """Upsert unless the stored copy is newer: the condition is part of the statement."""
@@ -358,20 +366,51 @@ class SQLiteStore(LocalStore):
 
     def _upsert(self, tables: dict[str, str], records: Iterable[ItemRecord]) -> int:
         """executemany per table inside one transaction; the number of rows written."""
-        rows: dict[str, list[list[Any]]] = {schema.kind: [] for schema in ITEM_TABLES}
-        for record in records:
-            schema = _BY_TYPE[record.type]
-            rows[schema.kind].append(schema.row(record))
+        rows = _rows_by_kind(records)
         if not any(rows.values()):
             return 0
-        written = 0
         with self._transaction() as db:
-            for schema in ITEM_TABLES:
-                if rows[schema.kind]:
-                    cursor = db.executemany(schema.upsert_sql(tables[schema.kind]),
-                                            rows[schema.kind])
-                    written += max(cursor.rowcount, 0)
+            return _write_rows(db, tables, rows, newest_wins=True)
+
+    # --- all or nothing --------------------------------------------------------------------
+    def begin_changes(self, name: str) -> Changeset:
+        """Open the write transaction the changes stay in until commit (BEGIN IMMEDIATE: no
+        other writer comes between)."""
+        tables = self.tables(name)
+        db = self._connection()
+        with self._errors():
+            db.execute("BEGIN IMMEDIATE")
+        return Changeset(name, uuid.uuid4().hex, (db, tables))
+
+    def write_changes(self, changeset: Changeset, records: Iterable[ItemRecord]) -> int:
+        """Replace by url inside the open transaction."""
+        db, tables = changeset.handle
+        with self._errors():
+            written = _write_rows(db, tables, _rows_by_kind(records), newest_wins=False)
+        changeset.written += written
         return written
+
+    def changes_checksum(self, changeset: Changeset) -> str:
+        """checksums.content read inside the transaction: the copy with the changes."""
+        db, tables = changeset.handle
+        with self._errors():
+            return content_checksum(_live_pairs(db, tables.values()))
+
+    def commit_changes(self, changeset: Changeset, state: SyncState) -> None:
+        """The state in the same transaction, then COMMIT."""
+        db, _ = changeset.handle
+        state.last_changeset = changeset.id
+        with self._errors():
+            db.execute("UPDATE subscriptions SET state = ? WHERE name = ?",
+                       (orjson.dumps(state.to_dict()).decode(), changeset.name))
+            db.execute("COMMIT")
+
+    def abandon_changes(self, changeset: Changeset) -> None:
+        """ROLLBACK: nothing of the changes was ever visible."""
+        db, _ = changeset.handle
+        with self._errors():
+            if db.in_transaction:
+                db.execute("ROLLBACK")
 
     def clear(self, name: str) -> None:
         """Delete every item row of a subscription."""
@@ -403,10 +442,22 @@ class SQLiteStore(LocalStore):
         if tables is None:
             return
         with self._snapshot() as db:
-            streams = [db.execute(f'SELECT url, version FROM "{table}" WHERE deleted = 0 '
-                                  "ORDER BY url") for table in tables.values()]
-            # SQLite compares TEXT as UTF-8 bytes, which is code point order, as Python's str
-            yield from heapq.merge(*streams)
+            yield from _live_pairs(db, tables.values())
+
+    def live_versions(self, name: str, urls: list[str]) -> dict[str, str]:
+        """The live rows among `urls`, by the url index, in one snapshot."""
+        tables = self._existing_tables(name)
+        if tables is None or not urls:
+            return {}
+        found: dict[str, str] = {}
+        with self._snapshot() as db:
+            for start in range(0, len(urls), 500):
+                chunk = urls[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for table in tables.values():
+                    found.update(db.execute(f'SELECT url, version FROM "{table}" WHERE url IN '
+                                            f"({marks}) AND deleted = 0", chunk))
+        return found
 
     def get_item(self, name: str, url: str) -> StoredItem | None:
         """One stored item or tombstone by url."""
@@ -427,6 +478,35 @@ class SQLiteStore(LocalStore):
         """EXPLAIN QUERY PLAN of a query (the details column), for tests and operators."""
         with self._snapshot() as db:
             return [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+
+def _rows_by_kind(records: Iterable[ItemRecord]) -> dict[str, list[list[Any]]]:
+    """The column values of records, per item table."""
+    rows: dict[str, list[list[Any]]] = {schema.kind: [] for schema in ITEM_TABLES}
+    for record in records:
+        schema = _BY_TYPE[record.type]
+        rows[schema.kind].append(schema.row(record))
+    return rows
+
+
+def _write_rows(db: sqlite3.Connection, tables: dict[str, str], rows: dict[str, list[list[Any]]],
+                newest_wins: bool) -> int:
+    """executemany per table (inside the caller's transaction); the number of rows written."""
+    written = 0
+    for schema in ITEM_TABLES:
+        if rows[schema.kind]:
+            cursor = db.executemany(schema.upsert_sql(tables[schema.kind], newest_wins),
+                                    rows[schema.kind])
+            written += max(cursor.rowcount, 0)
+    return written
+
+
+def _live_pairs(db: sqlite3.Connection, tables: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """(url, version) of the live rows of item tables, merged in url order."""
+    streams = [db.execute(f'SELECT url, version FROM "{table}" WHERE deleted = 0 ORDER BY url')
+               for table in tables]
+    # SQLite compares TEXT as UTF-8 bytes, which is code point order, as Python's str
+    return heapq.merge(*streams)
 
 
 def _table_exists(db: sqlite3.Connection, table: str) -> bool:

@@ -11,7 +11,7 @@ import pytest
 
 from app import create_app
 from app.config import DEFAULTS, ConfigError, load_config, settings_of
-from tests.conftest import ADMIN, concept
+from tests.conftest import ADMIN, ADMIN_TOKEN, concept
 
 
 def test_layers_defaults_file_env_overrides(tmp_path: Path, monkeypatch: Any) -> None:
@@ -82,7 +82,7 @@ def test_example_config_documents_every_key_with_its_default(monkeypatch: Any) -
 
 def test_embedded_database_survives_a_restart(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'termsync.db'}"
-    app = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests", "TESTING": True})
+    app = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": ADMIN_TOKEN, "TESTING": True})
     client = app.test_client()
     client.post("/orgs/", json={"id": "O"}, headers=ADMIN)
     client.post("/orgs/O/sources/", json={"id": "S"}, headers=ADMIN)
@@ -100,7 +100,7 @@ def test_embedded_database_survives_a_restart(tmp_path: Path) -> None:
 def test_two_apps_on_one_file_see_each_others_writes(tmp_path: Path) -> None:
     """Several processes (gunicorn workers, `termsync worker`) share one SQLite file."""
     uri = f"sqlite:///{tmp_path / 'termsync.db'}"
-    first = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests",
+    first = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": ADMIN_TOKEN,
                         "TESTING": True}).test_client()
     second = create_app({"DATABASE_URI": uri, "TESTING": True}).test_client()
     first.post("/orgs/", json={"id": "O"}, headers=ADMIN)

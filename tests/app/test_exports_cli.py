@@ -7,7 +7,7 @@ from typing import Any
 
 from app import create_app
 from app.cli import main
-from tests.conftest import ADMIN, concept
+from tests.conftest import ADMIN, ADMIN_TOKEN, concept
 
 BASE = "/orgs/CliOrg/sources/CliSource/"
 
@@ -15,7 +15,7 @@ BASE = "/orgs/CliOrg/sources/CliSource/"
 def test_exports_list_purge_rebuild(tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
     uri = f"sqlite:///{tmp_path}/termsync.db"
     monkeypatch.setenv("TERMSYNC_EXPORT_DIR", str(tmp_path / "exports"))
-    application = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": "admin-token-for-tests",
+    application = create_app({"DATABASE_URI": uri, "ADMIN_TOKEN": ADMIN_TOKEN,
                               "TESTING": True})
     client = application.test_client()
     try:

@@ -65,7 +65,7 @@ class Output:
 
 def test_serve_demo_starts_quietly_and_logs_each_request_once(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TERMSYNC_")}
-    env.update(TERMSYNC_ADMIN_TOKEN="change-me", TERMSYNC_JOB_POLL_SECONDS="0.05",
+    env.update(TERMSYNC_ADMIN_TOKEN="change-me-to-a-long-random-token-0123", TERMSYNC_JOB_POLL_SECONDS="0.05",
                TERMSYNC_DATABASE_URI=f"sqlite:///{tmp_path / 'termsync.db'}",
                TERMSYNC_EXPORT_DIR=str(tmp_path / "exports"),
                TERMSYNC_IMPORT_DIR=str(tmp_path / "imports"), PYTHONUNBUFFERED="1")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from app.domain.browse import ItemMatch
-from app.store.base import ContentQuery, DiffKey, RepoFilters
+from app.store.base import ContentQuery, DiffKey, RepoFilters, Visibility
 from app.store.sqlite import SqliteStore
 from app.store.sqlite.db import migrate
 from app.store.sqlite.schema import STEPS
@@ -66,6 +66,18 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
                  "item_seq": store.items.head(url)["seq"], "deleted": False,
                  "retired": number % 7 == 0, "follow": True,
                  "updated_on": f"2026-01-02T00:00:{number:02d}.000000Z"}, None)])
+    # other owners' repositories, some in private orgs: the planner's statistics then are those
+    # of a server with many repositories, whose global lists must not read every one of them
+    for number in range(200):
+        org = f"Org{number % 20}"
+        if number < 20:
+            store.orgs.insert({"_id": org, "public_access": "None" if number % 5 == 0 else "View",
+                               "members": []})
+        kind = "collections" if number % 3 == 0 else "sources"
+        url = f"/orgs/{org}/{kind}/R{number}/"
+        store.sources.insert({"_id": url, "url": url, "owner_url": f"/orgs/{org}/", "owner": org,
+                              "owner_type": "Organization", "repo_type": kind[:-1].capitalize(),
+                              "public_access": "None" if number % 4 == 0 else "View"})
     store.database.connection().execute("ANALYZE")
     yield store
     store.drop()
@@ -99,6 +111,7 @@ def matching(query: ContentQuery, **match: str) -> ContentQuery:
     return replace(query, filters=ItemMatch(**match).filters())
 
 
+ANYONE = Visibility(None, frozenset())
 HEAD_QUERY = ContentQuery(SOURCE, types=("Concept",), include_retired=False)
 VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
 
@@ -133,6 +146,12 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
     ("mappings of a concept", lambda s: s.items.mappings_for_concept(
         SOURCE, 2**62 - 1, f"{SOURCE}concepts/3/", inverse=True)),
     ("jobs of a queue", lambda s: s.jobs.list("bulk_import", None, None, 0, 10, queues=["q"])),
+    ("hooks of a repository", lambda s: s.webhooks.for_repository(SOURCE)),
+    ("hooks switched off", lambda s: s.webhooks.disabled()),
+    ("a hook's attempt", lambda s: s.webhooks.record_attempt("h", False, "2026-01-01", 3, "")),
+    ("a hook's delivery log", lambda s: s.webhook_deliveries.page("h", 0, 10)),
+    ("a hook's log pruned", lambda s: s.webhook_deliveries.prune("h", 100)),
+    ("newest releases (server feed)", lambda s: s.versions.newest_released(0, 50)),
     ("item write", lambda s: s.items.write({
         "source": SOURCE, "type": "Concept", "id": "3", "url": f"{SOURCE}concepts/3/",
         "deleted": False, "retired": False, "updated_on": "2026-02-01T00:00:00.000000Z",
@@ -140,6 +159,14 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
     ("head checksum", lambda s: s.items.head_checksum(SOURCE)),
     ("versions of a source", lambda s: s.versions.list(SOURCE, True, 0, 10)),
     ("sources of an owner", lambda s: s.sources.search("/orgs/O/", None, RepoFilters(), 0, 10)),
+    # a private org hides its repositories: a lookup of the owner by key, in the list's query
+    ("sources anyone may see", lambda s: s.sources.search(None, ANYONE, RepoFilters(), 0, 10)),
+    ("collections a member may see", lambda s: s.sources.search(
+        None, Visibility("ann", frozenset({"O"})), RepoFilters(repo_type="Collection"), 0, 10)),
+    ("sources of an owner anyone may see", lambda s: s.sources.search(
+        "/orgs/O/", ANYONE, RepoFilters(repo_type="Source"), 0, 10)),
+    ("public sources of an owner", lambda s: s.sources.count_public("/orgs/O/")),
+    ("org is public", lambda s: s.orgs.is_public("O")),
     ("job claim", lambda s: s.jobs.claim(["export"], "w", "2026-01-01T00:00:00.000000Z",
                                          "2026-01-01T00:01:00.000000Z")),
     ("job by key", lambda s: s.jobs.latest("export", "k")),
@@ -149,7 +176,12 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
     ("export records of a source", lambda s: s.exports.for_source(SOURCE)),
     ("import results page", lambda s: s.import_results.page("j", (3, 0), ["failed"], 100)),
     ("rate counter", lambda s: s.rate_counters.hit("k", __import__("datetime").datetime.now())),
-    ("token", lambda s: s.users.user_for_token("h")),
+    ("token", lambda s: s.users.token("h")),
+    ("token of a user", lambda s: s.users.token_of("ann", "a1")),
+    ("tokens of a user", lambda s: s.users.tokens_of("ann", False)),
+    ("token use", lambda s: s.users.touch_token("h", "2026-01-01T00:01:00.000000Z",
+                                                 "2026-01-01T00:00:00.000000Z")),
+    ("admin tokens", lambda s: s.users.bootstrap_tokens()),
     ("orgs of a member", lambda s: s.orgs.for_member("ann")),
     # the console's reads
     ("concept list", lambda s: s.items.search(HEAD_QUERY, 50, 50, 1000)),
@@ -166,6 +198,11 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
         VERSION_QUERY, text="1", concept_class="D", datatype="N"), 0, 50, 1000)),
     ("changes since a release", lambda s: s.items.changes(SOURCE, 30)),
     ("changes between versions", lambda s: s.items.changes(SOURCE, 30, 60)),
+    ("changed items of a delta", lambda s: list(s.items.iter_changed(SOURCE, 30, 60, "Concept",
+                                                                     False, 10))),
+    ("tombstones of a delta", lambda s: list(s.items.iter_changed(SOURCE, 30, 60, "Mapping",
+                                                                  True, 10))),
+    ("size of a delta", lambda s: s.items.count_changed(SOURCE, 30, 60)),
     ("mappings from a concept", lambda s: s.items.linked_mappings(f"{SOURCE}concepts/3/",
                                                                   "from")),
     ("mappings to a concept", lambda s: s.items.linked_mappings(f"{SOURCE}concepts/3/", "to",
@@ -205,6 +242,10 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
                                                                   "3")),
     ("collection mappings of a concept", lambda s: s.collection_entries.mappings_for_concept(
         COLLECTION, 2**62 - 1, f"{SOURCE}concepts/3/", inverse=True)),
+    ("changed entries of a collection's delta", lambda s: list(
+        s.collection_entries.iter_changed(COLLECTION, 100, 150, "Concept", False, 10))),
+    ("size of a collection's delta", lambda s: s.collection_entries.count_changed(
+        COLLECTION, 100, 150)),
     ("entry head", lambda s: s.collection_entries.head(COLLECTION, f"{SOURCE}concepts/3/")),
     ("entry write", lambda s: s.collection_entries.write(COLLECTION, [(
         {"url": f"{SOURCE}concepts/3/", "type": "Concept", "id": "3", "source": SOURCE,
@@ -377,4 +418,26 @@ def test_step_3_makes_every_existing_repository_a_source(tmp_path: Path) -> None
     found, total = store.sources.search("/orgs/O/", None, RepoFilters(repo_type="Source"), 0, 10)
     assert [source["_id"] for source in found] == [SOURCE] and total == 1
     assert store.sources.count_public("/orgs/O/", "Collection") == 0
+    store.close()
+
+
+def test_step_7_gives_tokens_stored_before_an_id_and_a_lifecycle(tmp_path: Path) -> None:
+    """Tokens of a step-6 file keep working, each with a random id of its own, nothing revoked,
+    nothing expiring; step 6's `sources_visibility` index is there."""
+    store = SqliteStore(str(tmp_path / "old.db"))
+    migrate(store.database, STEPS[:6])
+    with store.database.transaction() as connection:
+        for number in range(3):
+            connection.execute("INSERT INTO tokens (hash, username, created_on) VALUES (?, ?, ?)",
+                               (f"h{number}", "ann", f"2026-01-0{number + 1}"))
+    store.ensure_schema()
+    tokens = store.users.tokens_of("ann", False)
+    assert [token["_id"] for token in tokens] == ["h2", "h1", "h0"]
+    assert len({token["id"] for token in tokens}) == 3 and all(len(t["id"]) == 16 for t in tokens)
+    assert all(token["revoked_on"] is None and token["expires_on"] is None
+               and token["bootstrap"] is False for token in tokens)
+    assert store.users.token_of("ann", tokens[0]["id"])["_id"] == "h2"
+    indexes = {row[0] for row in store.database.all(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"sources_visibility", "tokens_user", "tokens_bootstrap"} <= indexes
     store.close()

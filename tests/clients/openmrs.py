@@ -15,6 +15,9 @@ requests the module sends (docs/compatibility.md) and reads the answers as the m
 - The response's `Date` is stored and sent back as the next `updatedSince`, formatted
   `yyyy-MM-dd'T'HH:mm:ss'Z'` (the module formats it in the JVM's time zone: servers run in UTC).
 - Items without `datatype`, `concept_class` or `map_type` break its saver (`ModuleBroke`).
+- Its importer walks `export.json`'s top-level fields, reads `concepts`, then `mappings`, and stops
+  (any other field, before or after them, is skipped or never read); the startup loader reads the
+  `export.json` entry of a zip put in its directory (`load_zip`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -118,6 +121,22 @@ class OpenMrsClient:
             raise ModuleBroke(f"HTTP {response.status_code} for the snapshot")
         return self._extract(response)
 
+    def fetch_file(self, url: str) -> OclResponse:
+        """Any export URL the module is given (a release's, or a delta package's): GET it
+        following redirects, as fetchOclConcepts does, and read the answer."""
+        response = self._get(url.rstrip("/"), follow=True)
+        if response.status_code != 200:
+            raise ModuleBroke(f"HTTP {response.status_code} for {url}")
+        return self._extract(response)
+
+    # --- the startup loader -----------------------------------------------------------------
+    @staticmethod
+    def load_zip(data: bytes) -> OclResponse:
+        """Importer.run(ZipFile): a zip an administrator puts in the module's "load at startup"
+        directory, its `export.json` (Utils.extractExportInputStreamFromZip) imported as any
+        export (no Date: the time is the epoch)."""
+        return read_export(data, datetime.fromtimestamp(0, UTC))
+
     # --- reading the answer -----------------------------------------------------------------
     def _extract(self, response: requests.Response) -> OclResponse:
         date_header = response.headers.get("Date")
@@ -126,22 +145,34 @@ class OpenMrsClient:
         updated_to = parsedate_to_datetime(date_header)
         if response.headers.get("Content-Type") != "application/zip":
             raise ModuleBroke("not application/zip: the module would read a tar.gz here")
-        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
-            names = archive.namelist()
-            if "export.json" not in names:
-                raise ModuleBroke("Unsupported format of response. Expected zip with export.json.")
-            export = json.loads(archive.read("export.json"))
-        keys = list(export)
-        if "concepts" in keys and "mappings" in keys and keys.index("mappings") < keys.index("concepts"):
-            raise ModuleBroke("the module reads concepts before mappings")
-        concepts, mappings = export.get("concepts") or [], export.get("mappings") or []
-        for concept in concepts:
-            if not concept.get("datatype") or not concept.get("concept_class"):
-                raise ModuleBroke(f"concept without datatype or concept_class: {concept}")
-            for entry in (concept.get("names") or []) + (concept.get("descriptions") or []):
-                if not entry.get("external_id") and not entry.get("uuid"):
-                    raise ModuleBroke(f"a name or description without uuid: {entry}")
-        for mapping in mappings:
-            if not mapping.get("map_type"):
-                raise ModuleBroke(f"mapping without map_type: {mapping}")
-        return OclResponse(updated_to, concepts, mappings, names)
+        return read_export(response.content, updated_to)
+
+
+def read_export(data: bytes, updated_to: datetime) -> OclResponse:
+    """What Importer.processInput takes from a zip: `export.json`'s top-level fields walked in
+    order (advanceToListOf skips any it does not want), the `concepts` array, then `mappings`,
+    and nothing after it; every item through the saver's checks."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        if "export.json" not in names:
+            raise ModuleBroke("Unsupported format of response. Expected zip with export.json.")
+        export = json.loads(archive.read("export.json"))
+    if not isinstance(export, dict):
+        raise ModuleBroke("JSON must start from an object")
+    keys = list(export)
+    if "concepts" in keys and "mappings" in keys and keys.index("mappings") < keys.index("concepts"):
+        raise ModuleBroke("the module reads concepts before mappings")
+    for key in ("concepts", "mappings"):
+        if key in export and not isinstance(export[key], list):
+            raise ModuleBroke(f"{key} must be a list")
+    concepts, mappings = export.get("concepts") or [], export.get("mappings") or []
+    for concept in concepts:
+        if not concept.get("datatype") or not concept.get("concept_class"):
+            raise ModuleBroke(f"concept without datatype or concept_class: {concept}")
+        for entry in (concept.get("names") or []) + (concept.get("descriptions") or []):
+            if not entry.get("external_id") and not entry.get("uuid"):
+                raise ModuleBroke(f"a name or description without uuid: {entry}")
+    for mapping in mappings:
+        if not mapping.get("map_type"):
+            raise ModuleBroke(f"mapping without map_type: {mapping}")
+    return OclResponse(updated_to, concepts, mappings, names)

@@ -3,6 +3,9 @@ termsync: release mode, snapshot mode, edits and deletes, and a limit smaller th
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from tests.conftest import ADMIN_TOKEN, concept, mapping
 
@@ -113,3 +117,37 @@ def test_a_limit_smaller_than_the_changes_loses_nothing(stepped_demo: Live) -> N
             break
     assert seen == added - {"New3"}
     assert truncated >= 2  # the answers really were cut at the limit
+
+
+def release_changes(live: Live) -> None:
+    """Curate the demo (an edit, a retirement, a hard delete, a new concept and mapping) and
+    release v2.0: its export and its delta package from v1.0 are built."""
+    live.call("PATCH", f"{DEMO}concepts/Apple/", 200, json={"datatype": "Text"})
+    live.call("DELETE", f"{DEMO}concepts/Pear/", 204)
+    live.call("DELETE", f"{DEMO}concepts/Mango/?hard=true", 204)
+    live.call("POST", f"{DEMO}concepts/", 201, json=concept("Kiwi"))
+    live.call("POST", f"{DEMO}mappings/", 201, json=mapping(f"{DEMO}concepts/Kiwi/",
+                                                             f"{DEMO}concepts/Fruit/"))
+    live.call("POST", f"{DEMO}versions/", 201, json={"id": "v2.0", "released": True})
+    live.run_jobs()
+
+
+def test_the_openmrs_importer_loads_a_delta(demo: Live) -> None:
+    release_changes(demo)
+    client = OpenMrsClient(f"{demo.url}{DEMO}", token=ADMIN_TOKEN)
+    # over HTTP, as the module reads any export URL (slash-less, Content-Type application/zip)
+    answer = client.fetch_file(f"{demo.url}{DEMO}v2.0/export?since=v1.0")
+    assert answer.entry_names == ["export.json", "manifest.json"]
+    assert ids(answer.concepts) == {"Apple", "Pear", "Kiwi"}  # no tombstone among them
+    assert {item["retired"] for item in answer.concepts if item["id"] == "Pear"} == {True}
+    assert len(answer.mappings) == 1
+    # the startup loader: the same zip dropped into its directory (a USB stick's)
+    loaded = client.load_zip(requests.get(f"{demo.url}{DEMO}v2.0/export/?since=v1.0",
+                                          timeout=30).content)
+    assert ids(loaded.concepts) == ids(answer.concepts)
+    # the deletion is there for termsync-sync, after `mappings` where the module never reads
+    delta = requests.get(f"{demo.url}{DEMO}v2.0/export/?since=v1.0", timeout=30).content
+    with zipfile.ZipFile(io.BytesIO(delta)) as archive:
+        export = json.loads(archive.read("export.json"))
+    assert list(export)[-3:] == ["concepts", "mappings", "deleted"]
+    assert [item["id"] for item in export["deleted"]] == ["Mango"]

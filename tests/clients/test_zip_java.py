@@ -120,3 +120,22 @@ def test_a_zip64_descriptor_below_4_gib_breaks_java(java_reader: Path, tmp_path:
         assert archive.testzip() is None  # Python reads it...
     java = java_read(java_reader, path)
     assert java.returncode != 0 and "invalid entry size" in java.stderr  # ...Java does not
+
+
+def test_a_delta_package_is_read_to_the_end_by_java(demo: Live, java_reader: Path,
+                                                    tmp_path: Path) -> None:
+    # a delta of thousands of items (many deflate blocks), then its manifest entry
+    for n in range(3000):
+        demo.curator.post(f"{DEMO}concepts/", headers=ADMIN, json=concept(
+            f"Bulk{n}", extras={"filler": "x" * 200, "n": n}))
+    demo.curator.delete(f"{DEMO}concepts/Mango/?hard=true", headers=ADMIN)
+    demo.call("POST", f"{DEMO}versions/", 201, json={"id": "v2.0", "released": True})
+    demo.run_jobs()
+    delta = download(f"{demo.url}{DEMO}v2.0/export?since=v1.0", tmp_path / "delta.zip")
+    with zipfile.ZipFile(delta) as archive:
+        assert archive.namelist() == ["export.json", "manifest.json"]
+        assert archive.getinfo("export.json").file_size > 1_000_000
+    check_readers(java_reader, delta)
+    java = java_read(java_reader, delta)
+    assert [line.split("\t")[0] for line in java.stdout.splitlines()] == ["export.json",
+                                                                           "manifest.json"]

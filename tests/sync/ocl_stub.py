@@ -3,11 +3,23 @@
 One `StubSource` speaks either dialect:
 - termsync (default): `checksums.content` on sources and versions; tombstones in diffs only with
   `includeDeleted=true` (`tombstones_need_flag=False`: always, as termsync did before);
-- a real OCL v2 (`ocl=True`): OCL's `checksums` (`standard`, `smart`) instead, hard deletes never
-  listed, a diff that selects nothing answered `404 {"detail": "Not found."}`.
+- a real OCL v2 (`ocl=True`), as oclapi2's code behaves: OCL's `checksums` (`standard`, `smart`)
+  instead of `checksums.content`; `updatedSince` on a source or version URL filters the repository
+  itself (`get_base_queryset`: `updated_at >= updatedSince`), so the "diff" of a repository not
+  edited since answers `404 {"detail": "Not found."}` however many of its concepts changed, and one
+  that was answers its concepts and mappings changed since, newest first, cut at `limit` (from
+  `offset`) with no `next` and no `num_found`; DELETE retires (a new, retired version: the
+  listings show it with `includeRetired=true`), a hard delete leaves nothing anywhere.
+  `concepts/` and `mappings/` (of the source or a version) are OCL's listings: `updatedSince`,
+  `includeRetired`, `verbose`, `limit` (over 1000: 25) and `page`, newest first, with `num_found`,
+  `num_returned`, `pages`, `page_number` and `next` headers.
 Exports: 200 with the file, or (`file_host` set) a 303 to a `FileHost` on another loopback
 address that refuses any request carrying `Authorization`; `pending` not-ready answers first
 (`building_status` 208, or 202 as termsync answered before); `needs_post`: 204 until a POST.
+Delta packages (`export/?since=`, termsync only): `deltas` "build" (termsync now: a zip with
+export.json and manifest.json, or 400 for a `since` that cannot start one), "ignore" (termsync
+before deltas, and OCL: the parameter is unknown, so the answer is the whole export) or
+"refuse" (400 to every `since`).
 """
 
 from __future__ import annotations
@@ -85,10 +97,14 @@ class StubSource:
     tombstones_need_flag: bool = True
     file_host: FileHost | None = None
     redirect_status: int = 303  # how exports on the file host are pointed at (OCL: 303)
+    deltas: str = "build"  # "build" | "ignore" | "refuse" (see the module docstring)
+    delta_cache: dict[tuple[str, str], bytes] = field(default_factory=dict)
     requests_seen: list[str] = field(default_factory=list)
     posts_seen: list[str] = field(default_factory=list)
     auth_seen: list[str | None] = field(default_factory=list)
     tick: int = 0
+    # the source's own updated_at (its metadata), from before any of its concepts
+    updated_on: str = (BASE_TIME - timedelta(days=1)).strftime(TS)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -163,8 +179,8 @@ class StubSource:
         return {"type": "Source" if version is None else "Source Version", "id": vid,
                 "short_code": self.source, "owner": self.owner, "url": url, "version_url": url,
                 "released": bool(version and version.released),
-                "created_on": version.created_on if version else BASE_TIME.strftime(TS),
-                "updated_on": version.created_on if version else BASE_TIME.strftime(TS),
+                "created_on": version.created_on if version else self.updated_on,
+                "updated_on": version.created_on if version else self.updated_on,
                 "lastUpdated": max(stamps) if stamps else None,
                 "checksums": checksums}
 
@@ -191,6 +207,50 @@ class StubSource:
         return version.export_bytes
 
 
+def delta_bytes(stub: StubSource, base: StubVersion, version: StubVersion) -> bytes:
+    """A delta package as termsync builds it: export.json (the version's fields, the items
+    created or changed since `base`, then `deleted`) and manifest.json."""
+    key = (base.id, version.id)
+    if key not in stub.delta_cache:
+        before, after = stub.live(base.items), stub.live(version.items)
+        changed = [item for url, item in after.items()
+                   if before.get(url, {}).get("version") != item["version"]]
+        deleted = [{"type": item["type"], "id": item["id"], "url": url, "deleted": True,
+                    "version": version.items.get(url, {}).get("version", ""),
+                    "updated_on": version.items.get(url, {}).get("updated_on")
+                    or version.created_on}
+                   for url, item in before.items() if url not in after]
+        body = stub.version_payload(version)
+        body.pop("checksums")
+        body["concepts"] = [i for i in changed if i["type"] == "Concept"]
+        body["mappings"] = [i for i in changed if i["type"] == "Mapping"]
+        body["deleted"] = deleted
+
+        def mark(end: StubVersion) -> dict[str, Any]:
+            payload = stub.version_payload(end)
+            return {"id": end.id, "url": payload["url"], "checksums": payload["checksums"],
+                    "lastUpdated": payload["lastUpdated"], "created_on": end.created_on}
+
+        counts = {kind: {"created": 0, "updated": 0, "retired": 0, "deleted": 0}
+                  for kind in ("concepts", "mappings")}
+        for item in changed:
+            kind = "concepts" if item["type"] == "Concept" else "mappings"
+            counts[kind]["updated" if item["url"] in before else "created"] += 1
+        for item in deleted:
+            counts["concepts" if item["type"] == "Concept" else "mappings"]["deleted"] += 1
+        manifest = {"type": "Delta Package", "format": 1,
+                    "repository": {"type": "Source", "id": stub.source, "owner": stub.owner,
+                                   "url": stub.path},
+                    "from": mark(base), "to": mark(version), "counts": counts,
+                    "items": len(changed) + len(deleted)}
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("export.json", json.dumps(body))
+            archive.writestr("manifest.json", json.dumps(manifest))
+        stub.delta_cache[key] = buffer.getvalue()
+    return stub.delta_cache[key]
+
+
 def load_export_items(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """(header, items by url) of a real OCL export zip."""
     with zipfile.ZipFile(path) as archive:
@@ -211,14 +271,20 @@ def create_stub_app(stub: StubSource) -> Flask:
 
     def page(payload: dict[str, Any], items: dict[str, dict[str, Any]]) -> Response:
         args = request.args
+        since = args.get("updatedSince")
+        if stub.ocl and since and payload["updated_on"] < since:
+            # oclapi2 filters the repository itself by updatedSince
+            return Response(json.dumps({"detail": "Not found."}), 404,
+                            mimetype="application/json")
         kinds = [k for flag, k in (("includeConcepts", "Concept"), ("includeMappings", "Mapping"))
                  if args.get(flag, "").lower() == "true"]
         if not kinds:
             return Response(json.dumps(payload), mimetype="application/json")
-        since = args.get("updatedSince")
+        if stub.ocl:
+            return ocl_detail(payload, items, since, kinds)
         include_retired = args.get("includeRetired", "").lower() == "true"
-        tombstones = not stub.ocl and (not stub.tombstones_need_flag
-                                       or args.get("includeDeleted", "").lower() == "true")
+        tombstones = not stub.tombstones_need_flag \
+            or args.get("includeDeleted", "").lower() == "true"
         limit = int(args.get("limit") or 500)
         selected = sorted(
             (i for i in items.values()
@@ -232,9 +298,6 @@ def create_stub_app(stub: StubSource) -> Flask:
             key = tuple(after.split("|"))
             selected = [i for i in selected if (i["updated_on"], i["type"], i["id"]) > key]
         chunk = selected[:limit]
-        if stub.ocl and not chunk:
-            return Response(json.dumps({"detail": "Not found."}), 404,
-                            mimetype="application/json")
         body = dict(payload, concepts=[i for i in chunk if i["type"] == "Concept"],
                     mappings=[i for i in chunk if i["type"] == "Mapping"])
         headers = {"num_found": str(found), "num_returned": str(len(chunk))}
@@ -245,7 +308,79 @@ def create_stub_app(stub: StubSource) -> Flask:
             headers.update({"next": nxt, "Link": f'<{nxt}>; rel="next"'})
         return Response(json.dumps(body), headers=headers, mimetype="application/json")
 
+    def delta_base(version: StubVersion) -> StubVersion | Response | None:
+        """The base of the delta `since` asks for (None: the whole export), or the 400."""
+        since = request.args.get("since")
+        if not since or stub.ocl or stub.deltas == "ignore":
+            return None
+        found = [v for v in stub.versions if v.id == since and v.released]
+        if stub.deltas == "refuse" or not found or not version.released \
+                or found[0].created_on >= version.created_on:
+            return Response(json.dumps({"code": 400, "status": "Bad Request",
+                                        "message": f"since={since} cannot start a delta"}), 400,
+                            mimetype="application/json")
+        return found[0]
+
+    def ocl_detail(payload: dict[str, Any], items: dict[str, dict[str, Any]], since: str | None,
+                   kinds: list[str]) -> Response:
+        """OCL's repository detail with includeConcepts/includeMappings: each kind newest first,
+        `offset` and `limit`, no paging headers."""
+        args = request.args
+        include_retired = args.get("includeRetired", "").lower() == "true"
+        offset, limit = int(args.get("offset") or 0), int(args.get("limit") or 25)
+        body = dict(payload)
+        for kind, key in (("Concept", "concepts"), ("Mapping", "mappings")):
+            if kind in kinds:
+                body[key] = ocl_selected(items, kind, since, include_retired)[offset:offset + limit]
+        return Response(json.dumps(body), mimetype="application/json")
+
+    def ocl_selected(items: dict[str, dict[str, Any]], kind: str, since: str | None,
+                     include_retired: bool) -> list[dict[str, Any]]:
+        """What OCL lists of one kind: never a hard delete, retired only when asked, newest first."""
+        return sorted((i for i in items.values()
+                       if i["type"] == kind and not i.get("deleted")
+                       and (since is None or i["updated_on"] >= since)
+                       and (include_retired or not i.get("retired"))),
+                      key=lambda i: (i["updated_on"], i["id"]), reverse=True)
+
+    def listing(items: dict[str, dict[str, Any]], kind: str) -> Response:
+        """`concepts/` or `mappings/` as OCL lists them (termsync's dialects alike)."""
+        args = request.args
+        limit = int(args.get("limit") or 25)
+        limit = 25 if limit <= 0 or limit > 1000 else limit
+        number = max(1, int(args.get("page") or 1))
+        selected = ocl_selected(items, kind, args.get("updatedSince"),
+                                args.get("includeRetired", "").lower() == "true")
+        chunk = selected[(number - 1) * limit:number * limit]
+        if args.get("verbose", "").lower() != "true":  # OCL's list serializer: no names
+            chunk = [{key: value for key, value in item.items()
+                      if key not in ("names", "descriptions", "updated_on")}
+                     | {"version_updated_on": item["updated_on"]} for item in chunk]
+        pages = -(-len(selected) // limit)
+        headers = {"num_found": str(len(selected)), "num_returned": str(len(chunk)),
+                   "pages": str(pages), "page_number": str(number)}
+        if number < pages:
+            headers["next"] = f"{request.base_url}?{urlencode(dict(args.items(), page=number + 1))}"
+        return Response(json.dumps(chunk), headers=headers, mimetype="application/json")
+
+    def version_items(version_id: str | None) -> dict[str, dict[str, Any]] | None:
+        if version_id is None:
+            return stub.items
+        found = [v for v in stub.versions if v.id == version_id]
+        return found[0].items if found else None
+
     base = stub.path
+
+    for kind, name in (("Concept", "concepts"), ("Mapping", "mappings")):
+        def listed(version_id: str | None = None, kind: str = kind) -> Response:
+            items = version_items(version_id)
+            if items is None:
+                return Response(json.dumps({"detail": "Not found."}), 404,
+                                mimetype="application/json")
+            return listing(items, kind)
+
+        app.add_url_rule(f"{base}{name}/", f"{name}_head", listed)
+        app.add_url_rule(f"{base}<version_id>/{name}/", f"{name}_version", listed)
 
     @app.get("/redirect")
     def redirect() -> Response:
@@ -280,6 +415,9 @@ def create_stub_app(stub: StubSource) -> Flask:
             return Response(json.dumps({"code": 404, "status": "Not Found", "message": "nope"}),
                             404, mimetype="application/json")
         version = found[0]
+        base = delta_base(version)
+        if isinstance(base, Response):
+            return base
         if version.failed:
             return Response(json.dumps({"state": "FAILED", "error": "disk full"}), 500,
                             mimetype="application/json")
@@ -291,7 +429,7 @@ def create_stub_app(stub: StubSource) -> Flask:
                             version.building_status,
                             {"Retry-After": "7", "X-Export-Progress": "41%"},
                             mimetype="application/json")
-        data = stub.export_bytes(version)
+        data = stub.export_bytes(version) if base is None else delta_bytes(stub, base, version)
         last_updated = stub.version_payload(version)["lastUpdated"] or ""
         if stub.file_host is not None:
             # OCL: a redirect to the file in a bucket elsewhere, with lastUpdated on the way
@@ -321,6 +459,9 @@ def create_stub_app(stub: StubSource) -> Flask:
         if not found:
             return Response(json.dumps({"detail": "Not found."}), 404, mimetype="application/json")
         version = found[0]
+        base = delta_base(version)
+        if isinstance(base, Response):
+            return base
         if version.needs_post and not version.requested:
             version.requested = True
             return Response(json.dumps({"state": "PENDING"}), 202, {"Retry-After": "3"},

@@ -117,7 +117,7 @@ def test_scheduler_jobs_and_sigterm_stops_at_a_page_boundary(stub, config_file, 
             os.kill(os.getpid(), signal.SIGTERM)
             # The handler runs in the main thread; go on only once it has, so that the pass
             # cannot finish its last pages before the stop is requested.
-            assert stop.wait(10)
+            assert stop.wait(120)
 
     sub = config.subscriptions[0]
     subscriber = build_subscriber(replace(sub, mode="snapshot"), store,
@@ -125,8 +125,10 @@ def test_scheduler_jobs_and_sigterm_stops_at_a_page_boundary(stub, config_file, 
     outcomes = []
 
     def job(subscription):
-        outcomes.append(subscriber.sync())
-        stop.set()  # never leave the test waiting should the pass end before the signal
+        try:
+            outcomes.append(subscriber.sync())
+        finally:
+            stop.set()  # never leave the test waiting should the pass end (or fail) first
 
     scheduler = build_scheduler(config, job)
     job = scheduler.get_job(job_id(sub))

@@ -64,7 +64,8 @@ def subscribe(live: Live, make_subscriber: Any) -> Any:
     return build
 
 
-def test_release_then_next_release_as_a_diff(live: Live, subscribe: Any) -> None:
+@pytest.mark.parametrize("move", ["delta", "diff"])
+def test_release_then_next_release(live: Live, subscribe: Any, move: str) -> None:
     subscriber = subscribe("release", "dict")
     first = subscriber.sync()
     assert first.ok, first.error
@@ -78,9 +79,11 @@ def test_release_then_next_release_as_a_diff(live: Live, subscribe: Any) -> None
     curate(live)
     assert subscriber.sync().action == "up to date"
     live.call("POST", f"{DICT}versions/", 201, json={"id": "v2", "released": True})
+    if move == "diff":  # v1 is no release any more: no delta starts there (400), diffs do
+        live.call("PUT", f"{DICT}v1/", 200, json={"released": False})
     second = subscriber.sync()
     assert second.ok, second.error
-    assert second.action == "diff" and second.version == "v2"
+    assert second.action == move and second.version == "v2"
     assert second.checksum == checksum(live, f"{DICT}v2/") != checksum(live, f"{DICT}v1/")
     assert store.get_item("dict", f"{DEMO}concepts/Apple/").payload["datatype"] == "Text"
     assert store.get_item("dict", f"{OTHER}concepts/Apple/").deleted is True

@@ -86,7 +86,8 @@ def curate(live: Live) -> None:
               json=mapping(f"{BASE}concepts/Kale/", f"{BASE}concepts/Cucumber/"))
 
 
-def test_release_mode_first_sync_then_next_release(live: Live, subscribe: Any) -> None:
+@pytest.mark.parametrize("move", ["delta", "diff"])
+def test_release_mode_first_sync_then_next_release(live: Live, subscribe: Any, move: str) -> None:
     subscriber = subscribe("release")
     first = subscriber.sync()
     assert first.ok, first.error
@@ -100,10 +101,12 @@ def test_release_mode_first_sync_then_next_release(live: Live, subscribe: Any) -
     assert subscriber.store.checksum("demo") == live.checksum("v1.0")
     live.call("POST", f"{BASE}versions/", 201, json={"id": "v2", "released": True})
     live.call("PATCH", f"{BASE}concepts/Corn/", 200, json={"retired": False})  # after v2
+    if move == "diff":  # v1.0 is no release any more: no delta starts there (400), diffs do
+        live.call("PUT", f"{BASE}v1.0/", 200, json={"released": False})
 
     second = subscriber.sync()
     assert second.ok, second.error
-    assert second.action == "diff" and second.version == "v2"
+    assert second.action == move and second.version == "v2"
     assert second.checksum == live.checksum("v2") != live.checksum("v1.0")
     store = subscriber.store
     assert store.get_item("demo", f"{BASE}concepts/Corn/").payload["retired"] is True

@@ -21,6 +21,7 @@ def dialect_stub(dialect: str, file_host: FileHost) -> StubSource:
     populate(stub)
     if dialect == "termsync-before":
         stub.tombstones_need_flag = False
+        stub.deltas = "ignore"  # it knew no `since`: a delta request gets the whole export
     elif dialect.startswith("ocl"):
         stub.ocl = True
         stub.file_host = file_host
@@ -78,7 +79,13 @@ def test_every_dialect_converges(dialect, mode, file_host, make_subscriber, slee
     target = stub.items if mode == "snapshot" else stub.version("v2").items
     local = dict(subscriber.store.url_versions("demo"))
     diffs = [r for r in stub.requests_seen if "includeConcepts" in r]
-    assert diffs
+    deltas = [r for r in stub.requests_seen if "since=" in r]
+    if mode == "release" and not dialect.startswith("ocl"):
+        # termsync: one delta package (before deltas: the whole export it answers instead)
+        assert second.action == ("export" if dialect == "termsync-before" else "delta")
+        assert deltas and not diffs
+    else:
+        assert diffs and not deltas  # OCL has no delta packages: never asked for one
     if dialect.startswith("ocl"):
         # OCL publishes no checksums.content (nothing to verify) and never lists hard deletes,
         # so they stay in the mirror until the next full load (docs/sync.md)
@@ -91,7 +98,9 @@ def test_every_dialect_converges(dialect, mode, file_host, make_subscriber, slee
         assert all("includeDeleted=true" in r for r in diffs)
         assert local == content(target)
         assert second.checksum == second.server_checksum == content_checksum_of(target)
-        assert all(subscriber.store.get_item("demo", u).deleted for u in deleted)
+        # tombstones, or gone when a whole export replaced the copy
+        assert all(item is None or item.deleted
+                   for item in (subscriber.store.get_item("demo", u) for u in deleted))
     assert set(stub.auth_seen) == {f"Token {TOKEN}"}
     assert subscriber.store.get_item("demo", f"{stub.path}concepts/C0002/").payload["retired"]
 
@@ -125,18 +134,83 @@ def test_empty_diff_answered_404_means_no_changes(ocl, make_subscriber):
     state = subscriber.store.load_state("demo")
     assert state.cursor is None and state.version == "HEAD"
     assert any(r.startswith(f"{stub.path}?") and "updatedSince" in r for r in stub.requests_seen)
+    # cross-checked: the listings hold nothing changed either
+    assert any(r.startswith(f"{stub.path}concepts/?") and "limit=1" in r
+               for r in stub.requests_seen)
 
 
-def test_404_for_a_new_release_diff_is_no_changes_too(ocl, make_subscriber):
+def test_404_for_a_new_release_diff_is_cross_checked(ocl, make_subscriber):
     stub, injector, server = ocl
-    subscriber = make_subscriber(server.url)
+    subscriber = make_subscriber(server.url, overlap_seconds=0)
     assert subscriber.sync().ok
-    stub.release("v2")
+    stub.release("v2")  # nothing changed since v1
     injector.faults.append(Fault(path="v2/?includeConcepts", status=404,
                                  body={"detail": "Not found."}))
     result = subscriber.sync()
     assert result.ok, result.error
-    assert result.action == "diff" and result.version == "v2" and result.pages == 0
+    assert result.action == "diff" and result.version == "v2"
+    # the listings were asked (one item each, for num_found), and listed only the item at the
+    # very updatedSince (inclusive), read again: the content is v2's
+    asked = [r for r in stub.requests_seen if "/v2/concepts/" in r or "/v2/mappings/" in r]
+    assert any("limit=1" in r and "updatedSince" in r for r in asked)
+    assert dict(subscriber.store.url_versions("demo")) == content(stub.version("v2").items)
+
+
+def changes_after_first_pass(stub: StubSource) -> dict[str, str]:
+    """What a curator did in OCL after the subscriber's first pass: a PATCH and a DELETE (which
+    OCL makes a retirement), and a new mapping; {url: what to look for}."""
+    stub.put_concept("C0007", name="edited after the first pass")
+    stub.set_retired(f"{stub.path}concepts/C0008/", True)
+    stub.put_mapping("77", "C0007", "C0008")
+    return {f"{stub.path}concepts/C0007/": "edited", f"{stub.path}concepts/C0008/": "retired",
+            f"{stub.path}mappings/77/": "new"}
+
+
+def test_a_404_diff_is_not_no_changes_when_the_listings_hold_changes(ocl, make_subscriber,
+                                                                     caplog):
+    """Issue 21, item 6: OCL answered the source's diff 404 (the source itself was not edited)
+    while its concepts/ listed the edited concept; the subscriber read that as no changes."""
+    stub, _, server = ocl
+    subscriber = make_subscriber(server.url, mode="snapshot")
+    assert subscriber.sync().ok
+    changed = changes_after_first_pass(stub)
+    seen = len(stub.requests_seen)
+    caplog.set_level("INFO", logger="sync.subscriber")
+    result = subscriber.sync()
+    assert result.ok, result.error
+    requests = stub.requests_seen[seen:]
+    diff = [r for r in requests if r.startswith(f"{stub.path}?") and "updatedSince" in r]
+    assert diff  # the source-level diff: 404 (the source itself was not edited)
+    assert any(r.startswith(f"{stub.path}concepts/?") and "limit=1" in r for r in requests)
+    assert any(r.startswith(f"{stub.path}mappings/?") and "limit=1" in r for r in requests)
+    assert any(r.startswith(f"{stub.path}concepts/?") and "verbose=true" in r for r in requests)
+    store = subscriber.store
+    concept = store.get_item("demo", f"{stub.path}concepts/C0007/")
+    assert concept.payload["names"][0]["name"] == "edited after the first pass"
+    assert store.get_item("demo", f"{stub.path}concepts/C0008/").payload["retired"] is True
+    assert store.get_item("demo", f"{stub.path}mappings/77/") is not None
+    assert dict(store.url_versions("demo")) == content(stub.items)
+    assert set(changed) <= set(dict(store.url_versions("demo")))
+    assert "reading them through concepts/ and mappings/" in caplog.text  # the path taken
+
+
+def test_a_diff_ocl_cuts_at_the_limit_is_read_through_the_listings(ocl, make_subscriber):
+    """OCL answers a repository's diff with at most `limit` items of each kind and no next
+    page; the rest come from the listings, which page."""
+    stub, _, server = ocl
+    subscriber = make_subscriber(server.url, mode="snapshot", page_size=5)
+    assert subscriber.sync().ok
+    for number in range(12):
+        stub.put_concept(f"C{number:04d}", name=f"renamed {number}")
+    stub.updated_on = stub.now()  # the source itself edited too: its diff answers 200
+    before = len(stub.requests_seen)
+    result = subscriber.sync()
+    assert result.ok, result.error
+    assert any(r.startswith(f"{stub.path}?") for r in stub.requests_seen[before:])
+    assert dict(subscriber.store.url_versions("demo")) == content(stub.items)
+    names = {subscriber.store.get_item("demo", f"{stub.path}concepts/C{n:04d}/")
+             .payload["names"][0]["name"] for n in range(12)}
+    assert names == {f"renamed {n}" for n in range(12)}
 
 
 def test_404_for_the_source_itself_stays_an_error(ocl, make_subscriber):
@@ -157,3 +231,32 @@ def test_server_kind_decides_include_deleted(kind, sent, stub, stub_server, make
     assert subscriber.sync().ok
     diffs = [r for r in stub.requests_seen if "includeConcepts" in r]
     assert diffs and all(("includeDeleted=true" in r) is sent for r in diffs)
+
+
+def test_a_listing_that_shifts_while_it_is_paged_is_read_again(file_host, make_subscriber):
+    """OCL lists newest first: an item edited between two pages moves to the front and pushes
+    one item from page 1 to page 2, where it was already read past: seen < num_found, so the
+    listing is read again and nothing is lost."""
+    stub = dialect_stub("ocl-zip", file_host)
+    release(stub, "v1", "ocl-zip")
+    edits: list[str] = []
+
+    def edit_between_pages(environ: dict[str, Any], start_response: Any) -> Any:
+        query = environ.get("QUERY_STRING", "")
+        if environ["PATH_INFO"].endswith("/concepts/") and "page=2" in query and not edits:
+            edits.append(stub.put_concept("C0000", name="edited while paged")["url"])
+        return app(environ, start_response)
+
+    app = create_stub_app(stub)
+    with LiveServer(edit_between_pages) as server:
+        subscriber = make_subscriber(server.url, mode="snapshot", page_size=5)
+        assert subscriber.sync().ok
+        for number in range(10, 20):  # ten changes: two pages of five
+            stub.put_concept(f"C{number:04d}", name=f"changed {number}")
+        result = subscriber.sync()
+    assert result.ok, result.error
+    assert edits
+    rounds = [r for r in stub.requests_seen if r.startswith(f"{stub.path}concepts/?")
+              and "verbose=true" in r and "page=" not in r]
+    assert len(rounds) >= 2  # the listing was read from its first page again
+    assert dict(subscriber.store.url_versions("demo")) == content(stub.items)

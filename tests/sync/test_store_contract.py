@@ -273,3 +273,59 @@ def test_sqlite_errors_name_the_database(tmp_path):
     blocker.write_text("")
     with pytest.raises(StoreError, match=r"local database \(sqlite:///.*file/m.db\)"):
         SQLiteStore(f"sqlite:///{blocker}/m.db")
+
+
+def test_changes_are_all_or_nothing(store_factory):
+    store = store_factory()
+    store.apply_changes("s", [concept("A", 10), concept("B", 10), mapping("1", 10)])
+    before = {url: store.get_item("s", url) for url in live(store)}
+    changes = [concept("A", 5, version="older"),  # replaced whatever it is: a verified delta
+               tombstone("Concept", "B", 11), concept("C", 11), mapping("2", 11)]
+    # abandoned: as it was
+    changeset = store.begin_changes("s")
+    assert store.write_changes(changeset, changes[:2]) == 2
+    store.write_changes(changeset, changes[2:])
+    assert store.changes_checksum(changeset) == content_checksum(
+        [(f"{SOURCE}concepts/A/", "older"), (f"{SOURCE}concepts/C/", "C.11"),
+         (f"{SOURCE}mappings/1/", "m1.10"), (f"{SOURCE}mappings/2/", "m2.11")])
+    store.abandon_changes(changeset)
+    assert {url: store.get_item("s", url) for url in live(store)} == before
+    assert store.get_item("s", f"{SOURCE}concepts/C/") is None
+    # committed: the changes and the state that records them, together
+    changeset = store.begin_changes("s")
+    store.write_changes(changeset, changes)
+    store.commit_changes(changeset, SyncState(version="v2", last_updated="x"))
+    assert store.get_item("s", f"{SOURCE}concepts/A/").version == "older"
+    assert store.get_item("s", f"{SOURCE}concepts/B/").deleted
+    state = store.load_state("s")
+    assert state.version == "v2" and state.last_changeset == changeset.id
+    assert store.recover("s") is False  # nothing left to roll back
+
+
+def test_changes_a_crash_interrupted_are_rolled_back(store_factory, backend):
+    store = store_factory()
+    store.apply_changes("s", [concept("A", 10), concept("B", 10)])
+    store.save_state("s", SyncState(version="v1"))
+    before = live(store)
+    changeset = store.begin_changes("s")
+    store.write_changes(changeset, [concept("A", 11), tombstone("Concept", "B", 11),
+                                    concept("C", 11)])
+    # the process dies here: no commit, no abandon; another process opens the database
+    if backend == "sqlite":
+        store.close()  # what a dead process's connection amounts to: its transaction is gone
+    reopened = store_factory()
+    reopened.recover("s")
+    assert live(reopened) == before and reopened.load_state("s").version == "v1"
+    assert reopened.get_item("s", f"{SOURCE}concepts/C/") is None
+    # a crash after the state was committed (only the journal's removal was lost) keeps it
+    changeset = reopened.begin_changes("s")
+    reopened.write_changes(changeset, [concept("C", 12)])
+    state = SyncState(version="v2", last_changeset=changeset.id)
+    if backend == "sqlite":
+        reopened.commit_changes(changeset, state)
+    else:
+        reopened.save_state("s", state)  # the commit point, and then the crash
+    again = store_factory()
+    again.recover("s")
+    assert again.get_item("s", f"{SOURCE}concepts/C/").version == "C.12"
+    assert again.load_state("s").version == "v2"

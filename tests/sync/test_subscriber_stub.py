@@ -41,7 +41,10 @@ def test_real_ocl_export_syncs_into_23_concepts_and_22_mappings(make_subscriber)
     assert state.last_updated == max(i["updated_on"] for i in items.values())
 
 
-def test_release_mode_converges_to_each_new_release(stub, stub_server, make_subscriber):
+@pytest.mark.parametrize("deltas, move", [("build", "delta"), ("refuse", "diff")])
+def test_release_mode_converges_to_each_new_release(stub, stub_server, make_subscriber, deltas,
+                                                     move):
+    stub.deltas = deltas
     stub.release("v1")
     subscriber = make_subscriber(stub_server.url)
     first = subscriber.sync()
@@ -62,7 +65,7 @@ def test_release_mode_converges_to_each_new_release(stub, stub_server, make_subs
     stub.set_retired(c2, False)  # un-retired in HEAD only, after v2
     second = subscriber.sync()
     assert second.ok, second.error
-    assert second.action == "diff" and second.version == "v2"
+    assert second.action == move and second.version == "v2"
     assert local_content(subscriber) == server_content(stub.version("v2").items)
     assert second.checksum == stub.checksum("v2")
     assert subscriber.store.get_item("demo", c2).payload["retired"] is True
@@ -72,7 +75,7 @@ def test_release_mode_converges_to_each_new_release(stub, stub_server, make_subs
 
     stub.release("v3")
     third = subscriber.sync()
-    assert third.ok and third.version == "v3"
+    assert third.ok and third.version == "v3" and third.action == move
     assert subscriber.store.get_item("demo", c2).payload["retired"] is False
     assert third.checksum == stub.checksum("v3")
 

@@ -38,7 +38,16 @@ from ..base import (
     page_end,
     version_url,
 )
-from .content import Items, Sources, all_of, bulk_replace, diff_range, item_filters
+from .content import (
+    Items,
+    Sources,
+    all_of,
+    bulk_replace,
+    diff_range,
+    item_filters,
+    with_before,
+)
+from .indexes import create_index
 
 logger = logging.getLogger(__name__)
 DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("url", ASCENDING)]
@@ -167,11 +176,13 @@ class CollectionEntries(base.CollectionEntries):
                                    ("type", ASCENDING), ("url", ASCENDING)], name="entry_diffs")
         self.entries.create_index([("collection", ASCENDING), ("type", ASCENDING),
                                    ("id", ASCENDING), ("sup", ASCENDING)], name="entry_by_id")
-        self.entries.create_index([("url", ASCENDING), ("sup", ASCENDING)], name="entry_followers",
-                                  partialFilterExpression={"follow": True})
+        create_index(self.entries, [("url", ASCENDING), ("sup", ASCENDING)],
+                     name="entry_followers", partialFilterExpression={"follow": True})
         self.entries.create_index([("source", ASCENDING), ("collection", ASCENDING)],
                                   name="entry_by_source")
         self.entries.create_index([("pending", ASCENDING)], sparse=True, name="entry_pending")
+        self.entries.create_index([("collection", ASCENDING), ("seq", ASCENDING)],
+                                  name="entry_by_seq")
         self.marks.create_index([("since", ASCENDING)])
 
     # --- entries --------------------------------------------------------------------------
@@ -443,6 +454,27 @@ class CollectionEntries(base.CollectionEntries):
             if entry is not None:
                 found[item["url"]] = entry
         return self._joined([found[key] for key in sorted(found)])
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        after = since_seq
+        while True:
+            batch = list(self.entries.find({"collection": source_url,
+                                            "seq": {"$gt": after, "$lte": until_seq},
+                                            "sup": {"$gt": until_seq}, "type": item_type,
+                                            "deleted": deleted})
+                         .sort("seq", ASCENDING).limit(batch_size))
+            yield from with_before(self._joined(batch), self.entries.find(
+                {"collection": source_url, "url": {"$in": [entry["url"] for entry in batch]},
+                 **at(since_seq), "deleted": False}, {"url": 1, "retired": 1}) if batch else [])
+            if len(batch) < batch_size:
+                return
+            after = batch[-1]["seq"]
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        return int(self.entries.count_documents({"collection": source_url,
+                                                 "seq": {"$gt": since_seq, "$lte": until_seq},
+                                                 "sup": {"$gt": until_seq}}))
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
         selected = self._filter(ContentQuery(source_url, seq))

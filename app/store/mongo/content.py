@@ -8,8 +8,10 @@ HEAD's checksum is computed by one scan and cached by seq.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
+import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -108,7 +110,9 @@ class Users(DocumentRepository, base.Users):
         self.tokens = db["tokens"]
 
     def ensure_indexes(self) -> None:
-        self.tokens.create_index([("username", ASCENDING)])
+        self.tokens.create_index([("username", ASCENDING), ("created_on", ASCENDING),
+                                  ("id", ASCENDING)])
+        self.tokens.create_index([("bootstrap", ASCENDING)])
 
     def search(self, q: str | None, skip: int, limit: int) -> tuple[list[Document], int]:
         return self.page(text_filter(q, ("_id", "name")), [("_id", ASCENDING)], skip, limit)
@@ -117,20 +121,51 @@ class Users(DocumentRepository, base.Users):
                 limit: int) -> tuple[list[Document], int]:
         return self.page({"_id": {"$in": usernames}}, [("_id", ASCENDING)], skip, limit)
 
-    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
-        self.tokens.replace_one({"_id": token_hash},
-                                {"_id": token_hash, "username": username, "created_on": created_on},
-                                upsert=True)
+    def add_token(self, token: Document) -> None:
+        try:
+            self.tokens.insert_one(dict(token))
+        except DuplicateKeyError:
+            raise DuplicateKey("token") from None
 
-    def user_for_token(self, token_hash: str) -> Document | None:
-        token = self.tokens.find_one({"_id": token_hash})
-        return self.get(token["username"]) if token else None
+    def _with_id(self, token: Document | None) -> Document | None:
+        """Tokens stored before they had ids get a random one when first read."""
+        if token is not None and not token.get("id"):
+            token_id = secrets.token_hex(8)
+            self.tokens.update_one({"_id": token["_id"], "id": {"$exists": False}},
+                                   {"$set": {"id": token_id}})
+            token = self.tokens.find_one({"_id": token["_id"]})
+        return token
+
+    def token(self, token_hash: str) -> Document | None:
+        return self._with_id(self.tokens.find_one({"_id": token_hash}))
+
+    def token_of(self, username: str, token_id: str) -> Document | None:
+        self.tokens_of(username, True)  # gives ids to any tokens stored before they had them
+        token: Document | None = self.tokens.find_one({"username": username, "id": token_id})
+        return token
+
+    def tokens_of(self, username: str, include_revoked: bool) -> list[Document]:
+        query: Document = {"username": username}
+        if not include_revoked:
+            query["revoked_on"] = None
+        found = self.tokens.find(query).sort([("created_on", DESCENDING), ("id", DESCENDING)])
+        return [token for token in map(self._with_id, found) if token is not None]
+
+    def update_token(self, token_hash: str, changes: Document) -> None:
+        self.tokens.update_one({"_id": token_hash}, {"$set": changes})
+
+    def touch_token(self, token_hash: str, used_on: str, before: str) -> None:
+        self.tokens.update_one({"_id": token_hash, "$or": [{"last_used_on": None},
+                                                           {"last_used_on": {"$lt": before}}]},
+                               {"$set": {"last_used_on": used_on}})
+
+    def bootstrap_tokens(self) -> list[Document]:
+        return list(self.tokens.find({"bootstrap": True, "revoked_on": None}))
 
     def dump(self) -> Iterator[Document]:
         for user in super().dump():
             tokens = self.tokens.find({"username": user["_id"]}).sort("_id", ASCENDING)
-            yield dict(user, tokens=[{"hash": token["_id"], "created_on": token["created_on"]}
-                                     for token in tokens])
+            yield dict(user, tokens=[self._with_id(token) for token in tokens])
 
     def load(self, documents: Iterable[Document]) -> int:
         count = 0
@@ -138,7 +173,10 @@ class Users(DocumentRepository, base.Users):
             tokens = user.pop("tokens", [])
             self.collection.replace_one({"_id": user["_id"]}, user, upsert=True)
             for token in tokens:
-                self.add_token(user["_id"], token["hash"], token["created_on"])
+                record = {key: value for key, value in token.items() if key != "hash"}
+                record.update(_id=token.get("_id") or token["hash"], username=user["_id"])
+                record.setdefault("id", secrets.token_hex(8))
+                self.tokens.replace_one({"_id": record["_id"]}, record, upsert=True)
             count += 1
         return count
 
@@ -151,6 +189,7 @@ class Orgs(DocumentRepository, base.Orgs):
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("members", ASCENDING)])
+        self.collection.create_index([("public_access", ASCENDING)])
 
     def update(self, key: str, changes: Document) -> Document | None:
         changes = {name: value for name, value in changes.items() if name != "members"}
@@ -166,6 +205,15 @@ class Orgs(DocumentRepository, base.Orgs):
 
     def for_member(self, username: str) -> list[str]:
         return sorted(org["_id"] for org in self.collection.find({"members": username}, {"_id": 1}))
+
+    def is_public(self, org_id: str) -> bool:
+        return self.collection.find_one({"_id": org_id, "public_access": {"$ne": "None"}},
+                                        {"_id": 1}) is not None
+
+    def private(self, excluding: frozenset[str] = frozenset()) -> list[str]:
+        """Ids of the private orgs, but those in `excluding` (the caller's own)."""
+        return sorted(org["_id"] for org in self.collection.find(
+            {"public_access": "None", "_id": {"$nin": sorted(excluding)}}, {"_id": 1}))
 
     def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
                skip: int, limit: int) -> tuple[list[Document], int]:
@@ -253,11 +301,15 @@ class ConsoleSessions(base.ConsoleSessions):
         return int(self.collection.delete_many({"expires_at": {"$lt": now}}).deleted_count)
 
 
-def visibility_filter(visible_to: Visibility | None) -> Document:
-    """The filter for "a source this caller may see" (public, theirs, or their orgs')."""
+def visibility_filter(visible_to: Visibility | None, private_orgs: list[str]) -> Document:
+    """The filter for "a repository this caller may see": public with a public owner (not one of
+    `private_orgs`, the private orgs the caller is not a member of), theirs, or their orgs'."""
     if visible_to is None:
         return {}
-    visible: list[Document] = [{"public_access": {"$in": ["View", "Edit"]}}]
+    public: Document = {"public_access": {"$in": ["View", "Edit"]}}
+    if private_orgs:
+        public["owner_url"] = {"$nin": [f"/orgs/{org}/" for org in private_orgs]}
+    visible: list[Document] = [public]
     if visible_to.username:
         visible.append({"owner_type": "User", "owner": visible_to.username})
     if visible_to.orgs:
@@ -277,6 +329,7 @@ class Sources(DocumentRepository, base.Sources):
 
     def __init__(self, db: Any) -> None:
         super().__init__(db["sources"])
+        self.orgs = Orgs(db)
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("owner_url", ASCENDING), ("_id", ASCENDING)])
@@ -306,7 +359,8 @@ class Sources(DocumentRepository, base.Sources):
 
     def search(self, owner_url: str | None, visible_to: Visibility | None,
                filters: base.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
-        parts = [visibility_filter(visible_to),
+        private_orgs = [] if visible_to is None else self.orgs.private(visible_to.orgs)
+        parts = [visibility_filter(visible_to, private_orgs),
                  text_filter(filters.q, ("id", "short_code", "name", "full_name"))]
         for name, value in (("owner_url", owner_url), ("owner", filters.owner),
                             ("owner_type", filters.owner_type),
@@ -321,6 +375,8 @@ class Sources(DocumentRepository, base.Sources):
         return self.page(all_of(parts), [("_id", ASCENDING)], skip, limit)
 
     def count_public(self, owner_url: str, repo_type: str = base.SOURCE_TYPE) -> int:
+        if owner_url.startswith("/orgs/") and not self.orgs.is_public(owner_url.split("/")[2]):
+            return 0
         return int(self.collection.count_documents(
             {"owner_url": owner_url, "public_access": {"$in": ["View", "Edit"]},
              **repo_type_filter(repo_type)}))
@@ -340,6 +396,7 @@ class Versions(DocumentRepository, base.Versions):
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("source", ASCENDING), ("created_on", DESCENDING)])
+        self.collection.create_index([("released", ASCENDING), ("created_on", DESCENDING)])
 
     def delete_for_source(self, source_url: str) -> None:
         self.collection.delete_many({"source": source_url})
@@ -355,6 +412,11 @@ class Versions(DocumentRepository, base.Versions):
 
     def all_released(self) -> Iterator[Document]:
         return iter(self.collection.find({"released": True}).sort("_id", ASCENDING))
+
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Document]:
+        return list(self.collection.find({"released": True})
+                    .sort([("created_on", DESCENDING), ("_id", DESCENDING)])
+                    .skip(offset(skip)).limit(limit))
 
 
 def diff_range(selected: Document, after: DiffKey | None, until: DiffKey | None,
@@ -376,6 +438,13 @@ def diff_range(selected: Document, after: DiffKey | None, until: DiffKey | None,
         bounds.append(side(until, "$lt", "$lte"))
         span["$lte"] = until.updated_on
     return {"$and": [selected, {"updated_on": span}, *bounds]} if bounds else selected
+
+
+def with_before(changed: list[Document], before: Iterable[Document]) -> list[Document]:
+    """Changed item versions, each with `before`: the state of its url in the earlier content
+    (`before` lists the live, undeleted versions there), None where it had none."""
+    states = {old["url"]: "retired" if old["retired"] else "active" for old in before}
+    return [dict(item, before=states.get(item["url"])) for item in changed]
 
 
 class Items(base.Items):
@@ -612,6 +681,27 @@ class Items(base.Items):
             else:
                 counts["updated"] += 1
         return counts
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        after = since_seq
+        while True:
+            batch = list(self.items.find({"source": source_url, "seq": {"$gt": after,
+                                                                        "$lte": until_seq},
+                                          "sup": {"$gt": until_seq}, "type": item_type,
+                                          "deleted": deleted})
+                         .sort("seq", ASCENDING).limit(batch_size))
+            yield from with_before(batch, self.items.find(
+                {"url": {"$in": [item["url"] for item in batch]}, **self.at(since_seq),
+                 "deleted": False}, {"url": 1, "retired": 1}) if batch else [])
+            if len(batch) < batch_size:
+                return
+            after = batch[-1]["seq"]
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        return int(self.items.count_documents({"source": source_url,
+                                               "seq": {"$gt": since_seq, "$lte": until_seq},
+                                               "sup": {"$gt": until_seq}}))
 
     def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
                         seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:

@@ -335,9 +335,13 @@ class CollectionEntries(base.CollectionEntries):
         return JOINED.format(items=self.item_columns, index=index)
 
     def _documents(self, sql: str, params: Iterable[Any]) -> list[Document]:
+        return self._rows(self.database.all(sql, params))
+
+    def _rows(self, rows: Iterable[tuple[Any, ...]]) -> list[Document]:
+        """Joined rows (JOINED's columns) as item documents with their entries' state."""
         found = []
         columns = len(self.items.table.columns) + 1
-        for row in self.database.all(sql, params):
+        for row in rows:
             item = self.items.table.document(row[0], row[1:1 + columns])
             updated_on, seq, deleted, retired = row[1 + columns:]
             item.update(entry_updated_on=updated_on, entry_seq=seq, deleted=bool(deleted),
@@ -438,6 +442,33 @@ class CollectionEntries(base.CollectionEntries):
                     f"WHERE items.{column} = ? AND {clause}", [concept_url, *params]):
                 found[item["url"]] = item
         return [found[key] for key in sorted(found)]
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        # the collection's seq range from entries_seq; the entry before from entries_url
+        sql = (f"{self._joined('entries_seq')} WHERE e.collection = ? AND e.seq > ? AND "
+               "e.seq <= ? AND e.sup > ? AND e.type = ? AND e.deleted = ? ORDER BY e.seq "
+               f"LIMIT {int(batch_size)}").replace(
+            " FROM collection_entries AS e", ", (SELECT CASE WHEN before.retired THEN 'retired' "
+            "ELSE 'active' END FROM collection_entries AS before INDEXED BY entries_url WHERE "
+            "before.collection = e.collection AND before.url = e.url AND before.seq <= ? AND "
+            "before.sup > ? AND before.deleted = 0) FROM collection_entries AS e", 1)
+
+        def read(after: int) -> list[Document]:
+            rows = self.database.all(sql, (since_seq, since_seq, source_url, after, until_seq,
+                                           until_seq, item_type, int(deleted)))
+            found = self._rows([row[:-1] for row in rows])
+            for item, row in zip(found, rows, strict=True):
+                item["before"] = row[-1]
+            return found
+
+        return keyset_batches(read, lambda item: item["entry_seq"], since_seq, batch_size)
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        row = self.database.one("SELECT count(*) FROM collection_entries INDEXED BY entries_seq "
+                                "WHERE collection = ? AND seq > ? AND seq <= ? AND sup > ?",
+                                (source_url, since_seq, until_seq, until_seq))
+        return int(row[0]) if row else 0
 
     def scan_checksum(self, source_url: str, seq: int) -> str:
         clause, params = self._where(ContentQuery(source_url, seq))

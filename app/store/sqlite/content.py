@@ -8,6 +8,8 @@ cut (which reads seq and checksum in one row) never gains an item afterwards.
 
 from __future__ import annotations
 
+import builtins
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -81,31 +83,91 @@ class Users(DocumentRepository, base.Users):
         return self.table.page(f"_id IN ({marks})" if usernames else "0", usernames, "_id", skip,
                                limit)
 
-    def add_token(self, username: str, token_hash: str, created_on: str) -> None:
-        with self.database.transaction() as connection:
-            connection.execute("INSERT OR REPLACE INTO tokens (hash, username, created_on) "
-                               "VALUES (?, ?, ?)", (token_hash, username, created_on))
+    def add_token(self, token: Document) -> None:
+        try:
+            with self.database.transaction() as connection:
+                connection.execute(f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ({TOKEN_MARKS})",
+                                   token_row(token))
+        except sqlite3.IntegrityError as exc:
+            raise base.DuplicateKey("token") from exc
 
-    def user_for_token(self, token_hash: str) -> Document | None:
-        row = self.database.one("SELECT username FROM tokens WHERE hash = ?", (token_hash,))
-        return self.get(row[0]) if row else None
+    def token(self, token_hash: str) -> Document | None:
+        row = self.database.one(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?",
+                                (token_hash,))
+        return token_document(row) if row else None
+
+    def token_of(self, username: str, token_id: str) -> Document | None:
+        row = self.database.one(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = ? AND "
+                                "id = ?", (username, token_id))
+        return token_document(row) if row else None
+
+    def tokens_of(self, username: str, include_revoked: bool) -> list[Document]:
+        state = "" if include_revoked else " AND revoked_on IS NULL"
+        return [token_document(row) for row in self.database.all(
+            f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = ?{state} "
+            "ORDER BY created_on DESC, id DESC", (username,))]
+
+    def update_token(self, token_hash: str, changes: Document) -> None:
+        with self.database.transaction() as connection:
+            row = connection.execute(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?",
+                                     (token_hash,)).fetchone()
+            if row is not None:
+                token = dict(token_document(row), **changes)
+                connection.execute(f"REPLACE INTO tokens ({TOKEN_COLUMNS}) VALUES "
+                                   f"({TOKEN_MARKS})", token_row(token))
+
+    def touch_token(self, token_hash: str, used_on: str, before: str) -> None:
+        with self.database.transaction() as connection:
+            connection.execute("UPDATE tokens SET last_used_on = ? WHERE hash = ? AND "
+                               "(last_used_on IS NULL OR last_used_on < ?)",
+                               (used_on, token_hash, before))
+
+    def bootstrap_tokens(self) -> list[Document]:
+        return [token_document(row) for row in self.database.all(
+            f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE bootstrap = 1 AND revoked_on IS NULL")]
 
     def dump(self) -> Iterator[Document]:
         for user in self.table.dump():
-            tokens = self.database.all("SELECT hash, created_on FROM tokens WHERE username = ? "
+            tokens = self.database.all(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = ? "
                                        "ORDER BY hash", (user["_id"],))
-            yield dict(user, tokens=[{"hash": hash_, "created_on": created}
-                                     for hash_, created in tokens])
+            yield dict(user, tokens=[token_document(row) for row in tokens])
 
     def load(self, documents: Iterable[Document]) -> int:
         count = 0
         for user in documents:
             tokens = user.pop("tokens", [])
             self.table.load([user])
-            for token in tokens:
-                self.add_token(user["_id"], token["hash"], token["created_on"])
+            with self.database.transaction() as connection:
+                for token in tokens:
+                    connection.execute(f"REPLACE INTO tokens ({TOKEN_COLUMNS}) VALUES "
+                                       f"({TOKEN_MARKS})", token_row(dict(
+                                           token, _id=token.get("_id") or token["hash"],
+                                           username=user["_id"])))
             count += 1
         return count
+
+
+# A token's row: its sha256 (`_id` of its record), the columns lookups and lists read, and the
+# rest of its record (prefix, label, who issued it) as JSON in `doc`.
+TOKEN_KEYS = ("username", "id", "created_on", "expires_on", "last_used_on", "revoked_on",
+              "bootstrap")
+TOKEN_COLUMNS = ", ".join(("hash", *TOKEN_KEYS, "doc"))
+TOKEN_MARKS = ", ".join("?" * (len(TOKEN_KEYS) + 2))
+
+
+def token_row(token: Document) -> tuple[Any, ...]:
+    """A token record as the values of TOKEN_COLUMNS."""
+    rest = {key: value for key, value in token.items() if key not in ("_id", *TOKEN_KEYS)}
+    return (token["_id"], *(int(bool(token.get(key))) if key == "bootstrap" else token.get(key)
+                            for key in TOKEN_KEYS), dumps(rest))
+
+
+def token_document(row: tuple[Any, ...]) -> Document:
+    """A row of TOKEN_COLUMNS as a token record."""
+    token: Document = {"_id": row[0], **dict(zip(TOKEN_KEYS, row[1:-1], strict=True))}
+    token["bootstrap"] = bool(token["bootstrap"])
+    token.update(loads(row[-1] or "{}"))
+    return token
 
 
 class Orgs(DocumentRepository, base.Orgs):
@@ -154,6 +216,10 @@ class Orgs(DocumentRepository, base.Orgs):
     def for_member(self, username: str) -> list[str]:
         return [row[0] for row in self.database.all(
             "SELECT org FROM org_members WHERE username = ? ORDER BY org", (username,))]
+
+    def is_public(self, org_id: str) -> bool:
+        return self.database.one("SELECT 1 FROM orgs WHERE _id = ? AND public_access IS NOT "
+                                 "'None'", (org_id,)) is not None
 
     def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
                skip: int, limit: int) -> tuple[list[Document], int]:
@@ -278,11 +344,20 @@ class ConsoleSessions(base.ConsoleSessions):
         return done.rowcount
 
 
+# A repository anyone may see: public itself, and its owner too (a user, or an org that is not
+# private: a private org hides its repositories, whatever their own `public_access`). The org is
+# read by its primary key, once per repository the list considers.
+PUBLIC_REPOSITORY = ("(public_access IN ('View', 'Edit') AND (owner_type IS NOT 'Organization' "
+                     "OR EXISTS (SELECT 1 FROM orgs WHERE orgs._id = sources.owner "
+                     "AND orgs.public_access IS NOT 'None')))")
+
+
 def visibility_clause(visible_to: Visibility | None) -> tuple[str, tuple[Any, ...]]:
-    """SQL for "a source this caller may see" (public, theirs, or their orgs')."""
+    """SQL for "a repository this caller may see" (public with a public owner, theirs, or
+    their orgs')."""
     if visible_to is None:
         return "", ()
-    parts = ["public_access IN ('View', 'Edit')"]
+    parts = [PUBLIC_REPOSITORY]
     params: list[Any] = []
     if visible_to.username:
         parts.append("(owner_type = 'User' AND owner = ?)")
@@ -355,8 +430,8 @@ class Sources(DocumentRepository, base.Sources):
         return self.table.page(" AND ".join(clauses), params, "_id", skip, limit)
 
     def count_public(self, owner_url: str, repo_type: str = base.SOURCE_TYPE) -> int:
-        return self.table.count("owner_url = ? AND repo_type = ? AND "
-                                "public_access IN ('View', 'Edit')", (owner_url, repo_type))
+        return self.table.count(f"owner_url = ? AND repo_type = ? AND {PUBLIC_REPOSITORY}",
+                                (owner_url, repo_type))
 
 
 class Versions(DocumentRepository, base.Versions):
@@ -385,6 +460,9 @@ class Versions(DocumentRepository, base.Versions):
 
     def all_released(self) -> Iterator[Document]:
         return iter(self.table.where("released = 1"))
+
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Document]:
+        return self.table.where("released = 1", (), "created_on DESC, _id DESC", skip, limit)
 
 
 ITEM_COLUMNS = ("source", "type", "id", "url", "seq", "sup", "updated_on")
@@ -610,6 +688,33 @@ class Items(base.Items):
         counts = dict.fromkeys(CHANGES, 0)
         counts.update({change: int(count) for change, count in rows if change is not None})
         return counts
+
+    def iter_changed(self, source_url: str, since_seq: int, until_seq: int, item_type: str,
+                     deleted: bool, batch_size: int = 1000) -> Iterator[Document]:
+        # the seq range from items_seq; the state before from items_url, one lookup a row
+        sql = (f"SELECT rowid, {self.table.select}, (SELECT CASE WHEN before.retired THEN "
+               "'retired' ELSE 'active' END FROM items AS before INDEXED BY items_url WHERE "
+               "before.url = items.url AND before.seq <= ? AND before.sup > ? AND "
+               "before.deleted = 0) FROM items INDEXED BY items_seq WHERE source = ? AND seq > ? "
+               "AND seq <= ? AND sup > ? AND type = ? AND deleted = ? ORDER BY seq "
+               f"LIMIT {int(batch_size)}")
+
+        def read(after: int) -> list[Document]:
+            found = []
+            for row in self.database.all(sql, (since_seq, since_seq, source_url, after, until_seq,
+                                               until_seq, item_type, int(deleted))):
+                item = self.table.document(row[0], row[1:-1])
+                item["before"] = row[-1]
+                found.append(item)
+            return found
+
+        return keyset_batches(read, lambda item: item["seq"], since_seq, batch_size)
+
+    def count_changed(self, source_url: str, since_seq: int, until_seq: int) -> int:
+        row = self.database.one("SELECT count(*) FROM items INDEXED BY items_seq WHERE source = ? "
+                                "AND seq > ? AND seq <= ? AND sup > ?",
+                                (source_url, since_seq, until_seq, until_seq))
+        return int(row[0]) if row else 0
 
     def linked_mappings(self, concept_url: str, end: str, source_url: str | None = None,
                         seq: int = HEAD_SEQ, limit: int = 1000) -> list[Document]:
