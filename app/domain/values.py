@@ -7,8 +7,9 @@ exports, diffs) or BSON (MongoDB), so a value is storable when it is
 - text without lone surrogates (orjson and BSON refuse them: they are not Unicode text) and
   without control characters (TAB, LF and CR only, in free text; none in ids);
 - an integer of at most 64 bits, signed (SQLite, orjson and BSON stop there);
-- a finite float (JSON has no NaN or Infinity: orjson writes them as null, a silent change);
-- objects with text keys and lists, nested at most `MAX_DEPTH` levels;
+- a finite float (JSON has no NaN or Infinity: orjson writes them as null, a silent change),
+  not -0.0 (FerretDB reads it back as 0.0);
+- objects with text keys without '.', and lists, nested at most `MAX_DEPTH` levels;
 - true, false or null.
 
 `loads` reads JSON text as the standard library does, except that an object with the same key
@@ -31,6 +32,9 @@ MAX_DEPTH = 48
 # Control characters (Unicode category Cc) and lone surrogates. Free text may hold TAB, LF, CR.
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _NOT_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# MongoDB wire servers (FerretDB) refuse a '.' in a key; every accepted value must be storable
+# in every store (`termsync db copy` moves a database from one to another).
+_DOT_IN_KEY = "Holds '.', which MongoDB wire servers (FerretDB) refuse in a key."
 # More digits than this cannot be a 64-bit integer; also below Python's 4,300-digit int limit.
 _LONGEST_INTEGER = 20
 
@@ -138,6 +142,8 @@ def number_problem(value: Any) -> str | None:
         return f"The integer {value} does not fit in 64 bits (signed)."
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value} is not a number JSON can carry: JSON has no NaN or Infinity."
+    if isinstance(value, float) and value == 0.0 and math.copysign(1.0, value) < 0:
+        return "-0.0 would read back as 0.0 from a MongoDB wire server (FerretDB); send 0."
     return None
 
 
@@ -162,7 +168,7 @@ def problems(value: Any, path: Path = (), depth: int = 0) -> list[tuple[Path, st
             if not isinstance(key, str):
                 found.append(((*path, str(key)), "Keys must be text."))
                 continue
-            problem = text_problem(key)
+            problem = text_problem(key) or (_DOT_IN_KEY if "." in key else None)
             if problem is not None:
                 found.append(((*path, key), f"The key {key!r} {problem[0].lower()}{problem[1:]}"))
                 continue

@@ -112,11 +112,18 @@ def test_text_storage_cannot_hold_is_a_422_naming_the_field(client: Any, field: 
     assert client.get(f"{URL}concepts/c1/").status_code == 404
 
 
-def test_control_characters_in_keys_are_refused_naming_the_key(client: Any) -> None:
+def test_keys_storage_cannot_hold_are_refused_naming_the_key(client: Any) -> None:
     answer = post_raw(client, f"{URL}concepts/",
                       json.dumps(concept("c1", extras={"@": 1})).replace('"@"', '"a\\u0000"'))
     assert answer.status_code == 422
     assert "U+0000" in errors_at(answer, "extras", "a\x00")[0]
+    answer = client.post(f"{URL}concepts/", json=concept("c1", extras={"k": [{"a.b": 1}]}),
+                         headers=ADMIN)
+    assert answer.status_code == 422
+    assert "FerretDB" in errors_at(answer, "extras", "k", 0, "a.b")[0]
+    for key in ("", " ", "a$b", "a b", "é"):  # what every store holds
+        assert client.post(f"{URL}concepts/", json=concept(f"k{key}", extras={key: 1}),
+                           headers=ADMIN).status_code == 201
 
 
 def test_free_text_keeps_tab_newline_carriage_return_and_unicode(client: Any) -> None:
@@ -136,7 +143,7 @@ NUMBERS = [("9223372036854775807", True, 2**63 - 1), ("-9223372036854775808", Tr
            ("18446744073709551616", False, None), ("1" * 5000, False, None),
            ("NaN", False, None), ("Infinity", False, None), ("-Infinity", False, None),
            ("1e999", False, None), ("-1e999", False, None), ("1e308", True, 1e308),
-           ("5e-324", True, 5e-324), ("-0.0", True, -0.0), ("0.1", True, 0.1)]
+           ("5e-324", True, 5e-324), ("-0.0", False, None), ("-0", True, 0), ("0.1", True, 0.1)]
 
 
 @pytest.mark.parametrize(("text", "accepted", "read_back"), NUMBERS, ids=[n[0][:24] for n in NUMBERS])
@@ -147,7 +154,8 @@ def test_extras_numbers_are_stored_exactly_or_refused_naming_the_field(
     if not accepted:
         assert answer.status_code == 422, answer.get_data()
         message = errors_at(answer, "extras", "deep", 0, "n")[0]
-        assert "64 bits" in message or "not a number JSON can carry" in message
+        assert "64 bits" in message or "not a number JSON can carry" in message \
+            or "-0.0 would read back as 0.0" in message
         assert client.get(f"{URL}concepts/c1/").status_code == 404
         return
     assert answer.status_code == 201, answer.get_data()
@@ -203,7 +211,7 @@ def test_odd_values_read_back_identically_from_an_export(app: Any, client: Any) 
     """Text, ids and numbers at their edges, through a released version's export file."""
     text = "tab\tnew line\ncarriage\r — ⚕ \U0001f489 \ufeff"
     extras = {"max": 2**63 - 1, "min": -2**63, "tiny": 5e-324, "huge": 1.7976931348623157e308,
-              "negative zero": -0.0, "one": 1, "one float": 1.0, "t": True, "none": None,
+              "zero": 0.0, "one": 1, "one float": 1.0, "t": True, "none": None,
               text: [text, {"nested": text}]}
     for concept_id in ODD_IDS[:12]:
         body = concept(concept_id, name=text, extras=extras,
@@ -222,7 +230,6 @@ def test_odd_values_read_back_identically_from_an_export(app: Any, client: Any) 
     for item in exported["concepts"]:
         assert item["names"][0]["name"] == text and item["descriptions"][0]["description"] == text
         assert json.dumps(item["extras"], sort_keys=True) == json.dumps(extras, sort_keys=True)
-        assert repr(item["extras"]["negative zero"]) == "-0.0"
         assert type(item["extras"]["one"]) is int and type(item["extras"]["one float"]) is float
 
 

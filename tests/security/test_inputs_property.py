@@ -117,11 +117,11 @@ def storable(value: Any, depth: int = 0) -> bool:
     if isinstance(value, int):
         return -2**63 <= value < 2**63
     if isinstance(value, float):
-        return math.isfinite(value)
+        return math.isfinite(value) and not (value == 0.0 and math.copysign(1.0, value) < 0)
     if isinstance(value, list):
         return all(storable(item, depth + 1) for item in value)
-    return all(text_ok(key) and not key.startswith("$") and storable(item, depth + 1)
-               for key, item in value.items())
+    return all(text_ok(key) and not key.startswith("$") and "." not in key
+               and storable(item, depth + 1) for key, item in value.items())
 
 
 def kept_id(sent: str) -> str:
