@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask
 
+from .bodies import WholeBodies
 from .config import SETTINGS, Settings, load_config
 from .domain import Domain
 from .jobs import JobQueue, Workers
@@ -24,6 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     flat = load_config(config)  # every setting is checked here, before anything connects
     settings = Settings.from_config(flat)
     app = Flask(__name__)
+    app.wsgi_app = WholeBodies(app.wsgi_app)  # type: ignore[method-assign]
     # Slash-less URLs match their route directly (GET/HEAD are answered as is; see app.api).
     app.url_map.strict_slashes = False
     app.config.update(flat)

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "IMPORT_MAX_BYTES": 512 * 1024 * 1024,
     "IMPORT_MAX_LINES": 2_000_000,
     "IMPORT_MAX_LINE_BYTES": 4 * 1024 * 1024,
+    "IMPORT_MAX_EXPANDED_BYTES": 1024 * 1024 * 1024,
+    "IMPORT_MAX_EXPANSION_RATIO": 100,
     "IMPORT_MAX_ACTIVE_JOBS": 3,
     "IMPORT_BATCH_SIZE": 500,
     "IMPORT_UPLOAD_LEASE_SECONDS": 60.0,
@@ -196,7 +198,8 @@ def _validate(config: dict[str, Any]) -> None:
     if config["IMPORT_STORAGE"] == "mongo" and not on_mongo:
         raise ConfigError("IMPORT_STORAGE = 'mongo' needs a MongoDB DATABASE_URI")
     for key in ("IMPORT_MAX_BYTES", "IMPORT_MAX_LINES", "IMPORT_MAX_LINE_BYTES",
-                "IMPORT_MAX_ACTIVE_JOBS", "IMPORT_BATCH_SIZE"):
+                "IMPORT_MAX_EXPANDED_BYTES", "IMPORT_MAX_EXPANSION_RATIO", "IMPORT_MAX_ACTIVE_JOBS",
+                "IMPORT_BATCH_SIZE"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be 1 or more")
     if config["IMPORT_UPLOAD_LEASE_SECONDS"] <= 0:
@@ -270,7 +273,9 @@ class ImportSettings:
     directory: str
     max_bytes: int
     max_lines: int
-    max_line_bytes: int
+    max_line_bytes: int  # also the largest record: a CSV row, an item of an export zip
+    max_expanded_bytes: int  # an export zip's export.json, decompressed
+    max_expansion_ratio: int  # and past its first 64 MiB, at most this many times its zipped size
     max_active_jobs: int
     batch_size: int
     # An upload's Idempotency-Key claim lasts this long unless the upload renews it (it does
@@ -346,6 +351,8 @@ class Settings:
                 storage=config["IMPORT_STORAGE"], directory=config["IMPORT_DIR"],
                 max_bytes=int(config["IMPORT_MAX_BYTES"]), max_lines=int(config["IMPORT_MAX_LINES"]),
                 max_line_bytes=int(config["IMPORT_MAX_LINE_BYTES"]),
+                max_expanded_bytes=int(config["IMPORT_MAX_EXPANDED_BYTES"]),
+                max_expansion_ratio=int(config["IMPORT_MAX_EXPANSION_RATIO"]),
                 max_active_jobs=int(config["IMPORT_MAX_ACTIVE_JOBS"]),
                 batch_size=int(config["IMPORT_BATCH_SIZE"]),
                 upload_lease_seconds=float(config["IMPORT_UPLOAD_LEASE_SECONDS"])),

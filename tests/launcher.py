@@ -16,7 +16,8 @@ Points:
 - `export-build`: an export build's heartbeat, the zip half written to its temp file;
 - `version-cut`: a version cut recorded, not yet committed;
 - `sync-page`: a subscriber diff page applied (`apply_changes`), its cursor not yet saved;
-- `sync-export-batch`: a batch of an export written into the subscriber's staging area.
+- `sync-export-batch`: a batch of an export written into the subscriber's staging area;
+- `sync-delta-batch`: a batch of a delta package written into its open changeset, not committed.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ POINTS: dict[str, tuple[str, list[str]]] = {
                                     "sync.store.mongo:MongoStore"]),
     "sync-export-batch": ("load_batch", ["sync.store.sqlite:SQLiteStore",
                                          "sync.store.mongo:MongoStore"]),
+    "sync-delta-batch": ("write_changes", ["sync.store.sqlite:SQLiteStore",
+                                           "sync.store.mongo:MongoStore"]),
 }
 
 

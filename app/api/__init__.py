@@ -7,10 +7,11 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import ClientDisconnected, HTTPException, InternalServerError
 from werkzeug.http import http_date
 
 from .. import timeutil
+from ..bodies import ShortBody
 from ..domain.errors import DomainError
 from ..faults import RETRY_AFTER, fault_of
 from . import concepts, mappings, orgs, repos, sources, users, versions
@@ -105,6 +106,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
+        if isinstance(error, ClientDisconnected):  # a chunked body cut short, as a short one
+            error = ShortBody()
         data = getattr(error, "data", None) or {}
         messages = data.get("messages")
         code = error.code or 500

@@ -18,6 +18,7 @@ from ..domain import Domain, ocl
 from ..domain.accounts import Caller, Owner
 from ..domain.content import DiffCursor
 from ..domain.errors import Invalid, Unauthorized
+from ..domain.values import printable
 from ..store.base import COLLECTION_TYPE, SOURCE_TYPE
 from ..timeutil import to_datetime
 
@@ -112,9 +113,11 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 def error_response(status: int, message: str, errors: dict[str, Any] | None = None,
                    headers: dict[str, str] | None = None) -> Response:
     """The one error shape: {code, status, message, errors?}, as flask-smorest answers."""
-    body: dict[str, Any] = {"code": status, "status": HTTPStatus(status).phrase, "message": message}
+    # Messages may quote what was sent, lone surrogates too: those are sent as escapes.
+    body: dict[str, Any] = {"code": status, "status": HTTPStatus(status).phrase,
+                            "message": printable(message)}
     if errors:
-        body["errors"] = errors
+        body["errors"] = printable(errors)
     return json_response(body, status, headers)
 
 

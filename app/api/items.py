@@ -7,11 +7,11 @@ from urllib.parse import quote
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..domain import ocl
 from ..domain.content import CONCEPT, ItemFilters
 from ..domain.errors import Invalid
+from ..domain.values import INT64_MAX
 from ..timeutil import parse_time
 from .common import (
     current_caller,
@@ -24,6 +24,7 @@ from .common import (
     resolve_source,
 )
 from .docs import errors
+from .parsing import Blueprint
 from .schemas import (
     ConceptArgsSchema,
     DescriptionOut,
@@ -249,7 +250,8 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
             return json_response(render_item(item, source))
 
     ItemVersion.get.__doc__ = f"One version of a {noun}: what its `version_url` names."
-    owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/<int:item_version>/",
+    # A number past 64 bits names no version (storage holds no larger one): 404, never a 500.
+    owner_routes(blp, f"sources/<source_id>/{path}/<item_id>/<int(max={INT64_MAX}):item_version>/",
                  f"{noun}_version")(ItemVersion)
 
     class History(MethodView):

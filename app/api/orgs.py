@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..domain import ocl
 from ..domain.accounts import Owner
@@ -14,6 +13,7 @@ from ..domain.errors import NotFound
 from ..domain.payloads import OrganizationSchema
 from .common import current_caller, domain, json_response, list_response, render_user
 from .docs import errors
+from .parsing import Blueprint
 from .schemas import ListArgsSchema, OrgOut, SearchListArgsSchema, UserOut
 
 blp = Blueprint("orgs", __name__, description="Organizations that own sources.")

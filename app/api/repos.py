@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .common import owner_routes, resolve_owner
 from .docs import errors
+from .parsing import Blueprint
 from .schemas import RepoListArgsSchema, SourceOut
 from .sources import list_repos
 

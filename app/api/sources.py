@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .. import timeutil
 from ..domain import ocl
@@ -34,6 +33,7 @@ from .common import (
     zip_stream,
 )
 from .docs import errors
+from .parsing import Blueprint
 from .schemas import DiffArgsSchema, RepoListArgsSchema, SourceContentOut, SourceOut
 
 blp = Blueprint("sources", __name__, description="Sources and their content (HEAD).")

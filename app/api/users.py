@@ -7,13 +7,13 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..domain.accounts import require_admin, require_login, token_expiry, token_state
 from ..domain.payloads import UserSchema
 from .common import current_caller, domain, json_response, list_response, render_user
 from .docs import errors
 from .orgs import render_org
+from .parsing import Blueprint
 from .schemas import (
     ListArgsSchema,
     OrgOut,

@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..domain import ocl
 from ..domain.errors import Invalid
@@ -21,6 +20,7 @@ from .common import (
     resolve_source,
 )
 from .docs import errors
+from .parsing import Blueprint
 from .schemas import DiffArgsSchema, SourceContentOut, VersionListArgsSchema, VersionOut
 from .sources import content_response
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..api.common import (
     current_caller,
@@ -22,6 +21,7 @@ from ..api.common import (
     resolve_owner,
 )
 from ..api.docs import errors
+from ..api.parsing import Blueprint
 from ..api.schemas import RepoListArgsSchema
 from ..api.sources import list_repos
 from ..domain import ocl

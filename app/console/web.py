@@ -24,6 +24,7 @@ from ..domain import Domain
 from ..domain.accounts import ANONYMOUS, ORG, Caller
 from ..domain.content import is_collection
 from ..domain.errors import DomainError, Unauthorized
+from ..domain.values import line_problem
 from ..faults import RETRY_AFTER, fault_of
 from .sessions import ConsoleSession, SessionService, same_token
 
@@ -270,8 +271,10 @@ def pager(page: int, limit: int, total: int, more: bool = False, name: str = "pa
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a console path of this site, never another site."""
-    if target and target.startswith(COOKIE_PATH) and "//" not in target and "\\" not in target:
+    """Where to go after signing in: a console path of this site, never another site, and
+    nothing a `Location` header cannot carry (control characters: CR/LF would split it)."""
+    if target and target.startswith(COOKIE_PATH) and "//" not in target and "\\" not in target \
+            and line_problem(target) is None:
         return target
     return url_for("console.home")
 

@@ -6,7 +6,6 @@ understands. The bulk-import job wraps this function; the demo and the CLI call 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -15,7 +14,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from ..store.overlay import Overlay
-from . import ocl
+from . import ocl, values
 from .accounts import OWNER_KINDS, Accounts, Caller, Owner
 from .collections import ADDED, EXISTS, check_cascade
 from .content import COLLECTION_TYPE, CONCEPT, MAPPING, SOURCE_TYPE, Content
@@ -40,6 +39,9 @@ _SCHEMAS = {"Organization": OrganizationSchema(), "Source": SourceSchema(),
             "Mapping": MappingSchema(), "Collection": CollectionSchema(),
             "Collection Version": VersionSchema(), "Reference": ReferenceLineSchema()}
 REPO_LINES = ("Organization", "Source", "Source Version", "Collection", "Collection Version")
+# A line that stands for an input record that could not be carried as it was (an item of an
+# export zip nested too deeply, or not an object): the key holds why, and the line fails with it.
+UNREADABLE = "__termsync_unreadable__"
 
 
 @dataclass
@@ -53,8 +55,9 @@ class LineResult:
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "type": self.type, "url": self.url, "action": self.action,
-                "errors": self.errors}
+        """The result as stored: messages that quote the line's bad text keep it escaped."""
+        return {"line": self.line, "type": values.printable(self.type), "url": self.url,
+                "action": self.action, "errors": values.printable(self.errors)}
 
 
 @dataclass
@@ -114,12 +117,17 @@ class Loader:
     def load_line(self, number: int, text: str) -> LineResult:
         """Apply one line; never raises for bad input."""
         try:
-            record = json.loads(text)
-        except (ValueError, RecursionError) as exc:
+            record = values.loads(text)
+        except values.NotJSON as exc:
             return LineResult(number, None, None, "failed", [f"Line is not valid JSON: {exc}"])
         if not isinstance(record, dict):
             return LineResult(number, None, None, "failed",
                               ["Line must be a JSON object (one resource per line)."])
+        if isinstance(record.get(UNREADABLE), str):
+            return LineResult(number, None, None, "failed", [record[UNREADABLE]])
+        where = _where_problems(record)
+        if where:
+            return LineResult(number, None, None, "failed", where)
         line_type = record.get("type") or self._infer_type(record)
         if line_type not in LINE_TYPES:
             message = (f"Unknown type {record['type']!r}" if record.get("type") else "Missing 'type'")
@@ -303,6 +311,24 @@ class Loader:
             return "skipped", url
         self.content.update_version(self.caller, source, existing, changes)
         return "updated", url
+
+
+# Fields of a line that say where it goes (looked up, never stored as they are).
+WHERE_FIELDS = ("type", "owner", "owner_type", "source", "collection", "collection_url")
+
+
+def _where_problems(record: dict[str, Any]) -> list[str]:
+    """Why the fields that say where a line goes cannot be looked up: each is text (an owner or
+    a source may be a number) without control characters or lone surrogates."""
+    found = []
+    for key in WHERE_FIELDS:
+        value = record.get(key)
+        if value is None or (type(value) is int and key != "type"):
+            continue
+        problem = values.line_problem(value) if isinstance(value, str) else "Must be text."
+        if problem is not None:
+            found.append(f"{key}: {problem}")
+    return found
 
 
 def numbered_lines(stream: Iterable[str | bytes]) -> Iterator[tuple[int, str]]:

@@ -12,20 +12,44 @@ from urllib.parse import quote, unquote
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
+from . import values
 from .fastload import Unsure, compile_schema
 
 ACCESS_CHOICES = ("View", "Edit", "None")
+# OCL's NAMESPACE_REGEX (oclapi2, core/common/constants.py) for orgs, users, sources,
+# collections, versions and mappings, without '.' and '..' (a URL path cannot hold them). It is
+# also the OpenAPI document's pattern, so it is written as JavaScript reads it: Python's `$` also
+# matches before a final newline, which `_line` refuses.
+NAMESPACE = r"^(?!\.\.?$)[A-Za-z0-9_.@-]+$"
+NAMESPACE_ERROR = "Use letters, digits, '_', '-', '.', '@' ('.' or '..' alone is not an id)."
+# A float carries every integer up to 2**53 exactly; past that, one that was sent reads back as
+# another.
+EXACT_FLOAT_INTEGER = 2 ** 53
 
 
 def _describe(text: str) -> dict[str, str]:
     return {"description": text}
 
 
-def mnemonic(*extra: Any) -> list[Any]:
-    """Validators of an id that appears in URLs (orgs, users, sources, versions)."""
-    return [validate.Length(min=1, max=128),
-            validate.Regexp(r"^[A-Za-z0-9_.@-]+$", error="Use letters, digits, '_', '-', '.', '@'."),
-            *extra]
+def mnemonic(*extra: Any, max_length: int = 128) -> list[Any]:
+    """Validators of an id that appears in URLs as it is (orgs, users, sources, versions,
+    mappings): OCL's namespace characters."""
+    return [validate.Length(min=1, max=max_length),
+            validate.Regexp(NAMESPACE, error=NAMESPACE_ERROR), _line, *extra]
+
+
+def _line(value: str) -> None:
+    """No control character (a newline after an id would pass the pattern's `$`)."""
+    problem = values.line_problem(value)
+    if problem is not None:
+        raise ValidationError(problem)
+
+
+def _concept_id(value: str) -> None:
+    """A concept id is any text but control characters, '.' and '..' (its URL %-quotes it)."""
+    problem = values.id_problem(value)
+    if problem is not None:
+        raise ValidationError(problem)
 
 
 # MongoDB refuses documents nested deeper than 100 levels; extras sit a few levels down.
@@ -33,20 +57,18 @@ MAX_EXTRAS_DEPTH = 32
 
 
 def _check_keys(value: Any, path: str = "extras", depth: int = 0) -> None:
-    """What a document database can store: keys without NUL or a leading '$', integers of at
-    most 64 bits, bounded nesting."""
+    """What a document database can store: keys without a leading '$', bounded nesting (values
+    and the characters of keys: `values.problems`, for every field)."""
     if depth > MAX_EXTRAS_DEPTH:
-        raise ValidationError(f"extras: nested deeper than {MAX_EXTRAS_DEPTH} levels.")
+        raise ValidationError(f"{path}: nested deeper than {MAX_EXTRAS_DEPTH} levels.")
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or "\x00" in key or key.startswith("$"):
-                raise ValidationError(f"{path}: key {key!r} may not contain NUL or start with '$'.")
+            if not isinstance(key, str) or key.startswith("$"):
+                raise ValidationError(f"{path}: key {key!r} may not start with '$'.")
             _check_keys(item, f"{path}.{key}", depth + 1)
     elif isinstance(value, list):
         for item in value:
             _check_keys(item, path, depth + 1)
-    elif isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
-        raise ValidationError(f"{path}: integer {value} does not fit in 64 bits.")
 
 
 class Extras(fields.Dict):
@@ -56,6 +78,17 @@ class Extras(fields.Dict):
         result = super()._deserialize(value, attr, data, **kwargs)
         _check_keys(result)
         return result
+
+
+class Weight(fields.Float):
+    """A mapping's `sort_weight`: a finite number that reads back as it was sent."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, values.NotANumber):
+            raise ValidationError(values.number_problem(value) or "Not a number.")
+        if type(value) is int and abs(value) > EXACT_FLOAT_INTEGER:
+            raise ValidationError(f"{value} has more digits than a float keeps exactly.")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class LocaleList(fields.Field):
@@ -95,10 +128,19 @@ class OclSchema(Schema):
                     pass
         return super().load(data, many=many, partial=partial, unknown=unknown)
 
+    @post_load
+    def _storable(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Refuse, naming the field, what cannot be stored and read back exactly."""
+        found = values.problems(data)
+        if found:
+            raise ValidationError(values.as_messages(found))
+        return data
+
 
 def concept_id_from(value: str) -> str:
-    """OCL keeps the last path segment of a concept id containing '/' (see DemoSource's Papaya)."""
-    return value.rstrip("/").rsplit("/", 1)[-1] if "/" in value.rstrip("/") else value
+    """OCL keeps the last path segment of a concept id containing '/' (see DemoSource's Papaya);
+    trailing slashes end no segment ('a/' is 'a'), so an id never holds a '/'."""
+    return value.rstrip("/").rsplit("/", 1)[-1]
 
 
 def normalize_concept_url(url: str | None) -> str | None:
@@ -146,8 +188,9 @@ class DescriptionSchema(LocalizedTextSchema):
 class ConceptSchema(OclSchema):
     """A concept as OCL sends it (create or full replace)."""
 
-    id = fields.String(required=True, validate=validate.Length(min=1, max=255),
-                       metadata=_describe("Concept id, unique in its source."))
+    id = fields.String(required=True, validate=[validate.Length(min=1, max=255), _concept_id],
+                       metadata=_describe("Concept id, unique in its source: any text but "
+                                          "control characters, '.' and '..'."))
     concept_class = fields.String(required=True, validate=validate.Length(min=1),
                                   metadata=_describe("e.g. 'Diagnosis'."))
     datatype = fields.String(load_default="None", allow_none=True,
@@ -163,7 +206,7 @@ class ConceptSchema(OclSchema):
 
     @pre_load
     def _coerce_id(self, data: Any, **kwargs: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("id"), int):
+        if isinstance(data, dict) and type(data.get("id")) is int:
             data = dict(data, id=str(data["id"]))
         if isinstance(data, dict) and isinstance(data.get("id"), str):
             data = dict(data, id=concept_id_from(data["id"]))
@@ -203,7 +246,7 @@ class ConceptUpdateSchema(OclSchema):
 class MappingSchema(OclSchema):
     """A mapping as OCL sends it."""
 
-    id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=255),
+    id = fields.String(load_default=None, allow_none=True, validate=mnemonic(max_length=255),
                        metadata=_describe("Mapping id; the next free number when absent."))
     map_type = fields.String(required=True, validate=validate.Length(min=1),
                              metadata=_describe("e.g. 'SAME-AS', 'Has Child'."))
@@ -215,7 +258,7 @@ class MappingSchema(OclSchema):
     retired = fields.Boolean(load_default=False, allow_none=True)
     external_id = fields.String(load_default=None, allow_none=True)
     extras = Extras(load_default=dict, allow_none=True)
-    sort_weight = fields.Float(load_default=None, allow_none=True)
+    sort_weight = Weight(load_default=None, allow_none=True)
     update_comment = fields.String(load_default=None, allow_none=True)
 
     @pre_load
@@ -223,7 +266,7 @@ class MappingSchema(OclSchema):
         if isinstance(data, dict):
             data = dict(data)
             for key in ("id", "to_concept_code"):
-                if isinstance(data.get(key), int):
+                if type(data.get(key)) is int:
                     data[key] = str(data[key])
         return data
 
@@ -255,7 +298,7 @@ class MappingUpdateSchema(OclSchema):
     retired = fields.Boolean(allow_none=True)
     external_id = fields.String(allow_none=True)
     extras = Extras(allow_none=True)
-    sort_weight = fields.Float(allow_none=True)
+    sort_weight = Weight(allow_none=True)
     update_comment = fields.String(allow_none=True)
 
     @post_load

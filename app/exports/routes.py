@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from werkzeug.http import http_date, parse_etags
 from werkzeug.wsgi import wrap_file
 
@@ -34,6 +33,7 @@ from ..api.common import (
     resolve_source,
 )
 from ..api.docs import errors
+from ..api.parsing import Blueprint
 from ..config import settings_of
 from ..domain.errors import NotAllowed, NotFound
 from ..faults import RETRY_AFTER

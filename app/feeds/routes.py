@@ -8,11 +8,11 @@ import hashlib
 
 from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from werkzeug.http import http_date, parse_date, parse_etags
 
 from ..api.common import owner_routes, resolve_source
 from ..api.docs import errors
+from ..api.parsing import Blueprint
 from ..domain.content import is_collection
 from ..timeutil import to_datetime
 from .atom import FEED_TYPE, FeedEntry, render_feed, stable_id

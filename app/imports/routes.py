@@ -16,10 +16,10 @@ from typing import Any
 
 from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..api.common import current_caller, json_response, list_response, page_url, paging_headers
 from ..api.docs import errors
+from ..api.parsing import Blueprint
 from ..domain.accounts import require_login
 from ..domain.errors import Invalid, NotAllowed
 from ..timeutil import parse_time

@@ -38,12 +38,13 @@ class ImportRun:
     """The job handler of bulk imports: applies a job's units, resuming where it stopped."""
 
     def __init__(self, domain: Domain, queue: JobQueue, uploads: UploadStore,
-                 batch_size: int) -> None:
+                 batch_size: int, max_record: int) -> None:
         self.domain = domain
         self.queue = queue
         self.uploads = uploads
         self.results = domain.store.import_results
         self.batch_size = batch_size
+        self.max_record = max_record  # bytes of one CSV row (its cells may span lines)
 
     def run(self, context: JobContext) -> dict[str, Any]:
         """Apply the job's lines in batches, resuming after its last committed batch."""
@@ -65,7 +66,7 @@ class ImportRun:
                         dry_run=payload["dry_run"], target=target)
         # A worker that died after the last batch may have deleted the upload already.
         units = iter(()) if state["offset"] >= payload["size"] else \
-            read_units(self.uploads, payload, state["offset"], state["line"])
+            read_units(self.uploads, payload, state["offset"], state["line"], self.max_record)
         try:
             while True:
                 batch = list(islice(units, self.batch_size))

@@ -22,6 +22,7 @@ from ..domain import Domain
 from ..domain.accounts import Caller, require_login
 from ..domain.errors import Conflict, DomainError, Invalid, NotFound
 from ..domain.loader import ACTIONS, Target
+from ..domain.values import line_problem
 from ..jobs import ACTIVE, PENDING, JobQueue
 from ..store.base import IdempotencyKeys
 from ..timeutil import format_time, to_datetime
@@ -33,6 +34,7 @@ from .upload import LineCounter, prepare
 logger = logging.getLogger(__name__)
 
 KIND = "bulk_import"
+MAX_QUEUE_NAME = 128
 
 
 class TooManyJobs(DomainError):
@@ -64,7 +66,7 @@ class ImportJobs:
         self.results = domain.store.import_results
         self.limits = limits
         self.keys = domain.store.import_keys
-        self.run = ImportRun(domain, queue, uploads, limits.batch_size).run
+        self.run = ImportRun(domain, queue, uploads, limits.batch_size, limits.max_line_bytes).run
 
     # --- submission -----------------------------------------------------------------------
     def resolve_target(self, caller: Caller, owner_kind: str, owner_id: str,
@@ -128,11 +130,12 @@ class ImportJobs:
 
     def _submit(self, caller: Caller, chunks: Iterable[bytes], options: ImportOptions,
                 key: str | None) -> dict[str, Any]:
+        check_queue_name(options.queue)
         self.check_capacity(caller)
         upload_id = uuid.uuid4().hex
         counter = LineCounter(self.limits)
         orgs = self.domain.repos.orgs
-        lines_in, fmt, received = prepare(chunks, options.format, self.limits.max_bytes,
+        lines_in, fmt, received = prepare(chunks, options.format, self.limits,
                                           lambda org_id: orgs.get(org_id) is not None)
         size = self.uploads.save(upload_id, counter.count(lines_in))
         if size == 0:
@@ -284,6 +287,17 @@ class UploadClaim:
 
     def release(self) -> None:
         self.keys.release(self.key, self.owner)
+
+
+def check_queue_name(queue: str | None) -> None:
+    """A queue is named in URLs and job listings: at most 128 characters, none a control
+    character (400 naming it otherwise)."""
+    if queue is None:
+        return
+    problem = line_problem(queue) or (f"Longer than {MAX_QUEUE_NAME} characters."
+                                      if len(queue) > MAX_QUEUE_NAME else None)
+    if problem is not None:
+        raise Invalid(f"Queue name {queue!r}: {problem}", errors={"queue": [problem]})
 
 
 def _job_key(caller: Caller, idempotency_key: str) -> str:

@@ -9,7 +9,8 @@ from itertools import chain
 
 from ..config import ImportSettings
 from ..domain.errors import DomainError, Invalid
-from .formats import JSONL, ZIP, NotAnExport, export_lines, sniff
+from .exportzip import ExportTooLarge, NotAnExport, export_lines
+from .formats import JSONL, ZIP, sniff
 
 
 class PayloadTooLarge(DomainError):
@@ -18,7 +19,7 @@ class PayloadTooLarge(DomainError):
     status = 413
 
 
-def prepare(chunks: Iterable[bytes], fmt: str | None, max_bytes: int,
+def prepare(chunks: Iterable[bytes], fmt: str | None, limits: ImportSettings,
             org_exists: Callable[[str], bool]) -> tuple[Iterator[bytes], str, str]:
     """The upload as the job stores it, its stored format and the format it came in: a body
     whose format nothing said is sniffed; an OCL export zip becomes OCL JSON lines."""
@@ -27,27 +28,32 @@ def prepare(chunks: Iterable[bytes], fmt: str | None, max_bytes: int,
     body = chain([first], stream) if first else iter(())
     received = fmt or sniff(first)
     if received == ZIP:
-        return export_as_lines(body, max_bytes, org_exists), JSONL, ZIP
+        return export_as_lines(body, limits, org_exists), JSONL, ZIP
     return body, received, received
 
 
-def export_as_lines(chunks: Iterator[bytes], max_bytes: int,
+def export_as_lines(chunks: Iterator[bytes], limits: ImportSettings,
                     org_exists: Callable[[str], bool]) -> Iterator[bytes]:
-    """Spool a zip (its directory is at the end) and read its export.json as OCL lines."""
+    """Spool a zip (its directory is at the end) and read its export.json as OCL lines, within
+    the limits: the upload's bytes, export.json's expanded bytes and ratio, one item's bytes."""
     with tempfile.TemporaryFile(prefix="termsync-import-") as spool:
         size = 0
         for chunk in chunks:
             size += len(chunk)
-            if size > max_bytes:
+            if size > limits.max_bytes:
                 raise PayloadTooLarge(
-                    f"The upload is larger than {max_bytes} bytes, the most one "
+                    f"The upload is larger than {limits.max_bytes} bytes, the most one "
                     "import job accepts; split the file.")
             spool.write(chunk)
         spool.seek(0)
         try:
-            yield from export_lines(spool, org_exists)
+            yield from export_lines(spool, org_exists, max_expanded=limits.max_expanded_bytes,
+                                    max_ratio=limits.max_expansion_ratio,
+                                    max_item=limits.max_line_bytes)
         except NotAnExport as exc:
             raise Invalid(str(exc), errors={"file": [str(exc)]}) from None
+        except ExportTooLarge as exc:
+            raise PayloadTooLarge(str(exc), errors={"file": [str(exc)]}) from None
 
 
 class LineCounter:

@@ -11,9 +11,9 @@ from typing import Any
 
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from ..api.parsing import Blueprint
 from ..faults import DATABASE, StorageFault, probe_directory
 from ..store import Store
 from .heartbeat import WorkerHeartbeats

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..api.common import current_caller, list_response, owner_routes, resolve_source
 from ..api.docs import errors
+from ..api.parsing import Blueprint
 from ..api.schemas import ListArgsSchema
 from .schemas import (
     DeliveryOut,

@@ -278,7 +278,7 @@ def sync(config: Path, command: str = "once", kill_at: str | None = None
 
 
 @pytest.mark.slow
-def test_sync_killed_mid_export_and_mid_diff_converges(servers: Callable[..., Server],
+def test_sync_killed_mid_export_and_mid_delta_converges(servers: Callable[..., Server],
                                                        tmp_path: Path) -> None:
     server = servers()
     setup_source(server)
@@ -310,8 +310,10 @@ def test_sync_killed_mid_export_and_mid_diff_converges(servers: Callable[..., Se
         server.call("PATCH", f"{URL}concepts/{n}/", 200, json={"external_id": f"f{n}"})
     server.call("POST", f"{URL}versions/", 201, json={"id": "v3", "released": True})
 
-    killed = sync(config, kill_at="sync-page:2")  # two diff pages applied, cursor not saved
-    assert killed.returncode == KILLED, killed.stderr
+    # v2 -> v3 comes as one delta package (20 items a batch): killed with its first batch
+    # written into the open changeset, nothing committed
+    killed = sync(config, kill_at="sync-delta-batch:1")
+    assert killed.returncode == KILLED, killed.stdout + killed.stderr
     last = sync(config)
     assert last.returncode == 0, last.stdout + last.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,3 +182,36 @@ def test_retry_after_honoured_and_a_server_that_stays_down(live: Live, subscribe
     assert not down.ok and "503" in down.error
     assert subscriber.store.checksum("demo") == before
     assert subscriber.store.load_state("demo").version == "v1.0"
+
+
+# Concept ids OCL's scheme %-quotes in URLs (docs/security.md, Input) and a namespace version id.
+ODD_IDS = ["a b", "a%b", "%41", "a#b", "a?b=c", "é", "日本", "a+b", "+", " lead", "~x", "🩺"]
+
+
+def test_odd_ids_sync_in_release_and_snapshot_mode(live: Live, subscribe: Any) -> None:
+    """Concepts whose ids need %-quoting, and mappings between them, reach a release-mode and
+    a snapshot-mode subscriber with the same ids, urls and checksums as the server's."""
+    urls = []
+    for concept_id in ODD_IDS:
+        urls.append(live.call("POST", f"{BASE}concepts/", 201, json=concept(concept_id))["url"])
+    for number, (source, target) in enumerate(itertools.pairwise(urls)):
+        live.call("POST", f"{BASE}mappings/", 201, json=dict(mapping(source, target), id=f"odd{number}"))
+    live.call("POST", f"{BASE}versions/", 201, json={"id": "v2.0-rc_1@x", "released": True})
+
+    release = subscribe("release")
+    result = release.sync()
+    assert result.ok, result.error
+    assert result.version == "v2.0-rc_1@x" and result.checksum == live.checksum("v2.0-rc_1@x")
+    for concept_id, url in zip(ODD_IDS, urls, strict=True):
+        stored = release.store.get_item("demo", url)
+        assert stored is not None and stored.payload["id"] == concept_id, (url, stored)
+
+    snapshot = subscribe("snapshot", name="snap")
+    assert snapshot.sync().ok
+    live.call("PATCH", f"{urls[0]}", 200, json={"external_id": "changed"})
+    later = live.call("POST", f"{BASE}concepts/", 201, json=concept("later ?#%"))["url"]
+    result = snapshot.sync()
+    assert result.ok, result.error
+    assert result.checksum == result.server_checksum == live.checksum()
+    assert snapshot.store.get_item("snap", later).payload["id"] == "later ?#%"
+    assert snapshot.store.get_item("snap", urls[0]).payload["external_id"] == "changed"
