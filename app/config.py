@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "PORT": 8000,
     # Flask refuses larger request bodies with 413; bulk-import uploads have their own limit.
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # The most items one content listing or diff answers (the OpenMRS module asks for 100000).
+    "CONTENT_MAX_LIMIT": 100_000,
     "EXPORT_DIR": "var/exports",
     "EXPORT_STORAGE": "local",
     "EXPORT_GRIDFS_BUCKET": "exports_fs",
@@ -160,6 +162,8 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("PORT must be 0 (any free port) to 65535")
     if config["MAX_CONTENT_LENGTH"] < 1:
         raise ConfigError("MAX_CONTENT_LENGTH must be 1 or more (bytes)")
+    if config["CONTENT_MAX_LIMIT"] < 1:
+        raise ConfigError("CONTENT_MAX_LIMIT must be 1 or more (items)")
     if config["BACKGROUND_WORKERS"] < 0:
         raise ConfigError("BACKGROUND_WORKERS must be 0 or more")
     if config["JOB_LEASE_SECONDS"] <= 0 or config["JOB_POLL_SECONDS"] <= 0:
@@ -282,6 +286,7 @@ class Settings:
     host: str
     port: int
     testing: bool
+    content_max_limit: int = 100_000
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -322,7 +327,8 @@ class Settings:
                 maintenance_interval=float(config["MAINTENANCE_INTERVAL"])),
             admin_user=config["ADMIN_USER"], admin_token=config["ADMIN_TOKEN"],
             load_demo=bool(config["LOAD_DEMO"]), host=config["HOST"], port=int(config["PORT"]),
-            testing=bool(config.get("TESTING")))
+            testing=bool(config.get("TESTING")),
+            content_max_limit=int(config["CONTENT_MAX_LIMIT"]))
 
 
 SETTINGS = "termsync.settings"

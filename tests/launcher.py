@@ -1,12 +1,22 @@
-"""Runs a real entry point (`termsync` or `termsync-sync`) with a test-only crash point: the
-process SIGKILLs itself right after the N-th call of the method behind the point returns.
+"""Runs a real entry point (`termsync`, `termsync-sync` or `gunicorn`) with test-only hooks: a
+crash point (the process SIGKILLs itself right after the N-th call of the method behind the point
+returns) and a clock that tests move forward.
 
     python -m tests.launcher --kill-at import-batch:4 termsync serve --port 0
     python -m tests.launcher --kill-at sync-page:2 termsync-sync once --config sync.toml --json
+    python -m tests.launcher --clock /tmp/x/clock gunicorn -c gunicorn.conf.py wsgi:app
 
-`--kill-at POINT:N` may also come from the environment variable TERMSYNC_TEST_KILL_AT.
-Production code has no crash points and reads no switch for them: the launcher patches the
-method (on every backend that has it) before handing over to the real entry point.
+`--kill-at POINT:N` may also come from the environment variable TERMSYNC_TEST_KILL_AT, and
+`--clock FILE` from TERMSYNC_TEST_CLOCK. Production code has no crash points and no clock to
+move, and reads no switch for them: the launcher patches the method (on every backend that has
+it) or `app.timeutil.now` before handing over to the real entry point. gunicorn's worker
+processes are forked from the process the launcher patched, and inherit the patches.
+
+The clock: `app.timeutil.now`, which stamps every item, version and `Date`, reads the real time
+plus the number of seconds written in FILE (none while FILE is missing or empty). Every process
+started with the same FILE reads the same clock, and a test moves all of them forward at once by
+writing a larger number (`tests.stack.StackClock`), so that writes fall in different seconds, or
+reads come long enough after writes, without waiting.
 
 Points:
 - `import-batch`: a bulk-import batch applied and its progress written, not yet committed;
@@ -26,12 +36,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 ENV = "TERMSYNC_TEST_KILL_AT"
-PROGRAMS = {"termsync": "app.cli", "termsync-sync": "sync.cli"}
+CLOCK_ENV = "TERMSYNC_TEST_CLOCK"
+PROGRAMS = {"termsync": "app.cli", "termsync-sync": "sync.cli", "gunicorn": "gunicorn.app.wsgiapp"}
 POINTS: dict[str, tuple[str, list[str]]] = {
     "import-batch": ("save_progress", ["app.jobs:JobContext"]),
     "export-build": ("heartbeat", ["app.jobs:JobContext"]),
@@ -77,14 +89,42 @@ def install(spec: str) -> None:
         setattr(owner, name, kill_after(getattr(owner, name), int(count or 1), point))
 
 
+def clock_offset(path: str) -> timedelta:
+    """The seconds written in the clock file (0 while it is missing or empty)."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read().strip()
+    except FileNotFoundError:
+        return timedelta(0)
+    return timedelta(seconds=float(text)) if text else timedelta(0)
+
+
+def install_clock(path: str) -> None:
+    """Make `app.timeutil.now` the real time plus the clock file's offset."""
+    from app import timeutil
+
+    def now() -> datetime:
+        """The real time, moved forward as the test says."""
+        return datetime.now(UTC) + clock_offset(path)
+
+    timeutil.now = now
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Install the crash point, then run the named program with the remaining arguments."""
+    """Install the crash point and the clock, then run the named program with the remaining
+    arguments."""
     parser = argparse.ArgumentParser(prog="python -m tests.launcher")
     parser.add_argument("--kill-at", default=os.environ.get(ENV))
+    parser.add_argument("--clock", default=os.environ.get(CLOCK_ENV))
     parser.add_argument("program", choices=sorted(PROGRAMS))
     args, rest = parser.parse_known_args(argv)
     if args.kill_at:
         install(args.kill_at)
+    if args.clock:
+        install_clock(args.clock)
+    if args.program == "gunicorn":  # gunicorn reads its arguments from sys.argv
+        sys.argv = ["gunicorn", *rest]
+        return int(importlib.import_module(PROGRAMS[args.program]).run() or 0)
     entry = importlib.import_module(PROGRAMS[args.program]).main
     return int(entry(rest))
 

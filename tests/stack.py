@@ -1,0 +1,305 @@
+"""The deployed stack, for tests and benches: nginx with the repository's
+deploy/nginx/termsync.conf in front of gunicorn with gunicorn.conf.py (`wsgi:app`) and a
+`termsync worker` process, on loopback, sharing one SQLite file (docs/deployment.md).
+
+    with Stack(tmp_path) as stack:
+        stack.call("GET", "/orgs/", 200)
+
+What differs from production is only what a test needs: free loopback ports (nginx's `listen`
+and the upstream's address are the two lines the site file marks "tests:"), a database and
+directories of the stack's own, short job polling, and a clock the test can move forward
+(`Stack.clock`; tests/launcher.py installs it in every process). `proxy=False` serves gunicorn
+bare, the way docs/deployment.md says not to: benches compare against it, and it shows what a
+client of a bare gunicorn gets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.conftest import ADMIN_TOKEN
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = ROOT / "deploy" / "nginx" / "termsync.conf"
+DEADLINE = 60.0  # seconds any awaited condition may take
+# The lines of the site file the tests change, and what they become.
+UPSTREAM_LINE = "    server 127.0.0.1:8000;  # tests: gunicorn's address"
+LISTEN_LINE = "    listen 80;  # tests: a loopback port"
+
+
+def wait_for(condition: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `deadline` seconds."""
+    until = time.monotonic() + deadline
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > until:
+            raise AssertionError(f"still waiting after {deadline}s for {what}")
+        time.sleep(0.05)  # polling interval, not a wait for an event
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for servers that cannot bind port 0 themselves)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class StackClock:
+    """The clock of every process of a stack: the real time plus an offset this test writes to
+    a file (tests/launcher.py), which only ever grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0.0
+        self.path.write_text("0", encoding="ascii")
+
+    def advance(self, seconds: float) -> None:
+        """Move every process's clock `seconds` forward, at once."""
+        self.offset += seconds
+        staging = self.path.with_suffix(".new")
+        staging.write_text(repr(self.offset), encoding="ascii")
+        staging.replace(self.path)  # readers see the old number or the new one, never half
+
+    def now(self) -> datetime:
+        """What the stack's processes read as the time now."""
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+
+def nginx_site(upstream: str, port: int) -> str:
+    """deploy/nginx/termsync.conf with the tests' upstream and listening port."""
+    site = SITE.read_text(encoding="utf-8")
+    for line, replacement in ((UPSTREAM_LINE, f"    server {upstream};"),
+                              (LISTEN_LINE, f"    listen 127.0.0.1:{port};")):
+        assert site.count(line + "\n") == 1, f"{SITE} no longer has the line {line.strip()!r}"
+        site = site.replace(line + "\n", replacement + "\n")
+    return site
+
+
+def nginx_main(root: Path, site: Path) -> str:
+    """A main nginx.conf as Debian's, for a server of the stack's own (its files under `root`)."""
+    temp = root / "nginx-temp"
+    temp.mkdir(exist_ok=True)
+    temp.chmod(0o777)  # nginx's workers run as nobody when the tests run as root
+    paths = "\n".join(f"    {kind}_temp_path {temp / kind};"
+                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""daemon off;
+worker_processes 1;
+pid {root / 'nginx.pid'};
+error_log {root / 'nginx-error.log'} warn;
+include /etc/nginx/modules-enabled/*.conf;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    sendfile on;
+    tcp_nopush on;
+    types_hash_max_size 2048;
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    gzip on;
+{paths}
+    include {site};
+}}
+"""
+
+
+class Stack:
+    """nginx → gunicorn (+ `termsync worker`) on loopback, as docs/deployment.md deploys it."""
+
+    def __init__(self, root: Path, *, proxy: bool = True, web_processes: int = 2,
+                 threads: int | None = None, worker: bool = True,
+                 settings: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.proxy = proxy
+        self.web_processes = web_processes
+        self.clock = StackClock(root / "clock")
+        self.env = {key: value for key, value in os.environ.items()
+                    if not key.startswith(("TERMSYNC_", "GUNICORN_"))}
+        self.env.update(
+            TERMSYNC_TEST_CLOCK=str(self.clock.path),
+            TERMSYNC_DATABASE_URI=f"sqlite:///{root / 'termsync.db'}",
+            TERMSYNC_ADMIN_TOKEN=ADMIN_TOKEN, TERMSYNC_EXPORT_DIR=str(root / "exports"),
+            TERMSYNC_IMPORT_DIR=str(root / "imports"), TERMSYNC_BACKGROUND_WORKERS="0",
+            TERMSYNC_TRUSTED_PROXIES="1" if proxy else "0",
+            TERMSYNC_JOB_POLL_SECONDS="0.05", TERMSYNC_EXPORT_RETRY_AFTER="1",
+            TERMSYNC_LOG_LEVEL="WARNING", TERMSYNC_ACCESS_LOG="false",
+            TERMSYNC_BIND="127.0.0.1:0", GUNICORN_WORKERS=str(web_processes),
+            # gunicorn (25.1+) opens a control socket there: one per stack, not one per user
+            XDG_RUNTIME_DIR=str(root))
+        if threads is not None:
+            self.env["GUNICORN_THREADS"] = str(threads)
+        self.env.update(settings or {})
+        self.with_worker = worker
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.gunicorn: subprocess.Popen[bytes] | None = None
+        self.gunicorn_url = ""
+        self.url = ""
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.http.headers["Authorization"] = f"Token {ADMIN_TOKEN}"
+        self._orgs = count(1)
+
+    # --- processes ---------------------------------------------------------------------------
+    def _spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
+        with open(self.root / log, "ab") as handle:
+            process = subprocess.Popen(args, env=self.env, cwd=ROOT, stdout=handle,
+                                       stderr=handle)
+        self.processes.append(process)
+        return process
+
+    def _launch(self, *program: str, log: str) -> subprocess.Popen[bytes]:
+        """A real entry point through tests/launcher.py (which installs the stack's clock)."""
+        return self._spawn([sys.executable, "-m", "tests.launcher", *program], log)
+
+    def start(self) -> Stack:
+        """Start gunicorn, the worker and nginx; return once nginx answers through gunicorn."""
+        try:
+            self._start_gunicorn()
+            if self.with_worker:
+                self._launch("termsync", "worker", "--threads", "2", log="worker.log")
+            if self.proxy:
+                self._start_nginx()
+            else:
+                self.url = self.gunicorn_url
+            wait_for(self._answers, f"{self.url}/healthz to answer")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_gunicorn(self) -> None:
+        log = self.root / "gunicorn.log"
+        self.gunicorn = self._launch("gunicorn", "-c", "gunicorn.conf.py", "wsgi:app",
+                                     log=log.name)
+
+        def listening() -> str | None:
+            assert self.gunicorn is not None
+            if self.gunicorn.poll() is not None:
+                raise AssertionError(f"gunicorn exited: {self.logs()}")
+            text = log.read_text(errors="replace")
+            if text.count("Booting worker") < self.web_processes or "Listening at: " not in text:
+                return None
+            return text.split("Listening at: ")[1].split()[0]
+
+        self.gunicorn_url = wait_for(listening, "gunicorn to boot its workers")
+
+    def _start_nginx(self) -> None:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        upstream = self.gunicorn_url.removeprefix("http://")
+        site, main = self.root / "termsync.conf", self.root / "nginx.conf"
+        for _ in range(5):  # a port found free may be taken before nginx binds it: another
+            port = free_port()
+            site.write_text(nginx_site(upstream, port), encoding="utf-8")
+            main.write_text(nginx_main(self.root, site), encoding="utf-8")
+            process = self._spawn([nginx, "-e", str(self.root / "nginx-error.log"),
+                                   "-c", str(main)], "nginx.log")
+            self.url = f"http://127.0.0.1:{port}"
+            wait_for(lambda process=process: process.poll() is not None or self._answers(),
+                     "nginx to start")
+            if process.poll() is None:
+                return
+            if "Address already in use" not in self.logs():
+                break
+        raise AssertionError(f"nginx did not start: {self.logs()}")
+
+    def _answers(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=DEADLINE).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def logs(self) -> str:
+        """The end of every log of the stack, for assertion messages."""
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+                         for path in sorted(self.root.glob("*.log")))
+
+    def close(self) -> None:
+        """Stop every process of the stack (SIGTERM, as a service manager does)."""
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(DEADLINE)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.http.close()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- as a client ---------------------------------------------------------------------------
+    def call(self, method: str, path: str, expect: int | None = None,
+             **kwargs: Any) -> requests.Response:
+        """A request as admin through the stack, asserting its status when `expect` is given."""
+        kwargs.setdefault("timeout", DEADLINE)
+        answer = self.http.request(method, self.url + path, **kwargs)
+        if expect is not None:
+            assert answer.status_code == expect, (method, path, answer.status_code,
+                                                  answer.text[:2000])
+        return answer
+
+    def new_org(self, prefix: str = "T") -> str:
+        """Create an organization no other test of this stack uses; return its id."""
+        org = f"{prefix}{next(self._orgs)}x{os.getpid()}"
+        self.call("POST", "/orgs/", 201, json={"id": org})
+        return org
+
+    def import_lines(self, text: str, update_if_exists: bool = False) -> dict[str, Any]:
+        """A bulk import (OCL JSON lines) through the stack, run by the worker; its job, ended."""
+        query = "?update_if_exists=true" if update_if_exists else ""
+        answer = self.call("POST", f"/importers/bulk-import/{query}", 202,
+                           data=text.encode("utf-8"),
+                           headers={"Content-Type": "application/x-ndjson"})
+        job_url = answer.headers["Location"]
+
+        def ended() -> dict[str, Any] | None:
+            job: dict[str, Any] = self.call("GET", job_url, 200).json()
+            return job if job["state"] in ("FINISHED", "FAILED", "CANCELLED") else None
+
+        job = wait_for(ended, f"the import {job_url} to end")
+        assert job["state"] == "FINISHED", job
+        return job
+
+    def wait_for_export(self, version_path: str) -> requests.Response:
+        """The export of a released version once the worker has built it (GET, 200)."""
+
+        def built() -> requests.Response | None:
+            answer = self.call("GET", f"{version_path}export/")
+            assert answer.status_code in (200, 208), (answer.status_code, answer.text)
+            return answer if answer.status_code == 200 else None
+
+        answer: requests.Response = wait_for(built, f"the export of {version_path}")
+        return answer
+
+    def demo(self, prefix: str = "Demo") -> str:
+        """OCL's demo source (23 concepts, 22 mappings, released as v1.0 with its export built)
+        in an organization of its own; return the source's path."""
+        org = f"{prefix}{next(self._orgs)}x{os.getpid()}"
+        lines = resources.files("app").joinpath("data/sample_ocldev.jsonl").read_text("utf-8")
+        self.import_lines(lines.replace('"DemoOrg"', f'"{org}"')
+                          .replace("/orgs/DemoOrg/", f"/orgs/{org}/"))
+        path = f"/orgs/{org}/sources/DemoSource/"
+        self.wait_for_export(f"{path}v1.0/")
+        return path
