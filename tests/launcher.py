@@ -6,11 +6,16 @@ returns) and a clock that tests move forward.
     python -m tests.launcher --kill-at sync-page:2 termsync-sync once --config sync.toml --json
     python -m tests.launcher --clock /tmp/x/clock gunicorn -c gunicorn.conf.py wsgi:app
 
-`--kill-at POINT:N` may also come from the environment variable TERMSYNC_TEST_KILL_AT, and
-`--clock FILE` from TERMSYNC_TEST_CLOCK. Production code has no crash points and no clock to
-move, and reads no switch for them: the launcher patches the method (on every backend that has
-it) or `app.timeutil.now` before handing over to the real entry point. gunicorn's worker
+`--kill-at POINT:N` may also come from the environment variable TERMSYNC_TEST_KILL_AT,
+`--clock FILE` from TERMSYNC_TEST_CLOCK and `--hold-jobs FILE` from TERMSYNC_TEST_HOLD_JOBS.
+Production code has no crash points, no clock to move and no hold on jobs, and reads no switch
+for them: the launcher patches the method (on every backend that has it), `app.timeutil.now` or
+`app.jobs.JobQueue.claim` before handing over to the real entry point. gunicorn's worker
 processes are forked from the process the launcher patched, and inherit the patches.
+
+The hold: while FILE exists, the process claims no job (queued jobs wait, as they would for a
+busy worker), so that a test sees a build or an import queued before it runs
+(`tests.stack.Stack.jobs_held`).
 
 The clock: `app.timeutil.now`, which stamps every item, version and `Date`, reads the real time
 plus the number of seconds written in FILE (none while FILE is missing or empty). Every process
@@ -43,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 ENV = "TERMSYNC_TEST_KILL_AT"
 CLOCK_ENV = "TERMSYNC_TEST_CLOCK"
+HOLD_ENV = "TERMSYNC_TEST_HOLD_JOBS"
 PROGRAMS = {"termsync": "app.cli", "termsync-sync": "sync.cli", "gunicorn": "gunicorn.app.wsgiapp"}
 POINTS: dict[str, tuple[str, list[str]]] = {
     "import-batch": ("save_progress", ["app.jobs:JobContext"]),
@@ -110,18 +116,37 @@ def install_clock(path: str) -> None:
     timeutil.now = now
 
 
+def install_hold(path: str) -> None:
+    """Make `JobQueue.claim` take nothing while the file at `path` exists."""
+    from app.jobs import JobQueue
+
+    claim = JobQueue.claim
+
+    @functools.wraps(claim)
+    def held_claim(self: JobQueue, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """No job while the test holds them; else the real claim."""
+        if os.path.exists(path):
+            return None
+        return claim(self, *args, **kwargs)
+
+    JobQueue.claim = held_claim  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Install the crash point and the clock, then run the named program with the remaining
-    arguments."""
+    """Install the crash point, the clock and the hold on jobs, then run the named program with
+    the remaining arguments."""
     parser = argparse.ArgumentParser(prog="python -m tests.launcher")
     parser.add_argument("--kill-at", default=os.environ.get(ENV))
     parser.add_argument("--clock", default=os.environ.get(CLOCK_ENV))
+    parser.add_argument("--hold-jobs", default=os.environ.get(HOLD_ENV))
     parser.add_argument("program", choices=sorted(PROGRAMS))
     args, rest = parser.parse_known_args(argv)
     if args.kill_at:
         install(args.kill_at)
     if args.clock:
         install_clock(args.clock)
+    if args.hold_jobs:
+        install_hold(args.hold_jobs)
     if args.program == "gunicorn":  # gunicorn reads its arguments from sys.argv
         sys.argv = ["gunicorn", *rest]
         return int(importlib.import_module(PROGRAMS[args.program]).run() or 0)

@@ -21,8 +21,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from itertools import count
@@ -60,6 +63,26 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def renamed_copy(fixture: Path, directory: Path, names: dict[str, str]) -> Path:
+    """A copy of a fixture file (text, or a zip of text files) in `directory`, with names
+    replaced (an organization's, so that tests sharing a stack do not meet)."""
+
+    def renamed(text: str) -> str:
+        for old, new in names.items():
+            text = text.replace(old, new)
+        return text
+
+    copy = directory / fixture.name
+    if fixture.suffix != ".zip":
+        copy.write_text(renamed(fixture.read_text(encoding="utf-8")), encoding="utf-8")
+        return copy
+    with zipfile.ZipFile(fixture) as source, zipfile.ZipFile(copy, "w", zipfile.ZIP_DEFLATED) \
+            as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, renamed(source.read(entry).decode("utf-8")))
+    return copy
+
+
 class StackClock:
     """The clock of every process of a stack: the real time plus an offset this test writes to
     a file (tests/launcher.py), which only ever grows."""
@@ -91,11 +114,9 @@ def nginx_site(upstream: str, port: int) -> str:
     return site
 
 
-def nginx_main(root: Path, site: Path) -> str:
-    """A main nginx.conf as Debian's, for a server of the stack's own (its files under `root`)."""
-    temp = root / "nginx-temp"
-    temp.mkdir(exist_ok=True)
-    temp.chmod(0o777)  # nginx's workers run as nobody when the tests run as root
+def nginx_main(root: Path, site: Path, temp: Path) -> str:
+    """A main nginx.conf as Debian's, for a server of the stack's own (its files under `root`,
+    its temporary files under `temp`)."""
     paths = "\n".join(f"    {kind}_temp_path {temp / kind};"
                       for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""daemon off;
@@ -134,6 +155,7 @@ class Stack:
                     if not key.startswith(("TERMSYNC_", "GUNICORN_"))}
         self.env.update(
             TERMSYNC_TEST_CLOCK=str(self.clock.path),
+            TERMSYNC_TEST_HOLD_JOBS=str(root / "hold-jobs"),
             TERMSYNC_DATABASE_URI=f"sqlite:///{root / 'termsync.db'}",
             TERMSYNC_ADMIN_TOKEN=ADMIN_TOKEN, TERMSYNC_EXPORT_DIR=str(root / "exports"),
             TERMSYNC_IMPORT_DIR=str(root / "imports"), TERMSYNC_BACKGROUND_WORKERS="0",
@@ -147,6 +169,10 @@ class Stack:
             self.env["GUNICORN_THREADS"] = str(threads)
         self.env.update(settings or {})
         self.with_worker = worker
+        # nginx's workers run as nobody when the tests run as root, and a test's directory is
+        # closed to others: request bodies and buffered answers go to a directory of their own
+        self.nginx_temp = Path(tempfile.mkdtemp(prefix="termsync-nginx-"))
+        self.nginx_temp.chmod(0o777)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.gunicorn: subprocess.Popen[bytes] | None = None
         self.gunicorn_url = ""
@@ -154,7 +180,7 @@ class Stack:
         self.http = requests.Session()
         self.http.trust_env = False
         self.http.headers["Authorization"] = f"Token {ADMIN_TOKEN}"
-        self._orgs = count(1)
+        self._names = count(1)
 
     # --- processes ---------------------------------------------------------------------------
     def _spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
@@ -172,12 +198,14 @@ class Stack:
         """Start gunicorn, the worker and nginx; return once nginx answers through gunicorn."""
         try:
             self._start_gunicorn()
+            self.url = self.gunicorn_url
+            # the worker starts once gunicorn's processes have made the database: processes that
+            # all make a new SQLite file at once contend for its first locks
+            wait_for(self._answers, "gunicorn to answer")
             if self.with_worker:
                 self._launch("termsync", "worker", "--threads", "2", log="worker.log")
             if self.proxy:
                 self._start_nginx()
-            else:
-                self.url = self.gunicorn_url
             wait_for(self._answers, f"{self.url}/healthz to answer")
         except BaseException:
             self.close()
@@ -207,7 +235,7 @@ class Stack:
         for _ in range(5):  # a port found free may be taken before nginx binds it: another
             port = free_port()
             site.write_text(nginx_site(upstream, port), encoding="utf-8")
-            main.write_text(nginx_main(self.root, site), encoding="utf-8")
+            main.write_text(nginx_main(self.root, site, self.nginx_temp), encoding="utf-8")
             process = self._spawn([nginx, "-e", str(self.root / "nginx-error.log"),
                                    "-c", str(main)], "nginx.log")
             self.url = f"http://127.0.0.1:{port}"
@@ -220,6 +248,9 @@ class Stack:
         raise AssertionError(f"nginx did not start: {self.logs()}")
 
     def _answers(self) -> bool:
+        """Whether the stack answers /healthz (an error if gunicorn has exited meanwhile)."""
+        if self.gunicorn is not None and self.gunicorn.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {self.logs()}")
         try:
             return requests.get(f"{self.url}/healthz", timeout=DEADLINE).status_code == 200
         except requests.ConnectionError:
@@ -242,6 +273,7 @@ class Stack:
                 process.kill()
                 process.wait()
         self.http.close()
+        shutil.rmtree(self.nginx_temp, ignore_errors=True)
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -260,11 +292,42 @@ class Stack:
                                                   answer.text[:2000])
         return answer
 
+    @contextmanager
+    def jobs_held(self) -> Iterator[None]:
+        """Jobs queued inside the block wait there (the worker claims none until it ends), so
+        that a test sees them queued; they run afterwards."""
+        hold = Path(self.env["TERMSYNC_TEST_HOLD_JOBS"])
+        hold.touch()
+        try:
+            yield
+        finally:
+            hold.unlink(missing_ok=True)
+
+    def run_jobs(self) -> None:
+        """Wait until the worker has run every queued job (builds, imports)."""
+
+        def idle() -> bool:
+            checks = self.call("GET", "/readyz", 200).json()["checks"]
+            return int(checks["queue"]["depth"]) == 0
+
+        wait_for(idle, "the job queue to empty")
+
+    def unused_name(self, prefix: str) -> str:
+        """A name (of an organization, a user) that no other test of this stack uses."""
+        return f"{prefix}{next(self._names)}x{os.getpid()}"
+
     def new_org(self, prefix: str = "T") -> str:
         """Create an organization no other test of this stack uses; return its id."""
-        org = f"{prefix}{next(self._orgs)}x{os.getpid()}"
+        org = self.unused_name(prefix)
         self.call("POST", "/orgs/", 201, json={"id": org})
         return org
+
+    def new_user(self, prefix: str = "user") -> tuple[str, str]:
+        """Create a user no other test of this stack uses; return its name and a token."""
+        username = self.unused_name(prefix)
+        self.call("POST", "/users/", 201, json={"username": username})
+        token = self.call("POST", f"/users/{username}/tokens/", 201, json={}).json()["token"]
+        return username, str(token)
 
     def import_lines(self, text: str, update_if_exists: bool = False) -> dict[str, Any]:
         """A bulk import (OCL JSON lines) through the stack, run by the worker; its job, ended."""
@@ -296,7 +359,7 @@ class Stack:
     def demo(self, prefix: str = "Demo") -> str:
         """OCL's demo source (23 concepts, 22 mappings, released as v1.0 with its export built)
         in an organization of its own; return the source's path."""
-        org = f"{prefix}{next(self._orgs)}x{os.getpid()}"
+        org = self.unused_name(prefix)
         lines = resources.files("app").joinpath("data/sample_ocldev.jsonl").read_text("utf-8")
         self.import_lines(lines.replace('"DemoOrg"', f'"{org}"')
                           .replace("/orgs/DemoOrg/", f"/orgs/{org}/"))

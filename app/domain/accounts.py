@@ -103,7 +103,10 @@ class Accounts:
         """Bootstrap an admin user holding this token (TERMSYNC_ADMIN_TOKEN)."""
         user = self.repos.users.get(username)
         if user is None:
-            self.create_user(username, is_admin=True)
+            try:
+                self.create_user(username, is_admin=True)
+            except Conflict:
+                pass  # another process starting at the same moment created it
         elif not user.get("is_admin"):
             self.repos.users.update(username, {"is_admin": True})
         self.create_token(username, token)

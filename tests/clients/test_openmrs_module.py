@@ -1,11 +1,9 @@
-"""The OpenMRS OCL subscription module's protocol (tests/clients/openmrs.py) against a live
-termsync: release mode, snapshot mode, edits and deletes, and a limit smaller than the changes."""
+"""The OpenMRS OCL subscription module's protocol (tests/clients/openmrs.py) against the deployed
+stack: release mode, snapshot mode, edits and deletes, and a limit smaller than the changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,16 +11,10 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN, concept, mapping
 
-from .conftest import DEMO, Live, StepClock, _live
+from .conftest import Demo
 from .openmrs import DATE_FORMAT, OpenMrsClient
 
-
-@pytest.fixture
-def stepped_demo(step_clock: StepClock, tmp_path: Path) -> Iterator[Live]:
-    """The demo on a server whose clock moves ten seconds at every reading."""
-    for live in _live(tmp_path, LOAD_DEMO=True):
-        live.run_jobs()
-        yield live
+pytestmark = pytest.mark.slow
 
 
 def ids(items: list[dict[str, Any]]) -> set[str]:
@@ -33,50 +25,53 @@ def stamp(item: dict[str, Any]) -> datetime:
     return datetime.strptime(item["updated_on"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def test_release_mode_picks_v1_and_reads_the_demo_export(demo: Live) -> None:
-    client = OpenMrsClient(f"{demo.url}{DEMO}", token=ADMIN_TOKEN)
+def test_release_mode_picks_v1_and_reads_the_demo_export(demo: Demo) -> None:
+    client = OpenMrsClient(f"{demo.url}{demo.path}", token=ADMIN_TOKEN)
     version, answer = client.fetch_release()
     assert version == "v1.0"
     assert len(answer.concepts) == 23 and len(answer.mappings) == 22
     assert answer.entry_names == ["export.json"]
     # three requests, all slash-less, none redirected: the list, the probe, the download
     assert [urlsplit(url).path for url, _ in client.sent] == [
-        DEMO.rstrip("/") + "/versions", f"{DEMO}v1.0/export", f"{DEMO}v1.0/export"]
+        demo.path.rstrip("/") + "/versions", f"{demo.path}v1.0/export", f"{demo.path}v1.0/export"]
     assert all(headers == {"Authorization": f"Token {ADMIN_TOKEN}"} for _, headers in client.sent)
     # the download's Date is v1.0's lastUpdated: the first snapshot continues from there
-    last_updated = demo.call("GET", f"{DEMO}v1.0/", 200)["lastUpdated"]
+    last_updated = demo.call("GET", f"{demo.path}v1.0/", 200)["lastUpdated"]
     assert answer.updated_to == stamp({"updated_on": last_updated}).replace(microsecond=0)
 
 
-def test_release_probe_skips_a_version_whose_export_is_not_built(demo: Live) -> None:
-    demo.call("POST", f"{DEMO}versions/", 201, json={"id": "v2.0", "released": True})
-    client = OpenMrsClient(f"{demo.url}{DEMO}")
-    assert client.latest_release() == "v1.0"  # v2.0 answers 208 (building): not taken yet
-    demo.run_jobs()
+def test_release_probe_skips_a_version_whose_export_is_not_built(demo: Demo) -> None:
+    client = OpenMrsClient(f"{demo.url}{demo.path}")
+    with demo.stack.jobs_held():
+        demo.call("POST", f"{demo.path}versions/", 201, json={"id": "v2.0", "released": True})
+        assert client.latest_release() == "v1.0"  # v2.0 answers 208 (queued): not taken yet
+    demo.stack.run_jobs()
     assert client.latest_release() == "v2.0"
 
 
-def test_snapshot_mode_whole_then_exactly_the_changes(stepped_demo: Live) -> None:
-    live = stepped_demo
-    client = OpenMrsClient(f"{live.url}{DEMO}", token=ADMIN_TOKEN)
+def test_snapshot_mode_whole_then_exactly_the_changes(demo: Demo) -> None:
+    path, clock = demo.path, demo.stack.clock
+    client = OpenMrsClient(f"{demo.url}{path}", token=ADMIN_TOKEN)
     _, release = client.fetch_release()
     whole = client.fetch_snapshot(release.updated_to.replace(year=2000))
     assert len(whole.concepts) == 23 and len(whole.mappings) == 22  # one zip, never paged
+    clock.advance(10)  # the reads come well after the demo's writes
     everything = client.fetch_snapshot(None)
     assert ids(everything.concepts) == ids(whole.concepts)
     assert client.sent[-1][1] == {"Authorization": f"Token {ADMIN_TOKEN}", "Compress": "true"}
     assert "limit=100000" in client.sent[-1][0]
     since = everything.updated_to
 
-    live.call("PATCH", f"{DEMO}concepts/Apple/", 200, json={"names": [
+    demo.call("PATCH", f"{path}concepts/Apple/", 200, json={"names": [
         {"name": "Malus domestica", "locale": "en", "locale_preferred": True,
          "name_type": "Fully Specified"}]})
-    live.call("DELETE", f"{DEMO}concepts/Pear/", 204)  # retire
-    live.call("DELETE", f"{DEMO}concepts/Corn/?hard=true", 204)
-    live.call("POST", f"{DEMO}concepts/", 201, json=concept("Kiwi", concept_class="Product"))
-    created = live.call("POST", f"{DEMO}mappings/", 201, json=mapping(
-        f"{DEMO}concepts/Fruit/", f"{DEMO}concepts/Kiwi/", "Has Child"))
+    demo.call("DELETE", f"{path}concepts/Pear/", 204)  # retire
+    demo.call("DELETE", f"{path}concepts/Corn/?hard=true", 204)
+    demo.call("POST", f"{path}concepts/", 201, json=concept("Kiwi", concept_class="Product"))
+    created = demo.call("POST", f"{path}mappings/", 201, json=mapping(
+        f"{path}concepts/Fruit/", f"{path}concepts/Kiwi/", "Has Child"))
 
+    clock.advance(10)
     changes = client.fetch_snapshot(since)
     assert ids(changes.concepts) == {"Apple", "Pear", "Kiwi"}  # Corn's tombstone is not sent
     assert ids(changes.mappings) == {created["id"]}
@@ -89,14 +84,17 @@ def test_snapshot_mode_whole_then_exactly_the_changes(stepped_demo: Live) -> Non
     assert client.fetch_snapshot(changes.updated_to).concepts == []
 
 
-def test_a_limit_smaller_than_the_changes_loses_nothing(stepped_demo: Live) -> None:
-    live = stepped_demo
-    client = OpenMrsClient(f"{live.url}{DEMO}", token=ADMIN_TOKEN)
+def test_a_limit_smaller_than_the_changes_loses_nothing(demo: Demo) -> None:
+    path, clock = demo.path, demo.stack.clock
+    client = OpenMrsClient(f"{demo.url}{path}", token=ADMIN_TOKEN)
+    clock.advance(10)
     since = client.fetch_snapshot(None).updated_to
     added = {f"New{n}" for n in range(7)}
     for concept_id in sorted(added):
-        live.call("POST", f"{DEMO}concepts/", 201, json=concept(concept_id, concept_class="Product"))
-    live.call("DELETE", f"{DEMO}concepts/New3/?hard=true", 204)  # gone before anyone saw it
+        clock.advance(10)  # each in a second of its own
+        demo.call("POST", f"{path}concepts/", 201, json=concept(concept_id, concept_class="Product"))
+    demo.call("DELETE", f"{path}concepts/New3/?hard=true", 204)  # gone before anyone saw it
+    clock.advance(10)
 
     seen: set[str] = set()
     answers = 0
