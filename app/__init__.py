@@ -56,14 +56,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .collections import init as init_collections
     from .console import init as init_console
     from .exports import init as init_exports
+    from .feeds import init as init_feeds
     from .imports import init as init_imports
     from .ops import add_maintenance_task, init_ops
+    from .webhooks import init as init_webhooks
 
     api = init_api(app)
     init_ops(app, api, domain, workers)
     # Feature packages register their blueprints on `api` and their job handlers on `workers`;
     # the console last: its pages use the services the others registered.
-    for init_feature in (init_exports, init_imports, init_collections, init_console):
+    for init_feature in (init_exports, init_imports, init_collections, init_webhooks,
+                         init_feeds, init_console):
         init_feature(app, api, domain, workers)
     add_maintenance_task(app, "items-finish-pending", settings.ops.maintenance_interval,
                          lambda: store.items.finish_pending(older_than=format_time(

@@ -221,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     copy.set_defaults(func=cmd_db_copy)
 
     from .exports.cli import add_commands as add_export_commands
+    from .webhooks.cli import add_commands as add_webhook_commands
     add_export_commands(commands, _app)
+    add_webhook_commands(commands, _app)
     return parser
 
 

@@ -73,6 +73,13 @@ DEFAULTS: dict[str, Any] = {
     "CONSOLE_PAGE_SIZE": 50,
     "CONSOLE_POLL_SECONDS": 1.0,
     "CONSOLE_SEARCH_COUNT_LIMIT": 1000,
+    # Webhooks (app/webhooks; docs/security.md, Webhooks).
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS": False,
+    "WEBHOOK_TIMEOUT_SECONDS": 10.0,
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_RETRY_BASE_SECONDS": 10.0,
+    "WEBHOOK_RETRY_MAX_SECONDS": 3600.0,
+    "WEBHOOK_DISABLE_AFTER": 20,
 }
 
 TYPES: dict[str, type] = {key: type(value) for key, value in DEFAULTS.items()}
@@ -203,6 +210,14 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("RATE_LIMIT_WINDOW_SECONDS must be >= 1, WORKER_HEARTBEAT_SECONDS > 0")
     if config["JOB_MAX_ATTEMPTS"] < 1:
         raise ConfigError("JOB_MAX_ATTEMPTS must be 1 or more")
+    # webhooks
+    if not 0 < config["WEBHOOK_TIMEOUT_SECONDS"] <= 60:
+        raise ConfigError("WEBHOOK_TIMEOUT_SECONDS must be more than 0 and at most 60")
+    if config["WEBHOOK_MAX_ATTEMPTS"] < 1 or config["WEBHOOK_DISABLE_AFTER"] < 1:
+        raise ConfigError("WEBHOOK_MAX_ATTEMPTS and WEBHOOK_DISABLE_AFTER must be 1 or more")
+    if not 0 < config["WEBHOOK_RETRY_BASE_SECONDS"] <= config["WEBHOOK_RETRY_MAX_SECONDS"]:
+        raise ConfigError("WEBHOOK_RETRY_BASE_SECONDS must be positive and at most "
+                          "WEBHOOK_RETRY_MAX_SECONDS")
 
 
 # --- typed settings: what each part of the app reads, built once from a validated config ---
@@ -272,6 +287,19 @@ class OpsSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Webhook deliveries: SSRF rule, timeout, retries and when a failing hook is switched off
+    (app/webhooks)."""
+
+    allow_private_targets: bool
+    timeout_seconds: float
+    max_attempts: int
+    retry_base_seconds: float
+    retry_max_seconds: float
+    disable_after: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of one app, by the part of it that reads them."""
 
@@ -280,6 +308,7 @@ class Settings:
     exports: ExportSettings
     imports: ImportSettings
     ops: OpsSettings
+    webhooks: WebhookSettings
     admin_user: str
     admin_token: str
     load_demo: bool
@@ -325,6 +354,13 @@ class Settings:
                 ready_min_workers=int(config["READY_MIN_WORKERS"]),
                 worker_heartbeat_seconds=float(config["WORKER_HEARTBEAT_SECONDS"]),
                 maintenance_interval=float(config["MAINTENANCE_INTERVAL"])),
+            webhooks=WebhookSettings(
+                allow_private_targets=bool(config["WEBHOOK_ALLOW_PRIVATE_TARGETS"]),
+                timeout_seconds=float(config["WEBHOOK_TIMEOUT_SECONDS"]),
+                max_attempts=int(config["WEBHOOK_MAX_ATTEMPTS"]),
+                retry_base_seconds=float(config["WEBHOOK_RETRY_BASE_SECONDS"]),
+                retry_max_seconds=float(config["WEBHOOK_RETRY_MAX_SECONDS"]),
+                disable_after=int(config["WEBHOOK_DISABLE_AFTER"])),
             admin_user=config["ADMIN_USER"], admin_token=config["ADMIN_TOKEN"],
             load_demo=bool(config["LOAD_DEMO"]), host=config["HOST"], port=int(config["PORT"]),
             testing=bool(config.get("TESTING")),

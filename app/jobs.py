@@ -9,6 +9,9 @@ A job may name a `queue` (bulk imports: OCL's named queues): the jobs of one que
 order they were submitted, one at a time. A job is claimable only while no older job of its
 queue is still active, which a claimer checks before its atomic claim; a job whose queue is
 busy waits, and the oldest claimable job of any other queue or none is taken instead.
+
+A job may also name a `not_before` time (webhook retries back off this way): it is not claimed
+before then, and since it waits in the database, a restart loses none.
 """
 
 from __future__ import annotations
@@ -54,10 +57,12 @@ class JobQueue:
 
     def submit(self, kind: str, payload: dict[str, Any], *, key: str | None = None,
                owner: str | None = None, dedupe: bool = True,
-               queue: str | None = None) -> dict[str, Any]:
+               queue: str | None = None,
+               not_before: datetime | None = None) -> dict[str, Any]:
         """Queue a job; with dedupe, an active job of the same kind and key is returned instead.
 
-        Jobs naming the same `queue` run one at a time, in the order they were submitted.
+        Jobs naming the same `queue` run one at a time, in the order they were submitted; a job
+        with `not_before` is not claimed before that time.
 
         Deduplicated jobs of one key are numbered (generation 1, 2, ...) and the number is part
         of their `_id`, so two submitters racing for the same key insert the same `_id`: one
@@ -68,7 +73,8 @@ class JobQueue:
                "payload": payload, "owner": owner, "progress": {}, "result": None,
                "error": None, "attempts": 0, "worker": None, "lease_until": None,
                "generation": None, "queue": queue, "created_on": now, "updated_on": now,
-               "started_on": None, "finished_on": None}
+               "started_on": None, "finished_on": None,
+               "not_before": format_time(not_before) if not_before is not None else None}
         if not dedupe or key is None:
             self.jobs.insert(job)
             return job
@@ -95,7 +101,7 @@ class JobQueue:
 
     def claim(self, kinds: list[str], worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
         """Atomically take the oldest PENDING job, or a RUNNING one whose lease has expired,
-        whose queue (if it names one) has no older active job."""
+        whose queue (if it names one) has no older active job and whose `not_before` is past."""
         now = self.clock()
         return self.jobs.claim(kinds, worker_id, format_time(now),
                                format_time(now + timedelta(seconds=lease_seconds)))

@@ -8,7 +8,8 @@ the first's. Each size and backend runs in its own process, so peak RSS figures 
 
     .venv/bin/python bench/import.py --lines 20000
     .venv/bin/python bench/import.py --lines 200000 --database-uri sqlite --database-uri mongomock://
-    .venv/bin/python bench/import.py --lines 200000 --shape icd10cm   # concepts as ICD-10-CM's
+    .venv/bin/python bench/import.py --shape icd10cm   # an ICD-10-CM-shaped tree with mappings
+    .venv/bin/python bench/import.py --shape mixed --shape icd10cm-concepts --shape icd10cm
     .venv/bin/python bench/import.py --lines 200000 --shape icd10cm-shuffled  # interleaved
     .venv/bin/python bench/import.py --shape icd10cm-shuffled --statements  # time per statement
 """
@@ -38,12 +39,19 @@ def icd10cm_code(number: int) -> str:
     return f"{chr(65 + number % 26)}{number // 26 % 100:02d}.{number // 2600}"
 
 
-def write_icd10cm_file(path: Path, lines: int, shuffled: bool = False) -> None:
-    """`lines` concepts shaped as OCL's ICD-10-CM lines are: a code, a fully specified and a
-    short name, a class, billable flags in extras, the parent code; no mappings. In code order,
-    as the CMS order file (and so OCL's ICD-10-CM import) lists them, or `shuffled`: letters
-    interleaved, so that consecutive lines land far apart in every index keyed by id (the worst
-    case for the indexes' upkeep: each line dirties its own pages)."""
+def icd10cm_names(code: str) -> list[dict[str, Any]]:
+    """A fully specified and a short name, as OCL's ICD-10-CM concepts have."""
+    return [{"name": f"Diagnosis {code}, unspecified site of the condition", "locale": "en",
+             "locale_preferred": True, "name_type": "FULLY_SPECIFIED"},
+            {"name": f"Diag {code}", "locale": "en", "locale_preferred": False,
+             "name_type": "SHORT"}]
+
+
+def write_icd10cm_concepts_file(path: Path, lines: int, shuffled: bool = False) -> None:
+    """`lines` concepts as the ICD-10-CM shape had them before it had mappings (a code, a fully
+    specified and a short name, billable flags and the parent code in extras, a parent concept
+    url): the earlier figures' file, for comparison. In code order, or `shuffled`: letters
+    interleaved."""
     codes = [icd10cm_code(number) for number in range(lines)]
     if not shuffled:
         codes.sort()
@@ -53,21 +61,85 @@ def write_icd10cm_file(path: Path, lines: int, shuffled: bool = False) -> None:
             handle.write(json.dumps({
                 "type": "Concept", "owner": "Bench", "source": "Synthetic", "id": code,
                 "concept_class": "Diagnosis", "datatype": "N/A", "retired": False,
-                "names": [{"name": f"Diagnosis {code}, unspecified site of the condition",
-                           "locale": "en", "locale_preferred": True,
-                           "name_type": "FULLY_SPECIFIED"},
-                          {"name": f"Diag {code}", "locale": "en", "locale_preferred": False,
-                           "name_type": "SHORT"}],
+                "names": icd10cm_names(code),
                 "extras": {"is_billable": number % 3 != 0, "parent_code": parent},
                 "parent_concept_urls": [f"{SOURCE}concepts/{parent}/"]}) + "\n")
 
 
+ICD_FANOUT = 10  # children of a category, and of each subcategory
+
+
+def icd10cm_tree(lines: int) -> list[tuple[str, str | None]]:
+    """(code, parent code) of a tree shaped as ICD-10-CM's, in code order, with as many codes as
+    make `lines` lines with one mapping line per code below a root: categories (a letter, two
+    digits: A00) with subcategories (a fourth character: A00.0) and codes (a fifth: A00.01)."""
+    codes: list[tuple[str, str | None]] = []
+    total = 0
+    for category in range(26 * 100):
+        root = f"{chr(65 + category // 100)}{category % 100:02d}"
+        family: list[tuple[str, str | None]] = [(root, None)]
+        for sub in range(ICD_FANOUT):
+            family.append((f"{root}.{sub}", root))
+            family.extend((f"{root}.{sub}{leaf}", f"{root}.{sub}") for leaf in range(ICD_FANOUT))
+        for code, parent in family:
+            if total >= lines:
+                return codes
+            codes.append((code, parent))
+            total += 1 if parent is None else 2
+    raise SystemExit(f"--shape icd10cm makes at most {total} lines")
+
+
+def write_icd10cm_file(path: Path, lines: int, shuffled: bool = False) -> None:
+    """About `lines` lines shaped as OCL's ICD-10-CM source is: concepts (a code, a fully
+    specified and a short name, a description, extras with lists: inclusion terms and codes
+    excluded, billable flag, parent code; a parent concept url), then one mapping line per code
+    below a root, from the code to its parent (NARROWER-THAN, without an id: the server numbers
+    it). In code order, as the CMS order file (and so OCL's ICD-10-CM import) lists them, or
+    `shuffled`: concepts interleaved among themselves and so are mappings, so that consecutive
+    lines land far apart in every index keyed by id (the worst case for the indexes' upkeep:
+    each line dirties its own pages)."""
+    import random
+
+    concepts = icd10cm_tree(lines)
+    links = [(code, parent) for code, parent in concepts if parent is not None]
+    if shuffled:
+        random.Random(10).shuffle(concepts)
+        random.Random(11).shuffle(links)
+    with open(path, "w", encoding="utf-8") as handle:
+        for number, (code, parent) in enumerate(concepts):
+            handle.write(json.dumps({
+                "type": "Concept", "owner": "Bench", "source": "Synthetic", "id": code,
+                "concept_class": "Diagnosis", "datatype": "N/A", "retired": False,
+                "names": icd10cm_names(code),
+                "descriptions": [{"description": f"Condition {code} as the tabular list "
+                                                 "describes it, with its notes", "locale": "en",
+                                  "description_type": "Definition"}],
+                "extras": {"is_billable": len(code) == 6, "parent_code": parent,
+                           "inclusion_terms": [f"Inclusion {code} a", f"Inclusion {code} b"],
+                           "excludes1": [f"{chr(65 + number % 26)}{number % 100:02d}"]},
+                **({"parent_concept_urls": [f"{SOURCE}concepts/{parent}/"]} if parent else {}),
+            }) + "\n")
+        for code, parent in links:
+            handle.write(json.dumps({
+                "type": "Mapping", "owner": "Bench", "source": "Synthetic",
+                "map_type": "NARROWER-THAN", "from_concept_url": f"{SOURCE}concepts/{code}/",
+                "to_concept_url": f"{SOURCE}concepts/{parent}/"}) + "\n")
+
+
+SHAPES = ("mixed", "icd10cm", "icd10cm-shuffled", "icd10cm-concepts",
+          "icd10cm-concepts-shuffled")
+
+
 def write_file(path: Path, lines: int, shape: str = "mixed") -> None:
-    """`lines` OCL lines: lines/2 concepts, then lines/2 mappings between them (or with
-    shape='icd10cm', concepts only, as ICD-10-CM's are, in code order; 'icd10cm-shuffled',
-    interleaved)."""
+    """`lines` OCL lines (about as many for 'icd10cm'): lines/2 concepts, then lines/2 mappings
+    between them; or ICD-10-CM-shaped ones (see `write_icd10cm_file`; 'icd10cm-concepts': the
+    concepts-only shape of earlier figures), in code order or '-shuffled'."""
+    shuffled = shape.endswith("-shuffled")
+    if shape.startswith("icd10cm-concepts"):
+        write_icd10cm_concepts_file(path, lines, shuffled)
+        return
     if shape.startswith("icd10cm"):
-        write_icd10cm_file(path, lines, shuffled=shape == "icd10cm-shuffled")
+        write_icd10cm_file(path, lines, shuffled)
         return
     concepts = lines // 2
     mappings = lines - concepts
@@ -170,6 +242,8 @@ def run_one(lines: int, database_uri: str, batch_size: int,
     workdir = Path(tempfile.mkdtemp(prefix="termsync-bench-"))
     data = workdir / "synthetic.jsonl"
     write_file(data, lines, shape)
+    with open(data, "rb") as handle:
+        lines = sum(1 for _ in handle)  # an ICD-10-CM tree ends where a family ends
     if database_uri == "sqlite":
         database_uri = f"sqlite:///{workdir / 'termsync.db'}"
     app = create_app({"DATABASE_URI": database_uri, "SQLITE_SYNCHRONOUS": synchronous,
@@ -228,39 +302,46 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--synchronous", default="NORMAL",
                         help="SQLite's synchronous setting (NORMAL, FULL) for the SQLite runs")
-    parser.add_argument("--shape", choices=("mixed", "icd10cm", "icd10cm-shuffled"),
-                        default="mixed",
-                        help="mixed: half concepts, half mappings; icd10cm: concepts shaped as "
-                             "ICD-10-CM's (two names, extras, a parent), no mappings, in code "
-                             "order as ICD-10-CM files are; icd10cm-shuffled: interleaved")
+    parser.add_argument("--shape", choices=SHAPES, action="append",
+                        help="mixed (the default): half concepts, half mappings with ids; "
+                             "icd10cm: an ICD-10-CM-shaped tree, its concepts (names, a "
+                             "description, extras with lists) then a mapping of each code to "
+                             "its parent, in code order as ICD-10-CM files are; "
+                             "icd10cm-shuffled: interleaved; icd10cm-concepts[-shuffled]: the "
+                             "concepts-only shape of earlier figures. Repeat to compare shapes "
+                             "in one run")
     parser.add_argument("--statements", action="store_true",
                         help="time every SQL statement of the first import (SQLite; slower)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.lines or [200_000]
     databases = args.database_uri or ["sqlite"]
+    shapes = args.shape or ["mixed"]
     if args.child:
         print(json.dumps(run_one(sizes[0], databases[0], args.batch_size, args.synchronous,
-                                 args.shape, args.statements)))
+                                 shapes[0], args.statements)))
         return 0
     results = []
     for size in sizes:
-        rates = []
-        for database in databases:
-            output = subprocess.run(
-                [sys.executable, __file__, "--child", "--lines", str(size), "--database-uri",
-                 database, "--batch-size", str(args.batch_size), "--synchronous",
-                 args.synchronous, "--shape", args.shape,
-                 *(["--statements"] if args.statements else [])],
-                check=True, capture_output=True, text=True).stdout
-            figures = json.loads(output.strip().splitlines()[-1])
-            rates.append(figures["first"]["lines_per_s"])
-            print(json.dumps(figures, indent=2), flush=True)
-            if database == databases[0]:
-                results.append(figures)
-        for database, rate in zip(databases[1:], rates[1:], strict=True):
-            print(f"{size} lines: {databases[0]} imports {rates[0] / rate:.1f}x as fast as "
-                  f"{database}", flush=True)
+        rates: dict[tuple[str, str], int] = {}
+        for shape in shapes:
+            for database in databases:
+                output = subprocess.run(
+                    [sys.executable, __file__, "--child", "--lines", str(size), "--database-uri",
+                     database, "--batch-size", str(args.batch_size), "--synchronous",
+                     args.synchronous, "--shape", shape,
+                     *(["--statements"] if args.statements else [])],
+                    check=True, capture_output=True, text=True).stdout
+                figures = json.loads(output.strip().splitlines()[-1])
+                rates[shape, database] = figures["first"]["lines_per_s"]
+                print(json.dumps(figures, indent=2), flush=True)
+                if database == databases[0] and shape == shapes[0]:
+                    results.append(figures)
+        first = (shapes[0], databases[0])
+        for (shape, database), rate in rates.items():
+            if (shape, database) != first:
+                print(f"{size} lines: {shape} on {database} imports at {rate} lines/s, "
+                      f"{rate / rates[first]:.2f}x {first[0]} on {first[1]}", flush=True)
     if len(results) > 1:
         small, large = results[0], results[-1]
         print(f"size ratio {large['lines'] / small['lines']:.0f}x: upload RSS delta "

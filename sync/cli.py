@@ -1,4 +1,4 @@
-"""`termsync-sync once|run|status|verify --config FILE`: the subscriber's command line."""
+"""`termsync-sync once|run|listen|status|verify --config FILE`: the subscriber's command line."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import orjson
 from .client import ApiError, ServerUnreachable, TermsyncClient
 from .config import ConfigError, Subscription, SyncConfig, load_config
 from .items import content_checksum_of
-from .scheduler import build_scheduler, run_until_stopped
+from .listen import HookListener, HookVerifier, Passes
+from .scheduler import build_scheduler, job_id, run_until_stopped
 from .state import SyncState
 from .store import LocalStore, open_store
 from .subscriber import build_subscriber
@@ -159,6 +160,31 @@ def cmd_run(config: SyncConfig, args: argparse.Namespace, stores: Stores) -> int
     return 0
 
 
+def cmd_listen(config: SyncConfig, args: argparse.Namespace, stores: Stores) -> int:
+    """`run`, plus the webhook endpoint: a signed delivery triggers a pass at once."""
+    if config.listen is None or not any(s.hook_secret for s in config.select(args.subscription)):
+        sys.stderr.write("termsync-sync: listen needs a [listen] table and a hook_secret in the "
+                         "subscriptions to listen for (docs/sync.md, listen)\n")
+        return 2
+    stop_event = threading.Event()
+    subscribers = {s.name: build_subscriber(s, stores(s), stop_event=stop_event,
+                                            progress=LogProgress(s.name))
+                   for s in config.select(args.subscription)}
+    selected = SyncConfig([s for s in config.subscriptions if s.name in subscribers])
+    passes = Passes(lambda subscription: subscribers[subscription.name].sync())
+    scheduler = build_scheduler(selected, passes)
+    verifier = HookVerifier(selected.subscriptions, config.listen.replay_window)
+    by_name = {s.name: s for s in selected.subscriptions}
+    with HookListener(config.listen, verifier, lambda name: passes.trigger(
+            name, scheduler, job_id(by_name[name]))) as listener:
+        logger.info("listening for webhooks on %s:%d (/hooks/{subscription}) for %s",
+                    config.listen.host, listener.port, ", ".join(verifier.subscriptions))
+        run_until_stopped(scheduler, stop_event)
+    for subscriber in subscribers.values():
+        subscriber.client.close()
+    return 0
+
+
 def _server_checksum(subscription: Subscription, state: SyncState) -> tuple[str | None,
                                                                           str | None]:
     """(server checksums.content of what the subscription follows, error message)."""
@@ -227,7 +253,8 @@ def cmd_verify(config: SyncConfig, args: argparse.Namespace, stores: Stores) -> 
     return _report(config, args, stores, recompute=True)
 
 
-COMMANDS = {"once": cmd_once, "run": cmd_run, "status": cmd_status, "verify": cmd_verify}
+COMMANDS = {"once": cmd_once, "run": cmd_run, "listen": cmd_listen, "status": cmd_status,
+            "verify": cmd_verify}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--full", action="store_true",
                       help="reload from the latest released export instead of diffs")
     commands.add_parser("run", parents=[common], help="run every subscription on its schedule")
+    commands.add_parser("listen", parents=[common],
+                        help="run on the schedule and pass at once on a signed webhook delivery")
     commands.add_parser("status", parents=[common], help="where each subscription stands")
     commands.add_parser("verify", parents=[common],
                         help="recompute local checksums and compare with the server")

@@ -54,6 +54,7 @@ class Subscription:
     misfire_grace_time: int = 3600
     batch_size: int = 1000
     work_dir: str | None = None
+    hook_secret: str | None = None  # the webhook secret `listen` checks deliveries with
 
     @property
     def source_url(self) -> str:
@@ -62,10 +63,21 @@ class Subscription:
 
 
 @dataclass(frozen=True)
+class ListenSettings:
+    """The `[listen]` table of `termsync-sync listen`: where its webhook endpoint listens, and
+    how far a delivery's timestamp may be from this clock (seconds)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    replay_window: float = 300.0
+
+
+@dataclass(frozen=True)
 class SyncConfig:
-    """All subscriptions of one subscriber instance."""
+    """All subscriptions of one subscriber instance (and its webhook endpoint, if any)."""
 
     subscriptions: list[Subscription] = field(default_factory=list)
+    listen: ListenSettings | None = None
 
     def select(self, names: list[str] | None) -> list[Subscription]:
         """The subscriptions named (all when `names` is empty); unknown names are an error."""
@@ -179,6 +191,9 @@ def _validate(sub: Subscription) -> Subscription:
     if sub.max_retries < 0 or sub.batch_size < 1 or sub.misfire_grace_time < 1:
         raise ConfigError(f"{where}: max_retries must be >= 0, batch_size and "
                           "misfire_grace_time >= 1")
+    if sub.hook_secret is not None and len(sub.hook_secret) < 16:
+        raise ConfigError(f"{where}: hook_secret must have 16 characters or more (the webhook's "
+                          "secret, as the server showed it)")
     if sub.server_kind not in SERVER_KINDS:
         raise ConfigError(f"{where}: server_kind = {sub.server_kind!r} must be one of "
                           f"{', '.join(SERVER_KINDS)}")
@@ -222,7 +237,26 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"subscription names must be unique; repeated: {', '.join(duplicates)}")
-    return SyncConfig(subscriptions=subs)
+    return SyncConfig(subscriptions=subs, listen=_listen(data.get("listen")))
+
+
+def _listen(raw: Any) -> ListenSettings | None:
+    """The `[listen]` table: `bind = "host:port"` and `replay_window` (seconds)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError("[listen] must be a table")
+    unknown = sorted(set(raw) - {"bind", "replay_window"})
+    if unknown:
+        raise ConfigError(f"[listen]: unknown key(s) {', '.join(unknown)}")
+    bind = str(raw.get("bind", "127.0.0.1:8765"))
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"[listen] bind = {bind!r} must be 'host:port', e.g. '0.0.0.0:8765'")
+    window = raw.get("replay_window", 300.0)
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window <= 86400:
+        raise ConfigError("[listen] replay_window must be seconds, more than 0 and at most 86400")
+    return ListenSettings(host.strip("[]"), int(port), float(window))
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> SyncConfig:

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from app import create_app
+from app.store.mongo import MongoStore
+from tests import ferretdb
 
 # OCL's sample files (DemoSource export, CIEL excerpts, CSV): part of the repository.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -24,21 +26,56 @@ FILES_ROOT = tempfile.mkdtemp(prefix="termsync-test-files-")
 atexit.register(shutil.rmtree, FILES_ROOT, True)
 
 
+def shared_database_uri() -> str:
+    """TEST_DATABASE_URI (or TEST_MONGO_URI): a MongoDB server, mongomock://, or `ferretdb` for
+    this test process's FerretDB (tests/ferretdb, started on first use); empty when unset."""
+    shared = os.environ.get("TEST_DATABASE_URI") or os.environ.get("TEST_MONGO_URI") or ""
+    return ferretdb.shared() if shared == "ferretdb" else shared
+
+
 def test_database_uri(directory: str | None = None) -> str:
-    """A fresh database for one test: TEST_DATABASE_URI (or TEST_MONGO_URI: a MongoDB server,
-    or mongomock://) with its own database name, else a new SQLite file."""
-    shared = os.environ.get("TEST_DATABASE_URI") or os.environ.get("TEST_MONGO_URI")
-    if shared:
-        return shared
-    return f"sqlite:///{directory or tempfile.mkdtemp(dir=FILES_ROOT)}/termsync.db"
+    """A fresh database for one test: the shared one (shared_database_uri) with its own database
+    name, else a new SQLite file."""
+    return shared_database_uri() or \
+        f"sqlite:///{directory or tempfile.mkdtemp(dir=FILES_ROOT)}/termsync.db"
 
 
 def mongo_database_uri() -> str:
-    """A MongoDB for tests of what only that backend has (GridFS, upload chunks): the server
-    of TEST_DATABASE_URI / TEST_MONGO_URI when it is one, else an in-process mongomock."""
-    shared = os.environ.get("TEST_DATABASE_URI") or os.environ.get("TEST_MONGO_URI") or ""
+    """A MongoDB for tests of what only that backend has (GridFS, upload chunks): the shared
+    server when it is one, else an in-process mongomock."""
+    shared = shared_database_uri()
     return shared if shared.startswith(("mongodb", "mongomock")) else \
         f"mongomock://{uuid.uuid4().hex}"
+
+
+@pytest.fixture(autouse=True)
+def _close_mongodb_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every MongoDB store a test opened (apps it built included), and drop the test
+    databases it made on a server: a client left open is a ResourceWarning, an error here."""
+    opened: list[MongoStore] = []
+    opening = MongoStore.__init__
+
+    def open_and_remember(store: MongoStore, *args: Any, **kwargs: Any) -> None:
+        opening(store, *args, **kwargs)
+        opened.append(store)
+
+    monkeypatch.setattr(MongoStore, "__init__", open_and_remember)
+    yield
+    for store in opened:
+        if store.closed:  # its owner closed it (and dropped what it had to)
+            continue
+        if store.db_name.startswith("termsync_test_") and not store.uri.startswith("mongomock"):
+            store.drop()
+        store.close()
+
+
+@pytest.fixture(scope="session")
+def ferretdb_uri() -> str:
+    """The URI of this test process's FerretDB; the test skips, saying why, when there is none."""
+    try:
+        return ferretdb.shared()
+    except ferretdb.FerretDBUnavailable as error:
+        pytest.skip(f"FerretDB: {error}")
 
 
 def app_config(**extra: Any) -> dict[str, Any]:
@@ -56,7 +93,9 @@ def app_on_fresh_database(**extra: Any) -> Iterator[Any]:
     """An app on its own database, dropped afterwards when it is a real MongoDB."""
     application = create_app(app_config(**extra))
     yield application
-    application.extensions["termsync.store"].drop()
+    store = application.extensions["termsync.store"]
+    store.drop()
+    store.close()
 
 
 @pytest.fixture

@@ -2,8 +2,11 @@
 
 - no import cycle among the modules of `app/` (imports inside functions count: they run too);
 - `sync/` imports nothing from `app/` (a subscriber installs and runs without the server);
-- nothing under `app/api/` or `app/domain/` imports a database driver or builds a MongoDB query:
-  every query belongs to the repositories in `app/store/`.
+- no module of `app/` outside `app/store/` imports a database driver (`pymongo`, `bson`,
+  `gridfs`, `sqlite3`, `mongomock`), reads a store's database handle (`store.db`) or builds a
+  MongoDB query: every query, and every file kept in the database (GridFS, import uploads),
+  belongs to the store;
+- `mongomock` is imported by the MongoDB store alone, lazily, for `mongomock://` (tests).
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVERS = ("pymongo", "bson", "gridfs", "mongomock", "sqlite3")
-# A MongoDB operator or aggregation stage as a string: "$set", "$gt", "$match", ...
-MONGO_OPERATOR = re.compile(r"^\$[A-Za-z]")
+# A MongoDB operator or aggregation stage as a string: "$set", "$gt", "$match", ... ("$ref" is
+# JSON Schema's, in the OpenAPI document).
+MONGO_OPERATOR = re.compile(r"^\$(?!ref$)[A-Za-z]")
+# An expression that names a store: `store`, `self.store`, `app.extensions["termsync.store"]`.
+STORE_EXPRESSION = re.compile(r"store'?\]?$")
 
 
 def module_name(path: Path) -> str:
@@ -127,27 +133,53 @@ def test_sync_imports_nothing_from_app() -> None:
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
-def test_api_and_domain_import_no_database_driver() -> None:
+def outside_the_store() -> dict[str, Path]:
+    """The modules of `app/` above the storage boundary."""
+    return {name: path for name, path in modules("app").items()
+            if not (name == "app.store" or name.startswith("app.store."))}
+
+
+def test_only_the_store_imports_a_database_driver() -> None:
     known = set(modules("app"))
+    checked = outside_the_store()
     offenders = {}
-    for name, path in modules("app").items():
-        if not name.startswith(("app.api", "app.domain")):
-            continue
-        drivers = sorted(m for m in imports_of(name, path, known)
-                         if m.split(".")[0] in DRIVERS)
+    for name, path in checked.items():
+        drivers = sorted(m for m in imports_of(name, path, known) if m.split(".")[0] in DRIVERS)
         if drivers:
             offenders[name] = drivers
+    assert len(checked) > 50 and "app.exports.storage" in checked
     assert offenders == {}
 
 
-def test_api_and_domain_build_no_mongodb_query() -> None:
+def test_mongomock_is_imported_by_the_mongodb_store_alone_and_lazily() -> None:
+    known = set(modules("app"))
+    importers = sorted(name for name, path in modules("app").items()
+                       if "mongomock" in imports_of(name, path, known))
+    assert importers == ["app.store.mongo"]
+    tree = ast.parse((ROOT / "app" / "store" / "mongo" / "__init__.py").read_text())
+    top_level = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert not any("mongomock" in ast.unparse(node) for node in top_level)
+
+
+def test_nothing_outside_the_store_reads_its_database_handle() -> None:
     offenders = {}
-    for name, path in modules("app").items():
-        if not name.startswith(("app.api", "app.domain")):
-            continue
+    for name, path in outside_the_store().items():
+        found = sorted({ast.unparse(node) for node in ast.walk(ast.parse(path.read_text()))
+                        if isinstance(node, ast.Attribute) and node.attr in ("db", "client")
+                        and STORE_EXPRESSION.search(ast.unparse(node.value))})
+        if found:
+            offenders[name] = found
+    assert STORE_EXPRESSION.search("app.extensions['termsync.store']")
+    assert offenders == {}
+
+
+def test_nothing_outside_the_store_builds_a_mongodb_query() -> None:
+    offenders = {}
+    for name, path in outside_the_store().items():
         operators = sorted({node.value for node in ast.walk(ast.parse(path.read_text()))
                             if isinstance(node, ast.Constant) and isinstance(node.value, str)
                             and MONGO_OPERATOR.match(node.value)})
         if operators:
             offenders[name] = operators
+    assert MONGO_OPERATOR.match("$set") and not MONGO_OPERATOR.match("$ref")
     assert offenders == {}

@@ -14,7 +14,7 @@ import orjson
 from flask import Response, current_app, g, request
 from werkzeug.http import http_date
 
-from ..domain import Domain
+from ..domain import Domain, ocl
 from ..domain.accounts import Caller, Owner
 from ..domain.content import DiffCursor
 from ..domain.errors import Invalid, Unauthorized
@@ -86,6 +86,14 @@ def resolve_source(owner_kind: str | None, owner_id: str | None,
     owner = resolve_owner(owner_kind, owner_id)
     kind = COLLECTION_TYPE if g.get("repo_kind") == "collections" else SOURCE_TYPE
     return owner, domain().content.get_source(current_caller(), owner, source_id, kind)
+
+
+def render_user(user: dict[str, Any], counts: bool = True) -> dict[str, Any]:
+    """A user (with OCL's counts: organizations, public sources), with their personal data only
+    for themself and admins (`Accounts.sees_personal_data`)."""
+    accounts = domain().accounts
+    return ocl.render_user(user, accounts.user_counts(user) if counts else None,
+                           personal=accounts.sees_personal_data(current_caller(), user["_id"]))
 
 
 def render_item(item: dict[str, Any], repo: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from ..domain import ocl
 from ..domain.accounts import Owner
 from ..domain.errors import NotFound
 from ..domain.payloads import OrganizationSchema
-from .common import current_caller, domain, json_response, list_response
+from .common import current_caller, domain, json_response, list_response, render_user
 from .docs import errors
 from .schemas import ListArgsSchema, OrgOut, SearchListArgsSchema, UserOut
 
@@ -62,7 +62,7 @@ class Members(MethodView):
         """The members of an organization, by username."""
         caller = current_caller()
         return list_response(args, lambda skip, limit: domain().accounts.list_members(
-            caller, org_id, skip, limit), ocl.render_user)
+            caller, org_id, skip, limit), lambda user: render_user(user, counts=False))
 
 
 @blp.route("/orgs/<org_id>/members/<username>/")
@@ -88,7 +88,7 @@ class Member(MethodView):
         accounts.get_org(caller, org_id)
         accounts.require_owner(caller, Owner("Organization", org_id))
         accounts.add_member(org_id, username)
-        return json_response(ocl.render_user(accounts.get_user(username)))
+        return json_response(render_user(accounts.get_user(username), counts=False))
 
     @blp.response(204)
     @errors(blp, 401, 403, 404)

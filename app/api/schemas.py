@@ -360,9 +360,12 @@ class UserOut(OutSchema):
     id = fields.String()
     username = fields.String()
     name = fields.String(allow_none=True)
-    email = fields.String(allow_none=True)
+    email = fields.String(allow_none=True, metadata=_describe(
+        "Only to the user themself and admins; null to others."))
     company = fields.String(allow_none=True)
     is_admin = fields.Boolean()
+    is_active = fields.Boolean(metadata=_describe(
+        "Whether the account may sign in (only to the user themself and admins)."))
     url = fields.String()
 
 

@@ -8,21 +8,15 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..domain import ocl
 from ..domain.accounts import require_login
 from ..domain.errors import Forbidden
 from ..domain.payloads import UserSchema
-from .common import current_caller, domain, json_response, list_response
+from .common import current_caller, domain, json_response, list_response, render_user
 from .docs import errors
 from .orgs import render_org
 from .schemas import ListArgsSchema, OrgOut, SearchListArgsSchema, TokenIn, TokenOut, UserOut
 
 blp = Blueprint("users", __name__, description="User accounts and API tokens.")
-
-
-def render_user(user: dict[str, Any]) -> dict[str, Any]:
-    """A user with OCL's counts (organizations, public sources)."""
-    return ocl.render_user(user, domain().accounts.user_counts(user))
 
 
 def _require_admin() -> None:

@@ -19,7 +19,7 @@ from flask import Flask
 from ..config import ConfigError
 from ..domain import Domain
 from ..jobs import Workers
-from . import auth, concepts, imports, landing, sources
+from . import auth, concepts, imports, landing, sources, webhooks
 from .sessions import SessionService
 from .web import EXTENSION, ConsoleServices, ConsoleSettings, Section, console
 
@@ -32,7 +32,7 @@ SECTIONS = [Section("Sources", "console.sources.sources"),
             Section("Collections", "console.sources.collections"),
             Section("Organizations", "console.sources.orgs"),
             Section("Imports", "console.imports.jobs", signed_in_only=True)]
-for child in (auth.bp, sources.bp, concepts.bp, imports.bp):
+for child in (auth.bp, sources.bp, concepts.bp, imports.bp, webhooks.bp):
     console.register_blueprint(child)
 
 

@@ -33,6 +33,7 @@ from .web import (
     services,
     source_args,
     text_arg,
+    visitor,
 )
 
 logger = logging.getLogger(__name__)
@@ -178,7 +179,12 @@ def source(owner_kind: str, owner_id: str, repo_path: str, source_id: str) -> An
     exports = export_service()
     rows = [VersionRow(version, exports.status(found, version)) for version in versions]
     notice = NOTICES.get(request.args.get("notice", ""))
+    from ..webhooks import webhook_service
+    hooks = webhook_service()
+    manages_hooks = visitor().signed_in and hooks.may_manage(caller(), found)
     return render("console/source.html", source=found, owner=found_owner, summary=summary,
+                  manages_hooks=manages_hooks,
+                  hooks_off=hooks.switched_off(found) if manages_hooks else [],
                   changes=changes, references=references, versions=rows,
                   pager=pager(page, VERSIONS_PER_PAGE, total, name="versions_page"),
                   can_edit=domain().accounts.can_edit(caller(), found),

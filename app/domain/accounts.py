@@ -105,13 +105,19 @@ class Accounts:
         if user is None:
             try:
                 self.create_user(username, is_admin=True)
-            except Conflict:
-                pass  # another process starting at the same moment created it
-        elif not user.get("is_admin"):
+            except Conflict:  # another process starting at the same moment created it
+                user = self.repos.users.get(username)
+        if user is not None and not user.get("is_admin"):
             self.repos.users.update(username, {"is_admin": True})
         self.create_token(username, token)
 
+    @staticmethod
+    def sees_personal_data(caller: Caller, username: str) -> bool:
+        """Personal data (email, account state) is for the user themself and admins only."""
+        return caller.is_admin or caller.username == username
+
     def get_user(self, username: str) -> dict[str, Any]:
+        """A user account (404 if there is none)."""
         user = self.repos.users.get(username)
         if user is None:
             raise NotFound(f"User '{username}' not found.")
@@ -146,11 +152,13 @@ class Accounts:
     def get_org(self, caller: Caller, org_id: str) -> dict[str, Any]:
         """An organization the caller may see (a private one is 404 to outsiders)."""
         org = self.repos.orgs.get(org_id)
-        if org is None or not self._can_see_org(caller, org):
+        if org is None or not self.can_see_org(caller, org):
             raise NotFound(f"Organization '{org_id}' not found.")
         return org
 
-    def _can_see_org(self, caller: Caller, org: dict[str, Any]) -> bool:
+    @staticmethod
+    def can_see_org(caller: Caller, org: dict[str, Any]) -> bool:
+        """Anyone sees an org but a private one, which only its members and admins see."""
         return (org.get("public_access", "View") != "None" or caller.is_admin
                 or org["_id"] in caller.orgs)
 
@@ -221,13 +229,24 @@ class Accounts:
             return caller.username == owner.id
         return owner.id in caller.orgs
 
+    def is_public(self, source: dict[str, Any]) -> bool:
+        """Whether anyone may see a repository: it is public (`public_access` View or Edit) and
+        so is its owner (any user; an org that is not private). The rule the stores' lists apply
+        in their queries (`Sources.search`)."""
+        if source.get("public_access") not in ("View", "Edit"):
+            return False
+        return source.get("owner_type") != ORG or self.repos.orgs.is_public(source["owner"])
+
     def can_view(self, caller: Caller, source: dict[str, Any]) -> bool:
-        return source.get("public_access") in ("View", "Edit") or self.owns(caller, owner_of(source))
+        """Owners see their repositories; everyone sees public ones (`is_public`)."""
+        return self.owns(caller, owner_of(source)) or self.is_public(source)
 
     def can_edit(self, caller: Caller, source: dict[str, Any]) -> bool:
+        """Owners change their repositories; any signed-in user changes public `Edit` ones."""
         if self.owns(caller, owner_of(source)):
             return True
-        return source.get("public_access") == "Edit" and caller.authenticated
+        return caller.authenticated and source.get("public_access") == "Edit" \
+            and self.is_public(source)
 
     def require_edit(self, caller: Caller, source: dict[str, Any]) -> None:
         """401 without a token, 403 with one that has no edit right on the source."""

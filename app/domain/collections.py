@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..store.base import CONCEPT, HEAD_SEQ, MAPPING, Document, StaleHead
+from ..store.base import (
+    COLLECTION_TYPE,
+    CONCEPT,
+    HEAD_SEQ,
+    MAPPING,
+    Document,
+    RepoFilters,
+    StaleHead,
+)
 from ..timeutil import now_iso
 from . import ocl
 from .accounts import Caller
@@ -220,13 +228,51 @@ class Collections:
 
     def exposable(self, collection: Document, source: Document) -> bool:
         """Whether a collection may show a source's items: it shows them to its own viewers, so
-        a private source's only to a private collection of the same owner."""
-        if source.get("public_access") in ("View", "Edit"):
+        a source that not everyone may see (private, or of a private org) only to a collection
+        of the same owner that not everyone may see either."""
+        if self.accounts.is_public(source):
             return True
-        return collection.get("public_access") == "None" \
+        return not self.accounts.is_public(collection) \
             and collection.get("owner_url") == source.get("owner_url")
 
-    def check_exposable(self, collection: Document) -> None:
+    def check_org_access(self, caller: Caller, org_id: str, public_access: str) -> None:
+        """An org about to become private may not have its sources' items in other owners'
+        collections; one about to become public may not have public collections that hold items
+        of sources not everyone may see (Invalid naming them)."""
+        owner_url = f"/orgs/{org_id}/"
+        becoming_private = public_access == "None"
+        blocking: set[str] = set()
+        for repo in self._repos_of(owner_url):
+            if becoming_private and repo.get("repo_type") != COLLECTION_TYPE:
+                blocking.update(url for url in self.repos.collection_entries.holding(repo["url"])
+                                if not url.startswith(owner_url))
+            elif not becoming_private and repo.get("repo_type") == COLLECTION_TYPE \
+                    and repo.get("public_access") in ("View", "Edit"):
+                for source_url in self.repos.collection_entries.sources_held(repo["url"]):
+                    source = self.repos.sources.get(source_url)
+                    if source is None or source.get("public_access") not in ("View", "Edit") or (
+                            source.get("owner_url") != owner_url and not
+                            self.accounts.is_public(source)):
+                        blocking.add(repo["url"])
+                        break
+        if blocking:
+            change = "private" if becoming_private else "public"
+            raise Invalid(f"Organization '{org_id}' cannot become {change}: collection(s) "
+                          f"{self.named(caller, blocking)} would show items to "
+                          "people who may not see their sources.",
+                          errors={"public_access": ["Collections would expose sources."]})
+
+    def _repos_of(self, owner_url: str) -> Iterable[Document]:
+        """Every repository of an owner, a page at a time."""
+        skip = 0
+        while True:
+            page, total = self.repos.sources.search(owner_url, None, RepoFilters(), skip, BATCH)
+            yield from page
+            skip += len(page)
+            if not page or skip >= total:
+                return
+
+    def check_exposable(self, caller: Caller, collection: Document) -> None:
         """A collection about to be seen by more people may not hold a private source's items
         that those people may not see (Invalid naming the sources)."""
         hidden = []
@@ -236,8 +282,19 @@ class Collections:
                 hidden.append(source_url)
         if hidden:
             raise Invalid(f"Collection '{collection['id']}' holds items of private source(s) "
-                          f"{', '.join(hidden)}: it cannot be made visible to more people.",
-                          errors={"public_access": ["Would expose private sources."]})
+                          f"{self.named(caller, hidden)}: it cannot be made visible to more "
+                          "people.", errors={"public_access": ["Would expose private sources."]})
+
+    def named(self, caller: Caller, urls: Iterable[str]) -> str:
+        """Repositories by url for a message to `caller`: those they may see; the others only
+        counted, since whether they exist is not theirs to learn."""
+        urls = sorted(set(urls))
+        shown = [url for url in urls if (repo := self.repos.sources.get(url)) is not None
+                 and self.accounts.can_view(caller, repo)]
+        others = len(urls) - len(shown)
+        if others:
+            shown.append(f"{others} other(s) that you may not see")
+        return ", ".join(shown)
 
     def _resolve_expression(self, parsed: Expression, lookups: _Lookups) -> Document | None:
         """The reference document for an expression naming an existing item, else None."""
@@ -404,7 +461,7 @@ class Collections:
         return len(urls)
 
     # --- checks ---------------------------------------------------------------------------
-    def check_hideable(self, source: Document) -> None:
+    def check_hideable(self, caller: Caller, source: Document) -> None:
         """A source about to be seen by fewer people may not stay in a collection that shows
         its items to more (HEAD or a version): Invalid naming those collections."""
         exposing = []
@@ -414,17 +471,18 @@ class Collections:
                 exposing.append(collection_url)
         if exposing:
             raise Invalid(f"Source '{source['id']}' has items in collection(s) "
-                          f"{', '.join(exposing)} that more people may see: make them private "
-                          "or remove those references (and versions) first.",
+                          f"{self.named(caller, exposing)} that more people may see: make them "
+                          "private or remove those references (and versions) first.",
                           errors={"public_access": ["Collections would expose it."]})
 
-    def check_source_deletable(self, source: Document) -> None:
+    def check_source_deletable(self, caller: Caller, source: Document) -> None:
         """A source whose items a collection (HEAD or a version) holds cannot be deleted: a
         released collection version never changes."""
         holding = self.repos.collection_entries.holding(source["url"])
         if holding:
             raise Conflict(f"Source '{source['id']}' has items in collection(s) "
-                           f"{', '.join(holding)}: remove those references (and versions) first.")
+                           f"{self.named(caller, holding)}: remove those references (and "
+                           "versions) first.")
 
 
 def _change(current: Document | None, wanted: Document | None, now: str) -> Any:

@@ -189,9 +189,9 @@ class Content:
             raise Forbidden(f"Only the owner may change who can see a {noun(source)} "
                             "(public_access).")
         if is_collection(source) and changes.get("public_access") in ("View", "Edit"):
-            self.collections.check_exposable(dict(source, **changes))
+            self.collections.check_exposable(caller, dict(source, **changes))
         elif not is_collection(source) and changes.get("public_access") == "None":
-            self.collections.check_hideable(dict(source, **changes))
+            self.collections.check_hideable(caller, dict(source, **changes))
         kind_only = COLLECTION_FIELDS if not is_collection(source) else ("source_type",)
         changes = {key: value for key, value in changes.items() if key not in kind_only}
         changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)
@@ -209,7 +209,7 @@ class Content:
             self.repos.collection_entries.delete_for_collection(source["_id"])
             self.repos.references.delete_for_collection(source["_id"])
         else:
-            self.collections.check_source_deletable(source)
+            self.collections.check_source_deletable(caller, source)
             self._notify("source_deleted", source)
             self.repos.items.delete_for_source(source["_id"])
         self.repos.versions.delete_for_source(source["_id"])
@@ -298,6 +298,10 @@ class Content:
         if updated is None:
             raise NotFound(f"Version '{version['id']}' not found.")
         self._notify("version_changed", source, updated)
+        if bool(updated.get("released")) != bool(version.get("released")):
+            # webhooks announce a release (or its withdrawal) once, when the flag flips
+            self._notify("version_released" if updated.get("released") else "version_unreleased",
+                         source, updated)
         return updated
 
     def delete_version(self, caller: Caller, source: dict[str, Any], version: dict[str, Any]) -> None:
@@ -550,8 +554,11 @@ class Content:
         retired = bool(changes.get("retired", current["retired"]))
         return self._put(caller, source, CONCEPT, concept_id, data, retired, expect="existing")
 
-    def _check_concept_ref(self, url: str | None, field_name: str) -> None:
-        """A concept url in a source on this server must name a concept that exists."""
+    def _check_concept_ref(self, caller: Caller, url: str | None, field_name: str) -> None:
+        """A concept url in a source on this server that the caller may see must name a
+        concept that exists. A source they may not see is treated as one this server does not
+        have (the url is kept as given, as another server's would be): whether it exists, and
+        what it holds, is not theirs to learn (docs/security.md, Confidentiality)."""
         if not url:
             return
         parsed = ocl.parse_concept_url(url)
@@ -559,10 +566,11 @@ class Content:
             raise Invalid(f"{field_name} '{url}' is not a concept URL "
                           "(/orgs/ORG/sources/SOURCE/concepts/ID/).",
                           errors={field_name: ["Not a concept URL."]})
-        head = self.repos.items.head(url)
-        if head is not None and not head["deleted"]:
+        source = self.repos.sources.get(parsed["source_url"])
+        if source is None or not self.accounts.can_view(caller, source):
             return
-        if self.repos.sources.get(parsed["source_url"]) is not None:
+        head = self.repos.items.head(url)
+        if head is None or head["deleted"]:
             raise Invalid(f"{field_name}: concept '{parsed['code']}' does not exist in "
                           f"{parsed['source_url']}.",
                           errors={field_name: [f"Concept {url} does not exist."]})
@@ -583,8 +591,8 @@ class Content:
         self.accounts.require_edit(caller, source)
         data = {key: payload.get(key) for key in MAPPING_FIELDS}
         self._require_source(source)
-        self._check_concept_ref(data["from_concept_url"], "from_concept_url")
-        self._check_concept_ref(data.get("to_concept_url"), "to_concept_url")
+        self._check_concept_ref(caller, data["from_concept_url"], "from_concept_url")
+        self._check_concept_ref(caller, data.get("to_concept_url"), "to_concept_url")
         key = self._mapping_key(source["url"], data)
         mapping_id = payload.get("id")
         with self.repos.transaction(source["url"]):

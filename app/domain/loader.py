@@ -177,6 +177,8 @@ class Loader:
     def _organization(self, payload: dict[str, Any]) -> tuple[str, str]:
         url = f"/orgs/{payload['id']}/"
         existing = self.accounts.repos.orgs.get(payload["id"])
+        if existing is not None and not self.accounts.can_see_org(self.caller, existing):
+            existing = None  # its id is taken all the same: create_org says so, as POST /orgs/
         if existing is None:
             self.accounts.create_org(self.caller, payload)
             # The creator is the org's first member: the lines that follow may write into it.
@@ -189,6 +191,9 @@ class Loader:
         if not self.update_if_exists:
             return "skipped", url
         self.accounts.require_owner(self.caller, Owner("Organization", payload["id"]))
+        if "public_access" in changes:
+            self.content.collections.check_org_access(self.caller, payload["id"],
+                                                      changes["public_access"] or "View")
         self.accounts.repos.orgs.update(payload["id"], changes)
         return "updated", url
 
@@ -205,6 +210,9 @@ class Loader:
             return known
         owner_doc = (self.accounts.repos.orgs.get(owner_id) if kind == "orgs"
                      else self.accounts.repos.users.get(owner_id))
+        if kind == "orgs" and owner_doc is not None \
+                and not self.accounts.can_see_org(self.caller, owner_doc):
+            owner_doc = None  # a private org is missing to outsiders, as at its own URL
         if owner_doc is None:
             raise NotFound(f"{OWNER_KINDS[kind]} '{owner_id}' does not exist.")
         owner = Owner(OWNER_KINDS[kind], owner_id, owner_doc.get("public_access", "View"))
@@ -263,6 +271,8 @@ class Loader:
         collection = kind == COLLECTION_TYPE
         url = f"{owner.url}{'collections' if collection else 'sources'}/{payload['id']}/"
         existing = self.accounts.repos.sources.get(url)
+        if existing is not None and not self.accounts.can_view(self.caller, existing):
+            existing = None  # creating it is refused as for a missing one: not their owner
         if existing is None:
             create = self.content.create_collection if collection else self.content.create_source
             create(self.caller, owner, payload)

@@ -275,16 +275,24 @@ def render_org(org: dict[str, Any], counts: dict[str, int] | None = None) -> dic
             "created_by": org.get("created_by"), "updated_by": org.get("updated_by")}
 
 
-def render_user(user: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
-    """A user in OCL's shape (never with token material; with `counts`: orgs, public_sources)."""
-    return {**(counts or {}), "type": "User", "id": user["_id"], "username": user["_id"],
-            "name": user.get("name"),
-            "email": user.get("email"), "company": user.get("company"),
-            "is_admin": bool(user.get("is_admin")), "url": f"/users/{user['_id']}/",
-            "sources_url": f"/users/{user['_id']}/sources/",
-            "collections_url": f"/users/{user['_id']}/collections/",
-            "orgs_url": f"/users/{user['_id']}/orgs/",
-            "created_on": user.get("created_on"), "updated_on": user.get("updated_on")}
+def render_user(user: dict[str, Any], counts: dict[str, int] | None = None, *,
+                personal: bool) -> dict[str, Any]:
+    """A user in OCL's shape (never with token material; with `counts`: orgs, public_sources).
+
+    `personal`: with what only the user and admins may read (`Accounts.sees_personal_data`): the
+    email address and whether the account is active; others get `email` null, as for a user
+    who gave none.
+    """
+    rendered = {**(counts or {}), "type": "User", "id": user["_id"], "username": user["_id"],
+                "name": user.get("name"), "email": None, "company": user.get("company"),
+                "is_admin": bool(user.get("is_admin")), "url": f"/users/{user['_id']}/",
+                "sources_url": f"/users/{user['_id']}/sources/",
+                "collections_url": f"/users/{user['_id']}/collections/",
+                "orgs_url": f"/users/{user['_id']}/orgs/",
+                "created_on": user.get("created_on"), "updated_on": user.get("updated_on")}
+    if personal:
+        rendered.update(email=user.get("email"), is_active=bool(user.get("is_active", True)))
+    return rendered
 
 
 def render_reference(reference: dict[str, Any]) -> dict[str, Any]:

@@ -143,7 +143,8 @@ def _stream(handle: Any, remaining: int) -> Any:
 
 def serve_file(source: dict[str, Any], version_id: str, file: dict[str, Any],
                cache_control: str, head_only: bool) -> Response:
-    """200, 206, 304 or 416 for a ready export file; HEAD never opens the file."""
+    """200, 206, 304 or 416 for a ready export file that its caller has found in storage
+    (`ExportService.current`, `file_problem`); HEAD never opens the file."""
     headers = _file_headers(source, version_id, file, cache_control)
     size = int(file["size"])
     if _not_modified(file["sha256"]):
@@ -203,13 +204,13 @@ def _none() -> Response:
 def _answer(source: dict[str, Any], version: dict[str, Any], head_only: bool) -> Response:
     """GET and HEAD: 200 ready, 208 queued or building, 204 none, 500 failed; never builds."""
     service = export_service()
-    status = service.status(source, version)
+    status = service.current(source, version)  # a READY file has been found in storage
     if status.state == READY:
         assert status.file is not None
         try:
             return serve_file(source, version["id"], status.file, "no-cache", head_only)
         except FileGone:
-            # the record outlived its file (lost disk, another host's EXPORT_DIR): rebuild
+            # removed between the look and the open (another host's EXPORT_DIR, a purge)
             status = service.file_lost(source, version, status.file["sha256"])
     if status.state == FAILED:
         return _failed(status)
@@ -260,7 +261,9 @@ class Export(MethodView):
         if args["force"] or not version.get("released"):
             accounts.require_edit(caller, source)
         service = export_service()
-        status = service.status(source, version)
+        status = service.current(source, version)
+        if status.requeued:  # its file was lost: this request queued the rebuild
+            return _pending(status, code=202)
         if status.state in (PENDING, BUILDING) and not args["force"]:
             return error_response_409(status)
         if status.state == READY and not args["force"]:
@@ -312,8 +315,9 @@ class ExportFile(MethodView):
     def _serve(source_id: str, sha256: str, owner_kind: str | None, owner_id: str | None,
                head_only: bool) -> Response:
         _, source = resolve_source(owner_kind, owner_id, source_id)
-        record = export_service().file_record(source, sha256)
-        if record is None:
+        service = export_service()
+        record = service.file_record(source, sha256)
+        if record is None or service.file_problem(record["file"]) is not None:
             raise NotFound(f"No export file {sha256} in '{source['id']}'.")
         try:
             return serve_file(source, record["version_id"], record["file"], IMMUTABLE, head_only)

@@ -18,10 +18,17 @@ and `updated_on`. Listeners only speed things up; the stamp check alone makes se
 GET never builds (OCL clients answer a 204 with a POST, the OpenMRS module never POSTs), so a
 released version always has a current export: releasing queues it, and so do a source change
 that makes it stale, startup and garbage collection (`ensure_released_exports`).
+
+A record is not its file: a new disk, a restore or an `rm` can take the file away. What GET, HEAD
+and POST answer (`current`) looks the file up in storage first (its size, one stat); startup
+does the same for every released version, and garbage collection also hashes the bytes. A file
+that is gone, truncated or corrupt is lost: its record drops it and the export is rebuilt, so
+nothing answers 200 (or 303) for it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -46,6 +53,7 @@ logger = logging.getLogger(__name__)
 JOB_KIND = "export"
 EXTENSION = "termsync.exports"
 READY, BUILDING, NONE = "READY", "BUILDING", "NONE"
+HASH_BLOCK = 1024 * 1024
 
 
 @dataclass
@@ -57,6 +65,7 @@ class ExportStatus:
     stamp: str
     file: dict[str, Any] | None = None
     job: dict[str, Any] | None = None
+    requeued: bool = False  # its file was lost and this request queued the rebuild
 
     @property
     def progress(self) -> int:
@@ -80,6 +89,7 @@ class PurgeReport:
 
     records: int = 0
     stale_files: int = 0
+    lost_files: int = 0  # missing, truncated or corrupt: dropped from their records, rebuilt
     files: int = 0
     temp_files: int = 0
 
@@ -115,6 +125,9 @@ class ExportService:
         self.records = domain.store.exports
         self.settings = settings
         self.wake = wake or (lambda: None)
+        # called with (source, version, file) when a build commits its file (webhooks)
+        self.ready_listeners: list[Callable[[dict[str, Any], dict[str, Any], dict[str, Any]],
+                                            None]] = []
 
     # --- state ----------------------------------------------------------------------------
     def status(self, source: dict[str, Any], version: dict[str, Any]) -> ExportStatus:
@@ -134,6 +147,39 @@ class ExportService:
         if job is not None and job["state"] == FAILED and job["payload"].get("stamp") == stamp:
             return ExportStatus(FAILED, key, stamp, job=job)
         return ExportStatus(NONE, key, stamp)
+
+    def current(self, source: dict[str, Any], version: dict[str, Any]) -> ExportStatus:
+        """The state GET, HEAD and POST answer with: `status`, with a READY file looked up in
+        storage (one stat, or one GridFS files lookup). A file that is gone or whose size is
+        not its record's is lost: the export is queued again and the answer is that build's."""
+        status = self.status(source, version)
+        if status.state == READY and status.file is not None:
+            problem = self.file_problem(status.file)
+            if problem is not None:
+                return self.file_lost(source, version, status.file["sha256"], problem)
+        return status
+
+    def file_problem(self, file: dict[str, Any], deep: bool = False) -> str | None:
+        """What is wrong with a record's file in storage (None: nothing): absent, another size
+        than recorded, or (`deep`: its bytes are read and hashed) another sha256."""
+        sha = file["sha256"]
+        stored = self.storage.stat(sha)
+        if stored is None:
+            return f"is missing from {self.storage.name} storage"
+        if stored.size != int(file["size"]):
+            return f"has {stored.size} bytes in {self.storage.name} storage, not {file['size']}"
+        if not deep:
+            return None
+        digest = hashlib.sha256()
+        try:
+            with self.storage.open(sha) as handle:
+                while block := handle.read(HASH_BLOCK):
+                    digest.update(block)
+        except OSError as exc:
+            return f"cannot be read from {self.storage.name} storage ({exc})"
+        if digest.hexdigest() != sha:
+            return f"does not match its sha256 in {self.storage.name} storage (corrupt)"
+        return None
 
     def _failure_expired(self, job: dict[str, Any]) -> bool:
         retry = self.settings.failed_retry_seconds
@@ -185,13 +231,15 @@ class ExportService:
             self._delete_if_unreferenced(file["sha256"])
         return found
 
-    def file_lost(self, source: dict[str, Any], version: dict[str, Any],
-                  sha256: str) -> ExportStatus:
-        """The record's file is missing from storage: drop it and queue a rebuild."""
-        logger.warning("export %s: file %s is missing from %s storage; rebuilding",
-                       export_key(source, version), sha256, self.storage.name)
+    def file_lost(self, source: dict[str, Any], version: dict[str, Any], sha256: str,
+                  problem: str = "is missing from storage") -> ExportStatus:
+        """The record's file is gone (or truncated, or corrupt): drop it and queue a rebuild."""
+        logger.warning("export %s: file %s %s; rebuilding", export_key(source, version), sha256,
+                       problem)
         self.records.drop_file_if(export_key(source, version), sha256)
-        return self.request(source, version)
+        status = self.request(source, version)
+        status.requeued = True
+        return status
 
     def forget(self, key: str) -> None:
         """Drop an export whose version or source is gone: cancel its build, delete its file."""
@@ -278,6 +326,11 @@ class ExportService:
             raise JobLost(context.job["_id"])
         logger.debug("export %s built: %d concepts, %d mappings, %d bytes in %.1fs", key,
                     stats.concepts, stats.mappings, stats.size, stats.seconds_total)
+        for listener in self.ready_listeners:
+            try:
+                listener(source, version, file)
+            except Exception:  # a listener never fails a build that is committed
+                logger.exception("export %s: a ready listener failed", key)
         return {"sha256": stats.sha256, "size": stats.size, "concepts": stats.concepts,
                 "mappings": stats.mappings}
 
@@ -328,6 +381,12 @@ class ExportService:
             if source is None:
                 continue
             status = self.status(source, version)
+            if status.state == READY and status.file is not None:
+                problem = self.file_problem(status.file)
+                if problem is not None:  # a new disk, a restore, someone's rm
+                    self.file_lost(source, version, status.file["sha256"], problem)
+                    queued += 1
+                continue
             expired = status.state == FAILED and status.job is not None \
                 and self._failure_expired(status.job)
             if status.state == NONE or expired:
@@ -350,7 +409,9 @@ class ExportService:
             return None
 
     def purge(self, grace_seconds: float | None = None) -> PurgeReport:
-        """Collect garbage: records of deleted versions, stale files, orphaned and temp files.
+        """Collect garbage: records of deleted versions, stale files, orphaned and temp files;
+        and check every current file in storage (its size, and its bytes against its sha256):
+        one that is missing, truncated or corrupt is rebuilt.
 
         Files newer than the grace period are kept: a build commits its file a moment before
         its record, and a client may still be downloading a file that was just replaced.
@@ -368,6 +429,11 @@ class ExportService:
             if file and file.get("stamp") != content_stamp(*current):
                 if self.records.drop_file_if(record["_id"], file["sha256"]):
                     report.stale_files += 1
+            elif file:
+                problem = self.file_problem(file, deep=True)
+                if problem is not None:
+                    self.file_lost(*current, file["sha256"], problem)
+                    report.lost_files += 1
         referenced = self.records.shas()
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
         for stored in list(self.storage.list()):
@@ -380,7 +446,8 @@ class ExportService:
                 report.temp_files += 1
             except FileNotFoundError:
                 pass
-        if report.records or report.files or report.stale_files or report.temp_files:
+        if report.records or report.files or report.stale_files or report.temp_files \
+                or report.lost_files:
             logger.info("export GC: %s", report)
         self.ensure_released_exports()
         return report

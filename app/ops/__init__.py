@@ -22,6 +22,7 @@ from .lease import MaintenanceLease, run_exclusively
 from .logs import REQUEST_ID_HEADER, install_logging, request_id_from
 from .maintenance import (
     add_maintenance_task,
+    purge_expired,
     recover_leases,
     start_worker_services,
     stop_worker_services,
@@ -68,6 +69,8 @@ def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     max_attempts = settings_of(app).jobs.max_attempts
     add_maintenance_task(app, "jobs-recover-leases", settings.maintenance_interval,
                          lambda: recover_leases(workers.queue, max_attempts))
+    add_maintenance_task(app, "ops-purge-expired", settings.maintenance_interval,
+                         lambda: purge_expired(store, workers.queue.clock()))
     workers.on_start(lambda threads: start_worker_services(app, threads))
     workers.on_stop(lambda: stop_worker_services(app))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app
@@ -37,7 +38,8 @@ class ReadyOut(Schema):
                                                     "processes are alive than READY_MIN_WORKERS."})
     checks = fields.Dict(metadata={"description": (
         "`database` {ok, latency_ms}, `workers` {ok, alive, expected}, "
-        "`queue` {depth, oldest_pending_seconds}.")})
+        "`queue` {depth, oldest_pending_seconds}, `webhooks` {disabled, hooks} (hooks switched "
+        "off after failing: an alert, never a reason to be unready).")})
 
 
 class NotReadyOut(Schema):
@@ -56,6 +58,8 @@ class Readiness:
         self.store = store
         self.min_workers = min_workers
         self.heartbeat_timeout = heartbeat_timeout
+        # Facts features add to the report (webhooks switched off): shown, never unready.
+        self.details: dict[str, Callable[[], dict[str, Any]]] = {}
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         """(database answers, report). Workers below the minimum degrade but do not fail."""
@@ -82,6 +86,11 @@ class Readiness:
                 raise
             return False, {"status": "unavailable", "checks": dict(
                 checks, database={"ok": False, "error": exc.__class__.__name__})}
+        for name, detail in self.details.items():
+            try:
+                checks[name] = detail()
+            except Exception:  # a detail never makes the instance unready
+                logger.warning("readiness detail %s failed", name, exc_info=True)
         status = "ok" if checks["workers"]["ok"] else "degraded"
         return True, {"status": status, "checks": checks}
 

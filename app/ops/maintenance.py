@@ -12,6 +12,7 @@ import atexit
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import Flask
@@ -66,6 +67,13 @@ def recover_leases(queue: JobQueue, max_attempts: int) -> dict[str, int]:
     if waiting:
         logger.info("maintenance: %d job(s) with an expired lease wait for takeover", waiting)
     return {"failed": abandoned, "expired": waiting}
+
+
+def purge_expired(store: Any, now: datetime) -> dict[str, int]:
+    """Delete heartbeats and rate counters past their expiry: a TTL index does it on a real
+    MongoDB, nothing does on SQLite between writes or on servers without TTL indexes (FerretDB).
+    Nothing reads them as live anyway (`alive` and the counters' windows look at times)."""
+    return {"heartbeats": store.heartbeats.purge(now), "rate_counters": store.rate_counters.purge(now)}
 
 
 class MaintenanceScheduler:

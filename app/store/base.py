@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from .files import ExportStorage, UploadStore
+
 LIVE = 2**62  # `sup` of an item version that nothing superseded yet
 HEAD_SEQ = LIVE - 1  # reading HEAD is reading "a version cut at the end of time"
 CONCEPT = "Concept"
@@ -30,6 +32,7 @@ EMPTY_CHECKSUM = "0" * 64
 
 Document = dict[str, Any]
 DocumentPage = tuple[list[Document], int]  # one page of documents, and how many match in all
+DocumentList = list[Document]
 
 
 class StoreError(Exception):
@@ -269,6 +272,10 @@ class Orgs(DocumentRepository):
         """Ids of the orgs a user belongs to."""
         raise NotImplementedError
 
+    def is_public(self, org_id: str) -> bool:
+        """Whether an org exists and anyone may see it (its `public_access` is not "None")."""
+        raise NotImplementedError
+
     def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
                skip: int, limit: int) -> tuple[list[Document], int]:
         """Orgs by id: public ones and the caller's (all for None, an admin), with `q` (any
@@ -292,11 +299,16 @@ class Sources(DocumentRepository):
                filters: RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
         """Repositories by url that `visible_to` may see (None: an admin, all), under one owner
         or all, narrowed by `filters` (kind, owner, text in the id or names, validation schema, a
-        change of metadata or content at or after `updated_since`)."""
+        change of metadata or content at or after `updated_since`).
+
+        A repository is visible when it is the caller's or their orgs', or when it is public
+        (`public_access` View or Edit) and so is its owner: any user, an org whose own
+        `public_access` is not "None" (a private org hides all its repositories)."""
         raise NotImplementedError
 
     def count_public(self, owner_url: str, repo_type: str = SOURCE_TYPE) -> int:
-        """How many sources (or collections) of an owner anyone may see (`public_sources`)."""
+        """How many sources (or collections) of an owner anyone may see (`public_sources`: none
+        of a private org's)."""
         raise NotImplementedError
 
 
@@ -313,6 +325,10 @@ class Versions(DocumentRepository):
 
     def all_released(self) -> Iterator[Document]:
         """Every released version of every source, by url (startup checks their exports)."""
+        raise NotImplementedError
+
+    def newest_released(self, skip: int, limit: int) -> DocumentList:
+        """Released versions of every repository, newest first (the server's feed)."""
         raise NotImplementedError
 
     def latest_released(self, source_url: str) -> Document | None:
@@ -872,12 +888,20 @@ class Heartbeats:
         """Processes seen since `since`."""
         raise NotImplementedError
 
+    def purge(self, now: datetime) -> int:
+        """Delete the heartbeats that expired before `now`; how many."""
+        raise NotImplementedError
+
 
 class RateCounters:
     """Fixed-window request counters shared by every web process."""
 
     def hit(self, key: str, expires_at: datetime) -> int:
         """Count one hit on `key`; return the count (the counter expires at `expires_at`)."""
+        raise NotImplementedError
+
+    def purge(self, now: datetime) -> int:
+        """Delete the counters of windows that ended before `now`; how many."""
         raise NotImplementedError
 
 
@@ -900,6 +924,76 @@ class ConsoleSessions:
         raise NotImplementedError
 
 
+class Webhooks:
+    """Webhooks of repositories (`_id` = hook id): target, events, secret, state, failures."""
+
+    def get(self, hook_id: str) -> Document | None:
+        raise NotImplementedError
+
+    def insert(self, hook: Document) -> None:
+        """Insert a hook; DuplicateKey if its id exists."""
+        raise NotImplementedError
+
+    def update(self, hook_id: str, changes: Document) -> Document | None:
+        """Change fields of a hook; the hook after the change, None if there is none."""
+        raise NotImplementedError
+
+    def delete(self, hook_id: str) -> None:
+        raise NotImplementedError
+
+    def for_repository(self, repository: str) -> list[Document]:
+        """The hooks of one repository (source or collection url), oldest first."""
+        raise NotImplementedError
+
+    def record_attempt(self, hook_id: str, ok: bool, now: str, disable_after: int,
+                       reason: str) -> Document | None:
+        """Count one delivery attempt atomically: a success resets `failures`, a failure adds
+        one and, reaching `disable_after`, turns the hook off (`active` false, `disabled_on`,
+        `disabled_reason`); the hook after the change."""
+        raise NotImplementedError
+
+    def disabled(self, limit: int = 100) -> tuple[list[Document], int]:
+        """Hooks turned off after failing (not those their owner switched off), newest first,
+        and how many there are."""
+        raise NotImplementedError
+
+    def dump(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        raise NotImplementedError
+
+
+class WebhookDeliveries:
+    """The delivery log of webhooks (`_id` = delivery id): event, body, state, last attempts."""
+
+    def get(self, delivery_id: str) -> Document | None:
+        raise NotImplementedError
+
+    def insert(self, delivery: Document) -> None:
+        raise NotImplementedError
+
+    def update(self, delivery_id: str, changes: Document) -> Document | None:
+        raise NotImplementedError
+
+    def page(self, hook_id: str, skip: int, limit: int) -> DocumentPage:
+        """A hook's deliveries, newest first, and how many it has."""
+        raise NotImplementedError
+
+    def prune(self, hook_id: str, keep: int) -> int:
+        """Delete a hook's deliveries but the newest `keep`; how many went."""
+        raise NotImplementedError
+
+    def delete_for_hook(self, hook_id: str) -> None:
+        raise NotImplementedError
+
+    def dump(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        raise NotImplementedError
+
+
 class Store:
     """Every repository over one database, chosen by DATABASE_URI."""
 
@@ -919,6 +1013,8 @@ class Store:
     console_sessions: ConsoleSessions
     references: References
     collection_entries: CollectionEntries
+    webhooks: Webhooks
+    webhook_deliveries: WebhookDeliveries
 
     def ensure_schema(self) -> None:
         """Create or upgrade tables/collections and their indexes (idempotent)."""
@@ -946,12 +1042,24 @@ class Store:
         """Delete everything (tests on a shared server)."""
         raise NotImplementedError
 
+    def export_files(self, bucket: str, temp_directory: str) -> ExportStorage:
+        """Export files kept in this database (GridFS's layout in `bucket` on MongoDB), so that
+        every host serves them; builds write their temp files under `temp_directory`. ValueError
+        where the database keeps no files (configuration refuses that before)."""
+        raise ValueError(f"the {self.kind} store keeps no export files; use a directory")
+
+    def import_uploads(self) -> UploadStore:
+        """Bulk-import uploads kept in this database (chunks on MongoDB), so that a job runs on
+        any host; ValueError where the database keeps no files."""
+        raise ValueError(f"the {self.kind} store keeps no uploads; use a directory")
+
     def repositories(self) -> dict[str, Any]:
         """The repositories `termsync db copy` moves, in the order they must be loaded."""
         return {"users": self.users, "orgs": self.orgs, "sources": self.sources,
                 "versions": self.versions, "items": self.items,
                 "references": self.references, "collection_entries": self.collection_entries,
-                "jobs": self.jobs, "import_results": self.import_results}
+                "jobs": self.jobs, "import_results": self.import_results,
+                "webhooks": self.webhooks, "webhook_deliveries": self.webhook_deliveries}
 
 
 Clock = Callable[[], datetime]

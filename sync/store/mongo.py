@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pymongo
 from pymongo import ReplaceOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from ..items import ItemRecord
 from ..state import SyncState
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "termsync_sync"
 STATE_COLLECTION = "sync_state"
+NOT_IMPLEMENTED = 238  # MongoDB's error code, as FerretDB answers what it lacks
 _LIVE_INDEX = [("_sync.type", pymongo.ASCENDING), ("_sync.deleted", pymongo.ASCENDING)]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -97,7 +98,8 @@ class MongoStore(LocalStore):
     # --- state -----------------------------------------------------------------------------
     @_wrapped
     def load_state(self, name: str) -> SyncState:
-        """The saved state of a subscription."""
+        """The saved state of a subscription (an interrupted swap of its items completed)."""
+        self._finish_swap(name)
         return SyncState.from_dict(self.states.find_one({"_id": name}))
 
     @_wrapped
@@ -131,7 +133,39 @@ class MongoStore(LocalStore):
     @_wrapped
     def finish_load(self, staging: Staging) -> None:
         """Rename the staging collection over the live one (atomic for readers)."""
-        staging.handle.rename(self.items(staging.name).name, dropTarget=True)
+        try:
+            staging.handle.rename(self.items(staging.name).name, dropTarget=True)
+        except OperationFailure as exc:
+            if exc.code != NOT_IMPLEMENTED:
+                raise
+            self._swap_in_steps(staging.name)
+
+    def _swap_in_steps(self, name: str) -> None:
+        """The swap for servers without renameCollection's dropTarget (FerretDB 1.24): the live
+        collection is renamed aside, the staging one into its place, then the old one dropped.
+        Readers may find no items between the two renames (milliseconds); a process that dies
+        there leaves the collections that `_finish_swap` (run by `load_state`) completes."""
+        live, aside = self.items(name).name, f"items_{name}__replaced"
+        self.db[aside].drop()
+        if live in self.db.list_collection_names(filter={"name": live}):
+            self.db[live].rename(aside)
+        self.db[f"items_{name}__loading"].rename(live)
+        self.db[aside].drop()
+
+    def _finish_swap(self, name: str) -> None:
+        """Complete a swap in steps that a dead process left half done (see `_swap_in_steps`)."""
+        live, aside, loading = self.items(name).name, f"items_{name}__replaced", \
+            f"items_{name}__loading"
+        present = set(self.db.list_collection_names(filter={"name": {"$in": [live, aside]}}))
+        if aside not in present:
+            return
+        if live not in present:
+            # the loaded copy was renamed aside, not yet replaced: the staging one is complete
+            # (a swap starts only once everything is loaded); without it, the old one goes back
+            has_loading = bool(self.db.list_collection_names(filter={"name": loading}))
+            self.db[loading if has_loading else aside].rename(live)
+            logger.warning("[%s] completed an interrupted swap of the local copy", name)
+        self.db[aside].drop()
 
     @_wrapped
     def abandon_load(self, staging: Staging) -> None:
@@ -157,14 +191,7 @@ class MongoStore(LocalStore):
         if not replacements:
             return 0
         if self.embedded:
-            written = 0
-            for query, document in replacements:
-                try:
-                    collection.replace_one(query, document, upsert=True)
-                    written += 1
-                except DuplicateKeyError:
-                    pass
-            return written
+            return self._replace_one_by_one(collection, replacements)
         operations = [ReplaceOne(query, document, upsert=True) for query, document in replacements]
         try:
             result = collection.bulk_write(operations, ordered=False)
@@ -174,7 +201,27 @@ class MongoStore(LocalStore):
                 raise
             details = exc.details
             return int(details.get("nMatched", 0)) + int(details.get("nUpserted", 0))
+        except KeyError as exc:
+            # FerretDB 1.24 answers an update batch whose only errors are duplicate keys without
+            # `nModified`, which pymongo's bulk_write needs. The batch is idempotent: the writes
+            # it did are redone one by one (each a no-op now) and the others done.
+            if exc.args != ("nModified",):
+                raise
+            return self._replace_one_by_one(collection, replacements)
         return result.matched_count + result.upserted_count
+
+    @staticmethod
+    def _replace_one_by_one(collection: Any, replacements: list[tuple[dict[str, Any],
+                                                                      dict[str, Any]]]) -> int:
+        """The conditional upserts of `_upsert_newest`, one round trip each."""
+        written = 0
+        for query, document in replacements:
+            try:
+                collection.replace_one(query, document, upsert=True)
+                written += 1
+            except DuplicateKeyError:
+                pass
+        return written
 
     @_wrapped
     def clear(self, name: str) -> None:

@@ -208,10 +208,16 @@ def test_put_reports_each_expression(filled: Any) -> None:
     assert put_references(client, ["/orgs/Secret/sources/S/concepts/X/"],
                           collection="/orgs/Secret/collections/C/") == {
         "/orgs/Secret/sources/S/concepts/X/": "added"}
-    # ... and may not become public while it holds them
-    answer = client.patch("/orgs/Secret/collections/C/", json={"public_access": "View"},
-                          headers=ADMIN)
-    assert answer.status_code == 400 and "/orgs/Secret/sources/S/" in answer.get_json()["message"]
+    # ... which stays hidden with its org whatever its own access (docs/security.md,
+    # Confidentiality: test_org_access_changes_keep_collections_from_exposing_sources)
+    call(client, "PATCH", "/orgs/Secret/collections/C/", 200, json={"public_access": "View"})
+    assert "/orgs/Secret/collections/C/" not in urls(call(client, "GET", "/collections/", 200,
+                                                         headers=outsider))
+    # ... and a public one may not hold them
+    call(client, "POST", "/orgs/DemoOrg/collections/", 201, json={"id": "Open"})
+    assert put_references(client, ["/orgs/Secret/sources/S/concepts/X/"],
+                          collection="/orgs/DemoOrg/collections/Open/") == {
+        "/orgs/Secret/sources/S/concepts/X/": "not_allowed"}
     # nor may a source become private while a collection shows its items to more people
     answer = client.patch(OTHER, json={"public_access": "None"}, headers=ADMIN)
     assert answer.status_code == 400 and DICT in answer.get_json()["message"]

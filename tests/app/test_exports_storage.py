@@ -5,24 +5,33 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import gridfs
 import mongomock
 import pytest
 
 from app.exports.builder import temp_path
-from app.exports.storage import ExportStorage, GridFSStorage, LocalStorage
+from app.exports.storage import ExportStorage, LocalStorage
+from app.store import open_store
+from app.store.mongo.files import GridFSStorage
 
 
-@pytest.fixture(params=["local", "gridfs"])
-def storage(request: Any, tmp_path: Any) -> ExportStorage:
+@pytest.fixture(params=["local", "gridfs", "gridfs-ferretdb"])
+def storage(request: Any, tmp_path: Any) -> Iterator[ExportStorage]:
+    """Each backend; GridFS on mongomock and over the wire on FerretDB, as the store gives it."""
     if request.param == "local":
-        return LocalStorage(str(tmp_path / "exports"))
-    backend = GridFSStorage(mongomock.MongoClient()["storage_test"], chunk_size=10,
-                            temp_directory=str(tmp_path / "tmp"))
-    backend.ensure_indexes()
-    return backend
+        yield LocalStorage(str(tmp_path / "exports"))
+        return
+    server = request.getfixturevalue("ferretdb_uri") if request.param == "gridfs-ferretdb" \
+        else f"mongomock://{uuid.uuid4().hex}"
+    store = open_store(server, mongo_db=f"storage_{uuid.uuid4().hex[:10]}")
+    yield store.export_files("exports_fs", str(tmp_path / "tmp"), chunk_size=10)
+    store.drop()
+    store.close()
 
 
 def store(storage: ExportStorage, data: bytes) -> str:
@@ -73,7 +82,7 @@ def test_stale_temp_files(storage: ExportStorage) -> None:
 
 
 def test_gridfs_file_is_invisible_until_complete(tmp_path: Any) -> None:
-    database = mongomock.MongoClient()["storage_test"]
+    database = mongomock.MongoClient()["storage_test"]  # its collections, read directly
     backend = GridFSStorage(database, chunk_size=4, temp_directory=str(tmp_path))
     data = b"0123456789"
     sha = hashlib.sha256(data).hexdigest()
@@ -86,3 +95,19 @@ def test_gridfs_file_is_invisible_until_complete(tmp_path: Any) -> None:
     document = database["exports_fs.files"].find_one({"_id": sha})
     assert document["length"] == 10 and document["chunkSize"] == 4
     assert database["exports_fs.chunks"].count_documents({"files_id": sha}) == 3
+
+
+def test_gridfs_files_are_read_by_pymongo_gridfs_over_the_wire(ferretdb_uri: str,
+                                                               tmp_path: Any) -> None:
+    """The layout is GridFS's: pymongo's own GridFS reader (and so mongofiles) reads the files."""
+    store_ = open_store(ferretdb_uri, mongo_db=f"storage_{uuid.uuid4().hex[:10]}")
+    try:
+        data = os.urandom(1000)
+        sha = store(store_.export_files("exports_fs", str(tmp_path), chunk_size=300), data)
+        bucket = gridfs.GridFSBucket(store_.db, "exports_fs")  # type: ignore[attr-defined]
+        assert bucket.open_download_stream(sha).read() == data
+        [listed] = list(bucket.find({}))
+        assert listed.length == 1000 and listed.chunk_size == 300
+    finally:
+        store_.drop()
+        store_.close()

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import mongomock
 import pytest
 
-from app.imports import store as store_module
-from app.imports.store import LocalUploads, MongoUploads, UploadStore
+from app.imports.store import LocalUploads, UploadStore
+from app.store import open_store
 
 
-@pytest.fixture(params=["local", "mongo"])
-def uploads(request: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> UploadStore:
-    monkeypatch.setattr(store_module, "CHUNK_SIZE", 7)  # lines straddle chunk boundaries
+@pytest.fixture(params=["local", "mongo", "mongo-ferretdb"])
+def uploads(request: Any, tmp_path: Path) -> Iterator[UploadStore]:
+    """Each backend; MongoDB's on mongomock and over the wire on FerretDB, as the store gives it."""
     if request.param == "local":
-        return LocalUploads(str(tmp_path / "uploads"))
-    return MongoUploads(mongomock.MongoClient()["t"])
+        yield LocalUploads(str(tmp_path / "uploads"))
+        return
+    server = request.getfixturevalue("ferretdb_uri") if request.param == "mongo-ferretdb" \
+        else f"mongomock://{uuid.uuid4().hex}"
+    store = open_store(server, mongo_db=f"uploads_{uuid.uuid4().hex[:10]}")
+    yield store.import_uploads(chunk_size=7)  # lines straddle chunk boundaries
+    store.drop()
+    store.close()
 
 
 def pieces(data: bytes, size: int) -> Iterator[bytes]:

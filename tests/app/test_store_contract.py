@@ -1,5 +1,6 @@
-"""One contract for every storage backend: the same tests on SQLite and on MongoDB (mongomock, or
-the server of TEST_DATABASE_URI / TEST_MONGO_URI)."""
+"""One contract for every storage backend: the same tests on SQLite, on MongoDB (mongomock, or
+the server of TEST_DATABASE_URI / TEST_MONGO_URI) and on FerretDB over the wire (tests/ferretdb;
+skipped, saying why, where it cannot be built)."""
 
 from __future__ import annotations
 
@@ -36,20 +37,23 @@ SOURCE = "/orgs/O/sources/S/"
 OTHER = "/orgs/O/sources/T/"
 
 
-def new_store(kind: str) -> Store:
+def new_store(kind: str, server: str | None = None) -> Store:
     if kind == "sqlite":
         store = open_store(f"sqlite:///{tempfile.mkdtemp(dir=FILES_ROOT)}/contract.db")
     else:
-        store = open_store(mongo_database_uri(), mongo_db=f"contract_{uuid.uuid4().hex[:10]}")
+        store = open_store(server or mongo_database_uri(),
+                           mongo_db=f"contract_{uuid.uuid4().hex[:10]}")
     store.ensure_schema()
     return store
 
 
-@pytest.fixture(params=["sqlite", "mongodb"])
+@pytest.fixture(params=["sqlite", "mongodb", "ferretdb"])
 def store(request: Any) -> Iterator[Store]:
-    store = new_store(request.param)
+    server = request.getfixturevalue("ferretdb_uri") if request.param == "ferretdb" else None
+    store = new_store(request.param, server)
     yield store
     store.drop()
+    store.close()
 
 
 def source_doc(url: str = SOURCE, owner: str = "O", public_access: str = "View") -> dict[str, Any]:
@@ -122,8 +126,13 @@ def test_orgs_members_and_visibility(store: Store) -> None:
 
 
 def test_sources_list_by_owner_and_visibility(store: Store) -> None:
+    store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "P", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "Q", "public_access": "None", "members": []})
     store.sources.insert(source_doc(SOURCE))
     store.sources.insert(source_doc("/orgs/P/sources/Hidden/", owner="P", public_access="None"))
+    # public itself, but its org is private: hidden from everyone but the org's members
+    store.sources.insert(source_doc("/orgs/Q/sources/InPrivateOrg/", owner="Q"))
     store.sources.insert(dict(source_doc("/users/ann/sources/Mine/", public_access="None"),
                               owner="ann", owner_type="User", owner_url="/users/ann/"))
     everyone = Visibility(None, frozenset())
@@ -131,6 +140,13 @@ def test_sources_list_by_owner_and_visibility(store: Store) -> None:
     assert [s["_id"] for s in store.sources.search(None, everyone, none, 0, 10)[0]] == [SOURCE]
     ann = Visibility("ann", frozenset({"P"}))
     assert store.sources.search(None, ann, none, 0, 10)[1] == 3
+    member_of_q = Visibility("bob", frozenset({"Q"}))
+    assert [s["_id"] for s in store.sources.search(None, member_of_q, none, 0, 10)[0]] == \
+        ["/orgs/O/sources/S/", "/orgs/Q/sources/InPrivateOrg/"]
+    assert store.sources.search(None, None, none, 0, 10)[1] == 4
+    assert store.sources.count_public("/orgs/Q/") == 0 and store.sources.count_public("/orgs/O/") == 1
+    assert store.orgs.is_public("O") and not store.orgs.is_public("Q")
+    assert not store.orgs.is_public("Nobody")
     assert [s["_id"] for s in store.sources.search("/orgs/P/", ann, none, 0, 10)[0]] == \
         ["/orgs/P/sources/Hidden/"]
     assert store.sources.search("/orgs/P/", everyone, none, 0, 10) == ([], 0)
@@ -296,6 +312,7 @@ def reference(expression: str, url: str, item_seq: int | None = None) -> dict[st
 
 
 def test_collections_are_repositories_of_their_own_kind(store: Store) -> None:
+    store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
     store.sources.insert(source_doc())
     store.sources.insert(collection_doc())
     store.sources.insert(dict(collection_doc("/orgs/O/collections/P/"), public_access="None"))
@@ -437,6 +454,7 @@ def test_orgs_and_sources_searched_by_id_and_name(store: Store) -> None:
     store.orgs.insert({"_id": "Beta", "name": "Hidden alphabet", "public_access": "None",
                        "members": ["bob"]})
     store.orgs.insert({"_id": "C_1", "name": "100% org", "public_access": "View", "members": []})
+    store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
     anonymous = Visibility(None, frozenset())
     assert [o["_id"] for o in store.orgs.search("ALPH", None, anonymous, 0, 10)[0]] == ["Alpha"]
     bob = Visibility("bob", frozenset({"Beta"}))
@@ -715,6 +733,25 @@ def test_leases_heartbeats_and_rate_counters(store: Store) -> None:
     assert store.rate_counters.hit("other", later) == 1
 
 
+def test_expired_heartbeats_and_rate_counters_are_purged(store: Store) -> None:
+    """What a TTL index removes on a real MongoDB, maintenance purges on every backend (FerretDB
+    has no TTL indexes): nothing but the expired ones."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    store.heartbeats.beat("here", {"threads": 1}, now, now + timedelta(seconds=30))
+    store.heartbeats.beat("gone", {"threads": 1}, now - timedelta(minutes=5),
+                          now - timedelta(minutes=4))
+    store.rate_counters.hit("this-window", now + timedelta(seconds=59))
+    store.rate_counters.hit("past-window", now - timedelta(seconds=1))
+    # mongomock applies its TTL indexes as it reads, so there it finds nothing left to purge
+    expected = 0 if store.kind == "mongodb" and store.uri.startswith("mongomock") else 1
+    assert store.heartbeats.purge(now) == expected
+    assert store.rate_counters.purge(now) == expected
+    assert [beat["_id"] for beat in store.heartbeats.alive(now - timedelta(hours=1))] == ["here"]
+    assert store.rate_counters.hit("this-window", now + timedelta(seconds=59)) == 2
+    assert store.rate_counters.hit("past-window", now + timedelta(seconds=59)) == 1  # anew
+    assert store.heartbeats.purge(now) == store.rate_counters.purge(now) == 0
+
+
 # --- copying between backends --------------------------------------------------------------------
 
 def fill(store: Store) -> None:
@@ -741,9 +778,11 @@ def fill(store: Store) -> None:
     store.import_results.add("j", 0, {"line": 1, "action": "created"})
 
 
-@pytest.mark.parametrize("route", [("sqlite", "mongodb", "sqlite"), ("mongodb", "sqlite")])
-def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...]) -> None:
-    stores = [new_store(kind) for kind in route]
+@pytest.mark.parametrize("route", [("sqlite", "mongodb", "sqlite"), ("mongodb", "sqlite"),
+                                   ("sqlite", "ferretdb", "sqlite")])
+def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...], request: Any) -> None:
+    server = request.getfixturevalue("ferretdb_uri") if "ferretdb" in route else None
+    stores = [new_store(kind, server) for kind in route]
     try:
         fill(stores[0])
         for source, target in itertools.pairwise(stores):
@@ -770,6 +809,7 @@ def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...]) -> N
     finally:
         for store in stores:
             store.drop()
+            store.close()
 
 
 def test_mappings_of_a_concept_both_ways(store: Store) -> None:
@@ -802,3 +842,75 @@ def test_jobs_of_one_queue_run_in_order(store: Store) -> None:
     assert jobs.claim(["export"], "w", t(12), t(20))["_id"] == "q2"
     assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=["q"])[0]] == ["q2", "q1"]
     assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=[None])[0]] == ["free"]
+
+
+def test_jobs_wait_until_their_not_before(store: Store) -> None:
+    jobs = store.jobs
+    jobs.insert(job("later", t(1), not_before=t(30)))
+    jobs.insert(job("now", t(2), not_before=None))
+    assert jobs.claim(["export"], "w", t(10), t(20))["_id"] == "now"
+    assert jobs.claim(["export"], "w", t(10), t(20)) is None  # `later` is not due
+    assert jobs.claim(["export"], "w", t(30), t(40))["_id"] == "later"
+
+
+def webhook(hook_id: str, repository: str = SOURCE, created_on: str = "") -> dict[str, Any]:
+    return {"_id": hook_id, "repository": repository, "url": "https://example.org/hook",
+            "events": ["release.created"], "active": True, "secret": "s" * 32, "failures": 0,
+            "disabled_on": None, "disabled_reason": None, "created_on": created_on or t(1)}
+
+
+def test_webhooks_count_failures_and_switch_off(store: Store) -> None:
+    hooks = store.webhooks
+    hooks.insert(webhook("h2", created_on=t(2)))
+    hooks.insert(webhook("h1", created_on=t(1)))
+    hooks.insert(webhook("h3", OTHER))
+    with pytest.raises(DuplicateKey):
+        hooks.insert(webhook("h1"))
+    assert [hook["_id"] for hook in hooks.for_repository(SOURCE)] == ["h1", "h2"]
+    assert hooks.record_attempt("h1", False, t(3), 3, "down")["failures"] == 1
+    assert hooks.record_attempt("h1", True, t(4), 3, "down")["failures"] == 0
+    for second in (5, 6):
+        hook = hooks.record_attempt("h1", False, t(second), 3, "down")
+        assert hook["active"] is True and hook["disabled_on"] is None
+    hook = hooks.record_attempt("h1", False, t(7), 3, "down")
+    assert hook["active"] is False and hook["disabled_on"] == t(7)
+    assert hook["disabled_reason"] == "down" and hook["failures"] == 3
+    # a later failure keeps the moment and reason it was switched off
+    hook = hooks.record_attempt("h1", False, t(8), 3, "other")
+    assert hook["disabled_on"] == t(7) and hook["disabled_reason"] == "down"
+    hooks.update("h2", {"active": False})  # switched off by its owner: no alert
+    found, total = hooks.disabled()
+    assert total == 1 and [hook["_id"] for hook in found] == ["h1"]
+    assert hooks.update("h1", {"active": True, "failures": 0, "disabled_on": None})["active"]
+    assert hooks.disabled()[1] == 0
+    hooks.delete("h1")
+    assert hooks.get("h1") is None and hooks.record_attempt("h1", True, t(9), 3, "") is None
+
+
+def test_webhook_deliveries_page_newest_first_and_prune(store: Store) -> None:
+    log = store.webhook_deliveries
+    for second in range(1, 6):
+        log.insert({"_id": f"d{second}", "hook": "h1", "created_on": t(second), "state": "PENDING",
+                    "body": "{}", "attempts": []})
+    log.insert({"_id": "x", "hook": "h2", "created_on": t(1), "state": "PENDING", "body": "{}",
+                "attempts": []})
+    page, total = log.page("h1", 1, 2)
+    assert total == 5 and [delivery["_id"] for delivery in page] == ["d4", "d3"]
+    assert log.update("d5", {"state": "DELIVERED", "attempts": [{"status": 200}]})["state"] \
+        == "DELIVERED"
+    assert log.get("d5")["attempts"] == [{"status": 200}]
+    assert log.prune("h1", 2) == 3
+    assert [delivery["_id"] for delivery in log.page("h1", 0, 10)[0]] == ["d5", "d4"]
+    log.delete_for_hook("h1")
+    assert log.page("h1", 0, 10) == ([], 0) and log.get("x") is not None
+
+
+def test_released_versions_of_every_repository_newest_first(store: Store) -> None:
+    for number, (repository, released) in enumerate([(SOURCE, True), (OTHER, True),
+                                                     (SOURCE, False), (OTHER, True)]):
+        store.versions.insert({"_id": f"{repository}v{number}/", "id": f"v{number}",
+                               "source": repository, "released": released, "seq": number,
+                               "created_on": t(number)})
+    newest = store.versions.newest_released(0, 2)
+    assert [version["_id"] for version in newest] == [f"{OTHER}v3/", f"{OTHER}v1/"]
+    assert [version["id"] for version in store.versions.newest_released(2, 5)] == ["v0"]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from app.domain.browse import ItemMatch
-from app.store.base import ContentQuery, DiffKey, RepoFilters
+from app.store.base import ContentQuery, DiffKey, RepoFilters, Visibility
 from app.store.sqlite import SqliteStore
 from app.store.sqlite.db import migrate
 from app.store.sqlite.schema import STEPS
@@ -66,6 +66,18 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
                  "item_seq": store.items.head(url)["seq"], "deleted": False,
                  "retired": number % 7 == 0, "follow": True,
                  "updated_on": f"2026-01-02T00:00:{number:02d}.000000Z"}, None)])
+    # other owners' repositories, some in private orgs: the planner's statistics then are those
+    # of a server with many repositories, whose global lists must not read every one of them
+    for number in range(200):
+        org = f"Org{number % 20}"
+        if number < 20:
+            store.orgs.insert({"_id": org, "public_access": "None" if number % 5 == 0 else "View",
+                               "members": []})
+        kind = "collections" if number % 3 == 0 else "sources"
+        url = f"/orgs/{org}/{kind}/R{number}/"
+        store.sources.insert({"_id": url, "url": url, "owner_url": f"/orgs/{org}/", "owner": org,
+                              "owner_type": "Organization", "repo_type": kind[:-1].capitalize(),
+                              "public_access": "None" if number % 4 == 0 else "View"})
     store.database.connection().execute("ANALYZE")
     yield store
     store.drop()
@@ -99,6 +111,7 @@ def matching(query: ContentQuery, **match: str) -> ContentQuery:
     return replace(query, filters=ItemMatch(**match).filters())
 
 
+ANYONE = Visibility(None, frozenset())
 HEAD_QUERY = ContentQuery(SOURCE, types=("Concept",), include_retired=False)
 VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
 
@@ -133,6 +146,12 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
     ("mappings of a concept", lambda s: s.items.mappings_for_concept(
         SOURCE, 2**62 - 1, f"{SOURCE}concepts/3/", inverse=True)),
     ("jobs of a queue", lambda s: s.jobs.list("bulk_import", None, None, 0, 10, queues=["q"])),
+    ("hooks of a repository", lambda s: s.webhooks.for_repository(SOURCE)),
+    ("hooks switched off", lambda s: s.webhooks.disabled()),
+    ("a hook's attempt", lambda s: s.webhooks.record_attempt("h", False, "2026-01-01", 3, "")),
+    ("a hook's delivery log", lambda s: s.webhook_deliveries.page("h", 0, 10)),
+    ("a hook's log pruned", lambda s: s.webhook_deliveries.prune("h", 100)),
+    ("newest releases (server feed)", lambda s: s.versions.newest_released(0, 50)),
     ("item write", lambda s: s.items.write({
         "source": SOURCE, "type": "Concept", "id": "3", "url": f"{SOURCE}concepts/3/",
         "deleted": False, "retired": False, "updated_on": "2026-02-01T00:00:00.000000Z",
@@ -140,6 +159,14 @@ VERSION_QUERY = ContentQuery(SOURCE, seq=60, types=("Concept",))
     ("head checksum", lambda s: s.items.head_checksum(SOURCE)),
     ("versions of a source", lambda s: s.versions.list(SOURCE, True, 0, 10)),
     ("sources of an owner", lambda s: s.sources.search("/orgs/O/", None, RepoFilters(), 0, 10)),
+    # a private org hides its repositories: a lookup of the owner by key, in the list's query
+    ("sources anyone may see", lambda s: s.sources.search(None, ANYONE, RepoFilters(), 0, 10)),
+    ("collections a member may see", lambda s: s.sources.search(
+        None, Visibility("ann", frozenset({"O"})), RepoFilters(repo_type="Collection"), 0, 10)),
+    ("sources of an owner anyone may see", lambda s: s.sources.search(
+        "/orgs/O/", ANYONE, RepoFilters(repo_type="Source"), 0, 10)),
+    ("public sources of an owner", lambda s: s.sources.count_public("/orgs/O/")),
+    ("org is public", lambda s: s.orgs.is_public("O")),
     ("job claim", lambda s: s.jobs.claim(["export"], "w", "2026-01-01T00:00:00.000000Z",
                                          "2026-01-01T00:01:00.000000Z")),
     ("job by key", lambda s: s.jobs.latest("export", "k")),

@@ -1,5 +1,6 @@
-"""Real processes on one SQLite file: gunicorn with two worker processes serving the API and a
-`termsync worker` process running the jobs.
+"""Real processes on one database: gunicorn with two worker processes serving the API and a
+`termsync worker` process running the jobs; on a SQLite file, and on FerretDB over the wire (the
+MongoDB backend, export files in GridFS and uploads in the database).
 
 1. Curators write over HTTP while release and snapshot subscribers sync and exports build in the
    job process: every subscriber ends with the server's checksums.content.
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 import requests
 
+from app.store import Store, open_store
 from sync.client import TermsyncClient
 from sync.config import Subscription
 from sync.store.sqlite import SQLiteStore
@@ -41,14 +44,21 @@ KILLED = -signal.SIGKILL
 
 
 class Cluster:
-    """gunicorn (web) and `termsync worker` (jobs) processes sharing one SQLite file."""
+    """gunicorn (web) and `termsync worker` (jobs) processes sharing one SQLite file, or one
+    MongoDB-wire server (`mongo_uri`) with export files in GridFS."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, mongo_uri: str | None = None) -> None:
         self.root = root
+        self.mongo_uri = mongo_uri
+        self.mongo_db = f"processes_{uuid.uuid4().hex[:10]}"
         self.env = {key: value for key, value in os.environ.items()
                     if not key.startswith("TERMSYNC_")}
+        if mongo_uri:
+            self.env.update(TERMSYNC_DATABASE_URI=mongo_uri, TERMSYNC_MONGO_DB=self.mongo_db,
+                            TERMSYNC_EXPORT_STORAGE="gridfs", TERMSYNC_IMPORT_STORAGE="mongo")
+        else:
+            self.env.update(TERMSYNC_DATABASE_URI=f"sqlite:///{root / 'server.db'}")
         self.env.update(
-            TERMSYNC_DATABASE_URI=f"sqlite:///{root / 'server.db'}",
             TERMSYNC_ADMIN_TOKEN=ADMIN_TOKEN, TERMSYNC_EXPORT_DIR=str(root / "exports"),
             TERMSYNC_IMPORT_DIR=str(root / "imports"), TERMSYNC_BACKGROUND_WORKERS="0",
             TERMSYNC_JOB_POLL_SECONDS="0.05", TERMSYNC_JOB_LEASE_SECONDS="2.0",
@@ -114,11 +124,36 @@ class Cluster:
                     process.kill()
                     process.wait()
         self.http.close()
+        if self.mongo_uri:
+            store = self.store()
+            store.drop()
+            store.close()
+
+    def store(self) -> Store:
+        """The cluster's store, opened as one more process of it would."""
+        return open_store(self.env["TERMSYNC_DATABASE_URI"], mongo_db=self.mongo_db)
+
+    def stored_exports(self) -> dict[str, bytes]:
+        """Every export file the cluster committed, by the sha256 it is stored as."""
+        if not self.mongo_uri:
+            return {path.stem: path.read_bytes()
+                    for path in (self.root / "exports").rglob("*.zip") if path.is_file()}
+        store = self.store()
+        try:
+            files = store.export_files("exports_fs", str(self.root / "tmp"))
+            found = {}
+            for stored in files.list():
+                with files.open(stored.sha256) as handle:
+                    found[stored.sha256] = handle.read()
+            return found
+        finally:
+            store.close()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path)
+@pytest.fixture(params=["sqlite", "ferretdb"])
+def cluster(request: Any, tmp_path: Path) -> Iterator[Cluster]:
+    mongo_uri = request.getfixturevalue("ferretdb_uri") if request.param == "ferretdb" else None
+    cluster = Cluster(tmp_path, mongo_uri)
     yield cluster
     cluster.close()
 
@@ -210,15 +245,22 @@ def test_each_process_killed_mid_work_loses_nothing(cluster: Cluster) -> None:
     results = cluster.call("GET", f"{job_url}results/?limit=500", 200).json()
     assert [result["line"] for result in results] == list(range(1, 201))
 
-    # a web process dies in the middle of a version cut: the cut was never acknowledged, so it
-    # is not there; gunicorn replaces the process
+    # a web process dies in the middle of a version cut, which was never acknowledged: on
+    # SQLite it is not there (its transaction never committed); on MongoDB the cut is one
+    # single-document insert, durable before the answer, so it is there, and whole
+    head = cluster.call("GET", URL, 200).json()["checksums"]["content"]
     cluster.stop_web()
     cluster.start_web(kill_at="version-cut:1")
     with pytest.raises(requests.ConnectionError):
         cluster.call("POST", f"{URL}versions/", json={"id": "v2"})
     cluster.stop_web()
     cluster.start_web()
-    cluster.call("GET", f"{URL}v2/", 404)
+    if cluster.mongo_uri:
+        assert cluster.call("GET", f"{URL}v2/", 200).json()["checksums"]["content"] == head
+        listed = cluster.call("GET", f"{URL}v2/?includeConcepts=true&limit=500", 200).json()
+        assert len(listed["concepts"]) == 220
+    else:
+        cluster.call("GET", f"{URL}v2/", 404)
     again = cluster.call("GET", f"{URL}v1/?includeConcepts=true&limit=100", 200).json()
     assert again["checksums"] == v1["checksums"] and again["concepts"] == v1["concepts"]
     newest = max(int(item["version"]) for item in cluster.call(
@@ -242,5 +284,5 @@ def test_each_process_killed_mid_work_loses_nothing(cluster: Cluster) -> None:
 
     answer = wait_for(exported, "the export of v3", DEADLINE)
     assert hashlib.sha256(answer.content).hexdigest() == answer.headers["ETag"].strip('"')
-    finals = [path for path in (cluster.root / "exports").rglob("*.zip") if path.is_file()]
-    assert all(hashlib.sha256(path.read_bytes()).hexdigest() == path.stem for path in finals)
+    finals = cluster.stored_exports()
+    assert finals and all(hashlib.sha256(data).hexdigest() == sha for sha, data in finals.items())

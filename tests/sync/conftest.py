@@ -1,7 +1,8 @@
 """Fixtures for subscriber tests: a stub OCL server on loopback, subscribers on every store backend.
 
-The `store` fixture runs each test that uses it on SQLite and on mongomock (and on a real MongoDB
-when TEST_MONGO_URI is set), so the subscriber tests double as the stores' contract tests.
+The `store` fixture runs each test that uses it on SQLite, on mongomock, on FerretDB over the wire
+(tests/ferretdb; skipped, saying why, where it cannot be built) and on a real MongoDB when
+TEST_MONGO_URI is set, so the subscriber tests double as the stores' contract tests.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from sync.store import LocalStore
 from sync.store.mongo import MongoStore
 from sync.store.sqlite import SQLiteStore
 from sync.subscriber import Subscriber
+from tests.conftest import shared_database_uri
 
 from .ocl_stub import FaultInjector, FileHost, LiveServer, StubSource, create_stub_app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEMO_EXPORT = FIXTURES / "DemoSource_v1.0.zip"
 TOKEN = "subscriber-token"
-BACKENDS = ["sqlite", "mongomock", *(["mongodb"] if os.environ.get("TEST_MONGO_URI") else [])]
+BACKENDS = ["sqlite", "mongomock", "ferretdb",
+            *(["mongodb"] if os.environ.get("TEST_MONGO_URI") else [])]
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +106,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_factory(backend: str, tmp_path: Path) -> Iterator[Callable[..., LocalStore]]:
+def store_factory(backend: str, tmp_path: Path,
+                  request: pytest.FixtureRequest) -> Iterator[Callable[..., LocalStore]]:
     """Open (more) stores of the test's backend on the same database; all closed afterwards."""
     opened: list[LocalStore] = []
     mongo_database: Any = None
@@ -111,15 +115,18 @@ def store_factory(backend: str, tmp_path: Path) -> Iterator[Callable[..., LocalS
     name = f"termsync_sync_test_{uuid.uuid4().hex[:12]}"
     if backend == "mongomock":
         mongo_database = mongomock.MongoClient()["mirror"]
-    elif backend == "mongodb":
-        client = pymongo.MongoClient(os.environ["TEST_MONGO_URI"])
+    elif backend in ("mongodb", "ferretdb"):
+        server = request.getfixturevalue("ferretdb_uri") if backend == "ferretdb" \
+            else shared_database_uri()
+        client = pymongo.MongoClient(server, tz_aware=True)
         mongo_database = client[name]
 
     def open_one(cls: type[LocalStore] | None = None) -> LocalStore:
         if backend == "sqlite":
             store: LocalStore = (cls or SQLiteStore)(sqlite_uri(tmp_path))
         else:
-            store = (cls or MongoStore)(mongo_database, f"{backend}://")
+            store = (cls or MongoStore)(mongo_database, "mongomock://" if backend == "mongomock"
+                                        else "mongodb://")
         opened.append(store)
         return store
 

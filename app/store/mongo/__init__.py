@@ -18,6 +18,8 @@ from pymongo.errors import ConnectionFailure
 from .. import base
 from .collections import CollectionEntries, References
 from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
+from .files import GRIDFS_CHUNK_SIZE, UPLOAD_CHUNK_SIZE, GridFSStorage, MongoUploads
+from .webhooks import WebhookDeliveries, Webhooks
 from .work import (
     ExportRecords,
     Heartbeats,
@@ -37,7 +39,11 @@ _MOCK_GUARD = threading.Lock()
 def connect(uri: str) -> Any:
     """A pymongo client for `mongodb://` / `mongodb+srv://`, or a shared mongomock one."""
     if uri.startswith("mongomock://"):
-        import mongomock
+        try:
+            import mongomock
+        except ImportError:  # a test dependency only: a server never needs it
+            raise ValueError(f"{uri!r}: mongomock:// is an in-process fake for tests; "
+                             "install the test extras ('.[test]') to use it") from None
 
         with _MOCK_GUARD:
             if uri not in _MOCK_CLIENTS:
@@ -56,6 +62,7 @@ class MongoStore(base.Store):
         self.client = connect(uri)
         self.db = self.client[db_name]
         self.db_name = db_name
+        self.closed = False
         self.users = Users(self.db)
         self.orgs = Orgs(self.db)
         self.sources = Sources(self.db)
@@ -71,6 +78,8 @@ class MongoStore(base.Store):
         self.console_sessions = ConsoleSessions(self.db)
         self.references = References(self.db, self.sources)
         self.collection_entries = CollectionEntries(self.db, self.sources, self.items)
+        self.webhooks = Webhooks(self.db)
+        self.webhook_deliveries = WebhookDeliveries(self.db)
         # Writes to one source are serialised within a process; across processes the heads'
         # compare-and-swap guards items and a cut settles writes in flight.
         self._source_locks: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
@@ -80,7 +89,7 @@ class MongoStore(base.Store):
         for repository in (self.users, self.orgs, self.sources, self.versions, self.items,
                            self.jobs, self.exports, self.import_results, self.heartbeats,
                            self.rate_counters, self.console_sessions, self.references,
-                           self.collection_entries):
+                           self.collection_entries, self.webhooks, self.webhook_deliveries):
             ensure = getattr(repository, "ensure_indexes", None)
             if ensure is not None:
                 ensure()
@@ -102,8 +111,18 @@ class MongoStore(base.Store):
         return isinstance(error, ConnectionFailure)
 
     def close(self) -> None:
+        self.closed = True
         if not self.uri.startswith("mongomock://"):
             self.client.close()
 
     def drop(self) -> None:
         self.client.drop_database(self.db_name)
+
+    def export_files(self, bucket: str, temp_directory: str, *,
+                     chunk_size: int = GRIDFS_CHUNK_SIZE) -> GridFSStorage:
+        storage = GridFSStorage(self.db, bucket, chunk_size, temp_directory)
+        storage.ensure_indexes()
+        return storage
+
+    def import_uploads(self, *, chunk_size: int = UPLOAD_CHUNK_SIZE) -> MongoUploads:
+        return MongoUploads(self.db, chunk_size)

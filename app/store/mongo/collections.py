@@ -39,6 +39,7 @@ from ..base import (
     version_url,
 )
 from .content import Items, Sources, all_of, bulk_replace, diff_range, item_filters
+from .indexes import create_index
 
 logger = logging.getLogger(__name__)
 DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("url", ASCENDING)]
@@ -167,8 +168,8 @@ class CollectionEntries(base.CollectionEntries):
                                    ("type", ASCENDING), ("url", ASCENDING)], name="entry_diffs")
         self.entries.create_index([("collection", ASCENDING), ("type", ASCENDING),
                                    ("id", ASCENDING), ("sup", ASCENDING)], name="entry_by_id")
-        self.entries.create_index([("url", ASCENDING), ("sup", ASCENDING)], name="entry_followers",
-                                  partialFilterExpression={"follow": True})
+        create_index(self.entries, [("url", ASCENDING), ("sup", ASCENDING)],
+                     name="entry_followers", partialFilterExpression={"follow": True})
         self.entries.create_index([("source", ASCENDING), ("collection", ASCENDING)],
                                   name="entry_by_source")
         self.entries.create_index([("pending", ASCENDING)], sparse=True, name="entry_pending")

@@ -8,6 +8,7 @@ HEAD's checksum is computed by one scan and cached by seq.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import time
@@ -118,9 +119,11 @@ class Users(DocumentRepository, base.Users):
         return self.page({"_id": {"$in": usernames}}, [("_id", ASCENDING)], skip, limit)
 
     def add_token(self, username: str, token_hash: str, created_on: str) -> None:
-        self.tokens.replace_one({"_id": token_hash},
-                                {"_id": token_hash, "username": username, "created_on": created_on},
-                                upsert=True)
+        token = {"_id": token_hash, "username": username, "created_on": created_on}
+        try:
+            self.tokens.replace_one({"_id": token_hash}, token, upsert=True)
+        except DuplicateKeyError:  # two upserts raced to insert it; the second one now replaces
+            self.tokens.replace_one({"_id": token_hash}, token, upsert=True)
 
     def user_for_token(self, token_hash: str) -> Document | None:
         token = self.tokens.find_one({"_id": token_hash})
@@ -151,6 +154,7 @@ class Orgs(DocumentRepository, base.Orgs):
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("members", ASCENDING)])
+        self.collection.create_index([("public_access", ASCENDING)])
 
     def update(self, key: str, changes: Document) -> Document | None:
         changes = {name: value for name, value in changes.items() if name != "members"}
@@ -166,6 +170,15 @@ class Orgs(DocumentRepository, base.Orgs):
 
     def for_member(self, username: str) -> list[str]:
         return sorted(org["_id"] for org in self.collection.find({"members": username}, {"_id": 1}))
+
+    def is_public(self, org_id: str) -> bool:
+        return self.collection.find_one({"_id": org_id, "public_access": {"$ne": "None"}},
+                                        {"_id": 1}) is not None
+
+    def private(self, excluding: frozenset[str] = frozenset()) -> list[str]:
+        """Ids of the private orgs, but those in `excluding` (the caller's own)."""
+        return sorted(org["_id"] for org in self.collection.find(
+            {"public_access": "None", "_id": {"$nin": sorted(excluding)}}, {"_id": 1}))
 
     def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
                skip: int, limit: int) -> tuple[list[Document], int]:
@@ -253,11 +266,15 @@ class ConsoleSessions(base.ConsoleSessions):
         return int(self.collection.delete_many({"expires_at": {"$lt": now}}).deleted_count)
 
 
-def visibility_filter(visible_to: Visibility | None) -> Document:
-    """The filter for "a source this caller may see" (public, theirs, or their orgs')."""
+def visibility_filter(visible_to: Visibility | None, private_orgs: list[str]) -> Document:
+    """The filter for "a repository this caller may see": public with a public owner (not one of
+    `private_orgs`, the private orgs the caller is not a member of), theirs, or their orgs'."""
     if visible_to is None:
         return {}
-    visible: list[Document] = [{"public_access": {"$in": ["View", "Edit"]}}]
+    public: Document = {"public_access": {"$in": ["View", "Edit"]}}
+    if private_orgs:
+        public["owner_url"] = {"$nin": [f"/orgs/{org}/" for org in private_orgs]}
+    visible: list[Document] = [public]
     if visible_to.username:
         visible.append({"owner_type": "User", "owner": visible_to.username})
     if visible_to.orgs:
@@ -277,6 +294,7 @@ class Sources(DocumentRepository, base.Sources):
 
     def __init__(self, db: Any) -> None:
         super().__init__(db["sources"])
+        self.orgs = Orgs(db)
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("owner_url", ASCENDING), ("_id", ASCENDING)])
@@ -306,7 +324,8 @@ class Sources(DocumentRepository, base.Sources):
 
     def search(self, owner_url: str | None, visible_to: Visibility | None,
                filters: base.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
-        parts = [visibility_filter(visible_to),
+        private_orgs = [] if visible_to is None else self.orgs.private(visible_to.orgs)
+        parts = [visibility_filter(visible_to, private_orgs),
                  text_filter(filters.q, ("id", "short_code", "name", "full_name"))]
         for name, value in (("owner_url", owner_url), ("owner", filters.owner),
                             ("owner_type", filters.owner_type),
@@ -321,6 +340,8 @@ class Sources(DocumentRepository, base.Sources):
         return self.page(all_of(parts), [("_id", ASCENDING)], skip, limit)
 
     def count_public(self, owner_url: str, repo_type: str = base.SOURCE_TYPE) -> int:
+        if owner_url.startswith("/orgs/") and not self.orgs.is_public(owner_url.split("/")[2]):
+            return 0
         return int(self.collection.count_documents(
             {"owner_url": owner_url, "public_access": {"$in": ["View", "Edit"]},
              **repo_type_filter(repo_type)}))
@@ -340,6 +361,7 @@ class Versions(DocumentRepository, base.Versions):
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("source", ASCENDING), ("created_on", DESCENDING)])
+        self.collection.create_index([("released", ASCENDING), ("created_on", DESCENDING)])
 
     def delete_for_source(self, source_url: str) -> None:
         self.collection.delete_many({"source": source_url})
@@ -355,6 +377,11 @@ class Versions(DocumentRepository, base.Versions):
 
     def all_released(self) -> Iterator[Document]:
         return iter(self.collection.find({"released": True}).sort("_id", ASCENDING))
+
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Document]:
+        return list(self.collection.find({"released": True})
+                    .sort([("created_on", DESCENDING), ("_id", DESCENDING)])
+                    .skip(offset(skip)).limit(limit))
 
 
 def diff_range(selected: Document, after: DiffKey | None, until: DiffKey | None,

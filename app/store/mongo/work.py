@@ -15,6 +15,7 @@ from pymongo.errors import DuplicateKeyError
 from .. import base
 from ..base import Document, DuplicateKey, offset
 from .content import bulk_replace
+from .indexes import create_index
 
 ACTIVE = ["PENDING", "RUNNING"]
 
@@ -51,9 +52,9 @@ class Jobs(base.Jobs):
         return job
 
     def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Document | None:
-        claimable = {"kind": {"$in": kinds}, "$or": [
-            {"state": "PENDING"},
-            {"state": "RUNNING", "lease_until": {"$lt": now}}]}
+        claimable = {"kind": {"$in": kinds}, "$and": [
+            {"$or": [{"state": "PENDING"}, {"state": "RUNNING", "lease_until": {"$lt": now}}]},
+            {"$or": [{"not_before": None}, {"not_before": {"$lte": now}}]}]}
         update = {"$set": {"state": "RUNNING", "worker": worker, "updated_on": now,
                            "lease_until": lease_until},
                   "$inc": {"attempts": 1}}
@@ -309,13 +310,14 @@ class Leases(base.Leases):
 
 
 class Heartbeats(base.Heartbeats):
-    """`worker_heartbeats`: a TTL index on a real MongoDB removes long-gone processes."""
+    """`worker_heartbeats`: a TTL index on a real MongoDB removes long-gone processes, and so
+    does maintenance (`purge`) where the server has no TTL indexes."""
 
     def __init__(self, db: Any) -> None:
         self.beats = db["worker_heartbeats"]
 
     def ensure_indexes(self) -> None:
-        self.beats.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+        create_index(self.beats, [("expires_at", ASCENDING)], expireAfterSeconds=0)
         self.beats.create_index([("seen_on", ASCENDING)])
 
     def beat(self, name: str, fields: Document, now: datetime, expires_at: datetime) -> None:
@@ -329,15 +331,20 @@ class Heartbeats(base.Heartbeats):
     def alive(self, since: datetime) -> list[Document]:
         return list(self.beats.find({"seen_on": {"$gte": since}}).sort("_id", ASCENDING))
 
+    def purge(self, now: datetime) -> int:
+        # what the TTL index removes on a real MongoDB, for servers without one (FerretDB)
+        return int(self.beats.delete_many({"expires_at": {"$lt": now}}).deleted_count)
+
 
 class RateCounters(base.RateCounters):
-    """`rate_limits`: one upsert per hit; a TTL index on `expires_at` removes old windows."""
+    """`rate_limits`: one upsert per hit; a TTL index on `expires_at` removes old windows, and so
+    does maintenance (`purge`) where the server has no TTL indexes."""
 
     def __init__(self, db: Any) -> None:
         self.counters = db["rate_limits"]
 
     def ensure_indexes(self) -> None:
-        self.counters.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+        create_index(self.counters, [("expires_at", ASCENDING)], expireAfterSeconds=0)
 
     def hit(self, key: str, expires_at: datetime) -> int:
         update = {"$inc": {"count": 1}, "$setOnInsert": {"expires_at": expires_at}}
@@ -349,3 +356,6 @@ class RateCounters(base.RateCounters):
                 {"_id": key}, update, upsert=True, return_document=ReturnDocument.AFTER)
         # None: a TTL monitor removed the counter in between; this hit starts a new count.
         return int(counter["count"]) if counter else 1
+
+    def purge(self, now: datetime) -> int:
+        return int(self.counters.delete_many({"expires_at": {"$lt": now}}).deleted_count)

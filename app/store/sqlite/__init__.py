@@ -13,6 +13,7 @@ from .collections import CollectionEntries, References
 from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
 from .db import SqliteDatabase, migrate
 from .schema import STEPS
+from .webhooks import WebhookDeliveries, Webhooks
 from .work import (
     ExportRecords,
     Heartbeats,
@@ -53,6 +54,8 @@ class SqliteStore(base.Store):
         self.console_sessions = ConsoleSessions(self.database)
         self.references = References(self.database)
         self.collection_entries = CollectionEntries(self.database, self.items)
+        self.webhooks = Webhooks(self.database)
+        self.webhook_deliveries = WebhookDeliveries(self.database)
 
     def ensure_schema(self) -> None:
         migrate(self.database, STEPS)

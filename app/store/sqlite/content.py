@@ -8,6 +8,7 @@ cut (which reads seq and checksum in one row) never gains an item afterwards.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -155,6 +156,10 @@ class Orgs(DocumentRepository, base.Orgs):
         return [row[0] for row in self.database.all(
             "SELECT org FROM org_members WHERE username = ? ORDER BY org", (username,))]
 
+    def is_public(self, org_id: str) -> bool:
+        return self.database.one("SELECT 1 FROM orgs WHERE _id = ? AND public_access IS NOT "
+                                 "'None'", (org_id,)) is not None
+
     def search(self, q: str | None, member: str | None, visible_to: Visibility | None,
                skip: int, limit: int) -> tuple[list[Document], int]:
         clauses: list[str] = []
@@ -278,11 +283,20 @@ class ConsoleSessions(base.ConsoleSessions):
         return done.rowcount
 
 
+# A repository anyone may see: public itself, and its owner too (a user, or an org that is not
+# private: a private org hides its repositories, whatever their own `public_access`). The org is
+# read by its primary key, once per repository the list considers.
+PUBLIC_REPOSITORY = ("(public_access IN ('View', 'Edit') AND (owner_type IS NOT 'Organization' "
+                     "OR EXISTS (SELECT 1 FROM orgs WHERE orgs._id = sources.owner "
+                     "AND orgs.public_access IS NOT 'None')))")
+
+
 def visibility_clause(visible_to: Visibility | None) -> tuple[str, tuple[Any, ...]]:
-    """SQL for "a source this caller may see" (public, theirs, or their orgs')."""
+    """SQL for "a repository this caller may see" (public with a public owner, theirs, or
+    their orgs')."""
     if visible_to is None:
         return "", ()
-    parts = ["public_access IN ('View', 'Edit')"]
+    parts = [PUBLIC_REPOSITORY]
     params: list[Any] = []
     if visible_to.username:
         parts.append("(owner_type = 'User' AND owner = ?)")
@@ -355,8 +369,8 @@ class Sources(DocumentRepository, base.Sources):
         return self.table.page(" AND ".join(clauses), params, "_id", skip, limit)
 
     def count_public(self, owner_url: str, repo_type: str = base.SOURCE_TYPE) -> int:
-        return self.table.count("owner_url = ? AND repo_type = ? AND "
-                                "public_access IN ('View', 'Edit')", (owner_url, repo_type))
+        return self.table.count(f"owner_url = ? AND repo_type = ? AND {PUBLIC_REPOSITORY}",
+                                (owner_url, repo_type))
 
 
 class Versions(DocumentRepository, base.Versions):
@@ -385,6 +399,9 @@ class Versions(DocumentRepository, base.Versions):
 
     def all_released(self) -> Iterator[Document]:
         return iter(self.table.where("released = 1"))
+
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Document]:
+        return self.table.where("released = 1", (), "created_on DESC, _id DESC", skip, limit)
 
 
 ITEM_COLUMNS = ("source", "type", "id", "url", "seq", "sup", "updated_on")

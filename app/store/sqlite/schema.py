@@ -179,4 +179,32 @@ def _step_4(connection: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4]
+def _step_5(connection: sqlite3.Connection) -> None:
+    """Webhooks and their delivery log (app/webhooks), and released versions of every
+    repository newest first (the server's Atom feed)."""
+    run_script(connection, """
+        CREATE TABLE webhooks (_id TEXT PRIMARY KEY, doc TEXT NOT NULL,
+                               repository TEXT NOT NULL, created_on TEXT NOT NULL,
+                               failures INTEGER NOT NULL DEFAULT 0, disabled_on TEXT,
+                               active INTEGER NOT NULL);
+        CREATE INDEX webhooks_repository ON webhooks (repository, created_on, _id);
+        CREATE INDEX webhooks_disabled ON webhooks (disabled_on, _id) WHERE active = 0;
+        CREATE TABLE webhook_deliveries (_id TEXT PRIMARY KEY, doc TEXT NOT NULL,
+                                         hook TEXT NOT NULL, created_on TEXT NOT NULL,
+                                         state TEXT NOT NULL);
+        CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (hook, created_on, _id);
+        CREATE INDEX versions_newest_released ON versions (created_on, _id) WHERE released = 1;
+    """)
+
+
+def _step_6(connection: sqlite3.Connection) -> None:
+    """Global lists of repositories count what the caller may see: `sources_visibility` holds
+    every column the visibility rule reads (kind, access, owner), so a count reads this small
+    index instead of every repository's document, and a page of anonymous callers' reads only
+    the public ones."""
+    run_script(connection, """
+        CREATE INDEX sources_visibility ON sources (repo_type, public_access, owner_type, owner);
+    """)
+
+
+STEPS: list[Migration] = [_step_1, _step_2, _step_3, _step_4, _step_5, _step_6]

@@ -49,11 +49,13 @@ class Jobs(base.Jobs):
                 "UPDATE jobs SET state = 'RUNNING', worker = ?, updated_on = ?, lease_until = ?, "
                 "attempts = attempts + 1 WHERE _id = (SELECT j._id FROM jobs AS j INDEXED BY "
                 f"jobs_active WHERE j.{ACTIVE_SQL} AND j.kind IN ({marks}) AND "
-                "(j.state = 'PENDING' OR j.lease_until < ?) AND (j.queue IS NULL OR NOT EXISTS "
+                "(j.state = 'PENDING' OR j.lease_until < ?) AND "
+                "coalesce(json_extract(j.doc, '$.not_before'), '') <= ? AND "
+                "(j.queue IS NULL OR NOT EXISTS "
                 "(SELECT 1 FROM jobs AS o INDEXED BY jobs_queue WHERE o.queue = j.queue AND "
                 f"o.{ACTIVE_SQL} AND (o.created_on, o._id) < (j.created_on, j._id))) "
                 "ORDER BY j.created_on LIMIT 1) RETURNING _id",
-                (worker, now, lease_until, *kinds, now)).fetchone()
+                (worker, now, lease_until, *kinds, now, now)).fetchone()
         return None if row is None else self.get(row[0])
 
     def heartbeat(self, job_id: str, worker: str, now: str, lease_until: str,
@@ -342,6 +344,11 @@ class Heartbeats(base.Heartbeats):
                                  (format_time(since),))
         return [dict(loads(doc), _id=name) for name, doc in rows]
 
+    def purge(self, now: datetime) -> int:
+        with self.database.transaction() as connection:
+            return int(connection.execute("DELETE FROM heartbeats WHERE expires_at < ?",
+                                          (format_time(now),)).rowcount)
+
 
 class RateCounters(base.RateCounters):
     """`rate_counters`: an upsert per hit; expired windows are deleted as time moves on."""
@@ -361,4 +368,9 @@ class RateCounters(base.RateCounters):
                 "ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count",
                 (key, expiry)).fetchone()
         return int(row[0])
+
+    def purge(self, now: datetime) -> int:
+        with self.database.transaction() as connection:
+            return int(connection.execute("DELETE FROM rate_counters WHERE expires_at < ?",
+                                          (format_time(now),)).rowcount)
 

@@ -1,0 +1,68 @@
+"""What goes into the feeds: a repository's released versions, or the newest released versions
+of every public repository, each with its export's state and the releases before it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..domain import Domain
+from ..domain.accounts import ANONYMOUS, ORG
+from .atom import DELTA_LINKS, FeedEntry
+
+ENTRIES = 50  # entries of a feed: the newest released versions
+SERVER_SCAN = 2000  # released versions the server's feed reads at most to find its entries
+
+ExportStatusOf = Callable[[dict[str, Any], dict[str, Any]], Any]
+
+
+class FeedService:
+    """Builds feed entries from the domain and the export service's states."""
+
+    def __init__(self, domain: Domain, export_status: ExportStatusOf) -> None:
+        self.domain = domain
+        self.export_status = export_status
+
+    def _entry(self, repo: dict[str, Any], version: dict[str, Any],
+               earlier: list[dict[str, Any]]) -> FeedEntry:
+        status = self.export_status(repo, version)
+        return FeedEntry(repo, version, status.state, status.file,
+                         [older["id"] for older in earlier[:DELTA_LINKS]])
+
+    def repository_entries(self, repo: dict[str, Any], limit: int = ENTRIES) -> list[FeedEntry]:
+        """The newest released versions of one repository (the caller may see it)."""
+        released, _ = self.domain.content.list_versions(repo, True, 0, limit + DELTA_LINKS)
+        return [self._entry(repo, version, released[index + 1:])
+                for index, version in enumerate(released[:limit])]
+
+    def is_public(self, repo: dict[str, Any]) -> bool:
+        """Whether anyone may see a repository: its access and, for an org's, the org's."""
+        if not self.domain.accounts.can_view(ANONYMOUS, repo):
+            return False
+        if repo.get("owner_type") == ORG:
+            org = self.domain.store.orgs.get(repo["owner"])
+            return org is not None and org.get("public_access", "View") != "None"
+        return True
+
+    def server_entries(self, limit: int = ENTRIES) -> list[FeedEntry]:
+        """The newest released versions of every public repository."""
+        repos: dict[str, dict[str, Any] | None] = {}
+        released_of: dict[str, list[dict[str, Any]]] = {}
+        entries: list[FeedEntry] = []
+        versions = self.domain.store.versions
+        for version in versions.newest_released(0, SERVER_SCAN):
+            url = version["source"]
+            if url not in repos:
+                repo = self.domain.store.sources.get(url)
+                repos[url] = repo if repo is not None and self.is_public(repo) else None
+            repo = repos[url]
+            if repo is None:
+                continue
+            if url not in released_of:
+                released_of[url] = versions.list(url, True, 0, limit + DELTA_LINKS)[0]
+            ids = [older["_id"] for older in released_of[url]]
+            position = ids.index(version["_id"]) if version["_id"] in ids else len(ids)
+            entries.append(self._entry(repo, version, released_of[url][position + 1:]))
+            if len(entries) >= limit:
+                break
+        return entries
