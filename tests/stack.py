@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ from tests.conftest import ADMIN_TOKEN
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "deploy" / "nginx" / "termsync.conf"
 DEADLINE = 60.0  # seconds any awaited condition may take
+TRICKLE_SECONDS = 1.0  # a slow client's pace
 # The lines of the site file the tests change, and what they become.
 UPSTREAM_LINE = "    server 127.0.0.1:8000;  # tests: gunicorn's address"
 LISTEN_LINE = "    listen 80;  # tests: a loopback port"
@@ -139,6 +141,52 @@ http {{
     include {site};
 }}
 """
+
+
+class SlowClients:
+    """Connections that send a request body ("senders": a sign-in form of 100,000 bytes, one
+    byte a second), or read an answer ("readers": a GET of `path` with a 4 KiB receive buffer,
+    1 KiB a second), a little at a time, until closed."""
+
+    def __init__(self, url: str, count: int, kind: str, path: str = "/") -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.kind = kind
+        self.sockets: list[socket.socket] = []
+        self.stopped = threading.Event()
+        for _ in range(count):
+            connection = socket.socket()
+            if kind == "readers":  # a small window: the server's writes block at once
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            connection.connect((host, int(port)))
+            if kind == "senders":
+                connection.sendall(
+                    f"POST /console/sign-in HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                    "Content-Type: application/x-www-form-urlencoded\r\n"
+                    "Content-Length: 100000\r\n\r\nt".encode())
+            else:
+                connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+                                   .encode())
+            self.sockets.append(connection)
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self) -> None:
+        while not self.stopped.wait(TRICKLE_SECONDS):  # the slow client's pace
+            for connection in self.sockets:
+                try:
+                    if self.kind == "senders":
+                        connection.send(b"t", socket.MSG_DONTWAIT)
+                    else:
+                        connection.recv(1024, socket.MSG_DONTWAIT)
+                except OSError:
+                    pass  # nothing to read yet, or the server gave up on this one
+
+    def close(self) -> None:
+        """Stop trickling and close every connection."""
+        self.stopped.set()
+        self.thread.join(10)
+        for connection in self.sockets:
+            connection.close()
 
 
 class Stack:
