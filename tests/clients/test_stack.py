@@ -166,3 +166,22 @@ def test_gunicorn_bare_sends_its_own_clock(tmp_path: Path) -> None:
         carried = parsedate_to_datetime(answer.headers["X-Termsync-Date"])
         assert abs(carried - stack.clock.now()) < timedelta(minutes=5)
         assert abs(the_date(answer) - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_public_url_names_every_link_through_the_stack(tmp_path: Path) -> None:
+    """With PUBLIC_URL set, a request for `Host: evil.example` through nginx (which passes the
+    client's Host on, as X-Forwarded-Host too) gets links to PUBLIC_URL only."""
+    public = "https://terms.example.org"
+    with Stack(tmp_path, web_processes=1, settings={"TERMSYNC_PUBLIC_URL": public}) as stack:
+        demo = stack.demo()
+        evil = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+        listed = requests.get(f"{stack.url}{demo}concepts/?limit=1", headers=evil, timeout=30)
+        export = requests.head(f"{stack.url}{demo}v1.0/export/", headers=evil, timeout=30)
+        built = requests.post(f"{stack.url}{demo}v1.0/export/", headers=evil, timeout=30,
+                              allow_redirects=False)
+        for answer in (listed, export, built):
+            assert "evil" not in str(answer.headers) + answer.text, answer.headers
+        assert listed.headers["next"].startswith(f"{public}{demo}concepts/?")
+        assert listed.headers["Link"] == f'<{listed.headers["next"]}>; rel="next"'
+        assert export.headers["exportURL"].startswith(f"{public}{demo}exports/")
+        assert built.status_code == 303 and built.headers["Location"] == f"{demo}v1.0/export/"
