@@ -35,7 +35,7 @@ from typing import Any
 
 import requests
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, concept
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "deploy" / "nginx" / "termsync.conf"
@@ -287,13 +287,16 @@ class Stack:
             process = self._spawn([nginx, "-e", str(self.root / "nginx-error.log"),
                                    "-c", str(main)], "nginx.log")
             self.url = f"http://127.0.0.1:{port}"
-            wait_for(lambda process=process: process.poll() is not None or self._answers(),
-                     "nginx to start")
+            wait_for(self._answers_or_exited(process), "nginx to start")
             if process.poll() is None:
                 return
             if "Address already in use" not in self.logs():
                 break
         raise AssertionError(f"nginx did not start: {self.logs()}")
+
+    def _answers_or_exited(self, process: subprocess.Popen[bytes]) -> Callable[[], bool]:
+        """A condition: the stack answers, or `process` has exited (nginx on a taken port)."""
+        return lambda: process.poll() is not None or self._answers()
 
     def _answers(self) -> bool:
         """Whether the stack answers /healthz (an error if gunicorn has exited meanwhile)."""
@@ -377,8 +380,10 @@ class Stack:
         token = self.call("POST", f"/users/{username}/tokens/", 201, json={}).json()["token"]
         return username, str(token)
 
-    def import_lines(self, text: str, update_if_exists: bool = False) -> dict[str, Any]:
-        """A bulk import (OCL JSON lines) through the stack, run by the worker; its job, ended."""
+    def import_lines(self, text: str, update_if_exists: bool = False,
+                     deadline: float = DEADLINE) -> dict[str, Any]:
+        """A bulk import (OCL JSON lines) through the stack, run by the worker; its job, ended
+        (within `deadline` seconds)."""
         query = "?update_if_exists=true" if update_if_exists else ""
         answer = self.call("POST", f"/importers/bulk-import/{query}", 202,
                            data=text.encode("utf-8"),
@@ -389,7 +394,7 @@ class Stack:
             job: dict[str, Any] = self.call("GET", job_url, 200).json()
             return job if job["state"] in ("FINISHED", "FAILED", "CANCELLED") else None
 
-        job = wait_for(ended, f"the import {job_url} to end")
+        job = wait_for(ended, f"the import {job_url} to end", deadline)
         assert job["state"] == "FINISHED", job
         return job
 
@@ -414,3 +419,21 @@ class Stack:
         path = f"/orgs/{org}/sources/DemoSource/"
         self.wait_for_export(f"{path}v1.0/")
         return path
+
+
+def demo_dictionary(stack: Stack, demo: str) -> str:
+    """Beside the demo source at `demo`: a second source (Other) with an Apple of its own and a
+    Banana, and a collection (Dict) of both Apples, the demo's Mango pinned to v1.0 and its
+    Vegetable with Vegetable's mappings (cascaded), released as v1; the collection's path."""
+    org = demo.split("/")[2]
+    other, collection = f"/orgs/{org}/sources/Other/", f"/orgs/{org}/collections/Dict/"
+    stack.call("POST", f"/orgs/{org}/sources/", 201, json={"id": "Other"})
+    stack.call("POST", f"{other}concepts/", 201, json=concept("Apple", "Other apple"))
+    stack.call("POST", f"{other}concepts/", 201, json=concept("Banana"))
+    stack.call("POST", f"/orgs/{org}/collections/", 201, json={"id": "Dict"})
+    stack.call("PUT", f"{collection}references/", 200, json={"data": {"expressions": [
+        f"{demo}concepts/Apple/", f"{other}concepts/Apple/", f"{demo}v1.0/concepts/Mango/"]}})
+    stack.call("PUT", f"{collection}references/?cascade=sourcemappings", 200,
+               json={"data": {"expressions": [f"{demo}concepts/Vegetable/"]}})
+    stack.call("POST", f"{collection}versions/", 201, json={"id": "v1", "released": True})
+    return collection

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from ocldev.oclexport import OclExportFactory
 
-from tests.conftest import ADMIN_TOKEN, concept
+from tests.conftest import ADMIN_TOKEN
+from tests.stack import demo_dictionary
 
 from .conftest import Demo
 from .openmrs import OpenMrsClient
@@ -50,16 +51,7 @@ def collection(demo: Demo) -> Dictionary:
     """A second source with its own Apple, and a collection of both Apples (plain), the demo's
     Mango pinned to v1.0 and Vegetable with its mappings (cascaded), released as v1."""
     built = Dictionary(demo)
-    org, source = demo.org, demo.path
-    demo.call("POST", f"/orgs/{org}/sources/", 201, json={"id": "Other"})
-    demo.call("POST", f"{built.other}concepts/", 201, json=concept("Apple", "Other apple"))
-    demo.call("POST", f"{built.other}concepts/", 201, json=concept("Banana"))
-    demo.call("POST", f"/orgs/{org}/collections/", 201, json={"id": "Dict"})
-    demo.call("PUT", f"{built.path}references/", 200, json={"data": {"expressions": [
-        *sorted(built.apples), f"{source}v1.0/concepts/Mango/"]}})
-    demo.call("PUT", f"{built.path}references/?cascade=sourcemappings", 200,
-              json={"data": {"expressions": [f"{source}concepts/Vegetable/"]}})
-    demo.call("POST", f"{built.path}versions/", 201, json={"id": "v1", "released": True})
+    assert demo_dictionary(demo.stack, demo.path) == built.path
     demo.stack.wait_for_export(f"{built.path}v1/")
     return built
 

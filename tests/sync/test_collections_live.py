@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, concept
-from tests.stack import Stack
+from tests.conftest import ADMIN_TOKEN
+from tests.stack import Stack, demo_dictionary
 
 from .test_live_server import Live, WaitForJobs, faulty_front
 
@@ -21,19 +21,7 @@ pytestmark = pytest.mark.slow
 def live(stack: Stack) -> Iterator[Live]:
     """The demo with a second source with its own Apple, and a collection of both Apples, a
     pinned Mango and Vegetable with its mappings, released as v1; `path` is the collection."""
-    demo = stack.demo()
-    org = demo.split("/")[2]
-    other, collection = f"/orgs/{org}/sources/Other/", f"/orgs/{org}/collections/Dict/"
-    stack.call("POST", f"/orgs/{org}/sources/", 201, json={"id": "Other"})
-    stack.call("POST", f"{other}concepts/", 201, json=concept("Apple", "Other apple"))
-    stack.call("POST", f"{other}concepts/", 201, json=concept("Banana"))
-    stack.call("POST", f"/orgs/{org}/collections/", 201, json={"id": "Dict"})
-    stack.call("PUT", f"{collection}references/", 200, json={"data": {"expressions": [
-        *sorted(apples(demo, other)), f"{demo}v1.0/concepts/Mango/"]}})
-    stack.call("PUT", f"{collection}references/?cascade=sourcemappings", 200,
-               json={"data": {"expressions": [f"{demo}concepts/Vegetable/"]}})
-    stack.call("POST", f"{collection}versions/", 201, json={"id": "v1", "released": True})
-    yield from faulty_front(stack, collection)
+    yield from faulty_front(stack, demo_dictionary(stack, stack.demo()))
 
 
 def apples(demo: str, other: str) -> set[str]:
