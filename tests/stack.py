@@ -193,9 +193,10 @@ class Stack:
     """nginx → gunicorn (+ `termsync worker`) on loopback, as docs/deployment.md deploys it."""
 
     def __init__(self, root: Path, *, proxy: bool = True, web_processes: int = 2,
-                 threads: int | None = None, worker: bool = True,
+                 threads: int | None = None, worker: bool = True, fixed_port: bool = False,
                  settings: dict[str, str] | None = None) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.proxy = proxy
         self.web_processes = web_processes
         self.clock = StackClock(root / "clock")
@@ -210,7 +211,10 @@ class Stack:
             TERMSYNC_TRUSTED_PROXIES="1" if proxy else "0",
             TERMSYNC_JOB_POLL_SECONDS="0.05", TERMSYNC_EXPORT_RETRY_AFTER="1",
             TERMSYNC_LOG_LEVEL="WARNING", TERMSYNC_ACCESS_LOG="false",
-            TERMSYNC_BIND="127.0.0.1:0", GUNICORN_WORKERS=str(web_processes),
+            # port 0 for tests; a fixed (free) one for benches, as production binds: each
+            # gunicorn process then has a socket of its own (gunicorn.conf.py, reuse_port)
+            TERMSYNC_BIND=f"127.0.0.1:{free_port() if fixed_port else 0}",
+            GUNICORN_WORKERS=str(web_processes),
             # gunicorn (25.1+) opens a control socket there: one per stack, not one per user
             XDG_RUNTIME_DIR=str(root))
         if threads is not None:
@@ -272,6 +276,9 @@ class Stack:
             text = log.read_text(errors="replace")
             if text.count("Booting worker") < self.web_processes or "Listening at: " not in text:
                 return None
+            bind = self.env["TERMSYNC_BIND"]
+            if not bind.endswith(":0"):  # a socket per process: the arbiter names none
+                return f"http://{bind}"
             return text.split("Listening at: ")[1].split()[0]
 
         self.gunicorn_url = wait_for(listening, "gunicorn to boot its workers")
