@@ -1,4 +1,5 @@
-"""gunicorn settings for termsync: `gunicorn -c gunicorn.conf.py wsgi:app` (docs/deployment.md).
+"""gunicorn settings for termsync: `gunicorn -c gunicorn.conf.py wsgi:app`, behind nginx with
+deploy/nginx/termsync.conf (docs/deployment.md).
 
 Every value can be changed through the environment without editing this file. Any number of
 worker processes share the database, the embedded SQLite file as well as a MongoDB.
@@ -6,6 +7,7 @@ worker processes share the database, the embedded SQLite file as well as a Mongo
 
 from __future__ import annotations
 
+import ipaddress
 import multiprocessing
 import os
 import shutil
@@ -17,15 +19,10 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
-def _keep_app_date_header() -> None:
-    """gunicorn sends the app's Date (the diff protocol's clock, docs/api.md) instead of its own."""
-    from app.serving import keep_app_date_header
-
-    keep_app_date_header()
-
-
-_keep_app_date_header()
-
+# Loopback only: nginx in front (deploy/nginx/termsync.conf) is what clients talk to. gunicorn
+# sends its own clock as `Date` whatever the application says, and the OpenMRS module sends
+# `Date` back as its next `updatedSince`: served bare, a snapshot larger than one answer loses
+# the rest for good. `when_ready` warns loudly when this is bound anywhere else.
 bind = os.environ.get("TERMSYNC_BIND", "127.0.0.1:8000")
 # Processes: CPU-bound JSON/zip work scales with processes, not threads (the GIL).
 workers = _env_int("GUNICORN_WORKERS", _env_int("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
@@ -81,6 +78,31 @@ def on_starting(server: Any) -> None:
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory, exist_ok=True)
+
+
+def reachable_from_outside(address: Any) -> bool:
+    """Whether a listening address is more than loopback (a unix socket or 127.x is not)."""
+    if not isinstance(address, tuple):
+        return False
+    host = str(address[0]).strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a host name: whatever it resolves to, it was not asked to be loopback
+
+
+def when_ready(server: Any) -> None:
+    """Warn when gunicorn listens where clients can reach it without the proxy."""
+    exposed = [address for address in server.cfg.address if reachable_from_outside(address)]
+    if exposed:
+        server.log.warning(
+            "termsync: gunicorn listens on %s, reachable without the proxy. Clients that talk to "
+            "gunicorn directly get gunicorn's clock as `Date` (it drops termsync's): OpenMRS "
+            "snapshot subscribers then skip every item past the first answer, silently. Bind "
+            "to loopback and serve through nginx with deploy/nginx/termsync.conf "
+            "(docs/deployment.md).", ", ".join(str(address) for address in exposed))
 
 
 def child_exit(server: Any, worker: Any) -> None:

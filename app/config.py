@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "PORT": 8000,
     # Flask refuses larger request bodies with 413; bulk-import uploads have their own limit.
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # The most items one content listing or diff answers (the OpenMRS module asks for 100000).
+    "CONTENT_MAX_LIMIT": 100_000,
     "EXPORT_DIR": "var/exports",
     "EXPORT_STORAGE": "local",
     "EXPORT_GRIDFS_BUCKET": "exports_fs",
@@ -60,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     "LOG_FORMAT": "text",
     "ACCESS_LOG": True,
     "TRUSTED_PROXIES": 0,
+    # The origin clients reach termsync at (https://terms.example.org): every absolute URL names
+    # it, whatever Host a request carries. Empty: the request's (docs/deployment.md).
+    "PUBLIC_URL": "",
     "RATE_LIMIT_WINDOW_SECONDS": 60,
     "RATE_LIMIT_EXPORTS": 0,
     "RATE_LIMIT_IMPORTS": 0,
@@ -170,6 +176,8 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("PORT must be 0 (any free port) to 65535")
     if config["MAX_CONTENT_LENGTH"] < 1:
         raise ConfigError("MAX_CONTENT_LENGTH must be 1 or more (bytes)")
+    if config["CONTENT_MAX_LIMIT"] < 1:
+        raise ConfigError("CONTENT_MAX_LIMIT must be 1 or more (items)")
     if config["BACKGROUND_WORKERS"] < 0:
         raise ConfigError("BACKGROUND_WORKERS must be 0 or more")
     token = config["ADMIN_TOKEN"]
@@ -213,6 +221,7 @@ def _validate(config: dict[str, Any]) -> None:
                 "READY_MIN_WORKERS", "MAINTENANCE_INTERVAL"):
         if config[key] < 0:
             raise ConfigError(f"{key} must be 0 or more")
+    config["PUBLIC_URL"] = public_origin(config["PUBLIC_URL"])
     if config["RATE_LIMIT_WINDOW_SECONDS"] < 1 or config["WORKER_HEARTBEAT_SECONDS"] <= 0:
         raise ConfigError("RATE_LIMIT_WINDOW_SECONDS must be >= 1, WORKER_HEARTBEAT_SECONDS > 0")
     if config["JOB_MAX_ATTEMPTS"] < 1:
@@ -225,6 +234,24 @@ def _validate(config: dict[str, Any]) -> None:
     if not 0 < config["WEBHOOK_RETRY_BASE_SECONDS"] <= config["WEBHOOK_RETRY_MAX_SECONDS"]:
         raise ConfigError("WEBHOOK_RETRY_BASE_SECONDS must be positive and at most "
                           "WEBHOOK_RETRY_MAX_SECONDS")
+
+
+def public_origin(text: str) -> str:
+    """PUBLIC_URL as `scheme://host[:port]` ("" when unset); ConfigError for anything else."""
+    value = text.strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 \
+            or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConfigError(f"PUBLIC_URL={text!r}: expected the origin clients reach termsync at, "
+                          "http(s)://host[:port] and nothing after it (the API sits at the root "
+                          "of its host: the OpenMRS module counts the slashes of its URLs)")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 # --- typed settings: what each part of the app reads, built once from a validated config ---
@@ -291,6 +318,7 @@ class OpsSettings:
     log_level: str
     access_log: bool
     trusted_proxies: int
+    public_url: str  # the origin of every absolute URL ("": the request's)
     rate_limit_window_seconds: int
     rate_limits: Mapping[str, int]  # bucket ("exports", "imports", "diffs") -> requests a window
     ready_min_workers: int
@@ -327,6 +355,7 @@ class Settings:
     host: str
     port: int
     testing: bool
+    content_max_limit: int = 100_000
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -360,6 +389,7 @@ class Settings:
                 log_format=config["LOG_FORMAT"], log_level=str(config["LOG_LEVEL"]).upper(),
                 access_log=bool(config["ACCESS_LOG"]),
                 trusted_proxies=int(config["TRUSTED_PROXIES"]),
+                public_url=str(config["PUBLIC_URL"]),
                 rate_limit_window_seconds=int(config["RATE_LIMIT_WINDOW_SECONDS"]),
                 rate_limits=MappingProxyType({
                     "exports": int(config["RATE_LIMIT_EXPORTS"]),
@@ -377,7 +407,8 @@ class Settings:
                 disable_after=int(config["WEBHOOK_DISABLE_AFTER"])),
             admin_user=config["ADMIN_USER"], admin_token=config["ADMIN_TOKEN"],
             load_demo=bool(config["LOAD_DEMO"]), host=config["HOST"], port=int(config["PORT"]),
-            testing=bool(config.get("TESTING")))
+            testing=bool(config.get("TESTING")),
+            content_max_limit=int(config["CONTENT_MAX_LIMIT"]))
 
 
 SETTINGS = "termsync.settings"

@@ -1,18 +1,19 @@
-"""HTTP servers that send the application's `Date` header instead of their own clock's.
+"""The request handler of `termsync serve`: werkzeug's, sending the application's `Date`.
 
 termsync sets `Date` on every response, and on diffs and export downloads it means "complete up
-to" (docs/api.md, The Date header): the OpenMRS module sends it back as `updatedSince`. Both
-werkzeug's server and gunicorn add a `Date` of their own before the application's headers, and a
-client that reads the first one would skip changes. `AppDateRequestHandler` (werkzeug) and
-`keep_app_date_header()` (gunicorn) send the application's `Date` when it has one, and their own
-otherwise. `AppDateRequestHandler` also leaves the line per request to termsync's access log
+to" (docs/api.md, The Date header): the OpenMRS module sends it back as `updatedSince`. werkzeug's
+server adds a `Date` of its own before the application's headers, and a client that reads the
+first one would skip changes; `AppDateRequestHandler` sends the application's `Date` when it has
+one, and its own otherwise. gunicorn cannot be made to do the same without patching its internals
+(it drops an application's `Date`), so in production the proxy in front of it sends the `Date`
+the application carries in `X-Termsync-Date` (deploy/nginx/termsync.conf, docs/deployment.md).
+`AppDateRequestHandler` also leaves the line per request to termsync's access log
 (`termsync.access`, with the request id) when that is on, so that a request is logged once.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler
 
@@ -52,22 +53,3 @@ class AppDateRequestHandler(WSGIRequestHandler):
             super().send_header("Date", self.date_time_string())
             self._date_sent = True
         super().end_headers()
-
-
-def keep_app_date_header() -> None:
-    """Make gunicorn leave out its own `Date` when the application sends one (idempotent)."""
-    from gunicorn.http import wsgi
-
-    response_class: Any = wsgi.Response
-    if getattr(response_class, "_termsync_app_date", False):
-        return
-    original = response_class.default_headers
-
-    def default_headers(self: Any) -> list[str]:
-        headers: list[str] = original(self)
-        if any(name.lower() == "date" for name, _ in self.headers):
-            headers = [line for line in headers if not line.lower().startswith("date:")]
-        return headers
-
-    response_class.default_headers = default_headers
-    response_class._termsync_app_date = True

@@ -108,6 +108,23 @@ def client(app: Any) -> Any:
     return app.test_client()
 
 
+# The deployed stack's page size in tests: the OpenMRS module's limit=100000 is served as this
+# many, so that a few thousand items make a snapshot larger than one answer.
+STACK_CONTENT_MAX_LIMIT = 1000
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The deployed stack (tests/stack.py: nginx, gunicorn with gunicorn.conf.py, `termsync
+    worker`), started once and shared by the tests of a session, each in organizations of its
+    own (`stack.new_org()`, `stack.demo()`)."""
+    from tests.stack import Stack
+
+    with Stack(tmp_path_factory.mktemp("stack"), settings={
+            "TERMSYNC_CONTENT_MAX_LIMIT": str(STACK_CONTENT_MAX_LIMIT)}) as running:
+        yield running
+
+
 @pytest.fixture
 def demo_app() -> Iterator[Any]:
     yield from app_on_fresh_database(LOAD_DEMO=True)

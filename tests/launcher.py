@@ -1,15 +1,32 @@
-"""Runs a real entry point (`termsync` or `termsync-sync`) with a test-only crash point: the
-process SIGKILLs itself right after the N-th call of the method behind the point returns.
+"""Runs a real entry point (`termsync`, `termsync-sync` or `gunicorn`) with test-only hooks: a
+crash point (the process SIGKILLs itself right after the N-th call of the method behind the point
+returns) and a clock that tests move forward.
 
     python -m tests.launcher --kill-at import-batch:4 termsync serve --port 0
     python -m tests.launcher --kill-at sync-page:2 termsync-sync once --config sync.toml --json
+    python -m tests.launcher --clock /tmp/x/clock gunicorn -c gunicorn.conf.py wsgi:app
 
-`--kill-at POINT:N` may also come from the environment variable TERMSYNC_TEST_KILL_AT.
+`--kill-at POINT:N` may also come from the environment variable TERMSYNC_TEST_KILL_AT,
+`--clock FILE` from TERMSYNC_TEST_CLOCK and `--hold-jobs FILE` from TERMSYNC_TEST_HOLD_JOBS.
+Production code has no crash points, no clock to move and no hold on jobs, and reads no switch
+for them: the launcher patches the method (on every backend that has it), `app.timeutil.now` or
+`app.jobs.JobQueue.claim` before handing over to the real entry point. gunicorn's worker
+processes are forked from the process the launcher patched, and inherit the patches.
+
+The hold: while FILE exists, the process claims no job (queued jobs wait, as they would for a
+busy worker), so that a test sees a build or an import queued before it runs
+(`tests.stack.Stack.jobs_held`).
+
+The clock: `app.timeutil.now`, which stamps every item, version and `Date`, reads the real time
+plus the number of seconds written in FILE (none while FILE is missing or empty). Every process
+started with the same FILE reads the same clock, and a test moves all of them forward at once by
+writing a larger number (`tests.stack.StackClock`), so that writes fall in different seconds, or
+reads come long enough after writes, without waiting.
+
 TERMSYNC_TEST_HOLD_AT="POINT:N[,POINT:N]" with TERMSYNC_TEST_HOLD_DIR instead holds the calling
-thread after the N-th call: it creates `held-POINT` in that directory and waits until the test
-creates `release-POINT` (the multi-host test cuts a host's link while it is mid-work).
-Production code has no crash points and reads no switch for them: the launcher patches the
-method (on every backend that has it) before handing over to the real entry point.
+thread after the N-th call of a point: it creates `held-POINT` in that directory and waits until
+the test creates `release-POINT` (the multi-host test cuts a host's link while it is mid-work;
+tests/wsgi_killable.py installs it in gunicorn workers).
 
 Points:
 - `import-batch`: a bulk-import batch applied and its progress written, not yet committed;
@@ -32,14 +49,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 ENV = "TERMSYNC_TEST_KILL_AT"
-HOLD_ENV, HOLD_DIR_ENV = "TERMSYNC_TEST_HOLD_AT", "TERMSYNC_TEST_HOLD_DIR"
-PROGRAMS = {"termsync": "app.cli", "termsync-sync": "sync.cli"}
+HOLD_AT_ENV, HOLD_DIR_ENV = "TERMSYNC_TEST_HOLD_AT", "TERMSYNC_TEST_HOLD_DIR"
+CLOCK_ENV = "TERMSYNC_TEST_CLOCK"
+HOLD_JOBS_ENV = "TERMSYNC_TEST_HOLD_JOBS"
+PROGRAMS = {"termsync": "app.cli", "termsync-sync": "sync.cli", "gunicorn": "gunicorn.app.wsgiapp"}
 POINTS: dict[str, tuple[str, list[str]]] = {
     "import-batch": ("save_progress", ["app.jobs:JobContext"]),
     "export-build": ("heartbeat", ["app.jobs:JobContext"]),
@@ -119,14 +139,61 @@ def install(spec: str, hold_directory: str | None = None) -> None:
                     else hold_after(method, int(count or 1), point, hold_directory))
 
 
+def clock_offset(path: str) -> timedelta:
+    """The seconds written in the clock file (0 while it is missing or empty)."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read().strip()
+    except FileNotFoundError:
+        return timedelta(0)
+    return timedelta(seconds=float(text)) if text else timedelta(0)
+
+
+def install_clock(path: str) -> None:
+    """Make `app.timeutil.now` the real time plus the clock file's offset."""
+    from app import timeutil
+
+    def now() -> datetime:
+        """The real time, moved forward as the test says."""
+        return datetime.now(UTC) + clock_offset(path)
+
+    timeutil.now = now
+
+
+def install_hold(path: str) -> None:
+    """Make `JobQueue.claim` take nothing while the file at `path` exists."""
+    from app.jobs import JobQueue
+
+    claim = JobQueue.claim
+
+    @functools.wraps(claim)
+    def held_claim(self: JobQueue, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """No job while the test holds them; else the real claim."""
+        if os.path.exists(path):
+            return None
+        return claim(self, *args, **kwargs)
+
+    JobQueue.claim = held_claim  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Install the crash point, then run the named program with the remaining arguments."""
+    """Install the crash point, the clock and the hold on jobs, then run the named program with
+    the remaining arguments."""
     parser = argparse.ArgumentParser(prog="python -m tests.launcher")
     parser.add_argument("--kill-at", default=os.environ.get(ENV))
+    parser.add_argument("--clock", default=os.environ.get(CLOCK_ENV))
+    parser.add_argument("--hold-jobs", default=os.environ.get(HOLD_JOBS_ENV))
     parser.add_argument("program", choices=sorted(PROGRAMS))
     args, rest = parser.parse_known_args(argv)
     if args.kill_at:
         install(args.kill_at)
+    if args.clock:
+        install_clock(args.clock)
+    if args.hold_jobs:
+        install_hold(args.hold_jobs)
+    if args.program == "gunicorn":  # gunicorn reads its arguments from sys.argv
+        sys.argv = ["gunicorn", *rest]
+        return int(importlib.import_module(PROGRAMS[args.program]).run() or 0)
     entry = importlib.import_module(PROGRAMS[args.program]).main
     return int(entry(rest))
 

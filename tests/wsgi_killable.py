@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 
-from tests.launcher import ENV, HOLD_DIR_ENV, HOLD_ENV, install
+from tests.launcher import ENV, HOLD_AT_ENV, HOLD_DIR_ENV, install
 
 if os.environ.get(ENV):
     install(os.environ[ENV])
-if os.environ.get(HOLD_ENV):
-    install(os.environ[HOLD_ENV], os.environ[HOLD_DIR_ENV])
+if os.environ.get(HOLD_AT_ENV):
+    install(os.environ[HOLD_AT_ENV], os.environ[HOLD_DIR_ENV])
 
 from wsgi import app
 

@@ -15,7 +15,7 @@ from ..bodies import ShortBody
 from ..domain.errors import DomainError
 from ..faults import RETRY_AFTER, fault_of
 from . import concepts, mappings, orgs, repos, sources, users, versions
-from .common import error_response
+from .common import DATE_CARRIER, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +72,14 @@ def register_http_rules(app: Flask) -> None:
 
     @app.after_request
     def default_date(response: Response) -> Response:
-        # Diffs and export downloads set their own Date (the time they are complete up to).
+        # Diffs and export downloads set their own Date (the time they are complete up to). The
+        # same value goes out under a name no HTTP server claims for itself: gunicorn replaces
+        # `Date` with its own clock's, and the proxy in front (deploy/nginx/termsync.conf) turns
+        # this header back into `Date` (docs/deployment.md). Every response carries it, so that
+        # the proxy never has to invent one.
         if "Date" not in response.headers:
             response.headers["Date"] = http_date(timeutil.now())
+        response.headers[DATE_CARRIER] = response.headers["Date"]
         return response
 
 

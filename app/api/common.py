@@ -26,6 +26,9 @@ from ..timeutil import to_datetime
 # write stamped just before that moment may still be in flight (its stamp is taken before it
 # is visible), and the OpenMRS module, which sends `Date` back as `updatedSince`, has no overlap.
 DATE_MARGIN = timedelta(seconds=1)
+# The header that carries the application's `Date` through HTTP servers that send their own
+# (gunicorn drops an application's `Date`); the proxy sends it on as `Date` (docs/deployment.md).
+DATE_CARRIER = "X-Termsync-Date"
 
 
 def domain() -> Domain:
@@ -223,19 +226,19 @@ def zip_stream(parts: Iterator[bytes], name: str = "export.json") -> Iterator[by
     yield pipe.take()
 
 
-def complete_up_to(read_at: datetime, last_returned: str | None = None) -> datetime:
-    """The `Date` of a diff or listing: when it is complete up to (docs/api.md, Content listings).
+def complete_up_to(read_at: datetime, unsent_from: str | None = None) -> datetime:
+    """The `Date` of a diff or listing: when it is complete up to (docs/api.md, The Date header).
 
-    `read_at` is taken just before the query reads the data; `last_returned` is the
-    `updated_on` of the last item sent when more items matched than were sent. Second precision,
-    rounded down, as HTTP dates are.
+    `read_at` is taken just before the query reads the data; `unsent_from` is an `updated_on`
+    at or before the first item not sent when more items matched than were sent. Second
+    precision, rounded down, as HTTP dates are.
     """
     moment = read_at - DATE_MARGIN
-    if last_returned:
-        moment = min(moment, to_datetime(last_returned))
+    if unsent_from:
+        moment = min(moment, to_datetime(unsent_from))
     return moment.replace(microsecond=0)
 
 
 def date_header(moment: datetime) -> dict[str, str]:
-    """A `Date` header for a moment (which the HTTP server then sends instead of its own)."""
+    """A `Date` header for a moment (carried past the HTTP server as `DATE_CARRIER` too)."""
     return {"Date": http_date(moment)}

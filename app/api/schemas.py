@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from marshmallow import (
     EXCLUDE,
     INCLUDE,
@@ -15,12 +16,14 @@ from marshmallow import (
     validates_schema,
 )
 
+from ..config import settings_of
 from ..domain.accounts import MAX_TOKEN_LENGTH, MIN_CHOSEN_TOKEN_LENGTH
 from ..timeutil import parse_time
 
-# The most items one content listing or diff answers (the OpenMRS module asks for 100000).
-MAX_CONTENT_LIMIT = 100_000
 MAX_LIST_LIMIT = 500
+# The most items one content listing or diff answers is the setting CONTENT_MAX_LIMIT (100,000 by
+# default: the OpenMRS module asks for 100000 and never pages).
+CONTENT_LIMIT = "CONTENT_MAX_LIMIT (100,000 unless configured)"
 
 
 def _describe(text: str) -> dict[str, str]:
@@ -46,10 +49,11 @@ class QuerySchema(Schema):
 
 
 class Limit(fields.Integer):
-    """`limit`: more than `maximum` is served as `maximum` (the paging headers say so), 0 or less
-    as the default; a real client's page size is never a 400."""
+    """`limit`: more than `maximum` (None: the app's CONTENT_MAX_LIMIT) is served as `maximum`
+    (the paging headers say so), 0 or less as the default; a real client's page size is never a
+    400."""
 
-    def __init__(self, default: int, maximum: int, **kwargs: Any) -> None:
+    def __init__(self, default: int, maximum: int | None, **kwargs: Any) -> None:
         super().__init__(load_default=default, **kwargs)
         self.default_limit = default
         self.maximum = maximum
@@ -58,7 +62,9 @@ class Limit(fields.Integer):
         number = int(super()._deserialize(value, attr, data, **kwargs))
         if number <= 0:
             return self.default_limit
-        return min(number, self.maximum)
+        maximum = self.maximum if self.maximum is not None else \
+            settings_of(current_app).content_max_limit
+        return min(number, maximum)
 
 
 class Page(fields.Integer):
@@ -131,8 +137,8 @@ class ItemListArgsSchema(QuerySchema):
     """Page through concepts or mappings (of a version, or across sources), narrowed by OCL's
     search parameters (every one given must hold)."""
 
-    limit = Limit(100, MAX_CONTENT_LIMIT,
-                  metadata=_describe(f"Items per page (default 100, at most {MAX_CONTENT_LIMIT})."))
+    limit = Limit(100, None,
+                  metadata=_describe(f"Items per page (default 100, at most {CONTENT_LIMIT})."))
     page = Page(load_default=1, metadata=_describe("Page number, from 1."))
     includeRetired = fields.Boolean(load_default=False,
                                     metadata=_describe("Include retired items."))
@@ -205,8 +211,8 @@ class DiffArgsSchema(RepoArgsSchema):
     updatedSince = fields.String(
         load_default=None, allow_none=True,
         metadata=_describe("Only items updated at or after this ISO 8601 time (zone-less = UTC)."))
-    limit = Limit(500, MAX_CONTENT_LIMIT,
-                  metadata=_describe(f"Items per page (default 500, at most {MAX_CONTENT_LIMIT})."))
+    limit = Limit(500, None,
+                  metadata=_describe(f"Items per page (default 500, at most {CONTENT_LIMIT})."))
     cursor = fields.String(load_default=None, allow_none=True,
                            metadata=_describe("Opaque keyset cursor; follow the `next` header."))
 

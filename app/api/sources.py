@@ -43,9 +43,10 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
                      body: dict[str, Any]) -> Response:
     """`body` plus a keyset page of concepts/mappings when asked (the diff protocol).
 
-    `Date` says up to when the answer is complete (docs/api.md, Content listings and diffs): the
-    moment the query read the data, or the last item's `updated_on` when more items matched
-    than were sent, because the OpenMRS module sends it back as its next `updatedSince`.
+    `Date` says up to when the answer is complete (docs/api.md, The Date header): the moment
+    the query read the data, or, when more items matched than were sent, the second the rest
+    begins at (a first page leaves that second out whole), because the OpenMRS module sends it
+    back as its next `updatedSince`.
     """
     content = domain().content
     if args.get("includeSummary"):
@@ -68,7 +69,7 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
                              args["limit"], include_deleted=args["includeDeleted"])
     next_url = page_url(cursor=encode_cursor(page.next_cursor)) if page.next_cursor else None
     headers = paging_headers(page.num_found, page.returned, next_url)
-    headers.update(date_header(complete_up_to(read_at, page.last_updated_on)))
+    headers.update(date_header(complete_up_to(read_at, page.unsent_from)))
     render = content.renderer(source)  # a collection's items are rendered with their sources
     parts = json_object_stream(body, [
         (key, (render(item) for item in page.items(kind)))

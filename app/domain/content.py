@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from ..store import Store
@@ -29,7 +30,7 @@ from ..store.base import (
     RepoFilters,
     StaleHead,
 )
-from ..timeutil import now_iso
+from ..timeutil import format_time, now_iso, to_datetime
 from . import ocl
 from .accounts import Accounts, Caller, Owner, owner_of, visibility
 from .collections import Collections
@@ -37,6 +38,7 @@ from .errors import Conflict, Forbidden, Invalid, NotAllowed, NotFound
 
 logger = logging.getLogger(__name__)
 EXACT = 2**62  # count every match (Items.search may stop counting early when told a limit)
+ONE_SECOND_AT_MOST = 2**31 - 2  # more items than one second of writes can ever stamp
 
 CONCEPT_FIELDS = ("concept_class", "datatype", "names", "descriptions", "external_id", "extras",
                   "parent_concept_urls", "update_comment")
@@ -74,18 +76,25 @@ class DiffCursor:
 @dataclass
 class DiffPage:
     """One page of a diff (or of a version's content) in keyset order, read when iterated:
-    `items(type)` streams the page's items of one type in flat memory, however many."""
+    `items(type)` streams the page's items of one type in flat memory, however many.
+    `unsent_from`: when more items follow, an `updated_on` at or before the first of them (the
+    page is complete up to it), else None."""
 
     num_found: int
     returned: int
     next_cursor: DiffCursor | None
     items: Callable[[str], Iterator[dict[str, Any]]]
+    unsent_from: str | None = None
 
-    @property
-    def last_updated_on(self) -> str | None:
-        """The `updated_on` of the page's last item when more follow (the page is complete up
-        to it), else None."""
-        return self.next_cursor.updated_on if self.next_cursor else None
+
+def start_of_second(stamp: str) -> str:
+    """The stored time stamp of the start of the second `stamp` falls in."""
+    return stamp[:19] + ".000000Z"
+
+
+def before(stamp: str) -> DiffKey:
+    """A key that sorts after every item updated before `stamp` and before all others."""
+    return DiffKey(stamp, "", "")
 
 
 class Content:
@@ -429,9 +438,13 @@ class Content:
         num_found = self.count(source, version, query) if cursor is None else cursor.num_found
         after = None if cursor is None else DiffKey(cursor.updated_on, cursor.type, cursor.id)
         items = self.reader(source)
-        returned, until, more = items.diff_end(query, after, limit)
+        returned, until, following = items.diff_end(query, after, limit)
+        unsent_from = following.updated_on if following is not None else None
+        if cursor is None and following is not None and until is not None:
+            returned, until, unsent_from = self._end_at_a_second(items, query, returned, until,
+                                                                 following)
         next_cursor = DiffCursor(until.updated_on, until.type, until.id, num_found) \
-            if more and until is not None else None
+            if unsent_from is not None and until is not None else None
 
         def of_type(item_type: str) -> Iterator[dict[str, Any]]:
             if item_type not in types or until is None:
@@ -439,7 +452,32 @@ class Content:
             return items.iter_diff(replace(query, types=(item_type,)), after, until,
                                    batch_size=max(1, min(1000, returned)))
 
-        return DiffPage(num_found, returned, next_cursor, of_type)
+        return DiffPage(num_found, returned, next_cursor, of_type, unsent_from)
+
+    @staticmethod
+    def _end_at_a_second(items: ContentReader, query: ContentQuery, returned: int, until: DiffKey,
+                         following: DiffKey) -> tuple[int, DiffKey | None, str | None]:
+        """Where a first page cut at `limit` ends so that no second is split between it and the
+        rest: (items, last key, start of the second the rest begins at, or None if nothing
+        follows).
+
+        Clients that continue from `Date` (the OpenMRS module sends it back as its next
+        `updatedSince`, which is inclusive, at second precision) then get every item exactly once:
+        the page leaves out the items of the second its cut falls in, and `Date` names that second.
+        When more than `limit` items share the page's first second, the page holds all of them
+        (more than `limit`): it never stops short of the first second, or such a client would
+        ask for the same page for ever.
+        """
+        second = start_of_second(following.updated_on)
+        if until.updated_on < second:  # the cut already falls between two seconds
+            return returned, until, second
+        count, last, _ = items.diff_end(query, None, returned, until=before(second))
+        if count:
+            return count, last, second
+        next_second = format_time(to_datetime(second) + timedelta(seconds=1))
+        count, last, _ = items.diff_end(query, None, ONE_SECOND_AT_MOST, until=before(next_second))
+        _, rest, _ = items.diff_end(query, last, 1)
+        return count, last, None if rest is None else start_of_second(rest.updated_on)
 
     def iter_content(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
                      batch_size: int = 1000) -> Iterator[dict[str, Any]]:

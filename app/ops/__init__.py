@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -50,6 +51,10 @@ def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
     """
     settings = settings_of(app).ops
     install_logging(settings.log_format, settings.log_level)
+    # Where absolute URLs point: PUBLIC_URL, over whatever a trusted proxy said (ProxyFix runs
+    # first and still gives the client's address for rate limits and logs).
+    if settings.public_url:
+        app.wsgi_app = PublicOrigin(app.wsgi_app, settings.public_url)  # type: ignore[method-assign]
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,  # type: ignore[method-assign]
@@ -90,6 +95,26 @@ def storage_check(app: Flask, store: Any) -> StorageCheck:
     if settings.imports.storage == "local":
         directories[IMPORTS] = os.path.abspath(settings.imports.directory)
     return StorageCheck(directories, database_file)
+
+
+class PublicOrigin:
+    """WSGI middleware: every request is answered as if made to PUBLIC_URL, so that every
+    absolute URL the app builds from the request (`next`, `Link`, `exportURL`, feed and
+    webhook links, the console's) names that origin, whatever Host (or X-Forwarded-Host) the
+    request carries: a cache in front cannot be made to hand another host's links to everyone."""
+
+    def __init__(self, app: Any, public_url: str) -> None:
+        parts = urlsplit(public_url)
+        self.app = app
+        self.scheme = parts.scheme
+        self.host = parts.netloc
+        self.server_name = parts.hostname or ""
+        self.server_port = str(parts.port or (443 if parts.scheme == "https" else 80))
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        environ.update({"wsgi.url_scheme": self.scheme, "HTTP_HOST": self.host,
+                        "SERVER_NAME": self.server_name, "SERVER_PORT": self.server_port})
+        return self.app(environ, start_response)
 
 
 def _register_hooks(app: Flask, settings: OpsSettings, metrics: Metrics,

@@ -196,15 +196,19 @@ def keyset_batches(read: Callable[[Any], list[Any]], key: Callable[[Any], Any], 
         after = key(batch[-1])
 
 
-def page_end(keys: Iterable[DiffKey], limit: int) -> tuple[int, DiffKey | None, bool]:
+def page_end(keys: Iterable[DiffKey], limit: int) -> tuple[int, DiffKey | None, DiffKey | None]:
     """Where a diff page of up to `limit` items ends, from the keys of up to `limit` + 1 items
-    in diff order: (how many it holds, the key of its last one, whether more follow)."""
-    count, last = 0, None
+    in diff order: (how many it holds, the key of its last one, the key of the first item after
+    it or None)."""
+    count, last, following = 0, None, None
     for key in keys:
         count += 1
         if count <= limit:
             last = key
-    return min(count, limit), last, count > limit
+        else:
+            following = key
+            break
+    return min(count, limit), last, following
 
 
 @dataclass(frozen=True)
@@ -420,10 +424,11 @@ class Items:
         end), in (updated_on, type, id) order."""
         raise NotImplementedError
 
-    def diff_end(self, query: ContentQuery, after: DiffKey | None,
-                 limit: int) -> tuple[int, DiffKey | None, bool]:
-        """Where a diff page of up to `limit` items after `after` ends: (how many items it
-        holds, the key of its last one, whether more follow), read from keys alone."""
+    def diff_end(self, query: ContentQuery, after: DiffKey | None, limit: int,
+                 until: DiffKey | None = None) -> tuple[int, DiffKey | None, DiffKey | None]:
+        """Where a diff page of up to `limit` items after `after` (and up to `until`,
+        inclusive) ends: (how many items it holds, the key of its last one, the key of the first
+        item after it up to `until`, or None), read from keys alone."""
         raise NotImplementedError
 
     def iter_diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
@@ -516,8 +521,8 @@ class ContentReader(Protocol):
 
     def count(self, query: ContentQuery) -> int: ...
 
-    def diff_end(self, query: ContentQuery, after: DiffKey | None,
-                 limit: int) -> tuple[int, DiffKey | None, bool]: ...
+    def diff_end(self, query: ContentQuery, after: DiffKey | None, limit: int,
+                 until: DiffKey | None = None) -> tuple[int, DiffKey | None, DiffKey | None]: ...
 
     def iter_diff(self, query: ContentQuery, after: DiffKey | None, until: DiffKey | None,
                   batch_size: int = 1000) -> Iterator[Document]: ...
@@ -686,8 +691,9 @@ class CollectionEntries:
         """As Items.diff, in (entry updated_on, type, url) order."""
         raise NotImplementedError
 
-    def diff_end(self, query: ContentQuery, after: DiffKey | None,
-                 limit: int) -> tuple[int, DiffKey | None, bool]:
+    def diff_end(self, query: ContentQuery, after: DiffKey | None, limit: int,
+                 until: DiffKey | None = None) -> tuple[int, DiffKey | None, DiffKey | None]:
+        """As Items.diff_end, in (entry updated_on, type, url) order."""
         raise NotImplementedError
 
     def search(self, query: ContentQuery, skip: int, limit: int,

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from app import timeutil
-from tests.conftest import ADMIN, concept
+from app.api.common import DATE_CARRIER
+from app.config import ConfigError, load_config
+from tests.conftest import ADMIN, app_on_fresh_database, concept
 
 DEMO = "/orgs/DemoOrg/sources/DemoSource/"
 
@@ -181,12 +183,89 @@ def test_diff_date_is_when_the_answer_is_complete_up_to(client: Any, source: Any
     # may still be in flight), in HTTP's second precision
     assert parsedate_to_datetime(whole.headers["Date"]) == (read_at - timedelta(seconds=1)).replace(
         microsecond=0)
+    for date in (whole.headers["Date"], whole.headers[DATE_CARRIER]):
+        assert date == whole.headers["Date"]  # the same value for the proxy to send on
     cut = client.get(f"{url}?includeConcepts=true&limit=2")
     assert cut.headers["num_returned"] == "2" and "next" in cut.headers
-    # more matched than were sent: complete up to the last item sent, rounded down
-    assert parsedate_to_datetime(cut.headers["Date"]) == stamps[1].replace(microsecond=0)
+    # more matched than were sent: complete up to the second the rest begins at
+    assert parsedate_to_datetime(cut.headers["Date"]) == stamps[2].replace(microsecond=0)
     following = client.get(f"{url}?includeConcepts=true&limit=2&updatedSince="
-                           f"{stamps[1].strftime('%Y-%m-%dT%H:%M:%SZ')}")
-    assert [c["id"] for c in following.get_json()["concepts"]] == ["1", "2"]
+                           f"{stamps[2].strftime('%Y-%m-%dT%H:%M:%SZ')}")
+    assert [c["id"] for c in following.get_json()["concepts"]] == ["2", "3"]
     # any other answer: the server's time
     assert parsedate_to_datetime(client.get(url).headers["Date"]) == read_at.replace(microsecond=0)
+    assert client.get(url).headers[DATE_CARRIER] == client.get(url).headers["Date"]
+
+
+SECOND_ZERO = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def write_at(client: Any, url: str, clock: Clock, seconds: float, ids: list[str]) -> None:
+    """Write concepts `ids`, all stamped `seconds` after SECOND_ZERO."""
+    clock.moment = SECOND_ZERO + timedelta(seconds=seconds)
+    for concept_id in ids:
+        assert client.post(f"{url}concepts/", json=concept(concept_id), headers=ADMIN).status_code \
+            == 201
+
+
+def read_from_date_to_date(client: Any, url: str, limit: int) -> list[list[str]]:
+    """The ids of each answer, read as the OpenMRS module reads: from `Date` to `Date`."""
+    answers: list[list[str]] = []
+    since = "2000-01-01T00:00:00Z"
+    while True:
+        answer = client.get(f"{url}?includeConcepts=true&limit={limit}&updatedSince={since}")
+        ids = [item["id"] for item in answer.get_json()["concepts"]]
+        if not ids:
+            return answers
+        answers.append(ids)
+        since = parsedate_to_datetime(answer.headers["Date"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert len(answers) < 20
+
+
+def test_reading_from_date_to_date_gives_every_item_exactly_once(client: Any, source: Any,
+                                                                 clock: Clock) -> None:
+    url = source()
+    write_at(client, url, clock, 1.1, ["a1", "a2"])
+    write_at(client, url, clock, 2.7, ["b1", "b2", "b3"])  # a cut at 3 would split this second
+    write_at(client, url, clock, 3.0, ["c1"])
+    write_at(client, url, clock, 5.2, [f"d{n}" for n in range(5)])  # more than limit in a second
+    write_at(client, url, clock, 9.9, ["e1"])
+    clock.moment += timedelta(minutes=1)  # every write is older than the in-flight margin
+
+    first = client.get(f"{url}?includeConcepts=true&limit=3")
+    # the cut falls inside the second of b1-b3: the page leaves that second out whole, and Date
+    # names it (the items of that second come with the next answer, once)
+    assert [item["id"] for item in first.get_json()["concepts"]] == ["a1", "a2"]
+    assert first.headers["num_returned"] == "2" and first.headers["num_found"] == "12"
+    assert parsedate_to_datetime(first.headers["Date"]) == SECOND_ZERO + timedelta(seconds=2)
+    # a page reached through `next` holds exactly `limit`, continuing after the last item sent
+    second = client.get(first.headers["next"])
+    assert [item["id"] for item in second.get_json()["concepts"]] == ["b1", "b2", "b3"]
+
+    assert read_from_date_to_date(client, url, limit=3) == [
+        ["a1", "a2"], ["b1", "b2", "b3"], ["c1"],
+        [f"d{n}" for n in range(5)],  # five in one second: all of them, never no progress
+        ["e1"]]
+    for limit in (1, 2, 4, 6, 100):
+        answers = read_from_date_to_date(client, url, limit)
+        sent = [concept_id for answer in answers for concept_id in answer]
+        assert sorted(sent) == sorted(set(sent)) and len(sent) == 12, (limit, answers)
+
+
+def test_the_most_items_an_answer_holds_is_a_setting(clock: Clock) -> None:
+    """CONTENT_MAX_LIMIT: the OpenMRS module's limit=100000 is served as that many items (a
+    deployment may lower it; the tests of the deployed stack do)."""
+    for application in app_on_fresh_database(CONTENT_MAX_LIMIT=3):
+        client = application.test_client()
+        assert client.post("/orgs/", json={"id": "O"}, headers=ADMIN).status_code == 201
+        assert client.post("/orgs/O/sources/", json={"id": "S"}, headers=ADMIN).status_code == 201
+        for n in range(5):
+            write_at(client, "/orgs/O/sources/S/", clock, 10 * n, [f"c{n}"])
+        clock.moment += timedelta(minutes=1)
+        answer = client.get("/orgs/O/sources/S?includeConcepts=true&limit=100000")
+        assert answer.headers["num_returned"] == "3" and answer.headers["num_found"] == "5"
+        assert parsedate_to_datetime(answer.headers["Date"]) == SECOND_ZERO + timedelta(seconds=30)
+        listed = client.get("/orgs/O/sources/S/concepts/?limit=100000")
+        assert listed.headers["num_returned"] == "3" and "next" in listed.headers
+    with pytest.raises(ConfigError, match="CONTENT_MAX_LIMIT"):
+        load_config({"CONTENT_MAX_LIMIT": 0})

@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
+from app import timeutil
 from tests.conftest import ADMIN, FIXTURES, concept, mapping
 
 DEMO = "/orgs/DemoOrg/sources/DemoSource/"
@@ -127,10 +131,14 @@ def test_paging_while_another_client_writes_skips_nothing(client: Any, source: A
     assert seen == set(ids)
 
 
-def test_paging_headers_and_link(client: Any, source: Any) -> None:
+def test_paging_headers_and_link(client: Any, source: Any,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     url = source()
-    for n in range(5):
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    for n in range(5):  # each in a second of its own: a first page ends between two seconds
+        monkeypatch.setattr(timeutil, "now", lambda n=n: start + timedelta(seconds=n))
         client.post(f"{url}concepts/", json=concept(str(n)), headers=ADMIN)
+    monkeypatch.undo()
     answer = client.get(f"{url}?includeConcepts=true&limit=2")
     assert answer.headers["num_found"] == "5" and answer.headers["num_returned"] == "2"
     assert answer.headers["next"].startswith("http://localhost/orgs/TestOrg/sources/TestSource/?")

@@ -1,5 +1,6 @@
-"""`termsync serve --demo` as a newcomer runs it: a quiet start (at most five lines at INFO) and one
-access log line per request (werkzeug's own line per request is left out)."""
+"""`termsync serve --demo` as a newcomer runs it: a quiet start (at most five lines at INFO), one
+access log line per request (werkzeug's own line per request is left out), and termsync's `Date`
+(not werkzeug's) on its answers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -84,6 +87,11 @@ def test_serve_demo_starts_quietly_and_logs_each_request_once(tmp_path: Path) ->
                 break
             time.sleep(0.1)
         assert answer.status_code == 200
+        # werkzeug's server sends termsync's Date, once: the release's lastUpdated
+        assert answer.headers["Date"].count(",") == 1, answer.headers["Date"]
+        released = datetime.strptime(answer.headers["lastUpdated"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        assert parsedate_to_datetime(answer.headers["Date"]) == released.replace(
+            microsecond=0, tzinfo=UTC)
         assert requests.get(f"{url}/orgs/", timeout=30).status_code == 200
         requests_sent += 1
         time.sleep(1.0)  # the first maintenance runs, and anything else the start sets off

@@ -437,7 +437,11 @@ def test_collection_entries_name_item_versions_and_keep_checksums(store: Store) 
     assert [i["url"] for i in entries.diff(since, DiffKey(t(11), "Mapping", ma),
                                            DiffKey(t(12), "Concept", a), 5)] == [a]
     assert [(i["entry_updated_on"], i["url"]) for i in diff] == [(t(11), ma), (t(12), a)]
-    assert entries.diff_end(since, None, 2) == (2, DiffKey(t(12), "Concept", a), True)
+    assert entries.diff_end(since, None, 2) == (2, DiffKey(t(12), "Concept", a),
+                                                DiffKey(t(13), "Concept", xa))
+    # bounded above: a key of an empty type and id sorts before every item of its moment
+    assert entries.diff_end(since, None, 5, until=DiffKey(t(12), "", "")) == (
+        1, DiffKey(t(11), "Mapping", ma), None)
     rest = list(entries.iter_diff(since, DiffKey(t(12), "Concept", a), None, batch_size=1))
     assert [(i["url"], i["deleted"], i["updated_on"]) for i in rest] == [(xa, True, t(13))]
     assert entries.newest(since)["url"] == xa

@@ -1,5 +1,6 @@
-"""Export zips and `Compress: true` snapshots are read to the end by Java's `ZipInputStream` (what
-the OpenMRS module uses), by `unzip -t` and by Python's zipfile.
+"""Export zips and `Compress: true` snapshots, downloaded through the deployed stack, are read to
+the end by Java's `ZipInputStream` (what the OpenMRS module uses), by `unzip -t` and by Python's
+zipfile.
 
 Java reads a streamed entry's data descriptor as 32-bit sizes unless the sizes pass 4 GiB, so a
 zip64 descriptor on a small file fails at the end of the entry: a control zip written that way
@@ -8,6 +9,7 @@ shows the Java check would catch it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import zipfile
@@ -17,9 +19,9 @@ import pytest
 import requests
 
 from app.exports.builder import _HashingWriter
-from tests.conftest import ADMIN, concept
+from tests.conftest import concept
 
-from .conftest import DEMO, Live
+from .conftest import Demo
 
 pytestmark = pytest.mark.slow
 
@@ -86,21 +88,23 @@ def download(url: str, path: Path, headers: dict[str, str] | None = None) -> Pat
     return path
 
 
-def test_exports_and_snapshots_are_read_to_the_end_by_java(demo: Live, java_reader: Path,
+def test_exports_and_snapshots_are_read_to_the_end_by_java(demo: Demo, java_reader: Path,
                                                             tmp_path: Path) -> None:
     # the demo release, and a bigger version: many deflate blocks, an entry of megabytes
-    check_readers(java_reader, download(f"{demo.url}{DEMO}v1.0/export", tmp_path / "v1.zip"))
-    for n in range(3000):
-        demo.curator.post(f"{DEMO}concepts/", headers=ADMIN, json=concept(
-            f"Bulk{n}", extras={"filler": "x" * 200, "n": n}))
-    demo.call("POST", f"{DEMO}versions/", 201, json={"id": "big", "released": True})
-    demo.run_jobs()
-    big = download(f"{demo.url}{DEMO}big/export", tmp_path / "big.zip")
+    path = demo.path
+    check_readers(java_reader, download(f"{demo.url}{path}v1.0/export", tmp_path / "v1.zip"))
+    owner = {"owner": demo.org, "owner_type": "Organization", "source": "DemoSource"}
+    demo.stack.import_lines("".join(json.dumps(dict(concept(
+        f"Bulk{n}", extras={"filler": "x" * 200, "n": n}), type="Concept", **owner)) + "\n"
+        for n in range(3000)))
+    demo.call("POST", f"{path}versions/", 201, json={"id": "big", "released": True})
+    demo.stack.wait_for_export(f"{path}big/")
+    big = download(f"{demo.url}{path}big/export", tmp_path / "big.zip")
     with zipfile.ZipFile(big) as archive:
         assert archive.getinfo("export.json").file_size > 1_000_000
     check_readers(java_reader, big)
     # a snapshot as the OpenMRS module asks for it
-    snapshot = download(f"{demo.url}{DEMO.rstrip('/')}?includeConcepts=true&includeMappings=true"
+    snapshot = download(f"{demo.url}{path.rstrip('/')}?includeConcepts=true&includeMappings=true"
                         "&includeRetired=true&limit=100000", tmp_path / "snapshot.zip",
                         headers={"Compress": "true"})
     check_readers(java_reader, snapshot)
@@ -122,16 +126,18 @@ def test_a_zip64_descriptor_below_4_gib_breaks_java(java_reader: Path, tmp_path:
     assert java.returncode != 0 and "invalid entry size" in java.stderr  # ...Java does not
 
 
-def test_a_delta_package_is_read_to_the_end_by_java(demo: Live, java_reader: Path,
+def test_a_delta_package_is_read_to_the_end_by_java(demo: Demo, java_reader: Path,
                                                     tmp_path: Path) -> None:
     # a delta of thousands of items (many deflate blocks), then its manifest entry
-    for n in range(3000):
-        demo.curator.post(f"{DEMO}concepts/", headers=ADMIN, json=concept(
-            f"Bulk{n}", extras={"filler": "x" * 200, "n": n}))
-    demo.curator.delete(f"{DEMO}concepts/Mango/?hard=true", headers=ADMIN)
-    demo.call("POST", f"{DEMO}versions/", 201, json={"id": "v2.0", "released": True})
-    demo.run_jobs()
-    delta = download(f"{demo.url}{DEMO}v2.0/export?since=v1.0", tmp_path / "delta.zip")
+    path = demo.path
+    owner = {"owner": demo.org, "owner_type": "Organization", "source": "DemoSource"}
+    demo.stack.import_lines("".join(json.dumps(dict(concept(
+        f"Bulk{n}", extras={"filler": "x" * 200, "n": n}), type="Concept", **owner)) + "\n"
+        for n in range(3000)))
+    demo.call("DELETE", f"{path}concepts/Mango/?hard=true", 204)
+    demo.call("POST", f"{path}versions/", 201, json={"id": "v2.0", "released": True})
+    demo.stack.run_jobs()
+    delta = download(f"{demo.url}{path}v2.0/export?since=v1.0", tmp_path / "delta.zip")
     with zipfile.ZipFile(delta) as archive:
         assert archive.namelist() == ["export.json", "manifest.json"]
         assert archive.getinfo("export.json").file_size > 1_000_000

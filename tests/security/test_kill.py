@@ -18,7 +18,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,24 +27,13 @@ import pytest
 import requests
 
 from tests.conftest import ADMIN, ADMIN_TOKEN, concept
+from tests.stack import wait_for
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 30.0  # seconds any awaited condition may take
 URL = "/orgs/O/sources/S/"
 KILLED = -signal.SIGKILL
-
-
-def wait_for(condition: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
-    """Poll `condition` until it returns something truthy; fail after `deadline` seconds."""
-    until = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > until:
-            raise AssertionError(f"still waiting after {deadline}s for {what}")
-        time.sleep(0.05)  # polling interval, not a wait for an event
 
 
 def clean_env(**extra: str) -> dict[str, str]:

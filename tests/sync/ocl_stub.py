@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import requests
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
@@ -511,6 +512,50 @@ class FileHost:
         headers["Content-Length"] = str(len(body))
         kind = "application/zip" if name.endswith(".zip") else "application/x-gzip"
         return Response(body, status, headers, mimetype=kind)
+
+
+class ForwardTo:
+    """A WSGI app that sends every request on to another server (the deployed stack) and its
+    answer back as it streams, so that a FaultInjector can stand between a client and a server
+    that runs in processes of its own."""
+
+    # Headers of one hop, which the forwarding server sets itself. `Host` goes on as the client
+    # sent it, as a proxy's does: absolute URLs in answers (`exportURL`) name this server.
+    HOP = frozenset({"connection", "keep-alive", "transfer-encoding"})
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # the request's own bytes: werkzeug's PATH_INFO is decoded (%2F would become a slash)
+        target = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ["PATH_INFO"]
+        headers = {key[5:].replace("_", "-").title(): value for key, value in environ.items()
+                   if key.startswith("HTTP_") and key[5:].replace("_", "-").lower() not in self.HOP}
+        if environ.get("CONTENT_TYPE"):
+            headers["Content-Type"] = environ["CONTENT_TYPE"]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else None
+        answer = self.http.request(environ["REQUEST_METHOD"], self.url + target, headers=headers,
+                                   data=body, allow_redirects=False, stream=True, timeout=60)
+        start_response(f"{answer.status_code} {answer.reason}",
+                       [(key, value) for key, value in answer.headers.items()
+                        if key.lower() not in self.HOP])
+        return ForwardedBody(answer)
+
+
+class ForwardedBody:
+    """The body of a forwarded answer, streamed; closing it closes the answer."""
+
+    def __init__(self, answer: requests.Response) -> None:
+        self.answer = answer
+
+    def __iter__(self) -> Any:
+        return self.answer.raw.stream(65536, decode_content=False)
+
+    def close(self) -> None:
+        self.answer.close()
 
 
 class FaultInjector:

@@ -9,6 +9,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,43 @@ import requests
 from app import create_app
 from sync.cli import main
 from sync.store import LocalStore
-from tests.conftest import ADMIN_TOKEN, app_config, concept
+from tests.conftest import ADMIN, ADMIN_TOKEN, app_config, concept
 
 from .conftest import sqlite_uri, tamper
 from .ocl_stub import FaultInjector, LiveServer
-from .test_live_server import BASE, BuildWhileWaiting, Live, curate, local
+from .test_live_server import curate, local
+
+BASE = "/orgs/DemoOrg/sources/DemoSource/"
+
+
+@dataclass
+class Live:
+    """The real server in this process, served on loopback, and a curator's test client."""
+
+    app: Any
+    url: str
+    faults: FaultInjector
+    curator: Any
+    path: str = BASE
+
+    def checksum(self, version: str | None = None) -> str:
+        return str(self.call("GET", BASE if version is None else f"{BASE}{version}/",
+                             200)["checksums"]["content"])
+
+    def call(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+        answer = self.curator.open(path, method=method, headers=ADMIN, **kwargs)
+        assert answer.status_code == expect, (method, path, answer.get_json())
+        return answer.get_json()
+
+
+class BuildWhileWaiting:
+    """The subscriber's sleep: lets the server's export workers run."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, seconds: float) -> None:
+        self.app.extensions["termsync.jobs"].run_until_idle()
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""End to end against the real termsync server (app.create_app) served on loopback."""
+"""End to end against the deployed stack (tests/stack.py: nginx, gunicorn with gunicorn.conf.py,
+`termsync worker`): a subscriber in release and snapshot mode, a sync stopped half way, downloads
+cut or corrupted and a server that answers 429 or 503 (scripted by a fault injector between the
+subscriber and the stack)."""
 
 from __future__ import annotations
 
@@ -10,60 +13,65 @@ from typing import Any
 
 import pytest
 
-from app import create_app
-from tests.conftest import ADMIN, ADMIN_TOKEN, app_config, concept, mapping
+from tests.conftest import ADMIN_TOKEN, concept, mapping
+from tests.stack import Stack
 
-from .ocl_stub import Fault, FaultInjector, LiveServer
+from .ocl_stub import Fault, FaultInjector, ForwardTo, LiveServer
 
-BASE = "/orgs/DemoOrg/sources/DemoSource/"
+pytestmark = pytest.mark.slow
 
 
 @dataclass
 class Live:
-    """The real server, its fault injector and an in-process curator client."""
+    """A source on the stack (the demo, in an organization of the test's own), reached through a
+    fault injector."""
 
-    app: Any
-    url: str
+    stack: Stack
+    path: str  # the source
+    url: str  # the fault injector's address, in front of the stack
     faults: FaultInjector
-    curator: Any
 
     def checksum(self, version: str | None = None) -> str:
-        answer = self.curator.get(BASE if version is None else f"{BASE}{version}/", headers=ADMIN)
-        assert answer.status_code == 200, answer.get_json()
-        return answer.get_json()["checksums"]["content"]
+        path = self.path if version is None else f"{self.path}{version}/"
+        return str(self.call("GET", path, 200)["checksums"]["content"])
 
     def call(self, method: str, path: str, expect: int, **kwargs: Any) -> Any:
-        answer = self.curator.open(path, method=method, headers=ADMIN, **kwargs)
-        assert answer.status_code == expect, (method, path, answer.get_json())
-        return answer.get_json()
+        answer = self.stack.call(method, path, expect, **kwargs)
+        return answer.json() if answer.content else None
 
 
-class BuildWhileWaiting:
-    """The subscriber's sleep: records each wait and lets the server's export workers run."""
+class WaitForJobs:
+    """The subscriber's sleep: records each wait, then waits (polling) until the stack's worker
+    has run every queued job (the export the subscriber waits for), not the seconds asked."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
         self.waits: list[float] = []
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-        self.app.extensions["termsync.jobs"].run_until_idle()
+        self.stack.run_jobs()
+
+
+def faulty_front(stack: Stack, path: str) -> Iterator[Live]:
+    """A source on the stack and a fault injector in front of the stack, on loopback."""
+    injector = FaultInjector(ForwardTo(stack.url))
+    with LiveServer(injector) as server:
+        yield Live(stack, path, server.url, injector)
 
 
 @pytest.fixture
-def live(tmp_path: Any) -> Iterator[Live]:
-    application = create_app(app_config(LOAD_DEMO=True, EXPORT_DIR=str(tmp_path / "exports")))
-    injector = FaultInjector(application)
-    with LiveServer(injector) as server:
-        yield Live(application, server.url, injector, application.test_client())
+def live(stack: Stack) -> Iterator[Live]:
+    """The demo source on the stack, behind a fault injector."""
+    yield from faulty_front(stack, stack.demo())
 
 
 @pytest.fixture
 def subscribe(live: Live, make_subscriber: Any) -> Any:
     def build(mode: str = "release", **overrides: Any) -> Any:
-        overrides.setdefault("sleep", BuildWhileWaiting(live.app))
+        overrides.setdefault("sleep", WaitForJobs(live.stack))
         overrides.setdefault("token", ADMIN_TOKEN)
-        return make_subscriber(live.url, mode=mode, path=BASE, **overrides)
+        return make_subscriber(live.url, mode=mode, path=live.path, **overrides)
     return build
 
 
@@ -73,17 +81,18 @@ def local(subscriber: Any) -> dict[str, str]:
 
 def curate(live: Live) -> None:
     """A curator changes, retires, un-retires, hard-deletes and adds items in HEAD."""
-    live.call("PATCH", f"{BASE}concepts/Cucumber/", 200,
+    source = live.path
+    live.call("PATCH", f"{source}concepts/Cucumber/", 200,
               json={"names": [{"name": "Cucumis sativus", "locale": "en",
                                "locale_preferred": True, "name_type": "Fully Specified"}]})
-    live.call("DELETE", f"{BASE}concepts/Corn/", 204)  # retire
-    live.call("DELETE", f"{BASE}concepts/Mango/", 204)
-    live.call("PATCH", f"{BASE}concepts/Mango/", 200, json={"retired": False})  # un-retire
-    live.call("DELETE", f"{BASE}mappings/22/?hard=true", 204)
-    live.call("DELETE", f"{BASE}concepts/Potato/?hard=true", 204)
-    live.call("POST", f"{BASE}concepts/", 201, json=concept("Kale"))
-    live.call("POST", f"{BASE}mappings/", 201,
-              json=mapping(f"{BASE}concepts/Kale/", f"{BASE}concepts/Cucumber/"))
+    live.call("DELETE", f"{source}concepts/Corn/", 204)  # retire
+    live.call("DELETE", f"{source}concepts/Mango/", 204)
+    live.call("PATCH", f"{source}concepts/Mango/", 200, json={"retired": False})  # un-retire
+    live.call("DELETE", f"{source}mappings/22/?hard=true", 204)
+    live.call("DELETE", f"{source}concepts/Potato/?hard=true", 204)
+    live.call("POST", f"{source}concepts/", 201, json=concept("Kale"))
+    live.call("POST", f"{source}mappings/", 201,
+              json=mapping(f"{source}concepts/Kale/", f"{source}concepts/Cucumber/"))
 
 
 @pytest.mark.parametrize("move", ["delta", "diff"])
@@ -99,20 +108,20 @@ def test_release_mode_first_sync_then_next_release(live: Live, subscribe: Any, m
     curate(live)
     assert subscriber.sync().action == "up to date"  # HEAD changed, nothing newer released
     assert subscriber.store.checksum("demo") == live.checksum("v1.0")
-    live.call("POST", f"{BASE}versions/", 201, json={"id": "v2", "released": True})
-    live.call("PATCH", f"{BASE}concepts/Corn/", 200, json={"retired": False})  # after v2
+    live.call("POST", f"{live.path}versions/", 201, json={"id": "v2", "released": True})
+    live.call("PATCH", f"{live.path}concepts/Corn/", 200, json={"retired": False})  # after v2
     if move == "diff":  # v1.0 is no release any more: no delta starts there (400), diffs do
-        live.call("PUT", f"{BASE}v1.0/", 200, json={"released": False})
+        live.call("PUT", f"{live.path}v1.0/", 200, json={"released": False})
 
     second = subscriber.sync()
     assert second.ok, second.error
     assert second.action == move and second.version == "v2"
     assert second.checksum == live.checksum("v2") != live.checksum("v1.0")
     store = subscriber.store
-    assert store.get_item("demo", f"{BASE}concepts/Corn/").payload["retired"] is True
-    assert store.get_item("demo", f"{BASE}concepts/Mango/").payload["retired"] is False
-    assert store.get_item("demo", f"{BASE}concepts/Potato/").deleted is True
-    assert store.get_item("demo", f"{BASE}concepts/Cucumber/").payload["names"][0]["name"] == \
+    assert store.get_item("demo", f"{live.path}concepts/Corn/").payload["retired"] is True
+    assert store.get_item("demo", f"{live.path}concepts/Mango/").payload["retired"] is False
+    assert store.get_item("demo", f"{live.path}concepts/Potato/").deleted is True
+    assert store.get_item("demo", f"{live.path}concepts/Cucumber/").payload["names"][0]["name"] == \
         "Cucumis sativus"
     assert second.counts == {"concepts": 23, "mappings": 22}  # -Potato +Kale, -22 +1
 
@@ -124,11 +133,11 @@ def test_snapshot_mode_converges_to_head(live: Live, subscribe: Any) -> None:
     result = subscriber.sync()
     assert result.ok, result.error
     assert result.checksum == result.server_checksum == live.checksum()
-    live.call("PATCH", f"{BASE}concepts/Corn/", 200, json={"retired": False})
-    live.call("DELETE", f"{BASE}concepts/Kale/?hard=true", 204)
+    live.call("PATCH", f"{live.path}concepts/Corn/", 200, json={"retired": False})
+    live.call("DELETE", f"{live.path}concepts/Kale/?hard=true", 204)
     result = subscriber.sync()
     assert result.ok and result.checksum == live.checksum()
-    assert subscriber.store.get_item("demo", f"{BASE}concepts/Corn/").payload["retired"] is False
+    assert subscriber.store.get_item("demo", f"{live.path}concepts/Corn/").payload["retired"] is False
 
 
 def test_killed_after_page_k_resumes_and_converges(live: Live, subscribe: Any) -> None:
@@ -136,7 +145,8 @@ def test_killed_after_page_k_resumes_and_converges(live: Live, subscribe: Any) -
     subscriber = subscribe("snapshot", stop_event=stop)
     assert subscriber.sync().ok
     for n in range(27):
-        live.call("POST", f"{BASE}concepts/", 201, json=concept(f"N{n:02d}"))
+        live.stack.clock.advance(1)  # each in a second of its own: pages of five
+        live.call("POST", f"{live.path}concepts/", 201, json=concept(f"N{n:02d}"))
     pages: list[int] = []
 
     def stop_after_two(phase: str, done: int, total: int | None) -> None:
@@ -170,13 +180,13 @@ def test_cut_and_corrupted_downloads_recover(live: Live, subscribe: Any) -> None
 def test_retry_after_honoured_and_a_server_that_stays_down(live: Live, subscribe: Any) -> None:
     live.faults.faults += [Fault(path="versions/", status=429, retry_after="3"),
                            Fault(path="versions/", status=503, retry_after="11")]
-    sleep = BuildWhileWaiting(live.app)
+    sleep = WaitForJobs(live.stack)
     subscriber = subscribe("release", sleep=sleep)
     assert subscriber.sync().ok
     assert sleep.waits[:2] == [3.0, 11.0]
     before = subscriber.store.checksum("demo")
     curate(live)
-    live.call("POST", f"{BASE}versions/", 201, json={"id": "v2", "released": True})
+    live.call("POST", f"{live.path}versions/", 201, json={"id": "v2", "released": True})
     live.faults.faults.append(Fault(path="/", status=503, times=10_000, retry_after="1"))
     down = subscriber.sync()
     assert not down.ok and "503" in down.error
@@ -193,10 +203,10 @@ def test_odd_ids_sync_in_release_and_snapshot_mode(live: Live, subscribe: Any) -
     a snapshot-mode subscriber with the same ids, urls and checksums as the server's."""
     urls = []
     for concept_id in ODD_IDS:
-        urls.append(live.call("POST", f"{BASE}concepts/", 201, json=concept(concept_id))["url"])
+        urls.append(live.call("POST", f"{live.path}concepts/", 201, json=concept(concept_id))["url"])
     for number, (source, target) in enumerate(itertools.pairwise(urls)):
-        live.call("POST", f"{BASE}mappings/", 201, json=dict(mapping(source, target), id=f"odd{number}"))
-    live.call("POST", f"{BASE}versions/", 201, json={"id": "v2.0-rc_1@x", "released": True})
+        live.call("POST", f"{live.path}mappings/", 201, json=dict(mapping(source, target), id=f"odd{number}"))
+    live.call("POST", f"{live.path}versions/", 201, json={"id": "v2.0-rc_1@x", "released": True})
 
     release = subscribe("release")
     result = release.sync()
@@ -209,7 +219,7 @@ def test_odd_ids_sync_in_release_and_snapshot_mode(live: Live, subscribe: Any) -
     snapshot = subscribe("snapshot", name="snap")
     assert snapshot.sync().ok
     live.call("PATCH", f"{urls[0]}", 200, json={"external_id": "changed"})
-    later = live.call("POST", f"{BASE}concepts/", 201, json=concept("later ?#%"))["url"]
+    later = live.call("POST", f"{live.path}concepts/", 201, json=concept("later ?#%"))["url"]
     result = snapshot.sync()
     assert result.ok, result.error
     assert result.checksum == result.server_checksum == live.checksum()

@@ -409,10 +409,10 @@ class CollectionEntries(base.CollectionEntries):
                                                               "url"))
                                  .sort(DIFF_SORT).limit(limit)))
 
-    def diff_end(self, query: ContentQuery, after: DiffKey | None,
-                 limit: int) -> tuple[int, DiffKey | None, bool]:
+    def diff_end(self, query: ContentQuery, after: DiffKey | None, limit: int,
+                 until: DiffKey | None = None) -> tuple[int, DiffKey | None, DiffKey | None]:
         return page_end((DiffKey(entry["updated_on"], entry["type"], entry["url"]) for entry in
-                         self.entries.find(diff_range(self._filter(query), after, None, "url"),
+                         self.entries.find(diff_range(self._filter(query), after, until, "url"),
                                            {"updated_on": 1, "type": 1, "url": 1})
                          .sort(DIFF_SORT).limit(limit + 1)), limit)
 

@@ -658,9 +658,9 @@ class Items(base.Items):
         selected = diff_range(self._filter(query), after, until, "id")
         return list(self.items.find(selected).sort(DIFF_SORT).limit(limit))
 
-    def diff_end(self, query: ContentQuery, after: DiffKey | None,
-                 limit: int) -> tuple[int, DiffKey | None, bool]:
-        selected = diff_range(self._filter(query), after, None, "id")
+    def diff_end(self, query: ContentQuery, after: DiffKey | None, limit: int,
+                 until: DiffKey | None = None) -> tuple[int, DiffKey | None, DiffKey | None]:
+        selected = diff_range(self._filter(query), after, until, "id")
         return page_end((DiffKey(item["updated_on"], item["type"], item["id"]) for item in
                          self.items.find(selected, {"updated_on": 1, "type": 1, "id": 1})
                          .sort(DIFF_SORT).limit(limit + 1)), limit)

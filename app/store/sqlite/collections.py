@@ -396,10 +396,10 @@ class CollectionEntries(base.CollectionEntries):
         return self._documents(f"{self._joined('entries_diff')} WHERE {clause} "
                                f"ORDER BY e.updated_on, e.type, e.url LIMIT {int(limit)}", params)
 
-    def diff_end(self, query: ContentQuery, after: DiffKey | None,
-                 limit: int) -> tuple[int, DiffKey | None, bool]:
+    def diff_end(self, query: ContentQuery, after: DiffKey | None, limit: int,
+                 until: DiffKey | None = None) -> tuple[int, DiffKey | None, DiffKey | None]:
         clause, params = self._where(query, diff_order=True)
-        clause += diff_range(params, after, None, DIFF_KEY)
+        clause += diff_range(params, after, until, DIFF_KEY)
         return page_end((DiffKey(*row) for row in self.database.execute(
             "SELECT e.updated_on, e.type, e.url FROM collection_entries AS e INDEXED BY "
             f"entries_diff WHERE {clause} ORDER BY e.updated_on, e.type, e.url "

@@ -624,10 +624,10 @@ class Items(base.Items):
         return self._documents(f"{self.select} INDEXED BY items_diff WHERE {clause} "
                                f"ORDER BY updated_on, type, id LIMIT {int(limit)}", params)
 
-    def diff_end(self, query: ContentQuery, after: DiffKey | None,
-                 limit: int) -> tuple[int, DiffKey | None, bool]:
+    def diff_end(self, query: ContentQuery, after: DiffKey | None, limit: int,
+                 until: DiffKey | None = None) -> tuple[int, DiffKey | None, DiffKey | None]:
         clause, params = self._where(query, diff_order=True)
-        clause += diff_range(params, after, None, "updated_on, type, id")
+        clause += diff_range(params, after, until, "updated_on, type, id")
         return page_end((DiffKey(*row) for row in self.database.execute(
             f"SELECT updated_on, type, id FROM items INDEXED BY items_diff WHERE {clause} "
             f"ORDER BY updated_on, type, id LIMIT {int(limit) + 1}", params)), limit)
