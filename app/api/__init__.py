@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
+import flask_smorest
 from flask import Flask, Response, current_app, g, request
-from flask_smorest import Api
 from werkzeug.exceptions import ClientDisconnected, HTTPException, InternalServerError
 from werkzeug.http import http_date
 
@@ -22,6 +23,42 @@ logger = logging.getLogger(__name__)
 BLUEPRINTS = [orgs.blp, users.blp, sources.blp, repos.blp, versions.blp, concepts.blp, mappings.blp]
 # Methods answered at a slash-less URL as at the slashed one; the others are redirected (308).
 SLASHLESS_METHODS = frozenset({"GET", "HEAD"})
+
+
+class Api(flask_smorest.Api):  # type: ignore[misc]
+    """flask-smorest's Api, whose OpenAPI document is built when something first reads `spec`
+    (the `/api/openapi.json` request, a test), not when each blueprint is registered: building it
+    deep-copies every schema of every view, about 0.5 s, which every gunicorn worker and every
+    test app paid at startup for a document few of them ever serve. The document is the same:
+    the blueprints are documented in the order they were registered."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._undocumented: list[tuple[Any, str, Any]] = []
+        self._documenting = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def spec(self) -> Any:
+        """The OpenAPI document, with every blueprint registered so far documented in it."""
+        if self._undocumented:
+            with self._documenting:
+                while self._undocumented:
+                    blueprint, name, parameters = self._undocumented.pop(0)
+                    blueprint.register_views_in_doc(self, self._app, self._spec, name=name,
+                                                    parameters=parameters)
+                    self._spec.tag({"name": name, "description": blueprint.description})
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        self._spec = value
+
+    def register_blueprint(self, blp: Any, *, parameters: Any = None, **options: Any) -> None:
+        """Register `blp` on the app now; document it when the document is first read."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
 
 
 def init_api(app: Flask) -> Api:
