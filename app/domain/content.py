@@ -554,9 +554,11 @@ class Content:
         retired = bool(changes.get("retired", current["retired"]))
         return self._put(caller, source, CONCEPT, concept_id, data, retired, expect="existing")
 
-    def _check_concept_ref(self, caller: Caller, url: str | None, field_name: str) -> None:
+    def _check_concept_ref(self, caller: Caller, own: dict[str, Any], url: str | None,
+                           field_name: str) -> None:
         """A concept url in a source on this server that the caller may see must name a
-        concept that exists. A source they may not see is treated as one this server does not
+        concept that exists (`own`: the mapping's source, which the caller edits). A source
+        they may not see is treated as one this server does not
         have (the url is kept as given, as another server's would be): whether it exists, and
         what it holds, is not theirs to learn (docs/security.md, Confidentiality)."""
         if not url:
@@ -566,7 +568,8 @@ class Content:
             raise Invalid(f"{field_name} '{url}' is not a concept URL "
                           "(/orgs/ORG/sources/SOURCE/concepts/ID/).",
                           errors={field_name: ["Not a concept URL."]})
-        source = self.repos.sources.get(parsed["source_url"])
+        source = (own if parsed["source_url"] == own["url"]  # the caller edits it: they see it
+                  else self.repos.sources.get(parsed["source_url"]))
         if source is None or not self.accounts.can_view(caller, source):
             return
         head = self.repos.items.head(url)
@@ -591,8 +594,8 @@ class Content:
         self.accounts.require_edit(caller, source)
         data = {key: payload.get(key) for key in MAPPING_FIELDS}
         self._require_source(source)
-        self._check_concept_ref(caller, data["from_concept_url"], "from_concept_url")
-        self._check_concept_ref(caller, data.get("to_concept_url"), "to_concept_url")
+        self._check_concept_ref(caller, source, data["from_concept_url"], "from_concept_url")
+        self._check_concept_ref(caller, source, data.get("to_concept_url"), "to_concept_url")
         key = self._mapping_key(source["url"], data)
         mapping_id = payload.get("id")
         with self.repos.transaction(source["url"]):

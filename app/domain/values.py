@@ -89,14 +89,22 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def loads(text: str | bytes) -> Any:
     """JSON text as Python values; NotJSON for a syntax error, a repeated key or deep nesting."""
     try:
-        return json.loads(text, parse_constant=_number_constant, parse_float=_float,
-                          parse_int=_int, object_pairs_hook=_object)
+        if isinstance(text, bytes | bytearray):  # as json.loads reads bytes
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except RecursionError:
         raise TooDeep("nested too deeply to read") from None
     except NotJSON:
         raise
     except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
         raise NotJSON(str(exc)) from None
+
+
+# One decoder for every call (json.loads with hooks builds a new one each time).
+_DECODER = json.JSONDecoder(parse_constant=_number_constant, parse_float=_float, parse_int=_int,
+                            object_pairs_hook=_object)
 
 
 def text_problem(text: str) -> str | None:
@@ -150,8 +158,36 @@ def number_problem(value: Any) -> str | None:
 Path = tuple[str | int, ...]
 
 
+def storable(value: Any, depth: int = 0) -> bool:
+    """Whether `problems(value)` finds nothing: the same rules, without building the paths
+    (every payload of an import passes here: this is the fast way through for valid ones)."""
+    kind = type(value)
+    if kind is str:  # isprintable: no control character, no surrogate (and no TAB, LF, CR)
+        return value.isprintable() or _NOT_TEXT.search(value) is None
+    if kind is dict:
+        if depth >= MAX_DEPTH:
+            return False
+        for key, item in value.items():
+            if type(key) is not str or "." in key or _NOT_TEXT.search(key) is not None:
+                return False
+            if not storable(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        return depth < MAX_DEPTH and all(storable(item, depth + 1) for item in value)
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return INT64_MIN <= value <= INT64_MAX
+    if kind is float:
+        return math.isfinite(value) and not (value == 0.0 and math.copysign(1.0, value) < 0)
+    return not problems(value, ("",), depth)  # anything else: by the rules themselves
+
+
 def problems(value: Any, path: Path = (), depth: int = 0) -> list[tuple[Path, str]]:
     """Every part of `value` that cannot be stored and read back exactly, with where it is."""
+    if not path and storable(value, depth):
+        return []
     if isinstance(value, str):
         problem = text_problem(value)
         return [] if problem is None else [(path, problem)]
