@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-ADMIN_TOKEN = "bench-admin-token"
+ADMIN_TOKEN = "bench-db-copy-admin-token-0123456789abcdef"
 HEADERS = {"Authorization": f"Token {ADMIN_TOKEN}"}
 SOURCE = "/orgs/Bench/sources/Synthetic/"
 
