@@ -12,9 +12,8 @@ from __future__ import annotations
 import io
 import json
 import re
-import tracemalloc
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +27,7 @@ from app.api import parsing
 from tests.conftest import ADMIN, ADMIN_TOKEN, app_config, concept
 from tests.security.hostile_zips import concept as zipped_concept
 from tests.security.hostile_zips import deflate_bomb, export_zip, huge_item_zip, item_bomb
+from tests.security.test_bad_files import peak_bytes
 from tests.sync.ocl_stub import LiveServer
 
 IMPORTS = "/importers/bulk-import/"
@@ -399,17 +399,6 @@ def test_zip_items_that_cannot_be_stored_fail_alone(app: Any, client: Any) -> No
     assert any("not an object" in message for message in failed)
     for concept_id in ("good1", "good2"):
         assert client.get(f"{URL}concepts/{concept_id}/").status_code == 200
-
-
-def peak_bytes(call: Callable[[], Any]) -> tuple[Any, int]:
-    """Run `call`; its result and the peak of Python allocations meanwhile."""
-    tracemalloc.start()
-    try:
-        result = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return result, peak
 
 
 def test_zip_with_one_200_mb_item_is_refused_before_it_is_built(tmp_path: Path) -> None:
