@@ -247,7 +247,8 @@ class Hosts:
 
     def call(self, host: str, method: str, path: str, expect: int | None = None,
              **kwargs: Any) -> requests.Response:
-        answer = self.http.request(method, self.url(host) + path, timeout=(3, 60), **kwargs)
+        kwargs.setdefault("timeout", (3, 60))
+        answer = self.http.request(method, self.url(host) + path, **kwargs)
         if expect is not None:
             assert answer.status_code == expect, (host, method, path, answer.status_code,
                                                   answer.text[:500])
@@ -341,8 +342,10 @@ class Curator(threading.Thread):
         while not self.stopping.is_set():
             concept_id = f"{self.host}-{number}"
             try:
+                # a short wait: a request sent into the cut would otherwise wait it out on its
+                # keep-alive connection and be answered once the link is back
                 answer = self.hosts.call(self.host, "POST", f"{URL}concepts/",
-                                         json=concept(concept_id))
+                                         json=concept(concept_id), timeout=(3, 5))
             except requests.RequestException:
                 self.refused += 1  # the link is down: not acknowledged
             else:
