@@ -1,13 +1,14 @@
 """Atom feeds of released versions, in the shape of HL7's FHIR Syndication IG (as NCTS and
 Ontoserver read it): one entry per released version, its export as the `alternate` link with
 `length` and `ncts:sha256Hash` once it is built, delta packages from earlier releases as
-`related` links, `ncts:contentItemIdentifier`/`ncts:contentItemVersion` naming the repository
-and the version.
+`related` links (with their own `length` and `ncts:sha256Hash` once built),
+`ncts:contentItemIdentifier`/`ncts:contentItemVersion` naming the repository and the version.
 
 Ids are `urn:uuid:` URNs derived (uuid5) from the repository's or version's path and creation
 time: stable across requests, hosts and restarts, and different for a version deleted and cut
 again under the same id. `updated` of an entry is when it last changed in a way a consumer cares
-about: the version's own change, or its export becoming ready (the entry gains its hash then).
+about: the version's own change, or its export or a delta package becoming ready (the entry
+gains a hash then).
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ def stable_id(*parts: str) -> str:
 
 
 @dataclass
+class DeltaLink:
+    """A delta package from an earlier release, and its file once built (None before)."""
+
+    since: str  # the earlier released version's id
+    file: dict[str, Any] | None = None
+
+
+@dataclass
 class FeedEntry:
     """One released version in a feed, with what is known of its export and deltas."""
 
@@ -46,14 +55,15 @@ class FeedEntry:
     version: dict[str, Any]
     export_state: str  # READY | PENDING | BUILDING | FAILED | NONE
     export_file: dict[str, Any] | None
-    since: list[str] = field(default_factory=list)  # earlier released version ids, newest first
+    deltas: list[DeltaLink] = field(default_factory=list)  # from earlier releases, newest first
 
     @property
     def updated(self) -> str:
-        """When the entry last changed: the version's change or its export's build."""
+        """When the entry last changed: the version's change or a build of its export or of
+        one of its delta packages."""
         stamps = [self.version.get("updated_on") or self.version["created_on"]]
-        if self.export_file is not None:
-            stamps.append(self.export_file["created_on"])
+        files = [self.export_file, *(delta.file for delta in self.deltas)]
+        stamps.extend(file["created_on"] for file in files if file is not None)
         return max(stamps)
 
 
@@ -101,11 +111,15 @@ def _entry(feed: ET.Element, origin: str, entry: FeedEntry) -> None:
              **{f"{{{TERMSYNC}}}exportState": entry.export_state})
     _sub(element, f"{{{ATOM}}}link", rel="related", type="application/json", href=version_url,
          title=f"Version {version['id']}")
-    for earlier in entry.since[:DELTA_LINKS]:
+    for delta in entry.deltas[:DELTA_LINKS]:
+        # Once built, the package's length and sha256 (the bytes its URL answers); before, the
+        # URL alone, which builds it on a POST and answers 208 meanwhile.
+        built = {} if delta.file is None else {
+            "length": str(delta.file["size"]), f"{{{NCTS}}}sha256Hash": delta.file["sha256"]}
         _sub(element, f"{{{ATOM}}}link", rel="related", type="application/zip",
-             href=f"{version_url}export/?since={earlier}",
-             title=f"Changes from {earlier} to {version['id']} (delta package)",
-             **{f"{{{TERMSYNC}}}since": earlier})
+             href=f"{version_url}export/?since={delta.since}",
+             title=f"Changes from {delta.since} to {version['id']} (delta package)",
+             **{f"{{{TERMSYNC}}}since": delta.since}, **built)
     _sub(element, f"{{{NCTS}}}contentItemIdentifier", repo_url)
     _sub(element, f"{{{NCTS}}}contentItemVersion", version_url)
     if version.get("last_updated"):

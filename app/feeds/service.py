@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain import Domain
-from .atom import DELTA_LINKS, FeedEntry
+from .atom import DELTA_LINKS, DeltaLink, FeedEntry
 
 ENTRIES = 50  # entries of a feed: the newest released versions
 SERVER_SCAN = 2000  # released versions the server's feed reads at most to find its entries
 
-ExportStatusOf = Callable[[dict[str, Any], dict[str, Any]], Any]
+# (repository, version, base or None) -> the export's (or the delta package's) ExportStatus
+ExportStatusOf = Callable[[dict[str, Any], dict[str, Any], dict[str, Any] | None], Any]
 
 
 class FeedService:
@@ -24,9 +25,10 @@ class FeedService:
 
     def _entry(self, repo: dict[str, Any], version: dict[str, Any],
                earlier: list[dict[str, Any]]) -> FeedEntry:
-        status = self.export_status(repo, version)
-        return FeedEntry(repo, version, status.state, status.file,
-                         [older["id"] for older in earlier[:DELTA_LINKS]])
+        status = self.export_status(repo, version, None)
+        deltas = [DeltaLink(older["id"], self.export_status(repo, version, older).file)
+                  for older in earlier[:DELTA_LINKS]]
+        return FeedEntry(repo, version, status.state, status.file, deltas)
 
     def repository_entries(self, repo: dict[str, Any], limit: int = ENTRIES) -> list[FeedEntry]:
         """The newest released versions of one repository (the caller may see it)."""

@@ -3,6 +3,7 @@ the released versions, conditional GET, visibility."""
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from typing import Any
@@ -104,6 +105,7 @@ def test_the_feed_has_one_entry_per_released_version(app: Any, client: Any) -> N
     deltas = [link for link in found["v2"].findall(f"{ATOM}link[@rel='related']")
               if link.get(f"{TERMSYNC}since")]
     assert [link.get("href") for link in deltas] == [f"http://localhost{base}v2/export/?since=v1"]
+    assert deltas[0].get("length") is None and deltas[0].get(f"{NCTS}sha256Hash") is None
     assert found["v2"].findtext(f"{NCTS}contentItemIdentifier") == f"http://localhost{base}"
     assert found["v2"].findtext(f"{TERMSYNC}contentChecksum") == client.get(
         f"{base}v2/").get_json()["checksums"]["content"]
@@ -111,6 +113,17 @@ def test_the_feed_has_one_entry_per_released_version(app: Any, client: Any) -> N
     again = entries(parse_atom(client.get(f"{base}feed.xml")))
     assert {key: entry.findtext(f"{ATOM}id") for key, entry in again.items()} == \
         {key: entry.findtext(f"{ATOM}id") for key, entry in found.items()}
+    # once built, a delta link names the bytes its URL answers, and the entry is updated
+    run_jobs(app)
+    built = entries(parse_atom(client.get(f"{base}feed.xml")))["v2"]
+    [delta] = [link for link in built.findall(f"{ATOM}link[@rel='related']")
+               if link.get(f"{TERMSYNC}since")]
+    with client.get(f"{base}v2/export/?since=v1") as package:
+        assert package.status_code == 200
+        data = package.data
+    assert delta.get(f"{NCTS}sha256Hash") == hashlib.sha256(data).hexdigest()
+    assert delta.get("length") == str(len(data))
+    assert built.findtext(f"{ATOM}updated") > found["v2"].findtext(f"{ATOM}updated")
 
 
 def test_conditional_get(app: Any, client: Any) -> None:
