@@ -93,6 +93,8 @@ def app_on_fresh_database(**extra: Any) -> Iterator[Any]:
     """An app on its own database, dropped afterwards when it is a real MongoDB."""
     application = create_app(app_config(**extra))
     yield application
+    # what a test started (job threads, heartbeat, maintenance) stops before its store closes
+    application.extensions["termsync.jobs"].stop()
     store = application.extensions["termsync.store"]
     store.drop()
     store.close()

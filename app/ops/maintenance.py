@@ -122,8 +122,11 @@ class MaintenanceScheduler:
         self.scheduler = scheduler
 
     def stop(self) -> None:
+        """Stop scheduling, and wait for a task or heartbeat that is running: the process
+        closes its store next, and a task still using a database connection that is closed
+        under it can crash the process (SQLite)."""
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=True)
             self.scheduler = None
         try:
             self.heartbeats.forget(self.name)
