@@ -34,19 +34,18 @@ class Api(flask_smorest.Api):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._undocumented: list[tuple[Any, str, Any]] = []
-        self._documenting = threading.Lock()
+        self._documenting = threading.RLock()
         super().__init__(*args, **kwargs)
 
     @property
     def spec(self) -> Any:
         """The OpenAPI document, with every blueprint registered so far documented in it."""
-        if self._undocumented:
-            with self._documenting:
-                while self._undocumented:
-                    blueprint, name, parameters = self._undocumented.pop(0)
-                    blueprint.register_views_in_doc(self, self._app, self._spec, name=name,
-                                                    parameters=parameters)
-                    self._spec.tag({"name": name, "description": blueprint.description})
+        with self._documenting:  # another thread may be half way through a blueprint
+            while self._undocumented:
+                blueprint, name, parameters = self._undocumented.pop(0)
+                blueprint.register_views_in_doc(self, self._app, self._spec, name=name,
+                                                parameters=parameters)
+                self._spec.tag({"name": name, "description": blueprint.description})
         return self._spec
 
     @spec.setter
