@@ -1,5 +1,8 @@
 """Fuzz every operation of the app's own OpenAPI spec in-process (no network), with and without
-a token: no 500, every response matches the spec, every error is the JSON error shape."""
+a token: no 500, every response matches the spec, every error is the JSON error shape.
+
+Marked slow: some 22,000 cases take a minute and a half, a third of the rest of the suite that
+`-m "not slow"` runs; the whole suite (CI) runs them."""
 
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ def _check(case: Any, headers: dict[str, str]) -> None:
         assert ERROR_KEYS <= set(body), body
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 @SCHEMA.parametrize()
 @FUZZ_SETTINGS
@@ -66,6 +70,7 @@ def test_fuzz_anonymous(case: Any) -> None:
     _check(case, {})
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 @SCHEMA.parametrize()
 @FUZZ_SETTINGS
