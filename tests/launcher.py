@@ -160,6 +160,24 @@ def install_clock(path: str) -> None:
     timeutil.now = now
 
 
+class hold_lock:
+    """The lock (an exclusive flock on `path`.lock) under which a claim looks for the hold file
+    and claims, and under which a test creates the hold file: a claim that looked before the
+    file was there has ended before anything the test queues after creating it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = f"{path}.lock"
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.handle = open(self.path, "a")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()  # closing the file releases its lock
+
+
 def install_hold(path: str) -> None:
     """Make `JobQueue.claim` take nothing while the file at `path` exists."""
     from app.jobs import JobQueue
@@ -169,9 +187,10 @@ def install_hold(path: str) -> None:
     @functools.wraps(claim)
     def held_claim(self: JobQueue, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         """No job while the test holds them; else the real claim."""
-        if os.path.exists(path):
-            return None
-        return claim(self, *args, **kwargs)
+        with hold_lock(path):
+            if os.path.exists(path):
+                return None
+            return claim(self, *args, **kwargs)
 
     JobQueue.claim = held_claim  # type: ignore[method-assign]
 

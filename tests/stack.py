@@ -36,6 +36,7 @@ from typing import Any
 import requests
 
 from tests.conftest import ADMIN_TOKEN, concept
+from tests.launcher import hold_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "deploy" / "nginx" / "termsync.conf"
@@ -355,7 +356,8 @@ class Stack:
         """Jobs queued inside the block wait there (the worker claims none until it ends), so
         that a test sees them queued; they run afterwards."""
         hold = Path(self.env["TERMSYNC_TEST_HOLD_JOBS"])
-        hold.touch()
+        with hold_lock(str(hold)):  # a claim under way ends before the hold begins
+            hold.touch()
         try:
             yield
         finally:
