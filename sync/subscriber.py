@@ -146,6 +146,14 @@ class Subscriber:
         except Exception as exc:  # a scheduler job must survive anything; keep the traceback
             result.error = f"{type(exc).__name__}: {exc}"
             logger.exception("[%s] sync failed unexpectedly", self.name)
+        return self._finish(result, started)
+
+    def _save(self) -> None:
+        """Persist the state as it is now."""
+        self.store.save_state(self.name, self.state)
+
+    def _finish(self, result: SyncResult, started: float) -> SyncResult:
+        """Time the pass and record its outcome (a store that cannot take it is logged)."""
         result.seconds = round(time.monotonic() - started, 3)
         try:
             self._record(result)
@@ -153,10 +161,6 @@ class Subscriber:
             logger.error("[%s] cannot record the outcome in the local database: %s", self.name,
                          exc)
         return result
-
-    def _save(self) -> None:
-        """Persist the state as it is now."""
-        self.store.save_state(self.name, self.state)
 
     def _record(self, result: SyncResult) -> None:
         """Save the outcome of a pass in the sync state and log it."""
@@ -434,13 +438,7 @@ class Subscriber:
                 OSError) as exc:
             result.error = str(exc)
             logger.error("[%s] %s not applied: %s", self.name, file, exc)
-        result.seconds = round(time.monotonic() - started, 3)
-        try:
-            self._record(result)
-        except StoreError as exc:
-            logger.error("[%s] cannot record the outcome in the local database: %s", self.name,
-                         exc)
-        return result
+        return self._finish(result, started)
 
     def _apply_export_file(self, result: SyncResult, path: Path) -> None:
         """A whole export from disk: this subscription's repository, its checksum verified
