@@ -1,7 +1,7 @@
 """Concepts: list and create on HEAD, read at any version, update, retire or delete."""
 
-from ..domain.content import CONCEPT
 from ..domain.payloads import ConceptSchema, ConceptUpdateSchema
+from ..model import CONCEPT
 from .items import item_blueprint
 from .schemas import ConceptOut
 

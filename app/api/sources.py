@@ -11,9 +11,9 @@ from flask.views import MethodView
 from .. import timeutil
 from ..domain import ocl
 from ..domain.accounts import ORG, USER, Owner
-from ..domain.content import CONCEPT, MAPPING, SOURCE_TYPE, RepoFilters
 from ..domain.errors import Invalid
 from ..domain.payloads import SourceSchema, SourceUpdateSchema
+from ..model import CONCEPT, MAPPING, SOURCE_TYPE, RepoFilters
 from ..timeutil import parse_time
 from .common import (
     complete_up_to,
