@@ -144,7 +144,7 @@ def build(app: Any, version: dict[str, Any], base: dict[str, Any] | None) -> dic
         status = service.status(source, version, base)
     assert status.state == "READY", status.state
     assert status.file is not None
-    return {"seconds": seconds, "bytes": int(status.file["size"]), "peak_mb": peak / 1024}
+    return {"seconds": seconds, "bytes": status.file.size, "peak_mb": peak / 1024}
 
 
 # --- the subscriber ----------------------------------------------------------------------------

@@ -273,17 +273,17 @@ def download_export(owner_kind: str, owner_id: str, repo_path: str, source_id: s
                        f"({EXPORT_LABELS.get(status.state, status.state)}).")
     file = status.file
     try:
-        handle = service.storage.open(file["sha256"])
+        handle = service.storage.open(file.sha256)
     except FileNotFoundError:
-        service.file_lost(found, version, file["sha256"])
+        service.file_lost(found, version, file.sha256)
         raise NotFound("The export file is missing from storage; a rebuild is queued.") from None
-    stamp = datetime.strptime(file.get("last_updated") or file["created_on"], FORMAT)
+    stamp = datetime.strptime(file.last_updated or file.created_on, FORMAT)
     name = f"{found['owner']}_{found['id']}_{version['id']}.{stamp:%Y%m%d%H%M%S}.zip"
     response = Response(wrap_file(request.environ, handle, READ_BLOCK), mimetype="application/zip",
                         direct_passthrough=True, headers={
-                            "ETag": f'"{file["sha256"]}"',
+                            "ETag": f'"{file.sha256}"',
                             "Content-Disposition": f'attachment; filename="{name}"',
                             "Cache-Control": "private, no-cache"})
-    response.headers["Content-Length"] = str(file["size"])
+    response.headers["Content-Length"] = str(file.size)
     return response
 

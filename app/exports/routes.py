@@ -24,6 +24,7 @@ from flask.views import MethodView
 from werkzeug.http import http_date, parse_etags
 from werkzeug.wsgi import wrap_file
 
+from .. import model
 from ..api.common import (
     current_caller,
     date_header,
@@ -76,12 +77,12 @@ def _file_url(source: dict[str, Any], sha256: str) -> str:
     return f"{request.scheme}://{request.host}{source['url']}exports/{sha256}.zip"
 
 
-def _file_headers(source: dict[str, Any], version_id: str, file: dict[str, Any],
+def _file_headers(source: dict[str, Any], version_id: str, file: model.ExportFile,
                   cache_control: str, since_id: str | None = None) -> dict[str, str]:
     """The headers of a ready export, for GET, HEAD, 206 and 304 alike."""
-    sha = file["sha256"]
-    created = to_datetime(file["created_on"])
-    stamp_time = file.get("last_updated") or file["created_on"]
+    sha = file.sha256
+    created = to_datetime(file.created_on)
+    stamp_time = file.last_updated or file.created_on
     stamp = to_datetime(stamp_time).strftime("%Y%m%d%H%M%S")
     versions = version_id if since_id is None else f"{since_id}_to_{version_id}"
     name = f"{source['owner']}_{source['id']}_{versions}.{stamp}.zip"
@@ -91,15 +92,15 @@ def _file_headers(source: dict[str, Any], version_id: str, file: dict[str, Any],
         "Last-Modified": http_date(created),
         "Content-Type": "application/zip",
         "Content-Disposition": f'attachment; filename="{name}"',
-        "X-Export-Created": file["created_on"],
+        "X-Export-Created": file.created_on,
         "exportURL": _file_url(source, sha),
         "Accept-Ranges": "bytes",
         "Cache-Control": cache_control,
     }
-    if file.get("last_updated"):
-        headers["lastUpdated"] = file["last_updated"]
+    if file.last_updated:
+        headers["lastUpdated"] = file.last_updated
         # complete up to its version's lastUpdated (docs/api.md, The Date header)
-        headers.update(date_header(to_datetime(file["last_updated"])))
+        headers.update(date_header(to_datetime(file.last_updated)))
     return headers
 
 
@@ -151,14 +152,14 @@ def _stream(handle: Any, remaining: int) -> Any:
         handle.close()
 
 
-def serve_file(source: dict[str, Any], version_id: str, file: dict[str, Any],
+def serve_file(source: dict[str, Any], version_id: str, file: model.ExportFile,
                cache_control: str, head_only: bool, since_id: str | None = None) -> Response:
     """200, 206, 304 or 416 for a ready export file that its caller has found in storage
     (`ExportService.current`, `file_problem`), `since_id` a delta package's; HEAD never opens
     the file."""
     headers = _file_headers(source, version_id, file, cache_control, since_id)
-    size = int(file["size"])
-    if _not_modified(file["sha256"]):
+    size = file.size
+    if _not_modified(file.sha256):
         for name in ("Content-Type", "Content-Disposition"):
             headers.pop(name)
         return Response(status=304, headers=headers)
@@ -173,9 +174,9 @@ def serve_file(source: dict[str, Any], version_id: str, file: dict[str, Any],
                                              "ETag": headers["ETag"]})
     storage = export_service().storage
     try:
-        handle = storage.open(file["sha256"])
+        handle = storage.open(file.sha256)
     except FileNotFoundError:
-        raise FileGone(file["sha256"]) from None
+        raise FileGone(file.sha256) from None
     if isinstance(wanted, tuple):
         start, end = wanted
         handle.seek(start)
@@ -228,7 +229,7 @@ def _answer(source: dict[str, Any], version: dict[str, Any], base: dict[str, Any
                               base["id"] if base is not None else None)
         except FileGone:
             # removed between the look and the open (another host's EXPORT_DIR, a purge)
-            status = service.file_lost(source, version, status.file["sha256"], base=base)
+            status = service.file_lost(source, version, status.file.sha256, base=base)
     if status.state == FAILED:
         return _failed(status)
     if status.state in (PENDING, BUILDING):
@@ -349,10 +350,10 @@ class ExportFile(MethodView):
         _, source = resolve_source(owner_kind, owner_id, source_id)
         service = export_service()
         record = service.file_record(source, sha256)
-        if record is None or service.file_problem(record["file"]) is not None:
+        if record is None or record.file is None or service.file_problem(record.file) is not None:
             raise NotFound(f"No export file {sha256} in '{source['id']}'.")
         try:
-            return serve_file(source, record["version_id"], record["file"], IMMUTABLE, head_only,
-                              record.get("since_id"))
+            return serve_file(source, record.version_id, record.file, IMMUTABLE, head_only,
+                              record.since_id)
         except FileGone:
             raise NotFound(f"No export file {sha256} in '{source['id']}'.") from None

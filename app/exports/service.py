@@ -49,7 +49,7 @@ from ..domain.content import is_collection
 from ..domain.errors import NotFound
 from ..faults import EXPORTS, storage_boundary
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
-from ..model import CONCEPT, MAPPING, ContentQuery
+from ..model import CONCEPT, MAPPING, ContentQuery, ExportFile, ExportRecord
 from ..timeutil import format_time
 from .builder import ZipTooLarge, build_export, export_header, temp_path
 from .delta import DELTA_FORMAT, manifest_entry, plan_delta
@@ -70,7 +70,7 @@ class ExportStatus:
     state: str  # READY | PENDING | BUILDING | FAILED | NONE
     key: str
     stamp: str
-    file: dict[str, Any] | None = None
+    file: ExportFile | None = None
     job: dict[str, Any] | None = None
     requeued: bool = False  # its file was lost and this request queued the rebuild
 
@@ -142,7 +142,7 @@ class ExportService:
         self.settings = settings
         self.wake = wake or (lambda: None)
         # called with (source, version, file) when a build commits its file (webhooks)
-        self.ready_listeners: list[Callable[[dict[str, Any], dict[str, Any], dict[str, Any]],
+        self.ready_listeners: list[Callable[[dict[str, Any], dict[str, Any], ExportFile],
                                             None]] = []
 
     # --- state ----------------------------------------------------------------------------
@@ -154,10 +154,9 @@ class ExportService:
         record = self.records.get(key)
         if record is None:
             return ExportStatus(NONE, key, stamp)
-        file = record.get("file")
-        if file and file.get("stamp") == stamp:
-            return ExportStatus(READY, key, stamp, file=file)
-        job = self.queue.get(record["job_id"]) if record.get("job_id") else None
+        if record.file is not None and record.file.stamp == stamp:
+            return ExportStatus(READY, key, stamp, file=record.file)
+        job = self.queue.get(record.job_id)
         if job is not None and job["state"] in ACTIVE:
             state = PENDING if job["state"] == PENDING else BUILDING
             return ExportStatus(state, key, stamp, job=job)
@@ -174,18 +173,18 @@ class ExportService:
         if status.state == READY and status.file is not None:
             problem = self.file_problem(status.file)
             if problem is not None:
-                return self.file_lost(source, version, status.file["sha256"], problem, base)
+                return self.file_lost(source, version, status.file.sha256, problem, base)
         return status
 
-    def file_problem(self, file: dict[str, Any], deep: bool = False) -> str | None:
+    def file_problem(self, file: ExportFile, deep: bool = False) -> str | None:
         """What is wrong with a record's file in storage (None: nothing): absent, another size
         than recorded, or (`deep`: its bytes are read and hashed) another sha256."""
-        sha = file["sha256"]
+        sha = file.sha256
         stored = self.storage.stat(sha)
         if stored is None:
             return f"is missing from {self.storage.name} storage"
-        if stored.size != int(file["size"]):
-            return f"has {stored.size} bytes in {self.storage.name} storage, not {file['size']}"
+        if stored.size != file.size:
+            return f"has {stored.size} bytes in {self.storage.name} storage, not {file.size}"
         if not deep:
             return None
         digest = hashlib.sha256()
@@ -225,13 +224,12 @@ class ExportService:
                base: dict[str, Any] | None = None) -> ExportStatus:
         """Queue a build of this export (an active build of the same export is returned)."""
         key = export_key(source, version, base)
-        target = {"source": source["url"], "version_id": version["id"]}
-        if base is not None:
-            target["since_id"] = base["id"]
+        since_id = base["id"] if base is not None else None
         payload = {"source_url": source["url"], "version_id": version["id"], "key": key,
-                   "stamp": stamp, "since_id": target.get("since_id")}
+                   "stamp": stamp, "since_id": since_id}
         job = self.queue.submit(JOB_KIND, payload, key=key)
-        self.records.set_job(key, target, job["_id"])
+        self.records.set_job(key, job["_id"], source=source["url"], version_id=version["id"],
+                             since_id=since_id)
         self.wake()
         state = PENDING if job["state"] == PENDING else BUILDING
         return ExportStatus(state, key, stamp, job=job)
@@ -244,13 +242,10 @@ class ExportService:
         if record is None:
             return False
         found = status.state != NONE
-        job_id = record.get("job_id")
-        if job_id:
-            self.queue.cancel(job_id)
+        self.queue.cancel(record.job_id)
         self.records.delete(status.key)
-        file = record.get("file")
-        if file:
-            self._delete_if_unreferenced(file["sha256"])
+        if record.file is not None:
+            self._delete_if_unreferenced(record.file.sha256)
         return found
 
     def file_lost(self, source: dict[str, Any], version: dict[str, Any], sha256: str,
@@ -269,17 +264,16 @@ class ExportService:
         record = self.records.get(key)
         if record is None:
             return
-        if record.get("job_id"):
-            self.queue.cancel(record["job_id"])
+        self.queue.cancel(record.job_id)
         self.records.delete(key)
-        if record.get("file"):
-            self._delete_if_unreferenced(record["file"]["sha256"])
+        if record.file is not None:
+            self._delete_if_unreferenced(record.file.sha256)
 
     def _delete_if_unreferenced(self, sha256: str) -> None:
         if not self.records.referenced(sha256):
             self.storage.delete(sha256)
 
-    def file_record(self, source: dict[str, Any], sha256: str) -> dict[str, Any] | None:
+    def file_record(self, source: dict[str, Any], sha256: str) -> ExportRecord | None:
         """The record of this source holding the file `sha256` (fresh or stale), if any."""
         if not SHA256_HEX.match(sha256):
             return None
@@ -345,9 +339,9 @@ class ExportService:
         finally:
             if os.path.exists(path):
                 os.unlink(path)
-        file = {"sha256": stats.sha256, "size": stats.size, "created_on": created_on,
-                "last_updated": last_updated, "stamp": stamp, "storage": self.storage.name,
-                "concepts": stats.concepts, "mappings": stats.mappings}
+        file = ExportFile(sha256=stats.sha256, size=stats.size, created_on=created_on,
+                          last_updated=last_updated, stamp=stamp, storage=self.storage.name,
+                          concepts=stats.concepts, mappings=stats.mappings)
         if not self.records.commit_file(key, context.job["_id"], file):
             # DELETE (or a newer request) replaced this build while it ran: discard the file
             self._delete_if_unreferenced(stats.sha256)
@@ -402,14 +396,13 @@ class ExportService:
             self._forget_deltas(source, version)
         elif event == "source_deleted":
             for record in self.records.for_source(source["url"]):
-                self.forget(record["_id"])
+                self.forget(record.key)
 
     def _forget_deltas(self, source: dict[str, Any], version: dict[str, Any]) -> None:
         """Drop the delta packages that start or end at a version (unreleased or deleted)."""
         for record in self.records.for_source(source["url"]):
-            if record.get("since_id") and version["id"] in (record.get("since_id"),
-                                                            record.get("version_id")):
-                self.forget(record["_id"])
+            if record.since_id and version["id"] in (record.since_id, record.version_id):
+                self.forget(record.key)
 
     def _previous_release(self, source: dict[str, Any],
                           version: dict[str, Any]) -> dict[str, Any] | None:
@@ -450,7 +443,7 @@ class ExportService:
             if status.state == READY and status.file is not None:
                 problem = self.file_problem(status.file)
                 if problem is not None:  # a new disk, a restore, someone's rm
-                    self.file_lost(source, version, status.file["sha256"], problem)
+                    self.file_lost(source, version, status.file.sha256, problem)
                     queued += 1
                 continue
             expired = status.state == FAILED and status.job is not None \
@@ -464,19 +457,19 @@ class ExportService:
         return queued
 
     # --- garbage collection and listing ----------------------------------------------------
-    def _current(self, record: dict[str, Any]
+    def _current(self, record: ExportRecord
                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
         """The (source, version, delta base or None) a record belongs to, or None if any is
         gone (or, for a delta, no longer released)."""
-        source = self.domain.repos.sources.get(record.get("source", ""))
+        source = self.domain.repos.sources.get(record.source)
         if source is None:
             return None
         try:
-            version = self.domain.content.get_version(source, record["version_id"])
-            if not record.get("since_id"):
+            version = self.domain.content.get_version(source, record.version_id)
+            if not record.since_id:
                 return source, version, None
-            base = self.domain.content.get_version(source, record["since_id"])
-        except (NotFound, KeyError):
+            base = self.domain.content.get_version(source, record.since_id)
+        except NotFound:
             return None
         if not (version.get("released") and base.get("released")):
             return None
@@ -496,17 +489,17 @@ class ExportService:
         for record in list(self.records.all()):
             current = self._current(record)
             if current is None:
-                self.forget(record["_id"])
+                self.forget(record.key)
                 report.records += 1
                 continue
-            file = record.get("file")
-            if file and file.get("stamp") != content_stamp(*current):
-                if self.records.drop_file_if(record["_id"], file["sha256"]):
+            file = record.file
+            if file is not None and file.stamp != content_stamp(*current):
+                if self.records.drop_file_if(record.key, file.sha256):
                     report.stale_files += 1
-            elif file:
+            elif file is not None:
                 problem = self.file_problem(file, deep=True)
                 if problem is not None:
-                    self.file_lost(current[0], current[1], file["sha256"], problem, current[2])
+                    self.file_lost(current[0], current[1], file.sha256, problem, current[2])
                     report.lost_files += 1
         referenced = self.records.shas()
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
@@ -528,19 +521,20 @@ class ExportService:
 
     def listing(self) -> list[dict[str, Any]]:
         """Every export with its state (the CLI's `exports list`)."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for record in self.records.all():
             current = self._current(record)
             if current is None:
-                rows.append({"export": record["_id"], "state": "ORPHANED"})
+                rows.append({"export": record.key, "state": "ORPHANED"})
                 continue
             status = self.status(*current)
-            file = record.get("file") or {}
-            rows.append({"export": record["_id"], "state": status.state,
-                         "stale_file": bool(file) and status.state != READY,
-                         "sha256": file.get("sha256"), "size": file.get("size"),
-                         "created_on": file.get("created_on"),
-                         "lastUpdated": file.get("last_updated"),
+            file = record.file
+            rows.append({"export": record.key, "state": status.state,
+                         "stale_file": file is not None and status.state != READY,
+                         "sha256": file.sha256 if file else None,
+                         "size": file.size if file else None,
+                         "created_on": file.created_on if file else None,
+                         "lastUpdated": file.last_updated if file else None,
                          "progress": status.progress, "error": status.error})
         return rows
 

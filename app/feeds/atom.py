@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import SOURCE_TYPE
+from ..model import SOURCE_TYPE, ExportFile
 
 ATOM = "http://www.w3.org/2005/Atom"
 NCTS = "http://ns.electronichealth.net.au/ncts/syndication/asf/extensions/1.0.0"
@@ -44,7 +44,7 @@ class DeltaLink:
     """A delta package from an earlier release, and its file once built (None before)."""
 
     since: str  # the earlier released version's id
-    file: dict[str, Any] | None = None
+    file: ExportFile | None = None
 
 
 @dataclass
@@ -54,7 +54,7 @@ class FeedEntry:
     repo: dict[str, Any]
     version: dict[str, Any]
     export_state: str  # READY | PENDING | BUILDING | FAILED | NONE
-    export_file: dict[str, Any] | None
+    export_file: ExportFile | None
     deltas: list[DeltaLink] = field(default_factory=list)  # from earlier releases, newest first
 
     @property
@@ -63,7 +63,7 @@ class FeedEntry:
         one of its delta packages."""
         stamps = [self.version.get("updated_on") or self.version["created_on"]]
         files = [self.export_file, *(delta.file for delta in self.deltas)]
-        stamps.extend(file["created_on"] for file in files if file is not None)
+        stamps.extend(file.created_on for file in files if file is not None)
         return max(stamps)
 
 
@@ -100,9 +100,9 @@ def _entry(feed: ET.Element, origin: str, entry: FeedEntry) -> None:
     if file is not None:
         # The immutable, content-addressed file: the bytes the hash and length describe.
         _sub(element, f"{{{ATOM}}}link", rel="alternate", type="application/zip",
-             href=f"{repo_url}exports/{file['sha256']}.zip", length=str(file["size"]),
+             href=f"{repo_url}exports/{file.sha256}.zip", length=str(file.size),
              title=f"Export of {version['id']}",
-             **{f"{{{NCTS}}}sha256Hash": file["sha256"], f"{{{TERMSYNC}}}exportState": "READY"})
+             **{f"{{{NCTS}}}sha256Hash": file.sha256, f"{{{TERMSYNC}}}exportState": "READY"})
     else:
         # Not built yet (it is queued on release): the export's URL answers 208 while it builds;
         # this entry gains length and sha256 (and a new `updated`) once it is ready.
@@ -115,7 +115,7 @@ def _entry(feed: ET.Element, origin: str, entry: FeedEntry) -> None:
         # Once built, the package's length and sha256 (the bytes its URL answers); before, the
         # URL alone, which builds it on a POST and answers 208 meanwhile.
         built = {} if delta.file is None else {
-            "length": str(delta.file["size"]), f"{{{NCTS}}}sha256Hash": delta.file["sha256"]}
+            "length": str(delta.file.size), f"{{{NCTS}}}sha256Hash": delta.file.sha256}
         _sub(element, f"{{{ATOM}}}link", rel="related", type="application/zip",
              href=f"{version_url}export/?since={delta.since}",
              title=f"Changes from {delta.since} to {version['id']} (delta package)",

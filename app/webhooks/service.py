@@ -36,7 +36,7 @@ from ..domain import Domain
 from ..domain.accounts import Caller, owner_of
 from ..domain.errors import Invalid, NotFound
 from ..jobs import JobContext, JobQueue
-from ..model import SOURCE_TYPE
+from ..model import SOURCE_TYPE, ExportFile
 from ..timeutil import format_time
 from .targets import check_target, post
 
@@ -241,13 +241,13 @@ class WebhookService:
             self.emit(REPOSITORY_DELETED, source)
 
     def on_export_ready(self, source: dict[str, Any], version: dict[str, Any],
-                        file: dict[str, Any]) -> None:
+                        file: ExportFile) -> None:
         """Export listener: a version's export was built."""
         if not version.get("is_head"):
             self.emit(EXPORT_READY, source, version, file=file)
 
     def emit(self, event: str, repo: dict[str, Any], version: dict[str, Any] | None = None, *,
-             file: dict[str, Any] | None = None, deleted: bool = False) -> list[dict[str, Any]]:
+             file: ExportFile | None = None, deleted: bool = False) -> list[dict[str, Any]]:
         """Queue a delivery of `event` to every active hook of the repository that takes it."""
         queued = []
         for hook in self.hooks.for_repository(repo["url"]):
@@ -271,7 +271,7 @@ class WebhookService:
         return self.public_url or str(hook.get("origin") or "")
 
     def _body(self, hook: dict[str, Any], event: str, repo: dict[str, Any],
-              version: dict[str, Any] | None = None, file: dict[str, Any] | None = None,
+              version: dict[str, Any] | None = None, file: ExportFile | None = None,
               deleted: bool = False) -> str:
         """The JSON body of a delivery, as text (signed and sent byte for byte, again on retry)."""
         origin = self._origin(hook)
@@ -295,7 +295,7 @@ class WebhookService:
         return orjson.dumps(body).decode()
 
     def _export(self, origin: str, repo: dict[str, Any], version: dict[str, Any],
-                file: dict[str, Any] | None) -> dict[str, Any]:
+                file: ExportFile | None) -> dict[str, Any]:
         """What a delivery says of the version's export: its URL always; its file once built."""
         export: dict[str, Any] = {"url": f"{origin}{repo['url']}{version['id']}/export/"}
         if file is None and self.export_status is not None:
@@ -303,9 +303,9 @@ class WebhookService:
             export["state"] = status.state
             file = status.file
         if file is not None:
-            export.update(state="READY", sha256=file["sha256"], size=file["size"],
-                          lastUpdated=file.get("last_updated"),
-                          fileURL=f"{origin}{repo['url']}exports/{file['sha256']}.zip")
+            export.update(state="READY", sha256=file.sha256, size=file.size,
+                          lastUpdated=file.last_updated,
+                          fileURL=f"{origin}{repo['url']}exports/{file.sha256}.zip")
         return export
 
     def _queue(self, hook: dict[str, Any], event: str, body: str,

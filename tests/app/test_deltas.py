@@ -301,7 +301,7 @@ def test_unreleasing_or_deleting_a_version_drops_its_deltas(env: Env) -> None:
     call(env.client, "PUT", f"{BASE}v1/", 200, json={"released": False})
     assert env.client.get(DELTA).status_code == 400  # v1 is no release any more
     assert not env.service.storage.exists(sha)
-    assert all(not record.get("since_id") for record in env.service.records.all())
+    assert all(not record.since_id for record in env.service.records.all())
     # released again: a delta is built on request, and deleting its target drops it
     call(env.client, "PUT", f"{BASE}v1/", 200, json={"released": True})
     assert env.client.head(DELTA).status_code == 204
@@ -326,7 +326,7 @@ def test_a_delta_goes_stale_with_its_versions_and_gc_collects_it(env: Env) -> No
     call(env.client, "PUT", f"{BASE}v1/", 200, json={"released": False})
     report = env.service.purge(grace_seconds=0)
     assert report.records == 1 and report.files >= 1
-    assert all(not record.get("since_id") for record in env.service.records.all())
+    assert all(not record.since_id for record in env.service.records.all())
 
 
 def test_a_dead_workers_delta_build_is_taken_over(quiet_env: Env) -> None:

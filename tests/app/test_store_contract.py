@@ -22,6 +22,8 @@ from app.model import (
     LIVE,
     ContentQuery,
     DiffKey,
+    ExportFile,
+    ExportRecord,
     ItemFilters,
     RepoFilters,
     Visibility,
@@ -730,19 +732,50 @@ def test_jobs_numbered_by_key_and_abandoned(store: Store) -> None:
     assert jobs.count_expired(t(10)) == 1
 
 
+def export_file(sha256: str, size: int = 3) -> ExportFile:
+    return ExportFile(sha256=sha256, size=size, created_on="2026-01-01T00:00:00.000000Z",
+                      last_updated=None, stamp="version:2:1:x:y", storage="local", concepts=2,
+                      mappings=1)
+
+
+def stored_export(store: Store, key: str) -> dict[str, Any] | None:
+    """The document a backend keeps for an export record (its own row or document)."""
+    if store.kind == "sqlite":
+        document: dict[str, Any] | None = store.exports.table.get(key)  # type: ignore[attr-defined]
+    else:
+        document = store.exports.exports.find_one({"_id": key})  # type: ignore[attr-defined]
+    return document
+
+
 def test_export_records(store: Store) -> None:
     records = store.exports
-    records.set_job("e1", {"source": SOURCE, "version_id": "v1"}, "j1")
-    assert records.get("e1")["job_id"] == "j1"
-    assert not records.commit_file("e1", "j0", {"sha256": "aa"})
-    assert records.commit_file("e1", "j1", {"sha256": "aa", "size": 3})
-    records.set_job("e1", {"source": SOURCE, "version_id": "v1"}, "j2")
-    assert records.get("e1")["file"] == {"sha256": "aa", "size": 3}
-    assert records.by_file(SOURCE, "aa")["_id"] == "e1" and records.by_file(OTHER, "aa") is None
+    records.set_job("e1", "j1", source=SOURCE, version_id="v1")
+    assert records.get("e1") == ExportRecord(key="e1", source=SOURCE, version_id="v1", job_id="j1")
+    assert not records.commit_file("e1", "j0", export_file("aa"))
+    assert records.commit_file("e1", "j1", export_file("aa"))
+    records.set_job("e1", "j2", source=SOURCE, version_id="v1")
+    assert records.get("e1") == ExportRecord(key="e1", source=SOURCE, version_id="v1",
+                                             job_id="j2", file=export_file("aa"))
+    # both backends keep the same document (what `termsync db copy` and older releases read)
+    assert stored_export(store, "e1") == {
+        "_id": "e1", "source": SOURCE, "version_id": "v1", "job_id": "j2",
+        "file": {"sha256": "aa", "size": 3, "created_on": "2026-01-01T00:00:00.000000Z",
+                 "last_updated": None, "stamp": "version:2:1:x:y", "storage": "local",
+                 "concepts": 2, "mappings": 1}}
+    records.set_job("e1/since/v0/", "j3", source=SOURCE, version_id="v1", since_id="v0")
+    assert records.get("e1/since/v0/") == ExportRecord(key="e1/since/v0/", source=SOURCE,
+                                                       version_id="v1", job_id="j3", since_id="v0")
+    assert stored_export(store, "e1/since/v0/") == {
+        "_id": "e1/since/v0/", "source": SOURCE, "version_id": "v1", "since_id": "v0",
+        "job_id": "j3", **({"file": None} if store.kind == "sqlite" else {})}
+    records.delete("e1/since/v0/")
+    found = records.by_file(SOURCE, "aa")
+    assert found is not None and found.key == "e1" and records.by_file(OTHER, "aa") is None
     assert records.referenced("aa") and records.shas() == {"aa"}
-    assert [r["_id"] for r in records.for_source(SOURCE)] == ["e1"]
+    assert [r.key for r in records.for_source(SOURCE)] == ["e1"]
     assert not records.drop_file_if("e1", "bb")
     assert records.drop_file_if("e1", "aa") and not records.referenced("aa")
+    assert records.get("e1") == ExportRecord(key="e1", source=SOURCE, version_id="v1", job_id="j2")
     records.delete("e1")
     assert list(records.all()) == []
 

@@ -3,7 +3,8 @@ aggregate, and the `Store` that holds them all.
 
 The domain and the features speak only to these interfaces. Documents are plain dicts addressed by
 `_id`, in the same shape on both backends, so `termsync db copy` moves them from one to the other
-unchanged.
+unchanged; repositories that have a record in the model (`app/model/records.py`) return that
+instead, converted by the backend (`app/store/records.py`).
 """
 
 from .accounts import ConsoleSessions, Orgs, Users

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from ...model import Document
+from ...model.records import ExportFile, ExportRecord
 
 
 class Jobs:
@@ -86,16 +87,18 @@ class Jobs:
 
 
 class ExportRecords:
-    """One record per export (`_id` = export key): the committed file and the latest build job."""
+    """One record per export (its key): the committed file and the latest build job."""
 
-    def get(self, key: str) -> Document | None:
+    def get(self, key: str) -> ExportRecord | None:
         raise NotImplementedError
 
-    def set_job(self, key: str, fields: Document, job_id: str) -> None:
-        """Create or update the record with these fields and its current build job."""
+    def set_job(self, key: str, job_id: str, *, source: str, version_id: str,
+                since_id: str | None = None) -> None:
+        """Create or update the record of the export of this version (`since_id`: the delta
+        package from that base) with its current build job."""
         raise NotImplementedError
 
-    def commit_file(self, key: str, job_id: str, file: Document) -> bool:
+    def commit_file(self, key: str, job_id: str, file: ExportFile) -> bool:
         """Record a built file, only if this job is still the export's job (not cancelled)."""
         raise NotImplementedError
 
@@ -106,16 +109,16 @@ class ExportRecords:
     def delete(self, key: str) -> None:
         raise NotImplementedError
 
-    def by_file(self, source_url: str, sha256: str) -> Document | None:
+    def by_file(self, source_url: str, sha256: str) -> ExportRecord | None:
         raise NotImplementedError
 
     def referenced(self, sha256: str) -> bool:
         raise NotImplementedError
 
-    def for_source(self, source_url: str) -> list[Document]:
+    def for_source(self, source_url: str) -> list[ExportRecord]:
         raise NotImplementedError
 
-    def all(self) -> Iterator[Document]:
+    def all(self) -> Iterator[ExportRecord]:
         """Every record, by key."""
         raise NotImplementedError
 

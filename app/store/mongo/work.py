@@ -13,8 +13,10 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ...model import Document
+from ...model.records import ExportFile, ExportRecord
 from .. import interfaces
 from ..base import DuplicateKey, offset
+from ..records import export_file_document, export_record, export_target_document
 from .content import bulk_replace
 from .indexes import create_index
 
@@ -173,15 +175,18 @@ class ExportRecords(interfaces.ExportRecords):
         self.exports.create_index([("source", ASCENDING)])
         self.exports.create_index([("file.sha256", ASCENDING)])
 
-    def get(self, key: str) -> Document | None:
-        record: Document | None = self.exports.find_one({"_id": key})
-        return record
+    def get(self, key: str) -> ExportRecord | None:
+        document = self.exports.find_one({"_id": key})
+        return None if document is None else export_record(document)
 
-    def set_job(self, key: str, fields: Document, job_id: str) -> None:
-        self.exports.update_one({"_id": key}, {"$set": dict(fields, job_id=job_id)}, upsert=True)
+    def set_job(self, key: str, job_id: str, *, source: str, version_id: str,
+                since_id: str | None = None) -> None:
+        fields = dict(export_target_document(source, version_id, since_id), job_id=job_id)
+        self.exports.update_one({"_id": key}, {"$set": fields}, upsert=True)
 
-    def commit_file(self, key: str, job_id: str, file: Document) -> bool:
-        done = self.exports.update_one({"_id": key, "job_id": job_id}, {"$set": {"file": file}})
+    def commit_file(self, key: str, job_id: str, file: ExportFile) -> bool:
+        done = self.exports.update_one({"_id": key, "job_id": job_id},
+                                       {"$set": {"file": export_file_document(file)}})
         return bool(done.matched_count == 1)
 
     def drop_file_if(self, key: str, sha256: str) -> bool:
@@ -192,19 +197,19 @@ class ExportRecords(interfaces.ExportRecords):
     def delete(self, key: str) -> None:
         self.exports.delete_one({"_id": key})
 
-    def by_file(self, source_url: str, sha256: str) -> Document | None:
-        record: Document | None = self.exports.find_one({"file.sha256": sha256,
-                                                         "source": source_url})
-        return record
+    def by_file(self, source_url: str, sha256: str) -> ExportRecord | None:
+        document = self.exports.find_one({"file.sha256": sha256, "source": source_url})
+        return None if document is None else export_record(document)
 
     def referenced(self, sha256: str) -> bool:
         return self.exports.find_one({"file.sha256": sha256}, {"_id": 1}) is not None
 
-    def for_source(self, source_url: str) -> list[Document]:
-        return list(self.exports.find({"source": source_url}))
+    def for_source(self, source_url: str) -> list[ExportRecord]:
+        return [export_record(document) for document in self.exports.find({"source": source_url})]
 
-    def all(self) -> Iterator[Document]:
-        return iter(self.exports.find({}).sort("_id", ASCENDING))
+    def all(self) -> Iterator[ExportRecord]:
+        return (export_record(document)
+                for document in self.exports.find({}).sort("_id", ASCENDING))
 
     def shas(self) -> set[str]:
         return {record["file"]["sha256"] for record in self.exports.find({"file": {"$ne": None}},

@@ -12,8 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from ...model import Document
+from ...model.records import ExportFile, ExportRecord
 from ...timeutil import format_time
 from .. import interfaces
+from ..records import export_file_document, export_record, export_target_document
 from .db import DocTable, SqliteDatabase, dumps, loads
 
 ACTIVE_SQL = "state IN ('PENDING', 'RUNNING')"
@@ -163,18 +165,21 @@ class ExportRecords(interfaces.ExportRecords):
         self.database = database
         self.table = DocTable(database, "exports", ("source", "job_id"), json_columns=("file",))
 
-    def get(self, key: str) -> Document | None:
-        return self.table.get(key)
+    def get(self, key: str) -> ExportRecord | None:
+        document = self.table.get(key)
+        return None if document is None else export_record(document)
 
-    def set_job(self, key: str, fields: Document, job_id: str) -> None:
+    def set_job(self, key: str, job_id: str, *, source: str, version_id: str,
+                since_id: str | None = None) -> None:
+        fields = dict(export_target_document(source, version_id, since_id), job_id=job_id)
         with self.database.transaction():
-            if self.table.update(key, dict(fields, job_id=job_id)) is None:
-                self.table.insert(dict(fields, _id=key, job_id=job_id))
+            if self.table.update(key, fields) is None:
+                self.table.insert(dict(fields, _id=key))
 
-    def commit_file(self, key: str, job_id: str, file: Document) -> bool:
+    def commit_file(self, key: str, job_id: str, file: ExportFile) -> bool:
         with self.database.transaction() as connection:
             done = connection.execute("UPDATE exports SET file = ? WHERE _id = ? AND job_id = ?",
-                                      (dumps(file), key, job_id))
+                                      (dumps(export_file_document(file)), key, job_id))
         return done.rowcount == 1
 
     def drop_file_if(self, key: str, sha256: str) -> bool:
@@ -186,19 +191,20 @@ class ExportRecords(interfaces.ExportRecords):
     def delete(self, key: str) -> None:
         self.table.delete(key)
 
-    def by_file(self, source_url: str, sha256: str) -> Document | None:
+    def by_file(self, source_url: str, sha256: str) -> ExportRecord | None:
         found = self.table.where("sha256 = ? AND source = ?", (sha256, source_url), "_id", 0, 1)
-        return found[0] if found else None
+        return export_record(found[0]) if found else None
 
     def referenced(self, sha256: str) -> bool:
         return self.database.one("SELECT 1 FROM exports WHERE sha256 = ? LIMIT 1",
                                  (sha256,)) is not None
 
-    def for_source(self, source_url: str) -> list[Document]:
-        return self.table.where("source = ?", (source_url,))
+    def for_source(self, source_url: str) -> list[ExportRecord]:
+        return [export_record(document)
+                for document in self.table.where("source = ?", (source_url,))]
 
-    def all(self) -> Iterator[Document]:
-        return self.table.dump()
+    def all(self) -> Iterator[ExportRecord]:
+        return (export_record(document) for document in self.table.dump())
 
     def shas(self) -> set[str]:
         return {row[0] for row in self.database.all("SELECT DISTINCT sha256 FROM exports "

@@ -1,0 +1,37 @@
+"""The stored shape of the model's records: the documents both backends keep (`_id` and all, the
+same on SQLite and MongoDB, so `termsync db copy` moves them unchanged), and the records
+(`app/model/records.py`) the repositories return. Backends convert here, at their edge."""
+
+from __future__ import annotations
+
+from ..model import Document
+from ..model.records import ExportFile, ExportRecord
+
+
+def export_file_document(file: ExportFile) -> Document:
+    return {"sha256": file.sha256, "size": file.size, "created_on": file.created_on,
+            "last_updated": file.last_updated, "stamp": file.stamp, "storage": file.storage,
+            "concepts": file.concepts, "mappings": file.mappings}
+
+
+def export_file(document: Document) -> ExportFile:
+    return ExportFile(sha256=document["sha256"], size=int(document["size"]),
+                      created_on=document["created_on"], last_updated=document.get("last_updated"),
+                      stamp=document["stamp"], storage=document["storage"],
+                      concepts=int(document["concepts"]), mappings=int(document["mappings"]))
+
+
+def export_target_document(source: str, version_id: str, since_id: str | None) -> Document:
+    """What an export record says it is of (a delta package's also names its base)."""
+    target: Document = {"source": source, "version_id": version_id}
+    if since_id is not None:
+        target["since_id"] = since_id
+    return target
+
+
+def export_record(document: Document) -> ExportRecord:
+    file = document.get("file")
+    return ExportRecord(key=document["_id"], source=document["source"],
+                        version_id=document["version_id"], job_id=document["job_id"],
+                        since_id=document.get("since_id"),
+                        file=export_file(file) if file else None)
