@@ -13,9 +13,7 @@ from marshmallow import Schema
 
 from ..domain import ocl
 from ..domain.content import CONCEPT, ItemFilters
-from ..domain.errors import Invalid
 from ..domain.values import INT64_MAX
-from ..timeutil import parse_time
 from .common import (
     current_caller,
     domain,
@@ -71,14 +69,7 @@ def _concept_end(value: str | None) -> str | None:
 
 
 def item_filters(args: dict[str, Any]) -> tuple[ItemFilters, str | None]:
-    """OCL's concept and mapping search parameters as the store's filters (400: a bad time)."""
-    since = None
-    if args.get("updatedSince"):
-        try:
-            since = parse_time(args["updatedSince"])
-        except ValueError:
-            raise Invalid(f"updatedSince {args['updatedSince']!r} is not an ISO 8601 time.",
-                          errors={"updatedSince": ["Not an ISO 8601 time."]}) from None
+    """OCL's concept and mapping search parameters as the store's filters, and `updatedSince`."""
     filters = ItemFilters(
         q=args.get("q") or None, concept_class=_values(args.get("conceptClass")),
         datatype=_values(args.get("datatype")), locale=_values(args.get("locale")),
@@ -88,7 +79,7 @@ def item_filters(args: dict[str, Any]) -> tuple[ItemFilters, str | None]:
         to_concept=_concept_end(args.get("toConcept")),
         to_source=args.get("toConceptSource") or None,
         to_owner=args.get("toConceptOwner") or None)
-    return filters, since
+    return filters, args.get("updatedSince")
 
 
 class ItemView(MethodView):
