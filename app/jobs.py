@@ -33,7 +33,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .faults import StorageFault, fault_of
-from .store.base import DuplicateKey, Jobs
+from .store.base import DuplicateKey
+from .store.interfaces import Jobs
 from .timeutil import format_time
 
 logger = logging.getLogger(__name__)

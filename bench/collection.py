@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_build import load  # noqa: E402
 
 from app import create_app  # noqa: E402
-from app.store.base import HEAD_SEQ  # noqa: E402
+from app.model import HEAD_SEQ  # noqa: E402
 
 TOKEN = "bench-collections-token-0123456789abcdef"
 ADMIN = {"Authorization": f"Token {TOKEN}"}

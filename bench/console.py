@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from app import create_app
 from app.domain import ocl
 from app.domain.accounts import ORG, Caller, Owner
-from app.store.base import CONCEPT, LIVE, MAPPING
+from app.model import CONCEPT, LIVE, MAPPING
 from app.timeutil import now_iso
 
 TOKEN = "bench-console-admin-token-0123456789abcdef"

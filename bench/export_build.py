@@ -36,8 +36,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from app.domain import Domain, ocl
 from app.domain.accounts import ORG, Caller, Owner
 from app.exports.builder import build_export, export_header
+from app.model import CONCEPT, LIVE, MAPPING, version_url
 from app.store import open_store
-from app.store.base import CONCEPT, LIVE, MAPPING, version_url
 from app.timeutil import now_iso
 
 CALLER = Caller(username="bench", is_admin=True)

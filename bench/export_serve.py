@@ -45,7 +45,7 @@ def prepare(directory: str, megabytes: int) -> dict[str, str]:
     """Build the export into a persisted embedded database; return the server's environment."""
     from app import create_app
     from app.domain import ocl
-    from app.store.base import LIVE, version_url
+    from app.model import LIVE, version_url
     from app.timeutil import now_iso
 
     uri = f"sqlite:///{directory}/termsync.db"

@@ -56,7 +56,7 @@ def seed(database: str, export_dir: str, concepts: int) -> None:
     the updatedSince values the diff requests use, as JSON."""
     from app import create_app
     from app.domain.accounts import Caller
-    from app.store.base import ContentQuery
+    from app.model import ContentQuery
 
     app = create_app({"DATABASE_URI": f"sqlite:///{database}", "EXPORT_DIR": export_dir,
                       "ADMIN_TOKEN": TOKEN, "TESTING": True, "LOG_LEVEL": "WARNING"})

@@ -39,8 +39,8 @@ SOURCE = "/orgs/Bench/sources/Snap/"
 def seed(uri: str, items: int) -> None:
     """A source of `items` item versions written through the store's bulk load."""
     from app.domain import ocl
+    from app.model import CONCEPT, LIVE, MAPPING, version_url
     from app.store import open_store
-    from app.store.base import CONCEPT, LIVE, MAPPING, version_url
     from app.timeutil import now_iso
 
     store = open_store(uri)

@@ -19,7 +19,7 @@ from ..domain.accounts import Caller, Owner
 from ..domain.content import DiffCursor
 from ..domain.errors import Invalid, Unauthorized
 from ..domain.values import printable
-from ..store.base import COLLECTION_TYPE, SOURCE_TYPE
+from ..model import COLLECTION_TYPE, SOURCE_TYPE
 from ..timeutil import to_datetime
 
 # How much earlier than the moment a query read the data a diff says it is complete up to: a

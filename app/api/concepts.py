@@ -11,8 +11,9 @@ from flask.views import MethodView
 from marshmallow import Schema
 
 from ..domain import ocl
-from ..domain.content import CONCEPT, Content
+from ..domain.content import Content
 from ..domain.payloads import ConceptSchema, ConceptUpdateSchema
+from ..model import CONCEPT
 from .common import domain, json_response, owner_routes, paging_headers, resolve_source
 from .docs import ViewSchema, configure, documented
 from .items import item_blueprint

@@ -12,8 +12,8 @@ from flask.views import MethodView
 from marshmallow import Schema
 
 from ..domain import ocl
-from ..domain.content import CONCEPT, ItemFilters
 from ..domain.values import INT64_MAX
+from ..model import CONCEPT, ItemFilters
 from .common import (
     current_caller,
     domain,

@@ -1,7 +1,8 @@
 """Mappings: list and create on HEAD, read at any version, update, retire or delete."""
 
-from ..domain.content import MAPPING, Content
+from ..domain.content import Content
 from ..domain.payloads import MappingSchema, MappingUpdateSchema
+from ..model import MAPPING
 from .items import item_blueprint
 from .schemas import MappingOut
 

@@ -11,8 +11,8 @@ from flask.views import MethodView
 from .. import timeutil
 from ..domain import ocl
 from ..domain.accounts import ORG, USER, Owner
-from ..domain.content import CONCEPT, MAPPING, SOURCE_TYPE, RepoFilters
 from ..domain.payloads import SourceSchema, SourceUpdateSchema
+from ..model import CONCEPT, MAPPING, SOURCE_TYPE, RepoFilters
 from .common import (
     complete_up_to,
     current_caller,

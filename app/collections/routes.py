@@ -28,7 +28,7 @@ from ..domain import ocl
 from ..domain.accounts import Owner
 from ..domain.collections import check_cascade
 from ..domain.payloads import CollectionSchema
-from ..store.base import COLLECTION_TYPE
+from ..model import COLLECTION_TYPE
 from .schemas import (
     CascadeArgsSchema,
     CollectionOut,

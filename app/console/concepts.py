@@ -10,7 +10,8 @@ from flask import Blueprint, redirect, request, url_for
 
 from ..domain import ocl
 from ..domain.browse import ItemMatch, LinkedMapping
-from ..domain.content import CONCEPT, is_collection
+from ..domain.content import is_collection
+from ..model import CONCEPT
 from .sources import SOURCE, resolve_source
 from .web import (
     Answer,

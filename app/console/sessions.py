@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 from ..domain.accounts import Accounts, Caller, hash_token
 from ..domain.errors import Unauthorized
-from ..store.base import ConsoleSessions, DuplicateKey
+from ..store.base import DuplicateKey
+from ..store.interfaces import ConsoleSessions
 from ..timeutil import format_time
 
 logger = logging.getLogger(__name__)

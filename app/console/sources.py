@@ -16,11 +16,12 @@ from marshmallow import ValidationError
 from werkzeug.wsgi import wrap_file
 
 from ..domain.accounts import ORG, Owner
-from ..domain.content import COLLECTION_TYPE, SOURCE_TYPE, is_collection
+from ..domain.content import is_collection
 from ..domain.errors import Invalid, NotAllowed, NotFound
 from ..domain.loader import flatten_errors
 from ..domain.payloads import VersionSchema
 from ..exports.service import BUILDING, FAILED, NONE, PENDING, READY, ExportService, ExportStatus
+from ..model import COLLECTION_TYPE, SOURCE_TYPE
 from ..timeutil import FORMAT
 from .web import (
     Answer,

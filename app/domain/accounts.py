@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import timeutil
+from ..model import COLLECTION_TYPE, Visibility
 from ..store import Store
-from ..store.base import COLLECTION_TYPE, DuplicateKey, Visibility
+from ..store.base import DuplicateKey
 from ..timeutil import now_iso
 from .errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 

@@ -12,8 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..store import Store
-from ..store.base import (
+from ..model import (
     CHANGES,
     CONCEPT,
     HEAD_SEQ,
@@ -24,6 +23,7 @@ from ..store.base import (
     ItemFilters,
     RepoFilters,
 )
+from ..store import Store
 from .accounts import Accounts, Caller, Owner
 from .content import Content
 

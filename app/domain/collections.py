@@ -20,15 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..store.base import (
-    COLLECTION_TYPE,
-    CONCEPT,
-    HEAD_SEQ,
-    MAPPING,
-    Document,
-    RepoFilters,
-    StaleHead,
-)
+from ..model import COLLECTION_TYPE, CONCEPT, HEAD_SEQ, MAPPING, Document, RepoFilters
+from ..store.base import StaleHead
 from ..timeutil import now_iso
 from . import ocl
 from .accounts import Caller

@@ -15,21 +15,20 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from ..store import Store
-from ..store.base import (
+from ..model import (
     COLLECTION_TYPE,
     CONCEPT,
     HEAD_SEQ,
     MAPPING,
     SOURCE_TYPE,
     ContentQuery,
-    ContentReader,
     DiffKey,
-    DuplicateKey,
     ItemFilters,
     RepoFilters,
-    StaleHead,
 )
+from ..store import Store
+from ..store.base import DuplicateKey, StaleHead
+from ..store.interfaces import ContentReader
 from ..timeutil import format_time, now_iso, to_datetime
 from . import ocl
 from .accounts import Accounts, Caller, Owner, owner_of, visibility

@@ -13,11 +13,12 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from ..model import COLLECTION_TYPE, CONCEPT, MAPPING, SOURCE_TYPE
 from ..store.overlay import Overlay
 from . import ocl, values
 from .accounts import OWNER_KINDS, Accounts, Caller, Owner
 from .collections import ADDED, EXISTS, check_cascade
-from .content import COLLECTION_TYPE, CONCEPT, MAPPING, SOURCE_TYPE, Content
+from .content import Content
 from .errors import DomainError, Forbidden, NotFound, Unauthorized
 from .payloads import (
     CollectionSchema,

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ..store.base import version_url
+from ..model import version_url
 
 KIND_PATHS = {"Organization": "orgs", "User": "users"}
 ITEM_PATHS = {"Concept": "concepts", "Mapping": "mappings"}

@@ -30,7 +30,7 @@ import orjson
 from ..domain import Domain
 from ..domain.content import is_collection, noun
 from ..domain.errors import Invalid, NotFound
-from ..store.base import CONCEPT, MAPPING, Document
+from ..model import CONCEPT, MAPPING, Document
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ from ..domain.content import is_collection
 from ..domain.errors import NotFound
 from ..faults import EXPORTS, storage_boundary
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
-from ..store.base import CONCEPT, MAPPING, ContentQuery
+from ..model import CONCEPT, MAPPING, ContentQuery
 from ..timeutil import format_time
 from .builder import ZipTooLarge, build_export, export_header, temp_path
 from .delta import DELTA_FORMAT, manifest_entry, plan_delta

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..store.base import SOURCE_TYPE
+from ..model import SOURCE_TYPE
 
 ATOM = "http://www.w3.org/2005/Atom"
 NCTS = "http://ns.electronichealth.net.au/ncts/syndication/asf/extensions/1.0.0"

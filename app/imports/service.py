@@ -24,7 +24,7 @@ from ..domain.errors import Conflict, DomainError, Invalid, NotFound
 from ..domain.loader import ACTIONS, Target
 from ..domain.values import line_problem
 from ..jobs import ACTIVE, PENDING, JobQueue
-from ..store.base import IdempotencyKeys
+from ..store.interfaces import IdempotencyKeys
 from ..timeutil import format_time, to_datetime
 from .render import DEFAULT_QUEUE, OCL_STATES, TASK_NAME, empty_summary, ocl_json_result, summary_of
 from .run import ImportRun

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..store.base import Heartbeats
+from ..store.interfaces import Heartbeats
 
 
 def utcnow() -> datetime:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from ..store.base import Leases
+from ..store.interfaces import Leases
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..store.base import RateCounters
+from ..store.interfaces import RateCounters
 
 EXPORTS, IMPORTS, DIFFS = "exports", "imports", "diffs"
 DIFF_ENDPOINTS = frozenset({"sources.source", "sources.source_caller",

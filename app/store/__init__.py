@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .base import Store
+from .interfaces import Store
 
 __all__ = ["Store", "open_store", "sqlite_path"]
 

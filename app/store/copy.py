@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from .base import COLLECTION_TYPE, Document, Store
+from ..model import COLLECTION_TYPE, Document
+from .interfaces import Store
 
 logger = logging.getLogger(__name__)
 

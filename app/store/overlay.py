@@ -12,13 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import base
-from .base import HEAD_SEQ, LIVE, Document, DuplicateKey, StaleHead
+from .. import model
+from ..model import HEAD_SEQ, LIVE, Document
+from . import interfaces
+from .base import DuplicateKey, StaleHead
 
 _GONE = object()
 
 
-class OverlayDocuments(base.DocumentRepository):
+class OverlayDocuments(interfaces.DocumentRepository):
     """Documents by `_id`: staged ones first, then the real repository's."""
 
     def __init__(self, real: Any) -> None:
@@ -87,16 +89,16 @@ class OverlaySources(OverlayDocuments):
                                                           updated_on)})
         return seq
 
-    def cut_state(self, url: str) -> base.CutState:
+    def cut_state(self, url: str) -> model.CutState:
         source = self.get(url) or {}
-        return base.CutState(int(source.get("seq") or 0), source.get("last_updated") or None,
+        return model.CutState(int(source.get("seq") or 0), source.get("last_updated") or None,
                              None, None)
 
 
-class OverlayItems(base.Items):
+class OverlayItems(interfaces.Items):
     """Item writes kept in memory, by item url; reads of other items fall through."""
 
-    def __init__(self, real: base.Items, sources: OverlaySources) -> None:
+    def __init__(self, real: interfaces.Items, sources: OverlaySources) -> None:
         self.real = real
         self.sources = sources
         self.live: dict[str, Document] = {}
@@ -148,7 +150,7 @@ class OverlayItems(base.Items):
 class OverlayReferences:
     """References added and removed in memory; reads of the live ones merge them in."""
 
-    def __init__(self, real: base.References) -> None:
+    def __init__(self, real: interfaces.References) -> None:
         self.real = real
         self.staged: dict[tuple[str, str], Document | None] = {}  # None: removed
 
@@ -195,7 +197,7 @@ class OverlayReferences:
 class OverlayEntries:
     """Entry writes kept in memory, by (collection, url); other reads fall through."""
 
-    def __init__(self, real: base.CollectionEntries) -> None:
+    def __init__(self, real: interfaces.CollectionEntries) -> None:
         self.real = real
         self.live: dict[tuple[str, str], Document] = {}
 
@@ -225,12 +227,12 @@ class OverlayEntries:
         return getattr(self.real, name)
 
 
-class Overlay(base.Store):
+class Overlay(interfaces.Store):
     """A store whose content writes are staged in memory (a dry run)."""
 
     kind = "overlay"
 
-    def __init__(self, real: base.Store) -> None:
+    def __init__(self, real: interfaces.Store) -> None:
         self.real = real
         self.users = real.users
         sources = OverlaySources(real.sources)

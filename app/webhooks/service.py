@@ -36,7 +36,7 @@ from ..domain import Domain
 from ..domain.accounts import Caller, owner_of
 from ..domain.errors import Invalid, NotFound
 from ..jobs import JobContext, JobQueue
-from ..store.base import SOURCE_TYPE
+from ..model import SOURCE_TYPE
 from ..timeutil import format_time
 from .targets import check_target, post
 

@@ -13,7 +13,7 @@ import pytest
 
 from app import create_app
 from app.domain.accounts import Caller
-from app.store.base import checksum_of
+from app.model import checksum_of
 from tests.conftest import ADMIN, FILES_ROOT, app_config, concept, mapping, mongo_database_uri
 
 DEMO = "/orgs/DemoOrg/sources/DemoSource/"

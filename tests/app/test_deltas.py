@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.jobs import CANCELLED, FINISHED, JobLost
-from app.store.base import checksum_of
+from app.model import checksum_of
 from tests.app.test_exports import Env, claim, make_app
 from tests.conftest import ADMIN, concept, mapping
 

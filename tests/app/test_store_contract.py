@@ -16,20 +16,19 @@ from typing import Any
 import pytest
 
 from app.domain.browse import ItemMatch
-from app.store import Store, open_store
-from app.store.base import (
+from app.model import (
     EMPTY_CHECKSUM,
     HEAD_SEQ,
     LIVE,
     ContentQuery,
     DiffKey,
-    DuplicateKey,
     ItemFilters,
     RepoFilters,
-    StaleHead,
     Visibility,
     checksum_of,
 )
+from app.store import Store, open_store
+from app.store.base import DuplicateKey, StaleHead
 from app.store.copy import Progress, copy_store
 from tests.conftest import FILES_ROOT, mongo_database_uri
 

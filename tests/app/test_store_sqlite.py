@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from app.domain.browse import ItemMatch
-from app.store.base import ContentQuery, DiffKey, RepoFilters, Visibility
+from app.model import ContentQuery, DiffKey, RepoFilters, Visibility
 from app.store.sqlite import SqliteStore
 from app.store.sqlite.db import migrate
 from app.store.sqlite.schema import STEPS

@@ -15,7 +15,7 @@ from typing import Any
 import pymongo
 from pymongo.errors import ConnectionFailure
 
-from .. import base
+from .. import interfaces
 from .collections import CollectionEntries, References
 from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
 from .files import GRIDFS_CHUNK_SIZE, UPLOAD_CHUNK_SIZE, GridFSStorage, MongoUploads
@@ -52,7 +52,7 @@ def connect(uri: str) -> Any:
     return pymongo.MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
 
 
-class MongoStore(base.Store):
+class MongoStore(interfaces.Store):
     """Repositories over one MongoDB database."""
 
     kind = "mongodb"

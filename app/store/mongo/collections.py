@@ -24,20 +24,19 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from .. import base
-from ..base import (
+from ... import model
+from ...model import (
     COLLECTION_TYPE,
     HEAD_SEQ,
     LIVE,
     ContentQuery,
     DiffKey,
     Document,
-    StaleHead,
     checksum_of,
-    offset,
-    page_end,
     version_url,
 )
+from .. import interfaces
+from ..base import StaleHead, offset, page_end
 from .content import (
     Items,
     Sources,
@@ -73,7 +72,7 @@ def _allocate(sources: Sources, collection_url: str, count: int,
     return int(found["seq"]) - count + 1
 
 
-class References(base.References):
+class References(interfaces.References):
     """`collection_references`: one document per reference version."""
 
     def __init__(self, db: Any, sources: Sources) -> None:
@@ -131,7 +130,7 @@ class References(base.References):
         return selected
 
     def page(self, collection_url: str, seq: int, q: str | None, skip: int,
-             limit: int) -> base.DocumentPage:
+             limit: int) -> model.DocumentPage:
         selected = self._filter(collection_url, seq, q)
         cursor = self.references.find(selected).sort("expression", ASCENDING).skip(offset(skip))
         return list(cursor.limit(limit)), int(self.references.count_documents(selected))
@@ -153,7 +152,7 @@ class References(base.References):
                                               for document in documents))
 
 
-class CollectionEntries(base.CollectionEntries):
+class CollectionEntries(interfaces.CollectionEntries):
     """`collection_entries` (entry versions), `entry_heads` (each entry url's live seq in its
     collection) and `following_marks`; reads join `items` by version url."""
 

@@ -21,28 +21,26 @@ from bson.regex import Regex
 from pymongo import ASCENDING, DESCENDING, ReplaceOne, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from .. import base
-from ..base import (
+from ... import model
+from ...model import (
     CHANGES,
     HEAD_SEQ,
     LIVE,
     ContentQuery,
     DiffKey,
     Document,
-    DuplicateKey,
-    StaleHead,
     Visibility,
     checksum_of,
-    offset,
-    page_end,
     version_url,
 )
+from .. import interfaces
+from ..base import DuplicateKey, StaleHead, offset, page_end
 
 logger = logging.getLogger(__name__)
 DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("id", ASCENDING)]
 
 
-class DocumentRepository(base.DocumentRepository):
+class DocumentRepository(interfaces.DocumentRepository):
     """Documents of one collection addressed by `_id`."""
 
     def __init__(self, collection: Any) -> None:
@@ -122,7 +120,7 @@ def _replace_batch(collection: Any, documents: list[Document]) -> int:
     return len(documents)
 
 
-class Users(DocumentRepository, base.Users):
+class Users(DocumentRepository, interfaces.Users):
     """`users` and `tokens` (sha256 of each token, never the token)."""
 
     def __init__(self, db: Any) -> None:
@@ -201,7 +199,7 @@ class Users(DocumentRepository, base.Users):
         return count
 
 
-class Orgs(DocumentRepository, base.Orgs):
+class Orgs(DocumentRepository, interfaces.Orgs):
     """`orgs`, each with its `members`."""
 
     def __init__(self, db: Any) -> None:
@@ -268,8 +266,8 @@ def _any_case(values: tuple[str, ...]) -> Document:
     return {"$in": [Regex(f"^{re.escape(value)}$", "i") for value in values]}
 
 
-def item_filters(filters: base.ItemFilters) -> list[Document]:
-    """Filters for OCL's search parameters over `items` (see base.ItemFilters)."""
+def item_filters(filters: model.ItemFilters) -> list[Document]:
+    """Filters for OCL's search parameters over `items` (see model.ItemFilters)."""
     parts: list[Document] = []
     for path, values in (("concept_class", filters.concept_class),
                          ("datatype", filters.datatype), ("map_type", filters.map_type)):
@@ -297,7 +295,7 @@ def item_filters(filters: base.ItemFilters) -> list[Document]:
     return parts
 
 
-class ConsoleSessions(base.ConsoleSessions):
+class ConsoleSessions(interfaces.ConsoleSessions):
     """`console_sessions`: one document per signed-in console session."""
 
     def __init__(self, db: Any) -> None:
@@ -341,12 +339,12 @@ def visibility_filter(visible_to: Visibility | None, private_orgs: list[str]) ->
 
 def repo_type_filter(repo_type: str) -> Document:
     """Repositories of one kind (documents written before collections existed are sources)."""
-    if repo_type == base.COLLECTION_TYPE:
+    if repo_type == model.COLLECTION_TYPE:
         return {"repo_type": repo_type}
-    return {"repo_type": {"$ne": base.COLLECTION_TYPE}}
+    return {"repo_type": {"$ne": model.COLLECTION_TYPE}}
 
 
-class Sources(DocumentRepository, base.Sources):
+class Sources(DocumentRepository, interfaces.Sources):
     """`sources`: metadata plus the seq counter of their item versions."""
 
     def __init__(self, db: Any) -> None:
@@ -357,7 +355,7 @@ class Sources(DocumentRepository, base.Sources):
         self.collection.create_index([("owner_url", ASCENDING), ("_id", ASCENDING)])
 
     def insert(self, document: Document) -> None:
-        super().insert(dict(document, repo_type=document.get("repo_type") or base.SOURCE_TYPE,
+        super().insert(dict(document, repo_type=document.get("repo_type") or model.SOURCE_TYPE,
                             seq=document.get("seq") or 0,
                             mapping_counter=document.get("mapping_counter") or 0,
                             last_updated=document.get("last_updated") or ""))
@@ -374,13 +372,13 @@ class Sources(DocumentRepository, base.Sources):
             {"_id": url}, {"$inc": {"mapping_counter": 1}}, return_document=ReturnDocument.AFTER)
         return int(source["mapping_counter"])
 
-    def cut_state(self, url: str) -> base.CutState:
+    def cut_state(self, url: str) -> model.CutState:
         source = self.get(url) or {}
-        return base.CutState(int(source.get("seq") or 0), source.get("last_updated") or None,
+        return model.CutState(int(source.get("seq") or 0), source.get("last_updated") or None,
                              None, None)
 
     def search(self, owner_url: str | None, visible_to: Visibility | None,
-               filters: base.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
+               filters: model.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
         private_orgs = [] if visible_to is None else self.orgs.private(visible_to.orgs)
         parts = [visibility_filter(visible_to, private_orgs),
                  text_filter(filters.q, ("id", "short_code", "name", "full_name"))]
@@ -396,7 +394,7 @@ class Sources(DocumentRepository, base.Sources):
                                   {"last_updated": {"$gte": filters.updated_since}}]})
         return self.page(all_of(parts), [("_id", ASCENDING)], skip, limit)
 
-    def count_public(self, owner_url: str, repo_type: str = base.SOURCE_TYPE) -> int:
+    def count_public(self, owner_url: str, repo_type: str = model.SOURCE_TYPE) -> int:
         if owner_url.startswith("/orgs/") and not self.orgs.is_public(owner_url.split("/")[2]):
             return 0
         return int(self.collection.count_documents(
@@ -410,7 +408,7 @@ class Sources(DocumentRepository, base.Sources):
                             for document in documents)
 
 
-class Versions(DocumentRepository, base.Versions):
+class Versions(DocumentRepository, interfaces.Versions):
     """`versions` of sources, newest first by `created_on`."""
 
     def __init__(self, db: Any) -> None:
@@ -469,7 +467,7 @@ def with_before(changed: list[Document], before: Iterable[Document]) -> list[Doc
     return [dict(item, before=states.get(item["url"])) for item in changed]
 
 
-class Items(base.Items):
+class Items(interfaces.Items):
     """`items` (item versions by version url), `heads` (each item's live seq, by item url) and
     `mapping_keys`. A head is claimed with compare-and-swap on its seq, so two concurrent
     writers of one item cannot both win."""

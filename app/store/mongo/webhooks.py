@@ -7,12 +7,12 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
-from .. import base
-from ..base import Document
+from ...model import Document
+from .. import interfaces
 from .content import DocumentRepository
 
 
-class Webhooks(DocumentRepository, base.Webhooks):
+class Webhooks(DocumentRepository, interfaces.Webhooks):
     """The `webhooks` collection."""
 
     def __init__(self, db: Any) -> None:
@@ -48,7 +48,7 @@ class Webhooks(DocumentRepository, base.Webhooks):
                          [("disabled_on", DESCENDING), ("_id", DESCENDING)], 0, limit)
 
 
-class WebhookDeliveries(DocumentRepository, base.WebhookDeliveries):
+class WebhookDeliveries(DocumentRepository, interfaces.WebhookDeliveries):
     """The `webhook_deliveries` collection."""
 
     def __init__(self, db: Any) -> None:

@@ -12,15 +12,16 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from .. import base
-from ..base import Document, DuplicateKey, offset
+from ...model import Document
+from .. import interfaces
+from ..base import DuplicateKey, offset
 from .content import bulk_replace
 from .indexes import create_index
 
 ACTIVE = ["PENDING", "RUNNING"]
 
 
-class Jobs(base.Jobs):
+class Jobs(interfaces.Jobs):
     """The `jobs` collection."""
 
     def __init__(self, db: Any) -> None:
@@ -162,7 +163,7 @@ class Jobs(base.Jobs):
         return bulk_replace(self.jobs, documents)
 
 
-class ExportRecords(base.ExportRecords):
+class ExportRecords(interfaces.ExportRecords):
     """The `exports` collection: one document per export, `_id` = export key."""
 
     def __init__(self, db: Any) -> None:
@@ -216,7 +217,7 @@ def result_id(job_id: str, line: int, part: int = 0) -> str:
     return f"{job_id}:{line:09d}:{part:02d}"
 
 
-class ImportResults(base.ImportResults):
+class ImportResults(interfaces.ImportResults):
     """The `import_results` collection."""
 
     def __init__(self, db: Any) -> None:
@@ -255,7 +256,7 @@ class ImportResults(base.ImportResults):
         return bulk_replace(self.results, documents)
 
 
-class IdempotencyKeys(base.IdempotencyKeys):
+class IdempotencyKeys(interfaces.IdempotencyKeys):
     """The `import_keys` collection, claimed atomically by `_id`: an insert, or an update that
     matches only a lapsed claim naming no job (a missing `lease_until`: a claim from before
     leases, lapsed too)."""
@@ -304,7 +305,7 @@ class IdempotencyKeys(base.IdempotencyKeys):
         return int(done.deleted_count)
 
 
-class Leases(base.Leases):
+class Leases(interfaces.Leases):
     """`maintenance_leases`: acquiring matches only an expired lease (or upserts a missing one);
     when another holder's lease is live the upsert collides on `_id` and the caller lost."""
 
@@ -333,7 +334,7 @@ class Leases(base.Leases):
         return lease
 
 
-class Heartbeats(base.Heartbeats):
+class Heartbeats(interfaces.Heartbeats):
     """`worker_heartbeats`: a TTL index on a real MongoDB removes long-gone processes, and so
     does maintenance (`purge`) where the server has no TTL indexes."""
 
@@ -360,7 +361,7 @@ class Heartbeats(base.Heartbeats):
         return int(self.beats.delete_many({"expires_at": {"$lt": now}}).deleted_count)
 
 
-class RateCounters(base.RateCounters):
+class RateCounters(interfaces.RateCounters):
     """`rate_limits`: one upsert per hit; a TTL index on `expires_at` removes old windows, and so
     does maintenance (`purge`) where the server has no TTL indexes."""
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ...faults import DATABASE, FAULT_ERRNOS, StorageFault
-from .. import base
+from .. import base, interfaces
 from .collections import CollectionEntries, References
 from .content import ConsoleSessions, Items, Orgs, Sources, Users, Versions
 from .db import SqliteDatabase, diagnose, migrate
@@ -38,7 +38,7 @@ NOT_WRITABLE = ("attempt to write a readonly database", "unable to open database
                 "disk i/o error")
 
 
-class SqliteStore(base.Store):
+class SqliteStore(interfaces.Store):
     """Repositories over one SQLite database file."""
 
     kind = "sqlite"

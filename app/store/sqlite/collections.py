@@ -12,23 +12,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from .. import base
-from ..base import (
+from ... import model
+from ...model import (
     COLLECTION_TYPE,
     HEAD_SEQ,
     LIVE,
     ContentQuery,
     DiffKey,
     Document,
-    StaleHead,
     add_checksum,
     checksum_of,
     checksum_term,
     count_item,
-    keyset_batches,
-    offset,
-    page_end,
 )
+from .. import interfaces
+from ..base import StaleHead, keyset_batches, offset, page_end
 from .content import Items, diff_range, filter_clauses, like, recompute_head_totals
 from .db import DocTable, SqliteDatabase, dumps, loads
 
@@ -58,7 +56,7 @@ def _allocate(connection: Any, collection_url: str, count: int) -> int:
     return int(row[0]) - count + 1
 
 
-class References(base.References):
+class References(interfaces.References):
     """`collection_references`: one row per reference version."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -123,7 +121,7 @@ class References(base.References):
         return clause, params
 
     def page(self, collection_url: str, seq: int, q: str | None, skip: int,
-             limit: int) -> base.DocumentPage:
+             limit: int) -> model.DocumentPage:
         clause, params = self._where(collection_url, seq, q)
         index = "references_head" if seq >= HEAD_SEQ else "references_expression"
         page = self._documents(f"{self.select} INDEXED BY {index} WHERE {clause} "
@@ -182,7 +180,7 @@ def entry_document(row: tuple[Any, ...]) -> Document:
     return entry
 
 
-class CollectionEntries(base.CollectionEntries):
+class CollectionEntries(interfaces.CollectionEntries):
     """`collection_entries`: one row per entry version, joined with `items` when read."""
 
     def __init__(self, database: SqliteDatabase, items: Items) -> None:
@@ -469,8 +467,8 @@ class CollectionEntries(base.CollectionEntries):
     def head_checksum(self, source_url: str) -> str:
         row = self.database.one("SELECT content_checksum FROM sources WHERE _id = ?",
                                 (source_url,))
-        return str(row[0]) if row else base.EMPTY_CHECKSUM
+        return str(row[0]) if row else model.EMPTY_CHECKSUM
 
-    def head_counts(self, source_url: str) -> base.Counts | None:
+    def head_counts(self, source_url: str) -> model.Counts | None:
         row = self.database.one("SELECT counts FROM sources WHERE _id = ?", (source_url,))
         return loads(row[0]) if row else None

@@ -14,25 +14,23 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from .. import base
-from ..base import (
+from ... import model
+from ...model import (
     CHANGES,
     HEAD_SEQ,
     LIVE,
     ContentQuery,
     DiffKey,
     Document,
-    StaleHead,
     Visibility,
     add_checksum,
     checksum_of,
     checksum_term,
     count_item,
-    keyset_batches,
-    offset,
-    page_end,
     version_url,
 )
+from .. import base, interfaces
+from ..base import StaleHead, keyset_batches, offset, page_end
 from .db import DocTable, SqliteDatabase, dumps, loads
 
 
@@ -42,7 +40,7 @@ def survives_json(text: str) -> bool:
     return not any(char in '"\\' or ord(char) < 0x20 for char in text)
 
 
-class DocumentRepository(base.DocumentRepository):
+class DocumentRepository(interfaces.DocumentRepository):
     """get / insert / update / delete / dump / load over one DocTable."""
 
     table: DocTable
@@ -66,7 +64,7 @@ class DocumentRepository(base.DocumentRepository):
         return self.table.load(documents)
 
 
-class Users(DocumentRepository, base.Users):
+class Users(DocumentRepository, interfaces.Users):
     """`users` and `tokens` (sha256 of each token, never the token)."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -170,7 +168,7 @@ def token_document(row: tuple[Any, ...]) -> Document:
     return token
 
 
-class Orgs(DocumentRepository, base.Orgs):
+class Orgs(DocumentRepository, interfaces.Orgs):
     """`orgs`, with members in `org_members` (indexed both ways)."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -287,8 +285,8 @@ def text_match(text: str) -> tuple[str, list[Any]]:
     return f"(id LIKE ? ESCAPE '\\' OR {fields})", [pattern] * 6
 
 
-def filter_clauses(filters: base.ItemFilters) -> tuple[list[str], list[Any]]:
-    """SQL for OCL's search parameters over `items` (see base.ItemFilters)."""
+def filter_clauses(filters: model.ItemFilters) -> tuple[list[str], list[Any]]:
+    """SQL for OCL's search parameters over `items` (see model.ItemFilters)."""
     clauses: list[str] = []
     params: list[Any] = []
     for column, values in (("concept_class", filters.concept_class),
@@ -322,7 +320,7 @@ def filter_clauses(filters: base.ItemFilters) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-class ConsoleSessions(base.ConsoleSessions):
+class ConsoleSessions(interfaces.ConsoleSessions):
     """`console_sessions`: one row per signed-in console session, `expires_at` indexed."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -369,7 +367,7 @@ def visibility_clause(visible_to: Visibility | None) -> tuple[str, tuple[Any, ..
     return "(" + " OR ".join(parts) + ")", tuple(params)
 
 
-class Sources(DocumentRepository, base.Sources):
+class Sources(DocumentRepository, interfaces.Sources):
     """`sources`: metadata in `doc`; seq, counters, lastUpdated and HEAD's checksum in columns."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -381,13 +379,13 @@ class Sources(DocumentRepository, base.Sources):
                               json_columns=("counts",))
 
     def insert(self, document: Document) -> None:
-        self.table.insert(dict(document, repo_type=document.get("repo_type") or base.SOURCE_TYPE,
+        self.table.insert(dict(document, repo_type=document.get("repo_type") or model.SOURCE_TYPE,
                                seq=document.get("seq") or 0,
                                mapping_counter=document.get("mapping_counter") or 0,
                                last_updated=document.get("last_updated") or "",
                                content_checksum=document.get("content_checksum")
-                               or base.EMPTY_CHECKSUM,
-                               counts=document.get("counts") or base.empty_counts()))
+                               or model.EMPTY_CHECKSUM,
+                               counts=document.get("counts") or model.empty_counts()))
 
     def next_mapping_number(self, url: str) -> int:
         with self.database.transaction() as connection:
@@ -395,15 +393,15 @@ class Sources(DocumentRepository, base.Sources):
                                      "WHERE _id = ? RETURNING mapping_counter", (url,)).fetchone()
         return int(row[0])
 
-    def cut_state(self, url: str) -> base.CutState:
+    def cut_state(self, url: str) -> model.CutState:
         row = self.database.one("SELECT seq, last_updated, content_checksum, counts FROM sources "
                                 "WHERE _id = ?", (url,))
         if row is None:
-            return base.CutState(0, None, base.EMPTY_CHECKSUM, base.empty_counts())
-        return base.CutState(int(row[0]), row[1] or None, row[2], loads(row[3]))
+            return model.CutState(0, None, model.EMPTY_CHECKSUM, model.empty_counts())
+        return model.CutState(int(row[0]), row[1] or None, row[2], loads(row[3]))
 
     def search(self, owner_url: str | None, visible_to: Visibility | None,
-               filters: base.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
+               filters: model.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("owner_url", owner_url), ("owner", filters.owner),
@@ -429,12 +427,12 @@ class Sources(DocumentRepository, base.Sources):
             params.extend((filters.updated_since, filters.updated_since))
         return self.table.page(" AND ".join(clauses), params, "_id", skip, limit)
 
-    def count_public(self, owner_url: str, repo_type: str = base.SOURCE_TYPE) -> int:
+    def count_public(self, owner_url: str, repo_type: str = model.SOURCE_TYPE) -> int:
         return self.table.count(f"owner_url = ? AND repo_type = ? AND {PUBLIC_REPOSITORY}",
                                 (owner_url, repo_type))
 
 
-class Versions(DocumentRepository, base.Versions):
+class Versions(DocumentRepository, interfaces.Versions):
     """`versions` of sources, newest first by `created_on`."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -490,7 +488,7 @@ def recompute_head_totals(database: SqliteDatabase, repo_type: str, table: str, 
     for (url,) in database.all("SELECT _id FROM sources WHERE repo_type = ? ORDER BY _id",
                                (repo_type,)):
         checksum = scan_checksum(url, HEAD_SEQ)
-        counts = base.empty_counts()
+        counts = model.empty_counts()
         for kind, deleted, retired, number in database.all(
                 f"SELECT type, deleted, retired, count(*) FROM {table} WHERE {repo_column} = ? "
                 "AND sup = ? GROUP BY type, deleted, retired", (url, LIVE)):
@@ -500,7 +498,7 @@ def recompute_head_totals(database: SqliteDatabase, repo_type: str, table: str, 
                                (checksum, dumps(counts), url))
 
 
-class Items(base.Items):
+class Items(interfaces.Items):
     """`items` (every item version, keyed by its version url) and `mapping_keys`."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -759,14 +757,14 @@ class Items(base.Items):
     def head_checksum(self, source_url: str) -> str:
         row = self.database.one("SELECT content_checksum FROM sources WHERE _id = ?",
                                 (source_url,))
-        return str(row[0]) if row else base.EMPTY_CHECKSUM
+        return str(row[0]) if row else model.EMPTY_CHECKSUM
 
-    def head_counts(self, source_url: str) -> base.Counts | None:
+    def head_counts(self, source_url: str) -> model.Counts | None:
         row = self.database.one("SELECT counts FROM sources WHERE _id = ?", (source_url,))
         return loads(row[0]) if row else None
 
     def recompute_checksums(self) -> None:
-        recompute_head_totals(self.database, base.SOURCE_TYPE, "items", "source",
+        recompute_head_totals(self.database, model.SOURCE_TYPE, "items", "source",
                               self.scan_checksum)
 
     def mapping_for_key(self, key: str) -> str | None:

@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from ...faults import FAULT_ERRNOS
-from ..base import Document, DuplicateKey, keyset_batches, offset
+from ...model import Document
+from ..base import DuplicateKey, keyset_batches, offset
 
 logger = logging.getLogger(__name__)
 

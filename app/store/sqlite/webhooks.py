@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .. import base
-from ..base import Document
+from ...model import Document
+from .. import interfaces
 from .content import DocumentRepository
 from .db import DocTable, SqliteDatabase
 
 
-class Webhooks(DocumentRepository, base.Webhooks):
+class Webhooks(DocumentRepository, interfaces.Webhooks):
     """`webhooks`: the repository, on/off flag and failure count in columns, the rest in `doc`."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -45,7 +45,7 @@ class Webhooks(DocumentRepository, base.Webhooks):
         return self.table.page(clause, (), "disabled_on DESC, _id DESC", 0, limit)
 
 
-class WebhookDeliveries(DocumentRepository, base.WebhookDeliveries):
+class WebhookDeliveries(DocumentRepository, interfaces.WebhookDeliveries):
     """`webhook_deliveries`: one row per delivery, its hook and creation time in columns."""
 
     def __init__(self, database: SqliteDatabase) -> None:

@@ -11,15 +11,15 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+from ...model import Document
 from ...timeutil import format_time
-from .. import base
-from ..base import Document
+from .. import interfaces
 from .db import DocTable, SqliteDatabase, dumps, loads
 
 ACTIVE_SQL = "state IN ('PENDING', 'RUNNING')"
 
 
-class Jobs(base.Jobs):
+class Jobs(interfaces.Jobs):
     """`jobs`: the fields claims and lists use in columns, the payload in `doc`."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -156,7 +156,7 @@ class Jobs(base.Jobs):
         return self.table.load(documents)
 
 
-class ExportRecords(base.ExportRecords):
+class ExportRecords(interfaces.ExportRecords):
     """`exports`: one row per export; `sha256` is a generated, indexed column of `file`."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -210,7 +210,7 @@ def result_id(job_id: str, line: int, part: int = 0) -> str:
     return f"{job_id}:{line:09d}:{part:02d}"
 
 
-class ImportResults(base.ImportResults):
+class ImportResults(interfaces.ImportResults):
     """`import_results`: one row per line (and part) of each job."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -247,7 +247,7 @@ class ImportResults(base.ImportResults):
         return self.table.load(documents)
 
 
-class IdempotencyKeys(base.IdempotencyKeys):
+class IdempotencyKeys(interfaces.IdempotencyKeys):
     """`import_keys`: claimed by one upsert that only overwrites a lapsed claim naming no job,
     bound to its job once it exists."""
 
@@ -301,7 +301,7 @@ def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-class Leases(base.Leases):
+class Leases(interfaces.Leases):
     """`leases`: acquiring is one upsert that only overwrites an expired lease."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -342,7 +342,7 @@ class Leases(base.Leases):
                 "finished_on": _time(row[5])}
 
 
-class Heartbeats(base.Heartbeats):
+class Heartbeats(interfaces.Heartbeats):
     """`heartbeats`: one row per job-running process; long-gone ones are removed on each beat."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -373,7 +373,7 @@ class Heartbeats(base.Heartbeats):
                                           (format_time(now),)).rowcount)
 
 
-class RateCounters(base.RateCounters):
+class RateCounters(interfaces.RateCounters):
     """`rate_counters`: an upsert per hit; expired windows are deleted as time moves on."""
 
     def __init__(self, database: SqliteDatabase) -> None:

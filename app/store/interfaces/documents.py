@@ -1,0 +1,33 @@
+"""Repositories of plain documents addressed by `_id`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from ...model import Document
+
+
+class DocumentRepository:
+    """Documents addressed by `_id`: get, insert (DuplicateKey when it exists), update, delete."""
+
+    def get(self, key: str) -> Document | None:
+        raise NotImplementedError
+
+    def insert(self, document: Document) -> None:
+        """Insert a new document; DuplicateKey if its `_id` exists."""
+        raise NotImplementedError
+
+    def update(self, key: str, changes: Document) -> Document | None:
+        """Set fields; return the document as it is now (None if there is none)."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def dump(self) -> Iterator[Document]:
+        """Every document, for `termsync db copy`."""
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        """Insert copied documents (replacing any with the same `_id`); return how many."""
+        raise NotImplementedError
