@@ -89,7 +89,8 @@ class QuerySchema(Schema):
             return read_times(self, data, self.unread_times(data))
         except ValidationError as error:
             name = str(error.field_name)
-            example = self.fields[name].example  # type: ignore[attr-defined]  # a Timestamp
+            field = self.fields[name]
+            example = field.example if isinstance(field, Timestamp) else None
             raise Invalid(f"{name} {data[name]!r} is not an ISO 8601 time"
                           f"{f' (e.g. {example})' if example else ''}.",
                           errors=error.normalized_messages()) from None
