@@ -124,7 +124,7 @@ class ItemSearch(ItemView):
 
         def render(item: dict[str, Any]) -> dict[str, Any]:
             if item["source"] not in sources:
-                sources[item["source"]] = content.repos.sources.get(item["source"]) or {}
+                sources[item["source"]] = content.find_repo(item["source"]) or {}
             source = sources[item["source"]]
             return render_read(args, source, content.head_version(source), item)
 
