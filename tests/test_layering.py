@@ -249,3 +249,13 @@ def test_nothing_reads_repos_or_a_domains_store() -> None:
         if found:
             offenders[name] = found
     assert offenders == {}
+
+
+def test_the_model_stands_above_everything_else() -> None:
+    """The model's words and records import nothing else of the app: storage, the domain and
+    the features speak them, never the other way round."""
+    graph = import_graph("app")
+    model = {name for name in graph if name == "app.model" or name.startswith("app.model.")}
+    outside = {name: sorted(m for m in graph[name] if m not in model) for name in model}
+    assert model and {name: found for name, found in outside.items() if found} == {}
+    assert "app.model" in graph["app.store.interfaces.content"]
