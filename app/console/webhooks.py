@@ -43,14 +43,12 @@ def _page(service: WebhookService, repo: dict[str, Any], who: Any, status: int =
           **context: Any) -> Answer:
     hooks: list[dict[str, Any]] = []
     for hook in service.of_repository(who, repo):
-        deliveries, total = service.deliveries(who, repo, hook["_id"], 0, DELIVERIES_SHOWN)
-        for delivery in deliveries:
-            delivery["last"] = delivery["attempts"][-1] if delivery["attempts"] else None
+        deliveries, total = service.deliveries(who, repo, hook.id, 0, DELIVERIES_SHOWN)
         hooks.append({"hook": hook, "deliveries": deliveries, "total": total})
     notice = NOTICES.get(request.args.get("notice", ""))
     return render("console/webhooks.html", status, source=repo, hooks=hooks, events=EVENTS,
                   switched_off=[entry["hook"] for entry in hooks
-                                if not entry["hook"]["active"] and entry["hook"]["disabled_on"]],
+                                if not entry["hook"].active and entry["hook"].disabled_on],
                   notice=notice, **context)
 
 
@@ -126,6 +124,6 @@ def delivery(owner_kind: str, owner_id: str, repo_path: str, source_id: str, hoo
     service, repo, who = _managed(owner_kind, owner_id, repo_path, source_id)
     found = service.delivery(who, repo, hook_id, delivery_id)
     hook = service.get(who, repo, hook_id)
-    body = orjson.dumps(orjson.loads(found["body"]), option=orjson.OPT_INDENT_2).decode()
+    body = orjson.dumps(orjson.loads(found.body), option=orjson.OPT_INDENT_2).decode()
     return render("console/webhook_delivery.html", source=repo, hook=hook, delivery=found,
                   body=body)

@@ -4,6 +4,7 @@ documents both backends keep, `_id` and all) are written down once, in `app/stor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +33,105 @@ class ExportRecord:
     job_id: str
     since_id: str | None = None  # a delta package's base version; None for an export
     file: ExportFile | None = None
+
+
+# --- webhooks (app/webhooks) -----------------------------------------------------------------
+# A delivery's body stays JSON text: it is signed and sent byte for byte, again on every retry.
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One attempt to send a delivery: when, the receiver's HTTP status (None: no answer), how
+    long it took, and what went wrong (None: nothing)."""
+
+    at: str
+    status: int | None
+    duration_ms: float
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LastDelivery:
+    """What a hook remembers of its latest delivery attempt (shown with the hook)."""
+
+    id: str  # the delivery's
+    event: str
+    state: str
+    at: str
+    status: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A hook of a repository: where its events go, which ones, the secret that signs them, and
+    its state (switched off by its owner, or after `failures` attempts failed in a row)."""
+
+    id: str
+    repository: str  # the source's or collection's url
+    url: str  # the target
+    events: tuple[str, ...]
+    secret: str
+    active: bool = True
+    description: str = ""
+    origin: str = ""  # where the caller reached the server when registering it
+    failures: int = 0
+    disabled_on: str | None = None  # when failures switched it off
+    disabled_reason: str | None = None
+    last_delivery: LastDelivery | None = None
+    created_on: str = ""
+    created_by: str | None = None
+    updated_on: str = ""
+    updated_by: str | None = None
+    repository_deleted: bool = False  # its repository is gone; its last delivery is on the way
+
+
+class WebhookChanges(TypedDict, total=False):
+    """Fields of a hook to set (`Webhooks.update`), in the record's words."""
+
+    url: str
+    events: tuple[str, ...]
+    secret: str
+    active: bool
+    description: str
+    failures: int
+    disabled_on: str | None
+    disabled_reason: str | None
+    last_delivery: LastDelivery
+    updated_on: str
+    updated_by: str | None
+    repository_deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event sent (or to send) to one hook, with its last attempts."""
+
+    id: str  # sent as X-Termsync-Delivery
+    hook: str
+    repository: str
+    event: str
+    body: str  # the JSON text sent
+    state: str  # PENDING, DELIVERED, FAILED or CANCELLED
+    created_on: str
+    attempts: tuple[DeliveryAttempt, ...] = ()  # the last ones, oldest first
+    attempt_count: int = 0
+    next_attempt_on: str | None = None
+    delivered_on: str | None = None
+    redelivery_of: str | None = None
+    error: str | None = None  # why it was cancelled unsent
+
+    @property
+    def last_attempt(self) -> DeliveryAttempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+class DeliveryChanges(TypedDict, total=False):
+    """Fields of a delivery to set (`WebhookDeliveries.update`), in the record's words."""
+
+    state: str
+    attempts: tuple[DeliveryAttempt, ...]
+    attempt_count: int
+    next_attempt_on: str | None
+    delivered_on: str | None
+    error: str

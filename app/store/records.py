@@ -5,7 +5,16 @@ same on SQLite and MongoDB, so `termsync db copy` moves them unchanged), and the
 from __future__ import annotations
 
 from ..model import Document
-from ..model.records import ExportFile, ExportRecord
+from ..model.records import (
+    DeliveryAttempt,
+    DeliveryChanges,
+    ExportFile,
+    ExportRecord,
+    LastDelivery,
+    Webhook,
+    WebhookChanges,
+    WebhookDelivery,
+)
 
 
 def export_file_document(file: ExportFile) -> Document:
@@ -35,3 +44,89 @@ def export_record(document: Document) -> ExportRecord:
                         version_id=document["version_id"], job_id=document["job_id"],
                         since_id=document.get("since_id"),
                         file=export_file(file) if file else None)
+
+
+# --- webhooks (app/webhooks) -----------------------------------------------------------------
+
+
+def last_delivery_document(last: LastDelivery) -> Document:
+    return {"id": last.id, "event": last.event, "state": last.state, "at": last.at,
+            "status": last.status, "error": last.error}
+
+
+def webhook_document(hook: Webhook) -> Document:
+    """A hook as stored (`repository_deleted` only once its repository is gone)."""
+    document: Document = {
+        "_id": hook.id, "repository": hook.repository, "url": hook.url, "events": list(hook.events),
+        "description": hook.description, "active": hook.active, "secret": hook.secret,
+        "origin": hook.origin, "failures": hook.failures, "disabled_on": hook.disabled_on,
+        "disabled_reason": hook.disabled_reason,
+        "last_delivery": last_delivery_document(hook.last_delivery) if hook.last_delivery else None,
+        "created_on": hook.created_on, "created_by": hook.created_by,
+        "updated_on": hook.updated_on, "updated_by": hook.updated_by}
+    if hook.repository_deleted:
+        document["repository_deleted"] = True
+    return document
+
+
+def webhook_record(document: Document) -> Webhook:
+    last = document.get("last_delivery")
+    return Webhook(
+        id=document["_id"], repository=document["repository"], url=document["url"],
+        events=tuple(document["events"]), secret=document["secret"],
+        active=bool(document.get("active", True)), description=document.get("description") or "",
+        origin=document.get("origin") or "", failures=int(document.get("failures") or 0),
+        disabled_on=document.get("disabled_on"), disabled_reason=document.get("disabled_reason"),
+        last_delivery=LastDelivery(**last) if last else None,
+        created_on=document.get("created_on") or "", created_by=document.get("created_by"),
+        updated_on=document.get("updated_on") or "", updated_by=document.get("updated_by"),
+        repository_deleted=bool(document.get("repository_deleted")))
+
+
+def webhook_changes_document(changes: WebhookChanges) -> Document:
+    """The stored fields `Webhooks.update` sets."""
+    document: Document = dict(changes)
+    if "events" in changes:
+        document["events"] = list(changes["events"])
+    if "last_delivery" in changes:
+        document["last_delivery"] = last_delivery_document(changes["last_delivery"])
+    return document
+
+
+def attempt_document(attempt: DeliveryAttempt) -> Document:
+    return {"at": attempt.at, "status": attempt.status, "duration_ms": attempt.duration_ms,
+            "error": attempt.error}
+
+
+def delivery_document(delivery: WebhookDelivery) -> Document:
+    """A delivery as stored (`error` only once it was cancelled for one)."""
+    document: Document = {
+        "_id": delivery.id, "hook": delivery.hook, "repository": delivery.repository,
+        "event": delivery.event, "body": delivery.body, "state": delivery.state,
+        "created_on": delivery.created_on,
+        "attempts": [attempt_document(attempt) for attempt in delivery.attempts],
+        "attempt_count": delivery.attempt_count, "next_attempt_on": delivery.next_attempt_on,
+        "delivered_on": delivery.delivered_on, "redelivery_of": delivery.redelivery_of}
+    if delivery.error is not None:
+        document["error"] = delivery.error
+    return document
+
+
+def delivery_record(document: Document) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=document["_id"], hook=document["hook"], repository=document["repository"],
+        event=document["event"], body=document["body"], state=document["state"],
+        created_on=document["created_on"],
+        attempts=tuple(DeliveryAttempt(**attempt) for attempt in document.get("attempts") or ()),
+        attempt_count=int(document.get("attempt_count") or 0),
+        next_attempt_on=document.get("next_attempt_on"),
+        delivered_on=document.get("delivered_on"), redelivery_of=document.get("redelivery_of"),
+        error=document.get("error"))
+
+
+def delivery_changes_document(changes: DeliveryChanges) -> Document:
+    """The stored fields `WebhookDeliveries.update` sets."""
+    document: Document = dict(changes)
+    if "attempts" in changes:
+        document["attempts"] = [attempt_document(attempt) for attempt in changes["attempts"]]
+    return document

@@ -11,6 +11,7 @@ from typing import Any
 from ..config import settings_of
 from ..domain.accounts import Caller
 from ..domain.errors import NotFound
+from ..model.records import Webhook, WebhookDelivery
 from .routes import shown, shown_delivery
 from .schemas import DeliveryOut, WebhookCreatedOut, WebhookOut
 from .service import EVENTS, WebhookService, webhook_service
@@ -31,13 +32,13 @@ def _print(document: dict[str, Any]) -> None:
     print(json.dumps(document, default=str))
 
 
-def _hook(hook: dict[str, Any], secret: str | None = None) -> None:
+def _hook(hook: Webhook, secret: str | None = None) -> None:
     """Print a hook as the API shows it (with its secret only when just set)."""
     schema = WebhookCreatedOut() if secret is not None else WebhookOut()
     _print(schema.dump(shown(hook, secret)))
 
 
-def _delivery(delivery: dict[str, Any]) -> None:
+def _delivery(delivery: WebhookDelivery) -> None:
     _print(DeliveryOut().dump(shown_delivery(delivery)))
 
 
@@ -82,9 +83,9 @@ def cmd_ping(app: Any, service: WebhookService, args: argparse.Namespace) -> int
     queued = service.ping(ADMIN, repo, args.hook)
     if args.now:
         app.extensions["termsync.jobs"].run_until_idle()
-        queued = service.delivery(ADMIN, repo, args.hook, queued["_id"])
+        queued = service.delivery(ADMIN, repo, args.hook, queued.id)
     _delivery(queued)
-    return 0 if queued["state"] in ("PENDING", "DELIVERED") else 1
+    return 0 if queued.state in ("PENDING", "DELIVERED") else 1
 
 
 def cmd_deliveries(app: Any, service: WebhookService, args: argparse.Namespace) -> int:

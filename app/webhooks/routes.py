@@ -3,6 +3,7 @@ and redeliveries, under `{repo}/webhooks/` (owners and admins only)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from ..api.common import current_caller, list_response, owner_routes, resolve_so
 from ..api.docs import errors
 from ..api.parsing import Blueprint
 from ..api.schemas import ListArgsSchema
+from ..model import records
 from .schemas import (
     DeliveryOut,
     SecretInSchema,
@@ -32,19 +34,19 @@ HOOKS = "sources/<source_id>/webhooks/"
 HOOK = HOOKS + "<hook_id>/"
 
 
-def shown(hook: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
-    """A hook as the API shows it: its secret's last four characters, the secret itself only
-    when it was just set."""
-    rendered = dict(hook, secret_hint=f"…{hook['secret'][-4:]}")
+def shown(hook: records.Webhook, secret: str | None = None) -> dict[str, Any]:
+    """A hook as the API shows it (its schema picks the fields): its secret's last four
+    characters, the secret itself only when it was just set."""
+    rendered = dict(asdict(hook), secret_hint=f"…{hook.secret[-4:]}")
     rendered.pop("secret")
     if secret is not None:
         rendered["secret"] = secret
     return rendered
 
 
-def shown_delivery(delivery: dict[str, Any]) -> dict[str, Any]:
-    """A delivery with its body as JSON."""
-    return dict(delivery, body=orjson.loads(delivery["body"]))
+def shown_delivery(delivery: records.WebhookDelivery) -> dict[str, Any]:
+    """A delivery as the API shows it (its schema picks the fields), its body as JSON."""
+    return dict(asdict(delivery), body=orjson.loads(delivery.body))
 
 
 def _target(owner_kind: str | None, owner_id: str | None,

@@ -66,7 +66,7 @@ class AttemptOut(Schema):
 class DeliveryOut(Schema):
     """A delivery of one event to one hook, with its last attempts."""
 
-    id = fields.String(attribute="_id", metadata=_describe("Sent as X-Termsync-Delivery."))
+    id = fields.String(metadata=_describe("Sent as X-Termsync-Delivery."))
     event = fields.String()
     state = fields.String(metadata=_describe("PENDING, DELIVERED, FAILED or CANCELLED."))
     created_on = fields.String()
@@ -83,7 +83,7 @@ class DeliveryOut(Schema):
 class WebhookOut(Schema):
     """A hook as its owners see it (never its secret)."""
 
-    id = fields.String(attribute="_id")
+    id = fields.String()
     repository = fields.String()
     url = fields.String(metadata=_describe("The target."))
     events = fields.List(fields.String())

@@ -37,6 +37,14 @@ from ..domain.accounts import Caller, owner_of
 from ..domain.errors import Invalid, NotFound
 from ..jobs import JobContext, JobQueue
 from ..model import SOURCE_TYPE, ExportFile
+from ..model.records import (
+    DeliveryAttempt,
+    DeliveryChanges,
+    LastDelivery,
+    Webhook,
+    WebhookChanges,
+    WebhookDelivery,
+)
 from ..store import Store
 from ..timeutil import format_time
 from .targets import check_target, post
@@ -97,25 +105,25 @@ class WebhookService:
         """Whether the caller may see and change the hooks of a repository."""
         return self.domain.accounts.owns(caller, owner_of(repo))
 
-    def of_repository(self, caller: Caller, repo: dict[str, Any]) -> list[dict[str, Any]]:
+    def of_repository(self, caller: Caller, repo: dict[str, Any]) -> list[Webhook]:
         """The hooks of a repository, oldest first."""
         self.require_manager(caller, repo)
         return [hook for hook in self.hooks.for_repository(repo["url"])
-                if not hook.get("repository_deleted")]
+                if not hook.repository_deleted]
 
-    def get(self, caller: Caller, repo: dict[str, Any], hook_id: str) -> dict[str, Any]:
+    def get(self, caller: Caller, repo: dict[str, Any], hook_id: str) -> Webhook:
         """One hook of a repository (404 if it is another's)."""
         self.require_manager(caller, repo)
         hook = self.hooks.get(hook_id)
-        if hook is None or hook["repository"] != repo["url"] or hook.get("repository_deleted"):
+        if hook is None or hook.repository != repo["url"] or hook.repository_deleted:
             raise NotFound(f"Webhook '{hook_id}' not found.")
         return hook
 
-    def _checked(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _checked(self, payload: dict[str, Any]) -> WebhookChanges:
         """The fields of a hook a caller may set, checked (the URL against the SSRF rules);
         a field given as null is left as it is (or to its default)."""
         payload = {key: value for key, value in payload.items() if value is not None}
-        fields: dict[str, Any] = {}
+        fields: WebhookChanges = {}
         if "url" in payload:
             check_target(payload["url"], self.settings.allow_private_targets)
             fields["url"] = payload["url"]
@@ -126,10 +134,11 @@ class WebhookService:
                 raise Invalid(f"Unknown events: {', '.join(unknown)}; choose among "
                               f"{', '.join(EVENTS)}." if unknown else "Name at least one event.",
                               errors={"events": ["Unknown or empty."]})
-            fields["events"] = events
-        for key in ("description", "active"):
-            if key in payload:
-                fields[key] = payload[key]
+            fields["events"] = tuple(events)
+        if "description" in payload:
+            fields["description"] = payload["description"]
+        if "active" in payload:
+            fields["active"] = payload["active"]
         if "secret" in payload:
             fields["secret"] = self._secret(payload["secret"])
         return fields
@@ -145,7 +154,7 @@ class WebhookService:
         return given
 
     def create(self, caller: Caller, repo: dict[str, Any], payload: dict[str, Any],
-               origin: str) -> tuple[dict[str, Any], str]:
+               origin: str) -> tuple[Webhook, str]:
         """Register a hook; returns it and its secret (the only time the secret is shown).
 
         `origin` is where the caller reached this server: the absolute URLs of its deliveries
@@ -155,39 +164,37 @@ class WebhookService:
         fields = self._checked(payload)
         secret = fields.pop("secret", None) or self._secret(None)
         now = format_time(self._now())
-        hook = {"_id": uuid.uuid4().hex, "repository": repo["url"], "url": fields["url"],
-                "events": fields.get("events") or list(EVENTS),
-                "description": fields.get("description") or "",
-                "active": fields.get("active", True), "secret": secret,
-                "origin": origin.rstrip("/"), "failures": 0, "disabled_on": None,
-                "disabled_reason": None, "last_delivery": None, "created_on": now,
-                "created_by": caller.username, "updated_on": now, "updated_by": caller.username}
+        hook = Webhook(id=uuid.uuid4().hex, repository=repo["url"], url=fields["url"],
+                       events=fields.get("events") or EVENTS,
+                       description=fields.get("description") or "",
+                       active=fields.get("active", True), secret=secret,
+                       origin=origin.rstrip("/"), created_on=now, created_by=caller.username,
+                       updated_on=now, updated_by=caller.username)
         self.hooks.insert(hook)
-        logger.info("webhook %s of %s registered by %s", hook["_id"], repo["url"], caller.username)
+        logger.info("webhook %s of %s registered by %s", hook.id, repo["url"], caller.username)
         return hook, secret
 
     def update(self, caller: Caller, repo: dict[str, Any], hook_id: str,
-               payload: dict[str, Any]) -> dict[str, Any]:
+               payload: dict[str, Any]) -> Webhook:
         """Change a hook's URL, events, description or state; switching it on again clears its
         failures."""
         hook = self.get(caller, repo, hook_id)
         fields = self._checked({key: value for key, value in payload.items() if key != "secret"})
-        if fields.get("active") and not hook["active"]:
-            fields.update(failures=0, disabled_on=None, disabled_reason=None)
-        fields.update(updated_on=format_time(self._now()), updated_by=caller.username)
-        updated = self.hooks.update(hook["_id"], fields)
+        if fields.get("active") and not hook.active:
+            fields.update({"failures": 0, "disabled_on": None, "disabled_reason": None})
+        fields.update({"updated_on": format_time(self._now()), "updated_by": caller.username})
+        updated = self.hooks.update(hook.id, **fields)
         if updated is None:
             raise NotFound(f"Webhook '{hook_id}' not found.")
         return updated
 
     def rotate_secret(self, caller: Caller, repo: dict[str, Any], hook_id: str,
-                      given: str | None = None) -> tuple[dict[str, Any], str]:
+                      given: str | None = None) -> tuple[Webhook, str]:
         """Give a hook a new secret (made by the server unless given); shown this once."""
         hook = self.get(caller, repo, hook_id)
         secret = self._secret(given)
-        updated = self.hooks.update(hook["_id"], {"secret": secret,
-                                                  "updated_on": format_time(self._now()),
-                                                  "updated_by": caller.username})
+        updated = self.hooks.update(hook.id, secret=secret, updated_on=format_time(self._now()),
+                                    updated_by=caller.username)
         if updated is None:
             raise NotFound(f"Webhook '{hook_id}' not found.")
         return updated, secret
@@ -195,33 +202,33 @@ class WebhookService:
     def delete(self, caller: Caller, repo: dict[str, Any], hook_id: str) -> None:
         """Remove a hook and its delivery log (its pending deliveries are dropped)."""
         hook = self.get(caller, repo, hook_id)
-        self.hooks.delete(hook["_id"])
-        self.log.delete_for_hook(hook["_id"])
+        self.hooks.delete(hook.id)
+        self.log.delete_for_hook(hook.id)
 
     # --- the delivery log -----------------------------------------------------------------
     def deliveries(self, caller: Caller, repo: dict[str, Any], hook_id: str, skip: int,
-                   limit: int) -> tuple[list[dict[str, Any]], int]:
+                   limit: int) -> tuple[list[WebhookDelivery], int]:
         """A hook's deliveries, newest first."""
         hook = self.get(caller, repo, hook_id)
-        return self.log.page(hook["_id"], skip, limit)
+        return self.log.page(hook.id, skip, limit)
 
     def delivery(self, caller: Caller, repo: dict[str, Any], hook_id: str,
-                 delivery_id: str) -> dict[str, Any]:
+                 delivery_id: str) -> WebhookDelivery:
         """One delivery of a hook."""
         hook = self.get(caller, repo, hook_id)
         delivery = self.log.get(delivery_id)
-        if delivery is None or delivery["hook"] != hook["_id"]:
+        if delivery is None or delivery.hook != hook.id:
             raise NotFound(f"Delivery '{delivery_id}' not found.")
         return delivery
 
     def redeliver(self, caller: Caller, repo: dict[str, Any], hook_id: str,
-                  delivery_id: str) -> dict[str, Any]:
+                  delivery_id: str) -> WebhookDelivery:
         """Send a delivery's body again, as a new delivery (a new id, `redelivery_of` the old)."""
         earlier = self.delivery(caller, repo, hook_id, delivery_id)
         hook = self.get(caller, repo, hook_id)
-        return self._queue(hook, earlier["event"], earlier["body"], redelivery_of=earlier["_id"])
+        return self._queue(hook, earlier.event, earlier.body, redelivery_of=earlier.id)
 
-    def ping(self, caller: Caller, repo: dict[str, Any], hook_id: str) -> dict[str, Any]:
+    def ping(self, caller: Caller, repo: dict[str, Any], hook_id: str) -> WebhookDelivery:
         """Queue a `ping` delivery to a hook (sent even to a hook that is switched off)."""
         hook = self.get(caller, repo, hook_id)
         return self._queue(hook, PING, self._body(hook, PING, repo))
@@ -248,37 +255,37 @@ class WebhookService:
             self.emit(EXPORT_READY, source, version, file=file)
 
     def emit(self, event: str, repo: dict[str, Any], version: dict[str, Any] | None = None, *,
-             file: ExportFile | None = None, deleted: bool = False) -> list[dict[str, Any]]:
+             file: ExportFile | None = None, deleted: bool = False) -> list[WebhookDelivery]:
         """Queue a delivery of `event` to every active hook of the repository that takes it."""
         queued = []
         for hook in self.hooks.for_repository(repo["url"]):
-            if not hook["active"] or event not in hook["events"] or hook.get("repository_deleted"):
+            if not hook.active or event not in hook.events or hook.repository_deleted:
                 continue
             body = self._body(hook, event, repo, version, file, deleted)
             queued.append(self._queue(hook, event, body))
             if event == REPOSITORY_DELETED:
                 # gone from the repository's list now (a repository of the same name created
                 # later starts with none); removed once this last delivery is done
-                self.hooks.update(hook["_id"], {"repository_deleted": True})
+                self.hooks.update(hook.id, repository_deleted=True)
         if event == REPOSITORY_DELETED:
             for hook in self.hooks.for_repository(repo["url"]):
-                if not hook.get("repository_deleted"):
-                    self._remove(hook["_id"])
+                if not hook.repository_deleted:
+                    self._remove(hook.id)
         return queued
 
-    def _origin(self, hook: dict[str, Any]) -> str:
+    def _origin(self, hook: Webhook) -> str:
         """Where the absolute URLs of a hook's deliveries start: PUBLIC_URL, or the origin the
         hook was registered at."""
-        return self.public_url or str(hook.get("origin") or "")
+        return self.public_url or hook.origin
 
-    def _body(self, hook: dict[str, Any], event: str, repo: dict[str, Any],
+    def _body(self, hook: Webhook, event: str, repo: dict[str, Any],
               version: dict[str, Any] | None = None, file: ExportFile | None = None,
               deleted: bool = False) -> str:
         """The JSON body of a delivery, as text (signed and sent byte for byte, again on retry)."""
         origin = self._origin(hook)
         body: dict[str, Any] = {
             "event": event, "created_on": format_time(self._now()),
-            "hook": {"id": hook["_id"], "url": f"{origin}{repo['url']}webhooks/{hook['_id']}/"},
+            "hook": {"id": hook.id, "url": f"{origin}{repo['url']}webhooks/{hook.id}/"},
             "repository": {"url": f"{origin}{repo['url']}", "id": repo["id"],
                            "type": repo.get("repo_type") or SOURCE_TYPE,
                            "owner": repo["owner"], "owner_type": repo["owner_type"],
@@ -309,20 +316,19 @@ class WebhookService:
                           fileURL=f"{origin}{repo['url']}exports/{file.sha256}.zip")
         return export
 
-    def _queue(self, hook: dict[str, Any], event: str, body: str,
-               redelivery_of: str | None = None) -> dict[str, Any]:
+    def _queue(self, hook: Webhook, event: str, body: str,
+               redelivery_of: str | None = None) -> WebhookDelivery:
         now = format_time(self._now())
-        delivery = {"_id": uuid.uuid4().hex, "hook": hook["_id"], "repository": hook["repository"],
-                    "event": event, "body": body, "state": PENDING, "created_on": now,
-                    "attempts": [], "attempt_count": 0, "next_attempt_on": now,
-                    "delivered_on": None, "redelivery_of": redelivery_of}
+        delivery = WebhookDelivery(id=uuid.uuid4().hex, hook=hook.id, repository=hook.repository,
+                                   event=event, body=body, state=PENDING, created_on=now,
+                                   next_attempt_on=now, redelivery_of=redelivery_of)
         # One unit on SQLite: a crash leaves both the delivery and its job or neither. (On
         # MongoDB these are two writes; a crash between them leaves a PENDING delivery that only
         # a redelivery sends.)
         with self.domain.transaction():
             self.log.insert(delivery)
-            self.queue.submit(JOB_KIND, {"delivery": delivery["_id"]}, key=delivery["_id"])
-        self.log.prune(hook["_id"], DELIVERIES_KEPT)
+            self.queue.submit(JOB_KIND, {"delivery": delivery.id}, key=delivery.id)
+        self.log.prune(hook.id, DELIVERIES_KEPT)
         self.wake()
         return delivery
 
@@ -335,78 +341,77 @@ class WebhookService:
         """The `webhook-delivery` job: one attempt of one delivery; a failure queues the next
         attempt after a backoff, until WEBHOOK_MAX_ATTEMPTS."""
         delivery = self.log.get(context.job["payload"]["delivery"])
-        if delivery is None or delivery["state"] != PENDING:
+        if delivery is None or delivery.state != PENDING:
             return {"skipped": "no pending delivery"}
-        hook = self.hooks.get(delivery["hook"])
+        hook = self.hooks.get(delivery.hook)
         if hook is None:
-            self.log.update(delivery["_id"], {"state": CANCELLED})
+            self.log.update(delivery.id, state=CANCELLED)
             return {"skipped": "webhook deleted"}
         # Pings, redeliveries and a repository's last word go out even to a hook switched off.
-        forced = delivery["event"] in (PING, REPOSITORY_DELETED) or bool(delivery["redelivery_of"])
-        if not hook["active"] and not forced:
-            self.log.update(delivery["_id"], {"state": CANCELLED,
-                                              "error": "the webhook is switched off"})
+        forced = delivery.event in (PING, REPOSITORY_DELETED) or bool(delivery.redelivery_of)
+        if not hook.active and not forced:
+            self.log.update(delivery.id, state=CANCELLED, error="the webhook is switched off")
             return {"skipped": "webhook switched off"}
         moment = self._now()
         timestamp = str(int(moment.timestamp()))
-        body = delivery["body"].encode()
-        attempt = post(hook["url"], body, {
+        body = delivery.body.encode()
+        attempt = post(hook.url, body, {
             "Content-Type": "application/json", "User-Agent": USER_AGENT,
-            "X-Termsync-Event": delivery["event"], "X-Termsync-Delivery": delivery["_id"],
+            "X-Termsync-Event": delivery.event, "X-Termsync-Delivery": delivery.id,
             "X-Termsync-Timestamp": timestamp,
-            "X-Termsync-Signature": signature(hook["secret"], timestamp, body)},
+            "X-Termsync-Signature": signature(hook.secret, timestamp, body)},
             timeout=self.settings.timeout_seconds,
             allow_private=self.settings.allow_private_targets)
         at = format_time(moment)
-        count = int(delivery["attempt_count"]) + 1
-        record = {"at": at, "status": attempt.status, "duration_ms": attempt.duration_ms,
-                  "error": attempt.error}
-        changes: dict[str, Any] = {"attempts": [*delivery["attempts"], record][-ATTEMPTS_KEPT:],
-                                   "attempt_count": count}
+        count = delivery.attempt_count + 1
+        record = DeliveryAttempt(at=at, status=attempt.status, duration_ms=attempt.duration_ms,
+                                 error=attempt.error)
+        changes: DeliveryChanges = {"attempts": (*delivery.attempts, record)[-ATTEMPTS_KEPT:],
+                                    "attempt_count": count}
         after = self.hooks.record_attempt(
-            hook["_id"], attempt.ok, at, self.settings.disable_after,
+            hook.id, attempt.ok, at, self.settings.disable_after,
             f"{self.settings.disable_after} failed attempts in a row; the last: {attempt.error}")
         if attempt.ok:
-            changes.update(state=DELIVERED, delivered_on=at, next_attempt_on=None)
-        elif count >= self.settings.max_attempts or (after is not None and not after["active"]
+            changes.update({"state": DELIVERED, "delivered_on": at, "next_attempt_on": None})
+        elif count >= self.settings.max_attempts or (after is not None and not after.active
                                                       and not forced):
-            changes.update(state=FAILED, next_attempt_on=None)
+            changes.update({"state": FAILED, "next_attempt_on": None})
         else:
             wait = backoff_seconds(count, self.settings.retry_base_seconds,
                                    self.settings.retry_max_seconds)
             due = moment + timedelta(seconds=wait)
             changes["next_attempt_on"] = format_time(due)
-            self.queue.submit(JOB_KIND, {"delivery": delivery["_id"]}, key=delivery["_id"],
+            self.queue.submit(JOB_KIND, {"delivery": delivery.id}, key=delivery.id,
                               dedupe=False, not_before=due)
-        self.log.update(delivery["_id"], changes)
+        self.log.update(delivery.id, **changes)
         state = changes.get("state", PENDING)
-        self.hooks.update(hook["_id"], {"last_delivery": {
-            "id": delivery["_id"], "event": delivery["event"], "state": state, "at": at,
-            "status": attempt.status, "error": attempt.error}})
-        if after is not None and not after["active"] and after.get("disabled_on") == at:
+        self.hooks.update(hook.id, last_delivery=LastDelivery(
+            id=delivery.id, event=delivery.event, state=state, at=at, status=attempt.status,
+            error=attempt.error))
+        if after is not None and not after.active and after.disabled_on == at:
             logger.warning("webhook %s of %s switched off after %d failed attempts in a row",
-                           hook["_id"], hook["repository"], after["failures"])
-        if delivery["event"] == REPOSITORY_DELETED and state != PENDING:
-            self._remove(hook["_id"])
+                           hook.id, hook.repository, after.failures)
+        if delivery.event == REPOSITORY_DELETED and state != PENDING:
+            self._remove(hook.id)
         return {"state": state, "status": attempt.status, "error": attempt.error,
                 "attempt": count}
 
     # --- alerts ---------------------------------------------------------------------------
-    def alerts(self, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+    def alerts(self, limit: int = 100) -> tuple[list[Webhook], int]:
         """Hooks switched off after failing, newest first, and how many (console, /readyz)."""
         return self.hooks.disabled(limit)
 
-    def switched_off(self, repo: dict[str, Any]) -> list[dict[str, Any]]:
+    def switched_off(self, repo: dict[str, Any]) -> list[Webhook]:
         """The hooks of a repository switched off after failing (the console's alert)."""
         return [hook for hook in self.hooks.for_repository(repo["url"])
-                if not hook["active"] and hook.get("disabled_on")]
+                if not hook.active and hook.disabled_on]
 
     def readiness(self) -> dict[str, Any]:
         """The /readyz detail: how many hooks failing switched off, and the newest of them."""
         hooks, total = self.alerts(10)
         return {"disabled": total, "hooks": [
-            {"id": hook["_id"], "repository": hook["repository"],
-             "disabled_on": hook["disabled_on"], "reason": hook.get("disabled_reason")}
+            {"id": hook.id, "repository": hook.repository, "disabled_on": hook.disabled_on,
+             "reason": hook.disabled_reason}
             for hook in hooks]}
 
 

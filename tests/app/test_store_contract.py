@@ -29,6 +29,7 @@ from app.model import (
     Visibility,
     checksum_of,
 )
+from app.model.records import DeliveryAttempt, LastDelivery, Webhook, WebhookDelivery
 from app.store import Store, open_store
 from app.store.base import DuplicateKey, StaleHead
 from app.store.copy import Progress, copy_store
@@ -989,10 +990,18 @@ def test_jobs_wait_until_their_not_before(store: Store) -> None:
     assert jobs.claim(["export"], "w", t(30), t(40))["_id"] == "later"
 
 
-def webhook(hook_id: str, repository: str = SOURCE, created_on: str = "") -> dict[str, Any]:
-    return {"_id": hook_id, "repository": repository, "url": "https://example.org/hook",
-            "events": ["release.created"], "active": True, "secret": "s" * 32, "failures": 0,
-            "disabled_on": None, "disabled_reason": None, "created_on": created_on or t(1)}
+def webhook(hook_id: str, repository: str = SOURCE, created_on: str = "") -> Webhook:
+    return Webhook(id=hook_id, repository=repository, url="https://example.org/hook",
+                   events=("release.created",), secret="s" * 32, created_on=created_on or t(1))
+
+
+def stored(repository: Any, key: str) -> dict[str, Any] | None:
+    """The document a backend keeps for a record (its SQLite row, or its MongoDB document)."""
+    if hasattr(repository, "table"):
+        row: dict[str, Any] | None = repository.table.get(key)
+        return row
+    document: dict[str, Any] | None = repository.collection.find_one({"_id": key})
+    return document
 
 
 def test_webhooks_count_failures_and_switch_off(store: Store) -> None:
@@ -1002,43 +1011,98 @@ def test_webhooks_count_failures_and_switch_off(store: Store) -> None:
     hooks.insert(webhook("h3", OTHER))
     with pytest.raises(DuplicateKey):
         hooks.insert(webhook("h1"))
-    assert [hook["_id"] for hook in hooks.for_repository(SOURCE)] == ["h1", "h2"]
-    assert hooks.record_attempt("h1", False, t(3), 3, "down")["failures"] == 1
-    assert hooks.record_attempt("h1", True, t(4), 3, "down")["failures"] == 0
+    assert [hook.id for hook in hooks.for_repository(SOURCE)] == ["h1", "h2"]
+    assert hooks.record_attempt("h1", False, t(3), 3, "down").failures == 1
+    assert hooks.record_attempt("h1", True, t(4), 3, "down").failures == 0
     for second in (5, 6):
         hook = hooks.record_attempt("h1", False, t(second), 3, "down")
-        assert hook["active"] is True and hook["disabled_on"] is None
+        assert hook.active is True and hook.disabled_on is None
     hook = hooks.record_attempt("h1", False, t(7), 3, "down")
-    assert hook["active"] is False and hook["disabled_on"] == t(7)
-    assert hook["disabled_reason"] == "down" and hook["failures"] == 3
+    assert hook.active is False and hook.disabled_on == t(7)
+    assert hook.disabled_reason == "down" and hook.failures == 3
     # a later failure keeps the moment and reason it was switched off
     hook = hooks.record_attempt("h1", False, t(8), 3, "other")
-    assert hook["disabled_on"] == t(7) and hook["disabled_reason"] == "down"
-    hooks.update("h2", {"active": False})  # switched off by its owner: no alert
+    assert hook.disabled_on == t(7) and hook.disabled_reason == "down"
+    hooks.update("h2", active=False)  # switched off by its owner: no alert
     found, total = hooks.disabled()
-    assert total == 1 and [hook["_id"] for hook in found] == ["h1"]
-    assert hooks.update("h1", {"active": True, "failures": 0, "disabled_on": None})["active"]
+    assert total == 1 and [hook.id for hook in found] == ["h1"]
+    assert hooks.update("h1", active=True, failures=0, disabled_on=None).active
     assert hooks.disabled()[1] == 0
     hooks.delete("h1")
     assert hooks.get("h1") is None and hooks.record_attempt("h1", True, t(9), 3, "") is None
 
 
+def test_webhooks_are_records_stored_as_before(store: Store) -> None:
+    """A hook goes in and comes out as the same record, and its stored document keeps the shape
+    it had before hooks were records (`termsync db copy` and existing databases rely on it)."""
+    hooks = store.webhooks
+    hook = Webhook(id="h1", repository=SOURCE, url="https://example.org/hook",
+                   events=("release.created", "ping"), secret="s" * 32, description="ours",
+                   origin="http://localhost:5000", created_on=t(1), created_by="ann",
+                   updated_on=t(1), updated_by="ann")
+    hooks.insert(hook)
+    assert hooks.get("h1") == hook
+    assert stored(hooks, "h1") == {
+        "_id": "h1", "repository": SOURCE, "url": "https://example.org/hook",
+        "events": ["release.created", "ping"], "description": "ours", "active": True,
+        "secret": "s" * 32, "origin": "http://localhost:5000", "failures": 0,
+        "disabled_on": None, "disabled_reason": None, "last_delivery": None,
+        "created_on": t(1), "created_by": "ann", "updated_on": t(1), "updated_by": "ann"}
+    last = LastDelivery(id="d1", event="ping", state="DELIVERED", at=t(2), status=200,
+                        error=None)
+    changed = hooks.update("h1", last_delivery=last, events=("ping",), repository_deleted=True)
+    assert changed == replace(hook, last_delivery=last, events=("ping",),
+                              repository_deleted=True)
+    document = stored(hooks, "h1")
+    assert document is not None and document["events"] == ["ping"]
+    assert document["repository_deleted"] is True and document["last_delivery"] == {
+        "id": "d1", "event": "ping", "state": "DELIVERED", "at": t(2), "status": 200,
+        "error": None}
+
+
+def delivery(delivery_id: str, hook: str = "h1", created_on: str = "") -> WebhookDelivery:
+    return WebhookDelivery(id=delivery_id, hook=hook, repository=SOURCE, event="ping", body="{}",
+                           state="PENDING", created_on=created_on or t(1),
+                           next_attempt_on=created_on or t(1))
+
+
 def test_webhook_deliveries_page_newest_first_and_prune(store: Store) -> None:
     log = store.webhook_deliveries
     for second in range(1, 6):
-        log.insert({"_id": f"d{second}", "hook": "h1", "created_on": t(second), "state": "PENDING",
-                    "body": "{}", "attempts": []})
-    log.insert({"_id": "x", "hook": "h2", "created_on": t(1), "state": "PENDING", "body": "{}",
-                "attempts": []})
+        log.insert(delivery(f"d{second}", created_on=t(second)))
+    log.insert(delivery("x", "h2"))
+    with pytest.raises(DuplicateKey):
+        log.insert(delivery("x"))
     page, total = log.page("h1", 1, 2)
-    assert total == 5 and [delivery["_id"] for delivery in page] == ["d4", "d3"]
-    assert log.update("d5", {"state": "DELIVERED", "attempts": [{"status": 200}]})["state"] \
-        == "DELIVERED"
-    assert log.get("d5")["attempts"] == [{"status": 200}]
+    assert total == 5 and [found.id for found in page] == ["d4", "d3"]
+    attempt = DeliveryAttempt(at=t(6), status=200, duration_ms=1.5, error=None)
+    assert log.update("d5", state="DELIVERED", attempts=(attempt,)).state == "DELIVERED"
+    assert log.get("d5").attempts == (attempt,)
     assert log.prune("h1", 2) == 3
-    assert [delivery["_id"] for delivery in log.page("h1", 0, 10)[0]] == ["d5", "d4"]
+    assert [found.id for found in log.page("h1", 0, 10)[0]] == ["d5", "d4"]
     log.delete_for_hook("h1")
     assert log.page("h1", 0, 10) == ([], 0) and log.get("x") is not None
+
+
+def test_webhook_deliveries_are_records_stored_as_before(store: Store) -> None:
+    """A delivery comes out as the record that went in, stored in the shape it had before."""
+    log = store.webhook_deliveries
+    queued = replace(delivery("d1"), body='{"event":"ping"}', redelivery_of="d0")
+    log.insert(queued)
+    assert log.get("d1") == queued
+    assert stored(log, "d1") == {
+        "_id": "d1", "hook": "h1", "repository": SOURCE, "event": "ping",
+        "body": '{"event":"ping"}', "state": "PENDING", "created_on": t(1), "attempts": [],
+        "attempt_count": 0, "next_attempt_on": t(1), "delivered_on": None, "redelivery_of": "d0"}
+    attempt = DeliveryAttempt(at=t(2), status=None, duration_ms=3.0, error="refused")
+    cancelled = log.update("d1", state="CANCELLED", error="the webhook is switched off",
+                           attempts=(attempt,), attempt_count=1, next_attempt_on=None)
+    assert cancelled == replace(queued, state="CANCELLED", error="the webhook is switched off",
+                                attempts=(attempt,), attempt_count=1, next_attempt_on=None)
+    document = stored(log, "d1")
+    assert document is not None and document["error"] == "the webhook is switched off"
+    assert document["attempts"] == [{"at": t(2), "status": None, "duration_ms": 3.0,
+                                     "error": "refused"}]
 
 
 def test_released_versions_of_every_repository_newest_first(store: Store) -> None:

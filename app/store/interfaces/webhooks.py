@@ -1,35 +1,64 @@
-"""The repositories of webhooks and their deliveries."""
+"""The repositories of webhooks and their deliveries: they return the model's records
+(`app/model/records.py`), and `dump`/`load` documents for `termsync db copy`."""
 
 from __future__ import annotations
 
-from ...model import Document, DocumentPage
-from .documents import DocumentRepository
+from typing import Unpack
+
+from ...model.records import DeliveryChanges, Webhook, WebhookChanges, WebhookDelivery
+from .documents import Copied
 
 
-class Webhooks(DocumentRepository):
-    """Webhooks of repositories (`_id` = hook id): target, events, secret, state, failures."""
+class Webhooks(Copied):
+    """Webhooks of repositories, by id: target, events, secret, state, failures."""
 
-    def for_repository(self, repository: str) -> list[Document]:
+    def get(self, hook_id: str) -> Webhook | None:
+        raise NotImplementedError
+
+    def insert(self, hook: Webhook) -> None:
+        """Register a new hook; DuplicateKey if its id exists."""
+        raise NotImplementedError
+
+    def update(self, hook_id: str, **changes: Unpack[WebhookChanges]) -> Webhook | None:
+        """Set fields; the hook as it is now (None if there is none)."""
+        raise NotImplementedError
+
+    def delete(self, hook_id: str) -> None:
+        raise NotImplementedError
+
+    def for_repository(self, repository: str) -> list[Webhook]:
         """The hooks of one repository (source or collection url), oldest first."""
         raise NotImplementedError
 
     def record_attempt(self, hook_id: str, ok: bool, now: str, disable_after: int,
-                       reason: str) -> Document | None:
+                       reason: str) -> Webhook | None:
         """Count one delivery attempt atomically: a success resets `failures`, a failure adds
         one and, reaching `disable_after`, turns the hook off (`active` false, `disabled_on`,
         `disabled_reason`); the hook after the change."""
         raise NotImplementedError
 
-    def disabled(self, limit: int = 100) -> tuple[list[Document], int]:
+    def disabled(self, limit: int = 100) -> tuple[list[Webhook], int]:
         """Hooks turned off after failing (not those their owner switched off), newest first,
         and how many there are."""
         raise NotImplementedError
 
 
-class WebhookDeliveries(DocumentRepository):
-    """The delivery log of webhooks (`_id` = delivery id): event, body, state, last attempts."""
+class WebhookDeliveries(Copied):
+    """The delivery log of webhooks, by delivery id: event, body, state, last attempts."""
 
-    def page(self, hook_id: str, skip: int, limit: int) -> DocumentPage:
+    def get(self, delivery_id: str) -> WebhookDelivery | None:
+        raise NotImplementedError
+
+    def insert(self, delivery: WebhookDelivery) -> None:
+        """Log a new delivery; DuplicateKey if its id exists."""
+        raise NotImplementedError
+
+    def update(self, delivery_id: str,
+               **changes: Unpack[DeliveryChanges]) -> WebhookDelivery | None:
+        """Set fields; the delivery as it is now (None if there is none)."""
+        raise NotImplementedError
+
+    def page(self, hook_id: str, skip: int, limit: int) -> tuple[list[WebhookDelivery], int]:
         """A hook's deliveries, newest first, and how many it has."""
         raise NotImplementedError
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Unpack
 
 from ...model import Document
+from ...model.records import DeliveryChanges, Webhook, WebhookChanges, WebhookDelivery
 from .. import interfaces
-from .content import DocumentRepository
+from ..records import (
+    delivery_changes_document,
+    delivery_document,
+    delivery_record,
+    webhook_changes_document,
+    webhook_document,
+    webhook_record,
+)
 from .db import DocTable, SqliteDatabase
 
 
-class Webhooks(DocumentRepository, interfaces.Webhooks):
+class Webhooks(interfaces.Webhooks):
     """`webhooks`: the repository, on/off flag and failure count in columns, the rest in `doc`."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -18,11 +27,26 @@ class Webhooks(DocumentRepository, interfaces.Webhooks):
         self.table = DocTable(database, "webhooks", ("repository", "created_on", "failures",
                                                      "disabled_on"), flags=("active",))
 
-    def for_repository(self, repository: str) -> list[Document]:
-        return self.table.where("repository = ?", (repository,), "created_on, _id")
+    def get(self, hook_id: str) -> Webhook | None:
+        document = self.table.get(hook_id)
+        return None if document is None else webhook_record(document)
+
+    def insert(self, hook: Webhook) -> None:
+        self.table.insert(webhook_document(hook))
+
+    def update(self, hook_id: str, **changes: Unpack[WebhookChanges]) -> Webhook | None:
+        document = self.table.update(hook_id, webhook_changes_document(changes))
+        return None if document is None else webhook_record(document)
+
+    def delete(self, hook_id: str) -> None:
+        self.table.delete(hook_id)
+
+    def for_repository(self, repository: str) -> list[Webhook]:
+        return [webhook_record(document) for document in
+                self.table.where("repository = ?", (repository,), "created_on, _id")]
 
     def record_attempt(self, hook_id: str, ok: bool, now: str, disable_after: int,
-                       reason: str) -> Document | None:
+                       reason: str) -> Webhook | None:
         # One statement, so two workers' attempts cannot lose a count between them.
         with self.database.transaction() as connection:
             if ok:
@@ -38,22 +62,43 @@ class Webhooks(DocumentRepository, interfaces.Webhooks):
             if hook is not None and not ok and hook["disabled_on"] == now \
                     and hook.get("disabled_reason") is None:
                 hook = self.table.update(hook_id, {"disabled_reason": reason})
-        return hook
+        return None if hook is None else webhook_record(hook)
 
-    def disabled(self, limit: int = 100) -> tuple[list[Document], int]:
+    def disabled(self, limit: int = 100) -> tuple[list[Webhook], int]:
         clause = "active = 0 AND disabled_on IS NOT NULL"
-        return self.table.page(clause, (), "disabled_on DESC, _id DESC", 0, limit)
+        found, total = self.table.page(clause, (), "disabled_on DESC, _id DESC", 0, limit)
+        return [webhook_record(document) for document in found], total
+
+    def dump(self) -> Iterator[Document]:
+        return self.table.dump()
+
+    def load(self, documents: Iterable[Document]) -> int:
+        return self.table.load(documents)
 
 
-class WebhookDeliveries(DocumentRepository, interfaces.WebhookDeliveries):
+class WebhookDeliveries(interfaces.WebhookDeliveries):
     """`webhook_deliveries`: one row per delivery, its hook and creation time in columns."""
 
     def __init__(self, database: SqliteDatabase) -> None:
         self.database = database
         self.table = DocTable(database, "webhook_deliveries", ("hook", "created_on", "state"))
 
-    def page(self, hook_id: str, skip: int, limit: int) -> tuple[list[Document], int]:
-        return self.table.page("hook = ?", (hook_id,), "created_on DESC, _id DESC", skip, limit)
+    def get(self, delivery_id: str) -> WebhookDelivery | None:
+        document = self.table.get(delivery_id)
+        return None if document is None else delivery_record(document)
+
+    def insert(self, delivery: WebhookDelivery) -> None:
+        self.table.insert(delivery_document(delivery))
+
+    def update(self, delivery_id: str,
+               **changes: Unpack[DeliveryChanges]) -> WebhookDelivery | None:
+        document = self.table.update(delivery_id, delivery_changes_document(changes))
+        return None if document is None else delivery_record(document)
+
+    def page(self, hook_id: str, skip: int, limit: int) -> tuple[list[WebhookDelivery], int]:
+        found, total = self.table.page("hook = ?", (hook_id,), "created_on DESC, _id DESC", skip,
+                                       limit)
+        return [delivery_record(document) for document in found], total
 
     def prune(self, hook_id: str, keep: int) -> int:
         with self.database.transaction() as connection:
