@@ -4,6 +4,9 @@ same on SQLite and MongoDB, so `termsync db copy` moves them unchanged), and the
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import Generic, Protocol, TypeVar, Unpack
+
 from ..model import Document
 from ..model.records import (
     DeliveryAttempt,
@@ -15,6 +18,9 @@ from ..model.records import (
     WebhookChanges,
     WebhookDelivery,
 )
+from . import interfaces
+
+Record = TypeVar("Record")
 
 
 def export_file_document(file: ExportFile) -> Document:
@@ -130,3 +136,80 @@ def delivery_changes_document(changes: DeliveryChanges) -> Document:
     if "attempts" in changes:
         document["attempts"] = [attempt_document(attempt) for attempt in changes["attempts"]]
     return document
+
+
+class Documents(Protocol):
+    """What a backend keeps a repository's documents in (a SQLite `DocTable`, a MongoDB
+    collection's `DocumentRepository`): addressed by `_id`, dumped and loaded as they are."""
+
+    def get(self, key: str) -> Document | None: ...
+
+    def insert(self, document: Document) -> None: ...
+
+    def update(self, key: str, changes: Document) -> Document | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def dump(self) -> Iterator[Document]: ...
+
+    def load(self, documents: Iterable[Document]) -> int: ...
+
+
+class Recorded(Generic[Record]):
+    """The record side both backends share: a repository's records read, inserted, changed and
+    deleted over its `documents`, converted here; `dump`/`load` move the documents unchanged."""
+
+    documents: Documents
+
+    def record(self, document: Document) -> Record:
+        raise NotImplementedError
+
+    def stored(self, record: Record) -> Document:
+        raise NotImplementedError
+
+    def get(self, key: str) -> Record | None:
+        document = self.documents.get(key)
+        return None if document is None else self.record(document)
+
+    def insert(self, record: Record) -> None:
+        self.documents.insert(self.stored(record))
+
+    def _set(self, key: str, fields: Document) -> Record | None:
+        document = self.documents.update(key, fields)
+        return None if document is None else self.record(document)
+
+    def delete(self, key: str) -> None:
+        self.documents.delete(key)
+
+    def dump(self) -> Iterator[Document]:
+        return self.documents.dump()
+
+    def load(self, documents: Iterable[Document]) -> int:
+        return self.documents.load(documents)
+
+
+class RecordedWebhooks(Recorded[Webhook], interfaces.Webhooks):
+    """Webhooks as records over a backend's documents; the backend adds its queries."""
+
+    def record(self, document: Document) -> Webhook:
+        return webhook_record(document)
+
+    def stored(self, record: Webhook) -> Document:
+        return webhook_document(record)
+
+    def update(self, hook_id: str, **changes: Unpack[WebhookChanges]) -> Webhook | None:
+        return self._set(hook_id, webhook_changes_document(changes))
+
+
+class RecordedDeliveries(Recorded[WebhookDelivery], interfaces.WebhookDeliveries):
+    """Webhook deliveries as records over a backend's documents; the backend adds its queries."""
+
+    def record(self, document: Document) -> WebhookDelivery:
+        return delivery_record(document)
+
+    def stored(self, record: WebhookDelivery) -> Document:
+        return delivery_document(record)
+
+    def update(self, delivery_id: str,
+               **changes: Unpack[DeliveryChanges]) -> WebhookDelivery | None:
+        return self._set(delivery_id, delivery_changes_document(changes))

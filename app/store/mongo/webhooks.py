@@ -3,27 +3,20 @@ off after failures are single-document atomic updates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, Unpack
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from ...model import Document
-from ...model.records import DeliveryChanges, Webhook, WebhookChanges, WebhookDelivery
-from .. import interfaces
-from ..records import (
-    delivery_changes_document,
-    delivery_document,
-    delivery_record,
-    webhook_changes_document,
-    webhook_document,
-    webhook_record,
-)
+from ...model.records import Webhook, WebhookDelivery
+from ..records import RecordedDeliveries, RecordedWebhooks
 from .content import DocumentRepository
 
 
-class Webhooks(interfaces.Webhooks):
+class Webhooks(RecordedWebhooks):
     """The `webhooks` collection."""
+
+    documents: DocumentRepository
 
     def __init__(self, db: Any) -> None:
         self.documents = DocumentRepository(db["webhooks"])
@@ -33,22 +26,8 @@ class Webhooks(interfaces.Webhooks):
         self.collection.create_index([("repository", ASCENDING), ("created_on", ASCENDING)])
         self.collection.create_index([("active", ASCENDING), ("disabled_on", DESCENDING)])
 
-    def get(self, hook_id: str) -> Webhook | None:
-        document = self.documents.get(hook_id)
-        return None if document is None else webhook_record(document)
-
-    def insert(self, hook: Webhook) -> None:
-        self.documents.insert(webhook_document(hook))
-
-    def update(self, hook_id: str, **changes: Unpack[WebhookChanges]) -> Webhook | None:
-        document = self.documents.update(hook_id, webhook_changes_document(changes))
-        return None if document is None else webhook_record(document)
-
-    def delete(self, hook_id: str) -> None:
-        self.documents.delete(hook_id)
-
     def for_repository(self, repository: str) -> list[Webhook]:
-        return [webhook_record(document) for document in self.collection.find(
+        return [self.record(document) for document in self.collection.find(
             {"repository": repository}).sort([("created_on", ASCENDING), ("_id", ASCENDING)])]
 
     def record_attempt(self, hook_id: str, ok: bool, now: str, disable_after: int,
@@ -56,33 +35,29 @@ class Webhooks(interfaces.Webhooks):
         if ok:
             hook: Document | None = self.collection.find_one_and_update(
                 {"_id": hook_id}, {"$set": {"failures": 0}}, return_document=ReturnDocument.AFTER)
-            return None if hook is None else webhook_record(hook)
+            return None if hook is None else self.record(hook)
         hook = self.collection.find_one_and_update(
             {"_id": hook_id}, {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER)
         if hook is None or hook["failures"] < disable_after:
-            return None if hook is None else webhook_record(hook)
+            return None if hook is None else self.record(hook)
         # Only the attempt that finds it still on switches it off (and names the reason).
         switched: Document | None = self.collection.find_one_and_update(
             {"_id": hook_id, "active": True},
             {"$set": {"active": False, "disabled_on": now, "disabled_reason": reason}},
             return_document=ReturnDocument.AFTER)
-        return webhook_record(switched) if switched else self.get(hook_id)
+        return self.record(switched) if switched else self.get(hook_id)
 
     def disabled(self, limit: int = 100) -> tuple[list[Webhook], int]:
         found, total = self.documents.page({"active": False, "disabled_on": {"$ne": None}},
                                            [("disabled_on", DESCENDING), ("_id", DESCENDING)],
                                            0, limit)
-        return [webhook_record(document) for document in found], total
-
-    def dump(self) -> Iterator[Document]:
-        return self.documents.dump()
-
-    def load(self, documents: Iterable[Document]) -> int:
-        return self.documents.load(documents)
+        return [self.record(document) for document in found], total
 
 
-class WebhookDeliveries(interfaces.WebhookDeliveries):
+class WebhookDeliveries(RecordedDeliveries):
     """The `webhook_deliveries` collection."""
+
+    documents: DocumentRepository
 
     def __init__(self, db: Any) -> None:
         self.documents = DocumentRepository(db["webhook_deliveries"])
@@ -92,23 +67,11 @@ class WebhookDeliveries(interfaces.WebhookDeliveries):
         self.collection.create_index([("hook", ASCENDING), ("created_on", DESCENDING),
                                       ("_id", DESCENDING)])
 
-    def get(self, delivery_id: str) -> WebhookDelivery | None:
-        document = self.documents.get(delivery_id)
-        return None if document is None else delivery_record(document)
-
-    def insert(self, delivery: WebhookDelivery) -> None:
-        self.documents.insert(delivery_document(delivery))
-
-    def update(self, delivery_id: str,
-               **changes: Unpack[DeliveryChanges]) -> WebhookDelivery | None:
-        document = self.documents.update(delivery_id, delivery_changes_document(changes))
-        return None if document is None else delivery_record(document)
-
     def page(self, hook_id: str, skip: int, limit: int) -> tuple[list[WebhookDelivery], int]:
         found, total = self.documents.page({"hook": hook_id},
                                            [("created_on", DESCENDING), ("_id", DESCENDING)],
                                            skip, limit)
-        return [delivery_record(document) for document in found], total
+        return [self.record(document) for document in found], total
 
     def prune(self, hook_id: str, keep: int) -> int:
         kept = [found["_id"] for found in self.collection.find(
@@ -119,9 +82,3 @@ class WebhookDeliveries(interfaces.WebhookDeliveries):
 
     def delete_for_hook(self, hook_id: str) -> None:
         self.collection.delete_many({"hook": hook_id})
-
-    def dump(self) -> Iterator[Document]:
-        return self.documents.dump()
-
-    def load(self, documents: Iterable[Document]) -> int:
-        return self.documents.load(documents)
