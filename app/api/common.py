@@ -30,8 +30,6 @@ DATE_MARGIN = timedelta(seconds=1)
 # (gunicorn drops an application's `Date`); the proxy sends it on as `Date` (docs/deployment.md).
 DATE_CARRIER = "X-Termsync-Date"
 
-Listed = TypeVar("Listed")  # what a list endpoint pages through: documents or records
-
 
 def domain() -> Domain:
     """The domain services of the running app."""
@@ -142,7 +140,11 @@ def paging_headers(num_found: int, num_returned: int, next_url: str | None) -> d
     return headers
 
 
-def list_response(args: dict[str, Any], fetch: Callable[[int, int], tuple[list[Listed], int]],
+Listed = TypeVar("Listed")  # what a list holds: documents, or the model's records
+
+
+def list_response(args: dict[str, Any],
+                  fetch: Callable[[int, int], tuple[list[Listed], int]],
                   render: Callable[[Listed], dict[str, Any]]) -> Response:
     """One page of a list (`page`, `limit` in args): `fetch(skip, limit)` gives the documents
     (or records) and how many there are in all; paging headers, with `next` at the following

@@ -56,6 +56,7 @@ def export_record(document: Document) -> ExportRecord:
 
 
 def last_delivery_document(last: LastDelivery) -> Document:
+    """The `last_delivery` a hook keeps."""
     return {"id": last.id, "event": last.event, "state": last.state, "at": last.at,
             "status": last.status, "error": last.error}
 
@@ -76,6 +77,7 @@ def webhook_document(hook: Webhook) -> Document:
 
 
 def webhook_record(document: Document) -> Webhook:
+    """A stored hook (`repository_deleted` absent until its repository is gone)."""
     last = document.get("last_delivery")
     return Webhook(
         id=document["_id"], repository=document["repository"], url=document["url"],
@@ -100,6 +102,7 @@ def webhook_changes_document(changes: WebhookChanges) -> Document:
 
 
 def attempt_document(attempt: DeliveryAttempt) -> Document:
+    """One of the `attempts` a delivery keeps."""
     return {"at": attempt.at, "status": attempt.status, "duration_ms": attempt.duration_ms,
             "error": attempt.error}
 
@@ -119,6 +122,7 @@ def delivery_document(delivery: WebhookDelivery) -> Document:
 
 
 def delivery_record(document: Document) -> WebhookDelivery:
+    """A stored delivery (`error` absent unless it was cancelled for one)."""
     return WebhookDelivery(
         id=document["_id"], hook=document["hook"], repository=document["repository"],
         event=document["event"], body=document["body"], state=document["state"],
@@ -162,9 +166,11 @@ class Recorded(Generic[Record]):
     documents: Documents
 
     def record(self, document: Document) -> Record:
+        """The record a stored document holds."""
         raise NotImplementedError
 
     def stored(self, record: Record) -> Document:
+        """The document a record is stored as."""
         raise NotImplementedError
 
     def get(self, key: str) -> Record | None:
