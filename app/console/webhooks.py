@@ -5,6 +5,7 @@ carries the CSRF token."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from marshmallow import ValidationError
 
 from ..domain.errors import Invalid
 from ..domain.loader import flatten_errors
+from ..model.records import Webhook, WebhookDelivery
 from ..webhooks import WebhookService, webhook_service
 from ..webhooks.schemas import WebhookInSchema
 from ..webhooks.service import EVENTS
@@ -39,16 +41,23 @@ def _managed(owner_kind: str, owner_id: str, repo_path: str,
     return service, repo, who
 
 
+@dataclass(frozen=True, slots=True)
+class HookLog:
+    """A hook as the page shows it: with its newest deliveries, and how many its log keeps."""
+
+    hook: Webhook
+    deliveries: list[WebhookDelivery]
+    total: int
+
+
 def _page(service: WebhookService, repo: dict[str, Any], who: Any, status: int = 200,
           **context: Any) -> Answer:
-    hooks: list[dict[str, Any]] = []
-    for hook in service.of_repository(who, repo):
-        deliveries, total = service.deliveries(who, repo, hook.id, 0, DELIVERIES_SHOWN)
-        hooks.append({"hook": hook, "deliveries": deliveries, "total": total})
+    hooks = [HookLog(hook, *service.deliveries(who, repo, hook.id, 0, DELIVERIES_SHOWN))
+             for hook in service.of_repository(who, repo)]
     notice = NOTICES.get(request.args.get("notice", ""))
     return render("console/webhooks.html", status, source=repo, hooks=hooks, events=EVENTS,
-                  switched_off=[entry["hook"] for entry in hooks
-                                if not entry["hook"].active and entry["hook"].disabled_on],
+                  switched_off=[entry.hook for entry in hooks
+                                if not entry.hook.active and entry.hook.disabled_on],
                   notice=notice, **context)
 
 
