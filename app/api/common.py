@@ -7,7 +7,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import orjson
@@ -140,11 +140,15 @@ def paging_headers(num_found: int, num_returned: int, next_url: str | None) -> d
     return headers
 
 
+Listed = TypeVar("Listed")  # what a list holds: documents, or the model's records
+
+
 def list_response(args: dict[str, Any],
-                  fetch: Callable[[int, int], tuple[list[dict[str, Any]], int]],
-                  render: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+                  fetch: Callable[[int, int], tuple[list[Listed], int]],
+                  render: Callable[[Listed], dict[str, Any]]) -> Response:
     """One page of a list (`page`, `limit` in args): `fetch(skip, limit)` gives the documents
-    and how many there are in all; paging headers, with `next` at the following page."""
+    (or records) and how many there are in all; paging headers, with `next` at the following
+    page."""
     page, limit = args["page"], args["limit"]
     documents, num_found = fetch((page - 1) * limit, limit)
     items = [render(document) for document in documents]

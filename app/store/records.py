@@ -5,7 +5,7 @@ same on SQLite and MongoDB, so `termsync db copy` moves them unchanged), and the
 from __future__ import annotations
 
 from ..model import Document
-from ..model.records import ExportFile, ExportRecord
+from ..model.records import ExportFile, ExportRecord, Job
 
 
 def export_file_document(file: ExportFile) -> Document:
@@ -35,3 +35,30 @@ def export_record(document: Document) -> ExportRecord:
                         version_id=document["version_id"], job_id=document["job_id"],
                         since_id=document.get("since_id"),
                         file=export_file(file) if file else None)
+
+
+def job_document(job: Job) -> Document:
+    return {"_id": job.id, "kind": job.kind, "key": job.key, "state": job.state,
+            "payload": job.payload, "owner": job.owner, "progress": job.progress,
+            "result": job.result, "error": job.error, "attempts": job.attempts,
+            "worker": job.worker, "lease_until": job.lease_until, "generation": job.generation,
+            "queue": job.queue, "created_on": job.created_on, "updated_on": job.updated_on,
+            "started_on": job.started_on, "finished_on": job.finished_on,
+            "not_before": job.not_before}
+
+
+def job(document: Document) -> Job:
+    """A stored job (one from an older release may lack the fields added since: `queue`,
+    `not_before`)."""
+    generation = document.get("generation")
+    return Job(id=document["_id"], kind=document["kind"], state=document["state"],
+               payload=document["payload"], created_on=document["created_on"],
+               updated_on=document["updated_on"],
+               key=document.get("key"),
+               generation=None if generation is None else int(generation),
+               owner=document.get("owner"), queue=document.get("queue"),
+               progress=document.get("progress") or {}, result=document.get("result"),
+               error=document.get("error"), attempts=int(document.get("attempts") or 0),
+               worker=document.get("worker"), lease_until=document.get("lease_until"),
+               started_on=document.get("started_on"), finished_on=document.get("finished_on"),
+               not_before=document.get("not_before"))
