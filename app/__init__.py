@@ -42,7 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     domain = Domain(store)
     # On MongoDB, writes interrupted by a crash are finished or discarded (only those old enough
     # not to be in flight in another process); SQLite's writes are atomic and need nothing.
-    store.items.finish_pending(older_than=format_time(datetime.now(UTC) - timedelta(minutes=5)))
+    domain.content.finish_pending(older_than=format_time(datetime.now(UTC) - timedelta(minutes=5)))
     app.extensions["termsync"] = domain
     app.extensions["termsync.store"] = store
 
@@ -65,14 +65,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .webhooks import init as init_webhooks
 
     api = init_api(app)
-    init_ops(app, api, domain, workers)
-    # Feature packages register their blueprints on `api` and their job handlers on `workers`;
-    # the console last: its pages use the services the others registered.
+    init_ops(app, api, domain, workers, store)
+    # Feature packages register their blueprints on `api` and their job handlers on `workers`,
+    # and take from `store` the repositories they own (tests/test_layering.py says which); the
+    # console last: its pages use the services the others registered.
     for init_feature in (init_exports, init_imports, init_collections, init_webhooks,
                          init_feeds, init_console):
-        init_feature(app, api, domain, workers)
+        init_feature(app, api, domain, workers, store)
     add_maintenance_task(app, "items-finish-pending", settings.ops.maintenance_interval,
-                         lambda: store.items.finish_pending(older_than=format_time(
+                         lambda: domain.content.finish_pending(older_than=format_time(
                              datetime.now(UTC) - timedelta(minutes=5))))
 
     if settings.load_demo:

@@ -61,14 +61,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     """Load an OCL JSON-lines file as a user; print a summary and the failed lines."""
-    from .domain.accounts import Caller
     from .domain.loader import Loader, Target, numbered_lines
 
     app = _app(args)
     domain = app.extensions["termsync"]
-    user = domain.accounts.get_user(args.user)
-    caller = Caller(username=user["_id"], is_admin=bool(user.get("is_admin")),
-                    orgs=frozenset(domain.repos.orgs.for_member(user["_id"])))
+    caller = domain.accounts.caller_for(domain.accounts.get_user(args.user)["_id"])
     target = None
     if args.source:
         kind, _, rest = args.source.strip("/").partition("/")
@@ -148,12 +145,11 @@ def cmd_set_active(args: argparse.Namespace) -> int:
 
 
 def cmd_create_org(args: argparse.Namespace) -> int:
-    from .domain.accounts import Caller
 
     app = _app(args)
     accounts = app.extensions["termsync"].accounts
     owner = accounts.get_user(args.owner)
-    accounts.create_org(Caller(username=owner["_id"]), {
+    accounts.create_org(accounts.caller_for(owner["_id"]), {
         "id": args.org_id, "name": args.name, "public_access": args.public_access})
     print(f"created organization {args.org_id} with member {args.owner}")
     return 0

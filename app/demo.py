@@ -7,7 +7,6 @@ from collections import Counter
 from importlib import resources
 
 from .domain import Domain
-from .domain.accounts import Caller
 from .domain.loader import Loader, numbered_lines
 
 logger = logging.getLogger(__name__)
@@ -17,9 +16,9 @@ DEMO_USER = "demo"
 
 def load_demo(domain: Domain) -> Counter[str]:
     """Load sample_ocldev.jsonl (idempotent: a second load reports everything unchanged)."""
-    if domain.repos.users.get(DEMO_USER) is None:
+    if not domain.accounts.has_user(DEMO_USER):
         domain.accounts.create_user(DEMO_USER, name="Demo curator")
-    caller = Caller(username=DEMO_USER, orgs=frozenset(domain.repos.orgs.for_member(DEMO_USER)))
+    caller = domain.accounts.caller_for(DEMO_USER)
     loader = Loader(domain.content, caller)
     counts: Counter[str] = Counter()
     text = resources.files("app").joinpath("data/sample_ocldev.jsonl").read_text("utf-8")

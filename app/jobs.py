@@ -163,7 +163,15 @@ class JobQueue:
 
     def depth(self) -> int:
         """How many jobs wait or run."""
-        return sum(self.jobs.active_counts().values())
+        return sum(self.active_counts().values())
+
+    def active_counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs wait or run, by (kind, state)."""
+        return self.jobs.active_counts()
+
+    def oldest_pending(self) -> str | None:
+        """When the job waiting longest was queued (None: none waits)."""
+        return self.jobs.oldest_pending()
 
 
 @dataclass

@@ -78,7 +78,7 @@ def run(items: int, references: int, small: int, cuts: int, database: str) -> di
     store = app.extensions["termsync.store"]
     client = app.test_client()
     call(client, "POST", "/orgs/", 201, json={"id": "Bench"})
-    load_seconds, (_, _, count) = timed(lambda: load(domain, items))
+    load_seconds, (_, _, count) = timed(lambda: load(app.extensions["termsync.store"], domain, items))
     result: dict[str, Any] = {"database": database.split(":")[0], "source_items": count,
                               "load_seconds": round(load_seconds, 1)}
 

@@ -115,7 +115,7 @@ def main() -> int:
                       "ACCESS_LOG": False, "EXPORT_ON_RELEASE": False,
                       "EXPORT_DIR": f"{directory}/exports", "IMPORT_DIR": f"{directory}/imports"})
     domain = app.extensions["termsync"]
-    store = domain.store
+    store = app.extensions["termsync.store"]
     content = domain.content
     domain.accounts.create_org(CALLER, {"id": "Bench"})
     source = content.create_source(CALLER, Owner(ORG, "Bench"),

@@ -91,7 +91,7 @@ def change(app: Any, items: int, percent: float) -> dict[str, int]:
     """`percent` of the items changed through the domain: {kind of change: how many}."""
     domain = app.extensions["termsync"]
     content = domain.content
-    source = domain.repos.sources.get(SOURCE)
+    source = domain.content.find_repo(SOURCE)
     concepts = items // 3
     budget = max(10, int(items * percent / 100))
     picked = list(range(0, concepts, max(1, concepts // budget)))  # spread over the source
@@ -123,7 +123,7 @@ def change(app: Any, items: int, percent: float) -> dict[str, int]:
                                "locale_preferred": True, "name_type": "FULLY_SPECIFIED"}]},
                     expect="new")
             counts[kind] += 1
-            source = domain.repos.sources.get(SOURCE) or source
+            source = domain.content.find_repo(SOURCE) or source
     return counts
 
 
@@ -131,7 +131,7 @@ def build(app: Any, version: dict[str, Any], base: dict[str, Any] | None) -> dic
     """Build v2's export (or delta from `base`) in this process: seconds, bytes, peak memory."""
     service = export_service(app)
     domain = app.extensions["termsync"]
-    source = domain.repos.sources.get(SOURCE)
+    source = domain.content.find_repo(SOURCE)
     with app.app_context():
         service.request(source, version, rebuild=True, base=base)
     rss = _status_kb("VmRSS")
@@ -229,16 +229,16 @@ def run(items: int, rounds: int, percent: float) -> dict[str, Any]:
     try:
         app = create_app(config(work, TESTING=True))
         domain = app.extensions["termsync"]
-        domain.repos.orgs.insert({"_id": "Bench", "id": "Bench", "public_access": "View",
+        app.extensions["termsync.store"].orgs.insert({"_id": "Bench", "id": "Bench", "public_access": "View",
                                   "members": []})
         started = time.perf_counter()
         day_ago = format_time(datetime.now(UTC) - timedelta(days=1))
-        source, cut, _ = load(domain, items, now=day_ago)
+        source, cut, _ = load(app.extensions["termsync.store"], domain, items, now=day_ago)
         domain.content.delete_version(CALLER, source, cut)
         # the newest item of v1 written now, the rest a day ago: a diff from v1's lastUpdated
         # (less the subscriber's minute of overlap) holds what changed since, not everything
         domain.content.update_concept(CALLER, source, "C0000000", {"datatype": "Text"})
-        source = domain.repos.sources.get(SOURCE)
+        source = domain.content.find_repo(SOURCE)
         v1 = domain.content.create_version(CALLER, source, {"id": "v1", "released": True})
         load_seconds = time.perf_counter() - started
         build(app, v1, None)  # what the first sync downloads
@@ -256,7 +256,7 @@ def run(items: int, rounds: int, percent: float) -> dict[str, Any]:
             started = time.perf_counter()
             counts = change(app, items, percent)
             change_seconds = time.perf_counter() - started
-            source = domain.repos.sources.get(SOURCE)
+            source = domain.content.find_repo(SOURCE)
             v2 = domain.content.create_version(CALLER, source, {"id": "v2", "released": True})
             builds: dict[str, list[dict[str, Any]]] = {"export": [], "delta": []}
             moves: dict[str, list[dict[str, Any]]] = {"delta": [], "diffs": []}

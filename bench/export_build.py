@@ -37,7 +37,7 @@ from app.domain import Domain, ocl
 from app.domain.accounts import ORG, Caller, Owner
 from app.exports.builder import build_export, export_header
 from app.model import CONCEPT, LIVE, MAPPING, version_url
-from app.store import open_store
+from app.store import Store, open_store
 from app.timeutil import now_iso
 
 CALLER = Caller(username="bench", is_admin=True)
@@ -69,7 +69,7 @@ def _item(source: dict[str, Any], kind: str, item_id: str, seq: int, now: str,
             "created_by": "bench", "updated_by": "bench", "data": data, "seq": seq, "sup": LIVE}
 
 
-def load(domain: Domain, items: int, now: str | None = None,
+def load(store: Store, domain: Domain, items: int, now: str | None = None,
          ) -> tuple[dict[str, Any], dict[str, Any], int]:
     """A source with items // 3 concepts and 2 mappings each, all stamped `now` (default: the
     present), and a version v1 of it."""
@@ -103,12 +103,12 @@ def load(domain: Domain, items: int, now: str | None = None,
                 "to_concept_url": ocl.item_url(source["url"], CONCEPT, target),
                 "external_id": None, "extras": {}}))
         if len(batch) >= BATCH:
-            domain.repos.items.load(batch)
+            store.items.load(batch)
             batch = []
-    domain.repos.items.load(batch)
-    domain.repos.sources.update(source["url"], {"seq": seq, "last_updated": now})
-    domain.repos.items.recompute_checksums()
-    source = domain.repos.sources.get(source["url"]) or source
+    store.items.load(batch)
+    store.sources.update(source["url"], {"seq": seq, "last_updated": now})
+    store.items.recompute_checksums()
+    source = domain.content.find_repo(source["url"]) or source
     version = content.create_version(CALLER, source, {"id": "v1", "released": False})
     return source, version, seq
 
@@ -177,7 +177,7 @@ def run_one(items: int, database: str) -> dict[str, Any]:
     store.orgs.insert({"_id": "Bench", "id": "Bench", "public_access": "View", "members": []})
     domain = Domain(store)
     started = time.perf_counter()
-    source, version, count = load(domain, items)
+    source, version, count = load(store, domain, items)
     load_seconds = time.perf_counter() - started
     header = export_header(ocl.render_version(version, source), version.get("last_updated"),
                            now_iso())

@@ -58,8 +58,8 @@ def prepare(directory: str, megabytes: int) -> dict[str, str]:
     client = app.test_client()
     client.post("/orgs/", json={"id": "Bench"}, headers=ADMIN)
     client.post("/orgs/Bench/sources/", json={"id": "Served"}, headers=ADMIN)
-    domain = app.extensions["termsync"]
-    items = domain.repos.items
+    store = app.extensions["termsync.store"]
+    items = store.items
     now = now_iso()
     count = megabytes * 1024 * 1024 // 8400  # ~8.4 KB zipped per concept
     batch = []
@@ -78,7 +78,7 @@ def prepare(directory: str, megabytes: int) -> dict[str, str]:
             items.load(batch)
             batch = []
     items.load(batch)
-    domain.repos.sources.update(SOURCE, {"seq": count, "last_updated": now})
+    store.sources.update(SOURCE, {"seq": count, "last_updated": now})
     items.recompute_checksums()
     client.post(f"{SOURCE}versions/", json={"id": "v1"}, headers=ADMIN)
     client.post(EXPORT, headers=ADMIN)  # GET never builds (OCL v2): a POST queues it
@@ -88,7 +88,7 @@ def prepare(directory: str, megabytes: int) -> dict[str, str]:
     environment["BENCH_FILE"] = os.path.join(
         directory, "exports", answer.headers["ETag"].strip('"')[:2],
         answer.headers["ETag"].strip('"') + ".zip")
-    domain.repos.close()
+    store.close()
     return environment
 
 

@@ -64,7 +64,8 @@ def seed(database: str, export_dir: str, concepts: int) -> None:
     assert client.post("/orgs/", json={"id": "Load"}, headers=ADMIN).status_code == 201
     assert client.post("/orgs/Load/sources/", json={"id": "Terms"}, headers=ADMIN).status_code == 201
     domain = app.extensions["termsync"]
-    source = domain.repos.sources.get(BASE)
+    store = app.extensions["termsync.store"]
+    source = domain.content.find_repo(BASE)
     caller = Caller(username="admin", is_admin=True)
     stamps = []
     for number in range(concepts):
@@ -82,9 +83,9 @@ def seed(database: str, export_dir: str, concepts: int) -> None:
     head = client.head(EXPORT)
     assert head.status_code == 200, head.status_code
     wanted = {f"C{n}" for n in stamps}
-    since = sorted({item["updated_on"] for item in domain.repos.items.iter_content(
+    since = sorted({item["updated_on"] for item in store.items.iter_content(
         ContentQuery(BASE, types=("Concept",))) if item["id"] in wanted})
-    domain.repos.close()
+    store.close()
     print(json.dumps({"since": since, "etag": head.headers["ETag"],
                       "size": int(head.headers["Content-Length"])}))
 

@@ -169,7 +169,7 @@ class TermsyncClient:
         """Seconds before retry number `attempt` (0-based): Retry-After, else capped exp + jitter."""
         if retry_after is not None:
             return min(retry_after, self.backoff_max)
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** attempt)
         return ceiling / 2 + self.jitter() * ceiling / 2
 
     def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,

@@ -6,7 +6,10 @@
   `gridfs`, `sqlite3`, `mongomock`), reads a store's database handle (`store.db`) or builds a
   MongoDB query: every query, and every file kept in the database (GridFS, import uploads),
   belongs to the store;
-- `mongomock` is imported by the MongoDB store alone, lazily, for `mongomock://` (tests).
+- `mongomock` is imported by the MongoDB store alone, lazily, for `mongomock://` (tests);
+- every repository of a `Store` has one owner (the domain, or the feature whose data it holds),
+  and no module outside its owner and `create_app` (which hands each feature what it owns)
+  reaches it; nothing reads a `.repos` or a `Domain`'s store (there is none).
 """
 
 from __future__ import annotations
@@ -183,3 +186,76 @@ def test_nothing_outside_the_store_builds_a_mongodb_query() -> None:
             offenders[name] = operators
     assert MONGO_OPERATOR.match("$set") and not MONGO_OPERATOR.match("$ref")
     assert offenders == {}
+
+
+# The owner of every repository of a Store: the domain (content and accounts, read and written
+# through its rights) or the one feature whose data it holds. `app` is `create_app`, which hands
+# each feature the repositories it owns.
+OWNERS = {
+    "app.domain": {"users", "orgs", "sources", "versions", "items", "references",
+                   "collection_entries"},
+    "app.jobs": {"jobs"},
+    "app.exports": {"exports"},
+    "app.imports": {"import_results", "import_keys"},
+    "app.ops": {"leases", "heartbeats", "rate_counters"},
+    "app.console": {"console_sessions"},
+    "app.webhooks": {"webhooks", "webhook_deliveries"},
+}
+
+
+def repository_reaches(source: str, repositories: set[str]) -> set[str]:
+    """The `<a store>.<repository>` expressions of a module's code."""
+    return {ast.unparse(node) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Attribute) and node.attr in repositories
+            and STORE_EXPRESSION.search(ast.unparse(node.value))}
+
+
+def test_every_repository_has_one_owner() -> None:
+    from app.store.interfaces import Store
+
+    owned = [name for names in OWNERS.values() for name in names]
+    assert sorted(owned) == sorted(set(owned))
+    assert set(owned) == set(Store.__annotations__)
+
+
+def test_a_feature_reaches_only_the_repositories_it_owns() -> None:
+    repositories = {name for names in OWNERS.values() for name in names}
+    offenders = {}
+    for name, path in outside_the_store().items():
+        allowed = set().union(*(names for owner, names in OWNERS.items()
+                                if name == owner or name.startswith(owner + ".")))
+        if name == "app":
+            allowed = repositories
+        found = sorted(reach for reach in repository_reaches(path.read_text(), repositories)
+                       if reach.rsplit(".", 1)[1] not in allowed)
+        if found:
+            offenders[name] = found
+    assert repository_reaches("x = self.domain.content.store.jobs.get(1)", repositories) == {
+        "self.domain.content.store.jobs"}
+    assert repository_reaches("store = app.extensions['termsync.store']; store.exports",
+                              repositories) == {"store.exports"}
+    assert offenders == {}
+
+
+def test_nothing_reads_repos_or_a_domains_store() -> None:
+    offenders = {}
+    for name, path in modules("app").items():
+        if name == "app.store" or name.startswith("app.store."):
+            continue
+        found = sorted({ast.unparse(node) for node in ast.walk(ast.parse(path.read_text()))
+                        if isinstance(node, ast.Attribute) and (
+                            node.attr == "repos" or (node.attr == "store" and re.search(
+                                r"domain\)?$|\['termsync'\]$", ast.unparse(node.value))))})
+        if found:
+            offenders[name] = found
+    assert offenders == {}
+
+
+def test_the_model_stands_above_everything_else() -> None:
+    """The model's words and records import nothing else of the app: storage, the domain and
+    the features speak them, never the other way round."""
+    graph = import_graph("app")
+    model = {name for name in graph if name == "app.model" or name.startswith("app.model.")}
+    outside = {name: sorted(m for m in graph[name] if m not in model) for name in model}
+    assert model and {name: found for name, found in outside.items() if found} == {}
+    assert "app.model" in graph["app.store.interfaces.content"]

@@ -9,9 +9,9 @@ from flask import Response
 from flask.views import MethodView
 
 from ..domain import ocl
-from ..domain.content import CONCEPT, ItemFilters
 from ..domain.errors import Invalid
 from ..domain.values import INT64_MAX
+from ..model import CONCEPT, ItemFilters
 from ..timeutil import parse_time
 from .common import (
     current_caller,
@@ -133,7 +133,7 @@ def item_blueprint(item_type: str, create_schema: Any, update_schema: Any,
 
             def render(item: dict[str, Any]) -> dict[str, Any]:
                 if item["source"] not in sources:
-                    sources[item["source"]] = content.repos.sources.get(item["source"]) or {}
+                    sources[item["source"]] = content.find_repo(item["source"]) or {}
                 source = sources[item["source"]]
                 return render_listed(args, source, content.head_version(source), item)
 

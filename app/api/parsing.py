@@ -13,8 +13,7 @@ from typing import Any
 
 import flask_smorest
 from flask import Request
-from marshmallow import ValidationError
-from marshmallow.utils import missing
+from marshmallow import ValidationError, missing
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from ..domain import values

@@ -20,6 +20,7 @@ from flask import Flask
 from ..config import ConfigError
 from ..domain import Domain
 from ..jobs import Workers
+from ..store import Store
 from . import account, auth, concepts, imports, landing, sources, webhooks
 from .sessions import SessionService
 from .web import EXTENSION, ConsoleServices, ConsoleSettings, Section, console
@@ -39,7 +40,7 @@ for child in (auth.bp, sources.bp, concepts.bp, imports.bp, webhooks.bp, account
     console.register_blueprint(child)
 
 
-def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
+def init(app: Flask, api: Any, domain: Domain, workers: Workers, store: Store) -> None:
     """Register the console (unless CONSOLE_ENABLED is false), its landing page at `/` and
     the purge of expired sessions."""
     settings = app.config
@@ -51,7 +52,7 @@ def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
         raise ConfigError("CONSOLE_SESSION_HOURS and CONSOLE_POLL_SECONDS must be positive")
     if settings["CONSOLE_SEARCH_COUNT_LIMIT"] < 1:
         raise ConfigError("CONSOLE_SEARCH_COUNT_LIMIT must be 1 or more")
-    sessions = SessionService(domain.store.console_sessions, domain.accounts,
+    sessions = SessionService(store.console_sessions, domain.accounts,
                               timedelta(hours=float(settings["CONSOLE_SESSION_HOURS"])))
     app.extensions[EXTENSION] = ConsoleServices(
         domain=domain, sessions=sessions,

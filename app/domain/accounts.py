@@ -81,8 +81,8 @@ class Owner:
 class Accounts:
     """Authentication and authorization over the users, tokens and orgs repositories."""
 
-    def __init__(self, repos: Store) -> None:
-        self.repos = repos
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     # --- authentication -------------------------------------------------------------------
     def caller_for_token(self, token: str | None) -> Caller:
@@ -92,8 +92,8 @@ class Accounts:
             return ANONYMOUS
         # Tokens are looked up by their sha256, never compared as plain text: the time a lookup
         # takes says nothing about how much of a stored token a guess got right.
-        record = self.repos.users.token(hash_token(token))
-        user = self.repos.users.get(record["username"]) if record is not None else None
+        record = self.store.users.token(hash_token(token))
+        user = self.store.users.get(record["username"]) if record is not None else None
         if record is None or user is None:
             raise Unauthorized("Invalid token.")
         if record.get("revoked_on"):
@@ -106,7 +106,15 @@ class Accounts:
             raise Unauthorized("This account is inactive.")
         self._touch(record, now)
         return Caller(username=user["_id"], is_admin=bool(user.get("is_admin")),
-                      orgs=frozenset(self.repos.orgs.for_member(user["_id"])))
+                      orgs=frozenset(self.store.orgs.for_member(user["_id"])))
+
+    def caller_for(self, username: str) -> Caller:
+        """The caller a user is now (admin or not, their orgs as they are now), for work done in
+        their name outside a request (an import job, the CLI, the demo); a user who is gone is
+        a caller with no rights beyond the public's."""
+        user = self.store.users.get(username) or {}
+        return Caller(username=username, is_admin=bool(user.get("is_admin")),
+                      orgs=frozenset(self.store.orgs.for_member(username)))
 
     def _touch(self, record: dict[str, Any], now: datetime) -> None:
         """Record when a token was last used, at most once per TOKEN_TOUCH_INTERVAL: a token
@@ -116,7 +124,7 @@ class Accounts:
         if record.get("last_used_on") and record["last_used_on"] >= before:
             return
         try:
-            self.repos.users.touch_token(record["_id"], timeutil.format_time(now), before)
+            self.store.users.touch_token(record["_id"], timeutil.format_time(now), before)
         except Exception:
             logger.warning("could not record the use of token %s of %s", record.get("id"),
                            record.get("username"), exc_info=True)
@@ -130,7 +138,7 @@ class Accounts:
                 "company": company, "is_admin": is_admin, "is_active": True,
                 "created_on": now, "updated_on": now}
         try:
-            self.repos.users.insert(user)
+            self.store.users.insert(user)
         except DuplicateKey:
             raise Conflict(f"User '{username}' already exists.") from None
         return user
@@ -139,7 +147,7 @@ class Accounts:
                    limit: int) -> tuple[list[dict[str, Any]], int]:
         """Users by username, with `q` in the username or name (administrators only)."""
         require_admin(caller)
-        return self.repos.users.search(q, skip, limit)
+        return self.store.users.search(q, skip, limit)
 
     def require_account(self, caller: Caller, username: str) -> dict[str, Any]:
         """The user whose account (tokens) the caller acts on: themself, or anyone for an admin
@@ -170,7 +178,7 @@ class Accounts:
                   "created_by": caller.username, "expires_on": expires_on,
                   "last_used_on": None, "revoked_on": None, "bootstrap": bootstrap}
         try:
-            self.repos.users.add_token(record)
+            self.store.users.add_token(record)
         except DuplicateKey:
             raise Conflict("This token cannot be used: choose another one.") from None
         logger.info("token %s issued for %s by %s", record["id"], username,
@@ -181,12 +189,12 @@ class Accounts:
                     include_revoked: bool = False) -> list[dict[str, Any]]:
         """A user's tokens, newest first (never their values)."""
         self.require_account(caller, username)
-        return self.repos.users.tokens_of(username, include_revoked)
+        return self.store.users.tokens_of(username, include_revoked)
 
     def get_token(self, caller: Caller, username: str, token_id: str) -> dict[str, Any]:
         """One of a user's tokens by its id."""
         self.require_account(caller, username)
-        record = self.repos.users.token_of(username, token_id)
+        record = self.store.users.token_of(username, token_id)
         if record is None:
             raise NotFound(f"Token '{token_id}' of '{username}' not found.")
         return record
@@ -197,7 +205,7 @@ class Accounts:
         record = self.get_token(caller, username, token_id)
         if not record.get("revoked_on"):
             record["revoked_on"] = now_iso()
-            self.repos.users.update_token(record["_id"], {"revoked_on": record["revoked_on"]})
+            self.store.users.update_token(record["_id"], {"revoked_on": record["revoked_on"]})
             logger.info("token %s of %s revoked by %s", token_id, username,
                         caller.username or "the command line")
         return record
@@ -211,7 +219,7 @@ class Accounts:
         if not active and caller.username == username:
             raise Forbidden("You may not deactivate your own account.")
         if bool(user.get("is_active", True)) != active:
-            user = self.repos.users.update(username, {"is_active": active,
+            user = self.store.users.update(username, {"is_active": active,
                                                       "updated_on": now_iso()}) or user
             logger.info("user %s %s by %s", username, "reactivated" if active else "deactivated",
                         caller.username or "the command line")
@@ -222,16 +230,16 @@ class Accounts:
 
         A new ADMIN_TOKEN replaces the one before: the tokens earlier values issued are revoked.
         A value that was revoked is never issued again (a stale config cannot bring it back)."""
-        user = self.repos.users.get(username)
+        user = self.store.users.get(username)
         if user is None:
             try:
                 self.create_user(username, is_admin=True)
             except Conflict:  # another process starting at the same moment created it
-                user = self.repos.users.get(username)
+                user = self.store.users.get(username)
         if user is not None and not user.get("is_admin"):
-            self.repos.users.update(username, {"is_admin": True})
+            self.store.users.update(username, {"is_admin": True})
         token_hash = hash_token(token)
-        record = self.repos.users.token(token_hash)
+        record = self.store.users.token(token_hash)
         if record is not None and record.get("revoked_on"):
             logger.warning("ADMIN_TOKEN was revoked on %s: it is not issued again; configure a "
                            "new one to have a bootstrap admin token", record["revoked_on"])
@@ -247,10 +255,10 @@ class Accounts:
             except Conflict:
                 pass  # another process starting at the same moment issued it
         elif not record.get("bootstrap"):
-            self.repos.users.update_token(token_hash, {"bootstrap": True, "label": "ADMIN_TOKEN"})
-        for earlier in self.repos.users.bootstrap_tokens():
+            self.store.users.update_token(token_hash, {"bootstrap": True, "label": "ADMIN_TOKEN"})
+        for earlier in self.store.users.bootstrap_tokens():
             if earlier["_id"] != token_hash:
-                self.repos.users.update_token(earlier["_id"], {"revoked_on": now_iso()})
+                self.store.users.update_token(earlier["_id"], {"revoked_on": now_iso()})
                 logger.warning("ADMIN_TOKEN changed: the token the earlier value issued (%s of "
                                "%s) is revoked", earlier.get("id"), earlier["username"])
 
@@ -259,9 +267,19 @@ class Accounts:
         """Personal data (email, account state) is for the user themself and admins only."""
         return caller.is_admin or caller.username == username
 
+    def has_user(self, username: str) -> bool:
+        return self.store.users.get(username) is not None
+
+    def has_org(self, org_id: str) -> bool:
+        return self.store.orgs.get(org_id) is not None
+
+    def find_org(self, org_id: str) -> dict[str, Any] | None:
+        """An organization by its id (or None), whoever may see it: for the server's own work."""
+        return self.store.orgs.get(org_id)
+
     def get_user(self, username: str) -> dict[str, Any]:
         """A user account (404 if there is none)."""
-        user = self.repos.users.get(username)
+        user = self.store.users.get(username)
         if user is None:
             raise NotFound(f"User '{username}' not found.")
         return user
@@ -280,21 +298,21 @@ class Accounts:
                "created_on": now, "updated_on": now,
                "created_by": caller.username, "updated_by": caller.username}
         try:
-            self.repos.orgs.insert(org)
+            self.store.orgs.insert(org)
         except DuplicateKey:
             raise Conflict(f"Organization '{payload['id']}' already exists.") from None
         return org
 
     def add_member(self, org_id: str, username: str) -> None:
         """Make a user a member of an organization."""
-        if self.repos.orgs.get(org_id) is None:
+        if self.store.orgs.get(org_id) is None:
             raise NotFound(f"Organization '{org_id}' not found.")
         self.get_user(username)
-        self.repos.orgs.add_member(org_id, username)
+        self.store.orgs.add_member(org_id, username)
 
     def get_org(self, caller: Caller, org_id: str) -> dict[str, Any]:
         """An organization the caller may see (a private one is 404 to outsiders)."""
-        org = self.repos.orgs.get(org_id)
+        org = self.store.orgs.get(org_id)
         if org is None or not self.can_see_org(caller, org):
             raise NotFound(f"Organization '{org_id}' not found.")
         return org
@@ -308,19 +326,19 @@ class Accounts:
     def list_orgs(self, caller: Caller, skip: int, limit: int,
                   q: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """Organizations the caller may see, by id (with `q` in their id or name)."""
-        return self.repos.orgs.search(q, None, visibility(caller), skip, limit)
+        return self.store.orgs.search(q, None, visibility(caller), skip, limit)
 
     def orgs_of_user(self, caller: Caller, username: str, skip: int,
                      limit: int) -> tuple[list[dict[str, Any]], int]:
         """The organizations a user belongs to that the caller may see."""
         self.get_user(username)
-        return self.repos.orgs.search(None, username, visibility(caller), skip, limit)
+        return self.store.orgs.search(None, username, visibility(caller), skip, limit)
 
     def list_members(self, caller: Caller, org_id: str, skip: int,
                      limit: int) -> tuple[list[dict[str, Any]], int]:
         """The members of an organization the caller may see, by username."""
         org = self.get_org(caller, org_id)
-        return self.repos.users.page_of(list(org.get("members") or []), skip, limit)
+        return self.store.users.page_of(list(org.get("members") or []), skip, limit)
 
     def is_member(self, caller: Caller, org_id: str, username: str) -> bool:
         """Whether a user belongs to an organization the caller may see."""
@@ -331,23 +349,23 @@ class Accounts:
         """Take a user out of an organization (its members and admins only; 404 if not a member)."""
         self.get_org(caller, org_id)
         self.require_owner(caller, Owner(ORG, org_id))
-        if not self.repos.orgs.remove_member(org_id, username):
+        if not self.store.orgs.remove_member(org_id, username):
             raise NotFound(f"'{username}' is not a member of '{org_id}'.")
 
     def org_counts(self, org: dict[str, Any]) -> dict[str, int]:
         """OCL's counts on an organization: members, public sources and public collections."""
         url = f"/orgs/{org['_id']}/"
         return {"members": len(org.get("members") or []),
-                "public_sources": self.repos.sources.count_public(url),
-                "public_collections": self.repos.sources.count_public(url, COLLECTION_TYPE)}
+                "public_sources": self.store.sources.count_public(url),
+                "public_collections": self.store.sources.count_public(url, COLLECTION_TYPE)}
 
     def user_counts(self, user: dict[str, Any]) -> dict[str, int]:
         """OCL's counts on a user: organizations, public sources and public collections."""
-        orgs = len(self.repos.orgs.for_member(user["_id"]))
+        orgs = len(self.store.orgs.for_member(user["_id"]))
         url = f"/users/{user['_id']}/"
         return {"orgs": orgs, "organizations": orgs,
-                "public_sources": self.repos.sources.count_public(url),
-                "public_collections": self.repos.sources.count_public(url, COLLECTION_TYPE)}
+                "public_sources": self.store.sources.count_public(url),
+                "public_collections": self.store.sources.count_public(url, COLLECTION_TYPE)}
 
     # --- owners and rights ----------------------------------------------------------------
     def resolve_owner(self, caller: Caller, kind: str | None, owner_id: str | None) -> Owner:
@@ -359,7 +377,7 @@ class Accounts:
         if OWNER_KINDS.get(kind) == ORG:
             org = self.get_org(caller, owner_id or "")
             return Owner(ORG, org["_id"], org.get("public_access", "View"))
-        user = self.repos.users.get(owner_id or "")
+        user = self.store.users.get(owner_id or "")
         if user is None:
             raise NotFound(f"User '{owner_id}' not found.")
         return Owner(USER, user["_id"])
@@ -378,7 +396,7 @@ class Accounts:
         in their queries (`Sources.search`)."""
         if source.get("public_access") not in ("View", "Edit"):
             return False
-        return source.get("owner_type") != ORG or self.repos.orgs.is_public(source["owner"])
+        return source.get("owner_type") != ORG or self.store.orgs.is_public(source["owner"])
 
     def can_view(self, caller: Caller, source: dict[str, Any]) -> bool:
         """Owners see their repositories; everyone sees public ones (`is_public`)."""

@@ -113,8 +113,8 @@ class HistoryEntry:
 class Browse:
     """Read models for people, over the store's repositories and the caller's rights."""
 
-    def __init__(self, repos: Store, accounts: Accounts, content: Content) -> None:
-        self.repos = repos
+    def __init__(self, store: Store, accounts: Accounts, content: Content) -> None:
+        self.store = store
         self.accounts = accounts
         self.content = content
 
@@ -153,12 +153,12 @@ class Browse:
         Without a release everything in HEAD is new; `summary` (if the caller has one) gives
         that count without reading the items again.
         """
-        release = self.repos.versions.latest_released(source["url"])
+        release = self.store.versions.latest_released(source["url"])
         if release is None:
             summary = summary or self.source_summary(source)
             return ReleaseChanges(None, dict(dict.fromkeys(CHANGES, 0),
                                              created=summary.concepts + summary.mappings))
-        return ReleaseChanges(release, self.repos.items.changes(source["url"], release["seq"]))
+        return ReleaseChanges(release, self.store.items.changes(source["url"], release["seq"]))
 
     # --- concepts -------------------------------------------------------------------------
     def find_concepts(self, source: Document, version: Document, match: ItemMatch,
@@ -185,16 +185,16 @@ class Browse:
         def visible(source_url: str) -> Document | None:
             """The source of that url if the caller may see it (looked up once)."""
             if source_url not in seen:
-                other = self.repos.sources.get(source_url)
+                other = self.store.sources.get(source_url)
                 seen[source_url] = other if other is not None and \
                     self.accounts.can_view(caller, other) else None
             return seen[source_url]
 
         links: dict[str, list[LinkedMapping]] = {}
         for end in ("from", "to"):
-            found = [LinkedMapping(item, source, False) for item in self.repos.items.linked_mappings(
+            found = [LinkedMapping(item, source, False) for item in self.store.items.linked_mappings(
                 concept_url, end, source["url"], version["seq"], limit)]
-            for item in self.repos.items.linked_mappings(concept_url, end, None, HEAD_SEQ,
+            for item in self.store.items.linked_mappings(concept_url, end, None, HEAD_SEQ,
                                                          limit + len(found)):
                 if item["source"] == source["url"]:
                     continue
@@ -209,7 +209,7 @@ class Browse:
         ("HEAD" for the live one)."""
         versions, _ = self.content.list_versions(source, None, 0, 0)
         entries = []
-        for item in self.repos.items.history(source["url"], item_url, 0, 0)[0]:
+        for item in self.store.items.history(source["url"], item_url, 0, 0)[0]:
             holding = [version["id"] for version in versions
                        if item["seq"] <= version["seq"] < item["sup"]]
             if item["sup"] == LIVE:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
@@ -132,7 +132,7 @@ class Collections:
 
     def __init__(self, content: Content) -> None:
         self.content = content
-        self.repos = content.repos
+        self.store = content.store
         self.accounts = content.accounts
 
     # --- references -----------------------------------------------------------------------
@@ -159,8 +159,8 @@ class Collections:
         url = collection["url"]
         for start in range(0, len(pending), BATCH):
             chunk = pending[start:start + BATCH]
-            with self.repos.transaction(url):
-                live = self.repos.references.live(url, (c.expression.text for c in chunk))
+            with self.store.transaction(url):
+                live = self.store.references.live(url, (c.expression.text for c in chunk))
                 new = [c for c in chunk if c.expression.text not in live]
                 for candidate in chunk:
                     text = candidate.expression.text
@@ -169,7 +169,7 @@ class Collections:
                             text, EXISTS, "This reference is in the collection already.",
                             candidate.cascaded_from)
                 now = now_iso()
-                self.repos.references.add(url, [dict(c.document, created_on=now,
+                self.store.references.add(url, [dict(c.document, created_on=now,
                                                      created_by=caller.username) for c in new])
                 self._settle(url, {c.expression.url for c in new}, now)
         return list(results.values())
@@ -213,7 +213,7 @@ class Collections:
 
     def _source(self, caller: Caller, source_url: str, lookups: _Lookups) -> Document | None:
         if source_url not in lookups.sources:
-            source = self.repos.sources.get(source_url)
+            source = self.store.sources.get(source_url)
             visible = source is not None and source.get("repo_type", "Source") == "Source" \
                 and self.accounts.can_view(caller, source)
             lookups.sources[source_url] = source if visible else None
@@ -237,12 +237,12 @@ class Collections:
         blocking: set[str] = set()
         for repo in self._repos_of(owner_url):
             if becoming_private and repo.get("repo_type") != COLLECTION_TYPE:
-                blocking.update(url for url in self.repos.collection_entries.holding(repo["url"])
+                blocking.update(url for url in self.store.collection_entries.holding(repo["url"])
                                 if not url.startswith(owner_url))
             elif not becoming_private and repo.get("repo_type") == COLLECTION_TYPE \
                     and repo.get("public_access") in ("View", "Edit"):
-                for source_url in self.repos.collection_entries.sources_held(repo["url"]):
-                    source = self.repos.sources.get(source_url)
+                for source_url in self.store.collection_entries.sources_held(repo["url"]):
+                    source = self.store.sources.get(source_url)
                     if source is None or source.get("public_access") not in ("View", "Edit") or (
                             source.get("owner_url") != owner_url and not
                             self.accounts.is_public(source)):
@@ -259,7 +259,7 @@ class Collections:
         """Every repository of an owner, a page at a time."""
         skip = 0
         while True:
-            page, total = self.repos.sources.search(owner_url, None, RepoFilters(), skip, BATCH)
+            page, total = self.store.sources.search(owner_url, None, RepoFilters(), skip, BATCH)
             yield from page
             skip += len(page)
             if not page or skip >= total:
@@ -269,8 +269,8 @@ class Collections:
         """A collection about to be seen by more people may not hold a private source's items
         that those people may not see (Invalid naming the sources)."""
         hidden = []
-        for source_url in self.repos.collection_entries.sources_held(collection["url"]):
-            source = self.repos.sources.get(source_url)
+        for source_url in self.store.collection_entries.sources_held(collection["url"]):
+            source = self.store.sources.get(source_url)
             if source is not None and not self.exposable(collection, source):
                 hidden.append(source_url)
         if hidden:
@@ -282,7 +282,7 @@ class Collections:
         """Repositories by url for a message to `caller`: those they may see; the others only
         counted, since whether they exist is not theirs to learn."""
         urls = sorted(set(urls))
-        shown = [url for url in urls if (repo := self.repos.sources.get(url)) is not None
+        shown = [url for url in urls if (repo := self.store.sources.get(url)) is not None
                  and self.accounts.can_view(caller, repo)]
         others = len(urls) - len(shown)
         if others:
@@ -291,13 +291,13 @@ class Collections:
 
     def _resolve_expression(self, parsed: Expression, lookups: _Lookups) -> Document | None:
         """The reference document for an expression naming an existing item, else None."""
-        items = self.repos.items
+        items = self.store.items
         if parsed.item_version is not None:
             item = items.item_version(parsed.url, parsed.item_version)
         elif parsed.source_version is not None:
             version_url = f"{parsed.source_url}{parsed.source_version}/"
             if version_url not in lookups.versions:
-                lookups.versions[version_url] = self.repos.versions.get(version_url)
+                lookups.versions[version_url] = self.store.versions.get(version_url)
             version = lookups.versions[version_url]
             item = items.current(parsed.url, version["seq"]) if version is not None else None
         else:
@@ -322,7 +322,7 @@ class Collections:
         prefix = f"{concept.source_url}{concept.source_version}/" if concept.source_version \
             else concept.source_url
         expressions = []
-        for mapping in self.repos.items.mappings_for_concept(concept.source_url, seq, concept.url):
+        for mapping in self.store.items.mappings_for_concept(concept.source_url, seq, concept.url):
             expressions.append(f"{prefix}mappings/{quote(mapping['id'], safe='')}/")
             target = mapping["data"].get("to_concept_url")
             if cascade == "sourcetoconcepts" and target:
@@ -348,10 +348,10 @@ class Collections:
         removed: list[str] = []
         for start in range(0, len(texts), BATCH):
             chunk = texts[start:start + BATCH]
-            with self.repos.transaction(url):
+            with self.store.transaction(url):
                 if cascade in CASCADES:
                     chunk = chunk + self._cascaded_mappings(url, chunk)
-                ended = self.repos.references.remove(url, chunk)
+                ended = self.store.references.remove(url, chunk)
                 self._settle(url, {reference["url"] for reference in ended}, now_iso())
                 removed.extend(reference["expression"] for reference in ended)
         return removed
@@ -364,16 +364,20 @@ class Collections:
             parsed = parse_expression(text)
             if parsed is None or parsed.type != CONCEPT:
                 continue
-            for mapping in self.repos.collection_entries.mappings_for_concept(
+            for mapping in self.store.collection_entries.mappings_for_concept(
                     collection_url, HEAD_SEQ, parsed.url, include_retired=True):
                 found.extend(reference["expression"] for reference in
-                             self.repos.references.bringing(collection_url, mapping["url"]))
+                             self.store.references.bringing(collection_url, mapping["url"]))
         return found
+
+    def iter_references(self, collection: Document, version: Document) -> Iterator[Document]:
+        """Every reference of a collection at a version, in order (an export's section)."""
+        return self.store.references.iter_at(collection["url"], version["seq"])
 
     def references(self, collection: Document, version: Document, q: str | None, skip: int,
                    limit: int) -> tuple[list[Document], int]:
         """A page of a collection's references at a version (HEAD: the live ones)."""
-        return self.repos.references.page(collection["url"], version["seq"], q, skip, limit)
+        return self.store.references.page(collection["url"], version["seq"], q, skip, limit)
 
     # --- resolution -----------------------------------------------------------------------
     def _settle(self, collection_url: str, urls: Iterable[str], now: str) -> int:
@@ -389,11 +393,11 @@ class Collections:
     def _resolve_urls(self, collection_url: str, urls: Iterable[str], now: str) -> int:
         """Bring the entries of these item urls in line with the collection's references; return
         how many entry versions were written. Runs inside the caller's transaction."""
-        entries = self.repos.collection_entries
+        entries = self.store.collection_entries
         writes: list[tuple[Document, int | None]] = []
         for url in sorted(set(urls)):
             current = entries.head(collection_url, url)
-            wanted = self._wanted(self.repos.references.bringing(collection_url, url), url)
+            wanted = self._wanted(self.store.references.bringing(collection_url, url), url)
             change = _change(current, wanted, now)
             if change is None:
                 continue
@@ -417,7 +421,7 @@ class Collections:
         entry = {"url": url, "type": base["type"], "id": base["id"], "source": base["source"],
                  "follow": bool(following)}
         if following:
-            head = self.repos.items.head(url)
+            head = self.store.items.head(url)
             if head is not None and not head["deleted"]:
                 return dict(entry, item_seq=head["seq"], retired=bool(head["retired"]),
                             deleted=False)
@@ -431,22 +435,26 @@ class Collections:
     # --- following ------------------------------------------------------------------------
     def followed(self, url: str) -> bool:
         """Whether some collection follows this item url (its write must bring them along)."""
-        return bool(self.repos.collection_entries.followers(url))
+        return bool(self.store.collection_entries.followers(url))
 
     def follow(self, url: str) -> int:
         """Re-resolve every collection entry that follows an item url (after the item's write);
         return how many entry versions were written."""
         written = 0
         now = now_iso()
-        for entry in self.repos.collection_entries.followers(url):
-            with self.repos.transaction(entry["collection"]):
+        for entry in self.store.collection_entries.followers(url):
+            with self.store.transaction(entry["collection"]):
                 written += self._settle(entry["collection"], [url], now)
         return written
+
+    def finish_pending(self, older_than: str | None = None) -> int:
+        """Finish or discard entry writes a crash interrupted (as `Content.finish_pending`)."""
+        return self.store.collection_entries.finish_pending(older_than=older_than)
 
     def finish_following(self, older_than: str | None = None) -> int:
         """Bring along the followers of items whose writes a crash interrupted before their
         followers were (MongoDB: the marks the sweep finds); return how many items."""
-        entries = self.repos.collection_entries
+        entries = self.store.collection_entries
         urls = entries.marked_following(older_than)
         for url in urls:
             self.follow(url)
@@ -458,8 +466,8 @@ class Collections:
         """A source about to be seen by fewer people may not stay in a collection that shows
         its items to more (HEAD or a version): Invalid naming those collections."""
         exposing = []
-        for collection_url in self.repos.collection_entries.holding(source["url"]):
-            collection = self.repos.sources.get(collection_url)
+        for collection_url in self.store.collection_entries.holding(source["url"]):
+            collection = self.store.sources.get(collection_url)
             if collection is not None and not self.exposable(collection, source):
                 exposing.append(collection_url)
         if exposing:
@@ -471,7 +479,7 @@ class Collections:
     def check_source_deletable(self, caller: Caller, source: Document) -> None:
         """A source whose items a collection (HEAD or a version) holds cannot be deleted: a
         released collection version never changes."""
-        holding = self.repos.collection_entries.holding(source["url"])
+        holding = self.store.collection_entries.holding(source["url"])
         if holding:
             raise Conflict(f"Source '{source['id']}' has items in collection(s) "
                            f"{self.named(caller, holding)}: remove those references (and "

@@ -99,8 +99,8 @@ def before(stamp: str) -> DiffKey:
 class Content:
     """The content domain: every rule about sources, versions and items lives here."""
 
-    def __init__(self, repos: Store, accounts: Accounts) -> None:
-        self.repos = repos
+    def __init__(self, store: Store, accounts: Accounts) -> None:
+        self.store = store
         self.accounts = accounts
         self.listeners: list[Any] = []  # callables(event, source, version) for exports etc.
         self.collections = Collections(self)
@@ -112,12 +112,22 @@ class Content:
             except Exception:  # a listener never breaks a write
                 logger.exception("content listener failed on %s", event)
 
+    def finish_pending(self, older_than: str | None = None) -> int:
+        """Finish or discard item writes a crash interrupted (MongoDB; those begun before
+        `older_than`, so none in flight elsewhere); return how many."""
+        return self.store.items.finish_pending(older_than=older_than)
+
     # --- sources --------------------------------------------------------------------------
+    def find_repo(self, url: str) -> dict[str, Any] | None:
+        """A source or collection by its url, whoever may see it: for the server's own work
+        (jobs, feeds, the CLI), never for an answer to a caller (`get_source` checks rights)."""
+        return self.store.sources.get(url)
+
     def get_source(self, caller: Caller, owner: Owner, source_id: str,
                    kind: str = SOURCE_TYPE) -> dict[str, Any]:
         """A source (or with `kind`, a collection) the caller may see; a private one is 404 to
         outsiders."""
-        source = self.repos.sources.get(f"{owner.url}{REPO_PATHS[kind]}/{source_id}/")
+        source = self.store.sources.get(f"{owner.url}{REPO_PATHS[kind]}/{source_id}/")
         if source is None or not self.accounts.can_view(caller, source):
             raise NotFound(f"{kind} '{source_id}' of '{owner.id}' not found.")
         return source
@@ -125,8 +135,8 @@ class Content:
     def reader(self, repo: dict[str, Any]) -> ContentReader:
         """Where a repository's content is read: a source's items, a collection's entries."""
         if is_collection(repo):
-            return self.repos.collection_entries
-        return self.repos.items
+            return self.store.collection_entries
+        return self.store.items
 
     def renderer(self, repo: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """Renders items read from a repository in OCL's shape, each with its own source (a
@@ -136,7 +146,7 @@ class Content:
         def render(item: dict[str, Any]) -> dict[str, Any]:
             source = sources.get(item["source"])
             if source is None:
-                source = self.repos.sources.get(item["source"]) or _missing_source(item)
+                source = self.store.sources.get(item["source"]) or _missing_source(item)
                 sources[item["source"]] = source
             return ocl.render_item(item, source)
 
@@ -175,7 +185,7 @@ class Content:
         source["extras"] = source["extras"] or {}
         source["supported_locales"] = source["supported_locales"] or []
         try:
-            self.repos.sources.insert(source)
+            self.store.sources.insert(source)
         except DuplicateKey:
             raise Conflict(f"{kind} '{payload['id']}' already exists.") from None
         return source
@@ -194,7 +204,7 @@ class Content:
         kind_only = COLLECTION_FIELDS if not is_collection(source) else ("source_type",)
         changes = {key: value for key, value in changes.items() if key not in kind_only}
         changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)
-        updated = self.repos.sources.update(source["_id"], changes)
+        updated = self.store.sources.update(source["_id"], changes)
         assert updated is not None
         self._notify("source_changed", updated)
         return updated
@@ -205,14 +215,14 @@ class Content:
         self.accounts.require_owner(caller, owner_of(source))
         if is_collection(source):
             self._notify("source_deleted", source)
-            self.repos.collection_entries.delete_for_collection(source["_id"])
-            self.repos.references.delete_for_collection(source["_id"])
+            self.store.collection_entries.delete_for_collection(source["_id"])
+            self.store.references.delete_for_collection(source["_id"])
         else:
             self.collections.check_source_deletable(caller, source)
             self._notify("source_deleted", source)
-            self.repos.items.delete_for_source(source["_id"])
-        self.repos.versions.delete_for_source(source["_id"])
-        self.repos.sources.delete(source["_id"])
+            self.store.items.delete_for_source(source["_id"])
+        self.store.versions.delete_for_source(source["_id"])
+        self.store.sources.delete(source["_id"])
 
     def list_repos(self, caller: Caller, owner: Owner | None, filters: RepoFilters, skip: int,
                    limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -223,7 +233,7 @@ class Content:
             if kind is None:
                 return [], 0  # a kind of repository termsync does not have: none of them
             filters = replace(filters, repo_type=kind)
-        return self.repos.sources.search(owner.url if owner is not None else None,
+        return self.store.sources.search(owner.url if owner is not None else None,
                                          visibility(caller), filters, skip, limit)
 
     def summary(self, source: dict[str, Any], version: dict[str, Any]) -> dict[str, int]:
@@ -232,7 +242,7 @@ class Content:
             source, version, ContentQuery(source["url"], version["seq"], (kind,),
                                           include_retired=False)) for kind in (CONCEPT, MAPPING)}
         if version.get("is_head"):
-            counts["versions"] = self.repos.versions.list(source["url"], None, 0, 1)[1]
+            counts["versions"] = self.store.versions.list(source["url"], None, 0, 1)[1]
         return counts
 
     # --- versions -------------------------------------------------------------------------
@@ -248,12 +258,12 @@ class Content:
         if version_id == "HEAD":
             return self.head_version(source)
         if version_id == "latest":
-            version = self.repos.versions.latest_released(source["url"])
+            version = self.store.versions.latest_released(source["url"])
             if version is None:
                 raise NotFound(f"{noun(source).capitalize()} '{source['id']}' has no released "
                                "version.")
             return version
-        version = self.repos.versions.get(f"{source['url']}{version_id}/")
+        version = self.store.versions.get(f"{source['url']}{version_id}/")
         if version is None:
             raise NotFound(f"Version '{version_id}' of {noun(source)} '{source['id']}' not found.")
         return version
@@ -263,10 +273,10 @@ class Content:
         """Cut a version from HEAD: records the seq, copies nothing (constant time)."""
         self.accounts.require_edit(caller, source)
         url = f"{source['url']}{payload['id']}/"
-        with self.repos.transaction(source["url"]):
-            state = self.repos.sources.cut_state(source["url"])
+        with self.store.transaction(source["url"]):
+            state = self.store.sources.cut_state(source["url"])
             self.reader(source).settle(source["url"], state.seq)
-            previous = self.repos.versions.list(source["url"], None, 0, 1)[0]
+            previous = self.store.versions.list(source["url"], None, 0, 1)[0]
             now = now_iso()
             version = {"_id": url, "id": payload["id"], "source": source["url"],
                        "seq": state.seq, "checksum": state.checksum, "counts": state.counts,
@@ -280,7 +290,7 @@ class Content:
                        "created_on": now, "updated_on": now,
                        "created_by": caller.username, "updated_by": caller.username}
             try:
-                self.repos.versions.insert(version)
+                self.store.versions.insert(version)
             except DuplicateKey:
                 raise Conflict(f"Version '{payload['id']}' already exists.") from None
         self._notify("version_created", source, version)
@@ -293,7 +303,7 @@ class Content:
         if version.get("is_head"):
             raise NotAllowed("HEAD is not a version; change the source instead.")
         changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)
-        updated = self.repos.versions.update(version["_id"], changes)
+        updated = self.store.versions.update(version["_id"], changes)
         if updated is None:
             raise NotFound(f"Version '{version['id']}' not found.")
         self._notify("version_changed", source, updated)
@@ -308,15 +318,42 @@ class Content:
         self.accounts.require_edit(caller, source)
         if version.get("is_head"):
             raise NotAllowed("HEAD cannot be deleted.")
-        self.repos.versions.delete(version["_id"])
+        self.store.versions.delete(version["_id"])
         self._notify("version_deleted", source, version)
 
     def list_versions(self, source: dict[str, Any], released: bool | None, skip: int,
                       limit: int, updated_since: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """Versions of a source, newest first."""
-        return self.repos.versions.list(source["url"], released, skip, limit, updated_since)
+        return self.store.versions.list(source["url"], released, skip, limit, updated_since)
 
     # --- checksums ------------------------------------------------------------------------
+    def released_versions(self, source: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every released version of a repository, newest first, a page at a time."""
+        skip = 0
+        while True:
+            page, total = self.store.versions.list(source["url"], True, skip, 100)
+            yield from page
+            skip += len(page)
+            if not page or skip >= total:
+                return
+
+    def every_released_version(self) -> Iterator[dict[str, Any]]:
+        """The released versions of every repository."""
+        return self.store.versions.all_released()
+
+    def newest_releases(self, skip: int, limit: int) -> list[dict[str, Any]]:
+        """Released versions of every repository, the newest first."""
+        return self.store.versions.newest_released(skip, limit)
+
+    def find_version(self, url: str) -> dict[str, Any] | None:
+        """A version by its url (or None), whoever may see it: for the server's own work."""
+        return self.store.versions.get(url)
+
+    def find_item(self, url: str) -> dict[str, Any] | None:
+        """An item's live version by its url, tombstones included (or None), whoever may see
+        it: for the server's own work."""
+        return self.store.items.current(url)
+
     def checksum(self, source: dict[str, Any], version: dict[str, Any]) -> str:
         """checksums.content of a version (cached: a version's content never changes)."""
         if version.get("is_head"):
@@ -324,7 +361,7 @@ class Content:
         if version.get("checksum"):
             return str(version["checksum"])
         value = self.reader(source).scan_checksum(source["url"], version["seq"])
-        self.repos.versions.update(version["_id"], {"checksum": value})
+        self.store.versions.update(version["_id"], {"checksum": value})
         return value
 
     # --- reading items --------------------------------------------------------------------
@@ -333,7 +370,7 @@ class Content:
         """One concept or mapping as it is in a version (of a collection: 409 when two sources'
         items there have this id)."""
         if is_collection(source):
-            found = [item for item in self.repos.collection_entries.find(
+            found = [item for item in self.store.collection_entries.find(
                 source["url"], version["seq"], item_type, item_id) if not item["deleted"]]
             if len(found) > 1:
                 raise Conflict(f"{len(found)} {item_type.lower()}s with id '{item_id}' are in "
@@ -341,7 +378,7 @@ class Content:
                                f"{', '.join(item['url'] for item in found)}.")
             item = found[0] if found else None
         else:
-            item = self.repos.items.current(ocl.item_url(source["url"], item_type, item_id),
+            item = self.store.items.current(ocl.item_url(source["url"], item_type, item_id),
                                             version["seq"])
         if item is None or item["deleted"]:
             raise NotFound(f"{item_type} '{item_id}' not found in {version['id']} of "
@@ -355,7 +392,7 @@ class Content:
         url = ocl.item_url(source["url"], item_type, item_id)
         if is_collection(source):
             url = self.get_item(source, self.head_version(source), item_type, item_id)["url"]
-        item = self.repos.items.item_version(url, item_version)
+        item = self.store.items.item_version(url, item_version)
         if item is None or item["deleted"]:
             raise NotFound(f"{item_type} '{item_id}' has no version {item_version}.")
         return item
@@ -364,7 +401,7 @@ class Content:
                      limit: int) -> tuple[list[dict[str, Any]], int]:
         """The versions of a concept or mapping, newest first (404 if it is not in HEAD)."""
         item = self.get_item(source, self.head_version(source), item_type, item_id)
-        return self.repos.items.history(item["source"], item["url"], skip, limit)
+        return self.store.items.history(item["source"], item["url"], skip, limit)
 
     def concept_mappings(self, source: dict[str, Any], version: dict[str, Any],
                          concept: dict[str, Any], inverse: bool,
@@ -403,7 +440,7 @@ class Content:
             return [], 0
         query = ContentQuery(tuple(sources), HEAD_SEQ, (item_type,), include_retired=include_retired,
                              updated_since=updated_since, filters=filters)
-        return self.repos.items.search(query, skip, limit, EXACT)
+        return self.store.items.search(query, skip, limit, EXACT)
 
     def count(self, source: dict[str, Any], version: dict[str, Any], query: ContentQuery) -> int:
         """How many items a query selects: from the counts kept with HEAD or cut into a version
@@ -496,8 +533,8 @@ class Content:
         """
         url = ocl.item_url(source["url"], item_type, item_id)
         self._require_source(source)
-        with self.repos.transaction(source["url"]):
-            current = self.repos.items.current(url)
+        with self.store.transaction(source["url"]):
+            current = self.store.items.current(url)
             live = None if current is None or current["deleted"] else current
             if expect == "new" and live is not None:
                 raise Conflict(f"{item_type} '{item_id}' already exists in '{source['id']}'.")
@@ -517,9 +554,9 @@ class Content:
                     "updated_by": caller.username, "data": data if not deleted else {}}
             followed = self.collections.followed(url)
             if followed:  # where the two are not one transaction, a crash leaves this mark
-                self.repos.collection_entries.mark_following(url, now)
+                self.store.collection_entries.mark_following(url, now)
             try:
-                item["seq"] = self.repos.items.write(item, current["seq"] if current else None)
+                item["seq"] = self.store.items.write(item, current["seq"] if current else None)
             except StaleHead:
                 raise Conflict(f"{item_type} '{item_id}' was changed concurrently; "
                                "retry.") from None
@@ -527,7 +564,7 @@ class Content:
                 self._move_mapping_key(source, live, item)
             if followed:
                 self.collections.follow(url)
-                self.repos.collection_entries.unmark_following(url)
+                self.store.collection_entries.unmark_following(url)
         action = "deleted" if deleted else ("updated" if live is not None else "created")
         self._notify("content_changed", source)
         return action, item
@@ -568,10 +605,10 @@ class Content:
                           "(/orgs/ORG/sources/SOURCE/concepts/ID/).",
                           errors={field_name: ["Not a concept URL."]})
         source = (own if parsed["source_url"] == own["url"]  # the caller edits it: they see it
-                  else self.repos.sources.get(parsed["source_url"]))
+                  else self.store.sources.get(parsed["source_url"]))
         if source is None or not self.accounts.can_view(caller, source):
             return
-        head = self.repos.items.head(url)
+        head = self.store.items.head(url)
         if head is None or head["deleted"]:
             raise Invalid(f"{field_name}: concept '{parsed['code']}' does not exist in "
                           f"{parsed['source_url']}.",
@@ -597,9 +634,9 @@ class Content:
         self._check_concept_ref(caller, source, data.get("to_concept_url"), "to_concept_url")
         key = self._mapping_key(source["url"], data)
         mapping_id = payload.get("id")
-        with self.repos.transaction(source["url"]):
+        with self.store.transaction(source["url"]):
             if mapping_id is None:
-                mapping_id = self.repos.items.mapping_for_key(key)
+                mapping_id = self.store.items.mapping_for_key(key)
                 if mapping_id is None:
                     mapping_id = self._next_mapping_id(source)
                     expect = "new"
@@ -619,14 +656,14 @@ class Content:
         if old == new:
             return
         if old is not None:
-            self.repos.items.set_mapping_key(old, source["url"], None)
+            self.store.items.set_mapping_key(old, source["url"], None)
         if new is not None:
-            self.repos.items.set_mapping_key(new, source["url"], item["id"])
+            self.store.items.set_mapping_key(new, source["url"], item["id"])
 
     def _next_mapping_id(self, source: dict[str, Any]) -> str:
         while True:
-            candidate = str(self.repos.sources.next_mapping_number(source["url"]))
-            if self.repos.items.head(ocl.item_url(source["url"], MAPPING, candidate)) is None:
+            candidate = str(self.store.sources.next_mapping_number(source["url"]))
+            if self.store.items.head(ocl.item_url(source["url"], MAPPING, candidate)) is None:
                 return candidate
 
     def update_mapping(self, caller: Caller, source: dict[str, Any], mapping_id: str,

@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
 from marshmallow.decorators import POST_LOAD, PRE_LOAD, VALIDATES, VALIDATES_SCHEMA
-from marshmallow.utils import missing
 
 Loader = Callable[[Any], Any]
 
@@ -86,7 +85,7 @@ def _checked(hook: Callable[..., Any], data: Any, unknown: str) -> Any:
         raise Unsure from None
 
 
-def _field_loader(field: fields.Field, name: str) -> Callable[[Any, Any], Any]:
+def _field_loader(field: fields.Field[Any], name: str) -> Callable[[Any, Any], Any]:
     """A field's `deserialize` (missing, None, the value, its validators) as one function."""
     if field.pre_load or field.post_load:
         raise Declined(name)
@@ -115,7 +114,7 @@ def _field_loader(field: fields.Field, name: str) -> Callable[[Any, Any], Any]:
     return load
 
 
-def _converter(field: fields.Field, name: str) -> Callable[[Any, Any], Any]:
+def _converter(field: fields.Field[Any], name: str) -> Callable[[Any, Any], Any]:
     """The field's `_deserialize`: inlined for the plain types, marshmallow's own for the rest
     (a custom field's `_deserialize` is its whole conversion)."""
     def custom(value: Any, data: Any) -> Any:

@@ -96,7 +96,7 @@ class Loader:
     def __init__(self, content: Content, caller: Caller, *, update_if_exists: bool = False,
                  dry_run: bool = False, target: Target | None = None) -> None:
         if dry_run:
-            overlay = Overlay(content.repos)
+            overlay = Overlay(content.store)
             content = Content(overlay, Accounts(overlay))
         self.content = content
         self.accounts = content.accounts
@@ -173,10 +173,9 @@ class Loader:
             if line_type == "Reference":
                 return self._references(collection, payload)
             return self._version(collection, payload)
-        source = self._source_for(record, create_payload=payload if line_type == "Source" else None)
         if line_type == "Source":
-            return source
-        assert isinstance(source, dict)
+            return self._source(self._owner(record), payload)
+        source = self._source_for(record)
         if line_type == "Source Version":
             return self._version(source, payload)
         save = self.content.save_concept if line_type == CONCEPT else self.content.save_mapping
@@ -185,7 +184,7 @@ class Loader:
 
     def _organization(self, payload: dict[str, Any]) -> tuple[str, str]:
         url = f"/orgs/{payload['id']}/"
-        existing = self.accounts.repos.orgs.get(payload["id"])
+        existing = self.accounts.store.orgs.get(payload["id"])
         if existing is not None and not self.accounts.can_see_org(self.caller, existing):
             existing = None  # its id is taken all the same: create_org says so, as POST /orgs/
         if existing is None:
@@ -203,7 +202,7 @@ class Loader:
         if "public_access" in changes:
             self.content.collections.check_org_access(self.caller, payload["id"],
                                                       changes["public_access"] or "View")
-        self.accounts.repos.orgs.update(payload["id"], changes)
+        self.accounts.store.orgs.update(payload["id"], changes)
         return "updated", url
 
     def _owner(self, record: dict[str, Any]) -> Owner:
@@ -217,8 +216,8 @@ class Loader:
         known = self._owners.get((kind, owner_id))
         if known is not None:
             return known
-        owner_doc = (self.accounts.repos.orgs.get(owner_id) if kind == "orgs"
-                     else self.accounts.repos.users.get(owner_id))
+        owner_doc = (self.accounts.store.orgs.get(owner_id) if kind == "orgs"
+                     else self.accounts.store.users.get(owner_id))
         if kind == "orgs" and owner_doc is not None \
                 and not self.accounts.can_see_org(self.caller, owner_doc):
             owner_doc = None  # a private org is missing to outsiders, as at its own URL
@@ -228,17 +227,16 @@ class Loader:
         self._owners[(kind, owner_id)] = owner
         return owner
 
-    def _source_for(self, record: dict[str, Any],
-                    create_payload: dict[str, Any] | None) -> Any:
+    def _source_for(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The source a concept, mapping or version line goes into (404 if the caller cannot
+        see it)."""
         owner = self._owner(record)
-        if create_payload is not None:
-            return self._source(owner, create_payload)
         source_id = record.get("source") if record.get("owner") or self.target is None \
             else self.target.source_id
         if not source_id:
             raise NotFound("Missing 'source': which source does this belong to?")
         url = ocl.source_url(owner.url, source_id)
-        source = self._sources.get(url) or self.accounts.repos.sources.get(url)
+        source = self._sources.get(url) or self.accounts.store.sources.get(url)
         if source is None or not self.accounts.can_view(self.caller, source):
             raise NotFound(f"Source '{source_id}' of '{owner.id}' does not exist.")
         self._sources[url] = source
@@ -254,7 +252,7 @@ class Loader:
             if not record.get("collection"):
                 raise NotFound("Missing 'collection': which collection does this belong to?")
             url = f"{self._owner(record).url}collections/{record['collection']}/"
-        collection = self._sources.get(url) or self.accounts.repos.sources.get(url)
+        collection = self._sources.get(url) or self.accounts.store.sources.get(url)
         if collection is None or collection.get("repo_type") != COLLECTION_TYPE \
                 or not self.accounts.can_view(self.caller, collection):
             raise NotFound(f"Collection {url} does not exist.")
@@ -279,7 +277,7 @@ class Loader:
                 kind: str = SOURCE_TYPE) -> tuple[str, str]:
         collection = kind == COLLECTION_TYPE
         url = f"{owner.url}{'collections' if collection else 'sources'}/{payload['id']}/"
-        existing = self.accounts.repos.sources.get(url)
+        existing = self.accounts.store.sources.get(url)
         if existing is not None and not self.accounts.can_view(self.caller, existing):
             existing = None  # creating it is refused as for a missing one: not their owner
         if existing is None:
@@ -300,7 +298,7 @@ class Loader:
 
     def _version(self, source: dict[str, Any], payload: dict[str, Any]) -> tuple[str, str]:
         url = f"{source['url']}{payload['id']}/"
-        existing = self.accounts.repos.versions.get(url)
+        existing = self.accounts.store.versions.get(url)
         if existing is None:
             self.content.create_version(self.caller, source, payload)
             return "created", url

@@ -75,7 +75,7 @@ class Extras(fields.Dict):
     """OCL's free-form `extras` object, with keys MongoDB can store."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        result = super()._deserialize(value, attr, data, **kwargs)
+        result = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[no-untyped-call]
         _check_keys(result)
         return result
 
@@ -91,7 +91,7 @@ class Weight(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class LocaleList(fields.Field):
+class LocaleList(fields.Field[Any]):
     """A list of locales; OCL files also send one comma-separated string."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:

@@ -178,7 +178,8 @@ def storable(value: Any, depth: int = 0) -> bool:
     if value is None or kind is bool:
         return True
     if kind is int:
-        return INT64_MIN <= value <= INT64_MAX
+        integer: int = value
+        return INT64_MIN <= integer <= INT64_MAX
     if kind is float:
         return math.isfinite(value) and not (value == 0.0 and math.copysign(1.0, value) < 0)
     return not problems(value, ("",), depth)  # anything else: by the rules themselves

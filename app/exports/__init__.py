@@ -16,6 +16,7 @@ from ..config import settings_of
 from ..domain import Domain
 from ..jobs import Workers
 from ..ops.maintenance import add_maintenance_task
+from ..store import Store
 from .routes import blp
 from .service import EXTENSION, JOB_KIND, ExportService, export_service
 from .storage import make_storage
@@ -27,11 +28,12 @@ logger = logging.getLogger(__name__)
 GC_TASK = "exports-gc"
 
 
-def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
+def init(app: Flask, api: Any, domain: Domain, workers: Workers, store: Store) -> None:
     """Wire exports into the app: service, job handler, content listener, HTTP routes, GC."""
     settings = settings_of(app).exports
-    storage = make_storage(settings, domain.store)
-    service = ExportService(domain, workers.queue, storage, settings, wake=workers.wake)
+    storage = make_storage(settings, store)
+    service = ExportService(domain, workers.queue, storage, store.exports, settings,
+                            wake=workers.wake)
     app.extensions[EXTENSION] = service
     workers.register(JOB_KIND, service.build)
     domain.content.listeners.append(service.on_content_event)

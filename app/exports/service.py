@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +50,7 @@ from ..domain.errors import NotFound
 from ..faults import EXPORTS, storage_boundary
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
 from ..model import CONCEPT, MAPPING, ContentQuery, ExportFile, ExportRecord, Job
+from ..store.interfaces import ExportRecords
 from ..timeutil import format_time
 from .builder import ZipTooLarge, build_export, export_header, temp_path
 from .delta import DELTA_FORMAT, manifest_entry, plan_delta
@@ -134,11 +135,12 @@ class ExportService:
     """Everything about exports that is not HTTP: state, queueing, building, deleting, GC."""
 
     def __init__(self, domain: Domain, queue: JobQueue, storage: ExportStorage,
-                 settings: ExportSettings, wake: Callable[[], None] | None = None) -> None:
+                 records: ExportRecords, settings: ExportSettings,
+                 wake: Callable[[], None] | None = None) -> None:
         self.domain = domain
         self.queue = queue
         self.storage = storage
-        self.records = domain.store.exports
+        self.records = records
         self.settings = settings
         self.wake = wake or (lambda: None)
         # called with (source, version, file) when a build commits its file (webhooks)
@@ -284,7 +286,7 @@ class ExportService:
         """The `export` job: stream the zip to a temp file, commit it, record it."""
         payload = context.job.payload
         content = self.domain.content
-        source = self.domain.repos.sources.get(payload["source_url"])
+        source = content.find_repo(payload["source_url"])
         if source is None:
             return {"skipped": "source deleted"}
         try:
@@ -369,8 +371,8 @@ class ExportService:
             ("mappings", content.iter_content(source, version, MAPPING))]
         if is_collection(source):
             sections.append(("references", (ocl.render_reference(reference) for reference in
-                                            self.domain.repos.references.iter_at(
-                                                source["url"], version["seq"]))))
+                                            content.collections.iter_references(
+                                                source, version))))
         return sections, None
 
     # --- events ---------------------------------------------------------------------------
@@ -381,7 +383,7 @@ class ExportService:
             if not version.get("released"):
                 self._forget_deltas(source, version)  # deltas are between released versions
             elif self.settings.on_release:
-                fresh = self.domain.repos.sources.get(source["url"]) or source
+                fresh = self.domain.content.find_repo(source["url"]) or source
                 self.request(fresh, version)
                 previous = self._previous_release(fresh, version)
                 if previous is not None:  # one download for subscribers of the last release
@@ -389,7 +391,7 @@ class ExportService:
         elif event == "source_changed":
             # the source's fields are in every export of it: released ones are rebuilt now
             if self.settings.on_release:
-                for released in self._released_versions(source["url"]):
+                for released in self.domain.content.released_versions(source):
                     self.request(source, released)
         elif event == "version_deleted" and version is not None:
             self.forget(export_key(source, version))
@@ -407,20 +409,10 @@ class ExportService:
     def _previous_release(self, source: dict[str, Any],
                           version: dict[str, Any]) -> dict[str, Any] | None:
         """The released version created last before `version`, if any."""
-        for released in self._released_versions(source["url"]):
+        for released in self.domain.content.released_versions(source):
             if released["created_on"] < version["created_on"]:
                 return released
         return None
-
-    def _released_versions(self, source_url: str) -> Iterator[dict[str, Any]]:
-        versions = self.domain.repos.versions
-        skip = 0
-        while True:
-            page, total = versions.list(source_url, True, skip, 100)
-            yield from page
-            skip += len(page)
-            if not page or skip >= total:
-                return
 
     def ensure_released_exports(self) -> int:
         """Queue a build for every released version without a current export (a failed one
@@ -433,9 +425,9 @@ class ExportService:
             return 0
         queued = 0
         sources: dict[str, dict[str, Any] | None] = {}
-        for version in self.domain.repos.versions.all_released():
+        for version in self.domain.content.every_released_version():
             if version["source"] not in sources:
-                sources[version["source"]] = self.domain.repos.sources.get(version["source"])
+                sources[version["source"]] = self.domain.content.find_repo(version["source"])
             source = sources[version["source"]]
             if source is None:
                 continue
@@ -461,7 +453,7 @@ class ExportService:
                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
         """The (source, version, delta base or None) a record belongs to, or None if any is
         gone (or, for a delta, no longer released)."""
-        source = self.domain.repos.sources.get(record.source)
+        source = self.domain.content.find_repo(record.source)
         if source is None:
             return None
         try:
@@ -546,7 +538,7 @@ class ExportService:
         if current is not None:
             return self.request(current[0], current[1], rebuild=True, base=current[2])
         source_url, version_id = export.rstrip("/").rsplit("/", 1)
-        source = self.domain.repos.sources.get(source_url + "/")
+        source = self.domain.content.find_repo(source_url + "/")
         if source is None:
             raise NotFound(f"Source {source_url}/ not found.")
         version = self.domain.content.get_version(source, version_id)

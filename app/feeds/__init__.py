@@ -13,11 +13,12 @@ from flask import Flask
 
 from ..domain import Domain
 from ..jobs import Workers
+from ..store import Store
 from .routes import EXTENSION, blp
 from .service import FeedService
 
 
-def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
+def init(app: Flask, api: Any, domain: Domain, workers: Workers, store: Store) -> None:
     """Register the feeds (they read export states from the export service)."""
     from ..exports import export_service
     app.extensions[EXTENSION] = FeedService(domain, export_service(app).status)

@@ -46,17 +46,17 @@ class FeedService:
         repos: dict[str, dict[str, Any] | None] = {}
         released_of: dict[str, list[dict[str, Any]]] = {}
         entries: list[FeedEntry] = []
-        versions = self.domain.store.versions
-        for version in versions.newest_released(0, SERVER_SCAN):
+        content = self.domain.content
+        for version in content.newest_releases(0, SERVER_SCAN):
             url = version["source"]
             if url not in repos:
-                repo = self.domain.store.sources.get(url)
+                repo = content.find_repo(url)
                 repos[url] = repo if repo is not None and self.is_public(repo) else None
             repo = repos[url]
             if repo is None:
                 continue
             if url not in released_of:
-                released_of[url] = versions.list(url, True, 0, limit + DELTA_LINKS)[0]
+                released_of[url] = content.list_versions(repo, True, 0, limit + DELTA_LINKS)[0]
             ids = [older["_id"] for older in released_of[url]]
             position = ids.index(version["_id"]) if version["_id"] in ids else len(ids)
             entries.append(self._entry(repo, version, released_of[url][position + 1:]))

@@ -25,6 +25,7 @@ from ..domain.loader import LineResult, Loader, Target
 from ..faults import fault_of
 from ..jobs import CANCELLED, JobContext, JobLost, JobQueue
 from ..ops.metrics import IMPORT_LINES
+from ..store import Store
 from ..store.base import DuplicateKey
 from ..timeutil import now_iso
 from .decode import read_units
@@ -37,12 +38,13 @@ logger = logging.getLogger(__name__)
 class ImportRun:
     """The job handler of bulk imports: applies a job's units, resuming where it stopped."""
 
-    def __init__(self, domain: Domain, queue: JobQueue, uploads: UploadStore,
+    def __init__(self, domain: Domain, queue: JobQueue, uploads: UploadStore, store: Store,
                  batch_size: int, max_record: int) -> None:
         self.domain = domain
         self.queue = queue
         self.uploads = uploads
-        self.results = domain.store.import_results
+        self.results = store.import_results
+        self.store = store  # what its errors mean (a fault, an outage: not the import's)
         self.batch_size = batch_size
         self.max_record = max_record  # bytes of one CSV row (its cells may span lines)
 
@@ -76,7 +78,7 @@ class ImportRun:
                 # One transaction per batch (SQLite): its writes, results and progress commit
                 # together, and a crash part way leaves none of them. A cancel during the batch
                 # waits for it (or, on MongoDB, lets it finish): the batch is done and counted.
-                with self.domain.store.transaction():
+                with self.domain.transaction():
                     counts: Counter[str] = Counter()
                     for unit in batch:
                         for part, text in enumerate(unit.texts):
@@ -113,8 +115,7 @@ class ImportRun:
         except Exception as exc:
             # a storage fault or an outage of the database is not the import's failure: the
             # job is taken over later (app/jobs.py), and its successor needs the upload
-            store = self.domain.store
-            if fault_of(exc, store) is None and not store.is_unavailable(exc):
+            if fault_of(exc, self.store) is None and not self.store.is_unavailable(exc):
                 self.uploads.delete(payload["upload"])
             raise
         summary["total"] = summary["processed"]
@@ -131,9 +132,7 @@ class ImportRun:
 
     def _caller(self, username: str) -> Caller:
         """The submitter as they are now (orgs they joined since, or an admin flag lost)."""
-        user = self.domain.repos.users.get(username) or {}
-        return Caller(username=username, is_admin=bool(user.get("is_admin")),
-                      orgs=frozenset(self.domain.repos.orgs.for_member(username)))
+        return self.domain.accounts.caller_for(username)
 
     def _original_action(self, result: LineResult, since: str, username: str) -> LineResult:
         """Re-applying a line whose write landed before its worker died gives 'unchanged'.
@@ -152,11 +151,11 @@ class ImportRun:
         return result
 
     def _written(self, line_type: str | None, url: str) -> dict[str, Any] | None:
-        repos = self.domain.repos
+        content = self.domain.content
         if line_type == "Organization":
-            return repos.orgs.get(url.strip("/").split("/")[-1])
+            return self.domain.accounts.find_org(url.strip("/").split("/")[-1])
         if line_type == "Source":
-            return repos.sources.get(url)
+            return content.find_repo(url)
         if line_type == "Source Version":
-            return repos.versions.get(url)
-        return repos.items.current(url)
+            return content.find_version(url)
+        return content.find_item(url)

@@ -25,6 +25,7 @@ from ..domain.loader import ACTIONS, Target
 from ..domain.values import line_problem
 from ..jobs import ACTIVE, PENDING, JobQueue
 from ..model import Job
+from ..store import Store
 from ..store.interfaces import IdempotencyKeys
 from ..timeutil import format_time, to_datetime
 from .render import DEFAULT_QUEUE, OCL_STATES, TASK_NAME, empty_summary, ocl_json_result, summary_of
@@ -60,14 +61,15 @@ class ImportJobs:
     """Bulk import jobs of one app: submit, read, cancel, and the job handler `run`."""
 
     def __init__(self, domain: Domain, queue: JobQueue, uploads: UploadStore,
-                 limits: ImportSettings) -> None:
+                 limits: ImportSettings, store: Store) -> None:
         self.domain = domain
         self.queue = queue
         self.uploads = uploads
-        self.results = domain.store.import_results
+        self.results = store.import_results
         self.limits = limits
-        self.keys = domain.store.import_keys
-        self.run = ImportRun(domain, queue, uploads, limits.batch_size, limits.max_line_bytes).run
+        self.keys = store.import_keys
+        self.run = ImportRun(domain, queue, uploads, store, limits.batch_size,
+                             limits.max_line_bytes).run
 
     # --- submission -----------------------------------------------------------------------
     def resolve_target(self, caller: Caller, owner_kind: str, owner_id: str,
@@ -135,9 +137,8 @@ class ImportJobs:
         self.check_capacity(caller)
         upload_id = uuid.uuid4().hex
         counter = LineCounter(self.limits)
-        orgs = self.domain.repos.orgs
         lines_in, fmt, received = prepare(chunks, options.format, self.limits,
-                                          lambda org_id: orgs.get(org_id) is not None)
+                                          self.domain.accounts.has_org)
         size = self.uploads.save(upload_id, counter.count(lines_in))
         if size == 0:
             self.uploads.delete(upload_id)

@@ -1,6 +1,6 @@
 """Operations: probes, Prometheus metrics, request ids and structured logs, rate limits, leases.
 
-`init_ops(app, api, domain, workers)` wires it all into an app: a middleware of `workers` times
+`init_ops(app, api, domain, workers, store)` wires it all into an app: a middleware of `workers` times
 every job handler, and its start and stop hooks start and stop heartbeat and maintenance.
 """
 
@@ -19,6 +19,7 @@ from ..config import OpsSettings, settings_of
 from ..domain import Domain
 from ..faults import DATABASE, EXPORTS, IMPORTS
 from ..jobs import Workers
+from ..store import Store
 from .health import READINESS, Readiness, StorageCheck, blp
 from .heartbeat import WorkerHeartbeats
 from .lease import MaintenanceLease, run_exclusively
@@ -43,7 +44,7 @@ RATE_LIMITER = "termsync.ratelimit"
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
+def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers, store: Store) -> None:
     """Probes, metrics, request ids, logs, rate limits and maintenance for one app.
 
     Job handlers are timed by a middleware of `workers`, and heartbeat and maintenance follow the
@@ -60,16 +61,15 @@ def init_ops(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,  # type: ignore[method-assign]
                                 x_port=hops)
 
-    store = domain.store
     heartbeats = WorkerHeartbeats(store.heartbeats)
     heartbeat_timeout = settings.worker_heartbeat_seconds * 3
     metrics = Metrics()
-    metrics.add_live(LiveCollector(store.jobs, heartbeats, heartbeat_timeout))
+    metrics.add_live(LiveCollector(workers.queue, heartbeats, heartbeat_timeout))
     app.extensions[EXTENSION] = metrics
     workers.use(metrics.instrument_job)
     limiter = RateLimiter(store.rate_counters, settings.rate_limit_window_seconds)
     app.extensions[RATE_LIMITER] = limiter
-    app.extensions[READINESS] = Readiness(store, settings.ready_min_workers, heartbeat_timeout,
+    app.extensions[READINESS] = Readiness(store, workers.queue, settings.ready_min_workers, heartbeat_timeout,
                                           storage_check(app, store))
     api.register_blueprint(blp)
     _register_hooks(app, settings, metrics, limiter)

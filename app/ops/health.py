@@ -15,6 +15,7 @@ from marshmallow import Schema, fields
 
 from ..api.parsing import Blueprint
 from ..faults import DATABASE, StorageFault, probe_directory
+from ..jobs import JobQueue
 from ..store import Store
 from .heartbeat import WorkerHeartbeats
 from .metrics import CONTENT_TYPE, EXTENSION, oldest_pending_seconds
@@ -99,9 +100,10 @@ class StorageCheck:
 class Readiness:
     """What /readyz checks, with the store replaceable (tests inject a dead one)."""
 
-    def __init__(self, store: Store, min_workers: int, heartbeat_timeout: float,
+    def __init__(self, store: Store, queue: JobQueue, min_workers: int, heartbeat_timeout: float,
                  storage: StorageCheck | None = None) -> None:
         self.store = store
+        self.queue = queue
         self.min_workers = min_workers
         self.heartbeat_timeout = heartbeat_timeout
         self.storage = storage or StorageCheck({})
@@ -128,8 +130,8 @@ class Readiness:
             checks["workers"] = {"ok": alive >= self.min_workers, "alive": alive,
                                  "expected": self.min_workers}
             checks["queue"] = {
-                "depth": sum(self.store.jobs.active_counts().values()),
-                "oldest_pending_seconds": oldest_pending_seconds(self.store.jobs)}
+                "depth": self.queue.depth(),
+                "oldest_pending_seconds": oldest_pending_seconds(self.queue)}
         except Exception as exc:
             if not self.store.is_unavailable(exc):
                 raise

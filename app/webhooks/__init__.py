@@ -16,16 +16,17 @@ from ..config import settings_of
 from ..domain import Domain
 from ..jobs import Workers
 from ..ops.health import READINESS
+from ..store import Store
 from .routes import blp
 from .service import EXTENSION, JOB_KIND, WebhookService, webhook_service
 
 __all__ = ["WebhookService", "init", "webhook_service"]
 
 
-def init(app: Flask, api: Any, domain: Domain, workers: Workers) -> None:
+def init(app: Flask, api: Any, domain: Domain, workers: Workers, store: Store) -> None:
     """Wire webhooks into the app: service, job handler, content and export listeners, routes."""
     from ..exports import export_service
-    service = WebhookService(domain, workers.queue, settings_of(app).webhooks,
+    service = WebhookService(domain, workers.queue, store, settings_of(app).webhooks,
                              public_url=str(app.config.get("PUBLIC_URL") or ""), wake=workers.wake)
     exports = export_service(app)
     service.export_status = exports.status

@@ -21,7 +21,7 @@ ADMIN = Caller("termsync-cli", is_admin=True)
 def _repo(app: Any, url: str) -> dict[str, Any]:
     """A source or collection by its url (`/orgs/O/sources/S/`)."""
     path = url if url.endswith("/") else url + "/"
-    repo = app.extensions["termsync"].store.sources.get(path)
+    repo = app.extensions["termsync"].content.find_repo(path)
     if repo is None:
         raise NotFound(f"No source or collection {path}.")
     return dict(repo)

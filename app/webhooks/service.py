@@ -37,6 +37,7 @@ from ..domain.accounts import Caller, owner_of
 from ..domain.errors import Invalid, NotFound
 from ..jobs import JobContext, JobQueue
 from ..model import SOURCE_TYPE, ExportFile
+from ..store import Store
 from ..timeutil import format_time
 from .targets import check_target, post
 
@@ -72,12 +73,12 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
 class WebhookService:
     """Everything about webhooks that is not HTTP: hooks, events, deliveries, the job."""
 
-    def __init__(self, domain: Domain, queue: JobQueue, settings: WebhookSettings,
+    def __init__(self, domain: Domain, queue: JobQueue, store: Store, settings: WebhookSettings,
                  public_url: str = "", wake: Callable[[], None] | None = None) -> None:
         self.domain = domain
         self.queue = queue
-        self.hooks = domain.store.webhooks
-        self.log = domain.store.webhook_deliveries
+        self.hooks = store.webhooks
+        self.log = store.webhook_deliveries
         self.settings = settings
         self.public_url = public_url.rstrip("/")
         self.wake = wake or (lambda: None)
@@ -318,7 +319,7 @@ class WebhookService:
         # One unit on SQLite: a crash leaves both the delivery and its job or neither. (On
         # MongoDB these are two writes; a crash between them leaves a PENDING delivery that only
         # a redelivery sends.)
-        with self.domain.store.transaction():
+        with self.domain.transaction():
             self.log.insert(delivery)
             self.queue.submit(JOB_KIND, {"delivery": delivery["_id"]}, key=delivery["_id"])
         self.log.prune(hook["_id"], DELIVERIES_KEPT)

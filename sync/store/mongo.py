@@ -307,7 +307,7 @@ class MongoStore(LocalStore):
             if exc.args != ("nModified",):
                 raise
             return self._replace_one_by_one(collection, replacements)
-        return result.matched_count + result.upserted_count
+        return int(result.matched_count + result.upserted_count)
 
     @staticmethod
     def _replace_one_by_one(collection: Any, replacements: list[tuple[dict[str, Any],

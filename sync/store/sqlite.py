@@ -298,8 +298,9 @@ class SQLiteStore(LocalStore):
                         for statement in schema.index_sql(table):
                             db.execute(statement)
             row = (key,)
-        self._keys[name] = row[0]
-        return row[0]
+        found: str = row[0]
+        self._keys[name] = found
+        return found
 
     def tables(self, name: str) -> dict[str, str]:
         """The item table names of a subscription ({"concepts": ..., "mappings": ...})."""

@@ -56,7 +56,7 @@ def test_searches_show_what_the_api_lists(app: Any, client: Any, source: Any,
 def test_summary_and_changes_since_the_last_release(app: Any, client: Any, source: Any) -> None:
     fill(client, source)
     domain = domain_of(app)
-    stored = domain.repos.sources.get(BASE)
+    stored = domain.content.find_repo(BASE)
     summary = domain.browse.source_summary(stored)
     assert (summary.concepts, summary.retired_concepts, summary.mappings) == (3, 0, 1)
     assert summary.checksum == client.get(BASE).get_json()["checksums"]["content"]
@@ -69,7 +69,7 @@ def test_summary_and_changes_since_the_last_release(app: Any, client: Any, sourc
     assert client.delete(f"{BASE}concepts/B/", headers=ADMIN).status_code == 204  # retire
     assert client.delete(f"{BASE}concepts/C/?hard=true", headers=ADMIN).status_code == 204
     post(client, f"{BASE}concepts/", concept("D"))
-    stored = domain.repos.sources.get(BASE)
+    stored = domain.content.find_repo(BASE)
     changes = domain.browse.changes_since_release(stored)
     assert changes.release["id"] == "v1"
     assert changes.counts == {"created": 1, "updated": 1, "retired": 1, "deleted": 1}
@@ -81,7 +81,7 @@ def test_concepts_found_by_text_class_and_datatype_at_a_version(app: Any, client
                                                                  source: Any) -> None:
     fill(client, source)
     domain = domain_of(app)
-    stored = domain.repos.sources.get(BASE)
+    stored = domain.content.find_repo(BASE)
     head = domain.content.head_version(stored)
     browse = domain.browse
 
@@ -107,7 +107,7 @@ def test_mappings_both_ways_only_from_sources_the_caller_sees(app: Any, client: 
                                                              source: Any) -> None:
     fill(client, source)
     domain = domain_of(app)
-    stored = domain.repos.sources.get(BASE)
+    stored = domain.content.find_repo(BASE)
     head = domain.content.head_version(stored)
     concept_a = f"{BASE}concepts/A/"
 
@@ -131,7 +131,7 @@ def test_history_names_the_versions_holding_each_item_version(app: Any, client: 
     post(client, f"{BASE}versions/", {"id": "v2"})
     assert client.patch(f"{BASE}concepts/A/", json={"datatype": "Text"},
                         headers=ADMIN).status_code == 200
-    stored = domain.repos.sources.get(BASE)
+    stored = domain.content.find_repo(BASE)
     history = domain.browse.item_history(stored, f"{BASE}concepts/A/")
     assert [entry.versions for entry in history] == [["HEAD"], ["v2", "v1"]]
     assert history[0].item["data"]["datatype"] == "Text"

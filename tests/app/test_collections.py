@@ -473,12 +473,12 @@ def test_a_crash_between_an_item_write_and_its_followers_is_repaired(
 
         monkeypatch.setattr(domain.collections, "follow", crash)
         with pytest.raises(RuntimeError):
-            domain.content.update_concept(ADMIN_CALLER, domain.repos.sources.get(DEMO), "Apple",
+            domain.content.update_concept(ADMIN_CALLER, domain.content.find_repo(DEMO), "Apple",
                                           {"datatype": "Text"})
         monkeypatch.undo()
         source_side = call(client, "GET", f"{DEMO}concepts/Apple/", 200)["datatype"]
         in_collection = call(client, "GET", f"{DICT}concepts/Apple/", 200)["datatype"]
-        marked = domain.repos.collection_entries.marked_following()
+        marked = application.extensions["termsync.store"].collection_entries.marked_following()
         if backend == "sqlite":
             assert (source_side, in_collection, marked) == ("None", "None", [])
         else:
@@ -486,6 +486,6 @@ def test_a_crash_between_an_item_write_and_its_followers_is_repaired(
             assert marked == [f"{DEMO}concepts/Apple/"]
         assert domain.collections.finish_following() == len(marked)
         assert call(client, "GET", f"{DICT}concepts/Apple/", 200)["datatype"] == source_side
-        assert domain.repos.collection_entries.marked_following() == []
+        assert application.extensions["termsync.store"].collection_entries.marked_following() == []
     finally:
         application.extensions["termsync.store"].drop()

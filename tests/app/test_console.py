@@ -193,7 +193,7 @@ def test_every_form_post_without_its_csrf_token_is_refused(browser: Browser) -> 
         browser.post(url, {"id": "v9", "csrf_token": "not-this-session's"}, csrf=False,
                      status=403)
     assert browser.session_id() is not None  # sign-out was refused too
-    assert browser.app.extensions["termsync"].repos.versions.get(
+    assert browser.app.extensions["termsync"].content.find_version(
         "/orgs/DemoOrg/sources/DemoSource/v9/") is None
     # another session's token is no good either
     other = Browser(browser.app)

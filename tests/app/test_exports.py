@@ -477,12 +477,12 @@ def test_version_description_edit_makes_the_export_stale(env: Env) -> None:
 
 def test_concept_edit_makes_a_head_export_stale(env: Env) -> None:
     with env.app.app_context():
-        source = env.app.extensions["termsync"].repos.sources.get(BASE)
+        source = env.app.extensions["termsync"].content.find_repo(BASE)
         head = env.app.extensions["termsync"].content.head_version(source)
         env.service.request(source, head)
     env.build()
     with env.app.app_context():
-        source = env.app.extensions["termsync"].repos.sources.get(BASE)
+        source = env.app.extensions["termsync"].content.find_repo(BASE)
         status = env.service.status(source, env.app.extensions["termsync"].content.head_version(source))
         assert status.state == "READY"
     version_etag = env.ready().headers["ETag"]
@@ -490,7 +490,7 @@ def test_concept_edit_makes_a_head_export_stale(env: Env) -> None:
         {"name": "Renamed", "locale": "en", "locale_preferred": True}]}, headers=ADMIN)
     assert answer.status_code == 200, answer.get_json()
     with env.app.app_context():
-        source = env.app.extensions["termsync"].repos.sources.get(BASE)
+        source = env.app.extensions["termsync"].content.find_repo(BASE)
         status = env.service.status(source, env.app.extensions["termsync"].content.head_version(source))
         assert status.state == "NONE"
     assert env.client.get(f"{BASE}HEAD/export/").status_code == 405

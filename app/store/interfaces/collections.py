@@ -6,9 +6,10 @@ from collections.abc import Iterable, Iterator
 
 from ...model import DiffKey, Document, DocumentPage
 from .content import ContentReader
+from .documents import Copied
 
 
-class References:
+class References(Copied):
     """The references of collections, versioned like item versions: a reference added at the
     collection's seq s and removed at seq t belongs to the versions cut at s..t-1 (`sup` LIVE
     while it stays).
@@ -50,14 +51,8 @@ class References:
     def delete_for_collection(self, collection_url: str) -> None:
         raise NotImplementedError
 
-    def dump(self) -> Iterator[Document]:
-        raise NotImplementedError
 
-    def load(self, documents: Iterable[Document]) -> int:
-        raise NotImplementedError
-
-
-class CollectionEntries(ContentReader):
+class CollectionEntries(ContentReader, Copied):
     """The item versions of collections: which item version (`item_seq`) each item url of a
     collection resolves to, versioned by the collection's seq exactly as items are by their
     source's, with the collection's HEAD checksum and counts kept with every write.
@@ -126,12 +121,6 @@ class CollectionEntries(ContentReader):
         """Bring every collection's HEAD checksum and counts in line with its entries."""
 
     def delete_for_collection(self, collection_url: str) -> None:
-        raise NotImplementedError
-
-    def dump(self) -> Iterator[Document]:
-        raise NotImplementedError
-
-    def load(self, documents: Iterable[Document]) -> int:
         raise NotImplementedError
 
     def diff_key(self, item: Document) -> DiffKey:

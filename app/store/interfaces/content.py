@@ -17,7 +17,7 @@ from ...model import (
     Visibility,
 )
 from ..base import keyset_batches
-from .documents import DocumentRepository
+from .documents import Copied, DocumentRepository
 
 
 class Sources(DocumentRepository):
@@ -161,7 +161,7 @@ class ContentReader:
         return None
 
 
-class Items(ContentReader):
+class Items(ContentReader, Copied):
     """Concept and mapping item versions of every source (and the mapping-key index)."""
 
     def diff_key(self, item: Document) -> DiffKey:

@@ -7,7 +7,20 @@ from collections.abc import Iterable, Iterator
 from ...model import Document
 
 
-class DocumentRepository:
+class Copied:
+    """A repository `termsync db copy` moves (`Store.repositories`): every document out, in an
+    order `load` takes back."""
+
+    def dump(self) -> Iterator[Document]:
+        """Every document, for `termsync db copy`."""
+        raise NotImplementedError
+
+    def load(self, documents: Iterable[Document]) -> int:
+        """Insert copied documents (replacing any with the same `_id`); return how many."""
+        raise NotImplementedError
+
+
+class DocumentRepository(Copied):
     """Documents addressed by `_id`: get, insert (DuplicateKey when it exists), update, delete."""
 
     def get(self, key: str) -> Document | None:
@@ -22,12 +35,4 @@ class DocumentRepository:
         raise NotImplementedError
 
     def delete(self, key: str) -> None:
-        raise NotImplementedError
-
-    def dump(self) -> Iterator[Document]:
-        """Every document, for `termsync db copy`."""
-        raise NotImplementedError
-
-    def load(self, documents: Iterable[Document]) -> int:
-        """Insert copied documents (replacing any with the same `_id`); return how many."""
         raise NotImplementedError

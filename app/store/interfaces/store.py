@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any
 
 from ...faults import StorageFault
 from ..files import ExportStorage, UploadStore
 from .accounts import ConsoleSessions, Orgs, Users
 from .collections import CollectionEntries, References
 from .content import Items, Sources, Versions
+from .documents import Copied
 from .webhooks import WebhookDeliveries, Webhooks
 from .work import ExportRecords, Heartbeats, IdempotencyKeys, ImportResults, Jobs, Leases, RateCounters
 
@@ -82,7 +82,7 @@ class Store:
         any host; ValueError where the database keeps no files."""
         raise ValueError(f"the {self.kind} store keeps no uploads; use a directory")
 
-    def repositories(self) -> dict[str, Any]:
+    def repositories(self) -> dict[str, Copied]:
         """The repositories `termsync db copy` moves, in the order they must be loaded."""
         return {"users": self.users, "orgs": self.orgs, "sources": self.sources,
                 "versions": self.versions, "items": self.items,

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
 from ...model import Document, DocumentPage
+from .documents import DocumentRepository
 
 
-class Webhooks:
+class Webhooks(DocumentRepository):
     """Webhooks of repositories (`_id` = hook id): target, events, secret, state, failures."""
-
-    def get(self, hook_id: str) -> Document | None:
-        raise NotImplementedError
-
-    def insert(self, hook: Document) -> None:
-        """Insert a hook; DuplicateKey if its id exists."""
-        raise NotImplementedError
-
-    def update(self, hook_id: str, changes: Document) -> Document | None:
-        """Change fields of a hook; the hook after the change, None if there is none."""
-        raise NotImplementedError
-
-    def delete(self, hook_id: str) -> None:
-        raise NotImplementedError
 
     def for_repository(self, repository: str) -> list[Document]:
         """The hooks of one repository (source or collection url), oldest first."""
@@ -40,24 +25,9 @@ class Webhooks:
         and how many there are."""
         raise NotImplementedError
 
-    def dump(self) -> Iterator[Document]:
-        raise NotImplementedError
 
-    def load(self, documents: Iterable[Document]) -> int:
-        raise NotImplementedError
-
-
-class WebhookDeliveries:
+class WebhookDeliveries(DocumentRepository):
     """The delivery log of webhooks (`_id` = delivery id): event, body, state, last attempts."""
-
-    def get(self, delivery_id: str) -> Document | None:
-        raise NotImplementedError
-
-    def insert(self, delivery: Document) -> None:
-        raise NotImplementedError
-
-    def update(self, delivery_id: str, changes: Document) -> Document | None:
-        raise NotImplementedError
 
     def page(self, hook_id: str, skip: int, limit: int) -> DocumentPage:
         """A hook's deliveries, newest first, and how many it has."""
@@ -68,10 +38,4 @@ class WebhookDeliveries:
         raise NotImplementedError
 
     def delete_for_hook(self, hook_id: str) -> None:
-        raise NotImplementedError
-
-    def dump(self) -> Iterator[Document]:
-        raise NotImplementedError
-
-    def load(self, documents: Iterable[Document]) -> int:
         raise NotImplementedError

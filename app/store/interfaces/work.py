@@ -8,9 +8,10 @@ from datetime import datetime
 
 from ...model import Document
 from ...model.records import ExportFile, ExportRecord, Job
+from .documents import Copied
 
 
-class Jobs:
+class Jobs(Copied):
     """The job queue: submit, claim with a lease, heartbeat, finish, fail, cancel.
 
     States: PENDING, RUNNING, FINISHED, FAILED, CANCELLED. A claim takes the oldest PENDING job
@@ -79,12 +80,6 @@ class Jobs:
         """RUNNING jobs whose lease expired (waiting to be taken over)."""
         raise NotImplementedError
 
-    def dump(self) -> Iterator[Document]:
-        raise NotImplementedError
-
-    def load(self, documents: Iterable[Document]) -> int:
-        raise NotImplementedError
-
 
 class ExportRecords:
     """One record per export (its key): the committed file and the latest build job."""
@@ -127,7 +122,7 @@ class ExportRecords:
         raise NotImplementedError
 
 
-class ImportResults:
+class ImportResults(Copied):
     """Per-line results of import jobs, addressed by (job, line, part)."""
 
     def add(self, job_id: str, part: int, result: Document) -> None:
@@ -153,12 +148,6 @@ class ImportResults:
             after = (page[-1]["line"], page[-1]["part"])
 
     def delete_for_job(self, job_id: str) -> None:
-        raise NotImplementedError
-
-    def dump(self) -> Iterator[Document]:
-        raise NotImplementedError
-
-    def load(self, documents: Iterable[Document]) -> int:
         raise NotImplementedError
 
 
