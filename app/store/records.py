@@ -9,12 +9,14 @@ from ..model.records import ExportFile, ExportRecord, Job
 
 
 def export_file_document(file: ExportFile) -> Document:
+    """The `file` an export record keeps."""
     return {"sha256": file.sha256, "size": file.size, "created_on": file.created_on,
             "last_updated": file.last_updated, "stamp": file.stamp, "storage": file.storage,
             "concepts": file.concepts, "mappings": file.mappings}
 
 
 def export_file(document: Document) -> ExportFile:
+    """A stored export record's `file`."""
     return ExportFile(sha256=document["sha256"], size=int(document["size"]),
                       created_on=document["created_on"], last_updated=document.get("last_updated"),
                       stamp=document["stamp"], storage=document["storage"],
@@ -30,6 +32,7 @@ def export_target_document(source: str, version_id: str, since_id: str | None) -
 
 
 def export_record(document: Document) -> ExportRecord:
+    """A stored export record (`_id`: its key; `file` absent or None until a build commits)."""
     file = document.get("file")
     return ExportRecord(key=document["_id"], source=document["source"],
                         version_id=document["version_id"], job_id=document["job_id"],
@@ -38,6 +41,7 @@ def export_record(document: Document) -> ExportRecord:
 
 
 def job_document(job: Job) -> Document:
+    """The document a job is stored as: every field, as JobQueue has always written them."""
     return {"_id": job.id, "kind": job.kind, "key": job.key, "state": job.state,
             "payload": job.payload, "owner": job.owner, "progress": job.progress,
             "result": job.result, "error": job.error, "attempts": job.attempts,
@@ -48,8 +52,8 @@ def job_document(job: Job) -> Document:
 
 
 def job(document: Document) -> Job:
-    """A stored job (one from an older release may lack the fields added since: `queue`,
-    `not_before`)."""
+    """A stored job (one from an older release may lack the fields added since: `generation`,
+    `queue`, `not_before`)."""
     generation = document.get("generation")
     return Job(id=document["_id"], kind=document["kind"], state=document["state"],
                payload=document["payload"], created_on=document["created_on"],
