@@ -11,6 +11,7 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    post_load,
     pre_load,
     validate,
     validates_schema,
@@ -18,6 +19,7 @@ from marshmallow import (
 
 from ..config import settings_of
 from ..domain.accounts import MAX_TOKEN_LENGTH, MIN_CHOSEN_TOKEN_LENGTH
+from ..domain.errors import Invalid
 from ..timeutil import parse_time
 
 MAX_LIST_LIMIT = 500
@@ -26,15 +28,45 @@ MAX_LIST_LIMIT = 500
 CONTENT_LIMIT = "CONTENT_MAX_LIMIT (100,000 unless configured)"
 
 
+NOT_A_TIME = "Not an ISO 8601 time."
+
+
 def _describe(text: str) -> dict[str, str]:
     return {"description": text}
+
+
+class Timestamp(fields.String):
+    """A time a client gives: any ISO 8601 time (zone-less = UTC), which its view gets in the
+    stored format (`timeutil.parse_time`); documented as the string it is sent as.
+
+    It is read after every other field of its schema is valid (`read_times`), so that a request
+    with several bad arguments is answered as it always was; `example` is shown in the message
+    of a bad one."""
+
+    def __init__(self, *args: Any, example: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.example = example
+
+
+def read_times(schema: Schema, data: dict[str, Any], unread: frozenset[str] = frozenset()
+               ) -> dict[str, Any]:
+    """`data` with the value of each Timestamp field in the stored format (None for those
+    `unread`); a ValidationError naming the first that is not a time."""
+    for name, field in schema.fields.items():
+        if isinstance(field, Timestamp) and data.get(name) is not None:
+            try:
+                data[name] = None if name in unread else parse_time(data[name])
+            except ValueError:
+                raise ValidationError(NOT_A_TIME, name) from None
+    return data
 
 
 class QuerySchema(Schema):
     """Base for query strings: unknown parameters are ignored and an empty value means absent.
 
     Real OCL clients send parameters termsync has no use for, and empty ones (`?sortAsc=`); none
-    of them is a 400 (docs/api.md; docs/compatibility.md lists them).
+    of them is a 400 (docs/api.md; docs/compatibility.md lists them). A time that is not one is
+    a 400 naming the parameter and its value.
     """
 
     class Meta:
@@ -46,6 +78,22 @@ class QuerySchema(Schema):
             return data
         return {key: data.get(key) for key in data.keys()
                 if data.get(key) is not None and str(data.get(key)).strip() != ""}
+
+    def unread_times(self, data: dict[str, Any]) -> frozenset[str]:
+        """The times the arguments in `data` leave unused, and so unchecked (none but for diffs)."""
+        return frozenset()
+
+    @post_load
+    def _read_times(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        try:
+            return read_times(self, data, self.unread_times(data))
+        except ValidationError as error:
+            name = str(error.field_name)
+            field = self.fields[name]
+            example = field.example if isinstance(field, Timestamp) else None
+            raise Invalid(f"{name} {data[name]!r} is not an ISO 8601 time"
+                          f"{f' (e.g. {example})' if example else ''}.",
+                          errors=error.normalized_messages()) from None
 
 
 class Limit(fields.Integer):
@@ -95,9 +143,9 @@ class RepoListArgsSchema(ListArgsSchema):
                                                 "owner's repos/; absent: both)."))
     customValidationSchema = fields.String(load_default=None,
                                            metadata=_describe("e.g. 'OpenMRS'."))
-    updatedSince = fields.String(load_default=None,
-                                 metadata=_describe("Only repositories changed at or after this "
-                                                    "ISO 8601 time."))
+    updatedSince = Timestamp(load_default=None,
+                             metadata=_describe("Only repositories changed at or after this "
+                                                "ISO 8601 time."))
 
 
 class SearchListArgsSchema(ListArgsSchema):
@@ -113,8 +161,8 @@ class TaskListArgsSchema(ListArgsSchema):
                           metadata=_describe("OCL state names, comma-separated: PENDING, STARTED, "
                                              "SUCCESS, FAILURE, REVOKED."))
     q = fields.String(load_default=None, metadata=_describe("Text in the task's name."))
-    start_date = fields.String(load_default=None,
-                               metadata=_describe("Only tasks started at or after this time."))
+    start_date = Timestamp(load_default=None,
+                           metadata=_describe("Only tasks started at or after this time."))
 
 
 class VersionListArgsSchema(ListArgsSchema):
@@ -122,9 +170,9 @@ class VersionListArgsSchema(ListArgsSchema):
 
     released = fields.Boolean(load_default=None, allow_none=True,
                               metadata=_describe("Only released (true) or unreleased (false)."))
-    updatedSince = fields.String(load_default=None,
-                                 metadata=_describe("Only versions changed at or after this "
-                                                    "ISO 8601 time."))
+    updatedSince = Timestamp(load_default=None,
+                             metadata=_describe("Only versions changed at or after this "
+                                                "ISO 8601 time."))
 
 
 def _choices(description: str) -> Any:
@@ -160,7 +208,7 @@ class ItemListArgsSchema(QuerySchema):
         "Mappings to a concept of this source (its id)."))
     toConceptOwner = fields.String(load_default=None, metadata=_describe(
         "Mappings to a concept of this owner."))
-    updatedSince = fields.String(load_default=None, metadata=_describe(
+    updatedSince = Timestamp(load_default=None, metadata=_describe(
         "Only items updated at or after this ISO 8601 time (zone-less = UTC)."))
     includeMappings = fields.Boolean(load_default=False, metadata=_describe(
         "Concepts: add `mappings`, those from each concept in its source."))
@@ -208,13 +256,19 @@ class DiffArgsSchema(RepoArgsSchema):
         load_default=False,
         metadata=_describe("Include tombstones of deleted items (termsync's subscriber sends it; "
                            "OCL clients do not, and cannot read tombstones)."))
-    updatedSince = fields.String(
-        load_default=None, allow_none=True,
+    updatedSince = Timestamp(
+        load_default=None, allow_none=True, example="2026-01-01T00:00:00Z",
         metadata=_describe("Only items updated at or after this ISO 8601 time (zone-less = UTC)."))
     limit = Limit(500, None,
                   metadata=_describe(f"Items per page (default 500, at most {CONTENT_LIMIT})."))
     cursor = fields.String(load_default=None, allow_none=True,
                            metadata=_describe("Opaque keyset cursor; follow the `next` header."))
+
+    def unread_times(self, data: dict[str, Any]) -> frozenset[str]:
+        """Without concepts or mappings asked for, the answer is the repository alone, which
+        `updatedSince` does not narrow: it is ignored, whatever it says."""
+        return frozenset() if data["includeConcepts"] or data["includeMappings"] else \
+            frozenset({"updatedSince"})
 
 
 class HardDeleteArgsSchema(QuerySchema):
@@ -422,7 +476,7 @@ class TokenIn(Schema):
                            "characters); leave it out and the server draws one."))
     label = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200),
                           metadata=_describe("What the token is for (shown in lists)."))
-    expires_on = fields.String(load_default=None, allow_none=True, metadata=_describe(
+    expires_on = Timestamp(load_default=None, allow_none=True, metadata=_describe(
         "When it stops working: an ISO 8601 time in the future (zone-less is UTC)."))
     expires_in_days = fields.Integer(load_default=None, allow_none=True,
                                      validate=validate.Range(min=1, max=36500),
@@ -433,11 +487,10 @@ class TokenIn(Schema):
         if data.get("expires_on") is not None and data.get("expires_in_days") is not None:
             raise ValidationError("Give expires_on or expires_in_days, not both.",
                                   "expires_in_days")
-        if data.get("expires_on") is not None:
-            try:
-                parse_time(data["expires_on"])
-            except ValueError:
-                raise ValidationError("Not an ISO 8601 time.", "expires_on") from None
+
+    @post_load
+    def _read_times(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return read_times(self, data)  # a bad expires_on: 422 naming it, as any bad field
 
 
 class TokenListArgsSchema(ListArgsSchema):

@@ -8,9 +8,7 @@ from flask import Response
 from flask.views import MethodView
 
 from ..domain import ocl
-from ..domain.errors import Invalid
 from ..domain.payloads import VersionSchema, VersionUpdateSchema
-from ..timeutil import parse_time
 from .common import (
     current_caller,
     domain,
@@ -53,15 +51,8 @@ class Versions(MethodView):
             owner_id: str | None = None) -> Response:
         """List versions, newest first; `released=true&limit=1` is the latest release."""
         _, source = resolve_source(owner_kind, owner_id, source_id)
-        updated_since = None
-        if args.get("updatedSince"):
-            try:
-                updated_since = parse_time(args["updatedSince"])
-            except ValueError:
-                raise Invalid(f"updatedSince {args['updatedSince']!r} is not an ISO 8601 time.",
-                              errors={"updatedSince": ["Not an ISO 8601 time."]}) from None
         return list_response(args, lambda skip, limit: domain().content.list_versions(
-            source, args["released"], skip, limit, updated_since),
+            source, args["released"], skip, limit, args["updatedSince"]),
             lambda version: _render(source, version))
 
     @blp.arguments(VersionSchema)

@@ -23,7 +23,6 @@ from ..api.parsing import Blueprint
 from ..domain.accounts import require_login
 from ..domain.errors import Invalid, NotAllowed
 from ..model import Job
-from ..timeutil import parse_time
 from .csvformat import template
 from .formats import format_of
 from .render import render_job, render_task
@@ -169,16 +168,9 @@ def _task_list(args: dict[str, Any], queue: str | None, everyone: bool = False) 
     everyone's, as OCL's /tasks/ is)."""
     caller = current_caller()
     states = [part for part in (args.get("state") or "").split(",") if part.strip()] or None
-    started_since = None
-    if args.get("start_date"):
-        try:
-            started_since = parse_time(args["start_date"])
-        except ValueError:
-            raise Invalid(f"start_date {args['start_date']!r} is not an ISO 8601 time.",
-                          errors={"start_date": ["Not an ISO 8601 time."]}) from None
     return list_response(args, lambda skip, limit: imports().list_tasks(
         caller, queue=queue, ocl_states=states, everyone=everyone, name=args.get("q"),
-        started_since=started_since, skip=skip, limit=limit), render_task)
+        started_since=args["start_date"], skip=skip, limit=limit), render_task)
 
 
 def _report_csv(job: Job) -> Response:

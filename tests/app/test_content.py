@@ -176,6 +176,30 @@ def test_bad_diff_parameters_are_400_with_a_message(client: Any, source: Any) ->
     assert zoneless.status_code == 200
 
 
+def test_every_time_parameter_answers_a_bad_time_alike(client: Any, source: Any) -> None:
+    url = source()
+    client.post(f"{url}concepts/", json=concept("1"), headers=ADMIN)
+    diff_example = " (e.g. 2026-01-01T00:00:00Z)"
+    for query, name, example in (
+            (f"{url}concepts/?updatedSince=", "updatedSince", ""),
+            ("/mappings/?updatedSince=", "updatedSince", ""),
+            (f"{url}versions/?updatedSince=", "updatedSince", ""),
+            ("/repos/?updatedSince=", "updatedSince", ""),
+            (f"{url}HEAD/?includeMappings=true&updatedSince=", "updatedSince", diff_example),
+            ("/user/tasks/?start_date=", "start_date", "")):
+        answer = client.get(f"{query}2026-13-01", headers=ADMIN)
+        assert (answer.status_code, answer.get_json()) == (400, {
+            "code": 400, "status": "Bad Request",
+            "message": f"{name} '2026-13-01' is not an ISO 8601 time{example}.",
+            "errors": {name: ["Not an ISO 8601 time."]}}), query
+        assert client.get(f"{query}2026-01-01T02:00:00%2B02:00", headers=ADMIN).status_code == 200
+    # another bad argument is answered first, as webargs answers it
+    both = client.get(f"{url}concepts/?limit=many&updatedSince=never").get_json()
+    assert both["errors"] == {"query": {"limit": ["Not a valid integer."]}}
+    # the repository alone, without its items, is not narrowed by a time: none is read
+    assert client.get(f"{url}?updatedSince=never").status_code == 200
+
+
 def test_flags_parse_as_real_booleans(client: Any, source: Any) -> None:
     url = source()
     client.post(f"{url}concepts/", json=concept("1"), headers=ADMIN)

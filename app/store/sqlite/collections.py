@@ -27,7 +27,7 @@ from ...model import (
 )
 from .. import interfaces
 from ..base import StaleHead, keyset_batches, offset, page_end
-from .content import Items, diff_range, filter_clauses, like
+from .content import Items, diff_range, filter_clauses, like, recompute_head_totals
 from .db import DocTable, SqliteDatabase, dumps, loads
 
 DIFF_KEY = "e.updated_on, e.type, e.url"  # the order of a collection's diff (entries_diff)
@@ -260,17 +260,8 @@ class CollectionEntries(interfaces.CollectionEntries):
             "WHERE collection = ?", (collection_url,))]
 
     def recompute_checksums(self) -> None:
-        for (url,) in self.database.all("SELECT _id FROM sources WHERE repo_type = ? ORDER BY _id",
-                                        (COLLECTION_TYPE,)):
-            checksum = self.scan_checksum(url, HEAD_SEQ)
-            counts = model.empty_counts()
-            for kind, deleted, retired, number in self.database.all(
-                    "SELECT type, deleted, retired, count(*) FROM collection_entries WHERE "
-                    "collection = ? AND sup = ? GROUP BY type, deleted, retired", (url, LIVE)):
-                count_item(counts, {"type": kind, "deleted": deleted, "retired": retired}, number)
-            with self.database.transaction() as connection:
-                connection.execute("UPDATE sources SET content_checksum = ?, counts = ? "
-                                   "WHERE _id = ?", (checksum, dumps(counts), url))
+        recompute_head_totals(self.database, COLLECTION_TYPE, "collection_entries", "collection",
+                              self.scan_checksum)
 
     def delete_for_collection(self, collection_url: str) -> None:
         with self.database.transaction() as connection:

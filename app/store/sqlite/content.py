@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -480,6 +480,24 @@ def diff_range(params: list[Any], after: DiffKey | None, until: DiffKey | None,
     return clause
 
 
+def recompute_head_totals(database: SqliteDatabase, repo_type: str, table: str, repo_column: str,
+                          scan_checksum: Callable[[str, int], str]) -> None:
+    """Bring the HEAD checksum and counts that every repository of `repo_type` keeps with each
+    write in line with the live rows of `table` whose `repo_column` names it (after `db copy`):
+    `items` of sources by `source`, `collection_entries` of collections by `collection`."""
+    for (url,) in database.all("SELECT _id FROM sources WHERE repo_type = ? ORDER BY _id",
+                               (repo_type,)):
+        checksum = scan_checksum(url, HEAD_SEQ)
+        counts = model.empty_counts()
+        for kind, deleted, retired, number in database.all(
+                f"SELECT type, deleted, retired, count(*) FROM {table} WHERE {repo_column} = ? "
+                "AND sup = ? GROUP BY type, deleted, retired", (url, LIVE)):
+            count_item(counts, {"type": kind, "deleted": deleted, "retired": retired}, number)
+        with database.transaction() as connection:
+            connection.execute("UPDATE sources SET content_checksum = ?, counts = ? WHERE _id = ?",
+                               (checksum, dumps(counts), url))
+
+
 class Items(interfaces.Items):
     """`items` (every item version, keyed by its version url) and `mapping_keys`."""
 
@@ -746,17 +764,8 @@ class Items(interfaces.Items):
         return loads(row[0]) if row else None
 
     def recompute_checksums(self) -> None:
-        for (url,) in self.database.all("SELECT _id FROM sources WHERE repo_type = ? ORDER BY _id",
-                                        (model.SOURCE_TYPE,)):
-            checksum = self.scan_checksum(url, HEAD_SEQ)
-            counts = model.empty_counts()
-            for kind, deleted, retired, number in self.database.all(
-                    "SELECT type, deleted, retired, count(*) FROM items WHERE source = ? AND "
-                    "sup = ? GROUP BY type, deleted, retired", (url, LIVE)):
-                count_item(counts, {"type": kind, "deleted": deleted, "retired": retired}, number)
-            with self.database.transaction() as connection:
-                connection.execute("UPDATE sources SET content_checksum = ?, counts = ? "
-                                   "WHERE _id = ?", (checksum, dumps(counts), url))
+        recompute_head_totals(self.database, model.SOURCE_TYPE, "items", "source",
+                              self.scan_checksum)
 
     def mapping_for_key(self, key: str) -> str | None:
         row = self.database.one("SELECT mapping_id FROM mapping_keys WHERE _id = ?", (key,))
