@@ -28,11 +28,12 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .faults import StorageFault, fault_of
+from .model import Job
 from .store.base import DuplicateKey
 from .store.interfaces import Jobs
 from .timeutil import format_time
@@ -65,33 +66,30 @@ class JobQueue:
     def submit(self, kind: str, payload: dict[str, Any], *, key: str | None = None,
                owner: str | None = None, dedupe: bool = True,
                queue: str | None = None,
-               not_before: datetime | None = None) -> dict[str, Any]:
+               not_before: datetime | None = None) -> Job:
         """Queue a job; with dedupe, an active job of the same kind and key is returned instead.
 
         Jobs naming the same `queue` run one at a time, in the order they were submitted; a job
         with `not_before` is not claimed before that time.
 
         Deduplicated jobs of one key are numbered (generation 1, 2, ...) and the number is part
-        of their `_id`, so two submitters racing for the same key insert the same `_id`: one
+        of their id, so two submitters racing for the same key insert the same id: one
         wins, the other gets a duplicate key and joins the winner's job.
         """
         now = self._now()
-        job = {"_id": uuid.uuid4().hex, "kind": kind, "key": key, "state": PENDING,
-               "payload": payload, "owner": owner, "progress": {}, "result": None,
-               "error": None, "attempts": 0, "worker": None, "lease_until": None,
-               "generation": None, "queue": queue, "created_on": now, "updated_on": now,
-               "started_on": None, "finished_on": None,
-               "not_before": format_time(not_before) if not_before is not None else None}
+        job = Job(id=uuid.uuid4().hex, kind=kind, key=key, state=PENDING, payload=payload,
+                  owner=owner, queue=queue, created_on=now, updated_on=now,
+                  not_before=format_time(not_before) if not_before is not None else None)
         if not dedupe or key is None:
             self.jobs.insert(job)
             return job
         key_hash = hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()[:24]
         for _ in range(20):
             latest = self.jobs.latest(kind, key)
-            if latest is not None and latest["state"] in ACTIVE:
+            if latest is not None and latest.state in ACTIVE:
                 return latest
-            generation = (latest["generation"] if latest is not None else 0) + 1
-            numbered = dict(job, _id=f"{key_hash}-{generation}", generation=generation)
+            generation = ((latest.generation or 0) if latest is not None else 0) + 1
+            numbered = replace(job, id=f"{key_hash}-{generation}", generation=generation)
             try:
                 self.jobs.insert(numbered)
             except DuplicateKey:
@@ -99,14 +97,14 @@ class JobQueue:
             return numbered
         raise RuntimeError(f"could not queue a {kind} job for {key}: too much contention")
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
 
-    def latest(self, kind: str, key: str) -> dict[str, Any] | None:
+    def latest(self, kind: str, key: str) -> Job | None:
         """The newest deduplicated job of this kind and key, whatever its state."""
         return self.jobs.latest(kind, key)
 
-    def claim(self, kinds: list[str], worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
+    def claim(self, kinds: list[str], worker_id: str, lease_seconds: float) -> Job | None:
         """Atomically take the oldest PENDING job, or a RUNNING one whose lease has expired,
         whose queue (if it names one) has no older active job and whose `not_before` is past."""
         now = self.clock()
@@ -157,7 +155,7 @@ class JobQueue:
     def list(self, *, kind: str | None = None, owner: str | None = None,
              states: list[str] | tuple[str, ...] | None = None,
              queues: list[str | None] | None = None, started_since: str | None = None,
-             skip: int = 0, limit: int = 0) -> tuple[list[dict[str, Any]], int]:
+             skip: int = 0, limit: int = 0) -> tuple[list[Job], int]:
         """Jobs newest first, narrowed by kind, owner, states, queues (None in `queues` is a job
         that names none) and a start at or after a time; and how many match."""
         return self.jobs.list(kind, owner, states, skip, limit, queues=queues,
@@ -181,17 +179,17 @@ class JobContext:
     """What a job handler gets: its job, and a heartbeat that keeps the lease (or stops it)."""
 
     queue: JobQueue
-    job: dict[str, Any]
+    job: Job
     worker_id: str
     lease_seconds: float
 
     def heartbeat(self, progress: dict[str, Any] | None = None) -> None:
         """Call often (e.g. every batch); raises JobLost when the job must stop."""
-        self.queue.heartbeat(self.job["_id"], self.worker_id, self.lease_seconds, progress)
+        self.queue.heartbeat(self.job.id, self.worker_id, self.lease_seconds, progress)
 
     def save_progress(self, progress: dict[str, Any]) -> None:
         """Record the progress of work just done (see JobQueue.save_progress)."""
-        self.queue.save_progress(self.job["_id"], self.worker_id, progress)
+        self.queue.save_progress(self.job.id, self.worker_id, progress)
 
 
 Handler = Callable[[JobContext], "dict[str, Any] | None"]
@@ -245,56 +243,56 @@ class Workers:
         """Tell idle worker threads that a job was queued."""
         self._wake.set()
 
-    def run_once(self, worker_id: str | None = None) -> dict[str, Any] | None:
+    def run_once(self, worker_id: str | None = None) -> Job | None:
         """Claim one job and run it to its end in this thread; return the job or None."""
         worker_id = worker_id or f"{self.name}:{threading.get_ident()}"
         job = self.queue.claim(sorted(self.handlers), worker_id, self.lease_seconds)
         if job is None:
             return None
         context = JobContext(self.queue, job, worker_id, self.lease_seconds)
-        self.queue.mark_started(job["_id"], worker_id)
+        self.queue.mark_started(job.id, worker_id)
         with self.app.app_context():
             try:
-                result = self.handler(job["kind"])(context)
+                result = self.handler(job.kind)(context)
             except JobLost:
-                logger.info("job %s (%s) stopped: cancelled or taken over", job["_id"], job["kind"])
-                return self.queue.get(job["_id"])
+                logger.info("job %s (%s) stopped: cancelled or taken over", job.id, job.kind)
+                return self.queue.get(job.id)
             except Exception as exc:  # the job fails (or waits something out); the worker goes on
                 fault = fault_of(exc, self.app.extensions.get("termsync.store"))
                 if fault is not None:
                     self._wait_out(job, worker_id, fault)
-                    return self.queue.get(job["_id"])
+                    return self.queue.get(job.id)
                 if self._database_unavailable(exc):
                     # not the job's fault (a database or network outage): it keeps its lease,
                     # and when that expires any worker, this one included, takes it over and
                     # resumes; failing it here could land once the link is back
                     logger.warning("job %s (%s) interrupted, the database is unavailable: %s",
-                                   job["_id"], job["kind"], exc)
+                                   job.id, job.kind, exc)
                     return None
-                logger.exception("job %s (%s) failed", job["_id"], job["kind"])
-                self.queue.fail(job["_id"], worker_id, f"{exc.__class__.__name__}: {exc}")
-                return self.queue.get(job["_id"])
-        self.queue.finish(job["_id"], worker_id, result)
-        return self.queue.get(job["_id"])
+                logger.exception("job %s (%s) failed", job.id, job.kind)
+                self.queue.fail(job.id, worker_id, f"{exc.__class__.__name__}: {exc}")
+                return self.queue.get(job.id)
+        self.queue.finish(job.id, worker_id, result)
+        return self.queue.get(job.id)
 
-    def _wait_out(self, job: dict[str, Any], worker_id: str, fault: StorageFault) -> None:
+    def _wait_out(self, job: Job, worker_id: str, fault: StorageFault) -> None:
         """A storage fault stopped the job: retry it later (the claim's lease is stretched to
         attempts x JOB_LEASE_SECONDS), or fail it, as a fault, after JOB_MAX_ATTEMPTS."""
-        attempts = int(job.get("attempts") or 1)
+        attempts = job.attempts or 1
         if attempts >= self.max_attempts:
-            logger.error("job %s (%s) failed: %s, %d attempts", job["_id"], job["kind"], fault,
+            logger.error("job %s (%s) failed: %s, %d attempts", job.id, job.kind, fault,
                          attempts)
-            self.queue.fail(job["_id"], worker_id,
+            self.queue.fail(job.id, worker_id,
                             f"{fault.message.removesuffix(' Try again later.')} "
                             f"({attempts} attempts)", fault=fault.where or "storage")
             return
         delay = self.lease_seconds * attempts
         logger.warning("job %s (%s) stopped by a storage fault: %s; retried in %.0f s",
-                       job["_id"], job["kind"], fault, delay)
+                       job.id, job.kind, fault, delay)
         try:
-            self.queue.retry_later(job["_id"], worker_id, delay)
+            self.queue.retry_later(job.id, worker_id, delay)
         except Exception:  # the database itself cannot be written: its lease runs out as is
-            logger.warning("job %s: could not stretch its lease", job["_id"], exc_info=True)
+            logger.warning("job %s: could not stretch its lease", job.id, exc_info=True)
 
     def _database_unavailable(self, error: BaseException) -> bool:
         """Whether `error` says the database is down or unreachable (the store knows)."""

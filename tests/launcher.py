@@ -181,11 +181,12 @@ class hold_lock:
 def install_hold(path: str) -> None:
     """Make `JobQueue.claim` take nothing while the file at `path` exists."""
     from app.jobs import JobQueue
+    from app.model import Job
 
     claim = JobQueue.claim
 
     @functools.wraps(claim)
-    def held_claim(self: JobQueue, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    def held_claim(self: JobQueue, *args: Any, **kwargs: Any) -> Job | None:
         """No job while the test holds them; else the real claim."""
         with hold_lock(path):
             if os.path.exists(path):

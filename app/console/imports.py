@@ -18,6 +18,7 @@ from ..domain.loader import ACTIONS
 from ..imports.render import STATES, render_job, summary_of
 from ..imports.service import ImportJobs, ImportOptions, parse_actions
 from ..jobs import ACTIVE
+from ..model import Job
 from .web import Answer, page_number, pager, render, require_sign_in, services
 
 logger = logging.getLogger(__name__)
@@ -42,15 +43,15 @@ def upload_limit() -> int:
     return import_jobs().limits.max_bytes + MULTIPART_OVERHEAD
 
 
-def progress_of(job: dict[str, Any]) -> dict[str, Any]:
+def progress_of(job: Job) -> dict[str, Any]:
     """What the page's script needs to show a job's progress: lines processed of all."""
     summary = summary_of(job)
-    state = STATES.get(job["state"], job["state"])
+    state = STATES.get(job.state, job.state)
     total = max(summary["total"], summary["processed"])
     return {"state": state, "label": state.lower(),
             "detail": f"{summary['processed']:,} of {total:,} lines",
             "value": summary["processed"], "max": max(total, 1), "summary": summary,
-            "final": job["state"] not in ACTIVE}
+            "final": job.state not in ACTIVE}
 
 
 def _chunks(stream: Any) -> Iterator[bytes]:
@@ -98,7 +99,7 @@ def _submit(caller: Any) -> Answer:
     job = service.submit(caller, _chunks(upload.stream), options,
                          form.get("submission") or None)
     current_app.extensions["termsync.jobs"].wake()
-    return redirect(url_for("console.imports.job", job_id=job["_id"]), 303)
+    return redirect(url_for("console.imports.job", job_id=job.id), 303)
 
 
 @bp.route("/imports/", methods=["GET", "POST"])
@@ -182,5 +183,5 @@ def report(job_id: str) -> Answer:
         yield buffer.getvalue()
 
     return Response(stream(), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="import_{found["_id"]}_report.csv"',
+        "Content-Disposition": f'attachment; filename="import_{found.id}_report.csv"',
         "Cache-Control": "private, no-cache"})

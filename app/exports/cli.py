@@ -25,7 +25,7 @@ def cmd_rebuild(app: Any, args: argparse.Namespace) -> int:
         targets = [row["export"] for row in service.listing()] if args.all else args.export
         for export in targets:
             status = service.rebuild(export)
-            print(json.dumps({"export": export, "state": status.state, "job": status.job["_id"]
+            print(json.dumps({"export": export, "state": status.state, "job": status.job.id
                               if status.job else None}))
     if args.now:
         ran = app.extensions["termsync.jobs"].run_until_idle()

@@ -204,7 +204,7 @@ def _failed(status: ExportStatus) -> Response:
     storage fault (a full or read-only disk) failed it: the server's fault, not the export's."""
     error = status.error or "The export build failed."
     code, headers = 500, {"Cache-Control": "no-cache"}
-    if ((status.job or {}).get("result") or {}).get("fault"):
+    if status.job is not None and (status.job.result or {}).get("fault"):
         code = 503
         headers["Retry-After"] = str(RETRY_AFTER)
     return json_response({"state": FAILED, "error": error, "code": code,

@@ -49,7 +49,7 @@ from ..domain.content import is_collection
 from ..domain.errors import NotFound
 from ..faults import EXPORTS, storage_boundary
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
-from ..model import CONCEPT, MAPPING, ContentQuery, ExportFile, ExportRecord
+from ..model import CONCEPT, MAPPING, ContentQuery, ExportFile, ExportRecord, Job
 from ..store.interfaces import ExportRecords
 from ..timeutil import format_time
 from .builder import ZipTooLarge, build_export, export_header, temp_path
@@ -72,7 +72,7 @@ class ExportStatus:
     key: str
     stamp: str
     file: ExportFile | None = None
-    job: dict[str, Any] | None = None
+    job: Job | None = None
     requeued: bool = False  # its file was lost and this request queued the rebuild
 
     @property
@@ -80,7 +80,7 @@ class ExportStatus:
         """Percent of items written by the running build (0 while pending)."""
         if self.job is None:
             return 0
-        progress = self.job.get("progress") or {}
+        progress = self.job.progress
         total = int(progress.get("total") or 0)
         if total <= 0:
             return 0
@@ -88,7 +88,7 @@ class ExportStatus:
 
     @property
     def error(self) -> str | None:
-        return self.job.get("error") if self.job else None
+        return self.job.error if self.job else None
 
 
 @dataclass
@@ -159,10 +159,10 @@ class ExportService:
         if record.file is not None and record.file.stamp == stamp:
             return ExportStatus(READY, key, stamp, file=record.file)
         job = self.queue.get(record.job_id)
-        if job is not None and job["state"] in ACTIVE:
-            state = PENDING if job["state"] == PENDING else BUILDING
+        if job is not None and job.state in ACTIVE:
+            state = PENDING if job.state == PENDING else BUILDING
             return ExportStatus(state, key, stamp, job=job)
-        if job is not None and job["state"] == FAILED and job["payload"].get("stamp") == stamp:
+        if job is not None and job.state == FAILED and job.payload.get("stamp") == stamp:
             return ExportStatus(FAILED, key, stamp, job=job)
         return ExportStatus(NONE, key, stamp)
 
@@ -200,9 +200,9 @@ class ExportService:
             return f"does not match its sha256 in {self.storage.name} storage (corrupt)"
         return None
 
-    def _failure_expired(self, job: dict[str, Any]) -> bool:
+    def _failure_expired(self, job: Job) -> bool:
         retry = self.settings.failed_retry_seconds
-        finished = job.get("finished_on") or job.get("updated_on")
+        finished = job.finished_on or job.updated_on
         cutoff = format_time(self.queue.clock() - timedelta(seconds=retry))
         return finished is not None and str(finished) <= cutoff
 
@@ -211,10 +211,10 @@ class ExportService:
         """GET (rebuild=False) or POST (rebuild=True): queue a build unless one is due already."""
         status = self.status(source, version, base)
         if status.state in (PENDING, BUILDING):
-            if status.job and status.job["payload"].get("stamp") == status.stamp:
+            if status.job and status.job.payload.get("stamp") == status.stamp:
                 return status  # a second request joins the running build
             if status.job:
-                self.queue.cancel(status.job["_id"])  # building stale content: start afresh
+                self.queue.cancel(status.job.id)  # building stale content: start afresh
         elif not rebuild:
             if status.state == READY:
                 return status
@@ -230,10 +230,10 @@ class ExportService:
         payload = {"source_url": source["url"], "version_id": version["id"], "key": key,
                    "stamp": stamp, "since_id": since_id}
         job = self.queue.submit(JOB_KIND, payload, key=key)
-        self.records.set_job(key, job["_id"], source=source["url"], version_id=version["id"],
+        self.records.set_job(key, job.id, source=source["url"], version_id=version["id"],
                              since_id=since_id)
         self.wake()
-        state = PENDING if job["state"] == PENDING else BUILDING
+        state = PENDING if job.state == PENDING else BUILDING
         return ExportStatus(state, key, stamp, job=job)
 
     def delete(self, source: dict[str, Any], version: dict[str, Any],
@@ -284,7 +284,7 @@ class ExportService:
     # --- building -------------------------------------------------------------------------
     def build(self, context: JobContext) -> dict[str, Any] | None:
         """The `export` job: stream the zip to a temp file, commit it, record it."""
-        payload = context.job["payload"]
+        payload = context.job.payload
         content = self.domain.content
         source = content.find_repo(payload["source_url"])
         if source is None:
@@ -344,10 +344,10 @@ class ExportService:
         file = ExportFile(sha256=stats.sha256, size=stats.size, created_on=created_on,
                           last_updated=last_updated, stamp=stamp, storage=self.storage.name,
                           concepts=stats.concepts, mappings=stats.mappings)
-        if not self.records.commit_file(key, context.job["_id"], file):
+        if not self.records.commit_file(key, context.job.id, file):
             # DELETE (or a newer request) replaced this build while it ran: discard the file
             self._delete_if_unreferenced(stats.sha256)
-            raise JobLost(context.job["_id"])
+            raise JobLost(context.job.id)
         logger.debug("export %s built: %d concepts, %d mappings, %d bytes in %.1fs", key,
                     stats.concepts, stats.mappings, stats.size, stats.seconds_total)
         for listener in self.ready_listeners if base is None else ():  # export.ready: exports

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..domain.loader import ACTIONS
 from ..jobs import CANCELLED, FAILED, FINISHED, PENDING, RUNNING
+from ..model import Job
 from ..timeutil import FORMAT
 
 STATES = {PENDING: "SUBMITTED", RUNNING: "RUNNING", FINISHED: "FINISHED", FAILED: "FAILED",
@@ -35,27 +36,27 @@ def empty_summary(total: int = 0) -> dict[str, int]:
     return dict.fromkeys(SUMMARY_KEYS, 0) | {"total": total}
 
 
-def summary_of(job: dict[str, Any]) -> dict[str, int]:
+def summary_of(job: Job) -> dict[str, int]:
     """The job's summary counts as last committed."""
-    stored = (job.get("progress") or {}).get("summary") or {}
-    return dict(empty_summary(job["payload"].get("lines", 0)), **stored)
+    stored = job.progress.get("summary") or {}
+    return dict(empty_summary(job.payload.get("lines", 0)), **stored)
 
 
-def queue_of(job: dict[str, Any]) -> str:
+def queue_of(job: Job) -> str:
     """The queue a job is in, as OCL names it."""
-    return str(job.get("queue") or DEFAULT_QUEUE)
+    return str(job.queue or DEFAULT_QUEUE)
 
 
-def runtime_seconds(job: dict[str, Any]) -> float | None:
+def runtime_seconds(job: Job) -> float | None:
     """How long the job ran (so far), in seconds; None before it started."""
-    started, finished = job.get("started_on"), job.get("finished_on") or job.get("updated_on")
+    started, finished = job.started_on, job.finished_on or job.updated_on
     if not started or not finished:
         return None
     return round(max(0.0, (datetime.strptime(finished, FORMAT)
                            - datetime.strptime(started, FORMAT)).total_seconds()), 4)
 
 
-def ocl_json_result(job: dict[str, Any], results: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def ocl_json_result(job: Job, results: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """OCL's `json` result of a finished import: each outcome's lines (line, type, url,
     errors; OCL lists the input records, which termsync does not keep)."""
     summary = summary_of(job)
@@ -69,7 +70,7 @@ def ocl_json_result(job: dict[str, Any], results: Iterable[dict[str, Any]]) -> d
     return result
 
 
-def ocl_counts(job: dict[str, Any]) -> dict[str, int]:
+def ocl_counts(job: Job) -> dict[str, int]:
     """The job's counts under OCL's result keys."""
     summary = summary_of(job)
     counts = {"total": summary["total"], "processed": summary["processed"]}
@@ -77,7 +78,7 @@ def ocl_counts(job: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-def detailed_summary(job: dict[str, Any]) -> str:
+def detailed_summary(job: Job) -> str:
     """OCL's one-line summary of an import (its `message`)."""
     counts = ocl_counts(job)
     return (f"Processed: {counts['processed']}/{counts['total']} | Created: {counts['created']} | "
@@ -87,38 +88,38 @@ def detailed_summary(job: dict[str, Any]) -> str:
             f"Time: {runtime_seconds(job) or 0}secs")
 
 
-def render_task(job: dict[str, Any]) -> dict[str, Any]:
+def render_task(job: Job) -> dict[str, Any]:
     """An import job as OCL shows a task (GET /tasks/{id}/, /importers/bulk-import/?task=)."""
-    payload = job["payload"]
-    done = job["state"] in (FINISHED, FAILED, CANCELLED)
-    return {"id": job["_id"], "task": job["_id"], "state": OCL_STATES.get(job["state"], job["state"]),
-            "name": TASK_NAME, "queue": queue_of(job), "username": job.get("owner"),
-            "created_at": job.get("created_on"), "started_at": job.get("started_on"),
-            "finished_at": job.get("finished_on"), "runtime": runtime_seconds(job),
+    payload = job.payload
+    done = job.state in (FINISHED, FAILED, CANCELLED)
+    return {"id": job.id, "task": job.id, "state": OCL_STATES.get(job.state, job.state),
+            "name": TASK_NAME, "queue": queue_of(job), "username": job.owner,
+            "created_at": job.created_on, "started_at": job.started_on,
+            "finished_at": job.finished_on, "runtime": runtime_seconds(job),
             "summary": ocl_counts(job), "children": [],
             "message": detailed_summary(job) if done else None,
             "report": dict(ocl_counts(job), elapsed_seconds=runtime_seconds(job)) if done else None,
-            "error_message": job.get("error"), "traceback": None,
-            "retry": max(0, int(job.get("attempts") or 0) - 1),
+            "error_message": job.error, "traceback": None,
+            "retry": max(0, job.attempts - 1),
             "kwargs": {"update_if_exists": payload["update_if_exists"],
                        "format": payload.get("received_as") or payload["format"],
                        "filename": payload.get("filename"), "dry_run": payload["dry_run"]},
-            "url": f"/importers/bulk-import/{job['_id']}/"}
+            "url": f"/importers/bulk-import/{job.id}/"}
 
 
-def render_job(job: dict[str, Any]) -> dict[str, Any]:
+def render_job(job: Job) -> dict[str, Any]:
     """A job as termsync's own view shows it."""
-    payload = job["payload"]
+    payload = job.payload
     target = payload.get("target")
-    url = f"/importers/bulk-import/{job['_id']}/"
-    return {"id": job["_id"], "url": url, "state": STATES.get(job["state"], job["state"]),
-            "task": job["_id"], "queue": queue_of(job),
+    url = f"/importers/bulk-import/{job.id}/"
+    return {"id": job.id, "url": url, "state": STATES.get(job.state, job.state),
+            "task": job.id, "queue": queue_of(job),
             "summary": summary_of(job), "format": payload.get("received_as") or payload["format"],
             "filename": payload.get("filename"), "size": payload.get("size"),
             "update_if_exists": payload["update_if_exists"], "dry_run": payload["dry_run"],
             "target": (f"/{target['owner_kind']}/{target['owner_id']}/sources/"
                        f"{target['source_id']}/") if target else None,
-            "username": job.get("owner"), "created_on": job.get("created_on"),
-            "started_on": job.get("started_on"), "finished_on": job.get("finished_on"),
-            "error": job.get("error"), "results_url": f"{url}results/",
+            "username": job.owner, "created_on": job.created_on,
+            "started_on": job.started_on, "finished_on": job.finished_on,
+            "error": job.error, "results_url": f"{url}results/",
             "report_url": f"{url}report.csv"}

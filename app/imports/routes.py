@@ -22,6 +22,7 @@ from ..api.docs import errors
 from ..api.parsing import Blueprint
 from ..domain.accounts import require_login
 from ..domain.errors import Invalid, NotAllowed
+from ..model import Job
 from .csvformat import template
 from .formats import format_of
 from .render import render_job, render_task
@@ -138,7 +139,7 @@ def _submit(args: dict[str, Any], queue: str | None) -> Response:
     return _submitted(job)
 
 
-def _submitted(job: dict[str, Any], replayed: bool = False) -> Response:
+def _submitted(job: Job, replayed: bool = False) -> Response:
     rendered = render_job(job)
     headers = {"Location": rendered["url"]}
     if replayed:
@@ -172,7 +173,7 @@ def _task_list(args: dict[str, Any], queue: str | None, everyone: bool = False) 
         started_since=args["start_date"], skip=skip, limit=limit), render_task)
 
 
-def _report_csv(job: dict[str, Any]) -> Response:
+def _report_csv(job: Job) -> Response:
     """The input's line numbers with status and error, for a spreadsheet, streamed."""
     rows = imports().report_rows(job)
 
@@ -188,10 +189,10 @@ def _report_csv(job: dict[str, Any]) -> Response:
         yield buffer.getvalue()
 
     return Response(stream(), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="import_{job["_id"]}_report.csv"'})
+        "Content-Disposition": f'attachment; filename="import_{job.id}_report.csv"'})
 
 
-def _job_or_404(job_id: str) -> dict[str, Any]:
+def _job_or_404(job_id: str) -> Job:
     return imports().get(current_caller(), job_id)
 
 

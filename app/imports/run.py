@@ -51,12 +51,12 @@ class ImportRun:
     def run(self, context: JobContext) -> dict[str, Any]:
         """Apply the job's lines in batches, resuming after its last committed batch."""
         job = context.job
-        payload = job["payload"]
-        progress = dict(job.get("progress") or {})
-        resuming = job.get("attempts", 1) > 1 and bool(progress.get("clean_since"))
+        payload = job.payload
+        progress = dict(job.progress)
+        resuming = job.attempts > 1 and bool(progress.get("clean_since"))
         if payload["dry_run"] and resuming:
             # Staged writes died with the worker: only a run from line 1 sees what it would.
-            self.results.delete_for_job(job["_id"])
+            self.results.delete_for_job(job.id)
             progress, resuming = {}, False
         summary = dict(empty_summary(payload["lines"]), **(progress.get("summary") or {}))
         state = {"offset": progress.get("offset", 0), "line": progress.get("line", 0),
@@ -82,7 +82,7 @@ class ImportRun:
                     counts: Counter[str] = Counter()
                     for unit in batch:
                         for part, text in enumerate(unit.texts):
-                            stored = self.results.get(job["_id"], unit.line, part) \
+                            stored = self.results.get(job.id, unit.line, part) \
                                 if resuming else None
                             if stored is not None:
                                 since = max(since, stored["at"])
@@ -94,10 +94,10 @@ class ImportRun:
                                 result = self._original_action(result, since, payload["username"])
                                 resuming = False
                             try:
-                                self.results.add(job["_id"], part,
+                                self.results.add(job.id, part,
                                                  dict(result.as_dict(), at=now_iso()))
                             except DuplicateKey:
-                                raise JobLost(job["_id"]) from None  # another worker has this job
+                                raise JobLost(job.id) from None  # another worker has this job
                             counts[result.action] += 1
                     applied = dict(summary)
                     for action, count in counts.items():
@@ -125,10 +125,10 @@ class ImportRun:
 
     def _stopped(self, context: JobContext, state: dict[str, Any]) -> None:
         """A cancelled job keeps the progress of the batch it finished; a lost one writes nothing."""
-        job = self.queue.get(context.job["_id"])
-        if job is not None and job["state"] == CANCELLED and job.get("worker") == context.worker_id:
-            self.queue.update(job["_id"], {"progress": state})
-            self.uploads.delete(job["payload"]["upload"])
+        job = self.queue.get(context.job.id)
+        if job is not None and job.state == CANCELLED and job.worker == context.worker_id:
+            self.queue.update(job.id, {"progress": state})
+            self.uploads.delete(job.payload["upload"])
 
     def _caller(self, username: str) -> Caller:
         """The submitter as they are now (orgs they joined since, or an admin flag lost)."""

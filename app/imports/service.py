@@ -24,6 +24,7 @@ from ..domain.errors import Conflict, DomainError, Invalid, NotFound
 from ..domain.loader import ACTIONS, Target
 from ..domain.values import line_problem
 from ..jobs import ACTIVE, PENDING, JobQueue
+from ..model import Job
 from ..store import Store
 from ..store.interfaces import IdempotencyKeys
 from ..timeutil import format_time, to_datetime
@@ -78,7 +79,7 @@ class ImportJobs:
         self.domain.content.get_source(caller, owner, source_id)
         return Target(owner_kind, owner.id, source_id)
 
-    def earlier_job(self, caller: Caller, idempotency_key: str | None) -> dict[str, Any] | None:
+    def earlier_job(self, caller: Caller, idempotency_key: str | None) -> Job | None:
         """The job this caller submitted earlier with the same Idempotency-Key, if any."""
         if not idempotency_key:
             return None
@@ -95,7 +96,7 @@ class ImportJobs:
                 headers={"Retry-After": "30"})
 
     def submit(self, caller: Caller, chunks: Iterable[bytes], options: ImportOptions,
-               idempotency_key: str | None = None) -> dict[str, Any]:
+               idempotency_key: str | None = None) -> Job:
         """Store the streamed upload and queue its job; a repeated Idempotency-Key returns the
         earlier job.
 
@@ -120,18 +121,18 @@ class ImportJobs:
         except BaseException:
             claim.release()
             raise
-        if not claim.bind(job["_id"]):
+        if not claim.bind(job.id):
             # the claim lapsed while this upload stalled and a retry took it over: that
             # retry's job is the key's; this one is not wanted
-            self.queue.cancel(job["_id"])
-            self.uploads.delete(job["payload"]["upload"])
+            self.queue.cancel(job.id)
+            self.uploads.delete(job.payload["upload"])
             raise Conflict("This upload stalled for longer than its Idempotency-Key's lease "
                            "and another submission took the key; GET that one.",
                            headers={"Retry-After": "1"})
         return job
 
     def _submit(self, caller: Caller, chunks: Iterable[bytes], options: ImportOptions,
-                key: str | None) -> dict[str, Any]:
+                key: str | None) -> Job:
         check_queue_name(options.queue)
         self.check_capacity(caller)
         upload_id = uuid.uuid4().hex
@@ -154,8 +155,8 @@ class ImportJobs:
                     "source_id": target.source_id}}
         job = self.queue.submit(KIND, payload, key=key, owner=caller.username, dedupe=False,
                                 queue=options.queue)
-        self.queue.update(job["_id"], {"progress": {"summary": empty_summary(lines)}})
-        return self.queue.get(job["_id"]) or job
+        self.queue.update(job.id, {"progress": {"summary": empty_summary(lines)}})
+        return self.queue.get(job.id) or job
 
     # --- maintenance ----------------------------------------------------------------------
     def collect_garbage(self) -> dict[str, int]:
@@ -164,7 +165,7 @@ class ImportJobs:
         Idempotency-Key claims whose upload died (lapsed, naming no job)."""
         now = self.queue.clock()
         active, _ = self.queue.list(kind=KIND, states=ACTIVE)
-        keep = {job["payload"]["upload"] for job in active}
+        keep = {job.payload["upload"] for job in active}
         idle = now - 2 * timedelta(seconds=self.limits.upload_lease_seconds)
         report = {"uploads": self.uploads.collect(idle, keep),
                   "keys": self.keys.purge(format_time(now))}
@@ -174,19 +175,19 @@ class ImportJobs:
         return report
 
     # --- reading --------------------------------------------------------------------------
-    def job_or_none(self, caller: Caller, job_id: str) -> dict[str, Any] | None:
+    def job_or_none(self, caller: Caller, job_id: str) -> Job | None:
         """The import job `job_id` if there is one the caller may see (401 without a token)."""
         require_login(caller)
         job = self.queue.get(job_id)
-        if job is None or job.get("kind") != KIND or not (
-                caller.is_admin or (caller.username and job.get("owner") == caller.username)):
+        if job is None or job.kind != KIND or not (
+                caller.is_admin or (caller.username and job.owner == caller.username)):
             return None
         return job
 
     def list_tasks(self, caller: Caller, *, queue: str | None = None,
                    ocl_states: list[str] | None = None, everyone: bool = False,
                    name: str | None = None, started_since: str | None = None, skip: int = 0,
-                   limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+                   limit: int = 100) -> tuple[list[Job], int]:
         """Import jobs newest first: the caller's (with `everyone`, an admin sees all), of one
         queue (OCL's "default" is the jobs submitted without one), in some OCL states, whose
         name holds `name` (all are `bulk_import`), started at or after a time."""
@@ -205,26 +206,26 @@ class ImportJobs:
                                queues=queues, states=states, started_since=started_since,
                                skip=skip, limit=limit)
 
-    def ocl_json_result(self, job: dict[str, Any]) -> dict[str, Any]:
+    def ocl_json_result(self, job: Job) -> dict[str, Any]:
         """OCL's `json` result of a finished import (see `render.ocl_json_result`)."""
-        return ocl_json_result(job, self.results.iter_all(job["_id"]))
+        return ocl_json_result(job, self.results.iter_all(job.id))
 
-    def get(self, caller: Caller, job_id: str) -> dict[str, Any]:
+    def get(self, caller: Caller, job_id: str) -> Job:
         """A job its submitter (or an admin) may see; 401 without a token, 404 for anyone else."""
         job = self.job_or_none(caller, job_id)
         if job is None:
             raise NotFound(f"Import job '{job_id}' not found.")
         return job
 
-    def list_jobs(self, caller: Caller, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    def list_jobs(self, caller: Caller, skip: int, limit: int) -> tuple[list[Job], int]:
         """The caller's jobs, newest first."""
         return self.queue.list(kind=KIND, owner=caller.username, skip=skip, limit=limit)
 
-    def cancel(self, caller: Caller, job_id: str) -> dict[str, Any]:
+    def cancel(self, caller: Caller, job_id: str) -> Job:
         """Cancel a waiting or running job; it stops before its next batch."""
         job = self.get(caller, job_id)
-        if self.queue.cancel(job_id) and job["state"] == PENDING:
-            self.uploads.delete(job["payload"]["upload"])
+        if self.queue.cancel(job_id) and job.state == PENDING:
+            self.uploads.delete(job.payload["upload"])
         return self.get(caller, job_id)
 
     def result_page(self, caller: Caller, job_id: str, actions: list[str] | None,
@@ -235,10 +236,10 @@ class ImportJobs:
         num_found = sum(summary[action] for action in actions) if actions else summary["processed"]
         return self.results.page(job_id, after, actions, limit), num_found
 
-    def report_rows(self, job: dict[str, Any]) -> Iterator[list[Any]]:
+    def report_rows(self, job: Job) -> Iterator[list[Any]]:
         """The rows of report.csv (header first): line, type, status, url, error."""
         yield ["line", "type", "status", "url", "error"]
-        for result in self.results.iter_all(job["_id"]):
+        for result in self.results.iter_all(job.id):
             yield [result["line"], result.get("type") or "", result["action"],
                    result.get("url") or "", "; ".join(result.get("errors") or [])]
 

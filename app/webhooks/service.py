@@ -340,7 +340,7 @@ class WebhookService:
     def deliver(self, context: JobContext) -> dict[str, Any]:
         """The `webhook-delivery` job: one attempt of one delivery; a failure queues the next
         attempt after a backoff, until WEBHOOK_MAX_ATTEMPTS."""
-        delivery = self.log.get(context.job["payload"]["delivery"])
+        delivery = self.log.get(context.job.payload["delivery"])
         if delivery is None or delivery.state != PENDING:
             return {"skipped": "no pending delivery"}
         hook = self.hooks.get(delivery.hook)

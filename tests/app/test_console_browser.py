@@ -33,6 +33,7 @@ import requests
 
 from app import create_app
 from app.jobs import JobContext
+from app.model import Job
 from tests.conftest import ADMIN, ADMIN_TOKEN, app_config
 
 pytestmark = pytest.mark.slow
@@ -95,13 +96,13 @@ class Server:
 class Gate:
     """Pauses a job at a chosen point until the test opens it."""
 
-    def __init__(self, kind: str, when: Callable[[dict[str, Any], dict[str, Any]], bool]) -> None:
+    def __init__(self, kind: str, when: Callable[[Job, dict[str, Any]], bool]) -> None:
         self.kind = kind
         self.when = when  # (job, progress) -> pause here?
         self.paused = threading.Event()
         self.opened = threading.Event()
 
-    def check(self, job: dict[str, Any], progress: dict[str, Any] | None) -> None:
+    def check(self, job: Job, progress: dict[str, Any] | None) -> None:
         if progress is not None and not self.opened.is_set() and self.when(job, progress):
             self.paused.set()
             assert self.opened.wait(DEADLINE * 2), "the test never opened the gate"
@@ -120,7 +121,7 @@ class GatedContext(JobContext):
     def heartbeat(self, progress: dict[str, Any] | None = None) -> None:
         super().heartbeat(progress)
         for gate in self.gates:
-            if gate.kind == self.job["kind"]:
+            if gate.kind == self.job.kind:
                 gate.check(self.job, progress)
 
 
@@ -145,7 +146,7 @@ class Worker:
             return handler(gated)
         return run
 
-    def gate(self, kind: str, when: Callable[[dict[str, Any], dict[str, Any]], bool]) -> Gate:
+    def gate(self, kind: str, when: Callable[[Job, dict[str, Any]], bool]) -> Gate:
         gate = Gate(kind, when)
         self.gates.append(gate)
         return gate
@@ -260,7 +261,7 @@ def test_a_curator_imports_releases_downloads_and_browses(live: tuple[Server, Wo
     import_gate = worker.gate("bulk_import", lambda job, progress:
                               (progress.get("summary") or {}).get("processed", 0) >= 20)
     export_gate = worker.gate("export", lambda job, progress:
-                              job["payload"]["version_id"] == "v2.0"
+                              job.payload["version_id"] == "v2.0"
                               and 0 < progress.get("done", 0) < progress.get("total", 0))
     steps = Steps(browser, tmp_path)
     screenshots = tmp_path

@@ -208,8 +208,8 @@ def test_status_table_of_a_delta(quiet_env: Env) -> None:
     assert env.client.get(DELTA).status_code == 208
     assert env.client.head(DELTA).headers["X-Export-Progress"] == "0%"
     job = claim(env)
-    assert job["payload"]["since_id"] == "v1"
-    env.workers.queue.heartbeat(job["_id"], "other-worker", 60, {"done": 3, "total": 4})
+    assert job.payload["since_id"] == "v1"
+    env.workers.queue.heartbeat(job.id, "other-worker", 60, {"done": 3, "total": 4})
     building = env.client.get(DELTA)
     assert building.status_code == 208 and building.get_json() == {"state": "BUILDING",
                                                                    "progress": 75}
@@ -219,9 +219,9 @@ def test_status_table_of_a_delta(quiet_env: Env) -> None:
     assert env.client.head(f"{BASE}v2/export/").status_code == 204
     # DELETE while building: 204, the build is cancelled and its worker stops
     assert env.client.delete(DELTA, headers=ADMIN).status_code == 204
-    assert env.workers.queue.get(job["_id"])["state"] == CANCELLED
+    assert env.workers.queue.get(job.id).state == CANCELLED
     with pytest.raises(JobLost):
-        env.workers.queue.heartbeat(job["_id"], "other-worker", 60)
+        env.workers.queue.heartbeat(job.id, "other-worker", 60)
     # ready: 200; POST 303 to the delta (noRedirect: 204; force: 202 and a rebuild)
     assert env.client.post(DELTA, headers=ADMIN).status_code == 202
     env.build()
@@ -338,7 +338,7 @@ def test_a_dead_workers_delta_build_is_taken_over(quiet_env: Env) -> None:
     later = datetime.now(UTC) + timedelta(seconds=env.workers.lease_seconds + 1)
     queue.clock = lambda: later
     assert env.build() == 1
-    assert queue.get(job["_id"])["state"] == FINISHED
+    assert queue.get(job.id).state == FINISHED
     assert env.client.get(DELTA).status_code == 200
 
 

@@ -23,6 +23,7 @@ from app import create_app
 from app.exports import export_service
 from app.exports.service import ExportService
 from app.jobs import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, JobContext, JobLost, Workers
+from app.model import Job
 from tests.conftest import ADMIN, FIXTURES, app_config, concept, mapping, mongo_database_uri
 
 ORG, SOURCE = "TestOrg", "TestSource"
@@ -45,12 +46,12 @@ class Env:
     def service(self) -> ExportService:
         return export_service(self.app)
 
-    def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
+    def jobs(self, state: str | None = None) -> list[Job]:
         return self.workers.queue.list(kind="export", states=None if state is None else [state])[0]
 
     def abandon_jobs(self) -> None:
         for job in self.jobs():
-            self.workers.queue.cancel(job["_id"])
+            self.workers.queue.cancel(job.id)
 
     def build(self) -> int:
         return self.workers.run_until_idle()
@@ -108,7 +109,7 @@ def unzip(data: bytes) -> dict[str, Any]:
         return json.loads(archive.read("export.json"))
 
 
-def claim(env: Env, worker: str = "other-worker") -> dict[str, Any]:
+def claim(env: Env, worker: str = "other-worker") -> Job:
     job = env.workers.queue.claim(["export"], worker, env.workers.lease_seconds)
     assert job is not None
     return job
@@ -130,16 +131,16 @@ def test_get_row(env: Env) -> None:
     assert answer.status_code == 208
     assert answer.get_json() == {"state": "PENDING", "progress": 0}
     assert answer.headers["Retry-After"] == "5" and answer.headers["X-Export-Progress"] == "0%"
-    assert [job["state"] for job in env.jobs()] == [PENDING]
+    assert [job.state for job in env.jobs()] == [PENDING]
     # being built: 208 with progress, no second job
     job = claim(env)
-    env.workers.queue.heartbeat(job["_id"], "other-worker", 60, {"done": 2, "total": 5})
+    env.workers.queue.heartbeat(job.id, "other-worker", 60, {"done": 2, "total": 5})
     answer = env.client.get(V1)
     assert answer.status_code == 208
     assert answer.get_json() == {"state": "BUILDING", "progress": 40}
     assert answer.headers["X-Export-Progress"] == "40%"
     assert len(env.jobs()) == 1
-    env.workers.queue.cancel(job["_id"])
+    env.workers.queue.cancel(job.id)
     # ready: 200, the file
     answer = env.ready()
     assert answer.headers["Content-Type"] == "application/zip"
@@ -190,7 +191,7 @@ def test_post_row(env: Env) -> None:
     claim(env)
     answer = env.client.post(V1, headers=ADMIN)
     assert answer.status_code == 409 and answer.get_json()["state"] == "BUILDING"
-    assert [job["_id"] for job in env.jobs()] == [first[0]["_id"]]
+    assert [job.id for job in env.jobs()] == [first[0].id]
     env.abandon_jobs()
     # ready: 303 to the export (Location, and OCL's URL header); noRedirect: 204
     before = env.ready()
@@ -217,9 +218,9 @@ def test_delete_row(env: Env) -> None:
     env.client.post(V1, headers=ADMIN)
     job = claim(env, "busy-worker")
     assert env.client.delete(V1, headers=ADMIN).status_code == 204
-    assert env.workers.queue.get(job["_id"])["state"] == CANCELLED
+    assert env.workers.queue.get(job.id).state == CANCELLED
     with pytest.raises(JobLost):
-        env.workers.queue.heartbeat(job["_id"], "busy-worker", 60)
+        env.workers.queue.heartbeat(job.id, "busy-worker", 60)
     assert env.client.head(V1).status_code == 204
     # ready: 204 and the file is gone
     answer = env.ready()
@@ -587,16 +588,16 @@ def test_dead_worker_is_taken_over(env: Env) -> None:
     env.client.post(V1, headers=ADMIN)
     queue = env.workers.queue
     job = claim(env, "dying-worker")
-    assert queue.get(job["_id"])["state"] == RUNNING
+    assert queue.get(job.id).state == RUNNING
     assert env.build() == 0  # the lease holds: nobody else takes it
     assert env.client.get(V1).status_code == 208
     later = datetime.now(UTC) + timedelta(seconds=env.workers.lease_seconds + 1)
     queue.clock = lambda: later
     assert env.build() == 1
-    finished = queue.get(job["_id"])
-    assert finished["state"] == FINISHED and finished["attempts"] == 2
+    finished = queue.get(job.id)
+    assert finished.state == FINISHED and finished.attempts == 2
     with pytest.raises(JobLost):
-        queue.heartbeat(job["_id"], "dying-worker", 60)
+        queue.heartbeat(job.id, "dying-worker", 60)
     assert env.client.get(V1).status_code == 200
 
 
@@ -627,8 +628,8 @@ def test_failed_job_state_is_recorded(env: Env, monkeypatch: Any) -> None:
     monkeypatch.setattr(env.service.storage, "put", lambda path, sha: 1 / 0)
     env.client.post(V1, headers=ADMIN)
     env.build()
-    assert [job["state"] for job in env.jobs()] == [FAILED]
-    assert "ZeroDivisionError" in env.jobs()[0]["error"]
+    assert [job.state for job in env.jobs()] == [FAILED]
+    assert "ZeroDivisionError" in env.jobs()[0].error
     assert list(env.service.storage.stale_temp_files(datetime.now(UTC) + timedelta(1))) == []
     assert env.client.delete(V1, headers=ADMIN).status_code == 204  # clears the failure
     assert env.client.head(V1).status_code == 204

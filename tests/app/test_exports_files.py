@@ -139,7 +139,7 @@ def test_startup_requeues_released_versions_whose_files_are_gone(backend: str, t
                          MONGO_DB=config["MONGO_DB"])
     jobs = restarted.extensions["termsync.jobs"]
     # queued by startup itself, before any request
-    assert [job["state"] for job in jobs.queue.list(kind="export", states=["PENDING"])[0]] == \
+    assert [job.state for job in jobs.queue.list(kind="export", states=["PENDING"])[0]] == \
         ["PENDING"]
     client = restarted.test_client()
     assert client.head(V1).status_code == 208
@@ -152,7 +152,7 @@ def test_garbage_collection_requeues_a_released_version_whose_file_is_gone(env: 
     remove_file(env, sha)
     report = env.service.purge()  # before any request noticed
     assert report.lost_files == 1
-    assert [job["state"] for job in env.jobs("PENDING")] == ["PENDING"]
+    assert [job.state for job in env.jobs("PENDING")] == ["PENDING"]
     assert answers(env) == {"HEAD": 208, "GET": 208, "POST": 409}
     env.build()
     assert answers(env) == {"HEAD": 200, "GET": 200, "POST": 303}

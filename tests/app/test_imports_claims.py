@@ -142,7 +142,7 @@ def test_an_upload_that_lost_its_claim_makes_no_second_job(app: Any) -> None:
     assert retry[0].status_code == 202
     assert stalled.status_code == 409, stalled.get_json()
     jobs, total = app.extensions["termsync.jobs"].queue.list(kind="bulk_import")
-    assert total == 1 and jobs[0]["_id"] == retry[0].get_json()["id"]
+    assert total == 1 and jobs[0].id == retry[0].get_json()["id"]
 
 
 def test_maintenance_collects_dead_uploads_orphans_and_lapsed_claims(app: Any,
@@ -153,7 +153,7 @@ def test_maintenance_collects_dead_uploads_orphans_and_lapsed_claims(app: Any,
     clock = Clock(app)
     waiting = client.post(IMPORTS, data=BODY, headers=ADMIN,
                           content_type="application/x-ndjson").get_json()["id"]
-    waiting_upload = service.queue.get(waiting)["payload"]["upload"]
+    waiting_upload = service.queue.get(waiting).payload["upload"]
     uploads = service.uploads
     # an upload killed mid-way, one still arriving, one complete whose job was never queued
     died, arriving, orphan = "d" * 32, "a" * 32, "o" * 32

@@ -105,12 +105,12 @@ def test_a_named_queue_runs_its_jobs_in_order(app: Any, client: Any) -> None:
     assert first["queue"] == second["queue"] == "nightly" and loose["queue"] == "default"
     queue = app.extensions["termsync.jobs"].queue
     taken = queue.claim(["bulk_import"], "worker-1", 60)
-    assert taken["_id"] == first["id"]
+    assert taken.id == first["id"]
     # the queue is busy with its first job: another worker takes the job of no queue instead
-    assert queue.claim(["bulk_import"], "worker-2", 60)["_id"] == loose["id"]
+    assert queue.claim(["bulk_import"], "worker-2", 60).id == loose["id"]
     assert queue.claim(["bulk_import"], "worker-2", 60) is None
     queue.finish(first["id"], "worker-1")
-    assert queue.claim(["bulk_import"], "worker-1", 60)["_id"] == second["id"]
+    assert queue.claim(["bulk_import"], "worker-1", 60).id == second["id"]
     listed = client.get(f"{IMPORTS}nightly/", headers=ADMIN).get_json()
     assert [task["id"] for task in listed] == [second["id"], first["id"]]
     assert [t["id"] for t in client.get(f"{IMPORTS}default/", headers=ADMIN).get_json()] == [

@@ -16,13 +16,13 @@ def queue(app: Any) -> JobQueue:
 def test_same_key_joins_the_active_job_and_a_new_one_follows_a_finished_one(app: Any) -> None:
     jobs = queue(app)
     first = jobs.submit("build", {}, key="k")
-    assert jobs.submit("build", {}, key="k")["_id"] == first["_id"]
+    assert jobs.submit("build", {}, key="k").id == first.id
     claimed = jobs.claim(["build"], "w1", 60)
-    assert claimed is not None and claimed["_id"] == first["_id"]
-    assert jobs.finish(first["_id"], "w1", {"ok": True})
+    assert claimed is not None and claimed.id == first.id
+    assert jobs.finish(first.id, "w1", {"ok": True})
     second = jobs.submit("build", {}, key="k")
-    assert second["_id"] != first["_id"] and second["state"] == PENDING
-    assert jobs.get(first["_id"])["state"] == FINISHED
+    assert second.id != first.id and second.state == PENDING
+    assert jobs.get(first.id).state == FINISHED
 
 
 def test_racing_submitters_get_one_job(app: Any) -> None:
@@ -50,25 +50,25 @@ def test_racing_submitters_get_one_job(app: Any) -> None:
         second = jobs.submit("build", {}, key="race")
     finally:
         jobs.jobs = original
-    assert second["_id"] == first["_id"]
-    assert [job["key"] for job in jobs.list(kind="build")[0]] == ["race"]
+    assert second.id == first.id
+    assert [job.key for job in jobs.list(kind="build")[0]] == ["race"]
 
 
 def test_expired_lease_is_taken_over_and_the_old_worker_stops(app: Any) -> None:
     jobs = queue(app)
     job = jobs.submit("build", {}, key="lease")
-    assert jobs.claim(["build"], "dead", 10)["_id"] == job["_id"]
+    assert jobs.claim(["build"], "dead", 10).id == job.id
     assert jobs.claim(["build"], "other", 10) is None
     jobs.clock = lambda: utcnow() + timedelta(seconds=11)
     taken = jobs.claim(["build"], "other", 10)
-    assert taken is not None and taken["_id"] == job["_id"] and taken["attempts"] == 2
+    assert taken is not None and taken.id == job.id and taken.attempts == 2
     try:
-        jobs.heartbeat(job["_id"], "dead", 10)
+        jobs.heartbeat(job.id, "dead", 10)
         raise AssertionError("the dead worker's heartbeat must fail")
     except JobLost:
         pass
-    assert not jobs.finish(job["_id"], "dead", {})
-    assert jobs.finish(job["_id"], "other", {"by": "other"})
+    assert not jobs.finish(job.id, "dead", {})
+    assert jobs.finish(job.id, "other", {"by": "other"})
 
 
 def test_cancel_stops_a_running_job_at_its_next_heartbeat(app: Any) -> None:
@@ -77,7 +77,7 @@ def test_cancel_stops_a_running_job_at_its_next_heartbeat(app: Any) -> None:
 
     def handler(context: Any) -> dict[str, Any]:
         seen.append("started")
-        workers.queue.cancel(context.job["_id"])
+        workers.queue.cancel(context.job.id)
         context.heartbeat({"done": 1})
         seen.append("not reached")
         return {}
@@ -85,7 +85,7 @@ def test_cancel_stops_a_running_job_at_its_next_heartbeat(app: Any) -> None:
     workers.register("cancellable", handler)
     job = workers.queue.submit("cancellable", {}, key="c")
     workers.run_once()
-    assert seen == ["started"] and workers.queue.get(job["_id"])["state"] == "CANCELLED"
+    assert seen == ["started"] and workers.queue.get(job.id).state == "CANCELLED"
 
 
 def test_middleware_wraps_every_handler_and_hooks_follow_the_threads(app: Any) -> None:
@@ -101,7 +101,7 @@ def test_middleware_wraps_every_handler_and_hooks_follow_the_threads(app: Any) -
         return wrap
 
     workers.use(middleware("outer"))
-    workers.register("echo", lambda context: {"echo": context.job["payload"]["x"]})
+    workers.register("echo", lambda context: {"echo": context.job.payload["x"]})
     workers.use(middleware("inner"))  # added after the handler: still wraps it
     started: list[int] = []
     stopped: list[bool] = []
@@ -109,7 +109,7 @@ def test_middleware_wraps_every_handler_and_hooks_follow_the_threads(app: Any) -
     workers.on_stop(lambda: stopped.append(True))
     job = workers.queue.submit("echo", {"x": 1})
     assert workers.run_until_idle() == 1
-    assert workers.queue.get(job["_id"])["result"] == {"echo": 1}
+    assert workers.queue.get(job.id).result == {"echo": 1}
     assert seen == ["outer:echo", "inner:echo"]
     workers.start(0)  # no threads: nothing to follow
     assert started == []
@@ -138,10 +138,10 @@ def test_a_job_cut_off_from_its_database_keeps_its_lease_for_a_takeover(app: Any
     try:
         job = workers.queue.submit("flaky", {}, key="outage")
         assert workers.run_once("first") is None
-        assert workers.queue.get(job["_id"])["state"] == "RUNNING"
+        assert workers.queue.get(job.id).state == "RUNNING"
         assert workers.run_once("second") is None  # its lease has not expired yet
         workers.queue.clock = lambda: utcnow() + timedelta(seconds=workers.lease_seconds + 1)
-        assert workers.run_once("second")["state"] == FINISHED
+        assert workers.run_once("second").state == FINISHED
     finally:
         store.is_unavailable = original
     assert attempts == ["first", "second"]

@@ -344,13 +344,13 @@ def test_lease_recovery_fails_jobs_whose_workers_keep_dying(app: Any) -> None:
     past = "2020-01-01T00:00:00.000000Z"
     doomed = queue.submit("export", {}, key="k1")
     retried = queue.submit("export", {}, key="k2")
-    queue.update(doomed["_id"], {"state": RUNNING, "attempts": 5, "lease_until": past})
-    queue.update(retried["_id"], {"state": RUNNING, "attempts": 1, "lease_until": past})
+    queue.update(doomed.id, {"state": RUNNING, "attempts": 5, "lease_until": past})
+    queue.update(retried.id, {"state": RUNNING, "attempts": 1, "lease_until": past})
     assert recover_leases(queue, 5) == {"failed": 1, "expired": 1}
-    assert queue.get(doomed["_id"])["state"] == FAILED
-    assert "lost 5 times" in queue.get(doomed["_id"])["error"]
-    assert queue.get(retried["_id"])["state"] == RUNNING  # the next claim takes it over
-    assert queue.claim(["export"], "w2", 60)["_id"] == retried["_id"]
+    assert queue.get(doomed.id).state == FAILED
+    assert "lost 5 times" in queue.get(doomed.id).error
+    assert queue.get(retried.id).state == RUNNING  # the next claim takes it over
+    assert queue.claim(["export"], "w2", 60).id == retried.id
 
 
 # Several processes on the embedded database --------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 from app.exports import export_service
 from app.jobs import FINISHED, JobLost
+from app.model import Job
 from tests.app.test_ops import dispose, metric_value, shared_apps
 from tests.conftest import ADMIN, concept, mongo_database_uri
 
@@ -64,7 +65,7 @@ class StalledWorker:
         self.queue = workers(app).queue
         self.stalled = threading.Event()
         self.resume = threading.Event()
-        self.result: dict[str, Any] | None = None
+        self.result: Job | None = None
         self.beats = 0
         original = self.queue.heartbeat
 
@@ -85,7 +86,7 @@ class StalledWorker:
         self.thread.start()
         assert self.stalled.wait(10), "the worker never reached its second heartbeat"
 
-    def finish(self) -> dict[str, Any] | None:
+    def finish(self) -> Job | None:
         self.resume.set()
         self.thread.join(10)
         assert not self.thread.is_alive()
@@ -121,13 +122,13 @@ def test_two_workers_racing_for_one_build_produce_one_file(pair: tuple[Any, Any]
     assert workers(b).run_until_idle() == 0  # ...and B cannot take it while the lease holds
     advance_clock(b, seconds=2)  # A is too slow: its one-second lease runs out
     assert workers(b).run_until_idle() == 1  # B takes over and finishes the build
-    assert workers(b).queue.get(jobs[0]["_id"])["state"] == FINISHED
+    assert workers(b).queue.get(jobs[0].id).state == FINISHED
     served = b.test_client().head(V1)
     assert served.status_code == 200
 
     slow.finish()  # A wakes up: its next heartbeat says the job is no longer its own
-    job = workers(a).queue.get(jobs[0]["_id"])
-    assert job["state"] == FINISHED and job["attempts"] == 2 and job["worker"] != "worker-a"
+    job = workers(a).queue.get(jobs[0].id)
+    assert job.state == FINISHED and job.attempts == 2 and job.worker != "worker-a"
     files = stored_files(a)
     assert len(files) == 1, files  # A's half-built zip never reached the storage
     assert a.test_client().head(V1).headers["ETag"] == served.headers["ETag"]
@@ -145,15 +146,15 @@ def test_worker_that_disappears_mid_build_is_replaced(pair: tuple[Any, Any]) -> 
     gone.start()
     queue = workers(b).queue
     job = queue.list(kind="export")[0][0]
-    assert job["worker"] == "worker-that-dies"
+    assert job.worker == "worker-that-dies"
     assert workers(b).run_until_idle() == 0  # the lease still holds
     advance_clock(b, seconds=2)  # the dead worker's lease ends
     assert workers(b).run_until_idle() == 1
-    taken = queue.get(job["_id"])
-    assert taken["state"] == FINISHED and taken["attempts"] == 2
+    taken = queue.get(job.id)
+    assert taken.state == FINISHED and taken.attempts == 2
     assert a.test_client().head(V1).status_code == 200
     assert b.test_client().get(V1, buffered=True).status_code == 200
     with pytest.raises(JobLost):  # were the dead worker to come back, it could write nothing
-        queue.heartbeat(job["_id"], "worker-that-dies", 60)
+        queue.heartbeat(job.id, "worker-that-dies", 60)
     gone.finish()
     assert len(stored_files(b)) == 1

@@ -249,7 +249,7 @@ def test_export_build_on_a_full_disk_waits_it_out_then_fails_as_a_fault(tmp_path
         assert client.post(export, headers=ADMIN).status_code == 202
         assert workers.run_until_idle() == 1
         job = workers.queue.list(kind="export")[0][0]
-        assert job["state"] == "RUNNING" and job["attempts"] == 1  # waiting out the fault
+        assert job.state == "RUNNING" and job.attempts == 1  # waiting out the fault
         assert not list((exports / "tmp").glob(".export-*"))  # no half file
         assert client.head(export).status_code == 208
         assert workers.run_until_idle() == 0  # its lease, stretched, still holds

@@ -25,6 +25,7 @@ from app.model import (
     ExportFile,
     ExportRecord,
     ItemFilters,
+    Job,
     RepoFilters,
     Visibility,
     checksum_of,
@@ -683,39 +684,44 @@ def test_console_sessions_expire(store: Store) -> None:
 
 # --- jobs and the rest ---------------------------------------------------------------------------
 
-def job(job_id: str, created_on: str, **fields: Any) -> dict[str, Any]:
-    return dict({"_id": job_id, "kind": "export", "key": None, "generation": None,
-                 "state": "PENDING", "payload": {"n": 1}, "owner": "ann", "progress": {},
-                 "result": None, "error": None, "attempts": 0, "worker": None,
-                 "lease_until": None, "created_on": created_on, "updated_on": created_on,
-                 "started_on": None, "finished_on": None}, **fields)
+def job(job_id: str, created_on: str, **fields: Any) -> Job:
+    return Job(**dict({"id": job_id, "kind": "export", "state": "PENDING", "payload": {"n": 1},
+                       "owner": "ann", "created_on": created_on, "updated_on": created_on},
+                      **fields))
 
 
 def test_job_claims_leases_and_ends(store: Store) -> None:
     jobs = store.jobs
     jobs.insert(job("a", t(1)))
+    # what both backends keep: every field JobQueue.submit has always written, by its stored name
+    assert [document for document in jobs.dump() if document["_id"] == "a"] == [{
+        "_id": "a", "kind": "export", "key": None, "state": "PENDING", "payload": {"n": 1},
+        "owner": "ann", "progress": {}, "result": None, "error": None, "attempts": 0,
+        "worker": None, "lease_until": None, "generation": None, "queue": None,
+        "created_on": t(1), "updated_on": t(1), "started_on": None, "finished_on": None,
+        "not_before": None}]
     jobs.insert(job("b", t(2), kind="bulk_import"))
     with pytest.raises(DuplicateKey):
         jobs.insert(job("a", t(3)))
     claimed = jobs.claim(["export", "bulk_import"], "w1", t(10), t(20))
-    assert claimed["_id"] == "a" and claimed["state"] == "RUNNING" and claimed["attempts"] == 1
+    assert claimed.id == "a" and claimed.state == "RUNNING" and claimed.attempts == 1
     assert jobs.oldest_pending() == t(2)
     assert jobs.active_counts() == {("export", "RUNNING"): 1, ("bulk_import", "PENDING"): 1}
     assert jobs.heartbeat("a", "w1", t(11), t(21), {"done": 1})
     assert not jobs.heartbeat("a", "w2", t(11), t(21), None)
-    assert jobs.get("a")["progress"] == {"done": 1}
+    assert jobs.get("a").progress == {"done": 1}
     jobs.mark_started("a", "w1", t(11))
-    assert jobs.get("a")["started_on"] == t(11)
+    assert jobs.get("a").started_on == t(11)
     # the lease runs out: another worker takes the job over, the first one has lost it
-    assert jobs.claim(["export"], "w2", t(30), t(40))["_id"] == "a"
+    assert jobs.claim(["export"], "w2", t(30), t(40)).id == "a"
     assert not jobs.end("a", "w1", "FINISHED", t(31), {"result": {"x": 1}})
     assert jobs.save_progress("a", "w2", t(31), {"done": 2})
     assert not jobs.save_progress("a", "w1", t(31), {"done": 9})
     assert jobs.end("a", "w2", "FINISHED", t(32), {"result": {"x": 1}})
-    assert jobs.get("a")["result"] == {"x": 1} and jobs.get("a")["state"] == "FINISHED"
+    assert jobs.get("a").result == {"x": 1} and jobs.get("a").state == "FINISHED"
     assert jobs.cancel("b", t(33)) and not jobs.cancel("b", t(34))
     assert jobs.claim(["export", "bulk_import"], "w1", t(40), t(50)) is None
-    assert [j["_id"] for j in jobs.list(None, "ann", None, 0, 10)[0]] == ["b", "a"]
+    assert [j.id for j in jobs.list(None, "ann", None, 0, 10)[0]] == ["b", "a"]
     assert jobs.list("export", None, ["FINISHED"], 0, 10)[1] == 1
 
 
@@ -723,14 +729,21 @@ def test_jobs_numbered_by_key_and_abandoned(store: Store) -> None:
     jobs = store.jobs
     jobs.insert(job("k-1", t(1), key="k", generation=1, state="FINISHED"))
     jobs.insert(job("k-2", t(2), key="k", generation=2))
-    assert jobs.latest("export", "k")["_id"] == "k-2"
+    assert jobs.latest("export", "k").id == "k-2"
     assert jobs.latest("export", "other") is None
     jobs.update("k-2", {"state": "RUNNING", "attempts": 5, "lease_until": t(3), "worker": "w"})
     jobs.insert(job("x", t(4), state="RUNNING", attempts=1, lease_until=t(3), worker="w"))
     assert jobs.count_expired(t(10)) == 2
     assert jobs.fail_abandoned(t(10), 5, "lost") == 1
-    assert jobs.get("k-2")["state"] == "FAILED" and jobs.get("k-2")["error"] == "lost"
+    assert jobs.get("k-2").state == "FAILED" and jobs.get("k-2").error == "lost"
     assert jobs.count_expired(t(10)) == 1
+    # a job stored before jobs had a generation, a queue and a not_before reads back without them
+    jobs.load([{"_id": "old", "kind": "export", "key": None, "state": "FINISHED",
+                "payload": {"n": 1}, "owner": "ann", "progress": {}, "result": None,
+                "error": None, "attempts": 1, "worker": "w", "lease_until": None,
+                "created_on": t(5), "updated_on": t(6), "started_on": t(5), "finished_on": t(6)}])
+    assert jobs.get("old") == job("old", t(5), state="FINISHED", attempts=1, worker="w",
+                                  updated_on=t(6), started_on=t(5), finished_on=t(6))
 
 
 def export_file(sha256: str, size: int = 3) -> ExportFile:
@@ -914,7 +927,7 @@ def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...], requ
                                                          "Mapping": [0, 0, 0]})
         assert last.items.current(f"{SOURCE}concepts/C3/", 30)["data"] == {"datatype": "N/A"}
         assert last.items.mapping_for_key("k") == "1"
-        assert last.jobs.get("j")["state"] == "FINISHED"
+        assert last.jobs.get("j") == first.jobs.get("j") == job("j", t(1), state="FINISHED")
         assert last.collection_entries.head_checksum(COLLECTION) == \
             first.collection_entries.head_checksum(COLLECTION) != EMPTY_CHECKSUM
         assert last.collection_entries.head_counts(COLLECTION) in (
@@ -953,13 +966,13 @@ def test_jobs_of_one_queue_run_in_order(store: Store) -> None:
     jobs.insert(job("free", t(2)))
     jobs.insert(job("q2", t(3), queue="q"))
     jobs.insert(job("other", t(4), queue="r"))
-    claimed = [jobs.claim(["export"], "w", t(10), t(20))["_id"] for _ in range(3)]
+    claimed = [jobs.claim(["export"], "w", t(10), t(20)).id for _ in range(3)]
     assert claimed == ["q1", "free", "other"]  # q2 waits for q1
     assert jobs.claim(["export"], "w", t(10), t(20)) is None
     assert jobs.end("q1", "w", "FINISHED", t(11), {})
-    assert jobs.claim(["export"], "w", t(12), t(20))["_id"] == "q2"
-    assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=["q"])[0]] == ["q2", "q1"]
-    assert [j["_id"] for j in jobs.list("export", None, None, 0, 10, queues=[None])[0]] == ["free"]
+    assert jobs.claim(["export"], "w", t(12), t(20)).id == "q2"
+    assert [j.id for j in jobs.list("export", None, None, 0, 10, queues=["q"])[0]] == ["q2", "q1"]
+    assert [j.id for j in jobs.list("export", None, None, 0, 10, queues=[None])[0]] == ["free"]
 
 
 @pytest.mark.parametrize("kind", ["mongodb", "ferretdb"])
@@ -985,9 +998,9 @@ def test_jobs_wait_until_their_not_before(store: Store) -> None:
     jobs = store.jobs
     jobs.insert(job("later", t(1), not_before=t(30)))
     jobs.insert(job("now", t(2), not_before=None))
-    assert jobs.claim(["export"], "w", t(10), t(20))["_id"] == "now"
+    assert jobs.claim(["export"], "w", t(10), t(20)).id == "now"
     assert jobs.claim(["export"], "w", t(10), t(20)) is None  # `later` is not due
-    assert jobs.claim(["export"], "w", t(30), t(40))["_id"] == "later"
+    assert jobs.claim(["export"], "w", t(30), t(40)).id == "later"
 
 
 def webhook(hook_id: str, repository: str = SOURCE, created_on: str = "") -> Webhook:

@@ -40,6 +40,7 @@ from typing import Any
 import pytest
 import requests
 
+from app.model import Job
 from app.store import open_store
 from tests import ferretdb
 from tests.conftest import ADMIN, ADMIN_TOKEN, concept
@@ -355,7 +356,7 @@ class Curator(threading.Thread):
             number += 1
 
 
-def active_jobs(hosts: Hosts) -> list[dict[str, Any]]:
+def active_jobs(hosts: Hosts) -> list[Job]:
     """Jobs pending or running, read from the database (the test process is on the lan)."""
     assert hosts.database is not None
     store = open_store(hosts.database.uri, mongo_db=hosts.mongo_db)

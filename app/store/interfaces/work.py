@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from ...model import Document
-from ...model.records import ExportFile, ExportRecord
+from ...model.records import ExportFile, ExportRecord, Job
 from .documents import Copied
 
 
@@ -19,18 +19,18 @@ class Jobs(Copied):
     naming the same `queue` run in order: a job waits while an older one of its queue is active.
     """
 
-    def insert(self, job: Document) -> None:
-        """Insert a job; DuplicateKey if its `_id` exists."""
+    def insert(self, job: Job) -> None:
+        """Insert a job; DuplicateKey if its id exists."""
         raise NotImplementedError
 
-    def get(self, job_id: str) -> Document | None:
+    def get(self, job_id: str) -> Job | None:
         raise NotImplementedError
 
-    def latest(self, kind: str, key: str) -> Document | None:
+    def latest(self, kind: str, key: str) -> Job | None:
         """The newest numbered (deduplicated) job of this kind and key, whatever its state."""
         raise NotImplementedError
 
-    def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Document | None:
+    def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Job | None:
         raise NotImplementedError
 
     def heartbeat(self, job_id: str, worker: str, now: str, lease_until: str,
@@ -59,7 +59,7 @@ class Jobs(Copied):
 
     def list(self, kind: str | None, owner: str | None, states: Iterable[str] | None, skip: int,
              limit: int, *, queues: list[str | None] | None = None,
-             started_since: str | None = None) -> tuple[list[Document], int]:
+             started_since: str | None = None) -> tuple[list[Job], int]:
         """Jobs newest first, narrowed by kind, owner, states, queues (None: a job naming no
         queue) and a start at or after `started_since`."""
         raise NotImplementedError

@@ -13,10 +13,10 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ...model import Document
-from ...model.records import ExportFile, ExportRecord
+from ...model.records import ExportFile, ExportRecord, Job
 from .. import interfaces
 from ..base import DuplicateKey, offset
-from ..records import export_file_document, export_record, export_target_document
+from ..records import export_file_document, export_record, export_target_document, job, job_document
 from .content import bulk_replace
 from .indexes import create_index
 
@@ -38,23 +38,23 @@ class Jobs(interfaces.Jobs):
         self.jobs.create_index([("queue", ASCENDING), ("state", ASCENDING),
                                 ("created_on", ASCENDING)], sparse=True)
 
-    def insert(self, job: Document) -> None:
+    def insert(self, job: Job) -> None:
         try:
-            self.jobs.insert_one(job)
+            self.jobs.insert_one(job_document(job))
         except DuplicateKeyError:
-            raise DuplicateKey(str(job["_id"])) from None
+            raise DuplicateKey(job.id) from None
 
-    def get(self, job_id: str) -> Document | None:
-        job: Document | None = self.jobs.find_one({"_id": job_id})
-        return job
+    def get(self, job_id: str) -> Job | None:
+        document = self.jobs.find_one({"_id": job_id})
+        return None if document is None else job(document)
 
-    def latest(self, kind: str, key: str) -> Document | None:
-        job: Document | None = self.jobs.find_one(
+    def latest(self, kind: str, key: str) -> Job | None:
+        document = self.jobs.find_one(
             {"kind": kind, "key": key, "generation": {"$exists": True}},
             sort=[("generation", DESCENDING)])
-        return job
+        return None if document is None else job(document)
 
-    def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Document | None:
+    def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Job | None:
         claimable = {"kind": {"$in": kinds}, "$and": [
             {"$or": [{"state": "PENDING"}, {"state": "RUNNING", "lease_until": {"$lt": now}}]},
             {"$or": [{"not_before": None}, {"not_before": {"$lte": now}}]}]}
@@ -71,11 +71,11 @@ class Jobs(interfaces.Jobs):
             if candidate.get("queue") is not None and self._queue_busy(candidate):
                 waiting.append(candidate["_id"])
                 continue
-            job: Document | None = self.jobs.find_one_and_update(
+            claimed = self.jobs.find_one_and_update(
                 dict(claimable, _id=candidate["_id"]), update,
                 return_document=ReturnDocument.AFTER)
-            if job is not None:
-                return job
+            if claimed is not None:
+                return job(claimed)
             # another claimer took it between the two calls: look again
 
     def _queue_busy(self, job: Document) -> bool:
@@ -122,7 +122,7 @@ class Jobs(interfaces.Jobs):
 
     def list(self, kind: str | None, owner: str | None, states: Iterable[str] | None, skip: int,
              limit: int, *, queues: list[str | None] | None = None,
-             started_since: str | None = None) -> tuple[list[Document], int]:
+             started_since: str | None = None) -> tuple[list[Job], int]:
         query: Document = {}
         if queues is not None:
             query["queue"] = {"$in": queues}
@@ -135,7 +135,8 @@ class Jobs(interfaces.Jobs):
         if states is not None:
             query["state"] = {"$in": list(states)}
         cursor = self.jobs.find(query).sort([("created_on", DESCENDING), ("_id", DESCENDING)])
-        return list(cursor.skip(offset(skip)).limit(limit)), int(self.jobs.count_documents(query))
+        return ([job(document) for document in cursor.skip(offset(skip)).limit(limit)],
+                int(self.jobs.count_documents(query)))
 
     def active_counts(self) -> dict[tuple[str, str], int]:
         rows = self.jobs.aggregate([

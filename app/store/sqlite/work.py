@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from ...model import Document
-from ...model.records import ExportFile, ExportRecord
+from ...model.records import ExportFile, ExportRecord, Job
 from ...timeutil import format_time
 from .. import interfaces
-from ..records import export_file_document, export_record, export_target_document
+from ..records import export_file_document, export_record, export_target_document, job, job_document
 from .db import DocTable, SqliteDatabase, dumps, loads
 
 ACTIVE_SQL = "state IN ('PENDING', 'RUNNING')"
@@ -32,18 +32,19 @@ class Jobs(interfaces.Jobs):
             "created_on", "updated_on", "started_on", "finished_on", "error"),
             json_columns=("progress", "result"))
 
-    def insert(self, job: Document) -> None:
-        self.table.insert(job)
+    def insert(self, job: Job) -> None:
+        self.table.insert(job_document(job))
 
-    def get(self, job_id: str) -> Document | None:
-        return self.table.get(job_id)
+    def get(self, job_id: str) -> Job | None:
+        document = self.table.get(job_id)
+        return None if document is None else job(document)
 
-    def latest(self, kind: str, key: str) -> Document | None:
+    def latest(self, kind: str, key: str) -> Job | None:
         found = self.table.where("kind = ? AND key = ? AND generation IS NOT NULL", (kind, key),
                                  "generation DESC", 0, 1)
-        return found[0] if found else None
+        return job(found[0]) if found else None
 
-    def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Document | None:
+    def claim(self, kinds: list[str], worker: str, now: str, lease_until: str) -> Job | None:
         marks = ", ".join("?" * len(kinds))
         # The oldest claimable job whose queue (if it names one) has no older active job.
         with self.database.transaction() as connection:
@@ -85,8 +86,8 @@ class Jobs(interfaces.Jobs):
 
     def end(self, job_id: str, worker: str, state: str, now: str, changes: Document) -> bool:
         with self.database.transaction():
-            job = self.get(job_id)
-            if job is None or job["worker"] != worker or job["state"] != "RUNNING":
+            ours = self.get(job_id)
+            if ours is None or ours.worker != worker or ours.state != "RUNNING":
                 return False
             self.table.update(job_id, dict(changes, state=state, finished_on=now, updated_on=now,
                                            lease_until=None))
@@ -104,7 +105,7 @@ class Jobs(interfaces.Jobs):
 
     def list(self, kind: str | None, owner: str | None, states: Iterable[str] | None, skip: int,
              limit: int, *, queues: list[str | None] | None = None,
-             started_since: str | None = None) -> tuple[list[Document], int]:
+             started_since: str | None = None) -> tuple[list[Job], int]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("kind", kind), ("owner", owner)):
@@ -125,8 +126,9 @@ class Jobs(interfaces.Jobs):
         if started_since is not None:
             clauses.append("started_on >= ?")
             params.append(started_since)
-        return self.table.page(" AND ".join(clauses), params, "created_on DESC, _id DESC", skip,
-                               limit)
+        found, total = self.table.page(" AND ".join(clauses), params, "created_on DESC, _id DESC",
+                                       skip, limit)
+        return [job(document) for document in found], total
 
     def active_counts(self) -> dict[tuple[str, str], int]:
         rows = self.database.all(f"SELECT kind, state, count(*) FROM jobs INDEXED BY jobs_active "
