@@ -103,7 +103,7 @@ def checksums(uri: str, mongo_db: str = "termsync") -> dict[str, str]:
     try:
         found = {"HEAD": store.items.head_checksum(SOURCE)}
         for version in store.versions.list(SOURCE, None, 0, 0)[0]:
-            found[version["id"]] = store.items.scan_checksum(SOURCE, version["seq"])
+            found[version.id] = store.items.scan_checksum(SOURCE, version.seq)
         return found
     finally:
         store.close()

@@ -47,6 +47,7 @@ from export_build import _reset_peak, _status_kb, load  # noqa: E402
 from app import create_app  # noqa: E402
 from app.domain.accounts import Caller  # noqa: E402
 from app.exports import export_service  # noqa: E402
+from app.model import Version  # noqa: E402
 from app.timeutil import format_time  # noqa: E402
 
 ADMIN_TOKEN = "bench-admin-token-of-32-characters-or-more"
@@ -127,7 +128,7 @@ def change(app: Any, items: int, percent: float) -> dict[str, int]:
     return counts
 
 
-def build(app: Any, version: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+def build(app: Any, version: Version, base: Version | None) -> dict[str, Any]:
     """Build v2's export (or delta from `base`) in this process: seconds, bytes, peak memory."""
     service = export_service(app)
     domain = app.extensions["termsync"]

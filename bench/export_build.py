@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from app.domain import Domain, ocl
 from app.domain.accounts import ORG, Caller, Owner
 from app.exports.builder import build_export, export_header
-from app.model import CONCEPT, LIVE, MAPPING, version_url
+from app.model import CONCEPT, LIVE, MAPPING, Version, version_url
 from app.store import Store, open_store
 from app.timeutil import now_iso
 
@@ -70,7 +70,7 @@ def _item(source: dict[str, Any], kind: str, item_id: str, seq: int, now: str,
 
 
 def load(store: Store, domain: Domain, items: int, now: str | None = None,
-         ) -> tuple[dict[str, Any], dict[str, Any], int]:
+         ) -> tuple[dict[str, Any], Version, int]:
     """A source with items // 3 concepts and 2 mappings each, all stamped `now` (default: the
     present), and a version v1 of it."""
     content = domain.content
@@ -179,7 +179,7 @@ def run_one(items: int, database: str) -> dict[str, Any]:
     started = time.perf_counter()
     source, version, count = load(store, domain, items)
     load_seconds = time.perf_counter() - started
-    header = export_header(ocl.render_version(version, source), version.get("last_updated"),
+    header = export_header(ocl.render_version(version, source), version.last_updated,
                            now_iso())
     gc.collect()
     gc.freeze()  # mongomock keeps its database in this process: keep it out of GC passes

@@ -13,7 +13,7 @@ from marshmallow import Schema
 
 from ..domain import ocl
 from ..domain.values import INT64_MAX
-from ..model import CONCEPT, ItemFilters
+from ..model import CONCEPT, ItemFilters, Version
 from .common import (
     current_caller,
     domain,
@@ -34,7 +34,7 @@ from .schemas import (
 from .sources import repo_filters
 
 
-def render_concept_with(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any],
+def render_concept_with(args: dict[str, Any], source: dict[str, Any], version: Version,
                         item: dict[str, Any]) -> dict[str, Any]:
     """A concept, with `mappings` when includeMappings / includeInverseMappings ask for them."""
     rendered = render_item(item, source)
@@ -46,7 +46,7 @@ def render_concept_with(args: dict[str, Any], source: dict[str, Any], version: d
     return rendered
 
 
-def render_read(args: dict[str, Any], source: dict[str, Any], version: dict[str, Any],
+def render_read(args: dict[str, Any], source: dict[str, Any], version: Version,
                 item: dict[str, Any]) -> dict[str, Any]:
     """An item as read, alone or in a list: a concept with its mappings when `args` ask for them."""
     if item["type"] == CONCEPT:
@@ -95,7 +95,7 @@ class ItemView(MethodView):
     update_item: Callable[..., tuple[str, dict[str, Any]]]
 
     def list_items(self, args: dict[str, Any], source: dict[str, Any],
-                   version: dict[str, Any]) -> Response:
+                   version: Version) -> Response:
         """One page of the items of `version`, as `args` narrow them."""
         filters, since = item_filters(args)
         return list_response(args, lambda skip, limit: domain().content.list_items(

@@ -12,7 +12,7 @@ from .. import timeutil
 from ..domain import ocl
 from ..domain.accounts import ORG, USER, Owner
 from ..domain.payloads import SourceSchema, SourceUpdateSchema
-from ..model import CONCEPT, MAPPING, SOURCE_TYPE, RepoFilters
+from ..model import CONCEPT, MAPPING, SOURCE_TYPE, RepoFilters, Version
 from .common import (
     complete_up_to,
     current_caller,
@@ -37,7 +37,7 @@ from .schemas import DiffArgsSchema, RepoListArgsSchema, SourceContentOut, Sourc
 blp = Blueprint("sources", __name__, description="Sources and their content (HEAD).")
 
 
-def content_response(source: dict[str, Any], version: dict[str, Any], args: dict[str, Any],
+def content_response(source: dict[str, Any], version: Version, args: dict[str, Any],
                      body: dict[str, Any]) -> Response:
     """`body` plus a keyset page of concepts/mappings when asked (the diff protocol).
 
@@ -67,7 +67,7 @@ def content_response(source: dict[str, Any], version: dict[str, Any], args: dict
         for key, kind in (("concepts", CONCEPT), ("mappings", MAPPING))])
     if request.headers.get("Compress", "").lower() == "true":
         headers["Content-Disposition"] = \
-            f'attachment; filename="{source["id"]}_{version["id"]}.zip"'
+            f'attachment; filename="{source["id"]}_{version.id}.zip"'
         return Response(zip_stream(parts), headers=headers, mimetype="application/zip")
     return Response(parts, headers=headers, mimetype="application/json")
 

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response
 from flask.views import MethodView
 
+from .. import model
 from ..domain import ocl
 from ..domain.payloads import VersionSchema, VersionUpdateSchema
 from .common import (
@@ -25,9 +26,9 @@ from .sources import content_response
 blp = Blueprint("versions", __name__, description="Immutable released versions of a source.")
 
 
-def _render(source: dict[str, Any], version: dict[str, Any], with_checksum: bool = True) -> dict[str, Any]:
+def _render(source: dict[str, Any], version: model.Version, with_checksum: bool = True) -> dict[str, Any]:
     content = domain().content
-    if version.get("is_head"):
+    if version.is_head:
         return ocl.render_source(source, content.checksum(source, version) if with_checksum else None)
     return ocl.render_version(version, source,
                               content.checksum(source, version) if with_checksum else None)
@@ -63,7 +64,7 @@ class Versions(MethodView):
         """Cut a version from HEAD (constant time: nothing is copied)."""
         _, source = resolve_source(owner_kind, owner_id, source_id)
         version = domain().content.create_version(current_caller(), source, payload)
-        return json_response(_render(source, version), 201, {"Location": version["_id"]})
+        return json_response(_render(source, version), 201, {"Location": version.url})
 
 
 @owner_routes(blp, "sources/<source_id>/<version_id>/", "version")
@@ -77,7 +78,7 @@ class Version(MethodView):
         _, source = resolve_source(owner_kind, owner_id, source_id)
         version = domain().content.get_version(source, version_id)
         paging = args["includeConcepts"] or args["includeMappings"]
-        body = _render(source, version, with_checksum=not (paging and version.get("is_head")))
+        body = _render(source, version, with_checksum=not (paging and version.is_head))
         return content_response(source, version, args, body)
 
     @blp.arguments(VersionUpdateSchema)

@@ -28,7 +28,7 @@ from ..domain import ocl
 from ..domain.accounts import Owner
 from ..domain.collections import check_cascade
 from ..domain.payloads import CollectionSchema
-from ..model import COLLECTION_TYPE
+from ..model import COLLECTION_TYPE, Version
 from .schemas import (
     CascadeArgsSchema,
     CollectionOut,
@@ -84,7 +84,7 @@ class OwnerCollections(MethodView):
         return json_response(ocl.render_source(collection), 201, {"Location": collection["url"]})
 
 
-def _list(args: dict[str, Any], collection: dict[str, Any], version: dict[str, Any]) -> Response:
+def _list(args: dict[str, Any], collection: dict[str, Any], version: Version) -> Response:
     collections = domain().collections
     return list_response(args, lambda skip, limit: collections.references(
         collection, version, args.get("q"), skip, limit), ocl.render_reference)

@@ -11,7 +11,7 @@ from flask import Blueprint, redirect, request, url_for
 from ..domain import ocl
 from ..domain.browse import ItemMatch, LinkedMapping
 from ..domain.content import is_collection
-from ..model import CONCEPT
+from ..model import CONCEPT, Version
 from .sources import SOURCE, resolve_source
 from .web import (
     Answer,
@@ -34,7 +34,7 @@ VERSION_CHOICES = 20  # versions offered by the version selector (the newest)
 TRUE = ("1", "true", "on", "yes")
 
 
-def selected_version(source: dict[str, Any]) -> dict[str, Any]:
+def selected_version(source: dict[str, Any]) -> Version:
     """The version the page shows: `?version=` (an id, or 'latest'), HEAD by default."""
     return domain().content.get_version(source, text_arg("version") or "HEAD")
 
@@ -79,7 +79,7 @@ def concepts(owner_kind: str, owner_id: str, repo_path: str, source_id: str) -> 
                                            (page - 1) * limit, limit, settings.search_count_limit)
     versions, _ = domain().content.list_versions(found, None, 0, VERSION_CHOICES)
     render_item = domain().content.renderer(found)  # a collection's items keep their sources
-    version_id = None if version.get("is_head") else version["id"]
+    version_id = None if version.is_head else version.id
     rows = []
     for item in result.items:
         rendered = render_item(item)
@@ -105,7 +105,7 @@ def concept(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
         return redirect(concept_page_url(item["url"]) or url_for("console.home"), 303)
     browse = domain().browse
     links = browse.concept_links(caller(), found, version, item["url"])
-    version_id = None if version.get("is_head") else version["id"]
+    version_id = None if version.is_head else version.id
     mappings = {direction: [linked(link, direction, found, version_id)
                             for link in getattr(links, direction)]
                 for direction in ("outbound", "inbound")}

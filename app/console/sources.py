@@ -21,7 +21,7 @@ from ..domain.errors import Invalid, NotAllowed, NotFound
 from ..domain.loader import flatten_errors
 from ..domain.payloads import VersionSchema
 from ..exports.service import BUILDING, FAILED, NONE, PENDING, READY, ExportService, ExportStatus
-from ..model import COLLECTION_TYPE, SOURCE_TYPE
+from ..model import COLLECTION_TYPE, SOURCE_TYPE, Version
 from ..timeutil import FORMAT
 from .web import (
     Answer,
@@ -69,10 +69,10 @@ def resolve_source(owner_kind: str, owner_id: str, repo_path: str,
     return owner, domain().content.get_source(who, owner, source_id, REPO_KINDS[repo_path])
 
 
-def resolve_version(source: dict[str, Any], version_id: str) -> dict[str, Any]:
+def resolve_version(source: dict[str, Any], version_id: str) -> Version:
     """A version that can have an export (HEAD cannot)."""
     version = domain().content.get_version(source, version_id)
-    if version.get("is_head"):
+    if version.is_head:
         raise NotAllowed("HEAD has no export; cut a version and export that.")
     return version
 
@@ -81,7 +81,7 @@ def resolve_version(source: dict[str, Any], version_id: str) -> dict[str, Any]:
 class VersionRow:
     """A version and its export's state, as the source page lists them."""
 
-    version: dict[str, Any]
+    version: Version
     export: ExportStatus
 
     @property
@@ -212,7 +212,7 @@ def cut_version(owner_kind: str, owner_id: str, repo_path: str, source_id: str) 
         raise Invalid("The version was not cut: " + "; ".join(flatten_errors(error.messages)),
                       errors=error.normalized_messages()) from None
     version = domain().content.create_version(who, found, payload)
-    return _back(found, "released" if version["released"] else "cut", version["id"])
+    return _back(found, "released" if version.released else "cut", version.id)
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/release", methods=["POST"])
@@ -223,7 +223,7 @@ def release(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
     _, found = resolve_source(owner_kind, owner_id, repo_path, source_id)
     version = resolve_version(found, version_id)
     domain().content.update_version(who, found, version, {"released": True})
-    return _back(found, "released", version["id"])
+    return _back(found, "released", version.id)
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export/build", methods=["POST"])
@@ -235,7 +235,7 @@ def build_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str,
     domain().accounts.require_edit(who, found)
     version = resolve_version(found, version_id)
     export_service().request(found, version, rebuild=True)
-    return _back(found, "build", version["id"])
+    return _back(found, "build", version.id)
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export/delete", methods=["POST"])
@@ -247,8 +247,8 @@ def delete_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str
     domain().accounts.require_edit(who, found)
     version = resolve_version(found, version_id)
     if not export_service().delete(found, version):
-        raise NotFound(f"Version '{version['id']}' of '{found['id']}' has no export.")
-    return _back(found, "deleted", version["id"])
+        raise NotFound(f"Version '{version.id}' of '{found['id']}' has no export.")
+    return _back(found, "deleted", version.id)
 
 
 @bp.route(f"{SOURCE}/versions/<version_id>/export.json")
@@ -269,7 +269,7 @@ def download_export(owner_kind: str, owner_id: str, repo_path: str, source_id: s
     service = export_service()
     status = service.status(found, version)
     if status.state != READY or status.file is None:
-        raise NotFound(f"The export of {version['id']} is not ready "
+        raise NotFound(f"The export of {version.id} is not ready "
                        f"({EXPORT_LABELS.get(status.state, status.state)}).")
     file = status.file
     try:
@@ -278,7 +278,7 @@ def download_export(owner_kind: str, owner_id: str, repo_path: str, source_id: s
         service.file_lost(found, version, file.sha256)
         raise NotFound("The export file is missing from storage; a rebuild is queued.") from None
     stamp = datetime.strptime(file.last_updated or file.created_on, FORMAT)
-    name = f"{found['owner']}_{found['id']}_{version['id']}.{stamp:%Y%m%d%H%M%S}.zip"
+    name = f"{found['owner']}_{found['id']}_{version.id}.{stamp:%Y%m%d%H%M%S}.zip"
     response = Response(wrap_file(request.environ, handle, READ_BLOCK), mimetype="application/zip",
                         direct_passthrough=True, headers={
                             "ETag": f'"{file.sha256}"',

@@ -22,6 +22,7 @@ from ..model import (
     ContentQuery,
     ItemFilters,
     RepoFilters,
+    Version,
 )
 from ..store import Store
 from .accounts import Accounts, Caller, Owner
@@ -67,7 +68,7 @@ class SourceSummary:
 class ReleaseChanges:
     """What HEAD changed since the latest released version (everything, without one)."""
 
-    release: Document | None
+    release: Version | None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANGES, 0))
 
     @property
@@ -144,7 +145,7 @@ class Browse:
                 CONCEPT, False],
             mappings=counts[MAPPING, True], retired_mappings=counts[MAPPING, True] - counts[
                 MAPPING, False],
-            checksum=self.content.checksum(source, head), last_updated=head["last_updated"])
+            checksum=self.content.checksum(source, head), last_updated=head.last_updated)
 
     def changes_since_release(self, source: Document,
                               summary: SourceSummary | None = None) -> ReleaseChanges:
@@ -158,10 +159,10 @@ class Browse:
             summary = summary or self.source_summary(source)
             return ReleaseChanges(None, dict(dict.fromkeys(CHANGES, 0),
                                              created=summary.concepts + summary.mappings))
-        return ReleaseChanges(release, self.store.items.changes(source["url"], release["seq"]))
+        return ReleaseChanges(release, self.store.items.changes(source["url"], release.seq))
 
     # --- concepts -------------------------------------------------------------------------
-    def find_concepts(self, source: Document, version: Document, match: ItemMatch,
+    def find_concepts(self, source: Document, version: Version, match: ItemMatch,
                       include_retired: bool, skip: int, limit: int,
                       count_limit: int = 1000) -> ItemPage:
         """A page of a version's concepts by id, narrowed by text, class and datatype.
@@ -169,14 +170,14 @@ class Browse:
         A text search counts its matches up to `count_limit` (then `more` is set): it reads the
         items one by one, where the other filters are answered from indexes.
         """
-        query = ContentQuery(source["url"], version["seq"], (CONCEPT,),
+        query = ContentQuery(source["url"], version.seq, (CONCEPT,),
                              include_retired=include_retired, filters=match.filters())
         items, found = self.content.reader(source).search(query, skip, limit, count_limit)
         more = bool(match.text) and found > max(count_limit, skip + limit)
         return ItemPage(items, min(found, max(count_limit, skip + limit)) if more else found,
                         more)
 
-    def concept_links(self, caller: Caller, source: Document, version: Document,
+    def concept_links(self, caller: Caller, source: Document, version: Version,
                       concept_url: str, limit: int = 200) -> ConceptLinks:
         """Mappings from and to a concept: those of its own source at the version viewed, and
         those of other sources (at their HEAD) that the caller may see."""
@@ -193,7 +194,7 @@ class Browse:
         links: dict[str, list[LinkedMapping]] = {}
         for end in ("from", "to"):
             found = [LinkedMapping(item, source, False) for item in self.store.items.linked_mappings(
-                concept_url, end, source["url"], version["seq"], limit)]
+                concept_url, end, source["url"], version.seq, limit)]
             for item in self.store.items.linked_mappings(concept_url, end, None, HEAD_SEQ,
                                                          limit + len(found)):
                 if item["source"] == source["url"]:
@@ -210,8 +211,8 @@ class Browse:
         versions, _ = self.content.list_versions(source, None, 0, 0)
         entries = []
         for item in self.store.items.history(source["url"], item_url, 0, 0)[0]:
-            holding = [version["id"] for version in versions
-                       if item["seq"] <= version["seq"] < item["sup"]]
+            holding = [version.id for version in versions
+                       if item["seq"] <= version.seq < item["sup"]]
             if item["sup"] == LIVE:
                 holding.insert(0, "HEAD")
             entries.append(HistoryEntry(item, holding))

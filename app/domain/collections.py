@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..model import COLLECTION_TYPE, CONCEPT, HEAD_SEQ, MAPPING, Document, RepoFilters
+from ..model import COLLECTION_TYPE, CONCEPT, HEAD_SEQ, MAPPING, Document, RepoFilters, Version
 from ..store.base import StaleHead
 from ..timeutil import now_iso
 from . import ocl
@@ -124,7 +124,7 @@ class _Lookups:
     """Sources and source versions looked up once per request."""
 
     sources: dict[str, Document | None] = field(default_factory=dict)
-    versions: dict[str, Document | None] = field(default_factory=dict)
+    versions: dict[str, Version | None] = field(default_factory=dict)
 
 
 class Collections:
@@ -299,7 +299,7 @@ class Collections:
             if version_url not in lookups.versions:
                 lookups.versions[version_url] = self.store.versions.get(version_url)
             version = lookups.versions[version_url]
-            item = items.current(parsed.url, version["seq"]) if version is not None else None
+            item = items.current(parsed.url, version.seq) if version is not None else None
         else:
             head = items.head(parsed.url)
             item = dict(head, url=parsed.url) if head is not None else None
@@ -318,7 +318,7 @@ class Collections:
         seq = HEAD_SEQ
         if concept.source_version is not None:
             version = lookups.versions.get(f"{concept.source_url}{concept.source_version}/")
-            seq = version["seq"] if version is not None else HEAD_SEQ
+            seq = version.seq if version is not None else HEAD_SEQ
         prefix = f"{concept.source_url}{concept.source_version}/" if concept.source_version \
             else concept.source_url
         expressions = []
@@ -370,14 +370,14 @@ class Collections:
                              self.store.references.bringing(collection_url, mapping["url"]))
         return found
 
-    def iter_references(self, collection: Document, version: Document) -> Iterator[Document]:
+    def iter_references(self, collection: Document, version: Version) -> Iterator[Document]:
         """Every reference of a collection at a version, in order (an export's section)."""
-        return self.store.references.iter_at(collection["url"], version["seq"])
+        return self.store.references.iter_at(collection["url"], version.seq)
 
-    def references(self, collection: Document, version: Document, q: str | None, skip: int,
+    def references(self, collection: Document, version: Version, q: str | None, skip: int,
                    limit: int) -> tuple[list[Document], int]:
         """A page of a collection's references at a version (HEAD: the live ones)."""
-        return self.store.references.page(collection["url"], version["seq"], q, skip, limit)
+        return self.store.references.page(collection["url"], version.seq, q, skip, limit)
 
     # --- resolution -----------------------------------------------------------------------
     def _settle(self, collection_url: str, urls: Iterable[str], now: str) -> int:

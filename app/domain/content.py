@@ -25,6 +25,7 @@ from ..model import (
     DiffKey,
     ItemFilters,
     RepoFilters,
+    Version,
 )
 from ..store import Store
 from ..store.base import DuplicateKey, StaleHead
@@ -105,7 +106,7 @@ class Content:
         self.listeners: list[Any] = []  # callables(event, source, version) for exports etc.
         self.collections = Collections(self)
 
-    def _notify(self, event: str, source: dict[str, Any], version: dict[str, Any] | None = None) -> None:
+    def _notify(self, event: str, source: dict[str, Any], version: Version | None = None) -> None:
         for listener in self.listeners:
             try:
                 listener(event, source, version)
@@ -236,24 +237,24 @@ class Content:
         return self.store.sources.search(owner.url if owner is not None else None,
                                          visibility(caller), filters, skip, limit)
 
-    def summary(self, source: dict[str, Any], version: dict[str, Any]) -> dict[str, int]:
+    def summary(self, source: dict[str, Any], version: Version) -> dict[str, int]:
         """OCL's `summary` of a source or version: its active (not retired) concepts and mappings."""
         counts = {f"active_{ocl.ITEM_PATHS[kind]}": self.count(
-            source, version, ContentQuery(source["url"], version["seq"], (kind,),
+            source, version, ContentQuery(source["url"], version.seq, (kind,),
                                           include_retired=False)) for kind in (CONCEPT, MAPPING)}
-        if version.get("is_head"):
+        if version.is_head:
             counts["versions"] = self.store.versions.list(source["url"], None, 0, 1)[1]
         return counts
 
     # --- versions -------------------------------------------------------------------------
     @staticmethod
-    def head_version(source: dict[str, Any]) -> dict[str, Any]:
-        """HEAD as a version-like document: the live content of the source."""
-        return {"_id": source["url"], "id": "HEAD", "source": source["url"], "seq": HEAD_SEQ,
-                "is_head": True, "released": False, "last_updated": source.get("last_updated") or None,
-                "created_on": source["created_on"], "updated_on": source["updated_on"]}
+    def head_version(source: dict[str, Any]) -> Version:
+        """HEAD as a version: the live content of the source."""
+        return Version(url=source["url"], id="HEAD", source=source["url"], seq=HEAD_SEQ,
+                       is_head=True, last_updated=source.get("last_updated") or None,
+                       created_on=source["created_on"], updated_on=source["updated_on"])
 
-    def get_version(self, source: dict[str, Any], version_id: str) -> dict[str, Any]:
+    def get_version(self, source: dict[str, Any], version_id: str) -> Version:
         """A version by id; 'HEAD' is the live source, 'latest' the newest released version."""
         if version_id == "HEAD":
             return self.head_version(source)
@@ -269,7 +270,7 @@ class Content:
         return version
 
     def create_version(self, caller: Caller, source: dict[str, Any],
-                       payload: dict[str, Any]) -> dict[str, Any]:
+                       payload: dict[str, Any]) -> Version:
         """Cut a version from HEAD: records the seq, copies nothing (constant time)."""
         self.accounts.require_edit(caller, source)
         url = f"{source['url']}{payload['id']}/"
@@ -278,17 +279,17 @@ class Content:
             self.reader(source).settle(source["url"], state.seq)
             previous = self.store.versions.list(source["url"], None, 0, 1)[0]
             now = now_iso()
-            version = {"_id": url, "id": payload["id"], "source": source["url"],
-                       "seq": state.seq, "checksum": state.checksum, "counts": state.counts,
-                       "last_updated": state.last_updated,
-                       "description": payload.get("description"),
-                       "released": bool(payload.get("released")),
-                       "retired": bool(payload.get("retired")),
-                       "external_id": payload.get("external_id"),
-                       "extras": payload.get("extras") or {},
-                       "previous_version_url": previous[0]["_id"] if previous else None,
-                       "created_on": now, "updated_on": now,
-                       "created_by": caller.username, "updated_by": caller.username}
+            version = Version(url=url, id=payload["id"], source=source["url"], seq=state.seq,
+                              checksum=state.checksum, counts=state.counts,
+                              last_updated=state.last_updated,
+                              description=payload.get("description"),
+                              released=bool(payload.get("released")),
+                              retired=bool(payload.get("retired")),
+                              external_id=payload.get("external_id"),
+                              extras=payload.get("extras") or {},
+                              previous_version_url=previous[0].url if previous else None,
+                              created_on=now, updated_on=now,
+                              created_by=caller.username, updated_by=caller.username)
             try:
                 self.store.versions.insert(version)
             except DuplicateKey:
@@ -296,38 +297,39 @@ class Content:
         self._notify("version_created", source, version)
         return version
 
-    def update_version(self, caller: Caller, source: dict[str, Any], version: dict[str, Any],
-                       changes: dict[str, Any]) -> dict[str, Any]:
-        """Change a version's metadata (description, released, retired); never its content."""
+    def update_version(self, caller: Caller, source: dict[str, Any], version: Version,
+                       changes: dict[str, Any]) -> Version:
+        """Change a version's metadata (description, released, retired, external_id, extras, as
+        `VersionUpdateSchema` reads them); never its content."""
         self.accounts.require_edit(caller, source)
-        if version.get("is_head"):
+        if version.is_head:
             raise NotAllowed("HEAD is not a version; change the source instead.")
-        changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)
-        updated = self.store.versions.update(version["_id"], changes)
+        updated = self.store.versions.update(
+            version.url, **dict(changes, updated_on=now_iso(), updated_by=caller.username))
         if updated is None:
-            raise NotFound(f"Version '{version['id']}' not found.")
+            raise NotFound(f"Version '{version.id}' not found.")
         self._notify("version_changed", source, updated)
-        if bool(updated.get("released")) != bool(version.get("released")):
+        if updated.released != version.released:
             # webhooks announce a release (or its withdrawal) once, when the flag flips
-            self._notify("version_released" if updated.get("released") else "version_unreleased",
+            self._notify("version_released" if updated.released else "version_unreleased",
                          source, updated)
         return updated
 
-    def delete_version(self, caller: Caller, source: dict[str, Any], version: dict[str, Any]) -> None:
+    def delete_version(self, caller: Caller, source: dict[str, Any], version: Version) -> None:
         """Delete a version (its exports go with it)."""
         self.accounts.require_edit(caller, source)
-        if version.get("is_head"):
+        if version.is_head:
             raise NotAllowed("HEAD cannot be deleted.")
-        self.store.versions.delete(version["_id"])
+        self.store.versions.delete(version.url)
         self._notify("version_deleted", source, version)
 
     def list_versions(self, source: dict[str, Any], released: bool | None, skip: int,
-                      limit: int, updated_since: str | None = None) -> tuple[list[dict[str, Any]], int]:
+                      limit: int, updated_since: str | None = None) -> tuple[list[Version], int]:
         """Versions of a source, newest first."""
         return self.store.versions.list(source["url"], released, skip, limit, updated_since)
 
     # --- checksums ------------------------------------------------------------------------
-    def released_versions(self, source: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def released_versions(self, source: dict[str, Any]) -> Iterator[Version]:
         """Every released version of a repository, newest first, a page at a time."""
         skip = 0
         while True:
@@ -337,15 +339,15 @@ class Content:
             if not page or skip >= total:
                 return
 
-    def every_released_version(self) -> Iterator[dict[str, Any]]:
+    def every_released_version(self) -> Iterator[Version]:
         """The released versions of every repository."""
         return self.store.versions.all_released()
 
-    def newest_releases(self, skip: int, limit: int) -> list[dict[str, Any]]:
+    def newest_releases(self, skip: int, limit: int) -> list[Version]:
         """Released versions of every repository, the newest first."""
         return self.store.versions.newest_released(skip, limit)
 
-    def find_version(self, url: str) -> dict[str, Any] | None:
+    def find_version(self, url: str) -> Version | None:
         """A version by its url (or None), whoever may see it: for the server's own work."""
         return self.store.versions.get(url)
 
@@ -354,34 +356,34 @@ class Content:
         it: for the server's own work."""
         return self.store.items.current(url)
 
-    def checksum(self, source: dict[str, Any], version: dict[str, Any]) -> str:
+    def checksum(self, source: dict[str, Any], version: Version) -> str:
         """checksums.content of a version (cached: a version's content never changes)."""
-        if version.get("is_head"):
+        if version.is_head:
             return self.reader(source).head_checksum(source["url"])
-        if version.get("checksum"):
-            return str(version["checksum"])
-        value = self.reader(source).scan_checksum(source["url"], version["seq"])
-        self.store.versions.update(version["_id"], {"checksum": value})
+        if version.checksum:
+            return version.checksum
+        value = self.reader(source).scan_checksum(source["url"], version.seq)
+        self.store.versions.update(version.url, checksum=value)
         return value
 
     # --- reading items --------------------------------------------------------------------
-    def get_item(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
+    def get_item(self, source: dict[str, Any], version: Version, item_type: str,
                  item_id: str) -> dict[str, Any]:
         """One concept or mapping as it is in a version (of a collection: 409 when two sources'
         items there have this id)."""
         if is_collection(source):
             found = [item for item in self.store.collection_entries.find(
-                source["url"], version["seq"], item_type, item_id) if not item["deleted"]]
+                source["url"], version.seq, item_type, item_id) if not item["deleted"]]
             if len(found) > 1:
                 raise Conflict(f"{len(found)} {item_type.lower()}s with id '{item_id}' are in "
-                               f"{version['id']} of '{source['id']}': "
+                               f"{version.id} of '{source['id']}': "
                                f"{', '.join(item['url'] for item in found)}.")
             item = found[0] if found else None
         else:
             item = self.store.items.current(ocl.item_url(source["url"], item_type, item_id),
-                                            version["seq"])
+                                            version.seq)
         if item is None or item["deleted"]:
-            raise NotFound(f"{item_type} '{item_id}' not found in {version['id']} of "
+            raise NotFound(f"{item_type} '{item_id}' not found in {version.id} of "
                            f"'{source['id']}'.")
         return item
 
@@ -403,20 +405,20 @@ class Content:
         item = self.get_item(source, self.head_version(source), item_type, item_id)
         return self.store.items.history(item["source"], item["url"], skip, limit)
 
-    def concept_mappings(self, source: dict[str, Any], version: dict[str, Any],
+    def concept_mappings(self, source: dict[str, Any], version: Version,
                          concept: dict[str, Any], inverse: bool,
                          include_retired: bool) -> list[dict[str, Any]]:
         """Mappings of the concept's source (of a collection: of the collection) at `version`
         from it, and with `inverse` to it."""
-        return self.reader(source).mappings_for_concept(source["url"], version["seq"], concept["url"],
+        return self.reader(source).mappings_for_concept(source["url"], version.seq, concept["url"],
                                                      inverse=inverse, include_retired=include_retired)
 
-    def list_items(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
+    def list_items(self, source: dict[str, Any], version: Version, item_type: str,
                    include_retired: bool, skip: int, limit: int,
                    filters: ItemFilters | None = None,
                    updated_since: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """Concepts or mappings of a version by id, narrowed by OCL's search parameters."""
-        query = ContentQuery(source["url"], version["seq"], (item_type,),
+        query = ContentQuery(source["url"], version.seq, (item_type,),
                              include_retired=include_retired, updated_since=updated_since,
                              filters=filters or ItemFilters())
         if query.filters or updated_since is not None:
@@ -442,13 +444,13 @@ class Content:
                              updated_since=updated_since, filters=filters)
         return self.store.items.search(query, skip, limit, EXACT)
 
-    def count(self, source: dict[str, Any], version: dict[str, Any], query: ContentQuery) -> int:
+    def count(self, source: dict[str, Any], version: Version, query: ContentQuery) -> int:
         """How many items a query selects: from the counts kept with HEAD or cut into a version
         where the backend keeps them and the query selects by type and state alone."""
         if query.filters and is_collection(source):
             raise Invalid("Search filters do not apply to collections yet.")
-        counts = self.reader(source).head_counts(source["url"]) if version.get("is_head") \
-            else version.get("counts")
+        counts = self.reader(source).head_counts(source["url"]) if version.is_head \
+            else version.counts
         if counts is None or query.updated_since is not None or query.filters:
             return self.reader(source).count(query)
         total = 0
@@ -458,7 +460,7 @@ class Content:
                 + (deleted if query.include_deleted else 0)
         return total
 
-    def diff_page(self, source: dict[str, Any], version: dict[str, Any], types: list[str],
+    def diff_page(self, source: dict[str, Any], version: Version, types: list[str],
                   include_retired: bool, updated_since: str | None,
                   cursor: DiffCursor | None, limit: int, include_deleted: bool = False) -> DiffPage:
         """A page of items changed since a time, in (updated_on, type, id) keyset order.
@@ -468,7 +470,7 @@ class Content:
         the same index scan wherever it starts. Tombstones only with `include_deleted`. Where
         the page ends is found from keys alone; its items are read when streamed.
         """
-        query = ContentQuery(source["url"], version["seq"], tuple(types),
+        query = ContentQuery(source["url"], version.seq, tuple(types),
                              include_retired=include_retired, include_deleted=include_deleted,
                              updated_since=updated_since)
         num_found = self.count(source, version, query) if cursor is None else cursor.num_found
@@ -515,10 +517,10 @@ class Content:
         _, rest, _ = items.diff_end(query, last, 1)
         return count, last, None if rest is None else start_of_second(rest.updated_on)
 
-    def iter_content(self, source: dict[str, Any], version: dict[str, Any], item_type: str,
+    def iter_content(self, source: dict[str, Any], version: Version, item_type: str,
                      batch_size: int = 1000) -> Iterator[dict[str, Any]]:
         """Every live item of one type in a version, streamed by id (for exports)."""
-        query = ContentQuery(source["url"], version["seq"], (item_type,))
+        query = ContentQuery(source["url"], version.seq, (item_type,))
         yield from self.reader(source).iter_content(query, batch_size)
 
     # --- writing items --------------------------------------------------------------------
@@ -691,9 +693,9 @@ class Content:
         return self._put(caller, source, item_type, item_id, {}, False, expect="existing",
                          deleted=True)
 
-    def last_item(self, source: dict[str, Any], version: dict[str, Any]) -> dict[str, Any] | None:
+    def last_item(self, source: dict[str, Any], version: Version) -> dict[str, Any] | None:
         """The newest item version in a version (its updated_on is the version's lastUpdated)."""
-        query = ContentQuery(source["url"], version["seq"], include_deleted=True)
+        query = ContentQuery(source["url"], version.seq, include_deleted=True)
         return self.reader(source).newest(query)
 
     def _require_source(self, repo: dict[str, Any]) -> None:

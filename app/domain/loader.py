@@ -303,7 +303,7 @@ class Loader:
             self.content.create_version(self.caller, source, payload)
             return "created", url
         changes = {key: payload[key] for key in ("description", "released")
-                   if payload.get(key) != existing.get(key)}
+                   if payload.get(key) != getattr(existing, key)}
         if not changes:
             return "unchanged", url
         if not self.update_if_exists:

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ..model import version_url
+from ..model import Version, version_url
 
 KIND_PATHS = {"Organization": "orgs", "User": "users"}
 ITEM_PATHS = {"Concept": "concepts", "Mapping": "mappings"}
@@ -231,28 +231,28 @@ def render_collection(collection: dict[str, Any], checksum: str | None = None) -
     return rendered
 
 
-def render_version(version: dict[str, Any], source: dict[str, Any],
+def render_version(version: Version, source: dict[str, Any],
                    checksum: str | None = None) -> dict[str, Any]:
     """A source or collection version in OCL's shape (the repository's fields, then the
     version's own, then the repository as `source` or `collection`)."""
     collection = _is_collection(source)
-    rendered = {"type": "Collection Version" if collection else "Source Version",
-                "id": version["id"], "uuid": version["_id"]}
+    rendered: dict[str, Any] = {"type": "Collection Version" if collection else "Source Version",
+                                "id": version.id, "uuid": version.url}
     rendered.update({key: source.get(key)
                      for key in (COLLECTION_FIELDS if collection else SOURCE_FIELDS)})
     rendered.update({
-        "url": version["_id"], "version_url": version["_id"], "version": version["id"],
-        "description": version.get("description"), "released": bool(version.get("released")),
-        "retired": bool(version.get("retired")), "external_id": version.get("external_id"),
-        "extras": version.get("extras") or {},
-        "previous_version_url": version.get("previous_version_url"),
-        "created_on": version["created_on"], "updated_on": version["updated_on"],
-        "created_by": version.get("created_by"), "updated_by": version.get("updated_by"),
-        "concepts_url": f"{version['_id']}concepts/", "mappings_url": f"{version['_id']}mappings/",
-        "lastUpdated": version.get("last_updated"),
+        "url": version.url, "version_url": version.url, "version": version.id,
+        "description": version.description, "released": version.released,
+        "retired": version.retired, "external_id": version.external_id,
+        "extras": version.extras,
+        "previous_version_url": version.previous_version_url,
+        "created_on": version.created_on, "updated_on": version.updated_on,
+        "created_by": version.created_by, "updated_by": version.updated_by,
+        "concepts_url": f"{version.url}concepts/", "mappings_url": f"{version.url}mappings/",
+        "lastUpdated": version.last_updated,
     })
     if collection:
-        rendered.update({"references_url": f"{version['_id']}references/", "autoexpand": True,
+        rendered.update({"references_url": f"{version.url}references/", "autoexpand": True,
                          "collection": render_collection(source)})
     else:
         rendered["source"] = render_source(source)

@@ -30,7 +30,7 @@ import orjson
 from ..domain import Domain
 from ..domain.content import is_collection, noun
 from ..domain.errors import Invalid, NotFound
-from ..model import CONCEPT, MAPPING, Document
+from ..model import CONCEPT, MAPPING, Document, Version
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ SECTIONS = {CONCEPT: "concepts", MAPPING: "mappings"}
 CHANGE_KINDS = ("created", "updated", "retired", "deleted")
 
 
-def delta_base(domain: Domain, source: dict[str, Any], version: dict[str, Any],
-               since: str) -> dict[str, Any]:
+def delta_base(domain: Domain, source: dict[str, Any], version: Version,
+               since: str) -> Version:
     """The version a delta package to `version` starts from, named by `since` (its id, or its
     url): a released version of the same repository, earlier than `version`, which must be
     released too. Invalid (400) with what is wrong otherwise."""
@@ -60,8 +60,8 @@ def delta_base(domain: Domain, source: dict[str, Any], version: dict[str, Any],
     if not name or name == "HEAD":
         raise Invalid(f"since={since or '(empty)'}: a delta package starts at a released version, "
                       "not at HEAD.", errors={"since": ["Not a released version."]})
-    if not version.get("released"):
-        raise Invalid(f"Version '{version['id']}' of {what} '{source['id']}' is not released: "
+    if not version.released:
+        raise Invalid(f"Version '{version.id}' of {what} '{source['id']}' is not released: "
                       "delta packages are between released versions.",
                       errors={"since": ["The target version is not released."]})
     try:
@@ -69,13 +69,13 @@ def delta_base(domain: Domain, source: dict[str, Any], version: dict[str, Any],
     except NotFound:
         raise Invalid(f"since={since}: {what} '{source['id']}' has no version '{name}'.",
                       errors={"since": ["Unknown version."]}) from None
-    if not base.get("released"):
-        raise Invalid(f"since={since}: version '{base['id']}' of {what} '{source['id']}' is not "
+    if not base.released:
+        raise Invalid(f"since={since}: version '{base.id}' of {what} '{source['id']}' is not "
                       "released; delta packages are between released versions.",
                       errors={"since": ["Not a released version."]})
-    if base["_id"] == version["_id"] or base["created_on"] >= version["created_on"]:
-        raise Invalid(f"since={since}: version '{base['id']}' is not earlier than "
-                      f"'{version['id']}'; a delta package goes forward.",
+    if base.url == version.url or base.created_on >= version.created_on:
+        raise Invalid(f"since={since}: version '{base.id}' is not earlier than "
+                      f"'{version.id}'; a delta package goes forward.",
                       errors={"since": ["Not earlier than the target version."]})
     return base
 
@@ -108,24 +108,24 @@ def change_of(item: Document) -> str | None:
 
 
 def version_summary(domain: Domain, source: dict[str, Any],
-                    version: dict[str, Any]) -> dict[str, Any]:
+                    version: Version) -> dict[str, Any]:
     """A version as the manifest names it: id, url, `checksums.content`, lastUpdated."""
-    return {"id": version["id"], "url": version["_id"],
+    return {"id": version.id, "url": version.url,
             "checksums": {"content": domain.content.checksum(source, version)},
-            "lastUpdated": version.get("last_updated"), "created_on": version["created_on"]}
+            "lastUpdated": version.last_updated, "created_on": version.created_on}
 
 
-def plan_delta(domain: Domain, source: dict[str, Any], base: dict[str, Any],
-               version: dict[str, Any], created_on: str) -> DeltaPlan:
+def plan_delta(domain: Domain, source: dict[str, Any], base: Version,
+               version: Version, created_on: str) -> DeltaPlan:
     """What the delta from `base` to `version` holds, read lazily from the store."""
     reader = domain.content.reader(source)
-    plan = DeltaPlan(sections=[], total=reader.count_changed(source["url"], base["seq"],
-                                                             version["seq"]))
+    plan = DeltaPlan(sections=[], total=reader.count_changed(source["url"], base.seq,
+                                                             version.seq))
     plan.counts = {section: dict.fromkeys(CHANGE_KINDS, 0) for section in SECTIONS.values()}
 
     def changed(kind: str, deleted: bool) -> Iterator[Document]:
         counts = plan.counts[SECTIONS[kind]]
-        for item in reader.iter_changed(source["url"], base["seq"], version["seq"], kind,
+        for item in reader.iter_changed(source["url"], base.seq, version.seq, kind,
                                         deleted):
             change = change_of(item)
             if change is not None:

@@ -59,14 +59,14 @@ class FileGone(Exception):
 
 def _export_target(owner_kind: str | None, owner_id: str | None, source_id: str,
                    version_id: str, since: str | None = None,
-                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+                   ) -> tuple[dict[str, Any], model.Version, model.Version | None]:
     """The source and version named by the URL (404 if unknown or hidden, 405 for HEAD) and the
     base of the delta package `since` asks for (400 if it cannot start one), or None."""
     _, source = resolve_source(owner_kind, owner_id, source_id)
     if version_id == "HEAD":
         raise NotAllowed("HEAD has no export; cut a version and export that.")
     version = domain().content.get_version(source, version_id)
-    if version.get("is_head"):
+    if version.is_head:
         raise NotAllowed("HEAD has no export; cut a version and export that.")
     base = delta_base(domain(), source, version, since) if since is not None else None
     return source, version, base
@@ -217,7 +217,7 @@ def _none() -> Response:
     return Response(status=204, headers={"Cache-Control": "no-cache"})
 
 
-def _answer(source: dict[str, Any], version: dict[str, Any], base: dict[str, Any] | None,
+def _answer(source: dict[str, Any], version: model.Version, base: model.Version | None,
             head_only: bool) -> Response:
     """GET and HEAD: 200 ready, 208 queued or building, 204 none, 500 failed; never builds."""
     service = export_service()
@@ -225,8 +225,8 @@ def _answer(source: dict[str, Any], version: dict[str, Any], base: dict[str, Any
     if status.state == READY:
         assert status.file is not None
         try:
-            return serve_file(source, version["id"], status.file, "no-cache", head_only,
-                              base["id"] if base is not None else None)
+            return serve_file(source, version.id, status.file, "no-cache", head_only,
+                              base.id if base is not None else None)
         except FileGone:
             # removed between the look and the open (another host's EXPORT_DIR, a purge)
             status = service.file_lost(source, version, status.file.sha256, base=base)
@@ -286,7 +286,7 @@ class Export(MethodView):
         source, version, base = _export_target(owner_kind, owner_id, source_id, version_id,
                                                args.get("since"))
         accounts, caller = domain().accounts, current_caller()
-        if args["force"] or not version.get("released"):
+        if args["force"] or not version.released:
             accounts.require_edit(caller, source)
         service = export_service()
         status = service.current(source, version, base)
@@ -297,9 +297,9 @@ class Export(MethodView):
         if status.state == READY and not args["force"]:
             if args["noRedirect"]:
                 return Response(status=204)
-            location = f"{version['_id']}export/"
+            location = f"{version.url}export/"
             if base is not None:
-                location += f"?{urlencode({'since': base['id']})}"
+                location += f"?{urlencode({'since': base.id})}"
             return Response(status=303, headers={"Location": location, "URL": location})
         return _pending(service.request(source, version, rebuild=True, base=base), code=202)
 
@@ -313,8 +313,8 @@ class Export(MethodView):
                                                args.get("since"))
         domain().accounts.require_edit(current_caller(), source)
         if not export_service().delete(source, version, base):
-            what = "export" if base is None else f"delta package since '{base['id']}'"
-            raise NotFound(f"Version '{version['id']}' of '{source['id']}' has no {what}.")
+            what = "export" if base is None else f"delta package since '{base.id}'"
+            raise NotFound(f"Version '{version.id}' of '{source['id']}' has no {what}.")
         return Response(status=204)
 
 

@@ -49,7 +49,7 @@ from ..domain.content import is_collection
 from ..domain.errors import NotFound
 from ..faults import EXPORTS, storage_boundary
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
-from ..model import CONCEPT, MAPPING, ContentQuery, ExportFile, ExportRecord, Job
+from ..model import CONCEPT, MAPPING, ContentQuery, ExportFile, ExportRecord, Job, Version
 from ..store.interfaces import ExportRecords
 from ..timeutil import format_time
 from .builder import ZipTooLarge, build_export, export_header, temp_path
@@ -102,15 +102,15 @@ class PurgeReport:
     temp_files: int = 0
 
 
-def export_key(source: dict[str, Any], version: dict[str, Any],
-               base: dict[str, Any] | None = None) -> str:
+def export_key(source: dict[str, Any], version: Version,
+               base: Version | None = None) -> str:
     """The identity of an export: its version url (HEAD: the source url + 'HEAD/'; a delta
     package from `base`: the version url + 'since/{base id}/')."""
     if base is not None:
-        return f"{version['_id']}since/{base['id']}/"
-    if version.get("is_head"):
+        return f"{version.url}since/{base.id}/"
+    if version.is_head:
         return f"{source['url']}HEAD/"
-    return str(version["_id"])
+    return str(version.url)
 
 
 # What export.json holds; raise it when that changes, so that older files are rebuilt.
@@ -118,16 +118,16 @@ def export_key(source: dict[str, Any], version: dict[str, Any],
 EXPORT_FORMAT = 2
 
 
-def content_stamp(source: dict[str, Any], version: dict[str, Any],
-                  base: dict[str, Any] | None = None) -> str:
+def content_stamp(source: dict[str, Any], version: Version,
+                  base: Version | None = None) -> str:
     """What must not change for an export to stay valid (see the module docstring); a delta's
     names both versions (unreleasing one changes its `updated_on`)."""
     if base is not None:
-        return (f"delta:{EXPORT_FORMAT}.{DELTA_FORMAT}:{int(base['seq'])}:{base['updated_on']}:"
-                f"{int(version['seq'])}:{version['updated_on']}:{source['updated_on']}")
-    if version.get("is_head"):
+        return (f"delta:{EXPORT_FORMAT}.{DELTA_FORMAT}:{int(base.seq)}:{base.updated_on}:"
+                f"{int(version.seq)}:{version.updated_on}:{source['updated_on']}")
+    if version.is_head:
         return f"head:{EXPORT_FORMAT}:{int(source.get('seq', 0))}:{source['updated_on']}"
-    return (f"version:{EXPORT_FORMAT}:{int(version['seq'])}:{version['updated_on']}:"
+    return (f"version:{EXPORT_FORMAT}:{int(version.seq)}:{version.updated_on}:"
             f"{source['updated_on']}")
 
 
@@ -144,12 +144,12 @@ class ExportService:
         self.settings = settings
         self.wake = wake or (lambda: None)
         # called with (source, version, file) when a build commits its file (webhooks)
-        self.ready_listeners: list[Callable[[dict[str, Any], dict[str, Any], ExportFile],
+        self.ready_listeners: list[Callable[[dict[str, Any], Version, ExportFile],
                                             None]] = []
 
     # --- state ----------------------------------------------------------------------------
-    def status(self, source: dict[str, Any], version: dict[str, Any],
-               base: dict[str, Any] | None = None) -> ExportStatus:
+    def status(self, source: dict[str, Any], version: Version,
+               base: Version | None = None) -> ExportStatus:
         """The export's state at the current content stamp; reads, never queues."""
         key = export_key(source, version, base)
         stamp = content_stamp(source, version, base)
@@ -166,8 +166,8 @@ class ExportService:
             return ExportStatus(FAILED, key, stamp, job=job)
         return ExportStatus(NONE, key, stamp)
 
-    def current(self, source: dict[str, Any], version: dict[str, Any],
-                base: dict[str, Any] | None = None) -> ExportStatus:
+    def current(self, source: dict[str, Any], version: Version,
+                base: Version | None = None) -> ExportStatus:
         """The state GET, HEAD and POST answer with: `status`, with a READY file looked up in
         storage (one stat, or one GridFS files lookup). A file that is gone or whose size is
         not its record's is lost: the export is queued again and the answer is that build's."""
@@ -206,8 +206,8 @@ class ExportService:
         cutoff = format_time(self.queue.clock() - timedelta(seconds=retry))
         return finished is not None and str(finished) <= cutoff
 
-    def request(self, source: dict[str, Any], version: dict[str, Any],
-                rebuild: bool = False, base: dict[str, Any] | None = None) -> ExportStatus:
+    def request(self, source: dict[str, Any], version: Version,
+                rebuild: bool = False, base: Version | None = None) -> ExportStatus:
         """GET (rebuild=False) or POST (rebuild=True): queue a build unless one is due already."""
         status = self.status(source, version, base)
         if status.state in (PENDING, BUILDING):
@@ -222,22 +222,22 @@ class ExportService:
                 return status
         return self.submit(source, version, status.stamp, base)
 
-    def submit(self, source: dict[str, Any], version: dict[str, Any], stamp: str,
-               base: dict[str, Any] | None = None) -> ExportStatus:
+    def submit(self, source: dict[str, Any], version: Version, stamp: str,
+               base: Version | None = None) -> ExportStatus:
         """Queue a build of this export (an active build of the same export is returned)."""
         key = export_key(source, version, base)
-        since_id = base["id"] if base is not None else None
-        payload = {"source_url": source["url"], "version_id": version["id"], "key": key,
+        since_id = base.id if base is not None else None
+        payload = {"source_url": source["url"], "version_id": version.id, "key": key,
                    "stamp": stamp, "since_id": since_id}
         job = self.queue.submit(JOB_KIND, payload, key=key)
-        self.records.set_job(key, job.id, source=source["url"], version_id=version["id"],
+        self.records.set_job(key, job.id, source=source["url"], version_id=version.id,
                              since_id=since_id)
         self.wake()
         state = PENDING if job.state == PENDING else BUILDING
         return ExportStatus(state, key, stamp, job=job)
 
-    def delete(self, source: dict[str, Any], version: dict[str, Any],
-               base: dict[str, Any] | None = None) -> bool:
+    def delete(self, source: dict[str, Any], version: Version,
+               base: Version | None = None) -> bool:
         """DELETE: remove the file and/or cancel the build; False if there was nothing."""
         status = self.status(source, version, base)
         record = self.records.get(status.key)
@@ -250,9 +250,9 @@ class ExportService:
             self._delete_if_unreferenced(record.file.sha256)
         return found
 
-    def file_lost(self, source: dict[str, Any], version: dict[str, Any], sha256: str,
+    def file_lost(self, source: dict[str, Any], version: Version, sha256: str,
                   problem: str = "is missing from storage",
-                  base: dict[str, Any] | None = None) -> ExportStatus:
+                  base: Version | None = None) -> ExportStatus:
         """The record's file is gone (or truncated, or corrupt): drop it and queue a rebuild."""
         key = export_key(source, version, base)
         logger.warning("export %s: file %s %s; rebuilding", key, sha256, problem)
@@ -297,11 +297,11 @@ class ExportService:
             return {"skipped": "version deleted"}
         key = export_key(source, version, base)
         stamp = content_stamp(source, version, base)  # of the very documents the header renders
-        if version.get("is_head"):
+        if version.is_head:
             fields = ocl.render_source(source, content.checksum(source, version))
         else:
             fields = ocl.render_version(version, source, content.checksum(source, version))
-        last_updated = version.get("last_updated")
+        last_updated = version.last_updated
         if not last_updated:
             newest = content.last_item(source, version)
             last_updated = newest["updated_on"] if newest else None
@@ -309,10 +309,10 @@ class ExportService:
         header = export_header(fields, last_updated, created_on)
         if base is None:
             total = content.count(source, version,
-                                  ContentQuery(source["url"], version["seq"], (CONCEPT, MAPPING)))
+                                  ContentQuery(source["url"], version.seq, (CONCEPT, MAPPING)))
         else:
-            total = content.reader(source).count_changed(source["url"], base["seq"],
-                                                         version["seq"])
+            total = content.reader(source).count_changed(source["url"], base.seq,
+                                                         version.seq)
         context.heartbeat({"done": 0, "total": total})
         with storage_boundary(EXPORTS):  # a full disk fails the build, to be retried (app/jobs.py)
             path = temp_path(self.storage.temp_dir())
@@ -358,8 +358,8 @@ class ExportService:
         return {"sha256": stats.sha256, "size": stats.size, "concepts": stats.concepts,
                 "mappings": stats.mappings}
 
-    def _sections(self, source: dict[str, Any], version: dict[str, Any],
-                  base: dict[str, Any] | None, created_on: str,
+    def _sections(self, source: dict[str, Any], version: Version,
+                  base: Version | None, created_on: str,
                   ) -> tuple[list[tuple[str, Any]], Callable[[], dict[str, bytes]] | None]:
         """What export.json holds, read lazily (and, for a delta, its manifest entry)."""
         content = self.domain.content
@@ -377,10 +377,10 @@ class ExportService:
 
     # --- events ---------------------------------------------------------------------------
     def on_content_event(self, event: str, source: dict[str, Any],
-                         version: dict[str, Any] | None) -> None:
+                         version: Version | None) -> None:
         """Content listener: queue exports of released versions, drop those of deleted ones."""
         if event in ("version_created", "version_changed") and version is not None:
-            if not version.get("released"):
+            if not version.released:
                 self._forget_deltas(source, version)  # deltas are between released versions
             elif self.settings.on_release:
                 fresh = self.domain.content.find_repo(source["url"]) or source
@@ -400,17 +400,17 @@ class ExportService:
             for record in self.records.for_source(source["url"]):
                 self.forget(record.key)
 
-    def _forget_deltas(self, source: dict[str, Any], version: dict[str, Any]) -> None:
+    def _forget_deltas(self, source: dict[str, Any], version: Version) -> None:
         """Drop the delta packages that start or end at a version (unreleased or deleted)."""
         for record in self.records.for_source(source["url"]):
-            if record.since_id and version["id"] in (record.since_id, record.version_id):
+            if record.since_id and version.id in (record.since_id, record.version_id):
                 self.forget(record.key)
 
     def _previous_release(self, source: dict[str, Any],
-                          version: dict[str, Any]) -> dict[str, Any] | None:
+                          version: Version) -> Version | None:
         """The released version created last before `version`, if any."""
         for released in self.domain.content.released_versions(source):
-            if released["created_on"] < version["created_on"]:
+            if released.created_on < version.created_on:
                 return released
         return None
 
@@ -426,9 +426,9 @@ class ExportService:
         queued = 0
         sources: dict[str, dict[str, Any] | None] = {}
         for version in self.domain.content.every_released_version():
-            if version["source"] not in sources:
-                sources[version["source"]] = self.domain.content.find_repo(version["source"])
-            source = sources[version["source"]]
+            if version.source not in sources:
+                sources[version.source] = self.domain.content.find_repo(version.source)
+            source = sources[version.source]
             if source is None:
                 continue
             status = self.status(source, version)
@@ -450,7 +450,7 @@ class ExportService:
 
     # --- garbage collection and listing ----------------------------------------------------
     def _current(self, record: ExportRecord
-                 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
+                 ) -> tuple[dict[str, Any], Version, Version | None] | None:
         """The (source, version, delta base or None) a record belongs to, or None if any is
         gone (or, for a delta, no longer released)."""
         source = self.domain.content.find_repo(record.source)
@@ -463,7 +463,7 @@ class ExportService:
             base = self.domain.content.get_version(source, record.since_id)
         except NotFound:
             return None
-        if not (version.get("released") and base.get("released")):
+        if not (version.released and base.released):
             return None
         return source, version, base
 

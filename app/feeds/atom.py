@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import SOURCE_TYPE, ExportFile
+from ..model import SOURCE_TYPE, ExportFile, Version
 
 ATOM = "http://www.w3.org/2005/Atom"
 NCTS = "http://ns.electronichealth.net.au/ncts/syndication/asf/extensions/1.0.0"
@@ -52,7 +52,7 @@ class FeedEntry:
     """One released version in a feed, with what is known of its export and deltas."""
 
     repo: dict[str, Any]
-    version: dict[str, Any]
+    version: Version
     export_state: str  # READY | PENDING | BUILDING | FAILED | NONE
     export_file: ExportFile | None
     deltas: list[DeltaLink] = field(default_factory=list)  # from earlier releases, newest first
@@ -61,7 +61,7 @@ class FeedEntry:
     def updated(self) -> str:
         """When the entry last changed: the version's change or a build of its export or of
         one of its delta packages."""
-        stamps = [self.version.get("updated_on") or self.version["created_on"]]
+        stamps = [self.version.updated_on or self.version.created_on]
         files = [self.export_file, *(delta.file for delta in self.deltas)]
         stamps.extend(file.created_on for file in files if file is not None)
         return max(stamps)
@@ -77,17 +77,16 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: st
 def _entry(feed: ET.Element, origin: str, entry: FeedEntry) -> None:
     repo, version = entry.repo, entry.version
     repo_url = f"{origin}{repo['url']}"
-    version_url = f"{repo_url}{version['id']}/"
+    version_url = f"{repo_url}{version.id}/"
     element = _sub(feed, f"{{{ATOM}}}entry")
-    _sub(element, f"{{{ATOM}}}id", stable_id("version", str(version["_id"]),
-                                            str(version["created_on"])))
+    _sub(element, f"{{{ATOM}}}id", stable_id("version", version.url, version.created_on))
     kind = (repo.get("repo_type") or SOURCE_TYPE).lower()
     _sub(element, f"{{{ATOM}}}title",
-         f"{repo.get('full_name') or repo.get('name') or repo['id']} {version['id']}")
+         f"{repo.get('full_name') or repo.get('name') or repo['id']} {version.id}")
     _sub(element, f"{{{ATOM}}}updated", entry.updated)
-    _sub(element, f"{{{ATOM}}}published", version["created_on"])
-    _sub(element, f"{{{ATOM}}}summary", version.get("description")
-         or f"Release {version['id']} of the {kind} {repo['owner']}/{repo['id']}, as an OCL "
+    _sub(element, f"{{{ATOM}}}published", version.created_on)
+    _sub(element, f"{{{ATOM}}}summary", version.description
+         or f"Release {version.id} of the {kind} {repo['owner']}/{repo['id']}, as an OCL "
             "export (a zip holding export.json).")
     author = _sub(element, f"{{{ATOM}}}author")
     _sub(author, f"{{{ATOM}}}name", str(repo["owner"]))
@@ -101,16 +100,16 @@ def _entry(feed: ET.Element, origin: str, entry: FeedEntry) -> None:
         # The immutable, content-addressed file: the bytes the hash and length describe.
         _sub(element, f"{{{ATOM}}}link", rel="alternate", type="application/zip",
              href=f"{repo_url}exports/{file.sha256}.zip", length=str(file.size),
-             title=f"Export of {version['id']}",
+             title=f"Export of {version.id}",
              **{f"{{{NCTS}}}sha256Hash": file.sha256, f"{{{TERMSYNC}}}exportState": "READY"})
     else:
         # Not built yet (it is queued on release): the export's URL answers 208 while it builds;
         # this entry gains length and sha256 (and a new `updated`) once it is ready.
         _sub(element, f"{{{ATOM}}}link", rel="alternate", type="application/zip",
-             href=f"{version_url}export/", title=f"Export of {version['id']} (not built yet)",
+             href=f"{version_url}export/", title=f"Export of {version.id} (not built yet)",
              **{f"{{{TERMSYNC}}}exportState": entry.export_state})
     _sub(element, f"{{{ATOM}}}link", rel="related", type="application/json", href=version_url,
-         title=f"Version {version['id']}")
+         title=f"Version {version.id}")
     for delta in entry.deltas[:DELTA_LINKS]:
         # Once built, the package's length and sha256 (the bytes its URL answers); before, the
         # URL alone, which builds it on a POST and answers 208 meanwhile.
@@ -118,14 +117,14 @@ def _entry(feed: ET.Element, origin: str, entry: FeedEntry) -> None:
             "length": str(delta.file.size), f"{{{NCTS}}}sha256Hash": delta.file.sha256}
         _sub(element, f"{{{ATOM}}}link", rel="related", type="application/zip",
              href=f"{version_url}export/?since={delta.since}",
-             title=f"Changes from {delta.since} to {version['id']} (delta package)",
+             title=f"Changes from {delta.since} to {version.id} (delta package)",
              **{f"{{{TERMSYNC}}}since": delta.since}, **built)
     _sub(element, f"{{{NCTS}}}contentItemIdentifier", repo_url)
     _sub(element, f"{{{NCTS}}}contentItemVersion", version_url)
-    if version.get("last_updated"):
-        _sub(element, f"{{{TERMSYNC}}}lastUpdated", str(version["last_updated"]))
-    if version.get("checksum"):
-        _sub(element, f"{{{TERMSYNC}}}contentChecksum", str(version["checksum"]))
+    if version.last_updated:
+        _sub(element, f"{{{TERMSYNC}}}lastUpdated", version.last_updated)
+    if version.checksum:
+        _sub(element, f"{{{TERMSYNC}}}contentChecksum", version.checksum)
 
 
 def render_feed(*, feed_id: str, title: str, subtitle: str | None, self_url: str,

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain import Domain
+from ..model import Version
 from .atom import DELTA_LINKS, DeltaLink, FeedEntry
 
 ENTRIES = 50  # entries of a feed: the newest released versions
 SERVER_SCAN = 2000  # released versions the server's feed reads at most to find its entries
 
 # (repository, version, base or None) -> the export's (or the delta package's) ExportStatus
-ExportStatusOf = Callable[[dict[str, Any], dict[str, Any], dict[str, Any] | None], Any]
+ExportStatusOf = Callable[[dict[str, Any], Version, Version | None], Any]
 
 
 class FeedService:
@@ -23,10 +24,10 @@ class FeedService:
         self.domain = domain
         self.export_status = export_status
 
-    def _entry(self, repo: dict[str, Any], version: dict[str, Any],
-               earlier: list[dict[str, Any]]) -> FeedEntry:
+    def _entry(self, repo: dict[str, Any], version: Version,
+               earlier: list[Version]) -> FeedEntry:
         status = self.export_status(repo, version, None)
-        deltas = [DeltaLink(older["id"], self.export_status(repo, version, older).file)
+        deltas = [DeltaLink(older.id, self.export_status(repo, version, older).file)
                   for older in earlier[:DELTA_LINKS]]
         return FeedEntry(repo, version, status.state, status.file, deltas)
 
@@ -44,11 +45,11 @@ class FeedService:
     def server_entries(self, limit: int = ENTRIES) -> list[FeedEntry]:
         """The newest released versions of every public repository."""
         repos: dict[str, dict[str, Any] | None] = {}
-        released_of: dict[str, list[dict[str, Any]]] = {}
+        released_of: dict[str, list[Version]] = {}
         entries: list[FeedEntry] = []
         content = self.domain.content
         for version in content.newest_releases(0, SERVER_SCAN):
-            url = version["source"]
+            url = version.source
             if url not in repos:
                 repo = content.find_repo(url)
                 repos[url] = repo if repo is not None and self.is_public(repo) else None
@@ -57,8 +58,8 @@ class FeedService:
                 continue
             if url not in released_of:
                 released_of[url] = content.list_versions(repo, True, 0, limit + DELTA_LINKS)[0]
-            ids = [older["_id"] for older in released_of[url]]
-            position = ids.index(version["_id"]) if version["_id"] in ids else len(ids)
+            ids = [older.url for older in released_of[url]]
+            position = ids.index(version.url) if version.url in ids else len(ids)
             entries.append(self._entry(repo, version, released_of[url][position + 1:]))
             if len(entries) >= limit:
                 break

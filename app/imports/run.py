@@ -157,5 +157,8 @@ class ImportRun:
         if line_type == "Source":
             return content.find_repo(url)
         if line_type == "Source Version":
-            return content.find_version(url)
+            version = content.find_version(url)
+            return None if version is None else {
+                "created_on": version.created_on, "updated_on": version.updated_on,
+                "updated_by": version.updated_by}  # the stamps read above
         return content.find_item(url)

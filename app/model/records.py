@@ -64,6 +64,51 @@ class Job:
     not_before: str | None = None  # not claimed before then (a webhook retry's backoff)
 
 
+# --- versions (app/domain/content.py) -------------------------------------------------------
+# `counts` and `extras` stay JSON values: counts per item type as the cut read them, extras as
+# the client sent them.
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A version of a source or collection: the seq (and checksum, counts, lastUpdated) of the
+    content it was cut at, and its own metadata. HEAD, the live content, is one too (`is_head`,
+    seq HEAD_SEQ, its url the repository's), never stored."""
+
+    url: str  # the version's url (the repository's url, then its id and a slash)
+    id: str
+    source: str  # the repository's url
+    seq: int
+    created_on: str
+    updated_on: str
+    last_updated: str | None = None  # the newest change in its content (None: empty)
+    checksum: str | None = None  # checksums.content, once known
+    counts: dict[str, list[int]] | None = None  # per item type: [active, retired, deleted]
+    description: str | None = None
+    released: bool = False
+    retired: bool = False
+    external_id: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    previous_version_url: str | None = None
+    created_by: str | None = None
+    updated_by: str | None = None
+    is_head: bool = False
+
+
+class VersionChanges(TypedDict, total=False):
+    """Fields of a version to set (`Versions.update`), in the record's words: its metadata and
+    the checksum worked out once; never its content."""
+
+    description: str | None
+    released: bool
+    retired: bool
+    external_id: str | None
+    extras: dict[str, Any] | None
+    checksum: str
+    updated_on: str
+    updated_by: str | None
+
+
 # --- webhooks (app/webhooks) -----------------------------------------------------------------
 # A delivery's body stays JSON text: it is signed and sent byte for byte, again on every retry.
 

@@ -76,8 +76,8 @@ def compare_checksums(source: Store, target: Store) -> dict[str, int]:
         pairs = [(before.head_checksum(url), after.head_checksum(url))]
         versions, _ = source.versions.list(url, None, 0, 0)
         for version in versions:
-            expected = version.get("checksum") or before.scan_checksum(url, version["seq"])
-            pairs.append((expected, after.scan_checksum(url, version["seq"])))
+            expected = version.checksum or before.scan_checksum(url, version.seq)
+            pairs.append((expected, after.scan_checksum(url, version.seq)))
         for left, right in pairs:
             if left == right:
                 equal += 1

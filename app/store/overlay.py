@@ -8,14 +8,17 @@ read-only by convention.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import builtins
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Unpack
 
 from .. import model
 from ..model import HEAD_SEQ, LIVE, Document
+from ..model.records import Version, VersionChanges
 from . import interfaces
 from .base import DuplicateKey, StaleHead
+from .records import version_document, version_record
 
 _GONE = object()
 
@@ -52,6 +55,54 @@ class OverlayDocuments(interfaces.DocumentRepository):
 
     def delete(self, key: str) -> None:
         self.staged[key] = _GONE
+
+
+class OverlayVersions(interfaces.Versions):
+    """Versions: staged ones first (changed as their stored documents would be), then the real
+    repository's; lists read the real repository alone (what a dry run cuts is not listed)."""
+
+    def __init__(self, real: interfaces.Versions) -> None:
+        self.real = real
+        self.staged: dict[str, Version | None] = {}  # None: deleted
+
+    def get(self, url: str) -> Version | None:
+        if url in self.staged:
+            return self.staged[url]
+        return self.real.get(url)
+
+    def insert(self, version: Version) -> None:
+        if self.get(version.url) is not None:
+            raise DuplicateKey(version.url)
+        self.staged[version.url] = version
+
+    def update(self, url: str, **changes: Unpack[VersionChanges]) -> Version | None:
+        version = self.get(url)
+        if version is None:
+            return None
+        self.staged[url] = version_record(dict(version_document(version), **changes))
+        return self.staged[url]
+
+    def delete(self, url: str) -> None:
+        self.staged[url] = None
+
+    def delete_for_source(self, source_url: str) -> None:
+        self.real.delete_for_source(source_url)
+
+    def list(self, source_url: str, released: bool | None, skip: int, limit: int,
+             updated_since: str | None = None) -> tuple[builtins.list[Version], int]:
+        return self.real.list(source_url, released, skip, limit, updated_since)
+
+    def all_released(self) -> Iterator[Version]:
+        return self.real.all_released()
+
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Version]:
+        return self.real.newest_released(skip, limit)
+
+    def dump(self) -> Iterator[Document]:
+        return self.real.dump()
+
+    def load(self, documents: Iterable[Document]) -> int:
+        return self.real.load(documents)
 
 
 class OverlayOrgs(OverlayDocuments):
@@ -238,7 +289,7 @@ class Overlay(interfaces.Store):
         sources = OverlaySources(real.sources)
         self.orgs = OverlayOrgs(real.orgs)  # type: ignore[assignment]
         self.sources = sources  # type: ignore[assignment]
-        self.versions = OverlayDocuments(real.versions)  # type: ignore[assignment]
+        self.versions = OverlayVersions(real.versions)
         self.items = OverlayItems(real.items, sources)
         self.references = OverlayReferences(real.references)  # type: ignore[assignment]
         self.collection_entries = OverlayEntries(  # type: ignore[assignment]

@@ -15,6 +15,8 @@ from ..model.records import (
     ExportRecord,
     Job,
     LastDelivery,
+    Version,
+    VersionChanges,
     Webhook,
     WebhookChanges,
     WebhookDelivery,
@@ -82,6 +84,39 @@ def job(document: Document) -> Job:
                worker=document.get("worker"), lease_until=document.get("lease_until"),
                started_on=document.get("started_on"), finished_on=document.get("finished_on"),
                not_before=document.get("not_before"))
+
+
+# --- versions (app/domain/content.py) -------------------------------------------------------
+
+
+def version_document(version: Version) -> Document:
+    """The document a version is stored as (`_id`: its url), every field as a cut has always
+    written them."""
+    return {"_id": version.url, "id": version.id, "source": version.source, "seq": version.seq,
+            "checksum": version.checksum, "counts": version.counts,
+            "last_updated": version.last_updated, "description": version.description,
+            "released": version.released, "retired": version.retired,
+            "external_id": version.external_id, "extras": version.extras,
+            "previous_version_url": version.previous_version_url,
+            "created_on": version.created_on, "updated_on": version.updated_on,
+            "created_by": version.created_by, "updated_by": version.updated_by}
+
+
+def version_record(document: Document) -> Version:
+    """A stored version (`extras` stored as null, as an update may set it, reads as none; one
+    stored without `updated_on` reads its `created_on` there, as the feeds always did)."""
+    return Version(url=document["_id"], id=document["id"], source=document["source"],
+                   seq=int(document["seq"]), created_on=document["created_on"],
+                   updated_on=document.get("updated_on") or document["created_on"],
+                   last_updated=document.get("last_updated"),
+                   checksum=document.get("checksum"), counts=document.get("counts"),
+                   description=document.get("description"),
+                   released=bool(document.get("released")),
+                   retired=bool(document.get("retired")),
+                   external_id=document.get("external_id"),
+                   extras=document.get("extras") or {},
+                   previous_version_url=document.get("previous_version_url"),
+                   created_by=document.get("created_by"), updated_by=document.get("updated_by"))
 
 
 # --- webhooks (app/webhooks) -----------------------------------------------------------------
@@ -251,3 +286,16 @@ class RecordedDeliveries(Recorded[WebhookDelivery], interfaces.WebhookDeliveries
     def update(self, delivery_id: str,
                **changes: Unpack[DeliveryChanges]) -> WebhookDelivery | None:
         return self._set(delivery_id, delivery_changes_document(changes))
+
+
+class RecordedVersions(Recorded[Version], interfaces.Versions):
+    """Versions as records over a backend's documents; the backend adds its queries."""
+
+    def record(self, document: Document) -> Version:
+        return version_record(document)
+
+    def stored(self, record: Version) -> Document:
+        return version_document(record)
+
+    def update(self, url: str, **changes: Unpack[VersionChanges]) -> Version | None:
+        return self._set(url, dict(changes))

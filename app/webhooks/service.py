@@ -36,7 +36,7 @@ from ..domain import Domain
 from ..domain.accounts import Caller, owner_of
 from ..domain.errors import Invalid, NotFound
 from ..jobs import JobContext, JobQueue
-from ..model import SOURCE_TYPE, ExportFile
+from ..model import SOURCE_TYPE, ExportFile, Version
 from ..model.records import (
     DeliveryAttempt,
     DeliveryChanges,
@@ -90,7 +90,7 @@ class WebhookService:
         self.settings = settings
         self.public_url = public_url.rstrip("/")
         self.wake = wake or (lambda: None)
-        self.export_status: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None
+        self.export_status: Callable[[dict[str, Any], Version], Any] | None = None
 
     def _now(self) -> datetime:
         return self.queue.clock()
@@ -235,26 +235,26 @@ class WebhookService:
 
     # --- events ---------------------------------------------------------------------------
     def on_content_event(self, event: str, source: dict[str, Any],
-                         version: dict[str, Any] | None) -> None:
+                         version: Version | None) -> None:
         """Content listener: releases, unreleases and deletions become webhook events."""
-        if event == "version_created" and version is not None and version.get("released"):
+        if event == "version_created" and version is not None and version.released:
             self.emit(RELEASE_CREATED, source, version)
         elif event == "version_released" and version is not None:
             self.emit(RELEASE_CREATED, source, version)
         elif event == "version_unreleased" and version is not None:
             self.emit(VERSION_UNRELEASED, source, version)
-        elif event == "version_deleted" and version is not None and version.get("released"):
+        elif event == "version_deleted" and version is not None and version.released:
             self.emit(VERSION_UNRELEASED, source, version, deleted=True)
         elif event == "source_deleted":
             self.emit(REPOSITORY_DELETED, source)
 
-    def on_export_ready(self, source: dict[str, Any], version: dict[str, Any],
+    def on_export_ready(self, source: dict[str, Any], version: Version,
                         file: ExportFile) -> None:
         """Export listener: a version's export was built."""
-        if not version.get("is_head"):
+        if not version.is_head:
             self.emit(EXPORT_READY, source, version, file=file)
 
-    def emit(self, event: str, repo: dict[str, Any], version: dict[str, Any] | None = None, *,
+    def emit(self, event: str, repo: dict[str, Any], version: Version | None = None, *,
              file: ExportFile | None = None, deleted: bool = False) -> list[WebhookDelivery]:
         """Queue a delivery of `event` to every active hook of the repository that takes it."""
         queued = []
@@ -279,7 +279,7 @@ class WebhookService:
         return self.public_url or hook.origin
 
     def _body(self, hook: Webhook, event: str, repo: dict[str, Any],
-              version: dict[str, Any] | None = None, file: ExportFile | None = None,
+              version: Version | None = None, file: ExportFile | None = None,
               deleted: bool = False) -> str:
         """The JSON body of a delivery, as text (signed and sent byte for byte, again on retry)."""
         origin = self._origin(hook)
@@ -291,21 +291,21 @@ class WebhookService:
                            "owner": repo["owner"], "owner_type": repo["owner_type"],
                            "name": repo.get("name")}}
         if version is not None:
-            version_url = f"{origin}{repo['url']}{version['id']}/"
-            body["version"] = {"id": version["id"], "url": version_url,
-                               "released": bool(version.get("released")) and not deleted,
+            version_url = f"{origin}{repo['url']}{version.id}/"
+            body["version"] = {"id": version.id, "url": version_url,
+                               "released": version.released and not deleted,
                                "deleted": deleted,
-                               "lastUpdated": version.get("last_updated"),
-                               "checksums": {"content": version.get("checksum")}}
-            body["lastUpdated"] = version.get("last_updated")
+                               "lastUpdated": version.last_updated,
+                               "checksums": {"content": version.checksum}}
+            body["lastUpdated"] = version.last_updated
             if not deleted:
                 body["export"] = self._export(origin, repo, version, file)
         return orjson.dumps(body).decode()
 
-    def _export(self, origin: str, repo: dict[str, Any], version: dict[str, Any],
+    def _export(self, origin: str, repo: dict[str, Any], version: Version,
                 file: ExportFile | None) -> dict[str, Any]:
         """What a delivery says of the version's export: its URL always; its file once built."""
-        export: dict[str, Any] = {"url": f"{origin}{repo['url']}{version['id']}/export/"}
+        export: dict[str, Any] = {"url": f"{origin}{repo['url']}{version.id}/export/"}
         if file is None and self.export_status is not None:
             status = self.export_status(repo, version)
             export["state"] = status.state

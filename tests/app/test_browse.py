@@ -71,7 +71,7 @@ def test_summary_and_changes_since_the_last_release(app: Any, client: Any, sourc
     post(client, f"{BASE}concepts/", concept("D"))
     stored = domain.content.find_repo(BASE)
     changes = domain.browse.changes_since_release(stored)
-    assert changes.release["id"] == "v1"
+    assert changes.release.id == "v1"
     assert changes.counts == {"created": 1, "updated": 1, "retired": 1, "deleted": 1}
     summary = domain.browse.source_summary(stored)
     assert (summary.concepts, summary.retired_concepts) == (3, 1)

@@ -30,7 +30,7 @@ from app.model import (
     Visibility,
     checksum_of,
 )
-from app.model.records import DeliveryAttempt, LastDelivery, Webhook, WebhookDelivery
+from app.model.records import DeliveryAttempt, LastDelivery, Version, Webhook, WebhookDelivery
 from app.store import Store, open_store
 from app.store.base import DuplicateKey, StaleHead
 from app.store.copy import Progress, copy_store
@@ -196,17 +196,59 @@ def test_sources_list_by_owner_and_visibility(store: Store) -> None:
     assert (state.seq, state.last_updated) == (0, None)
 
 
+def version_cut(repository: str, number: int, seq: int, created_on: str,
+                released: bool = True) -> Version:
+    """Version v{number} of a repository, cut at `seq`."""
+    return Version(url=f"{repository}v{number}/", id=f"v{number}", source=repository, seq=seq,
+                   created_on=created_on, updated_on=created_on, released=released)
+
+
 def test_versions_newest_first(store: Store) -> None:
     for number, released in ((1, True), (2, False), (3, True)):
-        store.versions.insert({"_id": f"{SOURCE}v{number}/", "id": f"v{number}", "source": SOURCE,
-                               "seq": number, "released": released, "created_on": t(number)})
-    assert [v["id"] for v in store.versions.list(SOURCE, None, 0, 10)[0]] == ["v3", "v2", "v1"]
-    assert [v["id"] for v in store.versions.list(SOURCE, False, 0, 10)[0]] == ["v2"]
-    assert store.versions.latest_released(SOURCE)["id"] == "v3"
-    assert [v["id"] for v in store.versions.all_released()] == ["v1", "v3"]
-    assert store.versions.get(f"{SOURCE}v1/")["released"] is True
+        store.versions.insert(version_cut(SOURCE, number, number, t(number), released))
+    with pytest.raises(DuplicateKey):
+        store.versions.insert(version_cut(SOURCE, 1, 9, t(9)))
+    assert [v.id for v in store.versions.list(SOURCE, None, 0, 10)[0]] == ["v3", "v2", "v1"]
+    assert [v.id for v in store.versions.list(SOURCE, False, 0, 10)[0]] == ["v2"]
+    assert store.versions.latest_released(SOURCE).id == "v3"
+    assert [v.id for v in store.versions.all_released()] == ["v1", "v3"]
+    assert store.versions.get(f"{SOURCE}v1/").released is True
+    store.versions.delete(f"{SOURCE}v2/")
+    assert store.versions.get(f"{SOURCE}v2/") is None
     store.versions.delete_for_source(SOURCE)
     assert store.versions.list(SOURCE, None, 0, 10) == ([], 0)
+
+
+def test_versions_are_records_stored_as_before(store: Store) -> None:
+    """A version comes out as the record that went in, and its stored document keeps the shape
+    a cut has always written (`termsync db copy` and existing databases rely on it)."""
+    versions = store.versions
+    cut = Version(url=f"{SOURCE}v1/", id="v1", source=SOURCE, seq=7, checksum="c" * 32,
+                  counts={"Concept": [2, 1, 0], "Mapping": [1, 0, 0]}, last_updated=t(3),
+                  description="first", released=False, retired=False, external_id="x1",
+                  extras={"k": [1]}, previous_version_url=f"{SOURCE}v0/", created_on=t(4),
+                  updated_on=t(4), created_by="ann", updated_by="ann")
+    versions.insert(cut)
+    assert versions.get(f"{SOURCE}v1/") == cut
+    assert stored(versions, f"{SOURCE}v1/") == {
+        "_id": f"{SOURCE}v1/", "id": "v1", "source": SOURCE, "seq": 7, "checksum": "c" * 32,
+        "counts": {"Concept": [2, 1, 0], "Mapping": [1, 0, 0]}, "last_updated": t(3),
+        "description": "first", "released": False, "retired": False, "external_id": "x1",
+        "extras": {"k": [1]}, "previous_version_url": f"{SOURCE}v0/", "created_on": t(4),
+        "updated_on": t(4), "created_by": "ann", "updated_by": "ann"}
+    changed = versions.update(f"{SOURCE}v1/", released=True, extras=None, description=None,
+                              updated_on=t(5), updated_by="bob")
+    # extras set to null is stored as null (as before) and reads as none
+    assert changed == replace(cut, released=True, extras={}, description=None, updated_on=t(5),
+                              updated_by="bob")
+    document = stored(versions, f"{SOURCE}v1/")
+    assert document is not None and document["extras"] is None and document["released"] is True
+    assert versions.update(f"{SOURCE}v1/", checksum="d" * 32).checksum == "d" * 32
+    assert versions.update(f"{SOURCE}v9/", released=True) is None
+    # a cut on MongoDB does not know HEAD's checksum and counts yet: null, worked out later
+    versions.insert(replace(cut, url=f"{SOURCE}v2/", id="v2", checksum=None, counts=None))
+    assert versions.get(f"{SOURCE}v2/").checksum is None
+    assert stored(versions, f"{SOURCE}v2/")["counts"] is None
 
 
 # --- items ---------------------------------------------------------------------------------------
@@ -468,8 +510,7 @@ def test_collection_entries_name_item_versions_and_keep_checksums(store: Store) 
     assert entries.followers(ma) == [] and entries.head(COLLECTION, ma)["seq"] == 2
     assert entries.holding(SOURCE) == [COLLECTION]
     assert entries.holding(OTHER) == []  # it left HEAD, and no version holds it
-    store.versions.insert({"_id": f"{COLLECTION}v1/", "id": "v1", "source": COLLECTION,
-                           "released": True, "seq": cut.seq, "created_on": t(20)})
+    store.versions.insert(version_cut(COLLECTION, 1, cut.seq, t(20)))
     assert entries.holding(OTHER) == [COLLECTION]
     assert entries.sources_held(COLLECTION) == sorted([SOURCE, OTHER])
 
@@ -890,8 +931,7 @@ def fill(store: Store) -> None:
     store.sources.insert(source_doc())
     for number in range(30):
         write(store, item(f"C{number}", t(number % 60)))
-    store.versions.insert({"_id": f"{SOURCE}v1/", "id": "v1", "source": SOURCE, "released": True,
-                           "seq": store.sources.cut_state(SOURCE).seq, "created_on": t(40)})
+    store.versions.insert(version_cut(SOURCE, 1, store.sources.cut_state(SOURCE).seq, t(40)))
     write(store, item("C3", t(50), datatype="Coded"))
     write(store, item("C4", t(51), deleted=True))
     store.items.set_mapping_key("k", SOURCE, "1")
@@ -899,9 +939,8 @@ def fill(store: Store) -> None:
     c3 = f"{SOURCE}concepts/C3/"
     store.references.add(COLLECTION, [reference(c3, c3)])
     put_entry(store, entry(c3, 4, t(52)))
-    store.versions.insert({"_id": f"{COLLECTION}v1/", "id": "v1", "source": COLLECTION,
-                           "released": True, "seq": store.sources.cut_state(COLLECTION).seq,
-                           "created_on": t(53)})
+    store.versions.insert(version_cut(COLLECTION, 1, store.sources.cut_state(COLLECTION).seq,
+                                      t(53)))
     put_entry(store, entry(c3, store.items.head(c3)["seq"], t(54)))
     store.jobs.insert(job("j", t(1), state="FINISHED"))
     store.import_results.add("j", 0, {"line": 1, "action": "created"})
@@ -1121,9 +1160,7 @@ def test_webhook_deliveries_are_records_stored_as_before(store: Store) -> None:
 def test_released_versions_of_every_repository_newest_first(store: Store) -> None:
     for number, (repository, released) in enumerate([(SOURCE, True), (OTHER, True),
                                                      (SOURCE, False), (OTHER, True)]):
-        store.versions.insert({"_id": f"{repository}v{number}/", "id": f"v{number}",
-                               "source": repository, "released": released, "seq": number,
-                               "created_on": t(number)})
+        store.versions.insert(version_cut(repository, number, number, t(number), released))
     newest = store.versions.newest_released(0, 2)
-    assert [version["_id"] for version in newest] == [f"{OTHER}v3/", f"{OTHER}v1/"]
-    assert [version["id"] for version in store.versions.newest_released(2, 5)] == ["v0"]
+    assert [version.url for version in newest] == [f"{OTHER}v3/", f"{OTHER}v1/"]
+    assert [version.id for version in store.versions.newest_released(2, 5)] == ["v0"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Iterator
+from typing import Unpack
 
 from ...model import (
     HEAD_SEQ,
@@ -12,10 +14,10 @@ from ...model import (
     CutState,
     DiffKey,
     Document,
-    DocumentList,
     RepoFilters,
     Visibility,
 )
+from ...model.records import Version, VersionChanges
 from ..base import keyset_batches
 from .documents import Copied, DocumentRepository
 
@@ -49,28 +51,44 @@ class Sources(DocumentRepository):
         raise NotImplementedError
 
 
-class Versions(DocumentRepository):
-    """Source versions: metadata and the seq (and checksum) they were cut at."""
+class Versions(Copied):
+    """Versions of sources and collections, by url: metadata and the seq (and checksum) they
+    were cut at."""
+
+    def get(self, url: str) -> Version | None:
+        raise NotImplementedError
+
+    def insert(self, version: Version) -> None:
+        """Store a new version; DuplicateKey if its url exists."""
+        raise NotImplementedError
+
+    def update(self, url: str, **changes: Unpack[VersionChanges]) -> Version | None:
+        """Set fields; the version as it is now (None if there is none)."""
+        raise NotImplementedError
+
+    def delete(self, url: str) -> None:
+        raise NotImplementedError
 
     def delete_for_source(self, source_url: str) -> None:
         raise NotImplementedError
 
     def list(self, source_url: str, released: bool | None, skip: int, limit: int,
-             updated_since: str | None = None) -> tuple[list[Document], int]:
+             updated_since: str | None = None) -> tuple[list[Version], int]:
         """Versions of a source, newest first (changed at or after `updated_since`)."""
         raise NotImplementedError
 
-    def all_released(self) -> Iterator[Document]:
+    def all_released(self) -> Iterator[Version]:
         """Every released version of every source, by url (startup checks their exports)."""
         raise NotImplementedError
 
-    def newest_released(self, skip: int, limit: int) -> DocumentList:
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Version]:
         """Released versions of every repository, newest first (the server's feed)."""
         raise NotImplementedError
 
-    def latest_released(self, source_url: str) -> Document | None:
+    def latest_released(self, source_url: str) -> Version | None:
         found = self.list(source_url, True, 0, 1)[0]
         return found[0] if found else None
+
 
 class ContentReader:
     """The reads of a repository's content, the same for a source's items and a collection's

@@ -29,12 +29,14 @@ from ...model import (
     ContentQuery,
     DiffKey,
     Document,
+    Version,
     Visibility,
     checksum_of,
     version_url,
 )
 from .. import interfaces
 from ..base import DuplicateKey, StaleHead, offset, page_end
+from ..records import RecordedVersions
 
 logger = logging.getLogger(__name__)
 DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("id", ASCENDING)]
@@ -408,11 +410,14 @@ class Sources(DocumentRepository, interfaces.Sources):
                             for document in documents)
 
 
-class Versions(DocumentRepository, interfaces.Versions):
+class Versions(RecordedVersions):
     """`versions` of sources, newest first by `created_on`."""
 
+    documents: DocumentRepository
+
     def __init__(self, db: Any) -> None:
-        super().__init__(db["versions"])
+        self.documents = DocumentRepository(db["versions"])
+        self.collection = self.documents.collection
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("source", ASCENDING), ("created_on", DESCENDING)])
@@ -422,21 +427,24 @@ class Versions(DocumentRepository, interfaces.Versions):
         self.collection.delete_many({"source": source_url})
 
     def list(self, source_url: str, released: bool | None, skip: int, limit: int,
-             updated_since: str | None = None) -> tuple[list[Document], int]:
+             updated_since: str | None = None) -> tuple[builtins.list[Version], int]:
         query: Document = {"source": source_url}
         if released is not None:
             query["released"] = released
         if updated_since is not None:
             query["updated_on"] = {"$gte": updated_since}
-        return self.page(query, [("created_on", DESCENDING), ("_id", DESCENDING)], skip, limit)
+        found, total = self.documents.page(query, [("created_on", DESCENDING), ("_id", DESCENDING)],
+                                           skip, limit)
+        return [self.record(document) for document in found], total
 
-    def all_released(self) -> Iterator[Document]:
-        return iter(self.collection.find({"released": True}).sort("_id", ASCENDING))
+    def all_released(self) -> Iterator[Version]:
+        return (self.record(document) for document in
+                self.collection.find({"released": True}).sort("_id", ASCENDING))
 
-    def newest_released(self, skip: int, limit: int) -> builtins.list[Document]:
-        return list(self.collection.find({"released": True})
-                    .sort([("created_on", DESCENDING), ("_id", DESCENDING)])
-                    .skip(offset(skip)).limit(limit))
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Version]:
+        return [self.record(document) for document in self.collection.find({"released": True})
+                .sort([("created_on", DESCENDING), ("_id", DESCENDING)])
+                .skip(offset(skip)).limit(limit)]
 
 
 def diff_range(selected: Document, after: DiffKey | None, until: DiffKey | None,

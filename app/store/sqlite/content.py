@@ -22,6 +22,7 @@ from ...model import (
     ContentQuery,
     DiffKey,
     Document,
+    Version,
     Visibility,
     add_checksum,
     checksum_of,
@@ -31,6 +32,7 @@ from ...model import (
 )
 from .. import base, interfaces
 from ..base import StaleHead, keyset_batches, offset, page_end
+from ..records import RecordedVersions
 from .db import DocTable, SqliteDatabase, dumps, loads
 
 
@@ -432,35 +434,38 @@ class Sources(DocumentRepository, interfaces.Sources):
                                 (owner_url, repo_type))
 
 
-class Versions(DocumentRepository, interfaces.Versions):
+class Versions(RecordedVersions):
     """`versions` of sources, newest first by `created_on`."""
 
     def __init__(self, database: SqliteDatabase) -> None:
         self.database = database
         self.table = DocTable(database, "versions", ("source", "created_on", "seq", "checksum"),
                               flags=("released",), json_columns=("counts",))
+        self.documents = self.table
 
     def delete_for_source(self, source_url: str) -> None:
         with self.database.transaction() as connection:
             connection.execute("DELETE FROM versions WHERE source = ?", (source_url,))
 
     def list(self, source_url: str, released: bool | None, skip: int, limit: int,
-             updated_since: str | None = None) -> tuple[list[Document], int]:
+             updated_since: str | None = None) -> tuple[builtins.list[Version], int]:
         clause = "source = ?"
-        params: list[Any] = [source_url]
+        params: builtins.list[Any] = [source_url]
         if released is not None:
             clause += " AND released = ?"
             params.append(1 if released else 0)
         if updated_since is not None:
             clause += " AND json_extract(doc, '$.updated_on') >= ?"
             params.append(updated_since)
-        return self.table.page(clause, params, "created_on DESC, _id DESC", skip, limit)
+        found, total = self.table.page(clause, params, "created_on DESC, _id DESC", skip, limit)
+        return [self.record(document) for document in found], total
 
-    def all_released(self) -> Iterator[Document]:
-        return iter(self.table.where("released = 1"))
+    def all_released(self) -> Iterator[Version]:
+        return (self.record(document) for document in self.table.where("released = 1"))
 
-    def newest_released(self, skip: int, limit: int) -> builtins.list[Document]:
-        return self.table.where("released = 1", (), "created_on DESC, _id DESC", skip, limit)
+    def newest_released(self, skip: int, limit: int) -> builtins.list[Version]:
+        return [self.record(document) for document in
+                self.table.where("released = 1", (), "created_on DESC, _id DESC", skip, limit)]
 
 
 ITEM_COLUMNS = ("source", "type", "id", "url", "seq", "sup", "updated_on")
