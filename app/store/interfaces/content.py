@@ -19,7 +19,7 @@ from ...model import (
 )
 from ...model.records import Version, VersionChanges
 from ..base import keyset_batches
-from .documents import Copied, DocumentRepository
+from .documents import Copied, DocumentRepository, Records
 
 
 class Sources(DocumentRepository):
@@ -51,22 +51,12 @@ class Sources(DocumentRepository):
         raise NotImplementedError
 
 
-class Versions(Copied):
+class Versions(Records[Version]):
     """Versions of sources and collections, by url: metadata and the seq (and checksum) they
     were cut at."""
 
-    def get(self, url: str) -> Version | None:
-        raise NotImplementedError
-
-    def insert(self, version: Version) -> None:
-        """Store a new version; DuplicateKey if its url exists."""
-        raise NotImplementedError
-
     def update(self, url: str, **changes: Unpack[VersionChanges]) -> Version | None:
         """Set fields; the version as it is now (None if there is none)."""
-        raise NotImplementedError
-
-    def delete(self, url: str) -> None:
         raise NotImplementedError
 
     def delete_for_source(self, source_url: str) -> None:

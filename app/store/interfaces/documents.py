@@ -1,8 +1,10 @@
-"""Repositories of plain documents addressed by `_id`."""
+"""What repositories have in common: `dump`/`load` for `termsync db copy`, and addressing by key
+(records of the model, or plain documents by `_id`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Generic, TypeVar
 
 from ...model import Document
 
@@ -17,6 +19,23 @@ class Copied:
 
     def load(self, documents: Iterable[Document]) -> int:
         """Insert copied documents (replacing any with the same `_id`); return how many."""
+        raise NotImplementedError
+
+
+Record = TypeVar("Record")
+
+
+class Records(Copied, Generic[Record]):
+    """Records of the model addressed by their key (a version's url, a hook's id): get, insert
+    (DuplicateKey when the key exists), delete; each repository adds its typed `update`."""
+
+    def get(self, key: str) -> Record | None:
+        raise NotImplementedError
+
+    def insert(self, record: Record) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
         raise NotImplementedError
 
 

@@ -6,24 +6,14 @@ from __future__ import annotations
 from typing import Unpack
 
 from ...model.records import DeliveryChanges, Webhook, WebhookChanges, WebhookDelivery
-from .documents import Copied
+from .documents import Records
 
 
-class Webhooks(Copied):
+class Webhooks(Records[Webhook]):
     """Webhooks of repositories, by id: target, events, secret, state, failures."""
-
-    def get(self, hook_id: str) -> Webhook | None:
-        raise NotImplementedError
-
-    def insert(self, hook: Webhook) -> None:
-        """Register a new hook; DuplicateKey if its id exists."""
-        raise NotImplementedError
 
     def update(self, hook_id: str, **changes: Unpack[WebhookChanges]) -> Webhook | None:
         """Set fields; the hook as it is now (None if there is none)."""
-        raise NotImplementedError
-
-    def delete(self, hook_id: str) -> None:
         raise NotImplementedError
 
     def for_repository(self, repository: str) -> list[Webhook]:
@@ -43,15 +33,8 @@ class Webhooks(Copied):
         raise NotImplementedError
 
 
-class WebhookDeliveries(Copied):
+class WebhookDeliveries(Records[WebhookDelivery]):
     """The delivery log of webhooks, by delivery id: event, body, state, last attempts."""
-
-    def get(self, delivery_id: str) -> WebhookDelivery | None:
-        raise NotImplementedError
-
-    def insert(self, delivery: WebhookDelivery) -> None:
-        """Log a new delivery; DuplicateKey if its id exists."""
-        raise NotImplementedError
 
     def update(self, delivery_id: str,
                **changes: Unpack[DeliveryChanges]) -> WebhookDelivery | None:
