@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from app import create_app
 from app.domain import ocl
 from app.domain.accounts import ORG, Caller, Owner
-from app.model import CONCEPT, LIVE, MAPPING
+from app.model import CONCEPT, LIVE, MAPPING, Source
 from app.timeutil import now_iso
 
 TOKEN = "bench-console-admin-token-0123456789abcdef"
@@ -59,14 +59,14 @@ def concept_data(number: int) -> dict[str, Any]:
                               "description_type": "Definition", "external_id": None}]}
 
 
-def synthetic(source: dict[str, Any], items: int) -> Iterator[dict[str, Any]]:
+def synthetic(source: Source, items: int) -> Iterator[dict[str, Any]]:
     """Item versions of `items // 2` concepts and as many mappings (each concept to the next)."""
     concepts = items // 2
     now = now_iso()
 
     def item(kind: str, item_id: str, seq: int, data: dict[str, Any]) -> dict[str, Any]:
-        return {"source": source["url"], "type": kind, "id": item_id,
-                "url": ocl.item_url(source["url"], kind, item_id), "seq": seq, "sup": LIVE,
+        return {"source": source.url, "type": kind, "id": item_id,
+                "url": ocl.item_url(source.url, kind, item_id), "seq": seq, "sup": LIVE,
                 "deleted": False, "retired": False, "updated_on": now, "created_on": now,
                 "created_by": "bench", "updated_by": "bench", "data": data}
 
@@ -76,8 +76,8 @@ def synthetic(source: dict[str, Any], items: int) -> Iterator[dict[str, Any]]:
         code = number % concepts
         yield item(MAPPING, str(number + 1), concepts + number + 1, {
             "map_type": "SAME-AS" if number % 2 else "NARROWER-THAN",
-            "from_concept_url": ocl.item_url(source["url"], CONCEPT, f"C{code:07d}"),
-            "to_concept_url": ocl.item_url(source["url"], CONCEPT, f"C{(code + 1) % concepts:07d}"),
+            "from_concept_url": ocl.item_url(source.url, CONCEPT, f"C{code:07d}"),
+            "to_concept_url": ocl.item_url(source.url, CONCEPT, f"C{(code + 1) % concepts:07d}"),
             "to_source_url": None, "to_concept_code": None, "to_concept_name": None,
             "external_id": None, "extras": {}, "sort_weight": None, "update_comment": None})
 
@@ -123,11 +123,11 @@ def main() -> int:
 
     started = time.perf_counter()
     count = store.items.load(synthetic(source, args.items))
-    store.sources.update(source["url"], {"seq": count, "last_updated": now_iso(),
-                                         "mapping_counter": args.items - args.items // 2})
+    store.sources.update(source.url, seq=count, last_updated=now_iso(),
+                         mapping_counter=args.items - args.items // 2)
     store.items.recompute_checksums()
     load_seconds = time.perf_counter() - started
-    source = store.sources.get(source["url"])
+    source = store.sources.get(source.url)
     content.create_version(CALLER, source, {"id": "v1", "released": True})
 
     started = time.perf_counter()

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from app.domain import Domain, ocl
 from app.domain.accounts import ORG, Caller, Owner
 from app.exports.builder import build_export, export_header
-from app.model import CONCEPT, LIVE, MAPPING, Version, version_url
+from app.model import CONCEPT, LIVE, MAPPING, Source, Version, version_url
 from app.store import Store, open_store
 from app.timeutil import now_iso
 
@@ -61,10 +61,10 @@ def _reset_peak() -> bool:
         return False
 
 
-def _item(source: dict[str, Any], kind: str, item_id: str, seq: int, now: str,
+def _item(source: Source, kind: str, item_id: str, seq: int, now: str,
           data: dict[str, Any]) -> dict[str, Any]:
-    url = ocl.item_url(source["url"], kind, item_id)
-    return {"_id": version_url(url, seq), "source": source["url"], "type": kind, "id": item_id,
+    url = ocl.item_url(source.url, kind, item_id)
+    return {"_id": version_url(url, seq), "source": source.url, "type": kind, "id": item_id,
             "url": url, "deleted": False, "retired": False, "updated_on": now, "created_on": now,
             "created_by": "bench", "updated_by": "bench", "data": data, "seq": seq, "sup": LIVE}
 
@@ -99,21 +99,21 @@ def load(store: Store, domain: Domain, items: int, now: str | None = None,
             target = f"C{(number + offset) % concepts:07d}"
             batch.append(_item(source, MAPPING, f"{number * 2 + offset}", seq, now, {
                 "map_type": map_type,
-                "from_concept_url": ocl.item_url(source["url"], CONCEPT, code),
-                "to_concept_url": ocl.item_url(source["url"], CONCEPT, target),
+                "from_concept_url": ocl.item_url(source.url, CONCEPT, code),
+                "to_concept_url": ocl.item_url(source.url, CONCEPT, target),
                 "external_id": None, "extras": {}}))
         if len(batch) >= BATCH:
             store.items.load(batch)
             batch = []
     store.items.load(batch)
-    store.sources.update(source["url"], {"seq": seq, "last_updated": now})
+    store.sources.update(source.url, seq=seq, last_updated=now)
     store.items.recompute_checksums()
-    source = domain.content.find_repo(source["url"]) or source
+    source = domain.content.find_repo(source.url) or source
     version = content.create_version(CALLER, source, {"id": "v1", "released": False})
     return source, version, seq
 
 
-def synthetic_items(source: dict[str, Any], items: int, kind: str) -> Any:
+def synthetic_items(source: Source, items: int, kind: str) -> Any:
     """The same item documents `load` inserts, generated on the fly in id order (no database)."""
     concepts = items // 3
     now = now_iso()
@@ -136,16 +136,18 @@ def synthetic_items(source: dict[str, Any], items: int, kind: str) -> Any:
         concept_number = (number - 1) // 2
         yield _item(source, MAPPING, str(number), concepts + number, now, {
             "map_type": "SAME-AS" if number % 2 else "NARROWER-THAN",
-            "from_concept_url": ocl.item_url(source["url"], CONCEPT, f"C{concept_number:07d}"),
-            "to_concept_url": ocl.item_url(source["url"], CONCEPT,
+            "from_concept_url": ocl.item_url(source.url, CONCEPT, f"C{concept_number:07d}"),
+            "to_concept_url": ocl.item_url(source.url, CONCEPT,
                                            f"C{(concept_number + 1) % concepts:07d}"),
             "external_id": None, "extras": {}})
 
 
 def run_builder_only(items: int) -> dict[str, Any]:
     """Build from generated documents: the builder's own memory and speed, no database."""
-    source = {"url": "/orgs/Bench/sources/Synthetic/", "id": "Synthetic", "owner": "Bench",
-              "owner_type": ORG, "owner_url": "/orgs/Bench/", "default_locale": "en"}
+    now = now_iso()
+    source = Source(url="/orgs/Bench/sources/Synthetic/", id="Synthetic", repo_type="Source",
+                    owner="Bench", owner_type=ORG, owner_url="/orgs/Bench/",
+                    public_access="View", created_on=now, updated_on=now, default_locale="en")
     header = export_header({"type": "Source Version", "id": "v1"}, now_iso(), now_iso())
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "export.zip")

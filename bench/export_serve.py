@@ -78,7 +78,7 @@ def prepare(directory: str, megabytes: int) -> dict[str, str]:
             items.load(batch)
             batch = []
     items.load(batch)
-    store.sources.update(SOURCE, {"seq": count, "last_updated": now})
+    store.sources.update(SOURCE, seq=count, last_updated=now)
     items.recompute_checksums()
     client.post(f"{SOURCE}versions/", json={"id": "v1"}, headers=ADMIN)
     client.post(EXPORT, headers=ADMIN)  # GET never builds (OCL v2): a POST queues it

@@ -39,7 +39,7 @@ SOURCE = "/orgs/Bench/sources/Snap/"
 def seed(uri: str, items: int) -> None:
     """A source of `items` item versions written through the store's bulk load."""
     from app.domain import ocl
-    from app.model import CONCEPT, LIVE, MAPPING, version_url
+    from app.model import CONCEPT, LIVE, MAPPING, SOURCE_TYPE, Source, version_url
     from app.store import open_store
     from app.timeutil import now_iso
 
@@ -47,10 +47,10 @@ def seed(uri: str, items: int) -> None:
     store.ensure_schema()
     store.orgs.insert({"_id": "Bench", "id": "Bench", "public_access": "View", "members": []})
     now = now_iso()
-    store.sources.insert({"_id": SOURCE, "url": SOURCE, "id": "Snap", "name": "Snap",
-                          "owner": "Bench", "owner_type": "Organization", "owner_url": "/orgs/Bench/",
-                          "public_access": "View", "created_on": now, "updated_on": now,
-                          "extras": {}, "supported_locales": []})
+    store.sources.insert(Source(url=SOURCE, id="Snap", repo_type=SOURCE_TYPE, owner="Bench",
+                                owner_type="Organization", owner_url="/orgs/Bench/",
+                                public_access="View", created_on=now, updated_on=now,
+                                name="Snap"))
     concepts = items // 2
     batch: list[dict[str, Any]] = []
     for number in range(items):
@@ -76,7 +76,7 @@ def seed(uri: str, items: int) -> None:
             store.items.load(batch)
             batch = []
     store.items.load(batch)
-    store.sources.update(SOURCE, {"seq": items, "last_updated": now})
+    store.sources.update(SOURCE, seq=items, last_updated=now)
     store.items.recompute_checksums()
     store.close()
 

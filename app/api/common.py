@@ -19,7 +19,7 @@ from ..domain.accounts import Caller, Owner
 from ..domain.content import DiffCursor
 from ..domain.errors import Invalid, Unauthorized
 from ..domain.values import printable
-from ..model import COLLECTION_TYPE, SOURCE_TYPE
+from ..model import COLLECTION_TYPE, SOURCE_TYPE, Source
 from ..timeutil import to_datetime
 
 # How much earlier than the moment a query read the data a diff says it is complete up to: a
@@ -81,7 +81,7 @@ def resolve_owner(owner_kind: str | None, owner_id: str | None) -> Owner:
 
 
 def resolve_source(owner_kind: str | None, owner_id: str | None,
-                   source_id: str) -> tuple[Owner, dict[str, Any]]:
+                   source_id: str) -> tuple[Owner, Source]:
     """The owner and the source (or collection: the URL says which) named by the URL (404 if
     unknown or hidden)."""
     owner = resolve_owner(owner_kind, owner_id)
@@ -97,13 +97,13 @@ def render_user(user: dict[str, Any], counts: bool = True) -> dict[str, Any]:
                            personal=accounts.sees_personal_data(current_caller(), user["_id"]))
 
 
-def render_item(item: dict[str, Any], repo: dict[str, Any]) -> dict[str, Any]:
+def render_item(item: dict[str, Any], repo: Source) -> dict[str, Any]:
     """An item read from a repository in OCL's shape, with its own source's fields (a
     collection's items keep their source identity); sources are looked up once per request."""
     renderers = g.setdefault("renderers", {})
-    if repo["url"] not in renderers:
-        renderers[repo["url"]] = domain().content.renderer(repo)
-    rendered: dict[str, Any] = renderers[repo["url"]](item)
+    if repo.url not in renderers:
+        renderers[repo.url] = domain().content.renderer(repo)
+    rendered: dict[str, Any] = renderers[repo.url](item)
     return rendered
 
 

@@ -13,7 +13,7 @@ from marshmallow import Schema
 
 from ..domain import ocl
 from ..domain.values import INT64_MAX
-from ..model import CONCEPT, ItemFilters, Version
+from ..model import CONCEPT, ItemFilters, Source, Version
 from .common import (
     current_caller,
     domain,
@@ -34,7 +34,7 @@ from .schemas import (
 from .sources import repo_filters
 
 
-def render_concept_with(args: dict[str, Any], source: dict[str, Any], version: Version,
+def render_concept_with(args: dict[str, Any], source: Source, version: Version,
                         item: dict[str, Any]) -> dict[str, Any]:
     """A concept, with `mappings` when includeMappings / includeInverseMappings ask for them."""
     rendered = render_item(item, source)
@@ -46,7 +46,7 @@ def render_concept_with(args: dict[str, Any], source: dict[str, Any], version: V
     return rendered
 
 
-def render_read(args: dict[str, Any], source: dict[str, Any], version: Version,
+def render_read(args: dict[str, Any], source: Source, version: Version,
                 item: dict[str, Any]) -> dict[str, Any]:
     """An item as read, alone or in a list: a concept with its mappings when `args` ask for them."""
     if item["type"] == CONCEPT:
@@ -94,7 +94,7 @@ class ItemView(MethodView):
     save_item: Callable[..., tuple[str, dict[str, Any]]]  # Content.save_concept or save_mapping
     update_item: Callable[..., tuple[str, dict[str, Any]]]
 
-    def list_items(self, args: dict[str, Any], source: dict[str, Any],
+    def list_items(self, args: dict[str, Any], source: Source,
                    version: Version) -> Response:
         """One page of the items of `version`, as `args` narrow them."""
         filters, since = item_filters(args)
@@ -120,11 +120,13 @@ class ItemSearch(ItemView):
         """Search the {noun}s of every source the caller may see (HEAD), by type then id (`q`, `owner`, ... narrow it)."""  # noqa: E501
         filters, since = item_filters(args)
         content = domain().content
-        sources: dict[str, dict[str, Any]] = {}
+        sources: dict[str, Source] = {}
 
         def render(item: dict[str, Any]) -> dict[str, Any]:
             if item["source"] not in sources:
-                sources[item["source"]] = content.find_repo(item["source"]) or {}
+                found = content.find_repo(item["source"])
+                assert found is not None  # an item's source is never deleted before it
+                sources[item["source"]] = found
             source = sources[item["source"]]
             return render_read(args, source, content.head_version(source), item)
 

@@ -13,6 +13,7 @@ from ..domain import ocl
 from ..domain.accounts import ORG, USER, Owner
 from ..domain.payloads import SourceSchema, SourceUpdateSchema
 from ..model import CONCEPT, MAPPING, SOURCE_TYPE, RepoFilters, Version
+from ..model import Source as Repository
 from .common import (
     complete_up_to,
     current_caller,
@@ -37,7 +38,7 @@ from .schemas import DiffArgsSchema, RepoListArgsSchema, SourceContentOut, Sourc
 blp = Blueprint("sources", __name__, description="Sources and their content (HEAD).")
 
 
-def content_response(source: dict[str, Any], version: Version, args: dict[str, Any],
+def content_response(source: Repository, version: Version, args: dict[str, Any],
                      body: dict[str, Any]) -> Response:
     """`body` plus a keyset page of concepts/mappings when asked (the diff protocol).
 
@@ -67,7 +68,7 @@ def content_response(source: dict[str, Any], version: Version, args: dict[str, A
         for key, kind in (("concepts", CONCEPT), ("mappings", MAPPING))])
     if request.headers.get("Compress", "").lower() == "true":
         headers["Content-Disposition"] = \
-            f'attachment; filename="{source["id"]}_{version.id}.zip"'
+            f'attachment; filename="{source.id}_{version.id}.zip"'
         return Response(zip_stream(parts), headers=headers, mimetype="application/zip")
     return Response(parts, headers=headers, mimetype="application/json")
 
@@ -130,7 +131,7 @@ class OwnerSources(MethodView):
         owner = resolve_owner(owner_kind, owner_id)
         source = domain().content.create_source(current_caller(), owner, payload)
         return json_response(ocl.render_source(source), 201,
-                             {"Location": source["url"]})
+                             {"Location": source.url})
 
 
 @owner_routes(blp, "sources/<source_id>/", "source")

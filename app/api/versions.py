@@ -10,6 +10,7 @@ from flask.views import MethodView
 from .. import model
 from ..domain import ocl
 from ..domain.payloads import VersionSchema, VersionUpdateSchema
+from ..model import Source
 from .common import (
     current_caller,
     domain,
@@ -26,7 +27,7 @@ from .sources import content_response
 blp = Blueprint("versions", __name__, description="Immutable released versions of a source.")
 
 
-def _render(source: dict[str, Any], version: model.Version, with_checksum: bool = True) -> dict[str, Any]:
+def _render(source: Source, version: model.Version, with_checksum: bool = True) -> dict[str, Any]:
     content = domain().content
     if version.is_head:
         return ocl.render_source(source, content.checksum(source, version) if with_checksum else None)

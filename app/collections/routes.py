@@ -28,7 +28,7 @@ from ..domain import ocl
 from ..domain.accounts import Owner
 from ..domain.collections import check_cascade
 from ..domain.payloads import CollectionSchema
-from ..model import COLLECTION_TYPE, Version
+from ..model import COLLECTION_TYPE, Source, Version
 from .schemas import (
     CascadeArgsSchema,
     CollectionOut,
@@ -46,7 +46,7 @@ blp = Blueprint("collections", __name__, description=(
 
 
 def resolve_collection(owner_kind: str | None, owner_id: str | None,
-                       collection_id: str) -> tuple[Owner, dict[str, Any]]:
+                       collection_id: str) -> tuple[Owner, Source]:
     """The owner and collection named by the URL (404 if unknown or hidden)."""
     owner = resolve_owner(owner_kind, owner_id)
     return owner, domain().content.get_source(current_caller(), owner, collection_id,
@@ -81,10 +81,10 @@ class OwnerCollections(MethodView):
         """Create a collection (members of the owner only)."""
         owner = resolve_owner(owner_kind, owner_id)
         collection = domain().content.create_collection(current_caller(), owner, payload)
-        return json_response(ocl.render_source(collection), 201, {"Location": collection["url"]})
+        return json_response(ocl.render_source(collection), 201, {"Location": collection.url})
 
 
-def _list(args: dict[str, Any], collection: dict[str, Any], version: Version) -> Response:
+def _list(args: dict[str, Any], collection: Source, version: Version) -> Response:
     collections = domain().collections
     return list_response(args, lambda skip, limit: collections.references(
         collection, version, args.get("q"), skip, limit), ocl.render_reference)

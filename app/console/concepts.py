@@ -11,7 +11,7 @@ from flask import Blueprint, redirect, request, url_for
 from ..domain import ocl
 from ..domain.browse import ItemMatch, LinkedMapping
 from ..domain.content import is_collection
-from ..model import CONCEPT, Version
+from ..model import CONCEPT, Source, Version
 from .sources import SOURCE, resolve_source
 from .web import (
     Answer,
@@ -34,7 +34,7 @@ VERSION_CHOICES = 20  # versions offered by the version selector (the newest)
 TRUE = ("1", "true", "on", "yes")
 
 
-def selected_version(source: dict[str, Any]) -> Version:
+def selected_version(source: Source) -> Version:
     """The version the page shows: `?version=` (an id, or 'latest'), HEAD by default."""
     return domain().content.get_version(source, text_arg("version") or "HEAD")
 
@@ -52,13 +52,13 @@ def concept_page_url(concept_url: str | None, version: str | None = None) -> str
     return url_for("console.concepts.concept", **arguments)
 
 
-def linked(link: LinkedMapping, direction: str, source: dict[str, Any],
+def linked(link: LinkedMapping, direction: str, source: Source,
            version_id: str | None) -> dict[str, Any]:
     """A mapping row of a concept page, with a link to the concept at its other end (at the
     version viewed when that concept is in the same source)."""
     other = link.item["data"].get("to_concept_url" if direction == "outbound"
                                   else "from_concept_url")
-    same_source = bool(other) and other.startswith(source["url"]) and not link.at_head
+    same_source = bool(other) and other.startswith(source.url) and not link.at_head
     return {"mapping": ocl.render_mapping(link.item, link.source), "source": link.source,
             "at_head": link.at_head,
             "other_url": concept_page_url(other, version_id if same_source else None)}

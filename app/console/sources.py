@@ -21,7 +21,7 @@ from ..domain.errors import Invalid, NotAllowed, NotFound
 from ..domain.loader import flatten_errors
 from ..domain.payloads import VersionSchema
 from ..exports.service import BUILDING, FAILED, NONE, PENDING, READY, ExportService, ExportStatus
-from ..model import COLLECTION_TYPE, SOURCE_TYPE, Version
+from ..model import COLLECTION_TYPE, SOURCE_TYPE, Source, Version
 from ..timeutil import FORMAT
 from .web import (
     Answer,
@@ -61,7 +61,7 @@ def export_service() -> ExportService:
 
 
 def resolve_source(owner_kind: str, owner_id: str, repo_path: str,
-                   source_id: str) -> tuple[Owner, dict[str, Any]]:
+                   source_id: str) -> tuple[Owner, Source]:
     """The owner and the source or collection a console URL names, for this caller (404 if
     hidden, as the API)."""
     who = caller()
@@ -69,7 +69,7 @@ def resolve_source(owner_kind: str, owner_id: str, repo_path: str,
     return owner, domain().content.get_source(who, owner, source_id, REPO_KINDS[repo_path])
 
 
-def resolve_version(source: dict[str, Any], version_id: str) -> Version:
+def resolve_version(source: Source, version_id: str) -> Version:
     """A version that can have an export (HEAD cannot)."""
     version = domain().content.get_version(source, version_id)
     if version.is_head:
@@ -193,7 +193,7 @@ def source(owner_kind: str, owner_id: str, repo_path: str, source_id: str) -> An
                   refresh=any(row.active for row in rows))
 
 
-def _back(source: dict[str, Any], notice: str, version_id: str) -> Answer:
+def _back(source: Source, notice: str, version_id: str) -> Answer:
     arguments: dict[str, Any] = dict(source_args(source), notice=notice, version=version_id)
     return redirect(url_for("console.sources.source", **arguments), 303)
 
@@ -247,7 +247,7 @@ def delete_export(owner_kind: str, owner_id: str, repo_path: str, source_id: str
     domain().accounts.require_edit(who, found)
     version = resolve_version(found, version_id)
     if not export_service().delete(found, version):
-        raise NotFound(f"Version '{version.id}' of '{found['id']}' has no export.")
+        raise NotFound(f"Version '{version.id}' of '{found.id}' has no export.")
     return _back(found, "deleted", version.id)
 
 
@@ -278,7 +278,7 @@ def download_export(owner_kind: str, owner_id: str, repo_path: str, source_id: s
         service.file_lost(found, version, file.sha256)
         raise NotFound("The export file is missing from storage; a rebuild is queued.") from None
     stamp = datetime.strptime(file.last_updated or file.created_on, FORMAT)
-    name = f"{found['owner']}_{found['id']}_{version.id}.{stamp:%Y%m%d%H%M%S}.zip"
+    name = f"{found.owner}_{found.id}_{version.id}.{stamp:%Y%m%d%H%M%S}.zip"
     response = Response(wrap_file(request.environ, handle, READ_BLOCK), mimetype="application/zip",
                         direct_passthrough=True, headers={
                             "ETag": f'"{file.sha256}"',

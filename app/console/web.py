@@ -26,6 +26,7 @@ from ..domain.content import is_collection
 from ..domain.errors import DomainError, Unauthorized
 from ..domain.values import line_problem
 from ..faults import RETRY_AFTER, fault_of
+from ..model import Source
 from .sessions import ConsoleSession, SessionService, same_token
 
 logger = logging.getLogger(__name__)
@@ -223,11 +224,11 @@ def owner_kind(owner_type: str) -> str:
     return "orgs" if owner_type == ORG else "users"
 
 
-def source_args(source: dict[str, Any]) -> dict[str, str]:
+def source_args(source: Source) -> dict[str, str]:
     """url_for arguments naming a source or a collection (templates: `repo_args`)."""
-    return {"owner_kind": owner_kind(source["owner_type"]), "owner_id": source["owner"],
+    return {"owner_kind": owner_kind(source.owner_type), "owner_id": source.owner,
             "repo_path": "collections" if is_collection(source) else "sources",
-            "source_id": source["id"]}
+            "source_id": source.id}
 
 
 def page_number(name: str = "page") -> int:

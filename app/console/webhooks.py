@@ -14,6 +14,7 @@ from marshmallow import ValidationError
 
 from ..domain.errors import Invalid
 from ..domain.loader import flatten_errors
+from ..model import Source
 from ..model.records import Webhook, WebhookDelivery
 from ..webhooks import WebhookService, webhook_service
 from ..webhooks.schemas import WebhookInSchema
@@ -32,7 +33,7 @@ NOTICES = {"pinged": "A ping is queued; its delivery appears in the log below.",
 
 
 def _managed(owner_kind: str, owner_id: str, repo_path: str,
-             source_id: str) -> tuple[WebhookService, dict[str, Any], Any]:
+             source_id: str) -> tuple[WebhookService, Source, Any]:
     """The repository and its signed-in manager (403 for others, 404 if hidden)."""
     who = require_sign_in()
     _, repo = resolve_source(owner_kind, owner_id, repo_path, source_id)
@@ -50,7 +51,7 @@ class HookLog:
     total: int
 
 
-def _page(service: WebhookService, repo: dict[str, Any], who: Any, status: int = 200,
+def _page(service: WebhookService, repo: Source, who: Any, status: int = 200,
           **context: Any) -> Answer:
     hooks = [HookLog(hook, *service.deliveries(who, repo, hook.id, 0, DELIVERIES_SHOWN))
              for hook in service.of_repository(who, repo)]
@@ -61,7 +62,7 @@ def _page(service: WebhookService, repo: dict[str, Any], who: Any, status: int =
                   notice=notice, **context)
 
 
-def _back(repo: dict[str, Any], notice: str) -> Answer:
+def _back(repo: Source, notice: str) -> Answer:
     arguments: dict[str, Any] = dict(source_args(repo), notice=notice)
     return redirect(url_for("console.webhooks.webhooks", **arguments), 303)
 

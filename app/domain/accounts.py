@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import timeutil
-from ..model import COLLECTION_TYPE, Visibility
+from ..model import COLLECTION_TYPE, Source, Visibility
 from ..store import Store
 from ..store.base import DuplicateKey
 from ..timeutil import now_iso
@@ -390,32 +390,32 @@ class Accounts:
             return caller.username == owner.id
         return owner.id in caller.orgs
 
-    def is_public(self, source: dict[str, Any]) -> bool:
+    def is_public(self, source: Source) -> bool:
         """Whether anyone may see a repository: it is public (`public_access` View or Edit) and
         so is its owner (any user; an org that is not private). The rule the stores' lists apply
         in their queries (`Sources.search`)."""
-        if source.get("public_access") not in ("View", "Edit"):
+        if source.public_access not in ("View", "Edit"):
             return False
-        return source.get("owner_type") != ORG or self.store.orgs.is_public(source["owner"])
+        return source.owner_type != ORG or self.store.orgs.is_public(source.owner)
 
-    def can_view(self, caller: Caller, source: dict[str, Any]) -> bool:
+    def can_view(self, caller: Caller, source: Source) -> bool:
         """Owners see their repositories; everyone sees public ones (`is_public`)."""
         return self.owns(caller, owner_of(source)) or self.is_public(source)
 
-    def can_edit(self, caller: Caller, source: dict[str, Any]) -> bool:
+    def can_edit(self, caller: Caller, source: Source) -> bool:
         """Owners change their repositories; any signed-in user changes public `Edit` ones."""
         if self.owns(caller, owner_of(source)):
             return True
-        return caller.authenticated and source.get("public_access") == "Edit" \
+        return caller.authenticated and source.public_access == "Edit" \
             and self.is_public(source)
 
-    def require_edit(self, caller: Caller, source: dict[str, Any]) -> None:
+    def require_edit(self, caller: Caller, source: Source) -> None:
         """401 without a token, 403 with one that has no edit right on the source."""
         if self.can_edit(caller, source):
             return
         require_login(caller)
-        noun = "collection" if source.get("repo_type") == COLLECTION_TYPE else "source"
-        raise Forbidden(f"You may not change {noun} '{source['id']}'.")
+        noun = "collection" if source.repo_type == COLLECTION_TYPE else "source"
+        raise Forbidden(f"You may not change {noun} '{source.id}'.")
 
     def require_owner(self, caller: Caller, owner: Owner) -> None:
         """Creating under an owner needs to be (a member of) that owner."""
@@ -466,6 +466,6 @@ def visibility(caller: Caller) -> Visibility | None:
     return None if caller.is_admin else Visibility(caller.username, caller.orgs)
 
 
-def owner_of(source: dict[str, Any]) -> Owner:
+def owner_of(source: Source) -> Owner:
     """The owner of a source document."""
-    return Owner(source["owner_type"], source["owner"])
+    return Owner(source.owner_type, source.owner)

@@ -22,6 +22,7 @@ from ..model import (
     ContentQuery,
     ItemFilters,
     RepoFilters,
+    Source,
     Version,
 )
 from ..store import Store
@@ -91,7 +92,7 @@ class LinkedMapping:
     """A mapping that names a concept, with the source it lives in."""
 
     item: Document
-    source: Document
+    source: Source
     at_head: bool  # read at HEAD of another source, not at the version being viewed
 
 
@@ -126,20 +127,20 @@ class Browse:
         return self.accounts.list_orgs(caller, skip, limit, q=text or None)
 
     def search_sources(self, caller: Caller, owner: Owner | None, text: str | None, skip: int,
-                       limit: int, kind: str = SOURCE_TYPE) -> tuple[list[Document], int]:
+                       limit: int, kind: str = SOURCE_TYPE) -> tuple[list[Source], int]:
         """Sources (or with `kind`, collections) the caller may see, under one owner or all;
         with `text`, those whose id, name or full name holds it."""
         return self.content.list_repos(caller, owner, RepoFilters(q=text or None, repo_type=kind),
                                        skip, limit)
 
-    def source_summary(self, source: Document) -> SourceSummary:
+    def source_summary(self, source: Source) -> SourceSummary:
         """Concept and mapping counts (and how many are retired) and checksums.content of HEAD."""
         head = self.content.head_version(source)
         counts = {}
         for item_type in (CONCEPT, MAPPING):
             for retired in (True, False):
                 counts[item_type, retired] = self.content.count(source, head, ContentQuery(
-                    source["url"], HEAD_SEQ, (item_type,), include_retired=retired))
+                    source.url, HEAD_SEQ, (item_type,), include_retired=retired))
         return SourceSummary(
             concepts=counts[CONCEPT, True], retired_concepts=counts[CONCEPT, True] - counts[
                 CONCEPT, False],
@@ -147,22 +148,22 @@ class Browse:
                 MAPPING, False],
             checksum=self.content.checksum(source, head), last_updated=head.last_updated)
 
-    def changes_since_release(self, source: Document,
+    def changes_since_release(self, source: Source,
                               summary: SourceSummary | None = None) -> ReleaseChanges:
         """Items created, updated, retired and deleted in HEAD since the latest release.
 
         Without a release everything in HEAD is new; `summary` (if the caller has one) gives
         that count without reading the items again.
         """
-        release = self.store.versions.latest_released(source["url"])
+        release = self.store.versions.latest_released(source.url)
         if release is None:
             summary = summary or self.source_summary(source)
             return ReleaseChanges(None, dict(dict.fromkeys(CHANGES, 0),
                                              created=summary.concepts + summary.mappings))
-        return ReleaseChanges(release, self.store.items.changes(source["url"], release.seq))
+        return ReleaseChanges(release, self.store.items.changes(source.url, release.seq))
 
     # --- concepts -------------------------------------------------------------------------
-    def find_concepts(self, source: Document, version: Version, match: ItemMatch,
+    def find_concepts(self, source: Source, version: Version, match: ItemMatch,
                       include_retired: bool, skip: int, limit: int,
                       count_limit: int = 1000) -> ItemPage:
         """A page of a version's concepts by id, narrowed by text, class and datatype.
@@ -170,20 +171,20 @@ class Browse:
         A text search counts its matches up to `count_limit` (then `more` is set): it reads the
         items one by one, where the other filters are answered from indexes.
         """
-        query = ContentQuery(source["url"], version.seq, (CONCEPT,),
+        query = ContentQuery(source.url, version.seq, (CONCEPT,),
                              include_retired=include_retired, filters=match.filters())
         items, found = self.content.reader(source).search(query, skip, limit, count_limit)
         more = bool(match.text) and found > max(count_limit, skip + limit)
         return ItemPage(items, min(found, max(count_limit, skip + limit)) if more else found,
                         more)
 
-    def concept_links(self, caller: Caller, source: Document, version: Version,
+    def concept_links(self, caller: Caller, source: Source, version: Version,
                       concept_url: str, limit: int = 200) -> ConceptLinks:
         """Mappings from and to a concept: those of its own source at the version viewed, and
         those of other sources (at their HEAD) that the caller may see."""
-        seen: dict[str, Document | None] = {source["url"]: source}
+        seen: dict[str, Source | None] = {source.url: source}
 
-        def visible(source_url: str) -> Document | None:
+        def visible(source_url: str) -> Source | None:
             """The source of that url if the caller may see it (looked up once)."""
             if source_url not in seen:
                 other = self.store.sources.get(source_url)
@@ -194,10 +195,10 @@ class Browse:
         links: dict[str, list[LinkedMapping]] = {}
         for end in ("from", "to"):
             found = [LinkedMapping(item, source, False) for item in self.store.items.linked_mappings(
-                concept_url, end, source["url"], version.seq, limit)]
+                concept_url, end, source.url, version.seq, limit)]
             for item in self.store.items.linked_mappings(concept_url, end, None, HEAD_SEQ,
                                                          limit + len(found)):
-                if item["source"] == source["url"]:
+                if item["source"] == source.url:
                     continue
                 other = visible(item["source"])
                 if other is not None and len(found) < limit:
@@ -205,12 +206,12 @@ class Browse:
             links[end] = found
         return ConceptLinks(outbound=links["from"], inbound=links["to"])
 
-    def item_history(self, source: Document, item_url: str) -> list[HistoryEntry]:
+    def item_history(self, source: Source, item_url: str) -> list[HistoryEntry]:
         """Every version of an item, newest first, each with the source versions holding it
         ("HEAD" for the live one)."""
         versions, _ = self.content.list_versions(source, None, 0, 0)
         entries = []
-        for item in self.store.items.history(source["url"], item_url, 0, 0)[0]:
+        for item in self.store.items.history(source.url, item_url, 0, 0)[0]:
             holding = [version.id for version in versions
                        if item["seq"] <= version.seq < item["sup"]]
             if item["sup"] == LIVE:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..model import COLLECTION_TYPE, CONCEPT, HEAD_SEQ, MAPPING, Document, RepoFilters, Version
+from ..model import COLLECTION_TYPE, CONCEPT, HEAD_SEQ, MAPPING, Document, RepoFilters, Source, Version
 from ..store.base import StaleHead
 from ..timeutil import now_iso
 from . import ocl
@@ -123,7 +123,7 @@ class _Candidate:
 class _Lookups:
     """Sources and source versions looked up once per request."""
 
-    sources: dict[str, Document | None] = field(default_factory=dict)
+    sources: dict[str, Source | None] = field(default_factory=dict)
     versions: dict[str, Version | None] = field(default_factory=dict)
 
 
@@ -136,7 +136,7 @@ class Collections:
         self.accounts = content.accounts
 
     # --- references -----------------------------------------------------------------------
-    def add_references(self, caller: Caller, collection: Document, expressions: list[Any],
+    def add_references(self, caller: Caller, collection: Source, expressions: list[Any],
                        cascade: str | None = None) -> list[ReferenceResult]:
         """Add references (and, with `cascade`, those of each concept's mappings in its source,
         and with sourcetoconcepts of their target concepts); one result per expression."""
@@ -156,7 +156,7 @@ class Collections:
                     self._consider(caller, collection, child, parsed.text, lookups, results,
                                    candidates)
         pending = list(candidates.values())
-        url = collection["url"]
+        url = collection.url
         for start in range(0, len(pending), BATCH):
             chunk = pending[start:start + BATCH]
             with self.store.transaction(url):
@@ -174,7 +174,7 @@ class Collections:
                 self._settle(url, {c.expression.url for c in new}, now)
         return list(results.values())
 
-    def _consider(self, caller: Caller, collection: Document, raw: Any, cascaded_from: str | None,
+    def _consider(self, caller: Caller, collection: Source, raw: Any, cascaded_from: str | None,
                   lookups: _Lookups, results: dict[str, ReferenceResult],
                   candidates: dict[str, _Candidate]) -> None:
         """Check one expression; record its failure or make it a candidate."""
@@ -206,27 +206,27 @@ class Collections:
         message = (f"Added the {noun} version to the collection. Future updates will not be added "
                    "automatically." if parsed.pinned else
                    f"The {noun} {parsed.item_id} is successfully added to collection "
-                   f"{collection['id']}")
+                   f"{collection.id}")
         results[key] = ReferenceResult(key, ADDED, message, cascaded_from)
         candidates[key] = _Candidate(parsed, dict(resolved, cascaded_from=cascaded_from),
                                      cascaded_from)
 
-    def _source(self, caller: Caller, source_url: str, lookups: _Lookups) -> Document | None:
+    def _source(self, caller: Caller, source_url: str, lookups: _Lookups) -> Source | None:
         if source_url not in lookups.sources:
             source = self.store.sources.get(source_url)
-            visible = source is not None and source.get("repo_type", "Source") == "Source" \
+            visible = source is not None and source.repo_type == "Source" \
                 and self.accounts.can_view(caller, source)
             lookups.sources[source_url] = source if visible else None
         return lookups.sources[source_url]
 
-    def exposable(self, collection: Document, source: Document) -> bool:
+    def exposable(self, collection: Source, source: Source) -> bool:
         """Whether a collection may show a source's items: it shows them to its own viewers, so
         a source that not everyone may see (private, or of a private org) only to a collection
         of the same owner that not everyone may see either."""
         if self.accounts.is_public(source):
             return True
         return not self.accounts.is_public(collection) \
-            and collection.get("owner_url") == source.get("owner_url")
+            and collection.owner_url == source.owner_url
 
     def check_org_access(self, caller: Caller, org_id: str, public_access: str) -> None:
         """An org about to become private may not have its sources' items in other owners'
@@ -236,17 +236,17 @@ class Collections:
         becoming_private = public_access == "None"
         blocking: set[str] = set()
         for repo in self._repos_of(owner_url):
-            if becoming_private and repo.get("repo_type") != COLLECTION_TYPE:
-                blocking.update(url for url in self.store.collection_entries.holding(repo["url"])
+            if becoming_private and repo.repo_type != COLLECTION_TYPE:
+                blocking.update(url for url in self.store.collection_entries.holding(repo.url)
                                 if not url.startswith(owner_url))
-            elif not becoming_private and repo.get("repo_type") == COLLECTION_TYPE \
-                    and repo.get("public_access") in ("View", "Edit"):
-                for source_url in self.store.collection_entries.sources_held(repo["url"]):
+            elif not becoming_private and repo.repo_type == COLLECTION_TYPE \
+                    and repo.public_access in ("View", "Edit"):
+                for source_url in self.store.collection_entries.sources_held(repo.url):
                     source = self.store.sources.get(source_url)
-                    if source is None or source.get("public_access") not in ("View", "Edit") or (
-                            source.get("owner_url") != owner_url and not
+                    if source is None or source.public_access not in ("View", "Edit") or (
+                            source.owner_url != owner_url and not
                             self.accounts.is_public(source)):
-                        blocking.add(repo["url"])
+                        blocking.add(repo.url)
                         break
         if blocking:
             change = "private" if becoming_private else "public"
@@ -255,7 +255,7 @@ class Collections:
                           "people who may not see their sources.",
                           errors={"public_access": ["Collections would expose sources."]})
 
-    def _repos_of(self, owner_url: str) -> Iterable[Document]:
+    def _repos_of(self, owner_url: str) -> Iterable[Source]:
         """Every repository of an owner, a page at a time."""
         skip = 0
         while True:
@@ -265,16 +265,16 @@ class Collections:
             if not page or skip >= total:
                 return
 
-    def check_exposable(self, caller: Caller, collection: Document) -> None:
+    def check_exposable(self, caller: Caller, collection: Source) -> None:
         """A collection about to be seen by more people may not hold a private source's items
         that those people may not see (Invalid naming the sources)."""
         hidden = []
-        for source_url in self.store.collection_entries.sources_held(collection["url"]):
+        for source_url in self.store.collection_entries.sources_held(collection.url):
             source = self.store.sources.get(source_url)
             if source is not None and not self.exposable(collection, source):
                 hidden.append(source_url)
         if hidden:
-            raise Invalid(f"Collection '{collection['id']}' holds items of private source(s) "
+            raise Invalid(f"Collection '{collection.id}' holds items of private source(s) "
                           f"{self.named(caller, hidden)}: it cannot be made visible to more "
                           "people.", errors={"public_access": ["Would expose private sources."]})
 
@@ -335,12 +335,12 @@ class Collections:
                     expressions.append(target)
         return expressions
 
-    def remove_references(self, caller: Caller, collection: Document, expressions: list[Any],
+    def remove_references(self, caller: Caller, collection: Source, expressions: list[Any],
                           cascade: str | None = None) -> list[str]:
         """Remove references by expression (with cascade=sourcemappings also those of the
         collection's mappings from the concepts removed); return the expressions removed."""
         self.accounts.require_edit(caller, collection)
-        url = collection["url"]
+        url = collection.url
         texts = []
         for raw in expressions:
             parsed = parse_expression(raw)
@@ -370,14 +370,14 @@ class Collections:
                              self.store.references.bringing(collection_url, mapping["url"]))
         return found
 
-    def iter_references(self, collection: Document, version: Version) -> Iterator[Document]:
+    def iter_references(self, collection: Source, version: Version) -> Iterator[Document]:
         """Every reference of a collection at a version, in order (an export's section)."""
-        return self.store.references.iter_at(collection["url"], version.seq)
+        return self.store.references.iter_at(collection.url, version.seq)
 
-    def references(self, collection: Document, version: Version, q: str | None, skip: int,
+    def references(self, collection: Source, version: Version, q: str | None, skip: int,
                    limit: int) -> tuple[list[Document], int]:
         """A page of a collection's references at a version (HEAD: the live ones)."""
-        return self.store.references.page(collection["url"], version.seq, q, skip, limit)
+        return self.store.references.page(collection.url, version.seq, q, skip, limit)
 
     # --- resolution -----------------------------------------------------------------------
     def _settle(self, collection_url: str, urls: Iterable[str], now: str) -> int:
@@ -462,26 +462,26 @@ class Collections:
         return len(urls)
 
     # --- checks ---------------------------------------------------------------------------
-    def check_hideable(self, caller: Caller, source: Document) -> None:
+    def check_hideable(self, caller: Caller, source: Source) -> None:
         """A source about to be seen by fewer people may not stay in a collection that shows
         its items to more (HEAD or a version): Invalid naming those collections."""
         exposing = []
-        for collection_url in self.store.collection_entries.holding(source["url"]):
+        for collection_url in self.store.collection_entries.holding(source.url):
             collection = self.store.sources.get(collection_url)
             if collection is not None and not self.exposable(collection, source):
                 exposing.append(collection_url)
         if exposing:
-            raise Invalid(f"Source '{source['id']}' has items in collection(s) "
+            raise Invalid(f"Source '{source.id}' has items in collection(s) "
                           f"{self.named(caller, exposing)} that more people may see: make them "
                           "private or remove those references (and versions) first.",
                           errors={"public_access": ["Collections would expose it."]})
 
-    def check_source_deletable(self, caller: Caller, source: Document) -> None:
+    def check_source_deletable(self, caller: Caller, source: Source) -> None:
         """A source whose items a collection (HEAD or a version) holds cannot be deleted: a
         released collection version never changes."""
-        holding = self.store.collection_entries.holding(source["url"])
+        holding = self.store.collection_entries.holding(source.url)
         if holding:
-            raise Conflict(f"Source '{source['id']}' has items in collection(s) "
+            raise Conflict(f"Source '{source.id}' has items in collection(s) "
                            f"{self.named(caller, holding)}: remove those references (and "
                            "versions) first.")
 

@@ -25,8 +25,10 @@ from ..model import (
     DiffKey,
     ItemFilters,
     RepoFilters,
+    Source,
     Version,
 )
+from ..model.records import SourceChanges
 from ..store import Store
 from ..store.base import DuplicateKey, StaleHead
 from ..store.interfaces import ContentReader
@@ -50,12 +52,12 @@ REPO_KINDS = {"sources": SOURCE_TYPE, "collections": COLLECTION_TYPE, "source": 
               "collection": COLLECTION_TYPE}
 
 
-def is_collection(repo: dict[str, Any]) -> bool:
-    """Whether a repository document is a collection (else a source)."""
-    return repo.get("repo_type") == COLLECTION_TYPE
+def is_collection(repo: Source) -> bool:
+    """Whether a repository is a collection (else a source)."""
+    return repo.repo_type == COLLECTION_TYPE
 
 
-def noun(repo: dict[str, Any]) -> str:
+def noun(repo: Source) -> str:
     """'source' or 'collection', for messages."""
     return "collection" if is_collection(repo) else "source"
 MAPPING_FIELDS = ("map_type", "from_concept_url", "to_concept_url", "to_source_url",
@@ -106,7 +108,7 @@ class Content:
         self.listeners: list[Any] = []  # callables(event, source, version) for exports etc.
         self.collections = Collections(self)
 
-    def _notify(self, event: str, source: dict[str, Any], version: Version | None = None) -> None:
+    def _notify(self, event: str, source: Source, version: Version | None = None) -> None:
         for listener in self.listeners:
             try:
                 listener(event, source, version)
@@ -119,13 +121,13 @@ class Content:
         return self.store.items.finish_pending(older_than=older_than)
 
     # --- sources --------------------------------------------------------------------------
-    def find_repo(self, url: str) -> dict[str, Any] | None:
+    def find_repo(self, url: str) -> Source | None:
         """A source or collection by its url, whoever may see it: for the server's own work
         (jobs, feeds, the CLI), never for an answer to a caller (`get_source` checks rights)."""
         return self.store.sources.get(url)
 
     def get_source(self, caller: Caller, owner: Owner, source_id: str,
-                   kind: str = SOURCE_TYPE) -> dict[str, Any]:
+                   kind: str = SOURCE_TYPE) -> Source:
         """A source (or with `kind`, a collection) the caller may see; a private one is 404 to
         outsiders."""
         source = self.store.sources.get(f"{owner.url}{REPO_PATHS[kind]}/{source_id}/")
@@ -133,16 +135,16 @@ class Content:
             raise NotFound(f"{kind} '{source_id}' of '{owner.id}' not found.")
         return source
 
-    def reader(self, repo: dict[str, Any]) -> ContentReader:
+    def reader(self, repo: Source) -> ContentReader:
         """Where a repository's content is read: a source's items, a collection's entries."""
         if is_collection(repo):
             return self.store.collection_entries
         return self.store.items
 
-    def renderer(self, repo: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def renderer(self, repo: Source) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """Renders items read from a repository in OCL's shape, each with its own source (a
         collection's items keep their source identity); sources are looked up once per renderer."""
-        sources: dict[str, dict[str, Any]] = {repo["url"]: repo}
+        sources: dict[str, Source] = {repo.url: repo}
 
         def render(item: dict[str, Any]) -> dict[str, Any]:
             source = sources.get(item["source"])
@@ -153,80 +155,82 @@ class Content:
 
         return render
 
-    def create_source(self, caller: Caller, owner: Owner, payload: dict[str, Any]) -> dict[str, Any]:
+    def create_source(self, caller: Caller, owner: Owner, payload: dict[str, Any]) -> Source:
         """Create a source under an owner the caller belongs to."""
         return self._create_repo(caller, owner, payload, SOURCE_TYPE)
 
     def create_collection(self, caller: Caller, owner: Owner,
-                          payload: dict[str, Any]) -> dict[str, Any]:
+                          payload: dict[str, Any]) -> Source:
         """Create a collection under an owner the caller belongs to."""
         return self._create_repo(caller, owner, payload, COLLECTION_TYPE)
 
     def _create_repo(self, caller: Caller, owner: Owner, payload: dict[str, Any],
-                     kind: str) -> dict[str, Any]:
+                     kind: str) -> Source:
         self.accounts.require_owner(caller, owner)
         url = f"{owner.url}{REPO_PATHS[kind]}/{payload['id']}/"
         now = now_iso()
-        source = {"_id": url, "url": url, "id": payload["id"], "repo_type": kind,
-                  "short_code": payload.get("short_code") or payload["id"],
-                  "name": payload.get("name") or payload["id"],
-                  "full_name": payload.get("full_name") or payload.get("name") or payload["id"],
-                  "owner": owner.id, "owner_type": owner.kind, "owner_url": owner.url,
-                  "created_on": now, "updated_on": now, "created_by": caller.username,
-                  "updated_by": caller.username}
-        for key in ("description", "source_type", "default_locale", "supported_locales",
-                    "public_access", "website", "custom_validation_schema", "external_id",
-                    "extras"):
-            source[key] = payload.get(key)
-        if kind == COLLECTION_TYPE:
-            source.pop("source_type")
-            for key in COLLECTION_FIELDS:
-                source[key] = payload.get(key)
-        source["public_access"] = source["public_access"] or "View"
-        source["extras"] = source["extras"] or {}
-        source["supported_locales"] = source["supported_locales"] or []
+        collection = kind == COLLECTION_TYPE
+        locales = payload.get("supported_locales")
+        source = Source(
+            url=url, id=payload["id"], repo_type=kind, owner=owner.id, owner_type=owner.kind,
+            owner_url=owner.url, public_access=payload.get("public_access") or "View",
+            created_on=now, updated_on=now, created_by=caller.username,
+            updated_by=caller.username, short_code=payload.get("short_code") or payload["id"],
+            name=payload.get("name") or payload["id"],
+            full_name=payload.get("full_name") or payload.get("name") or payload["id"],
+            description=payload.get("description"),
+            source_type=None if collection else payload.get("source_type"),
+            default_locale=payload.get("default_locale"),
+            supported_locales=tuple(locales or ()), website=payload.get("website"),
+            custom_validation_schema=payload.get("custom_validation_schema"),
+            external_id=payload.get("external_id"), extras=payload.get("extras") or {},
+            **{key: payload.get(key)  # type: ignore[arg-type]  # OCL's, as the schema took them
+               for key in (COLLECTION_FIELDS if collection else ())})
         try:
             self.store.sources.insert(source)
         except DuplicateKey:
             raise Conflict(f"{kind} '{payload['id']}' already exists.") from None
         return source
 
-    def update_source(self, caller: Caller, source: dict[str, Any],
-                      changes: dict[str, Any]) -> dict[str, Any]:
+    def update_source(self, caller: Caller, source: Source, changes: dict[str, Any]) -> Source:
         """Change a source's metadata (HEAD); exports of HEAD become stale."""
         self.accounts.require_edit(caller, source)
         if "public_access" in changes and not self.accounts.owns(caller, owner_of(source)):
             raise Forbidden(f"Only the owner may change who can see a {noun(source)} "
                             "(public_access).")
-        if is_collection(source) and changes.get("public_access") in ("View", "Edit"):
-            self.collections.check_exposable(caller, dict(source, **changes))
-        elif not is_collection(source) and changes.get("public_access") == "None":
-            self.collections.check_hideable(caller, dict(source, **changes))
         kind_only = COLLECTION_FIELDS if not is_collection(source) else ("source_type",)
-        changes = {key: value for key, value in changes.items() if key not in kind_only}
-        changes = dict(changes, updated_on=now_iso(), updated_by=caller.username)
-        updated = self.store.sources.update(source["_id"], changes)
+        fields: SourceChanges = {key: value for key, value in changes.items()  # type: ignore[assignment]
+                                 if key not in kind_only}
+        if fields.get("supported_locales") is not None:
+            fields["supported_locales"] = tuple(fields["supported_locales"] or ())
+        if is_collection(source) and fields.get("public_access") in ("View", "Edit"):
+            self.collections.check_exposable(caller, replace(source, **fields))
+        elif not is_collection(source) and fields.get("public_access") == "None":
+            self.collections.check_hideable(caller, replace(source, **fields))
+        fields["updated_on"] = now_iso()
+        fields["updated_by"] = caller.username
+        updated = self.store.sources.update(source.url, **fields)
         assert updated is not None
         self._notify("source_changed", updated)
         return updated
 
-    def delete_source(self, caller: Caller, source: dict[str, Any]) -> None:
+    def delete_source(self, caller: Caller, source: Source) -> None:
         """Delete a source with its versions and items, or a collection with its versions,
         references and entries (owners only). A source whose items a collection holds stays."""
         self.accounts.require_owner(caller, owner_of(source))
         if is_collection(source):
             self._notify("source_deleted", source)
-            self.store.collection_entries.delete_for_collection(source["_id"])
-            self.store.references.delete_for_collection(source["_id"])
+            self.store.collection_entries.delete_for_collection(source.url)
+            self.store.references.delete_for_collection(source.url)
         else:
             self.collections.check_source_deletable(caller, source)
             self._notify("source_deleted", source)
-            self.store.items.delete_for_source(source["_id"])
-        self.store.versions.delete_for_source(source["_id"])
-        self.store.sources.delete(source["_id"])
+            self.store.items.delete_for_source(source.url)
+        self.store.versions.delete_for_source(source.url)
+        self.store.sources.delete(source.url)
 
     def list_repos(self, caller: Caller, owner: Owner | None, filters: RepoFilters, skip: int,
-                   limit: int) -> tuple[list[dict[str, Any]], int]:
+                   limit: int) -> tuple[list[Source], int]:
         """Repositories the caller may see, under one owner or everywhere: sources, collections
         or (`filters.repo_type` None) both."""
         if filters.repo_type is not None:
@@ -237,49 +241,49 @@ class Content:
         return self.store.sources.search(owner.url if owner is not None else None,
                                          visibility(caller), filters, skip, limit)
 
-    def summary(self, source: dict[str, Any], version: Version) -> dict[str, int]:
+    def summary(self, source: Source, version: Version) -> dict[str, int]:
         """OCL's `summary` of a source or version: its active (not retired) concepts and mappings."""
         counts = {f"active_{ocl.ITEM_PATHS[kind]}": self.count(
-            source, version, ContentQuery(source["url"], version.seq, (kind,),
+            source, version, ContentQuery(source.url, version.seq, (kind,),
                                           include_retired=False)) for kind in (CONCEPT, MAPPING)}
         if version.is_head:
-            counts["versions"] = self.store.versions.list(source["url"], None, 0, 1)[1]
+            counts["versions"] = self.store.versions.list(source.url, None, 0, 1)[1]
         return counts
 
     # --- versions -------------------------------------------------------------------------
     @staticmethod
-    def head_version(source: dict[str, Any]) -> Version:
+    def head_version(source: Source) -> Version:
         """HEAD as a version: the live content of the source."""
-        return Version(url=source["url"], id="HEAD", source=source["url"], seq=HEAD_SEQ,
-                       is_head=True, last_updated=source.get("last_updated") or None,
-                       created_on=source["created_on"], updated_on=source["updated_on"])
+        return Version(url=source.url, id="HEAD", source=source.url, seq=HEAD_SEQ,
+                       is_head=True, last_updated=source.last_updated or None,
+                       created_on=source.created_on, updated_on=source.updated_on)
 
-    def get_version(self, source: dict[str, Any], version_id: str) -> Version:
+    def get_version(self, source: Source, version_id: str) -> Version:
         """A version by id; 'HEAD' is the live source, 'latest' the newest released version."""
         if version_id == "HEAD":
             return self.head_version(source)
         if version_id == "latest":
-            version = self.store.versions.latest_released(source["url"])
+            version = self.store.versions.latest_released(source.url)
             if version is None:
-                raise NotFound(f"{noun(source).capitalize()} '{source['id']}' has no released "
+                raise NotFound(f"{noun(source).capitalize()} '{source.id}' has no released "
                                "version.")
             return version
-        version = self.store.versions.get(f"{source['url']}{version_id}/")
+        version = self.store.versions.get(f"{source.url}{version_id}/")
         if version is None:
-            raise NotFound(f"Version '{version_id}' of {noun(source)} '{source['id']}' not found.")
+            raise NotFound(f"Version '{version_id}' of {noun(source)} '{source.id}' not found.")
         return version
 
-    def create_version(self, caller: Caller, source: dict[str, Any],
+    def create_version(self, caller: Caller, source: Source,
                        payload: dict[str, Any]) -> Version:
         """Cut a version from HEAD: records the seq, copies nothing (constant time)."""
         self.accounts.require_edit(caller, source)
-        url = f"{source['url']}{payload['id']}/"
-        with self.store.transaction(source["url"]):
-            state = self.store.sources.cut_state(source["url"])
-            self.reader(source).settle(source["url"], state.seq)
-            previous = self.store.versions.list(source["url"], None, 0, 1)[0]
+        url = f"{source.url}{payload['id']}/"
+        with self.store.transaction(source.url):
+            state = self.store.sources.cut_state(source.url)
+            self.reader(source).settle(source.url, state.seq)
+            previous = self.store.versions.list(source.url, None, 0, 1)[0]
             now = now_iso()
-            version = Version(url=url, id=payload["id"], source=source["url"], seq=state.seq,
+            version = Version(url=url, id=payload["id"], source=source.url, seq=state.seq,
                               checksum=state.checksum, counts=state.counts,
                               last_updated=state.last_updated,
                               description=payload.get("description"),
@@ -297,7 +301,7 @@ class Content:
         self._notify("version_created", source, version)
         return version
 
-    def update_version(self, caller: Caller, source: dict[str, Any], version: Version,
+    def update_version(self, caller: Caller, source: Source, version: Version,
                        changes: dict[str, Any]) -> Version:
         """Change a version's metadata (description, released, retired, external_id, extras, as
         `VersionUpdateSchema` reads them); never its content."""
@@ -315,7 +319,7 @@ class Content:
                          source, updated)
         return updated
 
-    def delete_version(self, caller: Caller, source: dict[str, Any], version: Version) -> None:
+    def delete_version(self, caller: Caller, source: Source, version: Version) -> None:
         """Delete a version (its exports go with it)."""
         self.accounts.require_edit(caller, source)
         if version.is_head:
@@ -323,17 +327,17 @@ class Content:
         self.store.versions.delete(version.url)
         self._notify("version_deleted", source, version)
 
-    def list_versions(self, source: dict[str, Any], released: bool | None, skip: int,
+    def list_versions(self, source: Source, released: bool | None, skip: int,
                       limit: int, updated_since: str | None = None) -> tuple[list[Version], int]:
         """Versions of a source, newest first."""
-        return self.store.versions.list(source["url"], released, skip, limit, updated_since)
+        return self.store.versions.list(source.url, released, skip, limit, updated_since)
 
     # --- checksums ------------------------------------------------------------------------
-    def released_versions(self, source: dict[str, Any]) -> Iterator[Version]:
+    def released_versions(self, source: Source) -> Iterator[Version]:
         """Every released version of a repository, newest first, a page at a time."""
         skip = 0
         while True:
-            page, total = self.store.versions.list(source["url"], True, skip, 100)
+            page, total = self.store.versions.list(source.url, True, skip, 100)
             yield from page
             skip += len(page)
             if not page or skip >= total:
@@ -356,42 +360,42 @@ class Content:
         it: for the server's own work."""
         return self.store.items.current(url)
 
-    def checksum(self, source: dict[str, Any], version: Version) -> str:
+    def checksum(self, source: Source, version: Version) -> str:
         """checksums.content of a version (cached: a version's content never changes)."""
         if version.is_head:
-            return self.reader(source).head_checksum(source["url"])
+            return self.reader(source).head_checksum(source.url)
         if version.checksum:
             return version.checksum
-        value = self.reader(source).scan_checksum(source["url"], version.seq)
+        value = self.reader(source).scan_checksum(source.url, version.seq)
         self.store.versions.update(version.url, checksum=value)
         return value
 
     # --- reading items --------------------------------------------------------------------
-    def get_item(self, source: dict[str, Any], version: Version, item_type: str,
+    def get_item(self, source: Source, version: Version, item_type: str,
                  item_id: str) -> dict[str, Any]:
         """One concept or mapping as it is in a version (of a collection: 409 when two sources'
         items there have this id)."""
         if is_collection(source):
             found = [item for item in self.store.collection_entries.find(
-                source["url"], version.seq, item_type, item_id) if not item["deleted"]]
+                source.url, version.seq, item_type, item_id) if not item["deleted"]]
             if len(found) > 1:
                 raise Conflict(f"{len(found)} {item_type.lower()}s with id '{item_id}' are in "
-                               f"{version.id} of '{source['id']}': "
+                               f"{version.id} of '{source.id}': "
                                f"{', '.join(item['url'] for item in found)}.")
             item = found[0] if found else None
         else:
-            item = self.store.items.current(ocl.item_url(source["url"], item_type, item_id),
+            item = self.store.items.current(ocl.item_url(source.url, item_type, item_id),
                                             version.seq)
         if item is None or item["deleted"]:
             raise NotFound(f"{item_type} '{item_id}' not found in {version.id} of "
-                           f"'{source['id']}'.")
+                           f"'{source.id}'.")
         return item
 
-    def get_item_version(self, source: dict[str, Any], item_type: str, item_id: str,
+    def get_item_version(self, source: Source, item_type: str, item_id: str,
                          item_version: int) -> dict[str, Any]:
         """One item version by its `version` (an item's `version_url`), even a superseded one
         (of a collection: of the item with that id in its HEAD)."""
-        url = ocl.item_url(source["url"], item_type, item_id)
+        url = ocl.item_url(source.url, item_type, item_id)
         if is_collection(source):
             url = self.get_item(source, self.head_version(source), item_type, item_id)["url"]
         item = self.store.items.item_version(url, item_version)
@@ -399,26 +403,26 @@ class Content:
             raise NotFound(f"{item_type} '{item_id}' has no version {item_version}.")
         return item
 
-    def item_history(self, source: dict[str, Any], item_type: str, item_id: str, skip: int,
+    def item_history(self, source: Source, item_type: str, item_id: str, skip: int,
                      limit: int) -> tuple[list[dict[str, Any]], int]:
         """The versions of a concept or mapping, newest first (404 if it is not in HEAD)."""
         item = self.get_item(source, self.head_version(source), item_type, item_id)
         return self.store.items.history(item["source"], item["url"], skip, limit)
 
-    def concept_mappings(self, source: dict[str, Any], version: Version,
+    def concept_mappings(self, source: Source, version: Version,
                          concept: dict[str, Any], inverse: bool,
                          include_retired: bool) -> list[dict[str, Any]]:
         """Mappings of the concept's source (of a collection: of the collection) at `version`
         from it, and with `inverse` to it."""
-        return self.reader(source).mappings_for_concept(source["url"], version.seq, concept["url"],
+        return self.reader(source).mappings_for_concept(source.url, version.seq, concept["url"],
                                                      inverse=inverse, include_retired=include_retired)
 
-    def list_items(self, source: dict[str, Any], version: Version, item_type: str,
+    def list_items(self, source: Source, version: Version, item_type: str,
                    include_retired: bool, skip: int, limit: int,
                    filters: ItemFilters | None = None,
                    updated_since: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """Concepts or mappings of a version by id, narrowed by OCL's search parameters."""
-        query = ContentQuery(source["url"], version.seq, (item_type,),
+        query = ContentQuery(source.url, version.seq, (item_type,),
                              include_retired=include_retired, updated_since=updated_since,
                              filters=filters or ItemFilters())
         if query.filters or updated_since is not None:
@@ -434,7 +438,7 @@ class Content:
         page_skip = 0
         while True:
             found, total = self.list_repos(caller, None, repos, page_skip, 500)
-            sources.extend(source["url"] for source in found)
+            sources.extend(source.url for source in found)
             page_skip += len(found)
             if not found or page_skip >= total:
                 break
@@ -444,12 +448,12 @@ class Content:
                              updated_since=updated_since, filters=filters)
         return self.store.items.search(query, skip, limit, EXACT)
 
-    def count(self, source: dict[str, Any], version: Version, query: ContentQuery) -> int:
+    def count(self, source: Source, version: Version, query: ContentQuery) -> int:
         """How many items a query selects: from the counts kept with HEAD or cut into a version
         where the backend keeps them and the query selects by type and state alone."""
         if query.filters and is_collection(source):
             raise Invalid("Search filters do not apply to collections yet.")
-        counts = self.reader(source).head_counts(source["url"]) if version.is_head \
+        counts = self.reader(source).head_counts(source.url) if version.is_head \
             else version.counts
         if counts is None or query.updated_since is not None or query.filters:
             return self.reader(source).count(query)
@@ -460,7 +464,7 @@ class Content:
                 + (deleted if query.include_deleted else 0)
         return total
 
-    def diff_page(self, source: dict[str, Any], version: Version, types: list[str],
+    def diff_page(self, source: Source, version: Version, types: list[str],
                   include_retired: bool, updated_since: str | None,
                   cursor: DiffCursor | None, limit: int, include_deleted: bool = False) -> DiffPage:
         """A page of items changed since a time, in (updated_on, type, id) keyset order.
@@ -470,7 +474,7 @@ class Content:
         the same index scan wherever it starts. Tombstones only with `include_deleted`. Where
         the page ends is found from keys alone; its items are read when streamed.
         """
-        query = ContentQuery(source["url"], version.seq, tuple(types),
+        query = ContentQuery(source.url, version.seq, tuple(types),
                              include_retired=include_retired, include_deleted=include_deleted,
                              updated_since=updated_since)
         num_found = self.count(source, version, query) if cursor is None else cursor.num_found
@@ -517,14 +521,14 @@ class Content:
         _, rest, _ = items.diff_end(query, last, 1)
         return count, last, None if rest is None else start_of_second(rest.updated_on)
 
-    def iter_content(self, source: dict[str, Any], version: Version, item_type: str,
+    def iter_content(self, source: Source, version: Version, item_type: str,
                      batch_size: int = 1000) -> Iterator[dict[str, Any]]:
         """Every live item of one type in a version, streamed by id (for exports)."""
-        query = ContentQuery(source["url"], version.seq, (item_type,))
+        query = ContentQuery(source.url, version.seq, (item_type,))
         yield from self.reader(source).iter_content(query, batch_size)
 
     # --- writing items --------------------------------------------------------------------
-    def _put(self, caller: Caller, source: dict[str, Any], item_type: str, item_id: str,
+    def _put(self, caller: Caller, source: Source, item_type: str, item_id: str,
              data: dict[str, Any], retired: bool, *, expect: str, deleted: bool = False,
              update_if_exists: bool = True) -> tuple[str, dict[str, Any]]:
         """Write one item version; return (action, item).
@@ -533,22 +537,22 @@ class Content:
         same content as HEAD is 'unchanged' and writes nothing, so subscribers see no noise. A
         mapping's key (from, type, target) moves with it in the same unit.
         """
-        url = ocl.item_url(source["url"], item_type, item_id)
+        url = ocl.item_url(source.url, item_type, item_id)
         self._require_source(source)
-        with self.store.transaction(source["url"]):
+        with self.store.transaction(source.url):
             current = self.store.items.current(url)
             live = None if current is None or current["deleted"] else current
             if expect == "new" and live is not None:
-                raise Conflict(f"{item_type} '{item_id}' already exists in '{source['id']}'.")
+                raise Conflict(f"{item_type} '{item_id}' already exists in '{source.id}'.")
             if expect == "existing" and live is None:
-                raise NotFound(f"{item_type} '{item_id}' not found in '{source['id']}'.")
+                raise NotFound(f"{item_type} '{item_id}' not found in '{source.id}'.")
             if live is not None and not deleted:
                 if live["data"] == data and bool(live["retired"]) == retired:
                     return "unchanged", live
                 if not update_if_exists:
                     return "skipped", live
             now = now_iso()
-            item = {"source": source["url"], "type": item_type, "id": item_id, "url": url,
+            item = {"source": source.url, "type": item_type, "id": item_id, "url": url,
                     "deleted": deleted, "retired": retired if not deleted else False,
                     "updated_on": now,
                     "created_on": live["created_on"] if live is not None else now,
@@ -571,7 +575,7 @@ class Content:
         self._notify("content_changed", source)
         return action, item
 
-    def save_concept(self, caller: Caller, source: dict[str, Any], payload: dict[str, Any], *,
+    def save_concept(self, caller: Caller, source: Source, payload: dict[str, Any], *,
                      expect: str = "any", update_if_exists: bool = True,
                      ) -> tuple[str, dict[str, Any]]:
         """Create or replace a concept from a validated ConceptSchema payload."""
@@ -581,7 +585,7 @@ class Content:
         return self._put(caller, source, CONCEPT, payload["id"], data, bool(payload.get("retired")),
                          expect=expect, update_if_exists=update_if_exists)
 
-    def update_concept(self, caller: Caller, source: dict[str, Any], concept_id: str,
+    def update_concept(self, caller: Caller, source: Source, concept_id: str,
                        changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Change some fields of a concept (PATCH/PUT); un-retire with retired=false."""
         self.accounts.require_edit(caller, source)
@@ -592,7 +596,7 @@ class Content:
         retired = bool(changes.get("retired", current["retired"]))
         return self._put(caller, source, CONCEPT, concept_id, data, retired, expect="existing")
 
-    def _check_concept_ref(self, caller: Caller, own: dict[str, Any], url: str | None,
+    def _check_concept_ref(self, caller: Caller, own: Source, url: str | None,
                            field_name: str) -> None:
         """A concept url in a source on this server that the caller may see must name a
         concept that exists (`own`: the mapping's source, which the caller edits). A source
@@ -606,7 +610,7 @@ class Content:
             raise Invalid(f"{field_name} '{url}' is not a concept URL "
                           "(/orgs/ORG/sources/SOURCE/concepts/ID/).",
                           errors={field_name: ["Not a concept URL."]})
-        source = (own if parsed["source_url"] == own["url"]  # the caller edits it: they see it
+        source = (own if parsed["source_url"] == own.url  # the caller edits it: they see it
                   else self.store.sources.get(parsed["source_url"]))
         if source is None or not self.accounts.can_view(caller, source):
             return
@@ -621,7 +625,7 @@ class Content:
         target = data.get("to_concept_url") or f"{data.get('to_source_url')}#{data.get('to_concept_code')}"
         return "|".join((source_url, data["from_concept_url"], data["map_type"], target))
 
-    def save_mapping(self, caller: Caller, source: dict[str, Any], payload: dict[str, Any], *,
+    def save_mapping(self, caller: Caller, source: Source, payload: dict[str, Any], *,
                      expect: str = "any", update_if_exists: bool = True,
                      ) -> tuple[str, dict[str, Any]]:
         """Create or replace a mapping from a validated MappingSchema payload.
@@ -634,9 +638,9 @@ class Content:
         self._require_source(source)
         self._check_concept_ref(caller, source, data["from_concept_url"], "from_concept_url")
         self._check_concept_ref(caller, source, data.get("to_concept_url"), "to_concept_url")
-        key = self._mapping_key(source["url"], data)
+        key = self._mapping_key(source.url, data)
         mapping_id = payload.get("id")
-        with self.store.transaction(source["url"]):
+        with self.store.transaction(source.url):
             if mapping_id is None:
                 mapping_id = self.store.items.mapping_for_key(key)
                 if mapping_id is None:
@@ -646,29 +650,29 @@ class Content:
                              bool(payload.get("retired")), expect=expect,
                              update_if_exists=update_if_exists)
 
-    def _move_mapping_key(self, source: dict[str, Any], previous: dict[str, Any] | None,
+    def _move_mapping_key(self, source: Source, previous: dict[str, Any] | None,
                           item: dict[str, Any]) -> None:
         """The key of a mapping's previous live version stops naming it; its new one names it."""
         def key(version: dict[str, Any] | None) -> str | None:
             if version is None or version["deleted"] or not version["data"]:
                 return None
-            return self._mapping_key(source["url"], version["data"])
+            return self._mapping_key(source.url, version["data"])
 
         old, new = key(previous), key(item)
         if old == new:
             return
         if old is not None:
-            self.store.items.set_mapping_key(old, source["url"], None)
+            self.store.items.set_mapping_key(old, source.url, None)
         if new is not None:
-            self.store.items.set_mapping_key(new, source["url"], item["id"])
+            self.store.items.set_mapping_key(new, source.url, item["id"])
 
-    def _next_mapping_id(self, source: dict[str, Any]) -> str:
+    def _next_mapping_id(self, source: Source) -> str:
         while True:
-            candidate = str(self.store.sources.next_mapping_number(source["url"]))
-            if self.store.items.head(ocl.item_url(source["url"], MAPPING, candidate)) is None:
+            candidate = str(self.store.sources.next_mapping_number(source.url))
+            if self.store.items.head(ocl.item_url(source.url, MAPPING, candidate)) is None:
                 return candidate
 
-    def update_mapping(self, caller: Caller, source: dict[str, Any], mapping_id: str,
+    def update_mapping(self, caller: Caller, source: Source, mapping_id: str,
                        changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Change some fields of a mapping; un-retire with retired=false."""
         self.accounts.require_edit(caller, source)
@@ -681,7 +685,7 @@ class Content:
             payload["to_concept_code"] = None
         return self.save_mapping(caller, source, payload, expect="existing")
 
-    def delete_item(self, caller: Caller, source: dict[str, Any], item_type: str, item_id: str,
+    def delete_item(self, caller: Caller, source: Source, item_type: str, item_id: str,
                     hard: bool) -> tuple[str, dict[str, Any]]:
         """Retire an item, or with hard=True delete it (a tombstone version stays for diffs)."""
         self.accounts.require_edit(caller, source)
@@ -693,23 +697,25 @@ class Content:
         return self._put(caller, source, item_type, item_id, {}, False, expect="existing",
                          deleted=True)
 
-    def last_item(self, source: dict[str, Any], version: Version) -> dict[str, Any] | None:
+    def last_item(self, source: Source, version: Version) -> dict[str, Any] | None:
         """The newest item version in a version (its updated_on is the version's lastUpdated)."""
-        query = ContentQuery(source["url"], version.seq, include_deleted=True)
+        query = ContentQuery(source.url, version.seq, include_deleted=True)
         return self.reader(source).newest(query)
 
-    def _require_source(self, repo: dict[str, Any]) -> None:
+    def _require_source(self, repo: Source) -> None:
         """Items are written into sources; a collection's come from its references."""
         if is_collection(repo):
-            raise NotAllowed(f"Collection '{repo['id']}' holds references, not items: PUT "
-                             f"expressions to {repo['url']}references/ instead.")
+            raise NotAllowed(f"Collection '{repo.id}' holds references, not items: PUT "
+                             f"expressions to {repo.url}references/ instead.")
 
 
-def _missing_source(item: dict[str, Any]) -> dict[str, Any]:
-    """Rendering fields for an item whose source document is gone (never expected: a source
-    whose items a collection holds cannot be deleted)."""
+def _missing_source(item: dict[str, Any]) -> Source:
+    """What renders an item whose source is gone (never expected: a source whose items a
+    collection holds cannot be deleted): what its url says."""
     parsed = ocl.parse_source_url(item["source"]) or {}
-    return {"url": item["source"], "id": parsed.get("source", ""), "owner": parsed.get("owner"),
-            "owner_type": parsed.get("owner_type"), "owner_url": item["source"].rsplit(
-                "/sources/", 1)[0] + "/", "default_locale": None}
+    return Source(url=item["source"], id=parsed.get("source", ""),
+                  repo_type=SOURCE_TYPE, owner=parsed.get("owner") or "",
+                  owner_type=parsed.get("owner_type") or "",
+                  owner_url=item["source"].rsplit("/sources/", 1)[0] + "/", public_access="None",
+                  created_on="", updated_on="", default_locale=None)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from ..model import COLLECTION_TYPE, CONCEPT, MAPPING, SOURCE_TYPE
+from ..model import COLLECTION_TYPE, CONCEPT, MAPPING, SOURCE_TYPE, Source
 from ..store.overlay import Overlay
 from . import ocl, values
 from .accounts import OWNER_KINDS, Accounts, Caller, Owner
@@ -106,7 +106,7 @@ class Loader:
         # Owners and sources looked up for earlier lines (most lines of a file name the same
         # ones); forgotten whenever a line writes an org, a source or a version.
         self._owners: dict[tuple[str, str], Owner] = {}
-        self._sources: dict[str, dict[str, Any]] = {}
+        self._sources: dict[str, Source] = {}
 
     def load(self, lines: Iterable[tuple[int, str]]) -> Iterator[LineResult]:
         """Apply numbered lines in order; yield one result per non-blank line."""
@@ -227,7 +227,7 @@ class Loader:
         self._owners[(kind, owner_id)] = owner
         return owner
 
-    def _source_for(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _source_for(self, record: dict[str, Any]) -> Source:
         """The source a concept, mapping or version line goes into (404 if the caller cannot
         see it)."""
         owner = self._owner(record)
@@ -242,7 +242,7 @@ class Loader:
         self._sources[url] = source
         return source
 
-    def _collection_for(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _collection_for(self, record: dict[str, Any]) -> Source:
         """The collection a Collection Version or Reference line names (OCL: owner, owner_type
         and collection, or collection_url)."""
         url = record.get("collection_url")
@@ -253,13 +253,13 @@ class Loader:
                 raise NotFound("Missing 'collection': which collection does this belong to?")
             url = f"{self._owner(record).url}collections/{record['collection']}/"
         collection = self._sources.get(url) or self.accounts.store.sources.get(url)
-        if collection is None or collection.get("repo_type") != COLLECTION_TYPE \
+        if collection is None or collection.repo_type != COLLECTION_TYPE \
                 or not self.accounts.can_view(self.caller, collection):
             raise NotFound(f"Collection {url} does not exist.")
         self._sources[url] = collection
         return collection
 
-    def _references(self, collection: dict[str, Any],
+    def _references(self, collection: Source,
                     payload: dict[str, Any]) -> tuple[str, str]:
         results = self.content.collections.add_references(
             self.caller, collection, payload["data"]["expressions"],
@@ -270,8 +270,8 @@ class Loader:
             added = sum(result.result == ADDED for result in results)
             raise DomainError(f"{added} reference(s) added; these were not: {'; '.join(failed)}")
         if any(result.result == ADDED for result in results):
-            return "created", collection["url"]
-        return "unchanged", collection["url"]
+            return "created", collection.url
+        return "unchanged", collection.url
 
     def _source(self, owner: Owner, payload: dict[str, Any],
                 kind: str = SOURCE_TYPE) -> tuple[str, str]:
@@ -288,7 +288,7 @@ class Loader:
                 "public_access", "website", "custom_validation_schema",
                 *(("collection_type", "canonical_url") if collection else ("source_type",)))
         changes = {key: payload.get(key) for key in keys
-                   if payload.get(key) is not None and payload.get(key) != existing.get(key)}
+                   if payload.get(key) is not None and payload.get(key) != ocl.repo_field(existing, key)}
         if not changes:
             return "unchanged", url
         if not self.update_if_exists:
@@ -296,8 +296,8 @@ class Loader:
         self.content.update_source(self.caller, existing, changes)
         return "updated", url
 
-    def _version(self, source: dict[str, Any], payload: dict[str, Any]) -> tuple[str, str]:
-        url = f"{source['url']}{payload['id']}/"
+    def _version(self, source: Source, payload: dict[str, Any]) -> tuple[str, str]:
+        url = f"{source.url}{payload['id']}/"
         existing = self.accounts.store.versions.get(url)
         if existing is None:
             self.content.create_version(self.caller, source, payload)

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ..model import Version, version_url
+from ..model import Source, Version, version_url
 
 KIND_PATHS = {"Organization": "orgs", "User": "users"}
 ITEM_PATHS = {"Concept": "concepts", "Mapping": "mappings"}
@@ -110,7 +110,7 @@ def tombstone(item: dict[str, Any]) -> dict[str, Any]:
             "version": str(item["seq"]), "updated_on": item["updated_on"]}
 
 
-def render_item(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+def render_item(item: dict[str, Any], source: Source) -> dict[str, Any]:
     """A concept, a mapping, or a tombstone, in OCL's shape."""
     if item.get("deleted"):
         return tombstone(item)
@@ -119,13 +119,13 @@ def render_item(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
     return render_mapping(item, source)
 
 
-def _common(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+def _common(item: dict[str, Any], source: Source) -> dict[str, Any]:
     data = item["data"]
     version = str(item["seq"])
     return {
         "external_id": data.get("external_id"), "extras": data.get("extras") or {},
-        "retired": bool(item.get("retired")), "source": source["id"],
-        "owner": source["owner"], "owner_type": source["owner_type"],
+        "retired": bool(item.get("retired")), "source": source.id,
+        "owner": source.owner, "owner_type": source.owner_type,
         "url": item["url"], "version": version,
         "uuid": uuid_for(version_url(item["url"], item["seq"])),
         "version_url": version_url(item["url"], item["seq"]),
@@ -136,17 +136,17 @@ def _common(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_concept(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+def render_concept(item: dict[str, Any], source: Source) -> dict[str, Any]:
     """A concept in OCL's shape."""
     data = item["data"]
     names = render_names(item["url"], data.get("names") or [])
-    display_name, display_locale = _display(names, source.get("default_locale"))
+    display_name, display_locale = _display(names, source.default_locale)
     rendered = {"type": "Concept", "id": item["id"], "concept_class": data.get("concept_class"),
                 "datatype": data.get("datatype"), "names": names,
                 "descriptions": render_descriptions(item["url"], data.get("descriptions") or []),
                 "display_name": display_name, "display_locale": display_locale,
-                "source_url": source["url"], "owner_name": source["owner"],
-                "owner_url": source["owner_url"], "locale": None,
+                "source_url": source.url, "owner_name": source.owner,
+                "owner_url": source.owner_url, "locale": None,
                 "parent_concept_urls": data.get("parent_concept_urls") or [],
                 "child_concept_urls": [], "previous_version_url": None}
     rendered.update(_common(item, source))
@@ -170,7 +170,7 @@ def _endpoint(prefix: str, concept_url: str | None, source_url_: str | None,
             f"{prefix}_source_name": parsed.get("source"), f"{prefix}_source_version": None}
 
 
-def render_mapping(item: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+def render_mapping(item: dict[str, Any], source: Source) -> dict[str, Any]:
     """A mapping in OCL's shape."""
     data = item["data"]
     rendered: dict[str, Any] = {"type": "Mapping", "id": item["id"], "map_type": data.get("map_type"),
@@ -195,50 +195,59 @@ COLLECTION_FIELDS = (*(key for key in SOURCE_FIELDS if key != "source_type"), "c
                      "immutable", "locked_date")
 
 
-def _is_collection(repo: dict[str, Any]) -> bool:
-    return repo.get("repo_type") == "Collection"
+def repo_field(repo: Source, name: str) -> Any:
+    """One of OCL's fields of a repository, by name, as JSON (its locales a list)."""
+    value = getattr(repo, name)
+    return list(value) if isinstance(value, tuple) else value
 
 
-def render_source(source: dict[str, Any], checksum: str | None = None) -> dict[str, Any]:
+_field = repo_field
+
+
+def _is_collection(repo: Source) -> bool:
+    return repo.repo_type == "Collection"
+
+
+def render_source(source: Source, checksum: str | None = None) -> dict[str, Any]:
     """A source or a collection (its HEAD) in OCL's shape."""
     if _is_collection(source):
         return render_collection(source, checksum)
-    rendered = {"type": "Source", "id": source["id"], "uuid": source["id"]}
-    rendered.update({key: source.get(key) for key in SOURCE_FIELDS})
+    rendered: dict[str, Any] = {"type": "Source", "id": source.id, "uuid": source.id}
+    rendered.update({key: _field(source, key) for key in SOURCE_FIELDS})
     rendered.update({
-        "url": source["url"], "version": "HEAD", "retired": False,
-        "concepts_url": f"{source['url']}concepts/", "mappings_url": f"{source['url']}mappings/",
-        "versions_url": f"{source['url']}versions/", "lastUpdated": source.get("last_updated") or None,
+        "url": source.url, "version": "HEAD", "retired": False,
+        "concepts_url": f"{source.url}concepts/", "mappings_url": f"{source.url}mappings/",
+        "versions_url": f"{source.url}versions/", "lastUpdated": source.last_updated or None,
     })
     if checksum is not None:
         rendered["checksums"] = {"content": checksum}
     return rendered
 
 
-def render_collection(collection: dict[str, Any], checksum: str | None = None) -> dict[str, Any]:
+def render_collection(collection: Source, checksum: str | None = None) -> dict[str, Any]:
     """A collection (its HEAD) in OCL's shape."""
-    rendered = {"type": "Collection", "id": collection["id"], "uuid": collection["id"]}
-    rendered.update({key: collection.get(key) for key in COLLECTION_FIELDS})
-    url = collection["url"]
+    rendered: dict[str, Any] = {"type": "Collection", "id": collection.id, "uuid": collection.id}
+    rendered.update({key: _field(collection, key) for key in COLLECTION_FIELDS})
+    url = collection.url
     rendered.update({
         "url": url, "version": "HEAD", "retired": False, "autoexpand_head": True,
         "concepts_url": f"{url}concepts/", "mappings_url": f"{url}mappings/",
         "versions_url": f"{url}versions/", "references_url": f"{url}references/",
-        "lastUpdated": collection.get("last_updated") or None,
+        "lastUpdated": collection.last_updated or None,
     })
     if checksum is not None:
         rendered["checksums"] = {"content": checksum}
     return rendered
 
 
-def render_version(version: Version, source: dict[str, Any],
+def render_version(version: Version, source: Source,
                    checksum: str | None = None) -> dict[str, Any]:
     """A source or collection version in OCL's shape (the repository's fields, then the
     version's own, then the repository as `source` or `collection`)."""
     collection = _is_collection(source)
     rendered: dict[str, Any] = {"type": "Collection Version" if collection else "Source Version",
                                 "id": version.id, "uuid": version.url}
-    rendered.update({key: source.get(key)
+    rendered.update({key: _field(source, key)
                      for key in (COLLECTION_FIELDS if collection else SOURCE_FIELDS)})
     rendered.update({
         "url": version.url, "version_url": version.url, "version": version.id,

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from ..domain import ocl
+from ..model import Source
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class ZipTooLarge(Exception):
     """The export passed 4 GiB without zip64 records: build it again with `zip64=True`."""
 
 
-def build_export(path: str, header: dict[str, Any], source: dict[str, Any],
+def build_export(path: str, header: dict[str, Any], source: Source,
                  sections: Iterable[tuple[str, Iterable[dict[str, Any]]]],
                  progress: Callable[[int], None] | None = None,
                  progress_every: int = 1000, compresslevel: int = 6,

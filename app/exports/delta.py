@@ -30,7 +30,7 @@ import orjson
 from ..domain import Domain
 from ..domain.content import is_collection, noun
 from ..domain.errors import Invalid, NotFound
-from ..model import CONCEPT, MAPPING, Document, Version
+from ..model import CONCEPT, MAPPING, Document, Source, Version
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ SECTIONS = {CONCEPT: "concepts", MAPPING: "mappings"}
 CHANGE_KINDS = ("created", "updated", "retired", "deleted")
 
 
-def delta_base(domain: Domain, source: dict[str, Any], version: Version,
+def delta_base(domain: Domain, source: Source, version: Version,
                since: str) -> Version:
     """The version a delta package to `version` starts from, named by `since` (its id, or its
     url): a released version of the same repository, earlier than `version`, which must be
@@ -52,25 +52,25 @@ def delta_base(domain: Domain, source: dict[str, Any], version: Version,
     if name.startswith("/"):
         if not name.endswith("/"):
             name += "/"
-        if not name.startswith(source["url"]) or "/" in name[len(source["url"]):-1]:
+        if not name.startswith(source.url) or "/" in name[len(source.url):-1]:
             raise Invalid(f"since={since} names a version of another repository; a delta package "
-                          f"starts at a released version of {what} '{source['id']}'.",
+                          f"starts at a released version of {what} '{source.id}'.",
                           errors={"since": ["Not a version of this repository."]})
-        name = name[len(source["url"]):-1]
+        name = name[len(source.url):-1]
     if not name or name == "HEAD":
         raise Invalid(f"since={since or '(empty)'}: a delta package starts at a released version, "
                       "not at HEAD.", errors={"since": ["Not a released version."]})
     if not version.released:
-        raise Invalid(f"Version '{version.id}' of {what} '{source['id']}' is not released: "
+        raise Invalid(f"Version '{version.id}' of {what} '{source.id}' is not released: "
                       "delta packages are between released versions.",
                       errors={"since": ["The target version is not released."]})
     try:
         base = domain.content.get_version(source, name)
     except NotFound:
-        raise Invalid(f"since={since}: {what} '{source['id']}' has no version '{name}'.",
+        raise Invalid(f"since={since}: {what} '{source.id}' has no version '{name}'.",
                       errors={"since": ["Unknown version."]}) from None
     if not base.released:
-        raise Invalid(f"since={since}: version '{base.id}' of {what} '{source['id']}' is not "
+        raise Invalid(f"since={since}: version '{base.id}' of {what} '{source.id}' is not "
                       "released; delta packages are between released versions.",
                       errors={"since": ["Not a released version."]})
     if base.url == version.url or base.created_on >= version.created_on:
@@ -107,7 +107,7 @@ def change_of(item: Document) -> str | None:
     return "retired" if item["retired"] and before != "retired" else "updated"
 
 
-def version_summary(domain: Domain, source: dict[str, Any],
+def version_summary(domain: Domain, source: Source,
                     version: Version) -> dict[str, Any]:
     """A version as the manifest names it: id, url, `checksums.content`, lastUpdated."""
     return {"id": version.id, "url": version.url,
@@ -115,17 +115,17 @@ def version_summary(domain: Domain, source: dict[str, Any],
             "lastUpdated": version.last_updated, "created_on": version.created_on}
 
 
-def plan_delta(domain: Domain, source: dict[str, Any], base: Version,
+def plan_delta(domain: Domain, source: Source, base: Version,
                version: Version, created_on: str) -> DeltaPlan:
     """What the delta from `base` to `version` holds, read lazily from the store."""
     reader = domain.content.reader(source)
-    plan = DeltaPlan(sections=[], total=reader.count_changed(source["url"], base.seq,
+    plan = DeltaPlan(sections=[], total=reader.count_changed(source.url, base.seq,
                                                              version.seq))
     plan.counts = {section: dict.fromkeys(CHANGE_KINDS, 0) for section in SECTIONS.values()}
 
     def changed(kind: str, deleted: bool) -> Iterator[Document]:
         counts = plan.counts[SECTIONS[kind]]
-        for item in reader.iter_changed(source["url"], base.seq, version.seq, kind,
+        for item in reader.iter_changed(source.url, base.seq, version.seq, kind,
                                         deleted):
             change = change_of(item)
             if change is not None:
@@ -142,7 +142,7 @@ def plan_delta(domain: Domain, source: dict[str, Any], base: Version,
     plan.manifest_fields = {
         "type": "Delta Package", "format": DELTA_FORMAT,
         "repository": {"type": "Collection" if is_collection(source) else "Source",
-                       "id": source["id"], "owner": source["owner"], "url": source["url"]},
+                       "id": source.id, "owner": source.owner, "url": source.url},
         "from": version_summary(domain, source, base),
         "to": version_summary(domain, source, version),
         "created_on": created_on,

@@ -38,6 +38,7 @@ from ..api.parsing import Blueprint
 from ..config import settings_of
 from ..domain.errors import NotAllowed, NotFound
 from ..faults import RETRY_AFTER
+from ..model import Source
 from ..timeutil import to_datetime
 from .delta import delta_base
 from .schemas import ExportArgsSchema, ExportFailedOut, ExportPostArgsSchema, ExportStateOut
@@ -59,7 +60,7 @@ class FileGone(Exception):
 
 def _export_target(owner_kind: str | None, owner_id: str | None, source_id: str,
                    version_id: str, since: str | None = None,
-                   ) -> tuple[dict[str, Any], model.Version, model.Version | None]:
+                   ) -> tuple[Source, model.Version, model.Version | None]:
     """The source and version named by the URL (404 if unknown or hidden, 405 for HEAD) and the
     base of the delta package `since` asks for (400 if it cannot start one), or None."""
     _, source = resolve_source(owner_kind, owner_id, source_id)
@@ -72,12 +73,12 @@ def _export_target(owner_kind: str | None, owner_id: str | None, source_id: str,
     return source, version, base
 
 
-def _file_url(source: dict[str, Any], sha256: str) -> str:
+def _file_url(source: Source, sha256: str) -> str:
     """The absolute, immutable URL of an export file (content-addressed by its sha256)."""
-    return f"{request.scheme}://{request.host}{source['url']}exports/{sha256}.zip"
+    return f"{request.scheme}://{request.host}{source.url}exports/{sha256}.zip"
 
 
-def _file_headers(source: dict[str, Any], version_id: str, file: model.ExportFile,
+def _file_headers(source: Source, version_id: str, file: model.ExportFile,
                   cache_control: str, since_id: str | None = None) -> dict[str, str]:
     """The headers of a ready export, for GET, HEAD, 206 and 304 alike."""
     sha = file.sha256
@@ -85,7 +86,7 @@ def _file_headers(source: dict[str, Any], version_id: str, file: model.ExportFil
     stamp_time = file.last_updated or file.created_on
     stamp = to_datetime(stamp_time).strftime("%Y%m%d%H%M%S")
     versions = version_id if since_id is None else f"{since_id}_to_{version_id}"
-    name = f"{source['owner']}_{source['id']}_{versions}.{stamp}.zip"
+    name = f"{source.owner}_{source.id}_{versions}.{stamp}.zip"
     headers = {
         "ETag": f'"{sha}"',
         "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(sha)).decode()}:",
@@ -152,7 +153,7 @@ def _stream(handle: Any, remaining: int) -> Any:
         handle.close()
 
 
-def serve_file(source: dict[str, Any], version_id: str, file: model.ExportFile,
+def serve_file(source: Source, version_id: str, file: model.ExportFile,
                cache_control: str, head_only: bool, since_id: str | None = None) -> Response:
     """200, 206, 304 or 416 for a ready export file that its caller has found in storage
     (`ExportService.current`, `file_problem`), `since_id` a delta package's; HEAD never opens
@@ -217,7 +218,7 @@ def _none() -> Response:
     return Response(status=204, headers={"Cache-Control": "no-cache"})
 
 
-def _answer(source: dict[str, Any], version: model.Version, base: model.Version | None,
+def _answer(source: Source, version: model.Version, base: model.Version | None,
             head_only: bool) -> Response:
     """GET and HEAD: 200 ready, 208 queued or building, 204 none, 500 failed; never builds."""
     service = export_service()
@@ -314,7 +315,7 @@ class Export(MethodView):
         domain().accounts.require_edit(current_caller(), source)
         if not export_service().delete(source, version, base):
             what = "export" if base is None else f"delta package since '{base.id}'"
-            raise NotFound(f"Version '{version.id}' of '{source['id']}' has no {what}.")
+            raise NotFound(f"Version '{version.id}' of '{source.id}' has no {what}.")
         return Response(status=204)
 
 
@@ -351,9 +352,9 @@ class ExportFile(MethodView):
         service = export_service()
         record = service.file_record(source, sha256)
         if record is None or record.file is None or service.file_problem(record.file) is not None:
-            raise NotFound(f"No export file {sha256} in '{source['id']}'.")
+            raise NotFound(f"No export file {sha256} in '{source.id}'.")
         try:
             return serve_file(source, record.version_id, record.file, IMMUTABLE, head_only,
                               record.since_id)
         except FileGone:
-            raise NotFound(f"No export file {sha256} in '{source['id']}'.") from None
+            raise NotFound(f"No export file {sha256} in '{source.id}'.") from None

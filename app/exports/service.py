@@ -49,7 +49,7 @@ from ..domain.content import is_collection
 from ..domain.errors import NotFound
 from ..faults import EXPORTS, storage_boundary
 from ..jobs import ACTIVE, FAILED, PENDING, JobContext, JobLost, JobQueue
-from ..model import CONCEPT, MAPPING, ContentQuery, ExportFile, ExportRecord, Job, Version
+from ..model import CONCEPT, MAPPING, ContentQuery, ExportFile, ExportRecord, Job, Source, Version
 from ..store.interfaces import ExportRecords
 from ..timeutil import format_time
 from .builder import ZipTooLarge, build_export, export_header, temp_path
@@ -102,14 +102,14 @@ class PurgeReport:
     temp_files: int = 0
 
 
-def export_key(source: dict[str, Any], version: Version,
+def export_key(source: Source, version: Version,
                base: Version | None = None) -> str:
     """The identity of an export: its version url (HEAD: the source url + 'HEAD/'; a delta
     package from `base`: the version url + 'since/{base id}/')."""
     if base is not None:
         return f"{version.url}since/{base.id}/"
     if version.is_head:
-        return f"{source['url']}HEAD/"
+        return f"{source.url}HEAD/"
     return str(version.url)
 
 
@@ -118,17 +118,17 @@ def export_key(source: dict[str, Any], version: Version,
 EXPORT_FORMAT = 2
 
 
-def content_stamp(source: dict[str, Any], version: Version,
+def content_stamp(source: Source, version: Version,
                   base: Version | None = None) -> str:
     """What must not change for an export to stay valid (see the module docstring); a delta's
     names both versions (unreleasing one changes its `updated_on`)."""
     if base is not None:
         return (f"delta:{EXPORT_FORMAT}.{DELTA_FORMAT}:{int(base.seq)}:{base.updated_on}:"
-                f"{int(version.seq)}:{version.updated_on}:{source['updated_on']}")
+                f"{int(version.seq)}:{version.updated_on}:{source.updated_on}")
     if version.is_head:
-        return f"head:{EXPORT_FORMAT}:{int(source.get('seq', 0))}:{source['updated_on']}"
+        return f"head:{EXPORT_FORMAT}:{int(source.seq)}:{source.updated_on}"
     return (f"version:{EXPORT_FORMAT}:{int(version.seq)}:{version.updated_on}:"
-            f"{source['updated_on']}")
+            f"{source.updated_on}")
 
 
 class ExportService:
@@ -144,11 +144,11 @@ class ExportService:
         self.settings = settings
         self.wake = wake or (lambda: None)
         # called with (source, version, file) when a build commits its file (webhooks)
-        self.ready_listeners: list[Callable[[dict[str, Any], Version, ExportFile],
+        self.ready_listeners: list[Callable[[Source, Version, ExportFile],
                                             None]] = []
 
     # --- state ----------------------------------------------------------------------------
-    def status(self, source: dict[str, Any], version: Version,
+    def status(self, source: Source, version: Version,
                base: Version | None = None) -> ExportStatus:
         """The export's state at the current content stamp; reads, never queues."""
         key = export_key(source, version, base)
@@ -166,7 +166,7 @@ class ExportService:
             return ExportStatus(FAILED, key, stamp, job=job)
         return ExportStatus(NONE, key, stamp)
 
-    def current(self, source: dict[str, Any], version: Version,
+    def current(self, source: Source, version: Version,
                 base: Version | None = None) -> ExportStatus:
         """The state GET, HEAD and POST answer with: `status`, with a READY file looked up in
         storage (one stat, or one GridFS files lookup). A file that is gone or whose size is
@@ -206,7 +206,7 @@ class ExportService:
         cutoff = format_time(self.queue.clock() - timedelta(seconds=retry))
         return finished is not None and str(finished) <= cutoff
 
-    def request(self, source: dict[str, Any], version: Version,
+    def request(self, source: Source, version: Version,
                 rebuild: bool = False, base: Version | None = None) -> ExportStatus:
         """GET (rebuild=False) or POST (rebuild=True): queue a build unless one is due already."""
         status = self.status(source, version, base)
@@ -222,21 +222,21 @@ class ExportService:
                 return status
         return self.submit(source, version, status.stamp, base)
 
-    def submit(self, source: dict[str, Any], version: Version, stamp: str,
+    def submit(self, source: Source, version: Version, stamp: str,
                base: Version | None = None) -> ExportStatus:
         """Queue a build of this export (an active build of the same export is returned)."""
         key = export_key(source, version, base)
         since_id = base.id if base is not None else None
-        payload = {"source_url": source["url"], "version_id": version.id, "key": key,
+        payload = {"source_url": source.url, "version_id": version.id, "key": key,
                    "stamp": stamp, "since_id": since_id}
         job = self.queue.submit(JOB_KIND, payload, key=key)
-        self.records.set_job(key, job.id, source=source["url"], version_id=version.id,
+        self.records.set_job(key, job.id, source=source.url, version_id=version.id,
                              since_id=since_id)
         self.wake()
         state = PENDING if job.state == PENDING else BUILDING
         return ExportStatus(state, key, stamp, job=job)
 
-    def delete(self, source: dict[str, Any], version: Version,
+    def delete(self, source: Source, version: Version,
                base: Version | None = None) -> bool:
         """DELETE: remove the file and/or cancel the build; False if there was nothing."""
         status = self.status(source, version, base)
@@ -250,7 +250,7 @@ class ExportService:
             self._delete_if_unreferenced(record.file.sha256)
         return found
 
-    def file_lost(self, source: dict[str, Any], version: Version, sha256: str,
+    def file_lost(self, source: Source, version: Version, sha256: str,
                   problem: str = "is missing from storage",
                   base: Version | None = None) -> ExportStatus:
         """The record's file is gone (or truncated, or corrupt): drop it and queue a rebuild."""
@@ -275,11 +275,11 @@ class ExportService:
         if not self.records.referenced(sha256):
             self.storage.delete(sha256)
 
-    def file_record(self, source: dict[str, Any], sha256: str) -> ExportRecord | None:
+    def file_record(self, source: Source, sha256: str) -> ExportRecord | None:
         """The record of this source holding the file `sha256` (fresh or stale), if any."""
         if not SHA256_HEX.match(sha256):
             return None
-        return self.records.by_file(source["url"], sha256)
+        return self.records.by_file(source.url, sha256)
 
     # --- building -------------------------------------------------------------------------
     def build(self, context: JobContext) -> dict[str, Any] | None:
@@ -309,9 +309,9 @@ class ExportService:
         header = export_header(fields, last_updated, created_on)
         if base is None:
             total = content.count(source, version,
-                                  ContentQuery(source["url"], version.seq, (CONCEPT, MAPPING)))
+                                  ContentQuery(source.url, version.seq, (CONCEPT, MAPPING)))
         else:
-            total = content.reader(source).count_changed(source["url"], base.seq,
+            total = content.reader(source).count_changed(source.url, base.seq,
                                                          version.seq)
         context.heartbeat({"done": 0, "total": total})
         with storage_boundary(EXPORTS):  # a full disk fails the build, to be retried (app/jobs.py)
@@ -358,7 +358,7 @@ class ExportService:
         return {"sha256": stats.sha256, "size": stats.size, "concepts": stats.concepts,
                 "mappings": stats.mappings}
 
-    def _sections(self, source: dict[str, Any], version: Version,
+    def _sections(self, source: Source, version: Version,
                   base: Version | None, created_on: str,
                   ) -> tuple[list[tuple[str, Any]], Callable[[], dict[str, bytes]] | None]:
         """What export.json holds, read lazily (and, for a delta, its manifest entry)."""
@@ -376,14 +376,14 @@ class ExportService:
         return sections, None
 
     # --- events ---------------------------------------------------------------------------
-    def on_content_event(self, event: str, source: dict[str, Any],
+    def on_content_event(self, event: str, source: Source,
                          version: Version | None) -> None:
         """Content listener: queue exports of released versions, drop those of deleted ones."""
         if event in ("version_created", "version_changed") and version is not None:
             if not version.released:
                 self._forget_deltas(source, version)  # deltas are between released versions
             elif self.settings.on_release:
-                fresh = self.domain.content.find_repo(source["url"]) or source
+                fresh = self.domain.content.find_repo(source.url) or source
                 self.request(fresh, version)
                 previous = self._previous_release(fresh, version)
                 if previous is not None:  # one download for subscribers of the last release
@@ -397,16 +397,16 @@ class ExportService:
             self.forget(export_key(source, version))
             self._forget_deltas(source, version)
         elif event == "source_deleted":
-            for record in self.records.for_source(source["url"]):
+            for record in self.records.for_source(source.url):
                 self.forget(record.key)
 
-    def _forget_deltas(self, source: dict[str, Any], version: Version) -> None:
+    def _forget_deltas(self, source: Source, version: Version) -> None:
         """Drop the delta packages that start or end at a version (unreleased or deleted)."""
-        for record in self.records.for_source(source["url"]):
+        for record in self.records.for_source(source.url):
             if record.since_id and version.id in (record.since_id, record.version_id):
                 self.forget(record.key)
 
-    def _previous_release(self, source: dict[str, Any],
+    def _previous_release(self, source: Source,
                           version: Version) -> Version | None:
         """The released version created last before `version`, if any."""
         for released in self.domain.content.released_versions(source):
@@ -424,7 +424,7 @@ class ExportService:
         if not self.settings.on_release:
             return 0
         queued = 0
-        sources: dict[str, dict[str, Any] | None] = {}
+        sources: dict[str, Source | None] = {}
         for version in self.domain.content.every_released_version():
             if version.source not in sources:
                 sources[version.source] = self.domain.content.find_repo(version.source)
@@ -450,7 +450,7 @@ class ExportService:
 
     # --- garbage collection and listing ----------------------------------------------------
     def _current(self, record: ExportRecord
-                 ) -> tuple[dict[str, Any], Version, Version | None] | None:
+                 ) -> tuple[Source, Version, Version | None] | None:
         """The (source, version, delta base or None) a record belongs to, or None if any is
         gone (or, for a delta, no longer released)."""
         source = self.domain.content.find_repo(record.source)

@@ -16,9 +16,8 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any
 
-from ..model import SOURCE_TYPE, ExportFile, Version
+from ..model import SOURCE_TYPE, ExportFile, Source, Version
 
 ATOM = "http://www.w3.org/2005/Atom"
 NCTS = "http://ns.electronichealth.net.au/ncts/syndication/asf/extensions/1.0.0"
@@ -51,7 +50,7 @@ class DeltaLink:
 class FeedEntry:
     """One released version in a feed, with what is known of its export and deltas."""
 
-    repo: dict[str, Any]
+    repo: Source
     version: Version
     export_state: str  # READY | PENDING | BUILDING | FAILED | NONE
     export_file: ExportFile | None
@@ -76,21 +75,21 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: st
 
 def _entry(feed: ET.Element, origin: str, entry: FeedEntry) -> None:
     repo, version = entry.repo, entry.version
-    repo_url = f"{origin}{repo['url']}"
+    repo_url = f"{origin}{repo.url}"
     version_url = f"{repo_url}{version.id}/"
     element = _sub(feed, f"{{{ATOM}}}entry")
     _sub(element, f"{{{ATOM}}}id", stable_id("version", version.url, version.created_on))
-    kind = (repo.get("repo_type") or SOURCE_TYPE).lower()
+    kind = (repo.repo_type or SOURCE_TYPE).lower()
     _sub(element, f"{{{ATOM}}}title",
-         f"{repo.get('full_name') or repo.get('name') or repo['id']} {version.id}")
+         f"{repo.full_name or repo.name or repo.id} {version.id}")
     _sub(element, f"{{{ATOM}}}updated", entry.updated)
     _sub(element, f"{{{ATOM}}}published", version.created_on)
     _sub(element, f"{{{ATOM}}}summary", version.description
-         or f"Release {version.id} of the {kind} {repo['owner']}/{repo['id']}, as an OCL "
+         or f"Release {version.id} of the {kind} {repo.owner}/{repo.id}, as an OCL "
             "export (a zip holding export.json).")
     author = _sub(element, f"{{{ATOM}}}author")
-    _sub(author, f"{{{ATOM}}}name", str(repo["owner"]))
-    _sub(author, f"{{{ATOM}}}uri", f"{origin}{repo['owner_url']}")
+    _sub(author, f"{{{ATOM}}}name", str(repo.owner))
+    _sub(author, f"{{{ATOM}}}uri", f"{origin}{repo.owner_url}")
     _sub(element, f"{{{ATOM}}}category", term="OCL_EXPORT", label="OCL export (zip)",
          scheme=CATEGORY_SCHEME)
     _sub(element, f"{{{ATOM}}}category", term=f"OCL_{kind.upper()}",

@@ -72,13 +72,13 @@ class RepositoryFeed(MethodView):
         entries: list[FeedEntry] = feeds().repository_entries(repo)
         kind = "collection" if is_collection(repo) else "source"
         document, updated = render_feed(
-            feed_id=stable_id("feed", repo["url"], str(repo["created_on"])),
-            title=f"{repo.get('full_name') or repo.get('name') or repo['id']}: releases",
-            subtitle=repo.get("description") or f"Released versions of the {kind} "
-                                                f"{repo['owner']}/{repo['id']}.",
-            self_url=f"{base}{repo['url']}feed.xml", alternate_url=f"{base}{repo['url']}",
-            author=str(repo["owner"]), origin=base, entries=entries,
-            fallback_updated=str(repo.get("updated_on") or repo["created_on"]))
+            feed_id=stable_id("feed", repo.url, str(repo.created_on)),
+            title=f"{repo.full_name or repo.name or repo.id}: releases",
+            subtitle=repo.description or f"Released versions of the {kind} "
+                                                f"{repo.owner}/{repo.id}.",
+            self_url=f"{base}{repo.url}feed.xml", alternate_url=f"{base}{repo.url}",
+            author=str(repo.owner), origin=base, entries=entries,
+            fallback_updated=str(repo.updated_on or repo.created_on))
         return feed_response(document, updated, feeds().is_public(repo))
 
 

@@ -24,6 +24,7 @@ from ..domain.accounts import Caller
 from ..domain.loader import LineResult, Loader, Target
 from ..faults import fault_of
 from ..jobs import CANCELLED, JobContext, JobLost, JobQueue
+from ..model import Source, Version
 from ..ops.metrics import IMPORT_LINES
 from ..store import Store
 from ..store.base import DuplicateKey
@@ -154,11 +155,13 @@ class ImportRun:
         content = self.domain.content
         if line_type == "Organization":
             return self.domain.accounts.find_org(url.strip("/").split("/")[-1])
+        found: Source | Version | None
         if line_type == "Source":
-            return content.find_repo(url)
-        if line_type == "Source Version":
-            version = content.find_version(url)
-            return None if version is None else {
-                "created_on": version.created_on, "updated_on": version.updated_on,
-                "updated_by": version.updated_by}  # the stamps read above
-        return content.find_item(url)
+            found = content.find_repo(url)
+        elif line_type == "Source Version":
+            found = content.find_version(url)
+        else:
+            return content.find_item(url)
+        return None if found is None else {
+            "created_on": found.created_on, "updated_on": found.updated_on,
+            "updated_by": found.updated_by}  # the stamps read above

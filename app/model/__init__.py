@@ -17,6 +17,7 @@ from typing import Any
 from .records import ExportFile as ExportFile  # the records, re-exported: `from app.model import ...`
 from .records import ExportRecord as ExportRecord
 from .records import Job as Job
+from .records import Source as Source
 from .records import Version as Version
 
 LIVE = 2**62  # `sup` of an item version that nothing superseded yet

@@ -209,3 +209,81 @@ class DeliveryChanges(TypedDict, total=False):
     next_attempt_on: str | None
     delivered_on: str | None
     error: str
+
+
+# --- sources and collections (app/domain/content.py) ----------------------------------------
+# OCL's metadata is typed field by field (the API accepts and renders each by name); `extras`
+# stays the JSON object the client sent.
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A repository, a source or a collection (`repo_type`), at HEAD: its owner, who may see it,
+    OCL's metadata, and the seq and lastUpdated of its live content (kept by the store with
+    every write). A source has `source_type` and no collection fields; a collection the reverse.
+    """
+
+    url: str
+    id: str
+    repo_type: str  # SOURCE_TYPE or COLLECTION_TYPE
+    owner: str  # the owner's id
+    owner_type: str  # "Organization" or "User"
+    owner_url: str
+    public_access: str  # "View", "Edit" or "None"
+    created_on: str
+    updated_on: str
+    created_by: str | None = None
+    updated_by: str | None = None
+    seq: int = 0  # the newest seq of its content (item versions; a collection's entries)
+    last_updated: str | None = None  # the newest change in its content (None: empty)
+    mapping_counter: int = 0  # the last mapping number handed out
+    short_code: str | None = None
+    name: str | None = None
+    full_name: str | None = None
+    description: str | None = None
+    source_type: str | None = None  # sources only
+    default_locale: str | None = None
+    supported_locales: tuple[str, ...] | None = ()
+    website: str | None = None
+    custom_validation_schema: str | None = None
+    external_id: str | None = None
+    extras: dict[str, Any] | None = field(default_factory=dict)
+    collection_type: str | None = None  # collections only, from here on
+    canonical_url: str | None = None
+    preferred_source: str | None = None
+    custom_resources_linked_source: str | None = None
+    immutable: bool | None = None
+    locked_date: str | None = None
+
+    @property
+    def is_collection(self) -> bool:
+        return self.repo_type == "Collection"  # COLLECTION_TYPE (app/model imports this module)
+
+
+class SourceChanges(TypedDict, total=False):
+    """Fields of a source or collection to set (`Sources.update`): its metadata (OCL's, and who
+    may see it) and who changed it when; `seq`, `last_updated` and `mapping_counter` only for a bulk
+    fill that writes its content around the domain (the benches)."""
+
+    public_access: str
+    short_code: str | None
+    name: str | None
+    full_name: str | None
+    description: str | None
+    source_type: str | None
+    default_locale: str | None
+    supported_locales: tuple[str, ...] | None
+    website: str | None
+    custom_validation_schema: str | None
+    external_id: str | None
+    extras: dict[str, Any] | None
+    collection_type: str | None
+    canonical_url: str | None
+    preferred_source: str | None
+    custom_resources_linked_source: str | None
+    immutable: bool | None
+    locked_date: str | None
+    updated_on: str
+    updated_by: str | None
+    seq: int
+    last_updated: str

@@ -9,16 +9,23 @@ read-only by convention.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Unpack
+from dataclasses import replace
+from typing import Any, Generic, Protocol, TypeVar, Unpack
 
 from .. import model
 from ..model import HEAD_SEQ, LIVE, Document
-from ..model.records import Version, VersionChanges
+from ..model.records import Source, SourceChanges, Version, VersionChanges
 from . import interfaces
 from .base import DuplicateKey, StaleHead
-from .records import version_document, version_record
+from .records import (
+    source_changes_document,
+    source_document,
+    source_record,
+    version_document,
+    version_record,
+)
 
 _GONE = object()
 
@@ -57,33 +64,65 @@ class OverlayDocuments(interfaces.DocumentRepository):
         self.staged[key] = _GONE
 
 
-class OverlayVersions(interfaces.Versions):
-    """Versions: staged ones first (changed as their stored documents would be), then the real
-    repository's; lists read the real repository alone (what a dry run cuts is not listed)."""
+class Addressed(Protocol):
+    """A record addressed by its url (a version, a source)."""
 
-    def __init__(self, real: interfaces.Versions) -> None:
+    @property
+    def url(self) -> str: ...
+
+
+Record = TypeVar("Record", bound=Addressed)
+
+
+class OverlayRecords(Generic[Record]):
+    """Records by url: staged ones first (changed as their stored documents would be, by the
+    conversions of `app/store/records.py`), then the real repository's; `termsync db copy`
+    reads and writes the real one."""
+
+    def __init__(self, real: Any, stored: Callable[[Record], Document],
+                 record: Callable[[Document], Record]) -> None:
         self.real = real
-        self.staged: dict[str, Version | None] = {}  # None: deleted
+        self.staged: dict[str, Record | None] = {}  # None: deleted
+        self.stored = stored
+        self.record = record
 
-    def get(self, url: str) -> Version | None:
+    def get(self, url: str) -> Record | None:
         if url in self.staged:
             return self.staged[url]
-        return self.real.get(url)
+        found: Record | None = self.real.get(url)
+        return found
 
-    def insert(self, version: Version) -> None:
-        if self.get(version.url) is not None:
-            raise DuplicateKey(version.url)
-        self.staged[version.url] = version
+    def insert(self, record: Record) -> None:
+        if self.get(record.url) is not None:
+            raise DuplicateKey(record.url)
+        self.staged[record.url] = record
 
-    def update(self, url: str, **changes: Unpack[VersionChanges]) -> Version | None:
-        version = self.get(url)
-        if version is None:
+    def _set(self, url: str, changes: Document) -> Record | None:
+        record = self.get(url)
+        if record is None:
             return None
-        self.staged[url] = version_record(dict(version_document(version), **changes))
+        self.staged[url] = self.record(dict(self.stored(record), **changes))
         return self.staged[url]
 
     def delete(self, url: str) -> None:
         self.staged[url] = None
+
+    def dump(self) -> Iterator[Document]:
+        documents: Iterator[Document] = self.real.dump()
+        return documents
+
+    def load(self, documents: Iterable[Document]) -> int:
+        return int(self.real.load(documents))
+
+
+class OverlayVersions(OverlayRecords[Version], interfaces.Versions):
+    """Versions: lists read the real repository alone (what a dry run cuts is not listed)."""
+
+    def __init__(self, real: interfaces.Versions) -> None:
+        super().__init__(real, version_document, version_record)
+
+    def update(self, url: str, **changes: Unpack[VersionChanges]) -> Version | None:
+        return self._set(url, dict(changes))
 
     def delete_for_source(self, source_url: str) -> None:
         self.real.delete_for_source(source_url)
@@ -97,12 +136,6 @@ class OverlayVersions(interfaces.Versions):
 
     def newest_released(self, skip: int, limit: int) -> builtins.list[Version]:
         return self.real.newest_released(skip, limit)
-
-    def dump(self) -> Iterator[Document]:
-        return self.real.dump()
-
-    def load(self, documents: Iterable[Document]) -> int:
-        return self.real.load(documents)
 
 
 class OverlayOrgs(OverlayDocuments):
@@ -121,29 +154,45 @@ class OverlayOrgs(OverlayDocuments):
         return sorted(orgs)
 
 
-class OverlaySources(OverlayDocuments):
-    """Sources: counters continue from the real ones in memory."""
+class OverlaySources(OverlayRecords[Source], interfaces.Sources):
+    """Sources and collections: counters continue from the real ones in memory; lists and
+    counts read the real repository alone."""
 
-    def insert(self, document: Document) -> None:
-        super().insert(dict(document, seq=0, mapping_counter=0, last_updated=""))
+    def __init__(self, real: interfaces.Sources) -> None:
+        super().__init__(real, source_document, source_record)
+
+    def insert(self, record: Source) -> None:
+        super().insert(replace(record, seq=0, mapping_counter=0, last_updated=None))
+
+    def update(self, url: str, **changes: Unpack[SourceChanges]) -> Source | None:
+        return self._set(url, source_changes_document(changes))
 
     def next_mapping_number(self, url: str) -> int:
-        source = self.get(url) or {}
-        number = int(source.get("mapping_counter") or 0) + 1
-        self.update(url, {"mapping_counter": number})
-        return number
+        source = self.get(url)
+        assert source is not None
+        self.staged[url] = replace(source, mapping_counter=source.mapping_counter + 1)
+        return source.mapping_counter + 1
 
     def next_seq(self, url: str, updated_on: str) -> int:
-        source = self.get(url) or {}
-        seq = int(source.get("seq") or 0) + 1
-        self.update(url, {"seq": seq, "last_updated": max(source.get("last_updated") or "",
-                                                          updated_on)})
-        return seq
+        source = self.get(url)
+        assert source is not None
+        self.staged[url] = replace(source, seq=source.seq + 1,
+                                   last_updated=max(source.last_updated or "", updated_on))
+        return source.seq + 1
 
     def cut_state(self, url: str) -> model.CutState:
-        source = self.get(url) or {}
-        return model.CutState(int(source.get("seq") or 0), source.get("last_updated") or None,
-                             None, None)
+        source = self.get(url)
+        if source is None:
+            return model.CutState(0, None, None, None)
+        return model.CutState(source.seq, source.last_updated, None, None)
+
+    def search(self, owner_url: str | None, visible_to: model.Visibility | None,
+               filters: model.RepoFilters, skip: int,
+               limit: int) -> tuple[builtins.list[Source], int]:
+        return self.real.search(owner_url, visible_to, filters, skip, limit)
+
+    def count_public(self, owner_url: str, repo_type: str = model.SOURCE_TYPE) -> int:
+        return self.real.count_public(owner_url, repo_type)
 
 
 class OverlayItems(interfaces.Items):
@@ -288,7 +337,7 @@ class Overlay(interfaces.Store):
         self.users = real.users
         sources = OverlaySources(real.sources)
         self.orgs = OverlayOrgs(real.orgs)  # type: ignore[assignment]
-        self.sources = sources  # type: ignore[assignment]
+        self.sources = sources
         self.versions = OverlayVersions(real.versions)
         self.items = OverlayItems(real.items, sources)
         self.references = OverlayReferences(real.references)  # type: ignore[assignment]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Generic, Protocol, TypeVar, Unpack
 
-from ..model import Document
+from ..model import SOURCE_TYPE, Document
 from ..model.records import (
     DeliveryAttempt,
     DeliveryChanges,
@@ -15,6 +15,8 @@ from ..model.records import (
     ExportRecord,
     Job,
     LastDelivery,
+    Source,
+    SourceChanges,
     Version,
     VersionChanges,
     Webhook,
@@ -117,6 +119,71 @@ def version_record(document: Document) -> Version:
                    extras=document.get("extras") or {},
                    previous_version_url=document.get("previous_version_url"),
                    created_by=document.get("created_by"), updated_by=document.get("updated_by"))
+
+
+# --- sources and collections (app/domain/content.py) ----------------------------------------
+# Beside a repository's document the backends keep its content's stamps (`seq`, `last_updated`,
+# `mapping_counter`) and HEAD's checksum and counts (SQLite: `content_checksum`, `counts`;
+# MongoDB: `checksum`): those last stay the backend's, never in the record.
+
+SOURCE_METADATA = ("short_code", "name", "full_name")
+SOURCE_ATTRIBUTES = ("description", "source_type", "default_locale", "supported_locales",
+                     "public_access", "website", "custom_validation_schema", "external_id",
+                     "extras")
+COLLECTION_ATTRIBUTES = ("collection_type", "canonical_url", "preferred_source",
+                         "custom_resources_linked_source", "immutable", "locked_date")
+
+
+def source_document(source: Source) -> Document:
+    """The document a repository is stored as (`_id`: its url), as creating one has always
+    written it: a source's `source_type` and no collection fields, a collection the reverse."""
+    document: Document = {
+        "_id": source.url, "url": source.url, "id": source.id, "repo_type": source.repo_type,
+        "short_code": source.short_code, "name": source.name, "full_name": source.full_name,
+        "owner": source.owner, "owner_type": source.owner_type, "owner_url": source.owner_url,
+        "created_on": source.created_on, "updated_on": source.updated_on,
+        "created_by": source.created_by, "updated_by": source.updated_by}
+    for key in SOURCE_ATTRIBUTES:
+        if key != "source_type" or not source.is_collection:
+            document[key] = getattr(source, key)
+    if source.is_collection:
+        for key in COLLECTION_ATTRIBUTES:
+            document[key] = getattr(source, key)
+    if source.supported_locales is not None:
+        document["supported_locales"] = list(source.supported_locales)
+    document.update(seq=source.seq, mapping_counter=source.mapping_counter,
+                    last_updated=source.last_updated or "")
+    return document
+
+
+def source_record(document: Document) -> Source:
+    """A stored repository (one stored without `repo_type` is a source, without
+    `public_access` private ("None"), without `updated_on` unchanged since created; an empty
+    `last_updated`, as stored before any content, reads as none)."""
+    locales = document.get("supported_locales")
+    return Source(
+        url=document["_id"], id=document["id"],
+        repo_type=document.get("repo_type") or SOURCE_TYPE, owner=document["owner"],
+        owner_type=document["owner_type"], owner_url=document["owner_url"],
+        public_access=document.get("public_access") or "None",
+        created_on=document["created_on"],
+        updated_on=document.get("updated_on") or document["created_on"],
+        created_by=document.get("created_by"), updated_by=document.get("updated_by"),
+        seq=int(document.get("seq") or 0), last_updated=document.get("last_updated") or None,
+        mapping_counter=int(document.get("mapping_counter") or 0),
+        supported_locales=None if locales is None else tuple(locales),
+        **{key: document.get(key) for key in (*SOURCE_METADATA, *SOURCE_ATTRIBUTES,
+                                              *COLLECTION_ATTRIBUTES)
+           if key not in ("supported_locales", "public_access")})
+
+
+def source_changes_document(changes: SourceChanges) -> Document:
+    """The stored fields `Sources.update` sets."""
+    document: Document = dict(changes)
+    locales = changes.get("supported_locales")
+    if locales is not None:
+        document["supported_locales"] = list(locales)
+    return document
 
 
 # --- webhooks (app/webhooks) -----------------------------------------------------------------
@@ -299,3 +366,17 @@ class RecordedVersions(Recorded[Version], interfaces.Versions):
 
     def update(self, url: str, **changes: Unpack[VersionChanges]) -> Version | None:
         return self._set(url, dict(changes))
+
+
+class RecordedSources(Recorded[Source], interfaces.Sources):
+    """Sources and collections as records over a backend's documents; the backend adds its
+    counters and queries."""
+
+    def record(self, document: Document) -> Source:
+        return source_record(document)
+
+    def stored(self, record: Source) -> Document:
+        return source_document(record)
+
+    def update(self, url: str, **changes: Unpack[SourceChanges]) -> Source | None:
+        return self._set(url, source_changes_document(changes))

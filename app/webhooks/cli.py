@@ -11,6 +11,7 @@ from typing import Any
 from ..config import settings_of
 from ..domain.accounts import Caller
 from ..domain.errors import NotFound
+from ..model import Source
 from ..model.records import Webhook, WebhookDelivery
 from .routes import shown, shown_delivery
 from .schemas import DeliveryOut, WebhookCreatedOut, WebhookOut
@@ -19,13 +20,13 @@ from .service import EVENTS, WebhookService, webhook_service
 ADMIN = Caller("termsync-cli", is_admin=True)
 
 
-def _repo(app: Any, url: str) -> dict[str, Any]:
+def _repo(app: Any, url: str) -> Source:
     """A source or collection by its url (`/orgs/O/sources/S/`)."""
     path = url if url.endswith("/") else url + "/"
     repo = app.extensions["termsync"].content.find_repo(path)
     if repo is None:
         raise NotFound(f"No source or collection {path}.")
-    return dict(repo)
+    return repo
 
 
 def _print(document: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from ..api.common import current_caller, list_response, owner_routes, resolve_so
 from ..api.docs import errors
 from ..api.parsing import Blueprint
 from ..api.schemas import ListArgsSchema
-from ..model import records
+from ..model import Source, records
 from .schemas import (
     DeliveryOut,
     SecretInSchema,
@@ -50,7 +50,7 @@ def shown_delivery(delivery: records.WebhookDelivery) -> dict[str, Any]:
 
 
 def _target(owner_kind: str | None, owner_id: str | None,
-            source_id: str) -> tuple[WebhookService, dict[str, Any]]:
+            source_id: str) -> tuple[WebhookService, Source]:
     _, repo = resolve_source(owner_kind, owner_id, source_id)
     return webhook_service(), repo
 

@@ -36,7 +36,7 @@ from ..domain import Domain
 from ..domain.accounts import Caller, owner_of
 from ..domain.errors import Invalid, NotFound
 from ..jobs import JobContext, JobQueue
-from ..model import SOURCE_TYPE, ExportFile, Version
+from ..model import SOURCE_TYPE, ExportFile, Source, Version
 from ..model.records import (
     DeliveryAttempt,
     DeliveryChanges,
@@ -90,32 +90,32 @@ class WebhookService:
         self.settings = settings
         self.public_url = public_url.rstrip("/")
         self.wake = wake or (lambda: None)
-        self.export_status: Callable[[dict[str, Any], Version], Any] | None = None
+        self.export_status: Callable[[Source, Version], Any] | None = None
 
     def _now(self) -> datetime:
         return self.queue.clock()
 
     # --- hooks ----------------------------------------------------------------------------
-    def require_manager(self, caller: Caller, repo: dict[str, Any]) -> None:
+    def require_manager(self, caller: Caller, repo: Source) -> None:
         """Hooks of a repository are its owner's business (members of its org, or the user),
         and admins': 401 without a token, 403 otherwise."""
         self.domain.accounts.require_owner(caller, owner_of(repo))
 
-    def may_manage(self, caller: Caller, repo: dict[str, Any]) -> bool:
+    def may_manage(self, caller: Caller, repo: Source) -> bool:
         """Whether the caller may see and change the hooks of a repository."""
         return self.domain.accounts.owns(caller, owner_of(repo))
 
-    def of_repository(self, caller: Caller, repo: dict[str, Any]) -> list[Webhook]:
+    def of_repository(self, caller: Caller, repo: Source) -> list[Webhook]:
         """The hooks of a repository, oldest first."""
         self.require_manager(caller, repo)
-        return [hook for hook in self.hooks.for_repository(repo["url"])
+        return [hook for hook in self.hooks.for_repository(repo.url)
                 if not hook.repository_deleted]
 
-    def get(self, caller: Caller, repo: dict[str, Any], hook_id: str) -> Webhook:
+    def get(self, caller: Caller, repo: Source, hook_id: str) -> Webhook:
         """One hook of a repository (404 if it is another's)."""
         self.require_manager(caller, repo)
         hook = self.hooks.get(hook_id)
-        if hook is None or hook.repository != repo["url"] or hook.repository_deleted:
+        if hook is None or hook.repository != repo.url or hook.repository_deleted:
             raise NotFound(f"Webhook '{hook_id}' not found.")
         return hook
 
@@ -153,7 +153,7 @@ class WebhookService:
                           errors={"secret": ["Too short."]})
         return given
 
-    def create(self, caller: Caller, repo: dict[str, Any], payload: dict[str, Any],
+    def create(self, caller: Caller, repo: Source, payload: dict[str, Any],
                origin: str) -> tuple[Webhook, str]:
         """Register a hook; returns it and its secret (the only time the secret is shown).
 
@@ -164,17 +164,17 @@ class WebhookService:
         fields = self._checked(payload)
         secret = fields.pop("secret", None) or self._secret(None)
         now = format_time(self._now())
-        hook = Webhook(id=uuid.uuid4().hex, repository=repo["url"], url=fields["url"],
+        hook = Webhook(id=uuid.uuid4().hex, repository=repo.url, url=fields["url"],
                        events=fields.get("events") or EVENTS,
                        description=fields.get("description") or "",
                        active=fields.get("active", True), secret=secret,
                        origin=origin.rstrip("/"), created_on=now, created_by=caller.username,
                        updated_on=now, updated_by=caller.username)
         self.hooks.insert(hook)
-        logger.info("webhook %s of %s registered by %s", hook.id, repo["url"], caller.username)
+        logger.info("webhook %s of %s registered by %s", hook.id, repo.url, caller.username)
         return hook, secret
 
-    def update(self, caller: Caller, repo: dict[str, Any], hook_id: str,
+    def update(self, caller: Caller, repo: Source, hook_id: str,
                payload: dict[str, Any]) -> Webhook:
         """Change a hook's URL, events, description or state; switching it on again clears its
         failures."""
@@ -188,7 +188,7 @@ class WebhookService:
             raise NotFound(f"Webhook '{hook_id}' not found.")
         return updated
 
-    def rotate_secret(self, caller: Caller, repo: dict[str, Any], hook_id: str,
+    def rotate_secret(self, caller: Caller, repo: Source, hook_id: str,
                       given: str | None = None) -> tuple[Webhook, str]:
         """Give a hook a new secret (made by the server unless given); shown this once."""
         hook = self.get(caller, repo, hook_id)
@@ -199,20 +199,20 @@ class WebhookService:
             raise NotFound(f"Webhook '{hook_id}' not found.")
         return updated, secret
 
-    def delete(self, caller: Caller, repo: dict[str, Any], hook_id: str) -> None:
+    def delete(self, caller: Caller, repo: Source, hook_id: str) -> None:
         """Remove a hook and its delivery log (its pending deliveries are dropped)."""
         hook = self.get(caller, repo, hook_id)
         self.hooks.delete(hook.id)
         self.log.delete_for_hook(hook.id)
 
     # --- the delivery log -----------------------------------------------------------------
-    def deliveries(self, caller: Caller, repo: dict[str, Any], hook_id: str, skip: int,
+    def deliveries(self, caller: Caller, repo: Source, hook_id: str, skip: int,
                    limit: int) -> tuple[list[WebhookDelivery], int]:
         """A hook's deliveries, newest first."""
         hook = self.get(caller, repo, hook_id)
         return self.log.page(hook.id, skip, limit)
 
-    def delivery(self, caller: Caller, repo: dict[str, Any], hook_id: str,
+    def delivery(self, caller: Caller, repo: Source, hook_id: str,
                  delivery_id: str) -> WebhookDelivery:
         """One delivery of a hook."""
         hook = self.get(caller, repo, hook_id)
@@ -221,20 +221,20 @@ class WebhookService:
             raise NotFound(f"Delivery '{delivery_id}' not found.")
         return delivery
 
-    def redeliver(self, caller: Caller, repo: dict[str, Any], hook_id: str,
+    def redeliver(self, caller: Caller, repo: Source, hook_id: str,
                   delivery_id: str) -> WebhookDelivery:
         """Send a delivery's body again, as a new delivery (a new id, `redelivery_of` the old)."""
         earlier = self.delivery(caller, repo, hook_id, delivery_id)
         hook = self.get(caller, repo, hook_id)
         return self._queue(hook, earlier.event, earlier.body, redelivery_of=earlier.id)
 
-    def ping(self, caller: Caller, repo: dict[str, Any], hook_id: str) -> WebhookDelivery:
+    def ping(self, caller: Caller, repo: Source, hook_id: str) -> WebhookDelivery:
         """Queue a `ping` delivery to a hook (sent even to a hook that is switched off)."""
         hook = self.get(caller, repo, hook_id)
         return self._queue(hook, PING, self._body(hook, PING, repo))
 
     # --- events ---------------------------------------------------------------------------
-    def on_content_event(self, event: str, source: dict[str, Any],
+    def on_content_event(self, event: str, source: Source,
                          version: Version | None) -> None:
         """Content listener: releases, unreleases and deletions become webhook events."""
         if event == "version_created" and version is not None and version.released:
@@ -248,17 +248,17 @@ class WebhookService:
         elif event == "source_deleted":
             self.emit(REPOSITORY_DELETED, source)
 
-    def on_export_ready(self, source: dict[str, Any], version: Version,
+    def on_export_ready(self, source: Source, version: Version,
                         file: ExportFile) -> None:
         """Export listener: a version's export was built."""
         if not version.is_head:
             self.emit(EXPORT_READY, source, version, file=file)
 
-    def emit(self, event: str, repo: dict[str, Any], version: Version | None = None, *,
+    def emit(self, event: str, repo: Source, version: Version | None = None, *,
              file: ExportFile | None = None, deleted: bool = False) -> list[WebhookDelivery]:
         """Queue a delivery of `event` to every active hook of the repository that takes it."""
         queued = []
-        for hook in self.hooks.for_repository(repo["url"]):
+        for hook in self.hooks.for_repository(repo.url):
             if not hook.active or event not in hook.events or hook.repository_deleted:
                 continue
             body = self._body(hook, event, repo, version, file, deleted)
@@ -268,7 +268,7 @@ class WebhookService:
                 # later starts with none); removed once this last delivery is done
                 self.hooks.update(hook.id, repository_deleted=True)
         if event == REPOSITORY_DELETED:
-            for hook in self.hooks.for_repository(repo["url"]):
+            for hook in self.hooks.for_repository(repo.url):
                 if not hook.repository_deleted:
                     self._remove(hook.id)
         return queued
@@ -278,20 +278,20 @@ class WebhookService:
         hook was registered at."""
         return self.public_url or hook.origin
 
-    def _body(self, hook: Webhook, event: str, repo: dict[str, Any],
+    def _body(self, hook: Webhook, event: str, repo: Source,
               version: Version | None = None, file: ExportFile | None = None,
               deleted: bool = False) -> str:
         """The JSON body of a delivery, as text (signed and sent byte for byte, again on retry)."""
         origin = self._origin(hook)
         body: dict[str, Any] = {
             "event": event, "created_on": format_time(self._now()),
-            "hook": {"id": hook.id, "url": f"{origin}{repo['url']}webhooks/{hook.id}/"},
-            "repository": {"url": f"{origin}{repo['url']}", "id": repo["id"],
-                           "type": repo.get("repo_type") or SOURCE_TYPE,
-                           "owner": repo["owner"], "owner_type": repo["owner_type"],
-                           "name": repo.get("name")}}
+            "hook": {"id": hook.id, "url": f"{origin}{repo.url}webhooks/{hook.id}/"},
+            "repository": {"url": f"{origin}{repo.url}", "id": repo.id,
+                           "type": repo.repo_type or SOURCE_TYPE,
+                           "owner": repo.owner, "owner_type": repo.owner_type,
+                           "name": repo.name}}
         if version is not None:
-            version_url = f"{origin}{repo['url']}{version.id}/"
+            version_url = f"{origin}{repo.url}{version.id}/"
             body["version"] = {"id": version.id, "url": version_url,
                                "released": version.released and not deleted,
                                "deleted": deleted,
@@ -302,10 +302,10 @@ class WebhookService:
                 body["export"] = self._export(origin, repo, version, file)
         return orjson.dumps(body).decode()
 
-    def _export(self, origin: str, repo: dict[str, Any], version: Version,
+    def _export(self, origin: str, repo: Source, version: Version,
                 file: ExportFile | None) -> dict[str, Any]:
         """What a delivery says of the version's export: its URL always; its file once built."""
-        export: dict[str, Any] = {"url": f"{origin}{repo['url']}{version.id}/export/"}
+        export: dict[str, Any] = {"url": f"{origin}{repo.url}{version.id}/export/"}
         if file is None and self.export_status is not None:
             status = self.export_status(repo, version)
             export["state"] = status.state
@@ -313,7 +313,7 @@ class WebhookService:
         if file is not None:
             export.update(state="READY", sha256=file.sha256, size=file.size,
                           lastUpdated=file.last_updated,
-                          fileURL=f"{origin}{repo['url']}exports/{file.sha256}.zip")
+                          fileURL=f"{origin}{repo.url}exports/{file.sha256}.zip")
         return export
 
     def _queue(self, hook: Webhook, event: str, body: str,
@@ -401,9 +401,9 @@ class WebhookService:
         """Hooks switched off after failing, newest first, and how many (console, /readyz)."""
         return self.hooks.disabled(limit)
 
-    def switched_off(self, repo: dict[str, Any]) -> list[Webhook]:
+    def switched_off(self, repo: Source) -> list[Webhook]:
         """The hooks of a repository switched off after failing (the console's alert)."""
-        return [hook for hook in self.hooks.for_repository(repo["url"])
+        return [hook for hook in self.hooks.for_repository(repo.url)
                 if not hook.active and hook.disabled_on]
 
     def readiness(self) -> dict[str, Any]:

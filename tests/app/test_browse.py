@@ -46,9 +46,9 @@ def test_searches_show_what_the_api_lists(app: Any, client: Any, source: Any,
     assert browse.search_orgs(ANONYMOUS, "secret", 0, 10) == ([], 0)
     assert [o["_id"] for o in browse.search_orgs(member, "SECRET", 0, 10)[0]] == ["Secret"]
     assert browse.search_sources(ANONYMOUS, None, "hidden", 0, 10) == ([], 0)
-    assert [s["id"] for s in browse.search_sources(member, None, "hidden", 0, 10)[0]] == ["Hidden"]
+    assert [s.id for s in browse.search_sources(member, None, "hidden", 0, 10)[0]] == ["Hidden"]
     owner = Owner("Organization", "TestOrg")
-    assert [s["id"] for s in browse.search_sources(ANONYMOUS, owner, None, 0, 10)[0]] == \
+    assert [s.id for s in browse.search_sources(ANONYMOUS, owner, None, 0, 10)[0]] == \
         ["TestSource"]
     assert browse.search_sources(ANONYMOUS, owner, "hidden", 0, 10) == ([], 0)
 
@@ -113,8 +113,8 @@ def test_mappings_both_ways_only_from_sources_the_caller_sees(app: Any, client: 
 
     def links(caller: Caller) -> tuple[list[str], list[str]]:
         found = domain.browse.concept_links(caller, stored, head, concept_a)
-        return ([f"{link.source['id']}:{link.item['id']}" for link in found.outbound],
-                [f"{link.source['id']}:{link.item['id']}" for link in found.inbound])
+        return ([f"{link.source.id}:{link.item['id']}" for link in found.outbound],
+                [f"{link.source.id}:{link.item['id']}" for link in found.inbound])
 
     assert links(ANONYMOUS) == (["TestSource:1"], [])
     assert links(Caller(username="bob")) == (["TestSource:1"], [])

@@ -30,7 +30,14 @@ from app.model import (
     Visibility,
     checksum_of,
 )
-from app.model.records import DeliveryAttempt, LastDelivery, Version, Webhook, WebhookDelivery
+from app.model.records import (
+    DeliveryAttempt,
+    LastDelivery,
+    Source,
+    Version,
+    Webhook,
+    WebhookDelivery,
+)
 from app.store import Store, open_store
 from app.store.base import DuplicateKey, StaleHead
 from app.store.copy import Progress, copy_store
@@ -59,10 +66,11 @@ def store(request: Any) -> Iterator[Store]:
     store.close()
 
 
-def source_doc(url: str = SOURCE, owner: str = "O", public_access: str = "View") -> dict[str, Any]:
-    return {"_id": url, "url": url, "id": url.split("/")[-2], "owner": owner,
-            "owner_type": "Organization", "owner_url": f"/orgs/{owner}/",
-            "public_access": public_access, "updated_on": "2026-01-01T00:00:00.000000Z"}
+def source_doc(url: str = SOURCE, owner: str = "O", public_access: str = "View") -> Source:
+    return Source(url=url, id=url.split("/")[-2], repo_type="Source", owner=owner,
+                  owner_type="Organization", owner_url=f"/orgs/{owner}/",
+                  public_access=public_access, created_on="2026-01-01T00:00:00.000000Z",
+                  updated_on="2026-01-01T00:00:00.000000Z")
 
 
 def item(item_id: str, updated_on: str, *, type_: str = "Concept", source: str = SOURCE,
@@ -167,31 +175,31 @@ def test_sources_list_by_owner_and_visibility(store: Store) -> None:
     store.sources.insert(source_doc("/orgs/P/sources/Hidden/", owner="P", public_access="None"))
     # public itself, but its org is private: hidden from everyone but the org's members
     store.sources.insert(source_doc("/orgs/Q/sources/InPrivateOrg/", owner="Q"))
-    store.sources.insert(dict(source_doc("/users/ann/sources/Mine/", public_access="None"),
+    store.sources.insert(replace(source_doc("/users/ann/sources/Mine/", public_access="None"),
                               owner="ann", owner_type="User", owner_url="/users/ann/"))
     everyone = Visibility(None, frozenset())
     none = RepoFilters()
-    assert [s["_id"] for s in store.sources.search(None, everyone, none, 0, 10)[0]] == [SOURCE]
+    assert [s.url for s in store.sources.search(None, everyone, none, 0, 10)[0]] == [SOURCE]
     ann = Visibility("ann", frozenset({"P"}))
     assert store.sources.search(None, ann, none, 0, 10)[1] == 3
     member_of_q = Visibility("bob", frozenset({"Q"}))
-    assert [s["_id"] for s in store.sources.search(None, member_of_q, none, 0, 10)[0]] == \
+    assert [s.url for s in store.sources.search(None, member_of_q, none, 0, 10)[0]] == \
         ["/orgs/O/sources/S/", "/orgs/Q/sources/InPrivateOrg/"]
     assert store.sources.search(None, None, none, 0, 10)[1] == 4
     assert store.sources.count_public("/orgs/Q/") == 0 and store.sources.count_public("/orgs/O/") == 1
     assert store.orgs.is_public("O") and not store.orgs.is_public("Q")
     assert not store.orgs.is_public("Nobody")
-    assert [s["_id"] for s in store.sources.search("/orgs/P/", ann, none, 0, 10)[0]] == \
+    assert [s.url for s in store.sources.search("/orgs/P/", ann, none, 0, 10)[0]] == \
         ["/orgs/P/sources/Hidden/"]
     assert store.sources.search("/orgs/P/", everyone, none, 0, 10) == ([], 0)
-    assert [s["_id"] for s in store.sources.search(None, None, RepoFilters(q="mIn"), 0, 10)[0]] \
+    assert [s.url for s in store.sources.search(None, None, RepoFilters(q="mIn"), 0, 10)[0]] \
         == ["/users/ann/sources/Mine/"]
     assert store.sources.search(None, None, RepoFilters(owner_type="User"), 0, 10)[1] == 1
     assert store.sources.count_public("/orgs/P/") == 0
     assert store.sources.count_public("/orgs/O/") == 1
     assert store.sources.next_mapping_number(SOURCE) == 1
     assert store.sources.next_mapping_number(SOURCE) == 2
-    assert store.sources.get(SOURCE)["seq"] == 0
+    assert store.sources.get(SOURCE).seq == 0
     state = store.sources.cut_state(SOURCE)
     assert (state.seq, state.last_updated) == (0, None)
 
@@ -217,6 +225,62 @@ def test_versions_newest_first(store: Store) -> None:
     assert store.versions.get(f"{SOURCE}v2/") is None
     store.versions.delete_for_source(SOURCE)
     assert store.versions.list(SOURCE, None, 0, 10) == ([], 0)
+
+
+def test_sources_are_records_stored_as_before(store: Store) -> None:
+    """A source or collection comes out as the record that went in, with its content's stamps,
+    and its stored document keeps the shape creating one has always written (`termsync db copy`
+    and existing databases rely on it): a source's `source_type`, a collection's own fields."""
+    sources = store.sources
+    made = Source(url=SOURCE, id="S", repo_type="Source", owner="O", owner_type="Organization",
+                  owner_url="/orgs/O/", public_access="View", created_on=t(1), updated_on=t(1),
+                  created_by="ann", updated_by="ann", short_code="S", name="Lab", full_name="Lab",
+                  description=None, source_type="Dictionary", default_locale="en",
+                  supported_locales=("en", "fr"), website=None, custom_validation_schema=None,
+                  external_id="x1", extras={"k": [1]})
+    sources.insert(made)
+    assert sources.get(SOURCE) == made
+    fields = {"_id": SOURCE, "url": SOURCE, "id": "S", "repo_type": "Source", "short_code": "S",
+              "name": "Lab", "full_name": "Lab", "owner": "O", "owner_type": "Organization",
+              "owner_url": "/orgs/O/", "created_on": t(1), "updated_on": t(1),
+              "created_by": "ann", "updated_by": "ann", "description": None,
+              "source_type": "Dictionary", "default_locale": "en",
+              "supported_locales": ["en", "fr"], "public_access": "View", "website": None,
+              "custom_validation_schema": None, "external_id": "x1", "extras": {"k": [1]},
+              "seq": 0, "mapping_counter": 0, "last_updated": ""}
+    document = stored(sources, SOURCE)
+    assert document is not None
+    # HEAD's checksum and counts are the backend's own (SQLite keeps them in columns)
+    assert {key: value for key, value in document.items()
+            if key not in ("content_checksum", "counts")} == fields
+    changed = sources.update(SOURCE, name="Laboratory", supported_locales=("de",), extras=None,
+                             public_access="None", updated_on=t(2), updated_by="bob")
+    assert changed == replace(made, name="Laboratory", supported_locales=("de",), extras=None,
+                              public_access="None", updated_on=t(2), updated_by="bob")
+    document = stored(sources, SOURCE)
+    assert document is not None and document["supported_locales"] == ["de"]
+    assert document["extras"] is None and document["updated_by"] == "bob"
+    assert sources.update(f"{SOURCE}nope/", name="x") is None
+    assert sources.next_mapping_number(SOURCE) == 1 and sources.get(SOURCE).mapping_counter == 1
+    write(store, item("C1", t(3)))
+    assert (sources.get(SOURCE).seq, sources.get(SOURCE).last_updated) == (1, t(3))
+    collection = Source(url=COLLECTION, id="C", repo_type="Collection", owner="O",
+                        owner_type="Organization", owner_url="/orgs/O/", public_access="View",
+                        created_on=t(4), updated_on=t(4), collection_type="Subset",
+                        canonical_url="http://x/", immutable=False)
+    sources.insert(collection)
+    assert sources.get(COLLECTION) == collection
+    document = stored(sources, COLLECTION)
+    assert document is not None and "source_type" not in document
+    assert {key: document[key] for key in ("collection_type", "canonical_url", "preferred_source",
+                                           "custom_resources_linked_source", "immutable",
+                                           "locked_date")} == {
+        "collection_type": "Subset", "canonical_url": "http://x/", "preferred_source": None,
+        "custom_resources_linked_source": None, "immutable": False, "locked_date": None}
+    with pytest.raises(DuplicateKey):
+        sources.insert(collection)
+    sources.delete(COLLECTION)
+    assert sources.get(COLLECTION) is None
 
 
 def test_versions_are_records_stored_as_before(store: Store) -> None:
@@ -262,7 +326,7 @@ def test_item_versions_heads_and_cuts(store: Store) -> None:
     assert (cut, state.last_updated) == (2, t(2))
     assert write(store, item("A", t(3), datatype="Coded")) == 3
     assert write(store, item("B", t(4), deleted=True)) == 4
-    assert store.sources.get(SOURCE)["last_updated"] == t(4)
+    assert store.sources.get(SOURCE).last_updated == t(4)
 
     url_a = f"{SOURCE}concepts/A/"
     assert store.items.head(url_a)["seq"] == 3
@@ -364,8 +428,8 @@ def test_mapping_keys_and_deleting_a_source(store: Store) -> None:
 COLLECTION = "/orgs/O/collections/K/"
 
 
-def collection_doc(url: str = COLLECTION) -> dict[str, Any]:
-    return dict(source_doc(url), repo_type="Collection")
+def collection_doc(url: str = COLLECTION) -> Source:
+    return replace(source_doc(url), repo_type="Collection")
 
 
 def entry(url: str, item_seq: int, updated_on: str, *, deleted: bool = False,
@@ -391,14 +455,14 @@ def test_collections_are_repositories_of_their_own_kind(store: Store) -> None:
     store.orgs.insert({"_id": "O", "public_access": "View", "members": []})
     store.sources.insert(source_doc())
     store.sources.insert(collection_doc())
-    store.sources.insert(dict(collection_doc("/orgs/O/collections/P/"), public_access="None"))
-    assert store.sources.get(SOURCE)["repo_type"] == "Source"
-    assert store.sources.get(COLLECTION)["repo_type"] == "Collection"
+    store.sources.insert(replace(collection_doc("/orgs/O/collections/P/"), public_access="None"))
+    assert store.sources.get(SOURCE).repo_type == "Source"
+    assert store.sources.get(COLLECTION).repo_type == "Collection"
 
     def urls(kind: str | None) -> list[str]:
         found, total = store.sources.search("/orgs/O/", None, RepoFilters(repo_type=kind), 0, 10)
         assert total == len(found)
-        return [document["_id"] for document in found]
+        return [source.url for source in found]
 
     assert urls("Source") == [SOURCE]
     assert urls("Collection") == [COLLECTION, "/orgs/O/collections/P/"]
@@ -539,18 +603,18 @@ def test_orgs_and_sources_searched_by_id_and_name(store: Store) -> None:
     assert [o["_id"] for o in store.orgs.search("_", None, None, 0, 10)[0]] == ["C_1"]
     assert store.orgs.search("beta", None, bob, 0, 10)[0][0]["members"] == ["bob"]
 
-    store.sources.insert(dict(source_doc(SOURCE), name="Laboratory terms", full_name="Lab"))
-    store.sources.insert(dict(source_doc(OTHER), name="Drugs", full_name="Medicines list"))
-    store.sources.insert(dict(source_doc("/orgs/P/sources/Secret/", owner="P",
-                                         public_access="None"), name="Lab secrets"))
+    store.sources.insert(replace(source_doc(SOURCE), name="Laboratory terms", full_name="Lab"))
+    store.sources.insert(replace(source_doc(OTHER), name="Drugs", full_name="Medicines list"))
+    store.sources.insert(replace(source_doc("/orgs/P/sources/Secret/", owner="P",
+                                            public_access="None"), name="Lab secrets"))
     def found_ids(owner_url: str | None, visible_to: Visibility, text: str) -> list[str]:
-        return [s["id"] for s in store.sources.search(owner_url, visible_to,
+        return [s.id for s in store.sources.search(owner_url, visible_to,
                                                       RepoFilters(q=text), 0, 10)[0]]
 
     assert found_ids(None, anonymous, "lab") == ["S"]
     member = Visibility("ann", frozenset({"P"}))
     found, total = store.sources.search(None, member, RepoFilters(q="LAB"), 0, 1)
-    assert total == 2 and [s["id"] for s in found] == ["S"]
+    assert total == 2 and [s.id for s in found] == ["S"]
     assert found_ids(None, anonymous, "medicines") == ["T"]
     assert found_ids("/orgs/O/", anonymous, "drug") == ["T"]
     assert store.sources.search("/orgs/P/", anonymous, RepoFilters(q="lab"), 0, 10) == ([], 0)
@@ -975,7 +1039,7 @@ def test_copy_between_backends_keeps_every_checksum(route: tuple[str, ...], requ
             f"{SOURCE}concepts/C3/"]
         assert last.import_results.get("j", 1)["action"] == "created"
         # writing goes on after the copy: seqs continue, nothing is reused
-        assert write(last, item("New", t(59))) == first.sources.get(SOURCE)["seq"] + 1
+        assert write(last, item("New", t(59))) == first.sources.get(SOURCE).seq + 1
     finally:
         for store in stores:
             store.drop()

@@ -3,6 +3,7 @@ migrations, durability settings, several connections on one file."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from app.domain.browse import ItemMatch
-from app.model import ContentQuery, DiffKey, RepoFilters, Visibility
+from app.model import ContentQuery, DiffKey, RepoFilters, Source, Visibility
 from app.store.sqlite import SqliteStore
 from app.store.sqlite.db import migrate
 from app.store.sqlite.schema import STEPS
@@ -39,12 +40,20 @@ class PlanRecorder:
         return self.connection.execute(sql, params)
 
 
+def repository(url: str, owner: str, repo_type: str = "Source",
+               public_access: str = "View") -> Source:
+    """A source (or collection) of an org, as the domain creates one."""
+    return Source(url=url, id=url.split("/")[-2], repo_type=repo_type, owner=owner,
+                  owner_type="Organization", owner_url=f"/orgs/{owner}/",
+                  public_access=public_access, created_on="2026-01-01T00:00:00.000000Z",
+                  updated_on="2026-01-01T00:00:00.000000Z")
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteStore]:
     store = SqliteStore(str(tmp_path / "plans.db"))
     store.ensure_schema()
-    store.sources.insert({"_id": SOURCE, "url": SOURCE, "owner_url": "/orgs/O/", "owner": "O",
-                          "owner_type": "Organization", "public_access": "View"})
+    store.sources.insert(repository(SOURCE, "O"))
     for number in range(50):
         for kind in ("Concept", "Mapping"):
             url = f"{SOURCE}{kind.lower()}s/{number}/"
@@ -52,9 +61,7 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
                                "deleted": False, "retired": number % 7 == 0,
                                "updated_on": f"2026-01-01T00:00:{number:02d}.000000Z",
                                "data": {}}, None)
-    store.sources.insert({"_id": COLLECTION, "url": COLLECTION, "owner_url": "/orgs/O/",
-                          "owner": "O", "owner_type": "Organization", "public_access": "View",
-                          "repo_type": "Collection"})
+    store.sources.insert(repository(COLLECTION, "O", "Collection"))
     for number in range(50):
         for kind in ("Concept", "Mapping"):
             url = f"{SOURCE}{kind.lower()}s/{number}/"
@@ -75,9 +82,8 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
                                "members": []})
         kind = "collections" if number % 3 == 0 else "sources"
         url = f"/orgs/{org}/{kind}/R{number}/"
-        store.sources.insert({"_id": url, "url": url, "owner_url": f"/orgs/{org}/", "owner": org,
-                              "owner_type": "Organization", "repo_type": kind[:-1].capitalize(),
-                              "public_access": "None" if number % 4 == 0 else "View"})
+        store.sources.insert(repository(url, org, kind[:-1].capitalize(),
+                                        "None" if number % 4 == 0 else "View"))
     store.database.connection().execute("ANALYZE")
     yield store
     store.drop()
@@ -388,8 +394,7 @@ def test_step_4_lists_by_one_index_of_ids(tmp_path: Path) -> None:
     listed at HEAD and at a version as before."""
     store = SqliteStore(str(tmp_path / "old.db"))
     migrate(store.database, STEPS[:3])
-    store.sources.insert({"_id": SOURCE, "url": SOURCE, "owner_url": "/orgs/O/", "owner": "O",
-                          "owner_type": "Organization", "public_access": "View"})
+    store.sources.insert(repository(SOURCE, "O"))
     for number in range(5):
         store.items.write({"source": SOURCE, "type": "Concept", "id": str(number),
                            "url": f"{SOURCE}concepts/{number}/", "deleted": False,
@@ -412,11 +417,14 @@ def test_step_3_makes_every_existing_repository_a_source(tmp_path: Path) -> None
     migrate(store.database, STEPS[:2])
     with store.database.transaction() as connection:
         connection.execute("INSERT INTO sources (_id, doc, owner_url, public_access) "
-                           "VALUES (?, '{}', ?, 'View')", (SOURCE, "/orgs/O/"))
+                           "VALUES (?, ?, ?, 'View')", (SOURCE, json.dumps({
+                               "url": SOURCE, "id": "S", "owner": "O",
+                               "owner_type": "Organization", "created_on": "2026-01-01",
+                               "updated_on": "2026-01-01"}), "/orgs/O/"))
     store.ensure_schema()
-    assert store.sources.get(SOURCE)["repo_type"] == "Source"
+    assert store.sources.get(SOURCE).repo_type == "Source"
     found, total = store.sources.search("/orgs/O/", None, RepoFilters(repo_type="Source"), 0, 10)
-    assert [source["_id"] for source in found] == [SOURCE] and total == 1
+    assert [source.url for source in found] == [SOURCE] and total == 1
     assert store.sources.count_public("/orgs/O/", "Collection") == 0
     store.close()
 

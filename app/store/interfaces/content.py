@@ -17,14 +17,19 @@ from ...model import (
     RepoFilters,
     Visibility,
 )
-from ...model.records import Version, VersionChanges
+from ...model.records import Source, SourceChanges, Version, VersionChanges
 from ..base import keyset_batches
-from .documents import Copied, DocumentRepository, Records
+from .documents import Copied, Records
 
 
-class Sources(DocumentRepository):
-    """Repositories, sources and collections (`repo_type`): HEAD metadata, the seq counter of
-    their item versions (a collection's: of its entries and references) and HEAD's checksum."""
+class Sources(Records[Source]):
+    """Repositories, sources and collections (`repo_type`), by url: HEAD metadata, the seq
+    counter of their item versions (a collection's: of its entries and references) and HEAD's
+    checksum."""
+
+    def update(self, url: str, **changes: Unpack[SourceChanges]) -> Source | None:
+        """Set fields; the repository as it is now (None if there is none)."""
+        raise NotImplementedError
 
     def next_mapping_number(self, url: str) -> int:
         raise NotImplementedError
@@ -35,7 +40,7 @@ class Sources(DocumentRepository):
         raise NotImplementedError
 
     def search(self, owner_url: str | None, visible_to: Visibility | None,
-               filters: RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
+               filters: RepoFilters, skip: int, limit: int) -> tuple[builtins.list[Source], int]:
         """Repositories by url that `visible_to` may see (None: an admin, all), under one owner
         or all, narrowed by `filters` (kind, owner, text in the id or names, validation schema, a
         change of metadata or content at or after `updated_since`).

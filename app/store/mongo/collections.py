@@ -481,16 +481,16 @@ class CollectionEntries(interfaces.CollectionEntries):
             selected, {"url": 1, "item_seq": 1, "_id": 0}))
 
     def head_checksum(self, source_url: str) -> str:
-        collection = self.sources.get(source_url) or {}
+        collection = self.sources.documents.get(source_url) or {}
         cached = collection.get("checksum") or {}
         if cached.get("seq") == collection.get("seq") and cached.get("content"):
             return str(cached["content"])
         value = self.scan_checksum(source_url, HEAD_SEQ)
-        self.sources.update(source_url, {"checksum": {"seq": collection.get("seq"),
-                                                      "content": value}})
+        self.sources.documents.update(source_url, {"checksum": {"seq": collection.get("seq"),
+                                                                "content": value}})
         return value
 
     def recompute_checksums(self) -> None:
         for collection in self.sources.collection.find({"repo_type": COLLECTION_TYPE},
                                                        {"_id": 1}):
-            self.sources.update(collection["_id"], {"checksum": {}})
+            self.sources.documents.update(collection["_id"], {"checksum": {}})

@@ -29,6 +29,7 @@ from ...model import (
     ContentQuery,
     DiffKey,
     Document,
+    Source,
     Version,
     Visibility,
     checksum_of,
@@ -36,7 +37,7 @@ from ...model import (
 )
 from .. import interfaces
 from ..base import DuplicateKey, StaleHead, offset, page_end
-from ..records import RecordedVersions
+from ..records import RecordedSources, RecordedVersions
 
 logger = logging.getLogger(__name__)
 DIFF_SORT = [("updated_on", ASCENDING), ("type", ASCENDING), ("id", ASCENDING)]
@@ -346,21 +347,19 @@ def repo_type_filter(repo_type: str) -> Document:
     return {"repo_type": {"$ne": model.COLLECTION_TYPE}}
 
 
-class Sources(DocumentRepository, interfaces.Sources):
-    """`sources`: metadata plus the seq counter of their item versions."""
+class Sources(RecordedSources):
+    """`sources`: metadata plus the seq counter of their item versions (and HEAD's checksum
+    by seq, `checksum`, worked out on first use)."""
+
+    documents: DocumentRepository
 
     def __init__(self, db: Any) -> None:
-        super().__init__(db["sources"])
+        self.documents = DocumentRepository(db["sources"])
+        self.collection = self.documents.collection
         self.orgs = Orgs(db)
 
     def ensure_indexes(self) -> None:
         self.collection.create_index([("owner_url", ASCENDING), ("_id", ASCENDING)])
-
-    def insert(self, document: Document) -> None:
-        super().insert(dict(document, repo_type=document.get("repo_type") or model.SOURCE_TYPE,
-                            seq=document.get("seq") or 0,
-                            mapping_counter=document.get("mapping_counter") or 0,
-                            last_updated=document.get("last_updated") or ""))
 
     def next_seq(self, url: str, updated_on: str) -> int:
         """Allocate the next item-version seq atomically, and stamp the source's lastUpdated."""
@@ -375,12 +374,14 @@ class Sources(DocumentRepository, interfaces.Sources):
         return int(source["mapping_counter"])
 
     def cut_state(self, url: str) -> model.CutState:
-        source = self.get(url) or {}
-        return model.CutState(int(source.get("seq") or 0), source.get("last_updated") or None,
-                             None, None)
+        source = self.get(url)
+        if source is None:
+            return model.CutState(0, None, None, None)
+        return model.CutState(source.seq, source.last_updated, None, None)
 
     def search(self, owner_url: str | None, visible_to: Visibility | None,
-               filters: model.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
+               filters: model.RepoFilters, skip: int,
+               limit: int) -> tuple[builtins.list[Source], int]:
         private_orgs = [] if visible_to is None else self.orgs.private(visible_to.orgs)
         parts = [visibility_filter(visible_to, private_orgs),
                  text_filter(filters.q, ("id", "short_code", "name", "full_name"))]
@@ -394,7 +395,8 @@ class Sources(DocumentRepository, interfaces.Sources):
         if filters.updated_since is not None:
             parts.append({"$or": [{"updated_on": {"$gte": filters.updated_since}},
                                   {"last_updated": {"$gte": filters.updated_since}}]})
-        return self.page(all_of(parts), [("_id", ASCENDING)], skip, limit)
+        found, total = self.documents.page(all_of(parts), [("_id", ASCENDING)], skip, limit)
+        return [self.record(document) for document in found], total
 
     def count_public(self, owner_url: str, repo_type: str = model.SOURCE_TYPE) -> int:
         if owner_url.startswith("/orgs/") and not self.orgs.is_public(owner_url.split("/")[2]):
@@ -405,7 +407,7 @@ class Sources(DocumentRepository, interfaces.Sources):
 
     def load(self, documents: Iterable[Document]) -> int:
         # HEAD's checksum is kept by seq here: recomputed on first use, never copied
-        return super().load({key: value for key, value in document.items()
+        return self.documents.load({key: value for key, value in document.items()
                              if key not in ("content_checksum", "checksum", "counts")}
                             for document in documents)
 
@@ -747,12 +749,13 @@ class Items(interfaces.Items):
                            for item in self.items.find(selected, {"url": 1, "seq": 1, "_id": 0}))
 
     def head_checksum(self, source_url: str) -> str:
-        source = self.sources.get(source_url) or {}
+        source = self.sources.documents.get(source_url) or {}
         cached = source.get("checksum") or {}
         if cached.get("seq") == source.get("seq") and cached.get("content"):
             return str(cached["content"])
         value = self.scan_checksum(source_url, HEAD_SEQ)
-        self.sources.update(source_url, {"checksum": {"seq": source.get("seq"), "content": value}})
+        self.sources.documents.update(source_url,
+                                      {"checksum": {"seq": source.get("seq"), "content": value}})
         return value
 
     def mapping_for_key(self, key: str) -> str | None:

@@ -22,6 +22,7 @@ from ...model import (
     ContentQuery,
     DiffKey,
     Document,
+    Source,
     Version,
     Visibility,
     add_checksum,
@@ -32,7 +33,7 @@ from ...model import (
 )
 from .. import base, interfaces
 from ..base import StaleHead, keyset_batches, offset, page_end
-from ..records import RecordedVersions
+from ..records import RecordedSources, RecordedVersions
 from .db import DocTable, SqliteDatabase, dumps, loads
 
 
@@ -369,7 +370,7 @@ def visibility_clause(visible_to: Visibility | None) -> tuple[str, tuple[Any, ..
     return "(" + " OR ".join(parts) + ")", tuple(params)
 
 
-class Sources(DocumentRepository, interfaces.Sources):
+class Sources(RecordedSources):
     """`sources`: metadata in `doc`; seq, counters, lastUpdated and HEAD's checksum in columns."""
 
     def __init__(self, database: SqliteDatabase) -> None:
@@ -379,15 +380,12 @@ class Sources(DocumentRepository, interfaces.Sources):
                                                     "last_updated", "content_checksum",
                                                     "repo_type"),
                               json_columns=("counts",))
+        self.documents = self.table
 
-    def insert(self, document: Document) -> None:
-        self.table.insert(dict(document, repo_type=document.get("repo_type") or model.SOURCE_TYPE,
-                               seq=document.get("seq") or 0,
-                               mapping_counter=document.get("mapping_counter") or 0,
-                               last_updated=document.get("last_updated") or "",
-                               content_checksum=document.get("content_checksum")
-                               or model.EMPTY_CHECKSUM,
-                               counts=document.get("counts") or model.empty_counts()))
+    def stored(self, record: Source) -> Document:
+        # HEAD's checksum and counts, kept with every write, start from empty content
+        return dict(super().stored(record), content_checksum=model.EMPTY_CHECKSUM,
+                    counts=model.empty_counts())
 
     def next_mapping_number(self, url: str) -> int:
         with self.database.transaction() as connection:
@@ -403,9 +401,10 @@ class Sources(DocumentRepository, interfaces.Sources):
         return model.CutState(int(row[0]), row[1] or None, row[2], loads(row[3]))
 
     def search(self, owner_url: str | None, visible_to: Visibility | None,
-               filters: model.RepoFilters, skip: int, limit: int) -> tuple[list[Document], int]:
-        clauses: list[str] = []
-        params: list[Any] = []
+               filters: model.RepoFilters, skip: int,
+               limit: int) -> tuple[builtins.list[Source], int]:
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
         for column, value in (("owner_url", owner_url), ("owner", filters.owner),
                               ("owner_type", filters.owner_type),
                               ("repo_type", filters.repo_type),
@@ -427,7 +426,8 @@ class Sources(DocumentRepository, interfaces.Sources):
         if filters.updated_since is not None:
             clauses.append("(json_extract(doc, '$.updated_on') >= ? OR last_updated >= ?)")
             params.extend((filters.updated_since, filters.updated_since))
-        return self.table.page(" AND ".join(clauses), params, "_id", skip, limit)
+        found, total = self.table.page(" AND ".join(clauses), params, "_id", skip, limit)
+        return [self.record(document) for document in found], total
 
     def count_public(self, owner_url: str, repo_type: str = model.SOURCE_TYPE) -> int:
         return self.table.count(f"owner_url = ? AND repo_type = ? AND {PUBLIC_REPOSITORY}",
