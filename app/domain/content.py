@@ -199,6 +199,7 @@ class Content:
             raise Forbidden(f"Only the owner may change who can see a {noun(source)} "
                             "(public_access).")
         kind_only = COLLECTION_FIELDS if not is_collection(source) else ("source_type",)
+        # SourceUpdateSchema's fields are SourceChanges' own: the payload is those changes
         fields: SourceChanges = {key: value for key, value in changes.items()  # type: ignore[assignment]
                                  if key not in kind_only}
         if fields.get("supported_locales") is not None:
