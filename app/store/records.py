@@ -4,7 +4,7 @@ same on SQLite and MongoDB, so `termsync db copy` moves them unchanged), and the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, Protocol, TypeVar, Unpack
 
 from ..model import SOURCE_TYPE, Document
@@ -298,14 +298,10 @@ class Recorded(Generic[Record]):
     deleted over its `documents`, converted here; `dump`/`load` move the documents unchanged."""
 
     documents: Documents
-
-    def record(self, document: Document) -> Record:
-        """The record a stored document holds."""
-        raise NotImplementedError
-
-    def stored(self, record: Record) -> Document:
-        """The document a record is stored as."""
-        raise NotImplementedError
+    # Each repository's two conversions (this module's functions, as static attributes): the
+    # record a stored document holds, and the document a record is stored as.
+    record: Callable[[Document], Record]
+    stored: Callable[[Record], Document]
 
     def get(self, key: str) -> Record | None:
         document = self.documents.get(key)
@@ -331,11 +327,8 @@ class Recorded(Generic[Record]):
 class RecordedWebhooks(Recorded[Webhook], interfaces.Webhooks):
     """Webhooks as records over a backend's documents; the backend adds its queries."""
 
-    def record(self, document: Document) -> Webhook:
-        return webhook_record(document)
-
-    def stored(self, record: Webhook) -> Document:
-        return webhook_document(record)
+    record = staticmethod(webhook_record)
+    stored = staticmethod(webhook_document)
 
     def update(self, hook_id: str, **changes: Unpack[WebhookChanges]) -> Webhook | None:
         return self._set(hook_id, webhook_changes_document(changes))
@@ -344,11 +337,8 @@ class RecordedWebhooks(Recorded[Webhook], interfaces.Webhooks):
 class RecordedDeliveries(Recorded[WebhookDelivery], interfaces.WebhookDeliveries):
     """Webhook deliveries as records over a backend's documents; the backend adds its queries."""
 
-    def record(self, document: Document) -> WebhookDelivery:
-        return delivery_record(document)
-
-    def stored(self, record: WebhookDelivery) -> Document:
-        return delivery_document(record)
+    record = staticmethod(delivery_record)
+    stored = staticmethod(delivery_document)
 
     def update(self, delivery_id: str,
                **changes: Unpack[DeliveryChanges]) -> WebhookDelivery | None:
@@ -358,11 +348,8 @@ class RecordedDeliveries(Recorded[WebhookDelivery], interfaces.WebhookDeliveries
 class RecordedVersions(Recorded[Version], interfaces.Versions):
     """Versions as records over a backend's documents; the backend adds its queries."""
 
-    def record(self, document: Document) -> Version:
-        return version_record(document)
-
-    def stored(self, record: Version) -> Document:
-        return version_document(record)
+    record = staticmethod(version_record)
+    stored = staticmethod(version_document)
 
     def update(self, url: str, **changes: Unpack[VersionChanges]) -> Version | None:
         return self._set(url, dict(changes))
@@ -372,11 +359,8 @@ class RecordedSources(Recorded[Source], interfaces.Sources):
     """Sources and collections as records over a backend's documents; the backend adds its
     counters and queries."""
 
-    def record(self, document: Document) -> Source:
-        return source_record(document)
-
-    def stored(self, record: Source) -> Document:
-        return source_document(record)
+    record = staticmethod(source_record)
+    stored = staticmethod(source_document)
 
     def update(self, url: str, **changes: Unpack[SourceChanges]) -> Source | None:
         return self._set(url, source_changes_document(changes))
