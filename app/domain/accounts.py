@@ -105,14 +105,16 @@ class Accounts:
         if not user.get("is_active", True):
             raise Unauthorized("This account is inactive.")
         self._touch(record, now)
-        return Caller(username=user["_id"], is_admin=bool(user.get("is_admin")),
-                      orgs=frozenset(self.store.orgs.for_member(user["_id"])))
+        return self._caller(user["_id"], user)
 
     def caller_for(self, username: str) -> Caller:
         """The caller a user is now (admin or not, their orgs as they are now), for work done in
         their name outside a request (an import job, the CLI, the demo); a user who is gone is
         a caller with no rights beyond the public's."""
-        user = self.store.users.get(username) or {}
+        return self._caller(username, self.store.users.get(username) or {})
+
+    def _caller(self, username: str, user: dict[str, Any]) -> Caller:
+        """The caller of a user account as read: its admin flag, its orgs as they are now."""
         return Caller(username=username, is_admin=bool(user.get("is_admin")),
                       orgs=frozenset(self.store.orgs.for_member(username)))
 
@@ -271,7 +273,7 @@ class Accounts:
         return self.store.users.get(username) is not None
 
     def has_org(self, org_id: str) -> bool:
-        return self.store.orgs.get(org_id) is not None
+        return self.find_org(org_id) is not None
 
     def find_org(self, org_id: str) -> dict[str, Any] | None:
         """An organization by its id (or None), whoever may see it: for the server's own work."""
@@ -305,7 +307,7 @@ class Accounts:
 
     def add_member(self, org_id: str, username: str) -> None:
         """Make a user a member of an organization."""
-        if self.store.orgs.get(org_id) is None:
+        if not self.has_org(org_id):
             raise NotFound(f"Organization '{org_id}' not found.")
         self.get_user(username)
         self.store.orgs.add_member(org_id, username)

@@ -20,7 +20,6 @@ from itertools import islice
 from typing import Any
 
 from ..domain import Domain
-from ..domain.accounts import Caller
 from ..domain.loader import LineResult, Loader, Target
 from ..faults import fault_of
 from ..jobs import CANCELLED, JobContext, JobLost, JobQueue
@@ -64,7 +63,8 @@ class ImportRun:
                  "summary": summary, "clean_since": progress.get("clean_since") or now_iso()}
         since = state["clean_since"]
         target = Target(**payload["target"]) if payload.get("target") else None
-        loader = Loader(self.domain.content, self._caller(payload["username"]),
+        # the submitter as they are now (orgs they joined since, or an admin flag lost)
+        loader = Loader(self.domain.content, self.domain.accounts.caller_for(payload["username"]),
                         update_if_exists=payload["update_if_exists"],
                         dry_run=payload["dry_run"], target=target)
         # A worker that died after the last batch may have deleted the upload already.
@@ -130,10 +130,6 @@ class ImportRun:
         if job is not None and job.state == CANCELLED and job.worker == context.worker_id:
             self.queue.update(job.id, {"progress": state})
             self.uploads.delete(job.payload["upload"])
-
-    def _caller(self, username: str) -> Caller:
-        """The submitter as they are now (orgs they joined since, or an admin flag lost)."""
-        return self.domain.accounts.caller_for(username)
 
     def _original_action(self, result: LineResult, since: str, username: str) -> LineResult:
         """Re-applying a line whose write landed before its worker died gives 'unchanged'.
