@@ -110,7 +110,7 @@ def export_key(source: Source, version: Version,
         return f"{version.url}since/{base.id}/"
     if version.is_head:
         return f"{source.url}HEAD/"
-    return str(version.url)
+    return version.url
 
 
 # What export.json holds; raise it when that changes, so that older files are rebuilt.
@@ -123,11 +123,11 @@ def content_stamp(source: Source, version: Version,
     """What must not change for an export to stay valid (see the module docstring); a delta's
     names both versions (unreleasing one changes its `updated_on`)."""
     if base is not None:
-        return (f"delta:{EXPORT_FORMAT}.{DELTA_FORMAT}:{int(base.seq)}:{base.updated_on}:"
-                f"{int(version.seq)}:{version.updated_on}:{source.updated_on}")
+        return (f"delta:{EXPORT_FORMAT}.{DELTA_FORMAT}:{base.seq}:{base.updated_on}:"
+                f"{version.seq}:{version.updated_on}:{source.updated_on}")
     if version.is_head:
-        return f"head:{EXPORT_FORMAT}:{int(source.seq)}:{source.updated_on}"
-    return (f"version:{EXPORT_FORMAT}:{int(version.seq)}:{version.updated_on}:"
+        return f"head:{EXPORT_FORMAT}:{source.seq}:{source.updated_on}"
+    return (f"version:{EXPORT_FORMAT}:{version.seq}:{version.updated_on}:"
             f"{source.updated_on}")
 
 
